@@ -1,0 +1,117 @@
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+from snakemake.utils import validate
+
+
+validate(config, schema="../config/schema/config.schema.yaml")
+
+SRC = str(Path(workflow.basedir) / "src")
+if SRC not in sys.path:
+    sys.path.insert(0, SRC)
+
+R = f"results/{config['name']}"
+FT = config["finetune"]
+PRETRAIN = {p["name"]: p for p in config.get("pretrain", [])}
+TARGETS = {t["name"]: t for t in FT["targets"]}
+MODES = FT["modes"]
+ATOM_FEATURES = config["featurize"]["atom_features"]
+MODEL = {**config["model"], "radius": config["featurize"]["radius"]}
+
+
+def _check_config():
+    clash = set(PRETRAIN) & set(TARGETS)
+    if clash:
+        raise ValueError(
+            f"config: names {sorted(clash)} are used both as a pretrain and a finetune target name"
+        )
+    for mode, spec in MODES.items():
+        pre = spec.get("pretrained")
+        if pre is not None and pre not in PRETRAIN:
+            raise ValueError(
+                f"config: finetune.modes.{mode}.pretrained = {pre!r} is not a pretrain name "
+                f"(known: {sorted(PRETRAIN)})"
+            )
+    if FT["baseline"] not in MODES:
+        raise ValueError(
+            f"config: finetune.baseline {FT['baseline']!r} is not one of the modes {sorted(MODES)}"
+        )
+
+
+_check_config()
+
+
+wildcard_constraints:
+    target="|".join(sorted(TARGETS)) or "NONE",
+    pretrain="|".join(sorted(PRETRAIN)) or "NONE",
+    split_name="[A-Za-z0-9_.-]+",
+    mode="|".join(sorted(MODES)),
+    size=r"\d+|all",
+    seed=r"\d+",
+
+
+def featurize_key():
+    """Hash of the featurization parameters: names the graph cache folder."""
+    params = {
+        k: config["featurize"][k]
+        for k in ("radius", "max_neighbors", "radius_growth", "max_radius")
+    }
+    blob = json.dumps({"format": 1, **params}, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+GRAPHS = f"{R}/graphs/{featurize_key()}"
+
+
+def ingest_input():
+    src = config["dataset"].get("source", "local")
+    if src == "local":
+        return config["dataset"]["path"]
+    return f"{R}/raw/{src}.parquet"
+
+
+def split_spec(name):
+    """Property / subset of a split: a finetune target or a pretrain entry."""
+    return TARGETS[name] if name in TARGETS else PRETRAIN[name]
+
+
+def required_properties():
+    props = [t["property"] for t in TARGETS.values()]
+    props += [p["property"] for p in PRETRAIN.values()]
+    return sorted(set(props))
+
+
+def train_config(overrides=None):
+    cfg = dict(config["train"])
+    cfg.update(overrides or {})
+    return cfg
+
+
+def finetune_dir(target="{target}", size="{size}", mode="{mode}", seed="{seed}"):
+    return f"{R}/finetune/{target}/n{size}/{mode}/s{seed}"
+
+
+def pretrained_input(wildcards):
+    pre = MODES[wildcards.mode].get("pretrained")
+    return [f"{R}/pretrain/{pre}/model.pt"] if pre else []
+
+
+def finetune_metrics():
+    return expand(
+        f"{finetune_dir()}/metrics.json",
+        target=sorted(TARGETS),
+        size=FT["sizes"],
+        mode=sorted(MODES),
+        seed=FT["seeds"],
+    )
+
+
+def all_targets():
+    return [
+        f"{R}/figures/learning_curve.png",
+        f"{R}/figures/learning_curve.pdf",
+        f"{R}/stats/ttests.csv",
+        *expand(f"{R}/pretrain/{{p}}/metrics.json", p=sorted(PRETRAIN)),
+    ]

@@ -1,0 +1,387 @@
+"""Ingest a local dataset into the canonical structure table.
+
+Accepted inputs:
+
+* a CSV / Parquet / JSON table with an id column and a structure column holding either CIF
+  text (``cif``) or a pymatgen ``Structure.as_dict()`` (``structure``, a dict or JSON string);
+* a folder of CIF files with cgcnn's ``id_prop.csv`` (``id,value`` rows, no header).
+
+Each row is validated. A row is dropped (and listed in ``dropped.csv`` with its reason) for
+an unparsable structure, partial occupancy / disordered sites, overlapping atoms or a
+duplicate id. A missing label is simply missing. A physically absurd label is set to missing
+and listed too. Nothing is lost silently.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import warnings
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tlcgcnn import io, table
+from tlcgcnn.properties import PROPERTIES, canonical_name
+
+log = logging.getLogger(__name__)
+
+STRUCTURE_COLUMNS = ("cif", "structure")
+ID_COLUMNS = ("material_id", "id", "mp_id", "task_id", "entry_id")
+REASONS = (
+    "missing_structure",
+    "unparsable_structure",
+    "partial_occupancy",
+    "overlapping_atoms",
+    "duplicate_id",
+    "empty_structure",
+)
+
+
+class IngestError(ValueError):
+    """Input that cannot be ingested at all (as opposed to rows that are dropped)."""
+
+
+@dataclass
+class IngestOptions:
+    min_distance: float = 0.5  # Å; closer atom pairs mean overlapping atoms
+    id_column: str | None = None
+    structure_column: str | None = None
+    columns: dict[str, str] = field(default_factory=dict)  # source column -> canonical name
+    required_properties: Sequence[str] = ()
+    threads: int = 1
+    chunk_size: int = 256
+    source: str | None = None
+
+
+@dataclass
+class ParsedRow:
+    index: int
+    arrays: dict[str, Any] | None
+    reason: str | None = None
+    detail: str = ""
+
+
+# --------------------------------------------------------------------------- reading input
+
+
+def read_input(path: str | Path) -> pd.DataFrame:
+    """Read a raw table (CSV, CSV.gz, Parquet, JSON) or a CIF folder with ``id_prop.csv``."""
+    p = Path(path)
+    if not p.exists():
+        raise IngestError(f"{p}: input does not exist")
+    if p.is_dir():
+        return _read_cif_folder(p)
+    name = p.name.lower()
+    try:
+        if name.endswith((".parquet", ".pq")):
+            return pd.read_parquet(p)
+        if name.endswith((".csv", ".csv.gz", ".csv.bz2", ".csv.xz")):
+            return pd.read_csv(p, low_memory=False)
+        if name.endswith((".json", ".json.gz", ".jsonl", ".jsonl.gz")):
+            return pd.read_json(p, lines=".jsonl" in name)
+    except (ValueError, OSError) as exc:
+        raise IngestError(f"{p}: cannot read table: {exc}") from exc
+    raise IngestError(f"{p}: unsupported input format (expected .csv[.gz], .parquet, .json or a CIF folder)")
+
+
+def _read_cif_folder(folder: Path) -> pd.DataFrame:
+    id_prop = folder / "id_prop.csv"
+    if not id_prop.exists():
+        raise IngestError(f"{folder}: a CIF folder needs an id_prop.csv (rows: id,value)")
+    props = pd.read_csv(id_prop, header=None, dtype={0: str})
+    if props.shape[1] < 2:
+        raise IngestError(f"{id_prop}: expected at least two columns (id,value), found {props.shape[1]}")
+    rows = []
+    for i, rec in enumerate(props.itertuples(index=False), start=1):
+        cid = str(rec[0]).strip()
+        cif_path = folder / f"{cid}.cif"
+        cif = cif_path.read_text(errors="replace") if cif_path.exists() else None
+        rows.append({"material_id": cid, "cif": cif, "target": rec[1], "_file": str(cif_path), "_line": i})
+    return pd.DataFrame(rows)
+
+
+def _pick(columns: Iterable[str], wanted: str | None, candidates: Sequence[str], what: str, path: str) -> str:
+    cols = list(columns)
+    if wanted is not None:
+        if wanted not in cols:
+            raise IngestError(f"{path}: {what} column {wanted!r} not found; columns are {cols}")
+        return wanted
+    for c in candidates:
+        if c in cols:
+            return c
+    raise IngestError(f"{path}: no {what} column (looked for {list(candidates)}); columns are {cols}")
+
+
+# --------------------------------------------------------------------------- structures
+
+
+def parse_structure(value: Any) -> Any:
+    """Build a pymatgen Structure from CIF text or a pymatgen dict / JSON string."""
+    from pymatgen.core import Structure
+
+    if isinstance(value, dict):
+        return Structure.from_dict(value)
+    text = str(value)
+    stripped = text.lstrip()
+    if stripped.startswith("{"):
+        return Structure.from_dict(json.loads(stripped))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from pymatgen.io.cif import CifParser
+
+        parser = CifParser.from_str(text, occupancy_tolerance=1.0)
+        structures = parser.parse_structures(primitive=False, on_error="raise")
+    if not structures:
+        raise ValueError("CIF holds no structure")
+    return structures[0]
+
+
+def min_pair_distance(structure: Any, cutoff: float) -> float:
+    """Smallest interatomic distance below ``cutoff`` (periodic images included), else inf."""
+    from pymatgen.optimization.neighbors import find_points_in_spheres
+
+    lattice = np.ascontiguousarray(structure.lattice.matrix, dtype=float)
+    cart = np.ascontiguousarray(structure.cart_coords, dtype=float)
+    _, _, _, dist = find_points_in_spheres(
+        cart, cart, r=float(cutoff), pbc=np.array([1, 1, 1], dtype=np.int64), lattice=lattice, tol=1e-8
+    )
+    dist = dist[dist > 1e-8]
+    return float(dist.min()) if dist.size else math.inf
+
+
+def _validate_structure(index: int, value: Any, min_distance: float) -> ParsedRow:
+    if value is None or (isinstance(value, float) and math.isnan(value)) or (isinstance(value, str) and not value.strip()):
+        return ParsedRow(index, None, "missing_structure", "no structure given")
+    try:
+        s = parse_structure(value)
+    except Exception as exc:  # any parser failure drops only this row
+        return ParsedRow(index, None, "unparsable_structure", f"{type(exc).__name__}: {exc}"[:300])
+    if len(s) == 0:
+        return ParsedRow(index, None, "empty_structure", "structure has no sites")
+    if not s.is_ordered:
+        bad = next(site for site in s if not site.is_ordered)
+        return ParsedRow(index, None, "partial_occupancy", f"disordered site {bad.species}")
+    if s.lattice.volume <= 1e-6:
+        return ParsedRow(index, None, "unparsable_structure", "degenerate lattice (zero volume)")
+    dmin = min_pair_distance(s, min_distance)
+    if dmin < min_distance:
+        return ParsedRow(index, None, "overlapping_atoms", f"atoms {dmin:.3f} Å apart (< {min_distance} Å)")
+    return ParsedRow(index, table.structure_arrays(s))
+
+
+def _parse_chunk(args: tuple[Sequence[int], Sequence[Any], float]) -> list[ParsedRow]:
+    indices, values, min_distance = args
+    return [_validate_structure(i, v, min_distance) for i, v in zip(indices, values, strict=True)]
+
+
+def parse_structures(values: Sequence[Any], options: IngestOptions, progress: bool = True) -> list[ParsedRow]:
+    """Parse and validate all structures, in parallel over ``options.threads`` processes."""
+    from tqdm.auto import tqdm
+
+    n = len(values)
+    size = max(1, options.chunk_size)
+    chunks = [(list(range(a, min(a + size, n))), list(values[a : a + size]), options.min_distance) for a in range(0, n, size)]
+    bar = tqdm(total=n, desc="parse structures", unit="crystal", disable=not progress, mininterval=2.0)
+    results: list[ParsedRow] = []
+    if options.threads <= 1 or len(chunks) <= 1:
+        for ch in chunks:
+            results.extend(_parse_chunk(ch))
+            bar.update(len(ch[0]))
+    else:
+        with ProcessPoolExecutor(max_workers=options.threads) as pool:
+            for part in pool.map(_parse_chunk, chunks):
+                results.extend(part)
+                bar.update(len(part))
+    bar.close()
+    return results
+
+
+# --------------------------------------------------------------------------- labels
+
+
+def _to_bool(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return pd.NA
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in {"true", "1", "yes", "t", "1.0"}:
+        return True
+    if text in {"false", "0", "no", "f", "0.0"}:
+        return False
+    return pd.NA
+
+
+def map_property_columns(df: pd.DataFrame, explicit: dict[str, str]) -> dict[str, str]:
+    """Map source column -> canonical property name (explicit mapping first, then aliases)."""
+    mapping: dict[str, str] = {}
+    for src, dst in explicit.items():
+        if src not in df.columns:
+            raise IngestError(f"configured column {src!r} not found in input; columns are {list(df.columns)}")
+        if dst not in PROPERTIES:
+            raise IngestError(f"configured column {src!r} maps to unknown property {dst!r}; known: {sorted(PROPERTIES)}")
+        mapping[src] = dst
+    taken = set(mapping.values())
+    for col in df.columns:
+        if col in mapping:
+            continue
+        name = canonical_name(str(col))
+        if name is not None and name not in taken:
+            mapping[col] = name
+            taken.add(name)
+    return mapping
+
+
+def clean_labels(
+    raw: pd.DataFrame, mapping: dict[str, str], ids: pd.Series, rows: pd.Series
+) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """Canonical label columns with absurd values set to missing, and the list of those."""
+    out = pd.DataFrame(index=raw.index)
+    issues: list[dict[str, Any]] = []
+    for src, name in mapping.items():
+        prop = PROPERTIES[name]
+        if prop.kind == "bool":
+            out[name] = raw[src].map(_to_bool).astype("boolean")
+            continue
+        values = pd.to_numeric(raw[src], errors="coerce").astype("float64")
+        unparsable = values.isna() & raw[src].notna() & (raw[src].astype(str).str.strip() != "")
+        for idx in raw.index[unparsable]:
+            issues.append(_label_issue(ids[idx], rows[idx], name, raw.at[idx, src], "unparsable_label", f"{name} value {raw.at[idx, src]!r} is not a number"))
+        for idx in values.index[values.notna()]:
+            why = prop.check(float(values[idx]))
+            if why is not None:
+                issues.append(_label_issue(ids[idx], rows[idx], name, values[idx], "absurd_label", why))
+                values[idx] = np.nan
+        out[name] = values
+    return out, issues
+
+
+def _label_issue(mid: Any, row: Any, prop: str, value: Any, reason: str, detail: str) -> dict[str, Any]:
+    return {"row": row, "material_id": mid, "property": prop, "value": value, "reason": reason, "action": "label_set_missing", "detail": detail}
+
+
+# --------------------------------------------------------------------------- main entry
+
+
+def ingest_frame(raw: pd.DataFrame, options: IngestOptions, path: str = "<table>", progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """Validate a raw table. Returns (canonical table, dropped report, summary)."""
+    id_col = _pick(raw.columns, options.id_column, ID_COLUMNS, "id", path)
+    st_col = _pick(raw.columns, options.structure_column, STRUCTURE_COLUMNS, "structure", path)
+    raw = raw.reset_index(drop=True)
+    # 1-based data row numbers as a user sees them in the file (header = line 1 for CSV)
+    rows = pd.Series(raw["_line"] if "_line" in raw.columns else np.arange(1, len(raw) + 1), index=raw.index)
+    ids = raw[id_col].astype("string").str.strip()
+    source = options.source or Path(path).name
+
+    explicit = dict(options.columns)
+    if "target" in raw.columns and "_file" in raw.columns and "target" not in explicit:
+        # cgcnn id_prop.csv: the single target column must be named by the user
+        raise IngestError(f"{path}: id_prop.csv has an unnamed target; set dataset.columns: {{target: <property>}}")
+    mapping = map_property_columns(raw.drop(columns=[id_col, st_col]), explicit)
+
+    dropped: list[dict[str, Any]] = []
+    keep = np.ones(len(raw), dtype=bool)
+    missing_id = ids.isna() | (ids == "")
+    for idx in raw.index[missing_id.to_numpy()]:
+        dropped.append({"row": rows[idx], "material_id": None, "reason": "missing_id", "action": "row_dropped", "detail": f"empty {id_col}"})
+        keep[idx] = False
+    dup = ids.duplicated(keep="first") & ~missing_id
+    for idx in raw.index[dup.to_numpy()]:
+        first = int(rows[ids.index[(ids == ids[idx])][0]])
+        dropped.append({"row": rows[idx], "material_id": ids[idx], "reason": "duplicate_id", "action": "row_dropped", "detail": f"same id as row {first}"})
+        keep[idx] = False
+
+    candidates = raw.index[keep]
+    parsed = parse_structures(raw.loc[candidates, st_col].tolist(), options, progress=progress)
+    arrays: dict[int, dict[str, Any]] = {}
+    for pos, res in zip(candidates, parsed, strict=True):
+        if res.arrays is None:
+            dropped.append({"row": rows[pos], "material_id": ids[pos], "reason": res.reason, "action": "row_dropped", "detail": res.detail})
+            keep[pos] = False
+        else:
+            arrays[pos] = res.arrays
+
+    labels, label_issues = clean_labels(raw, mapping, ids, rows)
+    kept_idx = raw.index[keep]
+    kept_ids = set(ids[kept_idx])
+    label_issues = [i for i in label_issues if i["material_id"] in kept_ids]
+    records = [arrays[i] for i in kept_idx]
+    out = pd.DataFrame(
+        {
+            "material_id": ids[kept_idx].astype(str).to_numpy(),
+            "source": source,
+            "formula": [r["formula"] for r in records],
+            "nsites": np.asarray([r["nsites"] for r in records], dtype=np.int32),
+            "lattice": [r["lattice"] for r in records],
+            "atomic_numbers": [r["atomic_numbers"] for r in records],
+            "frac_coords": [r["frac_coords"] for r in records],
+        }
+    )
+    for name in labels.columns:
+        out[name] = labels.loc[kept_idx, name].to_numpy()
+
+    report = pd.DataFrame(dropped + label_issues, columns=["row", "material_id", "property", "value", "reason", "action", "detail"])
+    report.insert(0, "file", path)
+    summary = _summary(path, raw, out, dropped, label_issues, mapping, options)
+    missing_req = [p for p in options.required_properties if summary["labels"].get(p, 0) == 0]
+    if missing_req:
+        raise IngestError(
+            f"{path}: no usable values left for required properties {missing_req} "
+            f"(label counts: {summary['labels']}; see the dropped report for reasons)"
+        )
+    return out, report, summary
+
+
+def _summary(path: str, raw: pd.DataFrame, out: pd.DataFrame, dropped: list[dict[str, Any]], issues: list[dict[str, Any]], mapping: dict[str, str], options: IngestOptions) -> dict[str, Any]:
+    labels = {name: int(out[name].notna().sum()) for name in mapping.values()}
+    return {
+        "input": path,
+        "rows_in": len(raw),
+        "rows_kept": len(out),
+        "rows_dropped": len(dropped),
+        "dropped_by_reason": dict(Counter(d["reason"] for d in dropped)),
+        "labels_set_missing": len(issues),
+        "labels_set_missing_by_property": dict(Counter(i["property"] for i in issues)),
+        "labels": labels,
+        "column_mapping": mapping,
+        "min_distance": options.min_distance,
+        "atoms": int(out["nsites"].sum()) if len(out) else 0,
+        "max_sites": int(out["nsites"].max()) if len(out) else 0,
+    }
+
+
+def ingest(
+    path: str | Path,
+    out_table: str | Path,
+    out_dropped: str | Path,
+    out_summary: str | Path,
+    options: IngestOptions,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Read ``path``, validate it and write the canonical table, dropped report and summary."""
+    raw = read_input(path)
+    log.info("read %d rows from %s", len(raw), path)
+    out, report, summary = ingest_frame(raw, options, path=str(path), progress=progress)
+    summary["input_sha256"] = io.sha256_file(path) if Path(path).is_file() else None
+    table.write(out, out_table)
+    io.write_csv(report, out_dropped)
+    io.write_json(out_summary, summary)
+    log.info(
+        "kept %d of %d rows; dropped %d (%s); %d labels set missing",
+        summary["rows_kept"], summary["rows_in"], summary["rows_dropped"],
+        summary["dropped_by_reason"] or "none", summary["labels_set_missing"],
+    )
+    return summary
+
+
+def default_threads() -> int:
+    return max(1, len(os.sched_getaffinity(0)))

@@ -1,0 +1,80 @@
+"""Target transforms and normalisers, fitted on a training split only.
+
+* transform: ``none`` or ``log10`` (e.g. bulk modulus, as in the TL-CGCNN paper);
+* normaliser ``zscore``: (y - mean) / std;
+* normaliser ``tanh``: the Hampel tanh-estimator 0.5 (tanh(c (y - mean) / std) + 1), which
+  maps source and target properties onto the same bounded scale (c = 0.5 here, so that
+  ordinary values stay on the near-linear part of tanh).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+TRANSFORMS = ("none", "log10")
+KINDS = ("zscore", "tanh")
+
+
+def transform(y: np.ndarray, kind: str) -> np.ndarray:
+    if kind == "none":
+        return np.asarray(y, dtype=np.float64)
+    if kind == "log10":
+        y = np.asarray(y, dtype=np.float64)
+        if (y <= 0).any():
+            raise ValueError("log10 transform needs positive values")
+        return np.log10(y)
+    raise ValueError(f"unknown transform {kind!r}; choose from {TRANSFORMS}")
+
+
+def inverse_transform(y: np.ndarray, kind: str) -> np.ndarray:
+    if kind == "none":
+        return np.asarray(y, dtype=np.float64)
+    if kind == "log10":
+        return np.power(10.0, np.asarray(y, dtype=np.float64))
+    raise ValueError(f"unknown transform {kind!r}; choose from {TRANSFORMS}")
+
+
+@dataclass
+class Normalizer:
+    kind: str
+    mean: float
+    std: float
+    scale: float = 0.5
+
+    @classmethod
+    def fit(cls, y: np.ndarray, kind: str = "zscore") -> Normalizer:
+        if kind not in KINDS:
+            raise ValueError(f"unknown normaliser {kind!r}; choose from {KINDS}")
+        y = np.asarray(y, dtype=np.float64)
+        if y.size == 0 or not np.isfinite(y).all():
+            raise ValueError("normaliser needs at least one finite value")
+        std = float(y.std())
+        return cls(kind, float(y.mean()), std if std > 1e-12 else 1.0)
+
+    def norm(self, y: torch.Tensor) -> torch.Tensor:
+        z = (y - self.mean) / self.std
+        if self.kind == "tanh":
+            return 0.5 * (torch.tanh(self.scale * z) + 1.0)
+        return z
+
+    def denorm(self, y: torch.Tensor) -> torch.Tensor:
+        if self.kind == "tanh":
+            u = torch.clamp(2.0 * y - 1.0, -1.0 + 1e-6, 1.0 - 1e-6)
+            y = torch.atanh(u) / self.scale
+        return y * self.std + self.mean
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Normalizer:
+        return cls(str(d["kind"]), float(d["mean"]), float(d["std"]), float(d.get("scale", 0.5)))
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.mean) and math.isfinite(self.std) and self.std > 0):
+            raise ValueError(f"invalid normaliser {self}")

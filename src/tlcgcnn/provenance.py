@@ -1,0 +1,39 @@
+"""Provenance: which config, data snapshot and code version produced a result."""
+
+from __future__ import annotations
+
+import functools
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from tlcgcnn import __version__, io
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> dict[str, Any]:
+    root = Path(__file__).resolve().parents[2]
+    info: dict[str, Any] = {"package": __version__, "git_commit": None, "git_dirty": None}
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        if commit.returncode == 0:
+            info["git_commit"] = commit.stdout.strip()
+            dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=10)
+            info["git_dirty"] = bool(dirty.stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return info
+
+
+def record(config: dict[str, Any] | None = None, data_sha256: str | None = None) -> dict[str, Any]:
+    import torch
+
+    return {
+        "config_sha256": io.sha256_json(config) if config is not None else None,
+        "data_sha256": data_sha256,
+        "code": code_version(),
+        "python": platform.python_version(),
+        "torch": str(torch.__version__),
+        "host": platform.node(),
+    }

@@ -1,0 +1,115 @@
+"""Metal / non-metal subsets and reproducible train / validation / test splits.
+
+* :func:`subsets` assigns every material to ``metal`` or ``nonmetal`` using the ``is_metal``
+  flag, or ``band_gap <= threshold`` (config), and ``all``.
+* :func:`target_split` fixes, for one target property within one subset, a test set and a
+  shuffled pool (seeded); it is written to a JSON file so every run sees the same test set.
+* :func:`train_val` draws the training set of a given size and seed from the pool: the first
+  ``size`` materials of a seeded permutation (so training sets are nested across sizes for a
+  seed) and a validation set from the rest.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+SUBSETS = ("all", "metal", "nonmetal")
+
+
+def metal_flags(df: pd.DataFrame, rule: str = "is_metal", threshold: float = 0.0) -> pd.Series:
+    """Boolean metal flag per row (NA where it cannot be decided)."""
+    if rule == "is_metal":
+        if "is_metal" not in df.columns:
+            raise ValueError("split.metal_rule is 'is_metal' but the table has no is_metal column; use metal_rule: band_gap")
+        return df["is_metal"].astype("boolean")
+    if rule == "band_gap":
+        if "band_gap" not in df.columns:
+            raise ValueError("split.metal_rule is 'band_gap' but the table has no band_gap column")
+        gap = df["band_gap"]
+        return (gap <= threshold).astype("boolean").mask(gap.isna())
+    raise ValueError(f"unknown metal_rule {rule!r}; choose is_metal or band_gap")
+
+
+def subsets(df: pd.DataFrame, rule: str = "is_metal", threshold: float = 0.0) -> dict[str, list[str]]:
+    flags = metal_flags(df, rule, threshold)
+    ids = df["material_id"].astype(str)
+    return {
+        "all": ids.tolist(),
+        "metal": ids[flags.fillna(False).to_numpy(dtype=bool)].tolist(),
+        "nonmetal": ids[(~flags).fillna(False).to_numpy(dtype=bool)].tolist(),
+    }
+
+
+def target_split(
+    df: pd.DataFrame, prop: str, subset_ids: list[str], test_fraction: float, test_max: int | None, seed: int
+) -> dict[str, Any]:
+    """Fixed test set and shuffled training pool for ``prop`` within a subset."""
+    if prop not in df.columns:
+        raise ValueError(f"property {prop!r} is not in the table; columns: {list(df.columns)}")
+    labelled = df.loc[df[prop].notna(), "material_id"].astype(str)
+    ids = np.array(sorted(set(labelled) & set(subset_ids)))
+    if len(ids) < 3:
+        raise ValueError(f"only {len(ids)} materials have {prop!r} in this subset; need at least 3")
+    rng = np.random.default_rng(seed)
+    perm = ids[rng.permutation(len(ids))]
+    n_test = max(1, int(round(test_fraction * len(ids))))
+    if test_max:
+        n_test = min(n_test, int(test_max))
+    return {"property": prop, "seed": seed, "n_labelled": len(ids), "test": perm[:n_test].tolist(), "pool": perm[n_test:].tolist()}
+
+
+@dataclass
+class TrainVal:
+    train: list[str]
+    val: list[str]
+
+
+def n_val_for(size: int, val_fraction: float, val_min: int) -> int:
+    return max(int(val_min), int(math.ceil(val_fraction * size)))
+
+
+def train_val(pool: list[str], size: int | str, seed: int, val_fraction: float, val_min: int) -> TrainVal:
+    """Training set of ``size`` (an int or 'all') and validation set, drawn from the pool."""
+    rng = np.random.default_rng(10_000 + seed)
+    perm = [pool[i] for i in rng.permutation(len(pool))]
+    if size == "all":
+        n_val = max(int(val_min), int(math.ceil(val_fraction * len(pool))))
+        n_train = len(pool) - n_val
+    else:
+        n_train = int(size)
+        n_val = n_val_for(n_train, val_fraction, val_min)
+    if n_train < 1 or n_train + n_val > len(pool):
+        raise ValueError(
+            f"training size {size} needs {n_train} + {n_val} validation materials but the pool has only {len(pool)}; "
+            "lower the size or the validation fraction"
+        )
+    return TrainVal(train=perm[:n_train], val=perm[n_train : n_train + n_val])
+
+
+def run(table_path: str, out: str, split_cfg: dict[str, Any], subsets_path: str | None = None, spec: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Workflow entry: write the subsets file (``spec`` None) or one target's split file."""
+    import logging
+
+    from tlcgcnn import io
+
+    log = logging.getLogger(__name__)
+    if spec is None:
+        df = pd.read_parquet(table_path, columns=None)
+        result: dict[str, Any] = subsets(df, split_cfg["metal_rule"], split_cfg["band_gap_threshold"])
+        log.info("subsets: %s", {k: len(v) for k, v in result.items()})
+    else:
+        df = pd.read_parquet(table_path, columns=["material_id", spec["property"]])
+        if subsets_path is None:
+            raise ValueError("a target split needs the subsets file")
+        subset = spec.get("subset", "all")
+        ids = io.read_json(subsets_path)[subset]
+        result = target_split(df, spec["property"], ids, split_cfg["test_fraction"], split_cfg.get("test_max"), split_cfg["seed"])
+        result.update(name=spec["name"], subset=subset)
+        log.info("%s (%s, %s): %d labelled, %d test, %d in the training pool", spec["name"], spec["property"], subset, result["n_labelled"], len(result["test"]), len(result["pool"]))
+    io.write_json(out, result)
+    return result

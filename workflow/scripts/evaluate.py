@@ -1,0 +1,22 @@
+"""Snakemake adapter: test-set metrics and predictions of a checkpoint (tlcgcnn.evaluate)."""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.join(snakemake.scriptdir, "..", "..", "src"))  # noqa: F821
+
+import pandas as pd  # noqa: E402
+
+from tlcgcnn.evaluate import evaluate  # noqa: E402
+from tlcgcnn.runtime import log_to  # noqa: E402
+
+log_to(snakemake.log[0])  # noqa: F821
+evaluate(
+    snakemake.input.model,  # noqa: F821
+    pd.read_parquet(snakemake.input.table),  # noqa: F821
+    snakemake.input.graphs,  # noqa: F821
+    snakemake.output.metrics,  # noqa: F821
+    snakemake.output.predictions,  # noqa: F821
+    device=snakemake.params.device,  # noqa: F821
+    extra=snakemake.params.extra,  # noqa: F821
+)

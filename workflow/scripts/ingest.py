@@ -1,0 +1,27 @@
+"""Snakemake adapter: raw table -> canonical structures.parquet (tlcgcnn.ingest)."""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.join(snakemake.scriptdir, "..", "..", "src"))  # noqa: F821
+
+from tlcgcnn.ingest import IngestOptions, ingest  # noqa: E402
+from tlcgcnn.runtime import log_to  # noqa: E402
+
+log_to(snakemake.log[0])  # noqa: F821
+ds = snakemake.params.dataset  # noqa: F821
+ingest(
+    snakemake.input[0],  # noqa: F821
+    snakemake.output.table,  # noqa: F821
+    snakemake.output.dropped,  # noqa: F821
+    snakemake.output.summary,  # noqa: F821
+    IngestOptions(
+        min_distance=ds["min_distance"],
+        id_column=ds.get("id_column"),
+        structure_column=ds.get("structure_column"),
+        columns=ds.get("columns") or {},
+        required_properties=snakemake.params.required,  # noqa: F821
+        threads=snakemake.threads,  # noqa: F821
+        source=ds.get("source_label"),
+    ),
+)

@@ -1,0 +1,18 @@
+"""Snakemake adapter: metal / non-metal subsets and per-target test splits (tlcgcnn.split)."""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.join(snakemake.scriptdir, "..", "..", "src"))  # noqa: F821
+
+from tlcgcnn.split import run  # noqa: E402
+from tlcgcnn.runtime import log_to  # noqa: E402
+
+log_to(snakemake.log[0])  # noqa: F821
+run(
+    table_path=snakemake.input[0],  # noqa: F821
+    out=snakemake.output[0],  # noqa: F821
+    split_cfg=snakemake.params.split,  # noqa: F821
+    subsets_path=snakemake.input.get("subsets"),  # noqa: F821
+    spec=snakemake.params.get("spec"),  # noqa: F821
+)

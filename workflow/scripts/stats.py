@@ -1,0 +1,17 @@
+"""Snakemake adapter: metrics table and paired t-tests (tlcgcnn.stats)."""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.join(snakemake.scriptdir, "..", "..", "src"))  # noqa: F821
+
+from tlcgcnn.runtime import log_to  # noqa: E402
+from tlcgcnn.stats import run  # noqa: E402
+
+log_to(snakemake.log[0])  # noqa: F821
+run(
+    list(snakemake.input),  # noqa: F821
+    snakemake.output.metrics,  # noqa: F821
+    snakemake.output.tests,  # noqa: F821
+    baseline=snakemake.params.baseline,  # noqa: F821
+)
