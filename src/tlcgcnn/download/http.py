@@ -232,15 +232,18 @@ class ResponseRecorder:
 
 
 class TimeoutAdapter(requests.adapters.HTTPAdapter):
-    """An adapter without urllib3 retries that applies a default timeout to every request."""
+    """An adapter without urllib3 retries that applies our timeout to every request.
+
+    The policy's timeout replaces whatever the client library passes (mp-api uses a fixed 20 s,
+    qmpy-rester none at all), so ``http.timeout_s`` in the config is what counts.
+    """
 
     def __init__(self, timeout_s: float) -> None:
         super().__init__(max_retries=0)
         self.timeout_s = timeout_s
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
-        if kwargs.get("timeout") is None:
-            kwargs["timeout"] = self.timeout_s
+        kwargs["timeout"] = self.timeout_s
         return super().send(request, **kwargs)
 
 

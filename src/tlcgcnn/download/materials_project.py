@@ -249,7 +249,6 @@ class _Client:
 
         self.rester = self._call(connect, "connecting with mp-api")
         self.summary = self.rester.materials.summary
-        self.summary.timeout = policy.timeout_s
 
     def _heartbeat(self) -> str | None:
         response = http.get_bytes(self.session, self.endpoint.rstrip("/") + "/heartbeat")

@@ -143,7 +143,7 @@ def record_values(record: dict[str, Any]) -> dict[str, Any]:
     }
     for key in EXTRA_FIELDS:
         if key in record:
-            values[key] = None if record[key] is None else str(record[key])
+            values[key] = record[key]
     return values
 
 
