@@ -133,7 +133,7 @@ def _fetch_once(session: requests.Session, url: str, part: Path) -> None:
         if have and mode == "wb":
             log.info("server ignored the Range request; downloading %s from the start", url)
         with open(part, mode) as fh:
-            for block in response.iter_content(1 << 16):
+            for block in response.iter_content(1 << 12):
                 fh.write(block)
 
 
