@@ -33,7 +33,7 @@ T = TypeVar("T")
 RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 OFFLINE_HINT = (
     "If this machine has no internet access, download the data elsewhere and use the local-file "
-    "source instead (dataset: {source: file, path: <table.csv|parquet>})."
+    "source instead (dataset: {source: local, path: <table.csv|parquet|json>})."
 )
 
 
