@@ -355,3 +355,16 @@ def test_retry_after_parsing_and_policy():
     assert dl_oqmd.filter_expression({"spacegroup": "Fm-3m", "prototype": "NaCl", "stability_max": 0.0}) == (
         "spacegroup=Fm-3m AND prototype=NaCl AND stability<1e-06"
     )
+
+
+def test_example_config_matches_schema():
+    import jsonschema
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    schema = yaml.safe_load((root / "config/schema/download.schema.yaml").read_text())
+    example = yaml.safe_load((root / "config/download.example.yaml").read_text())["dataset"]
+    jsonschema.Draft202012Validator.check_schema(schema)
+    jsonschema.Draft202012Validator(schema).validate(example)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft202012Validator(schema).validate({**example, "oqmd": {"spacegroups": "Fm-3m"}})
