@@ -269,9 +269,8 @@ def test_oqmd_spacegroup_and_prototype_filters_reach_server(tmp_path, mp_rows):
         # qmpy-rester 0.2.0 itself drops spacegroup (missing comma in its filter list):
         QMPYRester(srv.url).get_oqmd_phases(verbose=False, spacegroup=spacegroup, limit=5)
         assert "filter" not in srv.requests[-1].params
-        ds = {"source": "oqmd", "http": FAST,
-              "oqmd": {"endpoint": srv.url, "spacegroup": spacegroup, "element_set": records[0]["name"][:2].rstrip("0123456789")}}
-        ds["oqmd"]["element_set"] = sorted({s.split(" @")[0] for s in records[0]["sites"]})[0]
+        element = sorted({s.split(" @")[0] for s in records[0]["sites"]})[0]
+        ds = {"source": "oqmd", "http": FAST, "oqmd": {"endpoint": srv.url, "spacegroup": spacegroup, "element_set": element}}
         manifest = run(ds, tmp_path / "o.parquet", tmp_path / "m.json", tmp_path / "work")
         sent = srv.requests[-1].params["filter"]
         assert f"spacegroup={spacegroup}" in sent and f"element_set={ds['oqmd']['element_set']}" in sent
