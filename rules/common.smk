@@ -7,6 +7,7 @@ from snakemake.utils import validate
 
 
 validate(config, schema="../config/schema/config.schema.yaml")
+validate(config["dataset"], schema="../config/schema/download.schema.yaml")
 
 SRC = str(Path(workflow.basedir) / "src")
 if SRC not in sys.path:
