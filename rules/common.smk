@@ -5,7 +5,6 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-
 validate(config, schema="../config/schema/config.schema.yaml")
 validate(config["dataset"], schema="../config/schema/download.schema.yaml")
 

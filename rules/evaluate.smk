@@ -6,19 +6,23 @@ rule evaluate_pretrain:
     output:
         metrics=f"{R}/pretrain/{{pretrain}}/metrics.json",
         predictions=f"{R}/pretrain/{{pretrain}}/predictions.parquet",
-    params:
-        extra=lambda wc: {"stage": "pretrain", "mode": "pretrain", "size": PRETRAIN[wc.pretrain]["size"]},
-        device=config["train"]["device"],
     log:
         f"{R}/logs/evaluate/pretrain/{{pretrain}}.log",
     benchmark:
         f"{R}/benchmarks/evaluate/pretrain/{{pretrain}}.tsv"
+    conda:
+        "../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
-    conda:
-        "../envs/torch.yaml"
+    params:
+        extra=lambda wc: {
+            "stage": "pretrain",
+            "mode": "pretrain",
+            "size": PRETRAIN[wc.pretrain]["size"],
+        },
+        device=config["train"]["device"],
     script:
         "../workflow/scripts/evaluate.py"
 
@@ -31,6 +35,16 @@ rule evaluate:
     output:
         metrics=f"{finetune_dir()}/metrics.json",
         predictions=f"{finetune_dir()}/predictions.parquet",
+    log:
+        f"{R}/logs/evaluate/{{target}}/n{{size}}/{{mode}}/s{{seed}}.log",
+    benchmark:
+        f"{R}/benchmarks/evaluate/{{target}}/n{{size}}/{{mode}}/s{{seed}}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
     params:
         extra=lambda wc: {
             "stage": "finetune",
@@ -39,15 +53,5 @@ rule evaluate:
             "pretrained": MODES[wc.mode].get("pretrained"),
         },
         device=config["train"]["device"],
-    log:
-        f"{R}/logs/evaluate/{{target}}/n{{size}}/{{mode}}/s{{seed}}.log",
-    benchmark:
-        f"{R}/benchmarks/evaluate/{{target}}/n{{size}}/{{mode}}/s{{seed}}.tsv"
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=30,
-    conda:
-        "../envs/torch.yaml"
     script:
         "../workflow/scripts/evaluate.py"

@@ -3,17 +3,17 @@ rule featurize:
         table=f"{R}/data/structures.parquet",
     output:
         directory(GRAPHS),
-    params:
-        featurize=config["featurize"],
     log:
         f"{R}/logs/featurize.log",
     benchmark:
         f"{R}/benchmarks/featurize.tsv"
+    conda:
+        "../envs/core.yaml"
     threads: workflow.cores
     resources:
         mem_mb=8000,
         runtime=120,
-    conda:
-        "../envs/core.yaml"
+    params:
+        featurize=config["featurize"],
     script:
         "../workflow/scripts/featurize.py"

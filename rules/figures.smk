@@ -13,11 +13,11 @@ rule figure_learning_curve:
         f"{R}/logs/figures/learning_curve.log",
     benchmark:
         f"{R}/benchmarks/figures/learning_curve.tsv"
+    conda:
+        "../envs/stats.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/stats.yaml"
     script:
         "../workflow/scripts/figures.py"

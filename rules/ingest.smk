@@ -5,18 +5,18 @@ rule ingest:
         table=f"{R}/data/structures.parquet",
         dropped=f"{R}/data/dropped.csv",
         summary=f"{R}/data/ingest_summary.json",
-    params:
-        dataset=config["dataset"],
-        required=required_properties(),
     log:
         f"{R}/logs/ingest.log",
     benchmark:
         f"{R}/benchmarks/ingest.tsv"
+    conda:
+        "../envs/core.yaml"
     threads: workflow.cores
     resources:
         mem_mb=4000,
         runtime=60,
-    conda:
-        "../envs/core.yaml"
+    params:
+        dataset=config["dataset"],
+        required=required_properties(),
     script:
         "../workflow/scripts/ingest.py"

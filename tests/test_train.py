@@ -1,0 +1,119 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from tlcgcnn import split, table
+from tlcgcnn.featurize import FeaturizeParams, featurize
+from tlcgcnn.normalize import Normalizer, inverse_transform, transform
+from tlcgcnn.train import Target, TrainConfig, TransferConfig, apply_transfer, load_checkpoint, model_from_checkpoint, set_train_mode, train
+
+from conftest import ROOT
+
+
+def test_normalizer_round_trip():
+    y = np.array([0.1, 2.0, 3.5, 7.0, -1.0])
+    for kind in ("zscore", "tanh"):
+        n = Normalizer.fit(y, kind)
+        t = torch.tensor(y)
+        assert torch.allclose(n.denorm(n.norm(t)), t, atol=1e-5)
+        assert Normalizer.from_dict(n.to_dict()) == n
+    z = Normalizer.fit(y).norm(torch.tensor(y))
+    assert abs(float(z.mean())) < 1e-9 and abs(float(z.std(unbiased=False)) - 1) < 1e-9
+    assert np.allclose(inverse_transform(transform(np.array([10.0, 250.0]), "log10"), "log10"), [10.0, 250.0])
+    with pytest.raises(ValueError):
+        transform(np.array([0.0]), "log10")
+
+
+def test_split_reproducibility():
+    df = pd.DataFrame({"material_id": [f"m{i}" for i in range(200)], "k_vrh": np.r_[np.full(150, 50.0), np.full(50, np.nan)], "is_metal": [i % 3 == 0 for i in range(200)]})
+    subs = split.subsets(df)
+    assert len(subs["metal"]) + len(subs["nonmetal"]) == 200
+    a = split.target_split(df, "k_vrh", subs["all"], 0.2, None, seed=7)
+    b = split.target_split(df, "k_vrh", subs["all"], 0.2, None, seed=7)
+    c = split.target_split(df, "k_vrh", subs["all"], 0.2, None, seed=8)
+    assert a == b and a["test"] != c["test"] and len(a["test"]) == 30 and a["n_labelled"] == 150
+    assert not set(a["test"]) & set(a["pool"])
+    t25 = split.train_val(a["pool"], 25, 0, 0.2, 10)
+    t50 = split.train_val(a["pool"], 50, 0, 0.2, 10)
+    assert t25.train == t50.train[:25] and len(t25.val) == 10 and len(t50.val) == 10
+    assert not set(t50.train) & set(t50.val)
+    assert split.train_val(a["pool"], 25, 1, 0.2, 10).train != t25.train
+    with pytest.raises(ValueError, match="pool has only"):
+        split.train_val(a["pool"], 115, 0, 0.2, 10)
+    gap = split.subsets(pd.DataFrame({"material_id": ["a", "b", "c"], "band_gap": [0.0, 1.0, np.nan]}), rule="band_gap")
+    assert gap == {"all": ["a", "b", "c"], "metal": ["a"], "nonmetal": ["b"]}
+
+
+@pytest.fixture(scope="module")
+def toy_set(tmp_path_factory):
+    from pymatgen.core import Lattice, Structure
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(60):
+        a = 3.5 + rng.random() * 2.5
+        s = Structure.from_spacegroup("Fm-3m", Lattice.cubic(a), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]).get_primitive_structure()
+        rows.append({"material_id": f"t{i}", "source": "toy", **table.structure_arrays(s), "k_vrh": 400.0 / a**3 * 10})
+    df = pd.DataFrame(rows)
+    d = tmp_path_factory.mktemp("toy")
+    table.write(df, d / "t.parquet")
+    featurize(d / "t.parquet", d / "g", FeaturizeParams(), progress=False)
+    ids = df["material_id"].tolist()
+    return df, d, {"train": ids[:40], "val": ids[40:50], "test": ids[50:]}
+
+
+def _train(toy_set, out, transfer=None, epochs=5):
+    df, d, sp = toy_set
+    return train(
+        table_df=df, graph_dir=d / "g", atom_table_path=ROOT / "resources" / "atom_features.csv", split_ids=sp,
+        target=Target("k", "k_vrh", "log10"), model_cfg={"atom_fea_len": 16, "n_conv": 3, "h_fea_len": 16},
+        train_cfg=TrainConfig(epochs=epochs, batch_size=16, patience=50), seed=3, out_checkpoint=out, transfer=transfer, progress=False,
+    )
+
+
+def test_checkpoint_round_trip_and_determinism(toy_set, tmp_path):
+    ck = _train(toy_set, tmp_path / "a.pt")
+    _train(toy_set, tmp_path / "b.pt")
+    a = load_checkpoint(tmp_path / "a.pt")  # weights_only=True inside
+    b = load_checkpoint(tmp_path / "b.pt")
+    assert a["split"] == toy_set[2] and a["target"]["transform"] == "log10"
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])  # same seed, same weights
+    model = model_from_checkpoint(a)
+    assert all(torch.equal(model.state_dict()[k], ck["state_dict"][k]) for k in ck["state_dict"])
+    assert len(a["history"]["val_mae"]) == 5 and a["result"]["best_val_mae"] == min(a["history"]["val_mae"])
+    norm = Normalizer.from_dict(a["normalizer"])
+    y_train = np.log10(toy_set[0].set_index("material_id").loc[toy_set[2]["train"], "k_vrh"].to_numpy())
+    assert norm.mean == pytest.approx(y_train.mean())  # fitted on the training split only
+
+
+def test_frozen_layers_stay_frozen(toy_set, tmp_path):
+    _train(toy_set, tmp_path / "pre.pt")
+    pre = load_checkpoint(tmp_path / "pre.pt")
+    ck = _train(toy_set, tmp_path / "ft.pt", TransferConfig(str(tmp_path / "pre.pt"), freeze=2, reinit="none"))
+    for key, value in pre["state_dict"].items():
+        frozen = key.startswith(("embedding.", "convs.0.", "convs.1."))
+        same = torch.equal(value, ck["state_dict"][key])
+        if frozen:
+            assert same, f"{key} changed although frozen"  # BatchNorm running stats included
+        elif key.startswith("convs.2.lin") or key.startswith("fc_out"):
+            assert not same, f"{key} did not train"
+    assert ck["result"]["n_trainable"] < ck["result"]["n_params"]
+
+
+def test_reinit_head_and_unfrozen(toy_set, tmp_path, atom_table):
+    _train(toy_set, tmp_path / "pre.pt", epochs=2)
+    pre = load_checkpoint(tmp_path / "pre.pt")
+    from tlcgcnn.models import build_model
+
+    m = build_model(pre["model_config"], atom_table)
+    frozen = apply_transfer(m, pre, TransferConfig("x", freeze=1, reinit="unfrozen"))
+    sd = m.state_dict()
+    assert torch.equal(sd["convs.0.lin_self.weight"], pre["state_dict"]["convs.0.lin_self.weight"])
+    assert not torch.equal(sd["convs.1.lin_self.weight"], pre["state_dict"]["convs.1.lin_self.weight"])
+    set_train_mode(m, frozen)
+    assert not m.convs[0].bn1.training and m.convs[1].bn1.training
+    with pytest.raises(ValueError, match="cannot freeze 4"):
+        apply_transfer(build_model(pre["model_config"], atom_table), pre, TransferConfig("x", freeze=4))

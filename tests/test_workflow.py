@@ -1,0 +1,105 @@
+"""The pipeline run by Snakemake on real data, plus the workflow's static checks."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import MP500, ROOT, require_shared
+
+BIN = Path(sys.executable).parent
+SNAKEMAKE = [str(BIN / "snakemake")] if (BIN / "snakemake").exists() else [sys.executable, "-m", "snakemake"]
+
+
+def smk(*args: str, check: bool = True, timeout: int = 1500) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    res = subprocess.run([*SNAKEMAKE, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
+    if check and res.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{res.stdout[-4000:]}\n{res.stderr[-6000:]}")
+    return res
+
+
+def e2e_config(tmp_path: Path, name: str) -> Path:
+    cfg = yaml.safe_load((ROOT / "config" / "mp500.yaml").read_text())
+    cfg["name"] = name
+    cfg["dataset"]["path"] = str(require_shared(MP500))
+    cfg["train"].update(epochs=25, patience=8)
+    cfg["finetune"].update(sizes=[25, 50], seeds=[0, 1, 2])
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def ran_rules(output: str) -> list[str]:
+    return re.findall(r"^(?:local)?rule (\w+):", output, flags=re.M)
+
+
+@pytest.mark.e2e
+def test_pipeline_end_to_end_on_real_data(tmp_path):
+    name = f"e2e-test-{os.getpid()}"
+    cfg = e2e_config(tmp_path, name)
+    out = ROOT / "results" / name
+    try:
+        smk("--cores", "2", "--configfile", str(cfg))
+        fig = out / "figures" / "learning_curve.png"
+        assert fig.stat().st_size > 10_000 and (out / "figures" / "learning_curve.pdf").stat().st_size > 1_000
+        tests = pd.read_csv(out / "stats" / "ttests.csv")
+        assert set(tests["size"]) == {25, 50} and (tests["n_pairs"] == 3).all() and tests["p_value"].notna().all()
+        metrics = pd.read_csv(out / "stats" / "metrics.csv")
+        assert len(metrics) == 2 * 3 * 2 and (metrics["mae"] > 0).all() and metrics["git_commit"].notna().all()
+        summary = pd.read_json(out / "data" / "ingest_summary.json", typ="series")
+        assert summary["rows_in"] == 500
+        for tsv in ("ingest", "featurize", "stats"):
+            assert (out / "benchmarks" / f"{tsv}.tsv").exists()
+        # asking for the figure again after deleting it reruns only the figure rule
+        fig.unlink()
+        res = smk("--cores", "2", "--configfile", str(cfg), str(fig.relative_to(ROOT)))
+        assert ran_rules(res.stdout + res.stderr) == ["figure_learning_curve"]
+        assert fig.exists()
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def test_dry_run_resolves_and_wrong_key_fails(tmp_path):
+    res = smk("-n", "--cores", "2", "--configfile", str(ROOT / "config" / "mp500.yaml"), "--config", "name=dry")
+    assert "finetune" in res.stdout
+    bad = smk("-n", "--configfile", str(ROOT / "config" / "mp500.yaml"), "--config", "epochz=3", check=False)
+    assert bad.returncode != 0 and "'epochz' was unexpected" in bad.stdout + bad.stderr
+    cfg = yaml.safe_load((ROOT / "config" / "mp500.yaml").read_text())
+    cfg["train"]["epochs"] = "many"
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(cfg))
+    bad = smk("-n", "--configfile", str(tmp_path / "bad.yaml"), check=False)
+    assert bad.returncode != 0 and "'many' is not of type 'integer'" in bad.stdout + bad.stderr
+
+
+def test_lint_and_format_are_clean():
+    res = smk("--lint", "--configfile", str(ROOT / "config" / "mp500.yaml"), check=False)
+    assert res.returncode == 0 and "Congratulations" in res.stdout + res.stderr, res.stdout + res.stderr
+    snakefmt = BIN / "snakefmt"
+    cmd = [str(snakefmt)] if snakefmt.exists() else [sys.executable, "-m", "snakefmt"]
+    fmt = subprocess.run([*cmd, "--check", "Snakefile", "rules"], cwd=ROOT, capture_output=True, text=True)
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+
+
+def test_conda_envs_are_pinned_and_used():
+    envs = {p.name: yaml.safe_load(p.read_text()) for p in (ROOT / "envs").glob("*.yaml")}
+    assert envs
+    for name, env in envs.items():
+        assert env["channels"][0] == "conda-forge" and "defaults" not in env["channels"], name
+        for dep in env["dependencies"]:
+            specs = dep["pip"] if isinstance(dep, dict) else [dep]
+            for spec in specs:
+                assert re.search(r"[=<>]=?\d", spec), f"{name}: {spec} is not pinned"
+    rules_text = "\n".join(p.read_text() for p in (ROOT / "rules").glob("*.smk"))
+    n_rules = len(re.findall(r"^rule \w+:", rules_text, flags=re.M))
+    used = re.findall(r'conda:\s*\n\s*"\.\./envs/([\w.-]+)"', rules_text)
+    assert len(used) == n_rules, f"{n_rules} rules but {len(used)} name a conda env"
+    assert set(used) <= set(envs)
