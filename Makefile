@@ -1,0 +1,35 @@
+# Two commands: `make run` (main job on the default config) and `make test`.
+# Both create or reuse the virtual environment .venv with pinned dependencies.
+PYTHON ?= python3
+VENV ?= .venv
+CORES ?= 2
+CONFIG ?= config/config.yaml
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test venv dry-run lint clean-results
+
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/snakemake --cores $(CORES) --configfile $(CONFIG)
+
+dry-run: $(STAMP)
+	$(VENV)/bin/snakemake -n --cores $(CORES) --configfile $(CONFIG)
+
+test: $(STAMP)
+	$(PY) -m pytest -q -rs
+
+lint: $(STAMP)
+	$(VENV)/bin/snakemake --lint
+	$(VENV)/bin/snakefmt --check Snakefile rules
+
+clean-results:
+	rm -rf results/
