@@ -61,7 +61,8 @@ def test_pipeline_end_to_end_on_real_data(tmp_path):
             assert (out / "benchmarks" / f"{tsv}.tsv").exists()
         # asking for the figure again after deleting it reruns only the figure rule
         fig.unlink()
-        res = smk("--cores", "2", "--configfile", str(cfg), str(fig.relative_to(ROOT)))
+        # (the target goes first: --configfile takes several values and would swallow it)
+        res = smk(str(fig.relative_to(ROOT)), "--cores", "2", "--configfile", str(cfg))
         assert ran_rules(res.stdout + res.stderr) == ["figure_learning_curve"]
         assert fig.exists()
     finally:
