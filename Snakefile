@@ -19,8 +19,11 @@ include: "rules/stats.smk"
 include: "rules/figures.smk"
 
 
+# cheap bookkeeping jobs run in the main Snakemake process, never on a cluster
 localrules:
     all,
+    split_subsets,
+    split_target,
 
 
 rule all:

@@ -1,8 +1,11 @@
 import hashlib
 import json
+import os
+import re
 import sys
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 validate(config, schema="../config/schema/config.schema.yaml")
@@ -115,3 +118,49 @@ def all_targets():
         f"{R}/stats/ttests.csv",
         *expand(f"{R}/pretrain/{{p}}/metrics.json", p=sorted(PRETRAIN)),
     ]
+
+
+# --------------------------------------------------------------------------- execution
+# (see docs/slurm.md) Workstation: `--cores N` and optionally --workflow-profile profiles/local.
+# Cluster: --executor slurm --workflow-profile profiles/slurm, which sets partitions, GPUs,
+# memory and run times per rule; the rules below only declare what holds everywhere.
+GPUS_PER_TRAIN_JOB = config["resources"]["gpus_per_train_job"]
+
+
+def data_threads():
+    """Threads of the parallel data-preparation rules (ingest, featurize): every core
+    given with --cores N. Cluster executors give no core count; there the rules get
+    config resources.cluster_data_threads (profiles/slurm may raise it with set-threads)."""
+    try:
+        return workflow.cores
+    except WorkflowError:
+        return config["resources"]["cluster_data_threads"]
+
+
+def _check_profile_env():
+    """profiles/slurm reads partitions and account from TLCGCNN_SLURM_* environment
+    variables. An unset one would reach sbatch as a literal '$TLCGCNN_...' string and fail
+    late and obscurely, so stop here with the fix in the message."""
+    rs = workflow.resource_settings
+    raws = [getattr(v, "raw", v) for v in (rs.default_resources or {}).values()]
+    for per_rule in (rs.overwrite_resources or {}).values():
+        raws += [getattr(v, "raw", v) for v in per_rule.values()]
+    names = {
+        m
+        for raw in raws
+        if isinstance(raw, str)
+        for m in re.findall(r"\$\{?(TLCGCNN_[A-Za-z0-9_]+)", raw)
+    }
+    missing = sorted(n for n in names if n not in os.environ)
+    if missing:
+        raise WorkflowError(
+            f"the workflow profile reads {', '.join(missing)} from the environment, but "
+            f"{'it is' if len(missing) == 1 else 'they are'} not set. Export before running, e.g.\n"
+            "  export TLCGCNN_SLURM_PARTITION=<cpu-partition>   # sinfo lists partitions\n"
+            "  export TLCGCNN_SLURM_GPU_PARTITION=<gpu-partition>\n"
+            "  export TLCGCNN_SLURM_ACCOUNT=<account>   # or empty: SLURM's default account\n"
+            "See docs/slurm.md."
+        )
+
+
+_check_profile_env()

@@ -9,7 +9,7 @@ rule featurize:
         f"{R}/benchmarks/featurize.tsv"
     conda:
         "../envs/core.yaml"
-    threads: workflow.cores
+    threads: data_threads()
     resources:
         mem_mb=8000,
         runtime=120,

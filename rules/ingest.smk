@@ -11,7 +11,7 @@ rule ingest:
         f"{R}/benchmarks/ingest.tsv"
     conda:
         "../envs/core.yaml"
-    threads: workflow.cores
+    threads: data_threads()
     resources:
         mem_mb=4000,
         runtime=60,

@@ -16,6 +16,7 @@ rule pretrain:
     resources:
         mem_mb=8000,
         runtime=240,
+        gpu=GPUS_PER_TRAIN_JOB,
     params:
         stage="pretrain",
         spec=lambda wc: PRETRAIN[wc.pretrain],
@@ -48,6 +49,7 @@ rule finetune:
     resources:
         mem_mb=4000,
         runtime=120,
+        gpu=GPUS_PER_TRAIN_JOB,
     params:
         stage="finetune",
         spec=lambda wc: TARGETS[wc.target],

@@ -53,6 +53,7 @@ def evaluate(
     target = Target(**ckpt["target"])
     test_ids = list(ckpt["split"]["test"])
     dev = pick_device(device)
+    log.info("device: %s%s", dev, f" {torch.cuda.get_device_name(dev)}" if dev.type == "cuda" else "")
     model = model_from_checkpoint(ckpt).to(dev)
     data = graphs.load(graph_dir, test_ids).to(dev)
     normalizer = Normalizer.from_dict(ckpt["normalizer"])

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import sys
 import warnings
 
@@ -22,4 +24,18 @@ def log_to(path: str | None, level: int = logging.INFO) -> logging.Logger:
         logging.getLogger("tlcgcnn").critical("failed: %s: %s", exc_type.__name__, exc, exc_info=(exc_type, exc, tb))
 
     sys.excepthook = excepthook
-    return logging.getLogger("tlcgcnn")
+    logger = logging.getLogger("tlcgcnn")
+    logger.info("%s", job_context())
+    return logger
+
+
+def job_context() -> str:
+    """Where this job runs: the SLURM job id, partition and GPUs it was given, if any."""
+    env = os.environ.get
+    gpus = env("CUDA_VISIBLE_DEVICES", "unset")
+    if env("SLURM_JOB_ID"):
+        return (
+            f"slurm job {env('SLURM_JOB_ID')} partition={env('SLURM_JOB_PARTITION', '?')} "
+            f"node={env('SLURMD_NODENAME', socket.gethostname())} CUDA_VISIBLE_DEVICES={gpus}"
+        )
+    return f"local job (no SLURM_JOB_ID) host={socket.gethostname()} CUDA_VISIBLE_DEVICES={gpus}"

@@ -94,7 +94,19 @@ def set_seed(seed: int) -> None:
 
 def pick_device(name: str = "auto") -> torch.device:
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+        if visible not in ("", "-1", "NoDevFiles"):
+            # e.g. a SLURM job that was given a GPU, with a CPU-only torch or no driver
+            log.warning(
+                "CUDA_VISIBLE_DEVICES=%s (GPUs allocated to this job) but torch %s sees no usable CUDA device "
+                "(built for CUDA %s); falling back to CPU",
+                visible,
+                torch.__version__,
+                torch.version.cuda or "none",
+            )
+        return torch.device("cpu")
     dev = torch.device(name)
     if dev.type == "cuda" and not torch.cuda.is_available():
         log.warning("device %s requested but CUDA is not available; falling back to CPU", name)
