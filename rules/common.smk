@@ -130,7 +130,8 @@ GPUS_PER_TRAIN_JOB = config["resources"]["gpus_per_train_job"]
 def data_threads():
     """Threads of the parallel data-preparation rules (ingest, featurize): every core
     given with --cores N. Cluster executors give no core count; there the rules get
-    config resources.cluster_data_threads (profiles/slurm may raise it with set-threads)."""
+    config resources.cluster_data_threads (profiles/slurm may raise it with set-threads).
+    """
     try:
         return workflow.cores
     except WorkflowError:
@@ -143,8 +144,8 @@ def _check_profile_env():
     late and obscurely, so stop here with the fix in the message."""
     rs = workflow.resource_settings
     raws = [getattr(v, "raw", v) for v in (rs.default_resources or {}).values()]
-    for per_rule in (rs.overwrite_resources or {}).values():
-        raws += [getattr(v, "raw", v) for v in per_rule.values()]
+    for overrides in (rs.overwrite_resources or {}).values():
+        raws += [getattr(v, "raw", v) for v in overrides.values()]
     names = {
         m
         for raw in raws

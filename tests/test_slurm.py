@@ -28,11 +28,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import MP500 as DATA
+from conftest import ROOT as REPO
 
 pytestmark = pytest.mark.slurm
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data" / "mp2018_random500.csv.gz"
 CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
 NAME = "slurmtest"
 GPU_RULES = {"pretrain", "finetune"}
@@ -55,7 +55,7 @@ def _skip_reason() -> str | None:
     if sys.platform != "linux" or os.geteuid() != 0:
         return "needs root on Linux: tests/slurm/cluster.sh starts munged, slurmctld and slurmd"
     if not DATA.exists():
-        return f"needs the shared data set {DATA}"
+        return f"real Materials Project data not found at {DATA} (../shared/data is absent on this machine)"
     if shutil.which("dpkg-query") is None:
         return "needs a Debian-like system (dpkg/apt) to provide slurm-wlm and munge"
     if not _packages_installed() and shutil.which("apt-get") is None:
