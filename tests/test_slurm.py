@@ -190,7 +190,7 @@ def _submitted(log: Path) -> list[str]:
     return [m.group(2) for m in SUBMITTED.finditer(log.read_text())]
 
 
-def test_pipeline_through_slurm(slurm_cluster, tmp_path):
+def test_pipeline_through_slurm(slurm_cluster, tmp_path, capsys):
     t_start = time.monotonic()
     wd = tmp_path / "repo"
     _copy_repo(wd)
@@ -292,4 +292,11 @@ def test_pipeline_through_slurm(slurm_cluster, tmp_path):
     }
     out = tmp_path / "slurm_summary.json"
     out.write_text(json.dumps(summary, indent=2))
-    print(f"\nSLURM test summary ({out}):\n{json.dumps(summary, indent=2)}")
+    lines = [f"SLURM test summary ({out}):"]
+    lines += [f"  {k}: {v}" for k, v in summary.items() if k != "jobs"]
+    lines += [
+        f"  job {j['jobid']:>4} {j['partition']:<6} CUDA_VISIBLE_DEVICES={j['gpus']:<6} {j['state']} {j['comment']}"
+        for j in summary["jobs"]
+    ]
+    with capsys.disabled():  # shown without -s too: CI logs keep the job ids and partitions
+        print("\n" + "\n".join(lines))
