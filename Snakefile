@@ -9,6 +9,7 @@ configfile: "config/config.yaml"
 
 
 include: "rules/common.smk"
+include: "rules/demo.smk"
 include: "rules/download.smk"
 include: "rules/ingest.smk"
 include: "rules/split.smk"

@@ -20,7 +20,7 @@ rule demo_dataset:
     log:
         "logs/demo_dataset.log",
     benchmark:
-        "benchmarks/snakemake/demo_dataset.tsv"
+        "logs/demo_dataset.benchmark.tsv"
     conda:
         "../envs/demo.yaml"
     threads: 2
