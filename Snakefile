@@ -9,7 +9,15 @@ configfile: "config/config.yaml"
 
 
 include: "rules/common.smk"
-include: "rules/demo.smk"
+
+
+# The demo dataset in resources/demo/ is committed; its generator joins the DAG only when
+# asked for: snakemake --config regenerate_demo=True --forcerun demo_dataset ...
+if config["regenerate_demo"]:
+
+    include: "rules/demo.smk"
+
+
 include: "rules/download.smk"
 include: "rules/ingest.smk"
 include: "rules/split.smk"

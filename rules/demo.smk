@@ -1,10 +1,10 @@
 """Offline demo dataset (CHGNet-labelled prototype crystals).
 
-``resources/demo/demo.parquet`` is committed, so this rule never runs by default: its inputs
-are code only and the outputs already exist. Regenerate it (about 15 minutes of CPU on two
+``resources/demo/demo.parquet`` is committed, so this rule is only part of the DAG when
+``regenerate_demo`` is true (see the Snakefile). Regenerate it (about 15 minutes of CPU on two
 cores) with
 
-    snakemake --forcerun demo_dataset resources/demo/demo.parquet
+    snakemake --cores 2 --config regenerate_demo=True --forcerun demo_dataset -- resources/demo/demo.parquet
 
 Parameters come from ``config["demo"]`` (all optional): n_crystals, n_bulk, seed, batch_size.
 """

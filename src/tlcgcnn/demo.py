@@ -42,7 +42,7 @@ How a crystal is made
      * charge-balanced ionic compounds (cations + anions from groups 15-17) -> non-metal.
 
 The committed table is regenerated with
-``snakemake --forcerun demo_dataset resources/demo/demo.parquet``.
+``snakemake --cores 2 --config regenerate_demo=True --forcerun demo_dataset -- resources/demo/demo.parquet``.
 """
 
 from __future__ import annotations
