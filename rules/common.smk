@@ -1,3 +1,4 @@
+import os
 import hashlib
 import json
 import os
@@ -14,6 +15,12 @@ validate(config["dataset"], schema="../config/schema/download.schema.yaml")
 SRC = str(Path(workflow.basedir) / "src")
 if SRC not in sys.path:
     sys.path.insert(0, SRC)
+
+# Jobs inherit LD_PRELOAD=tcmalloc when it is installed (faster CPU training; see
+# src/tlcgcnn/allocator.py). TLCGCNN_TCMALLOC=0 turns it off, or names the library.
+from tlcgcnn.allocator import preload as _preload_tcmalloc  # noqa: E402
+
+_preload_tcmalloc(os.environ)
 
 R = f"results/{config['name']}"
 FT = config["finetune"]

@@ -60,6 +60,7 @@ class IngestOptions:
     threads: int = 1
     chunk_size: int = 256
     source: str | None = None
+    cif_parser: str = "auto"  # "auto": gemmi fast path for plain P1 CIFs, else pymatgen; "pymatgen": always pymatgen
 
 
 @dataclass
@@ -147,10 +148,15 @@ def parse_structure(value: Any) -> Any:
 
 def min_pair_distance(structure: Any, cutoff: float) -> float:
     """Smallest interatomic distance below ``cutoff`` (periodic images included), else inf."""
+    return min_pair_distance_arrays(np.asarray(structure.lattice.matrix), np.asarray(structure.cart_coords), cutoff)
+
+
+def min_pair_distance_arrays(lattice: np.ndarray, cart: np.ndarray, cutoff: float) -> float:
+    """:func:`min_pair_distance` from a lattice [3,3] (rows) and Cartesian coordinates [n,3]."""
     from pymatgen.optimization.neighbors import find_points_in_spheres
 
-    lattice = np.ascontiguousarray(structure.lattice.matrix, dtype=float)
-    cart = np.ascontiguousarray(structure.cart_coords, dtype=float)
+    lattice = np.ascontiguousarray(lattice, dtype=float)
+    cart = np.ascontiguousarray(cart, dtype=float)
     _, _, _, dist = find_points_in_spheres(
         cart, cart, r=float(cutoff), pbc=np.array([1, 1, 1], dtype=np.int64), lattice=lattice, tol=1e-8
     )
@@ -158,7 +164,28 @@ def min_pair_distance(structure: Any, cutoff: float) -> float:
     return float(dist.min()) if dist.size else math.inf
 
 
-def _validate_structure(index: int, value: Any, min_distance: float) -> ParsedRow:
+def _fast_cif(value: Any, min_distance: float) -> dict[str, Any] | None:
+    """Canonical arrays of a plain P1 CIF that passes validation, via gemmi; else ``None``
+    (the caller then takes the pymatgen path, which also names the reason for a drop)."""
+    if not isinstance(value, str) or value.lstrip().startswith("{"):
+        return None
+    from tlcgcnn.cif_fast import parse_p1_cif
+
+    arrays = parse_p1_cif(value)
+    if arrays is None:
+        return None
+    m = arrays["lattice"].reshape(3, 3)
+    if abs(float(np.dot(np.cross(m[0], m[1]), m[2]))) <= 1e-6:
+        return None
+    cart = arrays["frac_coords"].reshape(-1, 3) @ m
+    if min_pair_distance_arrays(m, cart, min_distance) < min_distance:
+        return None
+    return arrays
+
+
+def _validate_structure(index: int, value: Any, min_distance: float, cif_parser: str = "pymatgen") -> ParsedRow:
+    if cif_parser == "auto" and (fast := _fast_cif(value, min_distance)) is not None:
+        return ParsedRow(index, fast)
     if value is None or (isinstance(value, float) and math.isnan(value)) or (isinstance(value, str) and not value.strip()):
         return ParsedRow(index, None, "missing_structure", "no structure given")
     try:
@@ -178,9 +205,9 @@ def _validate_structure(index: int, value: Any, min_distance: float) -> ParsedRo
     return ParsedRow(index, table.structure_arrays(s))
 
 
-def _parse_chunk(args: tuple[Sequence[int], Sequence[Any], float]) -> list[ParsedRow]:
-    indices, values, min_distance = args
-    return [_validate_structure(i, v, min_distance) for i, v in zip(indices, values, strict=True)]
+def _parse_chunk(args: tuple[Sequence[int], Sequence[Any], float, str]) -> list[ParsedRow]:
+    indices, values, min_distance, cif_parser = args
+    return [_validate_structure(i, v, min_distance, cif_parser) for i, v in zip(indices, values, strict=True)]
 
 
 def parse_structures(values: Sequence[Any], options: IngestOptions, progress: bool = True) -> list[ParsedRow]:
@@ -189,7 +216,9 @@ def parse_structures(values: Sequence[Any], options: IngestOptions, progress: bo
 
     n = len(values)
     size = max(1, options.chunk_size)
-    chunks = [(list(range(a, min(a + size, n))), list(values[a : a + size]), options.min_distance) for a in range(0, n, size)]
+    if options.cif_parser not in ("auto", "pymatgen"):
+        raise IngestError(f"unknown cif_parser {options.cif_parser!r}; choose auto or pymatgen")
+    chunks = [(list(range(a, min(a + size, n))), list(values[a : a + size]), options.min_distance, options.cif_parser) for a in range(0, n, size)]
     bar = tqdm(total=n, desc="parse structures", unit="crystal", disable=not progress, mininterval=2.0)
     results: list[ParsedRow] = []
     if options.threads <= 1 or len(chunks) <= 1:

@@ -85,8 +85,8 @@ class ConvLayer(nn.Module):
 
 
 def mean_pool(v: torch.Tensor, crystal: torch.Tensor, counts: torch.Tensor, n: int) -> torch.Tensor:
-    out = torch.zeros(n, v.shape[1], dtype=v.dtype, device=v.device)
-    out.index_add_(0, crystal, v)
+    # out-of-place index_add: also works under torch.func.vmap (batched ensembles)
+    out = torch.zeros(n, v.shape[-1], dtype=v.dtype, device=v.device).index_add(0, crystal, v)
     return out / counts.unsqueeze(1).to(v.dtype)
 
 

@@ -1,0 +1,57 @@
+"""Use tcmalloc for the workflow's jobs when it is installed.
+
+glibc's malloc returns every block above its mmap threshold (at most 32 MiB) to the kernel
+when it is freed, so each training step page-faults its large edge tensors ([edges, 128]
+floats, ~40 MB at batch 256) in again. tcmalloc keeps them: CPU training is ~1.3-1.4x
+faster (``benchmarks/README.md``). It must be preloaded before Python starts, so the
+Snakefile adds it to ``LD_PRELOAD`` of the jobs it launches.
+
+``TLCGCNN_TCMALLOC``: ``auto`` (default) preloads the Debian/Ubuntu/RHEL library if one is
+found (``apt-get install libtcmalloc-minimal4``); ``0`` / ``off`` never; any other value is
+the path of the library to preload.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import MutableMapping
+from pathlib import Path
+
+ENV_VAR = "TLCGCNN_TCMALLOC"
+CANDIDATES = (
+    "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4",
+    "/usr/lib/aarch64-linux-gnu/libtcmalloc_minimal.so.4",
+    "/usr/lib64/libtcmalloc_minimal.so.4",
+    "/usr/lib/libtcmalloc_minimal.so.4",
+)
+
+
+def tcmalloc_path(setting: str | None = None) -> str | None:
+    """The library to preload for ``setting`` (default: ``$TLCGCNN_TCMALLOC`` or ``auto``)."""
+    value = (setting if setting is not None else os.environ.get(ENV_VAR, "auto")).strip()
+    if value.lower() in ("0", "off", "no", "false", "none"):
+        return None
+    if value.lower() in ("", "auto", "1", "on", "yes", "true"):
+        return next((c for c in CANDIDATES if Path(c).exists()), None)
+    if not Path(value).exists():
+        raise FileNotFoundError(f"{ENV_VAR}={value!r}: no such library")
+    return value
+
+
+def preload(environ: MutableMapping[str, str], setting: str | None = None) -> str | None:
+    """Add tcmalloc to ``environ['LD_PRELOAD']`` (idempotent); returns the library or ``None``."""
+    lib = tcmalloc_path(setting)
+    if lib is None:
+        return None
+    current = [p for p in environ.get("LD_PRELOAD", "").split() if p]
+    if lib not in current:
+        environ["LD_PRELOAD"] = " ".join([*current, lib])
+    return lib
+
+
+def active() -> bool:
+    """Whether tcmalloc is loaded in this process."""
+    try:
+        return "tcmalloc" in Path("/proc/self/maps").read_text()
+    except OSError:
+        return False
