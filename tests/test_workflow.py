@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from conftest import MP500, ROOT, require_shared
+from tlcgcnn.stats import read_table
 
 BIN = Path(sys.executable).parent
 SNAKEMAKE = [str(BIN / "snakemake")] if (BIN / "snakemake").exists() else [sys.executable, "-m", "snakemake"]
@@ -51,9 +52,9 @@ def test_pipeline_end_to_end_on_real_data(tmp_path):
         smk("--cores", "2", "--configfile", str(cfg))
         fig = out / "figures" / "learning_curve.png"
         assert fig.stat().st_size > 10_000 and (out / "figures" / "learning_curve.pdf").stat().st_size > 1_000
-        tests = pd.read_csv(out / "stats" / "ttests.csv")
+        tests = read_table(out / "stats" / "ttests.csv")
         assert set(tests["size"]) == {25, 50} and (tests["n_pairs"] == 3).all() and tests["p_value"].notna().all()
-        metrics = pd.read_csv(out / "stats" / "metrics.csv")
+        metrics = read_table(out / "stats" / "metrics.csv")
         assert len(metrics) == 2 * 3 * 2 and (metrics["mae"] > 0).all() and metrics["git_commit"].notna().all()
         summary = pd.read_json(out / "data" / "ingest_summary.json", typ="series")
         assert summary["rows_in"] == 500

@@ -30,6 +30,20 @@ def save(fig: object, png: str | Path, pdf: str | Path | None = None) -> None:
             fig.savefig(tmp, format=suffix, dpi=200, bbox_inches="tight")  # type: ignore[attr-defined]
 
 
+def _plain_log_ticks(ax: object, sizes: list[int]) -> None:
+    """Label a log x axis at the training sizes only, as plain numbers."""
+    from matplotlib.ticker import FixedLocator, LogLocator, NullFormatter, NullLocator, ScalarFormatter
+
+    ax.xaxis.set_major_locator(FixedLocator(sizes))  # type: ignore[attr-defined]
+    ax.xaxis.set_major_formatter(ScalarFormatter())  # type: ignore[attr-defined]
+    ax.xaxis.set_minor_locator(NullLocator())  # type: ignore[attr-defined]
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))  # type: ignore[attr-defined]
+    ax.yaxis.set_minor_formatter(NullFormatter())  # type: ignore[attr-defined]
+    fmt = ScalarFormatter()
+    fmt.set_scientific(False)
+    ax.yaxis.set_major_formatter(fmt)  # type: ignore[attr-defined]
+
+
 def learning_curve(metrics: pd.DataFrame, tests: pd.DataFrame | None, png: str | Path, pdf: str | Path | None = None, metric: str = "mae") -> None:
     """Test MAE vs training size on log-log axes, one panel per target, one line per mode
     (mean ± standard deviation over seeds); significant differences (Holm p < 0.05) starred."""
@@ -44,6 +58,7 @@ def learning_curve(metrics: pd.DataFrame, tests: pd.DataFrame | None, png: str |
         sns.lineplot(data=sub, x="size", y=metric, hue="mode", style="mode", markers=True, dashes=False, errorbar="sd", err_style="bars", ax=ax)
         ax.set_xscale("log")
         ax.set_yscale("log")
+        _plain_log_ticks(ax, sorted(sub["size"].unique()))
         prop = sub["property"].iloc[0]
         unit = "log10 " + prop if sub["transform"].iloc[0] == "log10" else prop
         ax.set_title(f"{target}")

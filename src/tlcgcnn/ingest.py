@@ -86,7 +86,8 @@ def read_input(path: str | Path) -> pd.DataFrame:
         if name.endswith((".parquet", ".pq")):
             return pd.read_parquet(p)
         if name.endswith((".csv", ".csv.gz", ".csv.bz2", ".csv.xz")):
-            return pd.read_csv(p, low_memory=False)
+            # ids stay text: "1e5" or a hex id must not become a number
+            return pd.read_csv(p, low_memory=False, dtype={c: str for c in ID_COLUMNS})
         if name.endswith((".json", ".json.gz", ".jsonl", ".jsonl.gz")):
             return pd.read_json(p, lines=".jsonl" in name)
     except (ValueError, OSError) as exc:

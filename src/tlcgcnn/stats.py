@@ -25,6 +25,22 @@ log = logging.getLogger(__name__)
 KEYS = ("target", "size")
 
 
+# Columns that must stay text: a hex hash such as "94e25257..." otherwise parses as a float
+# with an enormous exponent (and crashes pandas 2.3's CSV parser).
+TEXT_COLUMNS = (
+    "target", "property", "transform", "subset", "mode", "stage", "pretrained", "baseline",
+    "checkpoint", "config_sha256", "data_sha256", "git_commit", "package_version",
+    "torch_version", "device", "model", "source",
+)
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a metrics / tests CSV written by this module, keeping text columns as text."""
+    with open(path, encoding="utf-8") as fh:
+        header = fh.readline().strip().split(",")
+    return pd.read_csv(path, dtype={c: str for c in TEXT_COLUMNS if c in header})
+
+
 def collect(paths: Iterable[str | Path]) -> pd.DataFrame:
     rows = [io.read_json(p) for p in paths]
     if not rows:
