@@ -7,7 +7,12 @@ rule evaluate_pretrain:
         metrics=f"{R}/pretrain/{{pretrain}}/metrics.json",
         predictions=f"{R}/pretrain/{{pretrain}}/predictions.parquet",
     params:
-        extra=lambda wc: {"stage": "pretrain", "mode": "pretrain", "size": PRETRAIN[wc.pretrain]["size"]},
+        extra=lambda wc: {
+            "stage": "pretrain",
+            "mode": "pretrain",
+            "size": PRETRAIN[wc.pretrain]["size"],
+            "pretrain": wc.pretrain,
+        },
         device=config["train"]["device"],
     log:
         f"{R}/logs/evaluate/pretrain/{{pretrain}}.log",
