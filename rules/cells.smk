@@ -36,7 +36,7 @@ rule finetune_cell:
     wildcard_constraints:
         mode="|".join(GNN_MODES) or "NONE",
     params:
-        spec=lambda wc: TARGETS[wc.target],
+        spec=lambda wc: target_spec(wc.target),
         size=lambda wc: wc.size,
         seeds=lambda wc: seeds_for(wc.size),
         mode_spec=lambda wc: MODES[wc.mode],
@@ -70,7 +70,7 @@ rule baseline_cell:
     wildcard_constraints:
         mode="|".join(BASELINE_MODES) or "NONE",
     params:
-        spec=lambda wc: TARGETS[wc.target],
+        spec=lambda wc: target_spec(wc.target),
         size=lambda wc: wc.size,
         seeds=lambda wc: seeds_for(wc.size),
         mode_spec=lambda wc: MODES[wc.mode],

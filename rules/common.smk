@@ -116,6 +116,20 @@ def split_spec(name):
     return TARGETS[name] if name in TARGETS else PRETRAIN[name]
 
 
+TARGET_KEYS = ("name", "property", "transform", "subset", "task")
+
+
+def target_spec(name):
+    """The fields of a finetune target that change its runs (not label / modes / sizes, so
+    that editing those does not re-run finished cells)."""
+    return {k: v for k, v in TARGETS[name].items() if k in TARGET_KEYS}
+
+
+def split_key(name):
+    """The fields that define a split file (property and subset)."""
+    return {k: v for k, v in split_spec(name).items() if k in ("name", "property", "subset")}
+
+
 def required_properties():
     props = [t["property"] for t in TARGETS.values()]
     props += [p["property"] for p in PRETRAIN.values()]

@@ -25,7 +25,7 @@ rule split_target:
         f"{R}/splits/{{split_name}}.split.json",
     params:
         split=config["split"],
-        spec=lambda wc: split_spec(wc.split_name),
+        spec=lambda wc: split_key(wc.split_name),
     log:
         f"{R}/logs/split/{{split_name}}.log",
     threads: 1
