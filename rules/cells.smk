@@ -12,12 +12,12 @@ rule descriptors:
         f"{R}/logs/descriptors.log",
     benchmark:
         f"{R}/benchmarks/descriptors.tsv"
+    conda:
+        "../envs/ml.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=20,
-    conda:
-        "../envs/ml.yaml"
     script:
         "../workflow/scripts/descriptors.py"
 
@@ -33,8 +33,18 @@ rule finetune_cell:
         metrics=f"{cell_dir()}/metrics.json",
         predictions=f"{cell_dir()}/predictions.parquet",
         runs=directory(f"{cell_dir()}/runs"),
+    log:
+        f"{R}/logs/cells/{{target}}/n{{size}}/{{mode}}.log",
+    benchmark:
+        f"{R}/benchmarks/cells/{{target}}/n{{size}}/{{mode}}.tsv"
     wildcard_constraints:
         mode="|".join(GNN_MODES) or "NONE",
+    conda:
+        "../envs/torch.yaml"
+    threads: config["train"]["threads"]
+    resources:
+        mem_mb=4000,
+        runtime=240,
     params:
         spec=lambda wc: target_spec(wc.target),
         size=lambda wc: wc.size,
@@ -45,16 +55,6 @@ rule finetune_cell:
         model=lambda wc: model_for(MODES[wc.mode].get("model")),
         train=train_config(FT.get("train")),
         device=config["train"]["device"],
-    log:
-        f"{R}/logs/cells/{{target}}/n{{size}}/{{mode}}.log",
-    benchmark:
-        f"{R}/benchmarks/cells/{{target}}/n{{size}}/{{mode}}.tsv"
-    threads: config["train"]["threads"]
-    resources:
-        mem_mb=4000,
-        runtime=240,
-    conda:
-        "../envs/torch.yaml"
     script:
         "../workflow/scripts/cell.py"
 
@@ -67,23 +67,23 @@ rule baseline_cell:
     output:
         metrics=f"{cell_dir()}/metrics.json",
         predictions=f"{cell_dir()}/predictions.parquet",
+    log:
+        f"{R}/logs/cells/{{target}}/n{{size}}/{{mode}}.log",
+    benchmark:
+        f"{R}/benchmarks/cells/{{target}}/n{{size}}/{{mode}}.tsv"
     wildcard_constraints:
         mode="|".join(BASELINE_MODES) or "NONE",
+    conda:
+        "../envs/ml.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
     params:
         spec=lambda wc: target_spec(wc.target),
         size=lambda wc: wc.size,
         seeds=lambda wc: seeds_for(wc.size),
         mode_spec=lambda wc: MODES[wc.mode],
         split=config["split"],
-    log:
-        f"{R}/logs/cells/{{target}}/n{{size}}/{{mode}}.log",
-    benchmark:
-        f"{R}/benchmarks/cells/{{target}}/n{{size}}/{{mode}}.tsv"
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=60,
-    conda:
-        "../envs/ml.yaml"
     script:
         "../workflow/scripts/baseline_cell.py"

@@ -5,7 +5,6 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-
 validate(config, schema="../config/schema/config.schema.yaml")
 validate(config["dataset"], schema="../config/schema/download.schema.yaml")
 
@@ -58,13 +57,19 @@ def _check_config():
                 f"{pre!r} uses {PRETRAIN[pre].get('model')!r}"
             )
         if spec.get("estimator") and (pre or spec.get("model")):
-            raise ValueError(f"config: baseline mode {mode} cannot have pretrained / model")
+            raise ValueError(
+                f"config: baseline mode {mode} cannot have pretrained / model"
+            )
     for name, p in PRETRAIN.items():
         props = p.get("properties")
         if props and props[0] != p["property"]:
-            raise ValueError(f"config: pretrain {name}: properties must start with property")
+            raise ValueError(
+                f"config: pretrain {name}: properties must start with property"
+            )
         if p.get("model") is not None and p["model"] not in MODEL_VARIANTS:
-            raise ValueError(f"config: pretrain {name}: model {p['model']!r} not in model_variants")
+            raise ValueError(
+                f"config: pretrain {name}: model {p['model']!r} not in model_variants"
+            )
     for name, t in TARGETS.items():
         unknown = set(t.get("modes") or []) - set(MODES)
         if unknown:
@@ -127,7 +132,9 @@ def target_spec(name):
 
 def split_key(name):
     """The fields that define a split file (property and subset)."""
-    return {k: v for k, v in split_spec(name).items() if k in ("name", "property", "subset")}
+    return {
+        k: v for k, v in split_spec(name).items() if k in ("name", "property", "subset")
+    }
 
 
 def required_properties():
@@ -175,7 +182,11 @@ def target_modes(target):
 def seeds_for(size):
     """Seeds of a training size: finetune.seeds, or seeds_large from large_from on."""
     large = FT.get("large_from")
-    if large is not None and FT.get("seeds_large") and (size == "all" or int(size) >= large):
+    if (
+        large is not None
+        and FT.get("seeds_large")
+        and (size == "all" or int(size) >= large)
+    ):
         return FT["seeds_large"]
     return FT["seeds"]
 
@@ -211,8 +222,22 @@ FIGURES = [
 def paper_targets():
     """Everything of the papers' study (configs with finetune.group_seeds: true)."""
     figs = [f"{R}/figures/{f}.{ext}" for f in FIGURES for ext in ("png", "pdf")]
-    figs += expand(f"{R}/figures/learning_curve_{{t}}.{{ext}}", t=sorted(TARGETS), ext=("png", "pdf"))
-    tables = [f"{R}/stats/{n}.csv" for n in ("best_transfer", "improvement", "spearman", "classification", "models", "pretrain")]
+    figs += expand(
+        f"{R}/figures/learning_curve_{{t}}.{{ext}}",
+        t=sorted(TARGETS),
+        ext=("png", "pdf"),
+    )
+    tables = [
+        f"{R}/stats/{n}.csv"
+        for n in (
+            "best_transfer",
+            "improvement",
+            "spearman",
+            "classification",
+            "models",
+            "pretrain",
+        )
+    ]
     return figs + tables + [f"{R}/stats/ef_eg_correlation.json"]
 
 

@@ -6,6 +6,16 @@ rule evaluate_pretrain:
     output:
         metrics=f"{R}/pretrain/{{pretrain}}/metrics.json",
         predictions=f"{R}/pretrain/{{pretrain}}/predictions.parquet",
+    log:
+        f"{R}/logs/evaluate/pretrain/{{pretrain}}.log",
+    benchmark:
+        f"{R}/benchmarks/evaluate/pretrain/{{pretrain}}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
     params:
         extra=lambda wc: {
             "stage": "pretrain",
@@ -14,16 +24,6 @@ rule evaluate_pretrain:
             "pretrain": wc.pretrain,
         },
         device=config["train"]["device"],
-    log:
-        f"{R}/logs/evaluate/pretrain/{{pretrain}}.log",
-    benchmark:
-        f"{R}/benchmarks/evaluate/pretrain/{{pretrain}}.tsv"
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=30,
-    conda:
-        "../envs/torch.yaml"
     script:
         "../workflow/scripts/evaluate.py"
 
@@ -36,6 +36,16 @@ rule evaluate:
     output:
         metrics=f"{finetune_dir()}/metrics.json",
         predictions=f"{finetune_dir()}/predictions.parquet",
+    log:
+        f"{R}/logs/evaluate/{{target}}/n{{size}}/{{mode}}/s{{seed}}.log",
+    benchmark:
+        f"{R}/benchmarks/evaluate/{{target}}/n{{size}}/{{mode}}/s{{seed}}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
     params:
         extra=lambda wc: {
             "stage": "finetune",
@@ -44,15 +54,5 @@ rule evaluate:
             "pretrained": MODES[wc.mode].get("pretrained"),
         },
         device=config["train"]["device"],
-    log:
-        f"{R}/logs/evaluate/{{target}}/n{{size}}/{{mode}}/s{{seed}}.log",
-    benchmark:
-        f"{R}/benchmarks/evaluate/{{target}}/n{{size}}/{{mode}}/s{{seed}}.tsv"
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=30,
-    conda:
-        "../envs/torch.yaml"
     script:
         "../workflow/scripts/evaluate.py"

@@ -13,12 +13,12 @@ rule figure_learning_curve:
         f"{R}/logs/figures/learning_curve.log",
     benchmark:
         f"{R}/benchmarks/figures/learning_curve.tsv"
+    conda:
+        "../envs/stats.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/stats.yaml"
     script:
         "../workflow/scripts/figures.py"
 
@@ -34,19 +34,19 @@ rule figure_ef_eg_density:
             category="Data",
         ),
         pdf=f"{R}/figures/ef_eg_density.pdf",
-    params:
-        figure="ef_eg_density",
-        labels=target_labels(),
     log:
         f"{R}/logs/figures/ef_eg_density.log",
     benchmark:
         f"{R}/benchmarks/figures/ef_eg_density.tsv"
+    conda:
+        "../envs/stats.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=10,
-    conda:
-        "../envs/stats.yaml"
+    params:
+        figure="ef_eg_density",
+        labels=target_labels(),
     script:
         "../workflow/scripts/paper_figure.py"
 
@@ -61,19 +61,19 @@ rule figure_subset_scaling:
             category="Learning curves",
         ),
         pdf=f"{R}/figures/subset_scaling.pdf",
-    params:
-        figure="subset_scaling",
-        labels=target_labels(),
     log:
         f"{R}/logs/figures/subset_scaling.log",
     benchmark:
         f"{R}/benchmarks/figures/subset_scaling.tsv"
+    conda:
+        "../envs/stats.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=10,
-    conda:
-        "../envs/stats.yaml"
+    params:
+        figure="subset_scaling",
+        labels=target_labels(),
     script:
         "../workflow/scripts/paper_figure.py"
 
@@ -89,19 +89,19 @@ rule figure_improvement:
             category="Transfer learning",
         ),
         pdf=f"{R}/figures/improvement.pdf",
-    params:
-        figure="improvement",
-        labels=target_labels(),
     log:
         f"{R}/logs/figures/improvement.log",
     benchmark:
         f"{R}/benchmarks/figures/improvement.tsv"
+    conda:
+        "../envs/stats.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=10,
-    conda:
-        "../envs/stats.yaml"
+    params:
+        figure="improvement",
+        labels=target_labels(),
     script:
         "../workflow/scripts/paper_figure.py"
 
@@ -117,19 +117,19 @@ rule figure_freeze_heatmap:
             category="Transfer learning",
         ),
         pdf=f"{R}/figures/freeze_heatmap.pdf",
-    params:
-        figure="freeze_heatmap",
-        labels=target_labels(),
     log:
         f"{R}/logs/figures/freeze_heatmap.log",
     benchmark:
         f"{R}/benchmarks/figures/freeze_heatmap.tsv"
+    conda:
+        "../envs/stats.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=10,
-    conda:
-        "../envs/stats.yaml"
+    params:
+        figure="freeze_heatmap",
+        labels=target_labels(),
     script:
         "../workflow/scripts/paper_figure.py"
 
@@ -145,19 +145,19 @@ rule figure_multitask:
             category="Transfer learning",
         ),
         pdf=f"{R}/figures/multitask.pdf",
-    params:
-        figure="multitask",
-        labels=target_labels(),
     log:
         f"{R}/logs/figures/multitask.log",
     benchmark:
         f"{R}/benchmarks/figures/multitask.tsv"
+    conda:
+        "../envs/stats.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=10,
-    conda:
-        "../envs/stats.yaml"
+    params:
+        figure="multitask",
+        labels=target_labels(),
     script:
         "../workflow/scripts/paper_figure.py"
 
@@ -172,19 +172,19 @@ rule figure_pretrain_size:
             category="Transfer learning",
         ),
         pdf=f"{R}/figures/pretrain_size.pdf",
-    params:
-        figure="pretrain_size",
-        labels=target_labels(),
     log:
         f"{R}/logs/figures/pretrain_size.log",
     benchmark:
         f"{R}/benchmarks/figures/pretrain_size.tsv"
+    conda:
+        "../envs/stats.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=10,
-    conda:
-        "../envs/stats.yaml"
+    params:
+        figure="pretrain_size",
+        labels=target_labels(),
     script:
         "../workflow/scripts/paper_figure.py"
 
@@ -199,19 +199,19 @@ rule figure_models:
             category="Models",
         ),
         pdf=f"{R}/figures/models.pdf",
-    params:
-        figure="models",
-        labels=target_labels(),
     log:
         f"{R}/logs/figures/models.log",
     benchmark:
         f"{R}/benchmarks/figures/models.tsv"
+    conda:
+        "../envs/stats.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=10,
-    conda:
-        "../envs/stats.yaml"
+    params:
+        figure="models",
+        labels=target_labels(),
     script:
         "../workflow/scripts/paper_figure.py"
 
@@ -228,18 +228,18 @@ rule figure_target_curve:
             subcategory="{target}",
         ),
         pdf=f"{R}/figures/learning_curve_{{target}}.pdf",
-    params:
-        figure="target_curve",
-        labels=target_labels(),
     log:
         f"{R}/logs/figures/learning_curve_{{target}}.log",
     benchmark:
         f"{R}/benchmarks/figures/learning_curve_{{target}}.tsv"
+    conda:
+        "../envs/stats.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=10,
-    conda:
-        "../envs/stats.yaml"
+    params:
+        figure="target_curve",
+        labels=target_labels(),
     script:
         "../workflow/scripts/paper_figure.py"

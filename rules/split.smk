@@ -3,16 +3,16 @@ rule split_subsets:
         f"{R}/data/structures.parquet",
     output:
         f"{R}/splits/subsets.json",
-    params:
-        split=config["split"],
     log:
         f"{R}/logs/split/subsets.log",
+    conda:
+        "../envs/core.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/core.yaml"
+    params:
+        split=config["split"],
     script:
         "../workflow/scripts/split.py"
 
@@ -23,16 +23,16 @@ rule split_target:
         subsets=f"{R}/splits/subsets.json",
     output:
         f"{R}/splits/{{split_name}}.split.json",
-    params:
-        split=config["split"],
-        spec=lambda wc: split_key(wc.split_name),
     log:
         f"{R}/logs/split/{{split_name}}.log",
+    conda:
+        "../envs/core.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/core.yaml"
+    params:
+        split=config["split"],
+        spec=lambda wc: split_key(wc.split_name),
     script:
         "../workflow/scripts/split.py"

@@ -4,18 +4,18 @@ rule stats:
     output:
         metrics=f"{R}/stats/metrics.csv",
         tests=f"{R}/stats/ttests.csv",
-    params:
-        baseline=FT["baseline"],
     log:
         f"{R}/logs/stats.log",
     benchmark:
         f"{R}/benchmarks/stats.tsv"
+    conda:
+        "../envs/stats.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/stats.yaml"
+    params:
+        baseline=FT["baseline"],
     script:
         "../workflow/scripts/stats.py"
 
@@ -54,12 +54,12 @@ rule stats_summary:
         f"{R}/logs/stats_summary.log",
     benchmark:
         f"{R}/benchmarks/stats_summary.tsv"
+    conda:
+        "../envs/stats.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/stats.yaml"
     script:
         "../workflow/scripts/stats_summary.py"
 
@@ -75,12 +75,12 @@ rule correlation:
         ),
     log:
         f"{R}/logs/correlation.log",
+    conda:
+        "../envs/stats.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/stats.yaml"
     script:
         "../workflow/scripts/correlation.py"
 
@@ -96,11 +96,11 @@ rule pretrain_table:
         ),
     log:
         f"{R}/logs/pretrain_table.log",
+    conda:
+        "../envs/stats.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/stats.yaml"
     script:
         "../workflow/scripts/pretrain_table.py"

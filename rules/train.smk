@@ -7,6 +7,16 @@ rule pretrain:
         target_splits=expand(f"{R}/splits/{{t}}.split.json", t=sorted(TARGETS)),
     output:
         f"{R}/pretrain/{{pretrain}}/model.pt",
+    log:
+        f"{R}/logs/pretrain/{{pretrain}}.log",
+    benchmark:
+        f"{R}/benchmarks/pretrain/{{pretrain}}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: config["train"]["threads"]
+    resources:
+        mem_mb=8000,
+        runtime=240,
     params:
         stage="pretrain",
         spec=lambda wc: PRETRAIN[wc.pretrain],
@@ -16,16 +26,6 @@ rule pretrain:
         model=lambda wc: model_for(PRETRAIN[wc.pretrain].get("model")),
         train=lambda wc: train_config(PRETRAIN[wc.pretrain].get("train")),
         transfer=None,
-    log:
-        f"{R}/logs/pretrain/{{pretrain}}.log",
-    benchmark:
-        f"{R}/benchmarks/pretrain/{{pretrain}}.tsv"
-    threads: config["train"]["threads"]
-    resources:
-        mem_mb=8000,
-        runtime=240,
-    conda:
-        "../envs/torch.yaml"
     script:
         "../workflow/scripts/train.py"
 
@@ -39,6 +39,16 @@ rule finetune:
         pretrained=pretrained_input,
     output:
         f"{finetune_dir()}/model.pt",
+    log:
+        f"{R}/logs/finetune/{{target}}/n{{size}}/{{mode}}/s{{seed}}.log",
+    benchmark:
+        f"{R}/benchmarks/finetune/{{target}}/n{{size}}/{{mode}}/s{{seed}}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: config["train"]["threads"]
+    resources:
+        mem_mb=4000,
+        runtime=120,
     params:
         stage="finetune",
         spec=lambda wc: TARGETS[wc.target],
@@ -49,15 +59,5 @@ rule finetune:
         model=MODEL,
         train=train_config(FT.get("train")),
         transfer=lambda wc: MODES[wc.mode],
-    log:
-        f"{R}/logs/finetune/{{target}}/n{{size}}/{{mode}}/s{{seed}}.log",
-    benchmark:
-        f"{R}/benchmarks/finetune/{{target}}/n{{size}}/{{mode}}/s{{seed}}.tsv"
-    threads: config["train"]["threads"]
-    resources:
-        mem_mb=4000,
-        runtime=120,
-    conda:
-        "../envs/torch.yaml"
     script:
         "../workflow/scripts/train.py"
