@@ -115,6 +115,8 @@ def subset_scaling(pretrain: pd.DataFrame, png: str | Path, pdf: str | Path, pro
         sns.lineplot(data=sub, x="n_train", y="mae", hue="subset", style="subset", markers=True, dashes=False, ax=ax, markersize=8)
         ax.set_xscale("log")
         ax.set_yscale("log")
+        _plain_log_axis(ax.xaxis, sorted(sub["n_train"].unique()))
+        _plain_log_axis(ax.yaxis)
         ax.set_xlabel("training set size")
         ax.set_ylabel(f"test MAE of {SHORT.get(prop, prop)} (eV/atom)")
         ax.set_title(f"CGCNN learning curves of {SHORT.get(prop, prop)} by subset", fontsize=10)
@@ -123,9 +125,23 @@ def subset_scaling(pretrain: pd.DataFrame, png: str | Path, pdf: str | Path, pro
     plt.close(fig)
 
 
+def _plain_log_axis(axis: Any, ticks: list[float] | None = None) -> None:
+    """Log axis with plain numbers (50, 100, 0.5) instead of 5 × 10¹."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    fmt = FuncFormatter(lambda v, _: f"{v:g}")
+    axis.set_major_formatter(fmt)
+    if ticks is not None:
+        axis.set_ticks(ticks)
+        axis.set_minor_formatter(NullFormatter())
+    else:
+        axis.set_minor_formatter(fmt)
+
+
 def target_curve(metrics: pd.DataFrame, tests: pd.DataFrame, target: str, label: str, png: str | Path, pdf: str | Path) -> None:
     """One target: error vs training size for scratch, every transfer mode and the baselines
-    (mean ± sd over seeds; filled marker = Holm p < 0.05 against scratch)."""
+    (mean ± sd over seeds; ★ = Holm p < 0.05 against scratch). With a single training size
+    the modes are compared side by side instead."""
     _setup()
     import matplotlib.pyplot as plt
     import seaborn as sns
@@ -134,27 +150,51 @@ def target_curve(metrics: pd.DataFrame, tests: pd.DataFrame, target: str, label:
     sub["size_n"] = _numeric_size(sub["size"]).fillna(sub["n_train"])
     labels = _labels(sub)
     sub["model"] = sub["mode"].map(labels)
-    fams = {"scratch": "-", "transfer": "-", "baseline": "--"}
-    fig, ax = plt.subplots(figsize=(7.8, 4.8))
     order = sorted(sub["model"].unique(), key=lambda m: (not m.endswith("scratch"), m.startswith(("PLS", "SVR", "LASSO", "RF")), m))
     palette = dict(zip(order, sns.color_palette("tab20", len(order)), strict=True))
-    for model in order:
-        m = sub[sub["model"] == model]
-        g = m.groupby("size_n")["error"].agg(["mean", "std"]).reset_index()
-        fam = m["family"].iloc[0]
-        ax.errorbar(g["size_n"] * (1 + 0.03 * order.index(model) / len(order)), g["mean"], yerr=g["std"].fillna(0), label=model, color=palette[model],
-                    ls=fams.get(fam, "-"), marker="o" if fam != "baseline" else "s", ms=5, lw=2.2 if fam == "scratch" else 1.2, capsize=2)
+    sig_modes: set[tuple[str, float]] = set()
     if len(tests):
         sig = tests[(tests["target"] == target) & (tests["p_holm"] < 0.05)]
-        for r in sig.itertuples():
-            ax.plot(float(r.size) if str(r.size) != "all" else np.nan, r.mae_mode, "*", color="k", ms=9)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("training set size")
-    ax.set_ylabel(_ylabel(sub))
+        sig_modes = {(labels.get(r.mode, r.mode), float(r.size)) for r in sig.itertuples() if str(r.size) != "all"}
+    sizes = sorted(sub["size_n"].unique())
     n_seeds = sub.groupby(["size", "mode"])["seed"].nunique()
-    ax.set_title(f"{label}: scratch vs transfer vs baselines (mean ± sd over {n_seeds.min()}–{n_seeds.max()} seeds; ★ Holm p < 0.05 vs scratch)", fontsize=9)
-    ax.legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left", frameon=False)
+    seeds_txt = f"{n_seeds.min()}" if n_seeds.min() == n_seeds.max() else f"{n_seeds.min()}–{n_seeds.max()}"
+    if len(sizes) == 1:
+        fig, ax = plt.subplots(figsize=(7.0, 0.42 * len(order) + 1.4))
+        g = sub.groupby("model")["error"].agg(["mean", "std"]).reindex(order)
+        fam = sub.drop_duplicates("model").set_index("model")["family"].reindex(order)
+        for i, model in enumerate(order):
+            ax.errorbar(g.loc[model, "mean"], i, xerr=np.nan_to_num(g.loc[model, "std"]), fmt="s" if fam[model] == "baseline" else "o", color=palette[model], capsize=3, ms=6)
+            if (model, float(sizes[0])) in sig_modes:
+                ax.annotate("★", (g.loc[model, "mean"], i), textcoords="offset points", xytext=(0, 6), ha="center")
+        scratch = [m for m in order if m.endswith("scratch") and m.startswith("CGCNN")]
+        if scratch:
+            ax.axvline(g.loc[scratch[0], "mean"], color="k", ls="--", lw=0.8)
+        ax.set_yticks(range(len(order)))
+        ax.set_yticklabels(order, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel(_ylabel(sub))
+        ax.set_title(f"{label}, n = {int(sizes[0])}: mean ± sd over {seeds_txt} seeds (★ Holm p < 0.05 vs scratch)", fontsize=9)
+    else:
+        fig, ax = plt.subplots(figsize=(7.8, 4.8))
+        for k, model in enumerate(order):
+            m = sub[sub["model"] == model]
+            g = m.groupby("size_n")["error"].agg(["mean", "std"]).reset_index()
+            fam = m["family"].iloc[0]
+            x = g["size_n"] * (1 + 0.04 * (k - len(order) / 2) / len(order))  # small dodge
+            ax.errorbar(x, g["mean"], yerr=g["std"].fillna(0), label=model, color=palette[model], ls="--" if fam == "baseline" else "-",
+                        marker="s" if fam == "baseline" else "o", ms=5, lw=2.2 if fam == "scratch" else 1.2, capsize=2)
+            for xs, ys, s in zip(x, g["mean"], g["size_n"], strict=True):
+                if (model, float(s)) in sig_modes:
+                    ax.annotate("★", (xs, ys), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=10)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        _plain_log_axis(ax.xaxis, sizes)
+        _plain_log_axis(ax.yaxis)
+        ax.set_xlabel("training set size")
+        ax.set_ylabel(_ylabel(sub))
+        ax.set_title(f"{label}: scratch vs transfer vs baselines (mean ± sd over {seeds_txt} seeds; ★ Holm p < 0.05 vs scratch)", fontsize=9)
+        ax.legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left", frameon=False)
     fig.tight_layout()
     save(fig, png, pdf)
     plt.close(fig)
@@ -187,6 +227,7 @@ def improvement(metrics: pd.DataFrame, tests: pd.DataFrame, target_labels: dict[
             ax.scatter(g["size_n"][~sig], 100 * g["improvement_rate"][~sig], facecolor="white", edgecolor=palette[mode], s=30, zorder=3)
         ax.axhline(0, color="k", lw=0.8)
         ax.set_xscale("log")
+        _plain_log_axis(ax.xaxis, sorted(sub["size_n"].dropna().unique()))
         ax.set_title(target_labels.get(target, target), fontsize=9)
         ax.set_xlabel("training set size")
         ax.set_ylabel("improvement over scratch (%)")
@@ -240,7 +281,8 @@ def freeze_heatmap(metrics: pd.DataFrame, tests: pd.DataFrame, target_labels: di
         pv = sub.pivot_table(index="scheme", columns="source", values="p_holm", aggfunc="min").reindex(val.index)
         annot = val.map(lambda v: f"{v:+.0f}%" if pd.notna(v) else "") + pv.map(lambda p: "★" if pd.notna(p) and p < 0.05 else "")
         lim = max(5.0, float(np.nanmax(np.abs(val.to_numpy()))))
-        sns.heatmap(val, annot=annot, fmt="", cmap="RdBu", vmin=-lim, vmax=lim, ax=ax, cbar_kws={"label": "improvement over scratch (%)"})
+        sns.heatmap(val, annot=annot, fmt="", cmap="RdBu", vmin=-lim, vmax=lim, ax=ax, cbar_kws={"label": "improvement over scratch (%)"}, linewidths=0.5, linecolor="white")
+        ax.grid(False)
         ax.set_title(f"{target_labels.get(target, target)}, n = {int(sub['size_n'].iloc[0])}", fontsize=9)
         ax.set_xlabel("pretraining source")
         ax.set_ylabel("pretrained layers kept")
@@ -313,6 +355,7 @@ def pretrain_size(metrics: pd.DataFrame, target_labels: dict[str, str], png: str
             if len(scr):
                 ax.axhline(scr["error"].mean(), ls="--", color=line[0].get_color(), lw=1, label=f"scratch, n={size}")
         ax.set_xscale("log")
+        _plain_log_axis(ax.xaxis, sorted(sub["pretrain_size"].dropna().unique()))
         ax.set_xlabel("pretraining set size")
         ax.set_ylabel(_ylabel(sub))
         ax.set_title(target_labels.get(target, target), fontsize=9)
