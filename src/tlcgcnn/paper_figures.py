@@ -286,6 +286,7 @@ def freeze_heatmap(metrics: pd.DataFrame, tests: pd.DataFrame, target_labels: di
         ax.set_title(f"{target_labels.get(target, target)}, n = {int(sub['size_n'].iloc[0])}", fontsize=9)
         ax.set_xlabel("pretraining source")
         ax.set_ylabel("pretrained layers kept")
+        ax.set_xticklabels(ax.get_xticklabels(), rotation=25, ha="right")
     fig.tight_layout()
     save(fig, png, pdf)
     plt.close(fig)
@@ -342,7 +343,8 @@ def pretrain_size(metrics: pd.DataFrame, target_labels: dict[str, str], png: str
     swept = m.groupby("source")["pretrain_size"].nunique()
     swept = swept[swept > 1]
     m = m[m["source"].isin(swept.index)]
-    targets = list(dict.fromkeys(m["target"]))
+    per_target = m.groupby("target")["pretrain_size"].nunique()
+    targets = [t for t in dict.fromkeys(m["target"]) if per_target[t] > 1]
     fig, axes = plt.subplots(1, max(1, len(targets)), figsize=(4.4 * max(1, len(targets)), 3.8), squeeze=False)
     if not targets:
         _empty(axes[0, 0], "no pretraining-size sweep in the config")
