@@ -3,7 +3,11 @@ rule stats:
         finetune_metrics(),
     output:
         metrics=f"{R}/stats/metrics.csv",
-        tests=f"{R}/stats/ttests.csv",
+        tests=report(
+            f"{R}/stats/ttests.csv",
+            caption="../report/ttests.rst",
+            category="Statistics",
+        ),
     log:
         f"{R}/logs/stats.log",
     benchmark:
