@@ -5,7 +5,11 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# the default config only when none is given on the command line (a --configfile is then
+# the whole config, not merged into this one: keys such as finetune.modes would merge)
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 include: "rules/common.smk"
@@ -24,6 +28,7 @@ include: "rules/split.smk"
 include: "rules/featurize.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"
+include: "rules/cells.smk"
 include: "rules/stats.smk"
 include: "rules/figures.smk"
 

@@ -29,6 +29,17 @@ TARGETS = {t["name"]: t for t in FT["targets"]}
 MODES = FT["modes"]
 ATOM_FEATURES = config["featurize"]["atom_features"]
 MODEL = {**config["model"], "radius": config["featurize"]["radius"]}
+MODEL_VARIANTS = config.get("model_variants", {})
+GROUP_SEEDS = FT.get("group_seeds", False)
+GNN_MODES = sorted(m for m, s in MODES.items() if not s.get("estimator"))
+BASELINE_MODES = sorted(m for m, s in MODES.items() if s.get("estimator"))
+
+
+def model_for(variant=None):
+    """Model config of a named variant (config model_variants) or the base model."""
+    if variant is None:
+        return MODEL
+    return {**MODEL, **MODEL_VARIANTS[variant]}
 
 
 def _check_config():
@@ -43,6 +54,39 @@ def _check_config():
             raise ValueError(
                 f"config: finetune.modes.{mode}.pretrained = {pre!r} is not a pretrain name "
                 f"(known: {sorted(PRETRAIN)})"
+            )
+    for mode, spec in MODES.items():
+        if spec.get("model") is not None and spec["model"] not in MODEL_VARIANTS:
+            raise ValueError(
+                f"config: finetune.modes.{mode}.model = {spec['model']!r} is not in model_variants"
+            )
+        pre = spec.get("pretrained")
+        if pre and PRETRAIN[pre].get("model") != spec.get("model"):
+            raise ValueError(
+                f"config: mode {mode} uses model {spec.get('model')!r} but its pretrained "
+                f"{pre!r} uses {PRETRAIN[pre].get('model')!r}"
+            )
+        if spec.get("estimator") and (pre or spec.get("model")):
+            raise ValueError(
+                f"config: baseline mode {mode} cannot have pretrained / model"
+            )
+    for name, p in PRETRAIN.items():
+        props = p.get("properties")
+        if props and props[0] != p["property"]:
+            raise ValueError(
+                f"config: pretrain {name}: properties must start with property"
+            )
+        if p.get("model") is not None and p["model"] not in MODEL_VARIANTS:
+            raise ValueError(
+                f"config: pretrain {name}: model {p['model']!r} not in model_variants"
+            )
+    for name, t in TARGETS.items():
+        unknown = set(t.get("modes") or []) - set(MODES)
+        if unknown:
+            raise ValueError(f"config: target {name}: unknown modes {sorted(unknown)}")
+        if not GROUP_SEEDS and (t.get("modes") or t.get("sizes") or BASELINE_MODES):
+            raise ValueError(
+                "config: per-target modes / sizes and baseline modes need finetune.group_seeds: true"
             )
     if FT["baseline"] not in MODES:
         raise ValueError(
@@ -87,9 +131,26 @@ def split_spec(name):
     return TARGETS[name] if name in TARGETS else PRETRAIN[name]
 
 
+TARGET_KEYS = ("name", "property", "transform", "subset", "task")
+
+
+def target_spec(name):
+    """The fields of a finetune target that change its runs (not label / modes / sizes, so
+    that editing those does not re-run finished cells)."""
+    return {k: v for k, v in TARGETS[name].items() if k in TARGET_KEYS}
+
+
+def split_key(name):
+    """The fields that define a split file (property and subset)."""
+    return {
+        k: v for k, v in split_spec(name).items() if k in ("name", "property", "subset")
+    }
+
+
 def required_properties():
     props = [t["property"] for t in TARGETS.values()]
     props += [p["property"] for p in PRETRAIN.values()]
+    props += [q for p in PRETRAIN.values() for q in p.get("properties") or []]
     return sorted(set(props))
 
 
@@ -109,6 +170,8 @@ def pretrained_input(wildcards):
 
 
 def finetune_metrics():
+    if GROUP_SEEDS:
+        return cell_metrics()
     return expand(
         f"{finetune_dir()}/metrics.json",
         target=sorted(TARGETS),
@@ -118,7 +181,85 @@ def finetune_metrics():
     )
 
 
+def target_sizes(target):
+    return TARGETS[target].get("sizes") or FT["sizes"]
+
+
+def target_modes(target):
+    return TARGETS[target].get("modes") or sorted(MODES)
+
+
+def seeds_for(size):
+    """Seeds of a training size: finetune.seeds, or seeds_large from large_from on."""
+    large = FT.get("large_from")
+    if (
+        large is not None
+        and FT.get("seeds_large")
+        and (size == "all" or int(size) >= large)
+    ):
+        return FT["seeds_large"]
+    return FT["seeds"]
+
+
+def cell_dir(target="{target}", size="{size}", mode="{mode}"):
+    return f"{R}/cells/{target}/n{size}/{mode}"
+
+
+def cell_metrics():
+    return [
+        f"{cell_dir(t, n, m)}/metrics.json"
+        for t in sorted(TARGETS)
+        for n in target_sizes(t)
+        for m in target_modes(t)
+    ]
+
+
+def target_labels():
+    return {t: spec.get("label", t) for t, spec in TARGETS.items()}
+
+
+FIGURES = [
+    "ef_eg_density",
+    "subset_scaling",
+    "improvement",
+    "freeze_heatmap",
+    "multitask",
+    "pretrain_size",
+    "models",
+]
+
+
+def paper_targets():
+    """Everything of the papers' study (configs with finetune.group_seeds: true)."""
+    figs = [f"{R}/figures/{f}.{ext}" for f in FIGURES for ext in ("png", "pdf")]
+    figs += expand(
+        f"{R}/figures/learning_curve_{{t}}.{{ext}}",
+        t=sorted(TARGETS),
+        ext=("png", "pdf"),
+    )
+    tables = [
+        f"{R}/stats/{n}.csv"
+        for n in (
+            "best_transfer",
+            "improvement",
+            "spearman",
+            "classification",
+            "models",
+            "pretrain",
+        )
+    ]
+    return figs + tables + [f"{R}/stats/ef_eg_correlation.json"]
+
+
 def all_targets():
+    if GROUP_SEEDS:
+        return [
+            f"{R}/figures/learning_curve.png",
+            f"{R}/figures/learning_curve.pdf",
+            f"{R}/stats/ttests.csv",
+            *expand(f"{R}/pretrain/{{p}}/metrics.json", p=sorted(PRETRAIN)),
+            *paper_targets(),
+        ]
     return [
         f"{R}/figures/learning_curve.png",
         f"{R}/figures/learning_curve.pdf",

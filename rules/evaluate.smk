@@ -21,6 +21,7 @@ rule evaluate_pretrain:
             "stage": "pretrain",
             "mode": "pretrain",
             "size": PRETRAIN[wc.pretrain]["size"],
+            "pretrain": wc.pretrain,
         },
         device=config["train"]["device"],
     script:

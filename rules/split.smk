@@ -33,6 +33,6 @@ rule split_target:
         runtime=10,
     params:
         split=config["split"],
-        spec=lambda wc: split_spec(wc.split_name),
+        spec=lambda wc: split_key(wc.split_name),
     script:
         "../workflow/scripts/split.py"

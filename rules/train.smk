@@ -4,6 +4,7 @@ rule pretrain:
         split=f"{R}/splits/{{pretrain}}.split.json",
         graphs=GRAPHS,
         atom_features=ATOM_FEATURES,
+        target_splits=expand(f"{R}/splits/{{t}}.split.json", t=sorted(TARGETS)),
     output:
         f"{R}/pretrain/{{pretrain}}/model.pt",
     log:
@@ -23,7 +24,7 @@ rule pretrain:
         size=lambda wc: PRETRAIN[wc.pretrain]["size"],
         seed=lambda wc: PRETRAIN[wc.pretrain]["seed"],
         split=config["split"],
-        model=MODEL,
+        model=lambda wc: model_for(PRETRAIN[wc.pretrain].get("model")),
         train=lambda wc: train_config(PRETRAIN[wc.pretrain].get("train")),
         transfer=None,
     script:

@@ -1,4 +1,4 @@
-"""Shared fixtures: small real-physics crystals and the path to the shared MP data."""
+"""Shared fixtures: small real-physics crystals, synthetic graphs, the shared MP data path."""
 
 from __future__ import annotations
 
@@ -6,13 +6,20 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
 if str(SRC) not in sys.path:
     sys.path.insert(0, str(SRC))
 
+from tlcgcnn import io  # noqa: E402
+from tlcgcnn.graphs import GraphSet  # noqa: E402
+
+ATOM_FEATURES = ROOT / "resources" / "atom_features.csv"
 SHARED_DATA = Path(os.environ.get("TLCGCNN_SHARED_DATA", ROOT.parent / "shared" / "data"))
 MP500 = SHARED_DATA / "mp2018_random500.csv.gz"
 
@@ -42,10 +49,46 @@ def bcc_fe():
     return Structure.from_spacegroup("Im-3m", Lattice.cubic(2.87), ["Fe"], [[0, 0, 0]])
 
 
+def random_graphs(n: int = 40, m: int = 6, seed: int = 0) -> GraphSet:
+    """``n`` crystals of 2-5 atoms with ``m`` random neighbours each (within the crystal)."""
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(2, 6, size=n)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    z = rng.integers(1, 84, size=offsets[-1])
+    nbr = np.concatenate([rng.integers(0, c, size=(c, m)) for c in counts])
+    dist = rng.uniform(1.5, 6.0, size=(offsets[-1], m)).astype(np.float32)
+    return GraphSet(
+        ids=np.array([f"c{i}" for i in range(n)]),
+        z=torch.as_tensor(z, dtype=torch.long),
+        nbr_idx=torch.as_tensor(nbr, dtype=torch.long),
+        nbr_dist=torch.as_tensor(dist),
+        offsets=torch.as_tensor(offsets),
+    )
+
+
+def save_graphs(g: GraphSet, folder: Path) -> Path:
+    """Write ``g`` in the featurize stage's shard format (one shard)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(
+        folder / "shard-00000.npz",
+        z=g.z.numpy().astype(np.uint8),
+        nbr_idx=g.nbr_idx.numpy().astype(np.uint16),
+        nbr_dist=g.nbr_dist.numpy(),
+        offsets=g.offsets.numpy(),
+    )
+    pd.DataFrame({"material_id": g.ids, "shard": 0, "position": np.arange(len(g))}).to_parquet(folder / "index.parquet")
+    io.write_json(folder / "manifest.json", {"shards": ["shard-00000.npz"]})
+    return folder
+
+
+@pytest.fixture
+def graphs() -> GraphSet:
+    return random_graphs()
+
+
 @pytest.fixture
 def atom_table():
-    import torch
-
     from tlcgcnn import atom_features
 
-    return torch.from_numpy(atom_features.load_matrix(ROOT / "resources" / "atom_features.csv"))
+    return torch.from_numpy(atom_features.load_matrix(ATOM_FEATURES))

@@ -17,7 +17,7 @@ import torch
 from scipy import stats as sstats
 
 from tlcgcnn import graphs, io
-from tlcgcnn.normalize import Normalizer, inverse_transform
+from tlcgcnn.normalize import inverse_transform, normalizer_from_dict
 from tlcgcnn.train import Target, labels, load_checkpoint, model_from_checkpoint, pick_device, predict
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,26 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, floa
     return out
 
 
+def classification_metrics(y_true: np.ndarray, prob: np.ndarray) -> dict[str, float]:
+    """ROC-AUC, accuracy at p = 0.5, log loss and Brier score of a binary classifier.
+    ``error`` = 1 − ROC-AUC is the lower-is-better score the statistics compare."""
+    from sklearn import metrics as skm
+
+    y = np.asarray(y_true, dtype=float)
+    p = np.clip(np.asarray(prob, dtype=float), 1e-7, 1 - 1e-7)
+    two_classes = len(np.unique(y)) == 2
+    auc = float(skm.roc_auc_score(y, p)) if two_classes else float("nan")
+    return {
+        "roc_auc": auc,
+        "accuracy": float(((p >= 0.5) == (y >= 0.5)).mean()),
+        "log_loss": float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean()),
+        "brier": float(((p - y) ** 2).mean()),
+        "error": 1.0 - auc,
+        "n_test": int(len(y)),
+        "positive_fraction": float(y.mean()),
+    }
+
+
 def evaluate(
     checkpoint: str | Path,
     table_df: pd.DataFrame,
@@ -56,13 +76,21 @@ def evaluate(
     log.info("device: %s%s", dev, f" {torch.cuda.get_device_name(dev)}" if dev.type == "cuda" else "")
     model = model_from_checkpoint(ckpt).to(dev)
     data = graphs.load(graph_dir, test_ids).to(dev)
-    normalizer = Normalizer.from_dict(ckpt["normalizer"])
+    normalizer = normalizer_from_dict(ckpt["normalizer"])
     raw = predict(model, data, torch.arange(len(test_ids), device=dev), ckpt["train_config"].get("eval_batch_size", 512))
-    y_pred = normalizer.denorm(raw.squeeze(-1)).double().cpu().numpy()
     y_true = labels(table_df, test_ids, target)
-    metrics = regression_metrics(y_true, y_pred)
-    preds = pd.DataFrame({"material_id": test_ids, "y_true": y_true, "y_pred": y_pred})
-    if target.transform != "none":
+    if target.task == "multitask":
+        metrics, preds = _multitask_metrics(target, test_ids, y_true, normalizer.denorm(raw).double().cpu().numpy())
+    elif target.task == "classification":
+        prob = torch.sigmoid(raw.squeeze(-1)).double().cpu().numpy()
+        metrics = classification_metrics(y_true, prob)
+        preds = pd.DataFrame({"material_id": test_ids, "y_true": y_true, "y_pred": prob})
+    else:
+        y_pred = normalizer.denorm(raw.squeeze(-1)).double().cpu().numpy()
+        metrics = regression_metrics(y_true, y_pred)
+        metrics["error"] = metrics["mae"]
+        preds = pd.DataFrame({"material_id": test_ids, "y_true": y_true, "y_pred": y_pred})
+    if target.transform != "none" and target.task == "regression":
         t_true, t_pred = inverse_transform(y_true, target.transform), inverse_transform(y_pred, target.transform)
         preds["y_true_" + target.property] = t_true
         preds["y_pred_" + target.property] = t_pred
@@ -73,6 +101,7 @@ def evaluate(
         "property": target.property,
         "transform": target.transform,
         "subset": target.subset,
+        "task": target.task,
         "seed": ckpt["seed"],
         "n_train": len(ckpt["split"]["train"]),
         "n_val": len(ckpt["split"]["val"]),
@@ -83,5 +112,24 @@ def evaluate(
     }
     io.write_parquet(preds, out_predictions)
     io.write_json(out_metrics, record)
-    log.info("%s seed %s: test MAE %.4f (n=%d) -> %s", target.name, ckpt["seed"], metrics["mae"], metrics["n_test"], out_metrics)
+    log.info("%s seed %s: test error %.4f (n=%d) -> %s", target.name, ckpt["seed"], metrics["error"], metrics["n_test"], out_metrics)
     return record
+
+
+def _multitask_metrics(target: Target, ids: list[str], y_true: np.ndarray, y_pred: np.ndarray) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Per-property metrics of a multi-task model on the labelled test entries; the headline
+    ``mae`` / ``error`` is that of the first property (the one the split is defined on)."""
+    assert target.properties is not None
+    out: dict[str, Any] = {}
+    preds = pd.DataFrame({"material_id": ids})
+    for j, prop in enumerate(target.properties):
+        ok = ~np.isnan(y_true[:, j])
+        m = regression_metrics(y_true[ok, j], y_pred[ok, j])
+        if j == 0:
+            out.update(m)
+        out.update({f"{k}_{prop}": v for k, v in m.items()})
+        preds[f"y_true_{prop}"] = y_true[:, j]
+        preds[f"y_pred_{prop}"] = y_pred[:, j]
+    preds["y_true"], preds["y_pred"] = y_true[:, 0], y_pred[:, 0]
+    out["error"] = out["mae"]
+    return out, preds

@@ -61,6 +61,7 @@ class IngestOptions:
     chunk_size: int = 256
     source: str | None = None
     cif_parser: str = "auto"  # "auto": gemmi fast path for plain P1 CIFs, else pymatgen; "pymatgen": always pymatgen
+    sample: dict[str, Any] | None = None  # see sample_rows
 
 
 @dataclass
@@ -400,6 +401,8 @@ def ingest(
     """Read ``path``, validate it and write the canonical table, dropped report and summary."""
     raw = read_input(path)
     log.info("read %d rows from %s", len(raw), path)
+    if options.sample:
+        raw = sample_rows(raw, **options.sample)
     out, report, summary = ingest_frame(raw, options, path=str(path), progress=progress)
     summary["input_sha256"] = io.sha256_file(path) if Path(path).is_file() else None
     table.write(out, out_table)
@@ -411,6 +414,30 @@ def ingest(
         summary["dropped_by_reason"] or "none", summary["labels_set_missing"],
     )
     return summary
+
+
+def sample_rows(raw: pd.DataFrame, n: int, seed: int = 0, keep: dict[str, int] | None = None) -> pd.DataFrame:
+    """A seeded subsample of a raw table, for reduced runs of a large data set: for each
+    property in ``keep`` up to that many rows labelled with it (0 = all of them; e.g. the
+    rare elastic or dielectric labels), plus ``n`` further rows drawn from the rest. Columns
+    are matched by canonical property name. The input's row order is kept."""
+    rng = np.random.default_rng(seed)
+    if "_line" not in raw.columns:  # keep the input's row numbers for the dropped report
+        raw = raw.assign(_line=np.arange(1, len(raw) + 1))
+    by_canonical = {canonical_name(str(c)): c for c in raw.columns}
+    chosen = np.zeros(len(raw), dtype=bool)
+    for prop, limit in (keep or {}).items():
+        col = by_canonical.get(prop)
+        if col is None:
+            raise IngestError(f"dataset.sample.keep: no column for property {prop!r}")
+        rows = np.flatnonzero(raw[col].notna().to_numpy() & ~chosen)
+        if limit and len(rows) > limit:
+            rows = rng.choice(rows, size=int(limit), replace=False)
+        chosen[rows] = True
+    rest = np.flatnonzero(~chosen)
+    chosen[rng.choice(rest, size=min(int(n), len(rest)), replace=False)] = True
+    log.info("sampled %d of %d rows (seed %d, keep %s)", int(chosen.sum()), len(raw), seed, keep or {})
+    return raw.loc[chosen].reset_index(drop=True)
 
 
 def default_threads() -> int:

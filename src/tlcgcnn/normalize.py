@@ -78,3 +78,32 @@ class Normalizer:
     def __post_init__(self) -> None:
         if not (math.isfinite(self.mean) and math.isfinite(self.std) and self.std > 0):
             raise ValueError(f"invalid normaliser {self}")
+
+
+@dataclass
+class MultiNormalizer:
+    """One :class:`Normalizer` per column of a multi-task target matrix; NaN (a missing
+    label) passes through unchanged. Each column is fitted on its own labelled values."""
+
+    parts: list[Normalizer]
+
+    @classmethod
+    def fit(cls, y: np.ndarray, kind: str = "zscore") -> MultiNormalizer:
+        y = np.asarray(y, dtype=np.float64)
+        return cls([Normalizer.fit(col[~np.isnan(col)], kind) for col in y.T])
+
+    def norm(self, y: torch.Tensor) -> torch.Tensor:
+        return torch.stack([p.norm(y[:, i]) for i, p in enumerate(self.parts)], dim=1)
+
+    def denorm(self, y: torch.Tensor) -> torch.Tensor:
+        return torch.stack([p.denorm(y[:, i]) for i, p in enumerate(self.parts)], dim=1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "multi", "parts": [p.to_dict() for p in self.parts]}
+
+
+def normalizer_from_dict(d: dict[str, Any]) -> Normalizer | MultiNormalizer:
+    """Load either normaliser from a checkpoint dict."""
+    if d.get("kind") == "multi":
+        return MultiNormalizer([Normalizer.from_dict(p) for p in d["parts"]])
+    return Normalizer.from_dict(d)

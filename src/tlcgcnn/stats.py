@@ -35,14 +35,21 @@ TEXT_COLUMNS = (
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a metrics / tests CSV written by this module, keeping text columns as text."""
+    """Read a metrics / tests CSV written by this module, keeping text columns as text
+    (an empty table, written as an empty file, reads as an empty frame)."""
+    if Path(path).stat().st_size <= 1:
+        return pd.DataFrame()
     with open(path, encoding="utf-8") as fh:
         header = fh.readline().strip().split(",")
     return pd.read_csv(path, dtype={c: str for c in TEXT_COLUMNS if c in header})
 
 
 def collect(paths: Iterable[str | Path]) -> pd.DataFrame:
-    rows = [io.read_json(p) for p in paths]
+    """One row per run; a file holds one record or a list of them (a cell of seeds)."""
+    rows: list[dict[str, Any]] = []
+    for p in paths:
+        data = io.read_json(p)
+        rows.extend(data if isinstance(data, list) else [data])
     if not rows:
         raise ValueError("no metrics files to collect")
     df = pd.DataFrame(rows)
@@ -102,11 +109,157 @@ def _paired(a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
     return res
 
 
+def error_tests(df: pd.DataFrame, baseline: str = "scratch") -> pd.DataFrame:
+    """Paired tests on each run's ``error`` (test MAE for regression targets, 1 − ROC-AUC
+    for classification targets); Holm correction over the whole family. The ``metric``
+    column says which; the mae_* columns hold that error."""
+    if "error" not in df.columns:
+        return paired_tests(df, baseline=baseline)
+    parts = []
+    task = df["task"].fillna("regression") if "task" in df.columns else pd.Series("regression", index=df.index)
+    for kind, name in (("regression", "mae"), ("classification", "1-roc_auc")):
+        sub = df[(task == "classification") == (kind == "classification")]
+        if len(sub):
+            t = paired_tests(sub, baseline=baseline, metric="error")
+            if len(t):
+                parts.append(t.drop(columns="p_holm").assign(metric=name))
+    if not parts:
+        return pd.DataFrame()
+    out = pd.concat(parts, ignore_index=True)
+    out["p_holm"] = holm(out["p_value"].to_numpy())
+    return out
+
+
+def improvement_vs_size(tests: pd.DataFrame) -> pd.DataFrame:
+    """Improvement rate (MAE_scratch − MAE_mode) / MAE_scratch per mode and training size:
+    per target, and the mean over targets with the share of significant (Holm p < 0.05)
+    improvements."""
+    if tests.empty:
+        return pd.DataFrame(columns=["mode", "size", "target", "improvement_rate", "significant"])
+    t = tests.copy()
+    t["significant_better"] = (t["p_holm"] < 0.05) & (t["mean_diff"] < 0)
+    per_target = t[["mode", "size", "target", "improvement_rate", "p_holm", "significant_better"]]
+    overall = (
+        t.groupby(["mode", "size"], sort=True)
+        .agg(improvement_rate=("improvement_rate", "mean"), significant_better=("significant_better", "mean"), n_targets=("target", "nunique"))
+        .reset_index()
+        .assign(target="(mean over targets)")
+    )
+    return pd.concat([per_target, overall], ignore_index=True)
+
+
+def rank_summary(metrics: pd.DataFrame, prop: str = "formation_energy_per_atom") -> pd.DataFrame:
+    """Spearman ρ of predicted vs true values (mean ± sd over seeds) per target, size and
+    mode, for targets of property ``prop`` (ΔEf: does the model rank stability right?)."""
+    sub = metrics[(metrics["property"] == prop) & metrics.get("spearman_rho", pd.Series(dtype=float)).notna()]
+    if sub.empty:
+        return pd.DataFrame(columns=["target", "size", "mode", "spearman_mean", "spearman_sd", "n"])
+    return (
+        sub.groupby(["target", "size", "mode"], sort=True)["spearman_rho"]
+        .agg(spearman_mean="mean", spearman_sd="std", n="count")
+        .reset_index()
+    )
+
+
+def classification_summary(metrics: pd.DataFrame) -> pd.DataFrame:
+    """ROC-AUC and accuracy (mean ± sd over seeds) of classification targets."""
+    if "task" not in metrics.columns or "roc_auc" not in metrics.columns:
+        return pd.DataFrame(columns=["target", "size", "mode", "roc_auc_mean", "roc_auc_sd", "accuracy_mean", "n"])
+    sub = metrics[metrics["task"] == "classification"]
+    return (
+        sub.groupby(["target", "size", "mode"], sort=True)
+        .agg(roc_auc_mean=("roc_auc", "mean"), roc_auc_sd=("roc_auc", "std"), accuracy_mean=("accuracy", "mean"), n=("seed", "count"))
+        .reset_index()
+    )
+
+
+def property_correlation(df: pd.DataFrame, x: str = "formation_energy_per_atom", y: str = "band_gap") -> dict[str, Any]:
+    """Pearson r (with its p-value and 95 % CI) and Spearman ρ between two properties over
+    every material that has both."""
+    both = df[[x, y]].dropna().astype(float)
+    if len(both) < 3:
+        raise ValueError(f"only {len(both)} materials have both {x} and {y}")
+    pr = sstats.pearsonr(both[x], both[y])
+    ci = pr.confidence_interval(0.95)
+    return {
+        "x": x,
+        "y": y,
+        "n": int(len(both)),
+        "pearson_r": float(pr.statistic),
+        "pearson_p": float(pr.pvalue),
+        "pearson_ci_low": float(ci.low),
+        "pearson_ci_high": float(ci.high),
+        "spearman_rho": float(sstats.spearmanr(both[x], both[y]).statistic),
+    }
+
+
+def best_transfer(tests: pd.DataFrame, modes_family: dict[str, str]) -> pd.DataFrame:
+    """Per (target, size): scratch error, the best transfer mode (lowest mean error), its
+    error, mean difference with 95 % CI, raw and Holm p-value; and the best baseline."""
+    rows = []
+    if tests.empty:
+        return pd.DataFrame()
+    for (target, size), grp in tests.groupby(["target", "size"], sort=True):
+        tl = grp[grp["mode"].map(modes_family).eq("transfer")]
+        bl = grp[grp["mode"].map(modes_family).eq("baseline")]
+        row: dict[str, Any] = {"target": target, "size": size, "metric": grp["metric"].iloc[0] if "metric" in grp else "mae", "n_seeds": int(grp["n_pairs"].max()), "scratch": float(grp["mae_baseline"].iloc[0])}
+        if len(tl):
+            b = tl.loc[tl["mae_mode"].idxmin()]
+            row.update(best_tl_mode=b["mode"], best_tl=float(b["mae_mode"]), diff=float(b["mean_diff"]), ci_low=float(b["ci_low"]), ci_high=float(b["ci_high"]), p=float(b["p_value"]), p_holm=float(b["p_holm"]), improvement_rate=float(b["improvement_rate"]))
+        if len(bl):
+            b = bl.loc[bl["mae_mode"].idxmin()]
+            row.update(best_baseline=b["mode"], best_baseline_error=float(b["mae_mode"]), baseline_p_holm=float(b["p_holm"]))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def model_summary(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Parameter count and error (mean ± sd over seeds) of each model trained from scratch
+    (CGCNN vs attention convolution), per target and size."""
+    if "family" not in metrics.columns:
+        return pd.DataFrame()
+    sub = metrics[metrics["family"] == "scratch"]
+    return (
+        sub.groupby(["target", "size", "mode", "model_kind"], sort=True)
+        .agg(n_params=("n_params", "max"), error_mean=("error", "mean"), error_sd=("error", "std"), n=("seed", "count"))
+        .reset_index()
+    )
+
+
 def run(metric_files: list[str], out_metrics: str | Path, out_tests: str | Path, baseline: str = "scratch") -> pd.DataFrame:
     df = collect(metric_files)
     io.write_csv(df, out_metrics)
-    tests = paired_tests(df, baseline=baseline)
+    tests = error_tests(df, baseline=baseline)
     io.write_csv(tests, out_tests)
     for r in tests.itertuples():
         log.info("%s n=%s %s vs %s: MAE %.4f vs %.4f, p=%.3g", r.target, r.size, r.mode, r.baseline, r.mae_mode, r.mae_baseline, r.p_value)
     return tests
+
+
+def summarize(metrics_csv: str | Path, tests_csv: str | Path, out: dict[str, str]) -> None:
+    """Workflow entry: the summary tables (best transfer per cell, improvement vs size,
+    Spearman ρ of ΔEf, classification ROC-AUC, model comparison)."""
+    metrics = read_table(metrics_csv)
+    tests = read_table(tests_csv)
+    family = dict(zip(metrics["mode"], metrics.get("family", pd.Series("transfer", index=metrics.index)), strict=True))
+    io.write_csv(best_transfer(tests, family), out["best"])
+    io.write_csv(improvement_vs_size(tests), out["improvement"])
+    io.write_csv(rank_summary(metrics), out["spearman"])
+    io.write_csv(classification_summary(metrics), out["classification"])
+    io.write_csv(model_summary(metrics), out["models"])
+
+
+def correlation(table_path: str | Path, out: str | Path, x: str = "formation_energy_per_atom", y: str = "band_gap") -> dict[str, Any]:
+    """Workflow entry: ΔEf–Eg Pearson r over the whole ingested set."""
+    df = pd.read_parquet(table_path, columns=[x, y])
+    res = property_correlation(df, x, y)
+    io.write_json(out, res)
+    log.info("%s vs %s over %d materials: Pearson r = %.3f (p = %.2g)", x, y, res["n"], res["pearson_r"], res["pearson_p"])
+    return res
+
+
+def collect_pretrain(paths: list[str], out: str | Path) -> pd.DataFrame:
+    """Workflow entry: one table of the pretraining runs' test metrics."""
+    df = collect(paths)
+    io.write_csv(df, out)
+    return df

@@ -25,7 +25,7 @@ from torch import nn
 from tlcgcnn import atom_features, graphs, io
 from tlcgcnn.graphs import GraphSet
 from tlcgcnn.models import ModelConfig, build_model
-from tlcgcnn.normalize import Normalizer, transform
+from tlcgcnn.normalize import MultiNormalizer, Normalizer, transform
 
 log = logging.getLogger(__name__)
 CHECKPOINT_VERSION = 1
@@ -69,10 +69,63 @@ class TransferConfig:
 
 @dataclass
 class Target:
+    """What a model learns. ``task``: 'regression' (MSE on the normalised target),
+    'classification' (binary, BCE on logits; ``property`` is a boolean such as is_metal) or
+    'multitask' (MT-CGCNN: one output per entry of ``properties``, loss = Σ weight · MSE over
+    the labelled entries only; ``property`` is the first one and defines the split)."""
+
     name: str
     property: str
     transform: str = "none"
     subset: str = "all"
+    task: str = "regression"
+    properties: list[str] | None = None
+    weights: list[float] | None = None
+
+    @property
+    def n_out(self) -> int:
+        return len(self.properties) if self.task == "multitask" and self.properties else 1
+
+
+TASKS = ("regression", "classification", "multitask")
+
+
+def masked_mse(out: torch.Tensor, y: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Σ_t w_t · MSE_t over the labelled entries of column t (NaN = missing label: it adds
+    nothing to the loss nor to the gradient). A column without labels in the batch adds 0."""
+    mask = ~torch.isnan(y)
+    diff = torch.where(mask, out - torch.nan_to_num(y), torch.zeros_like(out))
+    per_task = (diff**2).sum(0) / mask.sum(0).clamp(min=1)
+    return (weights.to(out.dtype) * per_task).sum()
+
+
+@dataclass
+class Objective:
+    """Training loss and validation score (lower is better) of a task."""
+
+    task: str = "regression"
+    weights: torch.Tensor | None = None
+
+    def loss(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.task == "multitask":
+            assert self.weights is not None
+            return masked_mse(out, target, self.weights)
+        out = out.squeeze(-1)
+        if self.task == "classification":
+            return torch.nn.functional.binary_cross_entropy_with_logits(out, target)
+        return torch.nn.functional.mse_loss(out, target)
+
+    def val_score(self, raw: torch.Tensor, y_norm: torch.Tensor, y: torch.Tensor, normalizer: Normalizer | MultiNormalizer) -> float:
+        """Regression: MAE in target units. Classification: BCE. Multi-task: mean over the
+        properties of the MAE on the normalised scale (labelled entries only)."""
+        if self.task == "classification":
+            return float(torch.nn.functional.binary_cross_entropy_with_logits(raw.squeeze(-1), y))
+        if self.task == "multitask":
+            mask = ~torch.isnan(y_norm)
+            err = torch.where(mask, (raw - torch.nan_to_num(y_norm)).abs(), torch.zeros_like(raw))
+            return float((err.sum(0) / mask.sum(0).clamp(min=1)).mean())
+        pred = normalizer.denorm(raw.squeeze(-1))
+        return float((pred - y).abs().mean())
 
 
 @dataclass
@@ -210,11 +263,14 @@ def fit(
     frozen: list[nn.Module] | None = None,
     desc: str = "train",
     progress: bool = True,
+    objective: Objective | None = None,
 ) -> TrainResult:
-    """Minimise MSE on normalised targets; keep the weights of the best validation MAE."""
+    """Minimise the objective's loss (default: MSE on normalised targets); keep the weights
+    of the best validation score (default: validation MAE)."""
     from tqdm.auto import tqdm
 
     frozen = frozen or []
+    objective = objective or Objective()
     dev = data.z.device
     params = [p for p in model.parameters() if p.requires_grad]
     if cfg.optimizer == "adam":
@@ -224,7 +280,7 @@ def fit(
     else:
         raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose adam or sgd")
     gen = torch.Generator().manual_seed(seed)
-    y_norm = normalizer.norm(y)
+    y_norm = y if objective.task == "classification" else normalizer.norm(y)
     y_val = y[val_pos]
     best = (float("inf"), -1)
     best_state = copy.deepcopy(model.state_dict())
@@ -239,15 +295,15 @@ def fit(
                 continue
             batch = data.batch(b_pos)
             with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=cfg.amp == "bf16"):
-                out = model(batch).float().squeeze(-1)
-            loss = torch.nn.functional.mse_loss(out, y_norm[b_pos])
+                out = model(batch).float()
+            loss = objective.loss(out, y_norm[b_pos])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             total += float(loss.detach()) * b_pos.numel()
             count += b_pos.numel()
-        pred = normalizer.denorm(predict(model, data, val_pos, cfg.eval_batch_size, cfg.amp).squeeze(-1))
-        val_mae = float((pred - y_val).abs().mean())
+        raw = predict(model, data, val_pos, cfg.eval_batch_size, cfg.amp)
+        val_mae = objective.val_score(raw, y_norm[val_pos], y_val, normalizer)
         hist["train_loss"].append(total / max(count, 1))
         hist["val_mae"].append(val_mae)
         if val_mae < best[0]:
@@ -275,7 +331,23 @@ def _batch_positions(pos: torch.Tensor, batch_size: int, gen: torch.Generator) -
 
 
 def labels(table_df: Any, ids: list[str], target: Target) -> np.ndarray:
-    col = table_df.set_index("material_id").loc[ids, target.property].to_numpy(dtype=np.float64)
+    """Labels of ``ids``: a vector, or for a multi-task target a [n, properties] matrix in
+    which NaN marks a missing label (only the first property must be present)."""
+    indexed = table_df.set_index("material_id")
+    if target.task == "multitask" and target.properties:
+        mat = np.column_stack([indexed.loc[ids, p].to_numpy(dtype=np.float64, na_value=np.nan) for p in target.properties])
+        if np.isnan(mat[:, 0]).any():
+            raise ValueError(f"{int(np.isnan(mat[:, 0]).sum())} of the selected materials have no {target.properties[0]} label")
+        out = np.full_like(mat, np.nan)
+        ok = ~np.isnan(mat)
+        for j in range(mat.shape[1]):
+            out[ok[:, j], j] = transform(mat[ok[:, j], j], target.transform)
+        return out
+    col = indexed.loc[ids, target.property].to_numpy(dtype=np.float64, na_value=np.nan)
+    if target.task == "classification":
+        if np.isnan(col).any():
+            raise ValueError(f"{int(np.isnan(col).sum())} of the selected materials have no {target.property} label")
+        return col
     if np.isnan(col).any():
         raise ValueError(f"{int(np.isnan(col).sum())} of the selected materials have no {target.property} label")
     return transform(col, target.transform)
@@ -308,10 +380,18 @@ def train(
     n_tr = len(split_ids["train"])
     train_pos = torch.arange(n_tr, device=device)
     val_pos = torch.arange(n_tr, len(ids), device=device)
-    normalizer = Normalizer.fit(y[:n_tr].cpu().numpy(), train_cfg.normalizer)
+    normalizer: Normalizer | MultiNormalizer
+    if target.task == "multitask":
+        normalizer = MultiNormalizer.fit(y[:n_tr].cpu().numpy(), train_cfg.normalizer)
+    elif target.task == "classification":
+        normalizer = Normalizer("zscore", 0.0, 1.0)  # outputs are logits
+    else:
+        normalizer = Normalizer.fit(y[:n_tr].cpu().numpy(), train_cfg.normalizer)
+    weights = torch.as_tensor(target.weights or [1.0] * target.n_out, dtype=torch.float32, device=device)
+    objective = Objective(task=target.task, weights=weights)
 
     table = torch.from_numpy(atom_features.load_matrix(atom_table_path))
-    model = build_model(model_cfg, table)
+    model = build_model({**model_cfg, "n_out": target.n_out}, table)
     frozen: list[nn.Module] = []
     if transfer is not None and transfer.checkpoint:
         pre = load_checkpoint(transfer.checkpoint)
@@ -321,7 +401,7 @@ def train(
     n_params = sum(p.numel() for p in model.parameters())
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info("%s: %d train / %d val crystals; %d parameters (%d trainable)", target.name, n_tr, len(split_ids["val"]), n_params, n_trainable)
-    result = fit(model, data, y, train_pos, val_pos, normalizer, train_cfg, seed, frozen, desc=target.name, progress=progress)
+    result = fit(model, data, y, train_pos, val_pos, normalizer, train_cfg, seed, frozen, desc=target.name, progress=progress, objective=objective)
     ckpt = {
         "format_version": CHECKPOINT_VERSION,
         "model_config": model.config.to_dict(),  # type: ignore[union-attr]
@@ -373,19 +453,29 @@ def run_training(
     config: dict[str, Any] | None,
     out_checkpoint: str,
     progress: bool = True,
+    exclude_ids: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Workflow entry: resolve the split of (size, seed) and train one model."""
+    """Workflow entry: resolve the split of (size, seed) and train one model.
+
+    ``exclude_ids`` are removed from the training pool first (pretraining leaves out the
+    fixed test sets of the fine-tuning targets, so no test material is ever seen)."""
     import pandas as pd
 
     from tlcgcnn import provenance
     from tlcgcnn.split import train_val
 
-    df = pd.read_parquet(table_path, columns=["material_id", spec["property"]])
+    props = list(dict.fromkeys([spec["property"], *(spec.get("properties") or [])]))
+    df = pd.read_parquet(table_path, columns=["material_id", *props])
     sp = io.read_json(split_path)
     size_v: int | str = size if str(size) == "all" else int(size)
-    tv = train_val(sp["pool"], size_v, int(seed), split_cfg["val_fraction"], split_cfg["val_min"])
+    pool = list(sp["pool"])
+    if exclude_ids:
+        drop = set(exclude_ids)
+        pool = [i for i in pool if i not in drop]
+        log.info("%d of %d pool materials are fine-tuning test materials: left out", len(sp["pool"]) - len(pool), len(sp["pool"]))
+    tv = train_val(pool, size_v, int(seed), split_cfg["val_fraction"], split_cfg["val_min"])
     split_ids = {"train": tv.train, "val": tv.val, "test": list(sp["test"])}
-    target = Target(name=spec["name"], property=spec["property"], transform=spec.get("transform", "none"), subset=spec.get("subset", "all"))
+    target = target_from_spec(spec)
     tcfg = TrainConfig.from_dict({**train_cfg, "threads": int(threads)})
     tr = None
     if pretrained:
@@ -417,3 +507,31 @@ def run_training(
         meta=meta,
         progress=progress,
     )
+
+
+def target_from_spec(spec: dict[str, Any]) -> Target:
+    """Target of a config entry (pretrain or finetune target)."""
+    props = spec.get("properties")
+    task = spec.get("task") or ("multitask" if props and len(props) > 1 else "regression")
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; choose from {TASKS}")
+    weights = spec.get("weights")
+    if props and weights and len(weights) != len(props):
+        raise ValueError(f"{spec['name']}: {len(weights)} weights for {len(props)} properties")
+    return Target(
+        name=spec["name"],
+        property=props[0] if props else spec["property"],
+        transform=spec.get("transform", "none"),
+        subset=spec.get("subset", "all"),
+        task=task,
+        properties=list(props) if task == "multitask" and props else None,
+        weights=[float(w) for w in weights] if task == "multitask" and weights else None,
+    )
+
+
+def exclude_ids(split_files: list[str]) -> list[str]:
+    """Test ids of the given split files (the fine-tuning targets' fixed test sets)."""
+    out: list[str] = []
+    for path in split_files:
+        out.extend(io.read_json(path)["test"])
+    return sorted(set(out))

@@ -23,5 +23,6 @@ ingest(
         required_properties=snakemake.params.required,  # noqa: F821
         threads=snakemake.threads,  # noqa: F821
         source=ds.get("source_label"),
+        sample=ds.get("sample"),
     ),
 )

@@ -6,7 +6,7 @@ import sys
 sys.path.insert(0, os.path.join(snakemake.scriptdir, "..", "..", "src"))  # noqa: F821
 
 from tlcgcnn.runtime import log_to  # noqa: E402
-from tlcgcnn.train import run_training  # noqa: E402
+from tlcgcnn.train import exclude_ids, run_training  # noqa: E402
 
 log_to(snakemake.log[0])  # noqa: F821
 run_training(
@@ -27,4 +27,5 @@ run_training(
     threads=snakemake.threads,  # noqa: F821
     config=snakemake.config,  # noqa: F821
     out_checkpoint=snakemake.output[0],  # noqa: F821
+    exclude_ids=exclude_ids(snakemake.input.get("target_splits", [])),  # noqa: F821
 )

@@ -1,0 +1,169 @@
+"""Multi-task masked loss, classification objective, freezing and the target's normaliser."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from conftest import ATOM_FEATURES, random_graphs, save_graphs
+from tlcgcnn.models import build_model
+from tlcgcnn.normalize import MultiNormalizer, Normalizer
+from tlcgcnn.train import Objective, Target, TrainConfig, TransferConfig, apply_transfer, fit, masked_mse, target_from_spec, train
+
+CFG = {"atom_fea_len": 16, "n_conv": 3, "h_fea_len": 24, "radius": 6.0, "gaussian_step": 0.5}
+
+
+def test_masked_mse_ignores_missing_labels():
+    y = torch.tensor([[1.0, float("nan")], [2.0, 3.0], [float("nan"), 1.0]])
+    w = torch.tensor([1.0, 0.5])
+    out = torch.zeros(3, 2, requires_grad=True)
+    loss = masked_mse(out, y, w)
+    expected = 1.0 * (1.0 + 4.0) / 2 + 0.5 * (9.0 + 1.0) / 2
+    assert loss.item() == pytest.approx(expected)
+    loss.backward()
+    assert out.grad[0, 1] == 0 and out.grad[2, 0] == 0  # missing labels: no gradient
+    assert out.grad[1, 0] != 0
+    # changing a prediction where the label is missing changes nothing
+    out2 = torch.zeros(3, 2)
+    out2[0, 1] = 100.0
+    out2[2, 0] = -7.0
+    assert masked_mse(out2, y, w).item() == pytest.approx(expected)
+
+
+def test_masked_mse_column_without_labels_adds_zero():
+    y = torch.tensor([[1.0, float("nan")], [3.0, float("nan")]])
+    out = torch.zeros(2, 2)
+    assert masked_mse(out, y, torch.ones(2)).item() == pytest.approx((1 + 9) / 2)
+
+
+def test_classification_objective_is_bce():
+    obj = Objective(task="classification")
+    logits = torch.tensor([[2.0], [-1.0], [0.5]])
+    y = torch.tensor([1.0, 0.0, 0.0])
+    ref = torch.nn.functional.binary_cross_entropy_with_logits(logits.squeeze(-1), y)
+    assert obj.loss(logits, y).item() == pytest.approx(ref.item())
+
+
+def test_target_from_spec_multitask():
+    t = target_from_spec({"name": "mt", "property": "a", "properties": ["a", "b", "c"], "weights": [1, 1, 0.5]})
+    assert t.task == "multitask" and t.n_out == 3 and t.property == "a" and t.weights == [1.0, 1.0, 0.5]
+    assert target_from_spec({"name": "m", "property": "is_metal", "task": "classification"}).n_out == 1
+    with pytest.raises(ValueError, match="weights"):
+        target_from_spec({"name": "mt", "property": "a", "properties": ["a", "b"], "weights": [1, 1, 1]})
+
+
+def test_multi_normalizer_roundtrip_keeps_nan():
+    y = np.array([[1.0, np.nan], [3.0, 10.0], [5.0, 20.0]])
+    mn = MultiNormalizer.fit(y)
+    t = torch.tensor(y, dtype=torch.float32)
+    back = mn.denorm(mn.norm(t))
+    assert torch.isnan(back[0, 1])
+    torch.testing.assert_close(back[1:], t[1:])
+    assert mn.parts[1].mean == pytest.approx(15.0)
+
+
+def _pretrained(atom_table, kind="cgcnn", n_out=1):
+    torch.manual_seed(123)
+    model = build_model({**CFG, "kind": kind, "n_out": n_out}, atom_table)
+    # give the batch norms non-trivial running statistics
+    g = random_graphs(20, seed=5)
+    model.train()
+    with torch.no_grad():
+        model(g.batch(torch.arange(len(g))))
+    return {"model_config": model.config.to_dict(), "state_dict": copy.deepcopy(model.state_dict())}
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_frozen_layers_and_bn_stats_unchanged_after_training(atom_table, graphs, k):
+    pre = _pretrained(atom_table, n_out=3)  # a multi-task source: its head is not loaded
+    torch.manual_seed(0)
+    model = build_model({**CFG, "n_out": 1}, atom_table)
+    frozen = apply_transfer(model, pre, TransferConfig(checkpoint="x", freeze=k, reinit="unfrozen"))
+    assert len(frozen) == k + 1  # embedding + k convolutions
+    before = copy.deepcopy(model.state_dict())
+    # re-initialised: the first unfrozen conv differs from the pretrained one
+    if k < 3:
+        assert not torch.equal(before[f"convs.{k}.lin_self.weight"], pre["state_dict"][f"convs.{k}.lin_self.weight"])
+    y = torch.randn(len(graphs))
+    pos = torch.arange(len(graphs))
+    fit(model, graphs, y, pos[:30], pos[30:], Normalizer.fit(y[:30].numpy()), TrainConfig(epochs=3, batch_size=8, lr=0.01, patience=10), seed=0, frozen=frozen, progress=False)
+    after = model.state_dict()
+    frozen_prefixes = ["embedding."] + [f"convs.{i}." for i in range(k)]
+    for key, val in after.items():
+        if key == "atom_table":
+            continue
+        if any(key.startswith(p) for p in frozen_prefixes):  # weights and BN running stats
+            assert torch.equal(val, pre["state_dict"][key]), key
+        elif key.endswith(("weight", "bias")) and key.startswith(("convs.", "fc_out")):
+            assert not torch.equal(val, before[key]), f"{key} did not train"
+    assert all(not p.requires_grad for m in frozen for p in m.parameters())
+
+
+def test_reinit_head_keeps_convs(atom_table):
+    pre = _pretrained(atom_table)
+    model = build_model(CFG, atom_table)
+    apply_transfer(model, pre, TransferConfig(checkpoint="x", freeze=0, reinit="head"))
+    sd = model.state_dict()
+    assert torch.equal(sd["convs.2.lin_self.weight"], pre["state_dict"]["convs.2.lin_self.weight"])
+    assert not torch.equal(sd["fc_out.weight"], pre["state_dict"]["fc_out.weight"])
+
+
+def test_transfer_across_kinds_is_refused(atom_table):
+    pre = _pretrained(atom_table, kind="attention")
+    with pytest.raises(ValueError, match="does not match"):
+        apply_transfer(build_model(CFG, atom_table), pre, TransferConfig(checkpoint="x"))
+
+
+def _ckpt_file(tmp_path, atom_table, labels_mean):
+    """A pretraining checkpoint trained on labels around ``labels_mean``."""
+    g = random_graphs(40, seed=3)
+    gdir = save_graphs(g, tmp_path / "graphs")
+    ids = [str(i) for i in g.ids]
+    df = pd.DataFrame({"material_id": ids, "src": labels_mean + np.arange(40.0), "tgt": np.linspace(-1, 1, 40), "flag": np.arange(40) % 2 == 0})
+    model_cfg = {**CFG, "kind": "cgcnn"}
+    cfg = TrainConfig(epochs=2, batch_size=8, patience=5)
+    ck = train(table_df=df, graph_dir=gdir, atom_table_path=ATOM_FEATURES, split_ids={"train": ids[:25], "val": ids[25:32], "test": ids[32:]},
+               target=Target("src", "src"), model_cfg=model_cfg, train_cfg=cfg, seed=0, out_checkpoint=tmp_path / "pre.pt", progress=False)
+    return ck, df, gdir, ids, model_cfg, cfg
+
+
+def test_finetuned_checkpoint_has_the_targets_normalizer(tmp_path, atom_table):
+    pre, df, gdir, ids, model_cfg, cfg = _ckpt_file(tmp_path, atom_table, labels_mean=1000.0)
+    assert pre["normalizer"]["mean"] > 900
+    ck = train(table_df=df, graph_dir=gdir, atom_table_path=ATOM_FEATURES, split_ids={"train": ids[:20], "val": ids[20:30], "test": ids[30:]},
+               target=Target("tgt", "tgt"), model_cfg=model_cfg, train_cfg=cfg, seed=0, out_checkpoint=tmp_path / "ft.pt",
+               transfer=TransferConfig(checkpoint=str(tmp_path / "pre.pt"), freeze=1, reinit="unfrozen"), progress=False)
+    expected = df.set_index("material_id").loc[ids[:20], "tgt"]
+    assert ck["normalizer"]["mean"] == pytest.approx(float(expected.mean()))
+    assert ck["normalizer"]["std"] == pytest.approx(float(expected.std(ddof=0)))
+
+
+def test_classification_training_and_evaluation(tmp_path, atom_table):
+    from tlcgcnn.evaluate import evaluate
+
+    _, df, gdir, ids, model_cfg, cfg = _ckpt_file(tmp_path, atom_table, labels_mean=0.0)
+    ck = train(table_df=df, graph_dir=gdir, atom_table_path=ATOM_FEATURES, split_ids={"train": ids[:20], "val": ids[20:30], "test": ids[30:]},
+               target=Target("metal", "flag", task="classification"), model_cfg=model_cfg, train_cfg=cfg, seed=0, out_checkpoint=tmp_path / "cls.pt", progress=False)
+    assert ck["normalizer"] == {"kind": "zscore", "mean": 0.0, "std": 1.0, "scale": 0.5}  # logits, not scaled labels
+    rec = evaluate(tmp_path / "cls.pt", df, gdir, tmp_path / "m.json", tmp_path / "p.parquet", device="cpu")
+    assert 0.0 <= rec["roc_auc"] <= 1.0 and rec["error"] == pytest.approx(1 - rec["roc_auc"])
+    preds = pd.read_parquet(tmp_path / "p.parquet")
+    assert preds["y_pred"].between(0, 1).all()
+
+
+def test_multitask_training_with_missing_labels(tmp_path, atom_table):
+    from tlcgcnn.evaluate import evaluate
+
+    _, df, gdir, ids, model_cfg, cfg = _ckpt_file(tmp_path, atom_table, labels_mean=0.0)
+    df["other"] = np.where(np.arange(40) % 3 == 0, np.nan, np.arange(40.0))
+    tgt = target_from_spec({"name": "mt", "property": "tgt", "properties": ["tgt", "other"], "weights": [1.0, 0.5]})
+    ck = train(table_df=df, graph_dir=gdir, atom_table_path=ATOM_FEATURES, split_ids={"train": ids[:20], "val": ids[20:30], "test": ids[30:]},
+               target=tgt, model_cfg=model_cfg, train_cfg=cfg, seed=0, out_checkpoint=tmp_path / "mt.pt", progress=False)
+    assert ck["model_config"]["n_out"] == 2
+    assert np.isfinite(ck["result"]["best_val_mae"])
+    rec = evaluate(tmp_path / "mt.pt", df, gdir, tmp_path / "m.json", tmp_path / "p.parquet", device="cpu")
+    assert rec["n_test_other"] == int(np.isfinite(df["other"].to_numpy()[30:]).sum())

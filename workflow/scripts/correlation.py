@@ -1,0 +1,12 @@
+"""Snakemake adapter: ΔEf–Eg correlation over the whole data set (tlcgcnn.stats.correlation)."""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.join(snakemake.scriptdir, "..", "..", "src"))  # noqa: F821
+
+from tlcgcnn.runtime import log_to  # noqa: E402
+from tlcgcnn.stats import correlation  # noqa: E402
+
+log_to(snakemake.log[0])  # noqa: F821
+correlation(snakemake.input[0], snakemake.output[0])  # noqa: F821
