@@ -5,7 +5,7 @@ import pandas as pd
 import torch
 from torch.nn import functional as F
 
-from tlcgcnn import atom_features, table
+from tlcgcnn import atom_features
 from tlcgcnn.featurize import FeaturizeParams, neighbor_graph
 from tlcgcnn.graphs import GraphSet
 from tlcgcnn.models import ModelConfig, build_model

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -438,7 +437,3 @@ def sample_rows(raw: pd.DataFrame, n: int, seed: int = 0, keep: dict[str, int] |
     chosen[rng.choice(rest, size=min(int(n), len(rest)), replace=False)] = True
     log.info("sampled %d of %d rows (seed %d, keep %s)", int(chosen.sum()), len(raw), seed, keep or {})
     return raw.loc[chosen].reset_index(drop=True)
-
-
-def default_threads() -> int:
-    return max(1, len(os.sched_getaffinity(0)))

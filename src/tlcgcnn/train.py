@@ -24,7 +24,7 @@ from torch import nn
 
 from tlcgcnn import atom_features, graphs, io
 from tlcgcnn.graphs import GraphSet
-from tlcgcnn.models import ModelConfig, build_model
+from tlcgcnn.models import build_model
 from tlcgcnn.normalize import MultiNormalizer, Normalizer, transform
 
 log = logging.getLogger(__name__)
@@ -427,10 +427,6 @@ def train(
     save_checkpoint(ckpt, out_checkpoint)
     log.info("best val MAE %.4f at epoch %d after %.1f s -> %s", result.best_val_mae, result.best_epoch, result.seconds, out_checkpoint)
     return ckpt
-
-
-def default_threads() -> int:
-    return max(1, len(os.sched_getaffinity(0)))
 
 
 def run_training(
