@@ -8,6 +8,7 @@ the GPU so that batching costs no host-device traffic.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,12 +77,25 @@ class GraphSet:
 
 
 def load(graph_dir: str | Path, ids: Sequence[str] | None = None) -> GraphSet:
-    """Load all shards of a featurized data set (optionally only ``ids``, in that order)."""
-    root = Path(graph_dir)
+    """Load all shards of a featurized data set (optionally only ``ids``, in that order).
+
+    The shards are read once per process and graph cache (a grouped cell trains and evaluates
+    every seed of a cell in one process); each call with ``ids`` returns a fresh subset, and
+    the full set returned for ``ids=None`` is shared, so treat it as read-only."""
+    root = Path(graph_dir).resolve()
     manifest_path = root / "manifest.json"
     if not manifest_path.exists():
         raise FileNotFoundError(f"{root}: no manifest.json; the graph cache is incomplete or missing")
-    manifest = io.read_json(manifest_path)
+    full = _load_full(root, manifest_path.stat().st_mtime_ns)
+    if ids is None:
+        return full
+    return subset(full, full.positions(ids))
+
+
+@functools.lru_cache(maxsize=1)
+def _load_full(root: Path, manifest_mtime_ns: int) -> GraphSet:
+    """Every shard of the cache at ``root`` (the manifest's mtime keys a rebuilt cache)."""
+    manifest = io.read_json(root / "manifest.json")
     index = pd.read_parquet(root / "index.parquet")
     parts = []
     for name in manifest["shards"]:
@@ -90,16 +104,13 @@ def load(graph_dir: str | Path, ids: Sequence[str] | None = None) -> GraphSet:
     counts = np.concatenate([np.diff(p["offsets"]) for p in parts]) if parts else np.zeros(0, np.int64)
     offsets = np.zeros(len(counts) + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
-    full = GraphSet(
+    return GraphSet(
         ids=index["material_id"].astype(str).to_numpy(),
         z=torch.from_numpy(np.concatenate([p["z"] for p in parts]).astype(np.int64)),
         nbr_idx=torch.from_numpy(np.concatenate([p["nbr_idx"] for p in parts]).astype(np.int64)),
         nbr_dist=torch.from_numpy(np.concatenate([p["nbr_dist"] for p in parts])),
         offsets=torch.from_numpy(offsets),
     )
-    if ids is None:
-        return full
-    return subset(full, full.positions(ids))
 
 
 def subset(graphs: GraphSet, positions: np.ndarray | torch.Tensor) -> GraphSet:

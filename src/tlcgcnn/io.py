@@ -8,6 +8,7 @@ file that looks finished.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -82,6 +83,13 @@ def write_csv(df: Any, path: str | os.PathLike[str]) -> None:
 
 
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    """sha256 of a file; computed once per process for each (path, size, mtime)."""
+    st = os.stat(path)
+    return _sha256_file(os.path.abspath(path), st.st_size, st.st_mtime_ns, chunk)
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256_file(path: str, size: int, mtime_ns: int, chunk: int) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         while block := fh.read(chunk):
