@@ -8,7 +8,10 @@ import torch
 from tlcgcnn import split, table
 from tlcgcnn.featurize import FeaturizeParams, featurize
 from tlcgcnn.normalize import Normalizer, inverse_transform, transform
-from tlcgcnn.train import Target, TrainConfig, TransferConfig, apply_transfer, load_checkpoint, model_from_checkpoint, set_train_mode, train
+from tlcgcnn.checkpoint import load_checkpoint, model_from_checkpoint
+from tlcgcnn.targets import Target
+from tlcgcnn.train import TrainConfig, train
+from tlcgcnn.transfer import TransferConfig, apply_transfer, set_train_mode
 
 from conftest import ROOT
 

@@ -12,7 +12,10 @@ import torch
 from conftest import ATOM_FEATURES, random_graphs, save_graphs
 from tlcgcnn.models import build_model
 from tlcgcnn.normalize import MultiNormalizer, Normalizer
-from tlcgcnn.train import Objective, Target, TrainConfig, TransferConfig, apply_transfer, fit, masked_mse, target_from_spec, train
+from tlcgcnn.objectives import Objective, masked_mse
+from tlcgcnn.targets import Target, target_from_spec
+from tlcgcnn.train import TrainConfig, fit, train
+from tlcgcnn.transfer import TransferConfig, apply_transfer
 
 CFG = {"atom_fea_len": 16, "n_conv": 3, "h_fea_len": 24, "radius": 6.0, "gaussian_step": 0.5}
 

@@ -68,7 +68,8 @@ def run_gnn_cell(
     device: str = "auto",
 ) -> list[dict[str, Any]]:
     from tlcgcnn.evaluate import evaluate
-    from tlcgcnn.train import load_checkpoint, run_training
+    from tlcgcnn.checkpoint import load_checkpoint
+    from tlcgcnn.train import run_training
 
     table_df = pd.read_parquet(table_path)
     pre_n = len(load_checkpoint(pretrained[0])["split"]["train"]) if pretrained else None
@@ -112,7 +113,7 @@ def run_baseline_cell(
     from tlcgcnn.baselines import fit_predict
     from tlcgcnn.evaluate import classification_metrics, regression_metrics
     from tlcgcnn.split import train_val
-    from tlcgcnn.train import labels, target_from_spec
+    from tlcgcnn.targets import labels, target_from_spec
 
     target = target_from_spec(spec)
     sp = io.read_json(split_path)

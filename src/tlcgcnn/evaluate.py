@@ -18,7 +18,10 @@ from scipy import stats as sstats
 
 from tlcgcnn import graphs, io
 from tlcgcnn.normalize import inverse_transform, normalizer_from_dict
-from tlcgcnn.train import Target, labels, load_checkpoint, model_from_checkpoint, pick_device, predict
+from tlcgcnn.checkpoint import load_checkpoint, model_from_checkpoint
+from tlcgcnn.device import pick_device
+from tlcgcnn.targets import Target, labels
+from tlcgcnn.train import predict
 
 log = logging.getLogger(__name__)
 

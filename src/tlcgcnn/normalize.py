@@ -16,27 +16,10 @@ from typing import Any
 import numpy as np
 import torch
 
-TRANSFORMS = ("none", "log10")
+from tlcgcnn.targets import TRANSFORMS, inverse_transform, transform
+
 KINDS = ("zscore", "tanh")
-
-
-def transform(y: np.ndarray, kind: str) -> np.ndarray:
-    if kind == "none":
-        return np.asarray(y, dtype=np.float64)
-    if kind == "log10":
-        y = np.asarray(y, dtype=np.float64)
-        if (y <= 0).any():
-            raise ValueError("log10 transform needs positive values")
-        return np.log10(y)
-    raise ValueError(f"unknown transform {kind!r}; choose from {TRANSFORMS}")
-
-
-def inverse_transform(y: np.ndarray, kind: str) -> np.ndarray:
-    if kind == "none":
-        return np.asarray(y, dtype=np.float64)
-    if kind == "log10":
-        return np.power(10.0, np.asarray(y, dtype=np.float64))
-    raise ValueError(f"unknown transform {kind!r}; choose from {TRANSFORMS}")
+__all__ = ["KINDS", "TRANSFORMS", "MultiNormalizer", "Normalizer", "inverse_transform", "normalizer_from_dict", "transform"]
 
 
 @dataclass

@@ -11,24 +11,25 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
-import random
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from tlcgcnn import atom_features, graphs, io
+from tlcgcnn.checkpoint import CHECKPOINT_VERSION, load_checkpoint, save_checkpoint
+from tlcgcnn.device import pick_device, set_seed
 from tlcgcnn.graphs import GraphSet
 from tlcgcnn.models import build_model
-from tlcgcnn.normalize import MultiNormalizer, Normalizer, transform
+from tlcgcnn.normalize import MultiNormalizer, Normalizer
+from tlcgcnn.objectives import Objective
+from tlcgcnn.targets import Target, labels, target_from_spec
+from tlcgcnn.transfer import TransferConfig, apply_transfer, set_train_mode
 
 log = logging.getLogger(__name__)
-CHECKPOINT_VERSION = 1
 
 
 @dataclass
@@ -56,79 +57,6 @@ class TrainConfig:
 
 
 @dataclass
-class TransferConfig:
-    """How a pretrained model is reused. ``freeze`` = number of conv layers frozen together
-    with the embedding (0: nothing frozen). ``reinit``: 'none' keeps every pretrained weight,
-    'head' re-initialises the layers after the convolutions, 'unfrozen' re-initialises
-    everything that is not frozen (the layer-freezing study)."""
-
-    checkpoint: str | None = None
-    freeze: int = 0
-    reinit: str = "none"
-
-
-@dataclass
-class Target:
-    """What a model learns. ``task``: 'regression' (MSE on the normalised target),
-    'classification' (binary, BCE on logits; ``property`` is a boolean such as is_metal) or
-    'multitask' (MT-CGCNN: one output per entry of ``properties``, loss = Σ weight · MSE over
-    the labelled entries only; ``property`` is the first one and defines the split)."""
-
-    name: str
-    property: str
-    transform: str = "none"
-    subset: str = "all"
-    task: str = "regression"
-    properties: list[str] | None = None
-    weights: list[float] | None = None
-
-    @property
-    def n_out(self) -> int:
-        return len(self.properties) if self.task == "multitask" and self.properties else 1
-
-
-TASKS = ("regression", "classification", "multitask")
-
-
-def masked_mse(out: torch.Tensor, y: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Σ_t w_t · MSE_t over the labelled entries of column t (NaN = missing label: it adds
-    nothing to the loss nor to the gradient). A column without labels in the batch adds 0."""
-    mask = ~torch.isnan(y)
-    diff = torch.where(mask, out - torch.nan_to_num(y), torch.zeros_like(out))
-    per_task = (diff**2).sum(0) / mask.sum(0).clamp(min=1)
-    return (weights.to(out.dtype) * per_task).sum()
-
-
-@dataclass
-class Objective:
-    """Training loss and validation score (lower is better) of a task."""
-
-    task: str = "regression"
-    weights: torch.Tensor | None = None
-
-    def loss(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if self.task == "multitask":
-            assert self.weights is not None
-            return masked_mse(out, target, self.weights)
-        out = out.squeeze(-1)
-        if self.task == "classification":
-            return torch.nn.functional.binary_cross_entropy_with_logits(out, target)
-        return torch.nn.functional.mse_loss(out, target)
-
-    def val_score(self, raw: torch.Tensor, y_norm: torch.Tensor, y: torch.Tensor, normalizer: Normalizer | MultiNormalizer) -> float:
-        """Regression: MAE in target units. Classification: BCE. Multi-task: mean over the
-        properties of the MAE on the normalised scale (labelled entries only)."""
-        if self.task == "classification":
-            return float(torch.nn.functional.binary_cross_entropy_with_logits(raw.squeeze(-1), y))
-        if self.task == "multitask":
-            mask = ~torch.isnan(y_norm)
-            err = torch.where(mask, (raw - torch.nan_to_num(y_norm)).abs(), torch.zeros_like(raw))
-            return float((err.sum(0) / mask.sum(0).clamp(min=1)).mean())
-        pred = normalizer.denorm(raw.squeeze(-1))
-        return float((pred - y).abs().mean())
-
-
-@dataclass
 class TrainResult:
     best_epoch: int
     best_val_mae: float
@@ -137,104 +65,6 @@ class TrainResult:
 
 
 # --------------------------------------------------------------------------- utilities
-
-
-def set_seed(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
-        if visible not in ("", "-1", "NoDevFiles"):
-            # e.g. a SLURM job that was given a GPU, with a CPU-only torch or no driver
-            log.warning(
-                "CUDA_VISIBLE_DEVICES=%s (GPUs allocated to this job) but torch %s sees no usable CUDA device "
-                "(built for CUDA %s); falling back to CPU",
-                visible,
-                torch.__version__,
-                torch.version.cuda or "none",
-            )
-        return torch.device("cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        log.warning("device %s requested but CUDA is not available; falling back to CPU", name)
-        return torch.device("cpu")
-    return dev
-
-
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    if ckpt.get("format_version") != CHECKPOINT_VERSION:
-        raise ValueError(f"{path}: checkpoint format {ckpt.get('format_version')} is not {CHECKPOINT_VERSION}")
-    return ckpt
-
-
-def save_checkpoint(ckpt: dict[str, Any], path: str | Path) -> None:
-    with io.atomic_path(path) as tmp:
-        torch.save(ckpt, tmp)
-
-
-def model_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:
-    table = ckpt["state_dict"]["atom_table"]
-    model = build_model(ckpt["model_config"], table)
-    model.load_state_dict(ckpt["state_dict"])
-    return model
-
-
-def _reset(module: nn.Module) -> None:
-    for m in module.modules():
-        if hasattr(m, "reset_parameters"):
-            m.reset_parameters()  # type: ignore[operator]
-
-
-def frozen_modules(model: nn.Module, k: int) -> list[nn.Module]:
-    if k <= 0:
-        return []
-    n_conv = len(model.convs)  # type: ignore[arg-type]
-    if k > n_conv:
-        raise ValueError(f"cannot freeze {k} conv layers: the model has {n_conv}")
-    return [model.embedding, *list(model.convs)[:k]]  # type: ignore[index]
-
-
-def apply_transfer(model: nn.Module, pretrained: dict[str, Any], tcfg: TransferConfig) -> list[nn.Module]:
-    """Load pretrained weights, re-initialise and freeze as configured; returns frozen modules."""
-    pre_cfg = {k: v for k, v in pretrained["model_config"].items() if k != "n_out"}
-    own_cfg = {k: v for k, v in model.config.to_dict().items() if k != "n_out"}  # type: ignore[union-attr]
-    if pre_cfg != own_cfg:
-        raise ValueError(f"pretrained model config {pre_cfg} does not match the fine-tuning model {own_cfg}")
-    state = dict(pretrained["state_dict"])
-    own = model.state_dict()
-    for key in list(state):  # a head of another width (multi-task source) is not loaded
-        if key in own and state[key].shape != own[key].shape:
-            state.pop(key)
-    model.load_state_dict(state, strict=False)
-    frozen = frozen_modules(model, tcfg.freeze)
-    if tcfg.reinit == "head":
-        for m in model.head_modules():  # type: ignore[operator]
-            _reset(m)
-    elif tcfg.reinit == "unfrozen":
-        keep = {id(p) for m in frozen for p in m.parameters()}
-        for m in [*model.convs, *model.head_modules()]:  # type: ignore[misc]
-            if not any(id(p) in keep for p in m.parameters()):
-                _reset(m)
-    elif tcfg.reinit != "none":
-        raise ValueError(f"unknown reinit {tcfg.reinit!r}; choose none, head or unfrozen")
-    for m in frozen:
-        for p in m.parameters():
-            p.requires_grad_(False)
-    return frozen
-
-
-def set_train_mode(model: nn.Module, frozen: list[nn.Module]) -> None:
-    """Training mode, except frozen layers keep BatchNorm running statistics fixed."""
-    model.train()
-    for m in frozen:
-        m.eval()
 
 
 # --------------------------------------------------------------------------- fitting
@@ -328,29 +158,6 @@ def _batch_positions(pos: torch.Tensor, batch_size: int, gen: torch.Generator) -
 
 
 # --------------------------------------------------------------------------- entry point
-
-
-def labels(table_df: Any, ids: list[str], target: Target) -> np.ndarray:
-    """Labels of ``ids``: a vector, or for a multi-task target a [n, properties] matrix in
-    which NaN marks a missing label (only the first property must be present)."""
-    indexed = table_df.set_index("material_id")
-    if target.task == "multitask" and target.properties:
-        mat = np.column_stack([indexed.loc[ids, p].to_numpy(dtype=np.float64, na_value=np.nan) for p in target.properties])
-        if np.isnan(mat[:, 0]).any():
-            raise ValueError(f"{int(np.isnan(mat[:, 0]).sum())} of the selected materials have no {target.properties[0]} label")
-        out = np.full_like(mat, np.nan)
-        ok = ~np.isnan(mat)
-        for j in range(mat.shape[1]):
-            out[ok[:, j], j] = transform(mat[ok[:, j], j], target.transform)
-        return out
-    col = indexed.loc[ids, target.property].to_numpy(dtype=np.float64, na_value=np.nan)
-    if target.task == "classification":
-        if np.isnan(col).any():
-            raise ValueError(f"{int(np.isnan(col).sum())} of the selected materials have no {target.property} label")
-        return col
-    if np.isnan(col).any():
-        raise ValueError(f"{int(np.isnan(col).sum())} of the selected materials have no {target.property} label")
-    return transform(col, target.transform)
 
 
 def train(
@@ -502,26 +309,6 @@ def run_training(
         transfer=tr,
         meta=meta,
         progress=progress,
-    )
-
-
-def target_from_spec(spec: dict[str, Any]) -> Target:
-    """Target of a config entry (pretrain or finetune target)."""
-    props = spec.get("properties")
-    task = spec.get("task") or ("multitask" if props and len(props) > 1 else "regression")
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; choose from {TASKS}")
-    weights = spec.get("weights")
-    if props and weights and len(weights) != len(props):
-        raise ValueError(f"{spec['name']}: {len(weights)} weights for {len(props)} properties")
-    return Target(
-        name=spec["name"],
-        property=props[0] if props else spec["property"],
-        transform=spec.get("transform", "none"),
-        subset=spec.get("subset", "all"),
-        task=task,
-        properties=list(props) if task == "multitask" and props else None,
-        weights=[float(w) for w in weights] if task == "multitask" and weights else None,
     )
 
 

@@ -1,0 +1,42 @@
+"""Where and how reproducibly training runs: seeds and device choice."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+        if visible not in ("", "-1", "NoDevFiles"):
+            # e.g. a SLURM job that was given a GPU, with a CPU-only torch or no driver
+            log.warning(
+                "CUDA_VISIBLE_DEVICES=%s (GPUs allocated to this job) but torch %s sees no usable CUDA device "
+                "(built for CUDA %s); falling back to CPU",
+                visible,
+                torch.__version__,
+                torch.version.cuda or "none",
+            )
+        return torch.device("cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        log.warning("device %s requested but CUDA is not available; falling back to CPU", name)
+        return torch.device("cpu")
+    return dev
+
+
