@@ -67,7 +67,7 @@ def random_graphs(n: int = 40, m: int = 6, seed: int = 0) -> GraphSet:
     )
 
 
-def save_graphs(g: GraphSet, folder: Path) -> Path:
+def save_graphs(g: GraphSet, folder: Path, radius: float = 8.0) -> Path:
     """Write ``g`` in the featurize stage's shard format (one shard)."""
     folder.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(
@@ -78,7 +78,12 @@ def save_graphs(g: GraphSet, folder: Path) -> Path:
         offsets=g.offsets.numpy(),
     )
     pd.DataFrame({"material_id": g.ids, "shard": 0, "position": np.arange(len(g))}).to_parquet(folder / "index.parquet")
-    io.write_json(folder / "manifest.json", {"shards": ["shard-00000.npz"]})
+    from dataclasses import asdict
+
+    from tlcgcnn.featurize import FORMAT_VERSION, FeaturizeParams
+
+    params = FeaturizeParams(radius=radius)
+    io.write_json(folder / "manifest.json", {"format_version": FORMAT_VERSION, "params": asdict(params), "key": params.key(), "shards": ["shard-00000.npz"]})
     return folder
 
 

@@ -124,7 +124,7 @@ def test_transfer_across_kinds_is_refused(atom_table):
 def _ckpt_file(tmp_path, atom_table, labels_mean):
     """A pretraining checkpoint trained on labels around ``labels_mean``."""
     g = random_graphs(40, seed=3)
-    gdir = save_graphs(g, tmp_path / "graphs")
+    gdir = save_graphs(g, tmp_path / "graphs", radius=CFG["radius"])
     ids = [str(i) for i in g.ids]
     df = pd.DataFrame({"material_id": ids, "src": labels_mean + np.arange(40.0), "tgt": np.linspace(-1, 1, 40), "flag": np.arange(40) % 2 == 0})
     model_cfg = {**CFG, "kind": "cgcnn"}

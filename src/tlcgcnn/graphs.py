@@ -12,6 +12,7 @@ import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,6 +29,7 @@ class Batch:
     crystal: torch.Tensor  # [a] long, crystal of each atom (0..n-1)
     counts: torch.Tensor  # [n] atoms per crystal
     n: int
+    edge_mask: torch.Tensor | None = None  # [a, M] bool, False on padded self-loops (None: none in the batch)
 
 
 @dataclass
@@ -37,6 +39,14 @@ class GraphSet:
     nbr_idx: torch.Tensor  # [A, M] long, index within the crystal
     nbr_dist: torch.Tensor  # [A, M] float32
     offsets: torch.Tensor  # [n + 1] long
+    featurize: dict[str, Any] | None = None  # the cache's format_version, params and key (manifest)
+
+    @property
+    def pad_distance(self) -> float | None:
+        """Distances above this are padded self-loops, not neighbours (featurize max_radius)."""
+        if not self.featurize or not self.featurize.get("params"):
+            return None
+        return float(self.featurize["params"]["max_radius"])
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -46,7 +56,7 @@ class GraphSet:
         return self.offsets[1:] - self.offsets[:-1]
 
     def to(self, device: torch.device | str) -> GraphSet:
-        return GraphSet(self.ids, self.z.to(device), self.nbr_idx.to(device), self.nbr_dist.to(device), self.offsets.to(device))
+        return GraphSet(self.ids, self.z.to(device), self.nbr_idx.to(device), self.nbr_dist.to(device), self.offsets.to(device), self.featurize)
 
     def positions(self, ids: Sequence[str]) -> np.ndarray:
         """Row positions of ``ids``; raises naming the first id that has no graph."""
@@ -67,7 +77,14 @@ class GraphSet:
         new_starts = torch.cumsum(counts, 0) - counts
         atom = torch.arange(crystal.numel(), device=index.device) - new_starts[crystal] + starts[crystal]
         nbr = self.nbr_idx[atom] + new_starts[crystal].unsqueeze(1)
-        return Batch(self.z[atom], nbr, self.nbr_dist[atom], crystal, counts, n)
+        dist = self.nbr_dist[atom]
+        mask = None
+        pad = self.pad_distance
+        if pad is not None:
+            padded = dist > pad
+            if bool(padded.any()):
+                mask = ~padded
+        return Batch(self.z[atom], nbr, dist, crystal, counts, n, mask)
 
     def batches(self, positions: torch.Tensor, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None) -> Iterator[Batch]:
         if shuffle:
@@ -105,6 +122,7 @@ def _load_full(root: Path, manifest_mtime_ns: int) -> GraphSet:
     offsets = np.zeros(len(counts) + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
     return GraphSet(
+        featurize={k: manifest.get(k) for k in ("format_version", "params", "key")},
         ids=index["material_id"].astype(str).to_numpy(),
         z=torch.from_numpy(np.concatenate([p["z"] for p in parts]).astype(np.int64)),
         nbr_idx=torch.from_numpy(np.concatenate([p["nbr_idx"] for p in parts]).astype(np.int64)),
@@ -120,4 +138,4 @@ def subset(graphs: GraphSet, positions: np.ndarray | torch.Tensor) -> GraphSet:
     offsets = torch.zeros(len(pos) + 1, dtype=torch.long)
     offsets[1:] = torch.cumsum(b.counts.cpu(), 0)
     local = b.nbr_idx - (offsets[:-1].to(b.nbr_idx.device)[b.crystal]).unsqueeze(1)
-    return GraphSet(graphs.ids[np.asarray(pos)], b.z, local, b.nbr_dist, offsets.to(graphs.offsets.device))
+    return GraphSet(graphs.ids[np.asarray(pos)], b.z, local, b.nbr_dist, offsets.to(graphs.offsets.device), graphs.featurize)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -32,8 +33,18 @@ from tlcgcnn.transfer import TransferConfig, apply_transfer, set_train_mode
 log = logging.getLogger(__name__)
 
 
+AMP = ("auto", "none", "bf16")
+SCHEDULES = ("constant", "cosine")
+
+
 @dataclass
 class TrainConfig:
+    """Training settings. ``amp``: 'bf16' autocast, 'none' (fp32) or 'auto' (bf16 where the
+    device computes it natively: CUDA with bf16 support, or a CPU with AVX512-BF16 / AMX;
+    fp32 elsewhere). ``schedule``: 'constant' learning rate, or 'cosine' decay from ``lr`` to
+    ``lr * min_lr_ratio`` over ``epochs``; either after ``warmup_epochs`` of linear warm-up.
+    ``checkpoint_every``: epochs between resumable training states (0: never)."""
+
     epochs: int = 100
     batch_size: int = 64
     lr: float = 1e-3
@@ -42,10 +53,14 @@ class TrainConfig:
     optimizer: str = "adam"
     momentum: float = 0.9
     device: str = "auto"
-    amp: str = "none"  # "none" or "bf16"
+    amp: str = "auto"
+    schedule: str = "constant"
+    warmup_epochs: float = 0.0
+    min_lr_ratio: float = 0.01
     normalizer: str = "zscore"
     threads: int = 1
     eval_batch_size: int = 512
+    checkpoint_every: int = 1
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
@@ -53,7 +68,12 @@ class TrainConfig:
         unknown = set(d) - names
         if unknown:
             raise ValueError(f"unknown training options {sorted(unknown)}; known: {sorted(names)}")
-        return cls(**d)
+        cfg = cls(**d)
+        if cfg.amp not in AMP:
+            raise ValueError(f"unknown amp {cfg.amp!r}; choose from {AMP}")
+        if cfg.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {cfg.schedule!r}; choose from {SCHEDULES}")
+        return cfg
 
 
 @dataclass
@@ -62,9 +82,46 @@ class TrainResult:
     best_val_mae: float
     history: dict[str, list[float]] = field(default_factory=dict)
     seconds: float = 0.0
+    precision: str = "fp32"
+
+
+class NonFiniteError(FloatingPointError):
+    """Training produced a NaN or infinite loss or validation score."""
 
 
 # --------------------------------------------------------------------------- utilities
+
+
+def resolve_amp(amp: str, device: torch.device) -> str:
+    """'bf16' or 'none' for a configured ``amp`` on ``device`` ('auto': bf16 where native)."""
+    if amp != "auto":
+        return amp
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "none"
+    if device.type == "cpu":
+        return "bf16" if torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported() else "none"
+    return "none"
+
+
+def make_optimizer(params: list[nn.Parameter], cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    """AdamW (fused kernel on CPU and CUDA: one pass over all parameters per step) or SGD."""
+    if cfg.optimizer == "adam":
+        fused = device.type in ("cpu", "cuda")
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose adam or sgd")
+
+
+def lr_factor(cfg: TrainConfig, progress: float) -> float:
+    """Learning-rate multiplier at ``progress`` epochs (fractional) into training."""
+    if cfg.warmup_epochs > 0 and progress < cfg.warmup_epochs:
+        return max(progress / cfg.warmup_epochs, 1e-3)
+    if cfg.schedule == "cosine":
+        span = max(cfg.epochs - cfg.warmup_epochs, 1e-9)
+        t = min(max(progress - cfg.warmup_epochs, 0.0) / span, 1.0)
+        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+    return 1.0
 
 
 # --------------------------------------------------------------------------- fitting
@@ -94,58 +151,97 @@ def fit(
     desc: str = "train",
     progress: bool = True,
     objective: Objective | None = None,
+    state_path: str | Path | None = None,
 ) -> TrainResult:
     """Minimise the objective's loss (default: MSE on normalised targets); keep the weights
-    of the best validation score (default: validation MAE)."""
+    of the best validation score (default: validation MAE).
+
+    With ``state_path``, a resumable state (weights, optimizer, RNG, epoch, best weights,
+    history) is written there every ``cfg.checkpoint_every`` epochs, and an existing state
+    is resumed from: on CPU a killed and restarted run ends bitwise-identical to an
+    uninterrupted one. A NaN or infinite loss or validation score raises
+    :class:`NonFiniteError` naming the run, the epoch and the seed."""
     from tqdm.auto import tqdm
 
     frozen = frozen or []
     objective = objective or Objective()
     dev = data.z.device
-    params = [p for p in model.parameters() if p.requires_grad]
-    if cfg.optimizer == "adam":
-        opt: torch.optim.Optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    elif cfg.optimizer == "sgd":
-        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    else:
-        raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose adam or sgd")
+    amp = resolve_amp(cfg.amp, dev)
+    opt = make_optimizer([p for p in model.parameters() if p.requires_grad], cfg, dev)
     gen = torch.Generator().manual_seed(seed)
     y_norm = y if objective.task == "classification" else normalizer.norm(y)
     y_val = y[val_pos]
     best = (float("inf"), -1)
     best_state = copy.deepcopy(model.state_dict())
-    hist: dict[str, list[float]] = {"train_loss": [], "val_mae": []}
+    hist: dict[str, list[float]] = {"train_loss": [], "val_mae": [], "elapsed_s": [], "lr": []}
+    start, elapsed0 = 0, 0.0
+    if state_path is not None and Path(state_path).exists():
+        st = torch.load(state_path, map_location=dev, weights_only=True)
+        if st.get("seed") != seed or st.get("epochs") != cfg.epochs:
+            raise ValueError(f"{state_path}: training state of seed {st.get('seed')} / {st.get('epochs')} epochs, not seed {seed} / {cfg.epochs}; delete it to start over")
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["optimizer"])
+        gen.set_state(st["generator"])
+        torch.set_rng_state(st["torch_rng"])
+        best_state = st["best_state"]
+        best = (float(st["best_val"]), int(st["best_epoch"]))
+        hist = {k: list(v) for k, v in st["history"].items()}
+        start = int(st["epoch"]) + 1
+        elapsed0 = hist["elapsed_s"][-1] if hist["elapsed_s"] else 0.0
+        log.info("%s: resumed from %s after epoch %d (best val %.4f at %d)", desc, state_path, start - 1, best[0], best[1])
+    n_steps = max(1, math.ceil(train_pos.numel() / cfg.batch_size))
     t0 = time.perf_counter()
-    bar = tqdm(range(cfg.epochs), desc=desc, unit="epoch", disable=not progress, mininterval=2.0)
+    bar = tqdm(range(start, cfg.epochs), desc=desc, unit="epoch", disable=not progress, mininterval=2.0, initial=start, total=cfg.epochs)
+    if start > 0 and (start - 1) - best[1] >= cfg.patience:
+        bar = tqdm(range(0), disable=True)  # the resumed run had already stopped early
     for epoch in bar:
         set_train_mode(model, frozen)
         total, count = 0.0, 0
-        for b_pos in _batch_positions(train_pos, cfg.batch_size, gen):
+        for step, b_pos in enumerate(_batch_positions(train_pos, cfg.batch_size, gen)):
             if b_pos.numel() < 2:  # BatchNorm needs two samples
                 continue
+            for group in opt.param_groups:
+                group["lr"] = cfg.lr * lr_factor(cfg, epoch + step / n_steps)
             batch = data.batch(b_pos)
-            with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=cfg.amp == "bf16"):
+            with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=amp == "bf16"):
                 out = model(batch).float()
             loss = objective.loss(out, y_norm[b_pos])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += float(loss.detach()) * b_pos.numel()
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise NonFiniteError(f"{desc}: non-finite training loss ({value}) at epoch {epoch}, step {step}, seed {seed}; lower train.lr or check the labels")
+            total += value * b_pos.numel()
             count += b_pos.numel()
-        raw = predict(model, data, val_pos, cfg.eval_batch_size, cfg.amp)
+        raw = predict(model, data, val_pos, cfg.eval_batch_size, amp)
         val_mae = objective.val_score(raw, y_norm[val_pos], y_val, normalizer)
+        if not math.isfinite(val_mae):
+            raise NonFiniteError(f"{desc}: non-finite validation score ({val_mae}) at epoch {epoch}, seed {seed}; lower train.lr or check the labels")
         hist["train_loss"].append(total / max(count, 1))
         hist["val_mae"].append(val_mae)
+        hist["elapsed_s"].append(elapsed0 + time.perf_counter() - t0)
+        hist["lr"].append(opt.param_groups[0]["lr"])
         if val_mae < best[0]:
             best = (val_mae, epoch)
             best_state = copy.deepcopy(model.state_dict())
         bar.set_postfix(loss=f"{hist['train_loss'][-1]:.4f}", val_mae=f"{val_mae:.4f}", best=f"{best[0]:.4f}")
-        if epoch - best[1] >= cfg.patience:
+        stop = epoch - best[1] >= cfg.patience
+        if state_path is not None and cfg.checkpoint_every > 0 and ((epoch + 1) % cfg.checkpoint_every == 0 or stop):
+            state = {
+                "seed": seed, "epochs": cfg.epochs, "epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "best_state": best_state,
+                "best_val": best[0], "best_epoch": best[1], "history": hist,
+            }
+            with io.atomic_path(state_path) as tmp:
+                torch.save(state, tmp)
+        if stop:
             log.info("early stop at epoch %d (best %d, val MAE %.4f)", epoch, best[1], best[0])
             break
     bar.close()
     model.load_state_dict(best_state)
-    return TrainResult(best_epoch=best[1], best_val_mae=best[0], history=hist, seconds=time.perf_counter() - t0)
+    seconds = elapsed0 + time.perf_counter() - t0
+    return TrainResult(best_epoch=best[1], best_val_mae=best[0], history=hist, seconds=seconds, precision="bf16" if amp == "bf16" else "fp32")
 
 
 def _batch_positions(pos: torch.Tensor, batch_size: int, gen: torch.Generator) -> list[torch.Tensor]:
@@ -174,8 +270,12 @@ def train(
     transfer: TransferConfig | None = None,
     meta: dict[str, Any] | None = None,
     progress: bool = True,
+    resume_path: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Fit one model and write its checkpoint. ``split_ids`` holds 'train', 'val', 'test'."""
+    """Fit one model and write its checkpoint. ``split_ids`` holds 'train', 'val', 'test'.
+
+    ``resume_path``: where the resumable training state lives while the run is going
+    (see :func:`fit`); it is removed once the checkpoint is written."""
     set_seed(seed)
     torch.set_num_threads(max(1, train_cfg.threads))
     torch.set_flush_denormal(True)  # denormals slow CPU kernels down several-fold
@@ -183,6 +283,7 @@ def train(
     log.info("device: %s (threads %d)%s", device, torch.get_num_threads(), f" {torch.cuda.get_device_name(device)}" if device.type == "cuda" else "")
     ids = split_ids["train"] + split_ids["val"]
     data = graphs.load(graph_dir, ids).to(device)
+    check_graphs(data, model_cfg, graph_dir)
     y = torch.as_tensor(labels(table_df, ids, target), dtype=torch.float32, device=device)
     n_tr = len(split_ids["train"])
     train_pos = torch.arange(n_tr, device=device)
@@ -202,13 +303,15 @@ def train(
     frozen: list[nn.Module] = []
     if transfer is not None and transfer.checkpoint:
         pre = load_checkpoint(transfer.checkpoint)
+        check_same_featurization(pre, data, transfer.checkpoint, graph_dir)
         frozen = apply_transfer(model, pre, transfer)
         log.info("transfer from %s: freeze=%d reinit=%s", transfer.checkpoint, transfer.freeze, transfer.reinit)
     model.to(device)
     n_params = sum(p.numel() for p in model.parameters())
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info("%s: %d train / %d val crystals; %d parameters (%d trainable)", target.name, n_tr, len(split_ids["val"]), n_params, n_trainable)
-    result = fit(model, data, y, train_pos, val_pos, normalizer, train_cfg, seed, frozen, desc=target.name, progress=progress, objective=objective)
+    desc = f"{target.name} seed {seed}"
+    result = fit(model, data, y, train_pos, val_pos, normalizer, train_cfg, seed, frozen, desc=desc, progress=progress, objective=objective, state_path=resume_path)
     ckpt = {
         "format_version": CHECKPOINT_VERSION,
         "model_config": model.config.to_dict(),  # type: ignore[union-attr]
@@ -219,6 +322,7 @@ def train(
         "seed": int(seed),
         "train_config": asdict(train_cfg),
         "transfer": asdict(transfer) if transfer else None,
+        "featurize": data.featurize,
         "result": {
             "best_epoch": result.best_epoch,
             "best_val_mae": result.best_val_mae,
@@ -227,13 +331,44 @@ def train(
             "n_params": n_params,
             "n_trainable": n_trainable,
             "device": str(device),
+            "precision": result.precision,
         },
         "history": result.history,
         "meta": meta or {},
     }
     save_checkpoint(ckpt, out_checkpoint)
+    if resume_path is not None:
+        Path(resume_path).unlink(missing_ok=True)
     log.info("best val MAE %.4f at epoch %d after %.1f s -> %s", result.best_val_mae, result.best_epoch, result.seconds, out_checkpoint)
     return ckpt
+
+
+def check_graphs(data: GraphSet, model_cfg: dict[str, Any], graph_dir: str | Path) -> None:
+    """The graphs must be built for the model's Gaussian range: the same radius. Real
+    neighbours beyond the range (found by radius growth in sparse cells) get near-zero edge
+    features; they are counted in the log."""
+    if not data.featurize or not data.featurize.get("params"):
+        raise ValueError(f"{graph_dir}: the graph cache has no featurization parameters in its manifest; featurize again")
+    params = data.featurize["params"]
+    radius = float(model_cfg.get("radius", 8.0))
+    if abs(float(params["radius"]) - radius) > 1e-9:
+        raise ValueError(f"{graph_dir}: graphs were built with radius {params['radius']} Å but the model's Gaussian expansion covers {radius} Å; set model radius = featurize radius")
+    step = float(model_cfg.get("gaussian_step", 0.2))
+    pad = float(params["max_radius"])
+    far = int(((data.nbr_dist > radius + 3 * step) & (data.nbr_dist <= pad)).sum())
+    padded = int((data.nbr_dist > pad).sum())
+    if far or padded:
+        total = data.nbr_dist.numel()
+        log.info("graphs: %d of %d edges (%.3f %%) lie beyond the Gaussian range (radius grown), %d are padded self-loops (masked)", far, total, 100 * far / total, padded)
+
+
+def check_same_featurization(pretrained: dict[str, Any], data: GraphSet, checkpoint: str | Path, graph_dir: str | Path) -> None:
+    """A pretrained model is fine-tuned only on graphs built the way it was trained on."""
+    theirs = (pretrained.get("featurize") or {}).get("params")
+    ours = (data.featurize or {}).get("params")
+    if theirs is not None and ours is not None and theirs != ours:
+        diff = ", ".join(f"{k}: {theirs.get(k)} (checkpoint) vs {ours.get(k)} (graphs)" for k in sorted(set(theirs) | set(ours)) if theirs.get(k) != ours.get(k))
+        raise ValueError(f"{checkpoint}: pretrained on graphs featurized differently from {graph_dir}: {diff}")
 
 
 def run_training(
@@ -257,6 +392,7 @@ def run_training(
     out_checkpoint: str,
     progress: bool = True,
     exclude_ids: list[str] | None = None,
+    resume_path: str | None = None,
 ) -> dict[str, Any]:
     """Workflow entry: resolve the split of (size, seed) and train one model.
 
@@ -309,6 +445,7 @@ def run_training(
         transfer=tr,
         meta=meta,
         progress=progress,
+        resume_path=resume_path,
     )
 
 

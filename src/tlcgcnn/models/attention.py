@@ -22,7 +22,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from tlcgcnn.graphs import Batch
-from tlcgcnn.models.cgcnn import CGCNN, ModelConfig
+from tlcgcnn.models.cgcnn import CGCNN, ModelConfig, gather_neighbors
 
 
 @dataclass
@@ -44,19 +44,24 @@ class AttentionConvLayer(nn.Module):
 
     def _edges(self, v: torch.Tensor, nbr_idx: torch.Tensor, edge: torch.Tensor) -> torch.Tensor:
         n, m = nbr_idx.shape
-        h = self.lin_self(v).unsqueeze(1) + self.lin_nbr(v)[nbr_idx] + self.lin_edge(edge)
+        h = self.lin_self(v).unsqueeze(1) + gather_neighbors(self.lin_nbr(v), nbr_idx) + self.lin_edge(edge)
         return self.bn1(h.view(n * m, -1)).view(n, m, -1)
 
-    def weights(self, v: torch.Tensor, nbr_idx: torch.Tensor, edge: torch.Tensor) -> torch.Tensor:
-        """Attention weights α [atoms, neighbours]; each row sums to one."""
-        return self._alpha(self._edges(v, nbr_idx, edge))
+    def weights(self, v: torch.Tensor, nbr_idx: torch.Tensor, edge: torch.Tensor, edge_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Attention weights α [atoms, neighbours]; each row sums to one (zero on padded
+        self-loops; an atom whose neighbours are all padded gets no message)."""
+        return self._alpha(self._edges(v, nbr_idx, edge), edge_mask)
 
-    def _alpha(self, h: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.score(F.leaky_relu(h, 0.2)).squeeze(-1), dim=1)
+    def _alpha(self, h: torch.Tensor, edge_mask: torch.Tensor | None = None) -> torch.Tensor:
+        score = self.score(F.leaky_relu(h, 0.2)).squeeze(-1)
+        if edge_mask is None:
+            return torch.softmax(score, dim=1)
+        alpha = torch.softmax(score.masked_fill(~edge_mask, -1e4), dim=1)
+        return alpha * edge_mask.to(alpha.dtype)
 
-    def forward(self, v: torch.Tensor, nbr_idx: torch.Tensor, edge: torch.Tensor) -> torch.Tensor:
+    def forward(self, v: torch.Tensor, nbr_idx: torch.Tensor, edge: torch.Tensor, edge_mask: torch.Tensor | None = None) -> torch.Tensor:
         h = self._edges(v, nbr_idx, edge)
-        alpha = self._alpha(h)
+        alpha = self._alpha(h, edge_mask)
         msg = (alpha.unsqueeze(-1) * F.softplus(h)).sum(dim=1)
         return F.softplus(v + self.bn2(msg))
 
@@ -74,6 +79,6 @@ class AttentionCGCNN(CGCNN):
         edge = self.gauss(batch.nbr_dist)
         out = []
         for conv in self.convs:
-            out.append(conv.weights(v, batch.nbr_idx, edge))  # type: ignore[operator]
-            v = conv(v, batch.nbr_idx, edge)
+            out.append(conv.weights(v, batch.nbr_idx, edge, batch.edge_mask))  # type: ignore[operator]
+            v = conv(v, batch.nbr_idx, edge, batch.edge_mask)
         return out

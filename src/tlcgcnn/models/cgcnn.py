@@ -75,13 +75,23 @@ class ConvLayer(nn.Module):
         self.bn1 = nn.BatchNorm1d(2 * a)
         self.bn2 = nn.BatchNorm1d(a)
 
-    def forward(self, v: torch.Tensor, nbr_idx: torch.Tensor, edge: torch.Tensor) -> torch.Tensor:
+    def forward(self, v: torch.Tensor, nbr_idx: torch.Tensor, edge: torch.Tensor, edge_mask: torch.Tensor | None = None) -> torch.Tensor:
         n, m = nbr_idx.shape
-        z = self.lin_self(v).unsqueeze(1) + self.lin_nbr(v)[nbr_idx] + self.lin_edge(edge)
+        z = self.lin_self(v).unsqueeze(1) + gather_neighbors(self.lin_nbr(v), nbr_idx) + self.lin_edge(edge)
         z = self.bn1(z.view(n * m, -1)).view(n, m, -1)
         gate, core = z.chunk(2, dim=-1)
-        msg = (torch.sigmoid(gate) * F.softplus(core)).sum(dim=1)
-        return F.softplus(v + self.bn2(msg))
+        msg = torch.sigmoid(gate) * F.softplus(core)
+        if edge_mask is not None:  # padded self-loops carry no message
+            msg = msg * edge_mask.unsqueeze(-1).to(msg.dtype)
+        return F.softplus(v + self.bn2(msg.sum(dim=1)))
+
+
+def gather_neighbors(x: torch.Tensor, nbr_idx: torch.Tensor) -> torch.Tensor:
+    """x[nbr_idx] as [atoms, M, features]. ``index_select`` on the flattened indices: the same
+    values as advanced indexing, but its backward is a parallel ``index_add`` instead of the
+    serial accumulating ``index_put`` (27 % of CPU training time before)."""
+    n, m = nbr_idx.shape
+    return x.index_select(0, nbr_idx.reshape(-1)).view(n, m, -1)
 
 
 def mean_pool(v: torch.Tensor, crystal: torch.Tensor, counts: torch.Tensor, n: int) -> torch.Tensor:
@@ -108,7 +118,7 @@ class CGCNN(nn.Module):
         v = self.embedding(self.atom_table[batch.z])
         edge = self.gauss(batch.nbr_dist)
         for conv in self.convs:
-            v = conv(v, batch.nbr_idx, edge)
+            v = conv(v, batch.nbr_idx, edge, batch.edge_mask)
         pooled = mean_pool(v, batch.crystal, batch.counts, batch.n)
         h = F.softplus(self.conv_to_fc(F.softplus(pooled)))
         for fc in self.fcs:
