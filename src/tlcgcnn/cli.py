@@ -13,11 +13,25 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 import warnings
 from collections.abc import Sequence
 
 EXIT_USAGE = 2
+
+
+def _device(name: str) -> str:
+    if re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", name) is None:
+        raise argparse.ArgumentTypeError(f"{name!r} is not a device; use auto, cpu, cuda or cuda:N")
+    return name
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -43,9 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model", "-m", action="append", required=True, metavar="M.pt", help="checkpoint (repeat for an ensemble, e.g. the seeds of a cell)")
     p.add_argument("-o", "--output", required=True, metavar="predictions.csv", help="predictions table (CSV)")
     p.add_argument("--dropped", metavar="dropped.csv", help="report of dropped inputs with reasons (default: <output stem>.dropped.csv next to -o)")
-    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N (default: auto)")
-    p.add_argument("--batch-size", type=int, default=512, help="crystals per forward pass (default: 512)")
-    p.add_argument("--threads", type=int, default=1, help="processes for parsing and graph building, and torch threads (default: 1)")
+    p.add_argument("--device", default="auto", type=_device, help="auto (CUDA if available), cpu, cuda or cuda:N (default: auto)")
+    p.add_argument("--batch-size", type=_positive, default=512, help="crystals per forward pass (default: 512)")
+    p.add_argument("--threads", type=_positive, default=1, help="processes for parsing and graph building, and torch threads (default: 1)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars or summary")
 
     i = sub.add_parser(
@@ -65,8 +79,6 @@ def _parser() -> argparse.ArgumentParser:
 def _predict(args: argparse.Namespace) -> int:
     from tlcgcnn import predict
 
-    if args.batch_size < 1:
-        raise predict.PredictError(f"--batch-size must be positive, got {args.batch_size}")
     summary = predict.run(
         args.model,
         args.inputs,
@@ -107,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warnings.catch_warnings():  # restores the default display afterwards
             warnings.showwarning = _show_warning
             return _predict(args) if args.command == "predict" else _info(args)
-    except (CheckpointError, PredictError, IngestError) as exc:
+    except (CheckpointError, PredictError, IngestError, OSError) as exc:  # OSError: e.g. an unwritable -o
         print("tlcgcnn: error: " + " ".join(str(exc).split()), file=sys.stderr)
         return EXIT_USAGE
 

@@ -214,9 +214,10 @@ def load_models(paths: Sequence[str | Path]) -> list[LoadedModel]:
     return out
 
 
-def _model_columns(lm: LoadedModel, graphs: Any, device: Any, batch_size: int) -> dict[str, np.ndarray]:
+def _model_columns(lm: LoadedModel, graphs: Any, device: Any, batch_size: int, desc: str = "predict", progress: bool = True) -> dict[str, np.ndarray]:
     """One model's predictions, by output column, in each reported unit."""
     import torch
+    from tqdm.auto import tqdm
 
     from tlcgcnn.normalize import normalizer_from_dict
     from tlcgcnn.targets import inverse_transform
@@ -224,7 +225,13 @@ def _model_columns(lm: LoadedModel, graphs: Any, device: Any, batch_size: int) -
 
     t = lm.target
     model = lm.model.to(device)
-    raw = forward(model, graphs, torch.arange(len(graphs), device=device), batch_size)
+    positions = torch.arange(len(graphs), device=device)
+    parts = []
+    with tqdm(total=len(graphs), desc=desc, unit="crystal", disable=not progress or len(graphs) < PROGRESS_MIN, mininterval=1.0) as bar:
+        for chunk in positions.split(batch_size):  # one batch per call: eval-mode outputs do not depend on batching
+            parts.append(forward(model, graphs, chunk, batch_size))
+            bar.update(chunk.numel())
+    raw = torch.cat(parts)
     normalizer = normalizer_from_dict(lm.ckpt["normalizer"])
     if t.task == "classification":
         return {f"{t.property}_probability": torch.sigmoid(raw.squeeze(-1)).double().cpu().numpy()}
@@ -244,12 +251,15 @@ def _model_columns(lm: LoadedModel, graphs: Any, device: Any, batch_size: int) -
     return cols
 
 
-def predict_frame(models: Sequence[LoadedModel], graphs: Any, device: str = "auto", batch_size: int = 512) -> pd.DataFrame:
+def predict_frame(models: Sequence[LoadedModel], graphs: Any, device: str = "auto", batch_size: int = 512, progress: bool = True) -> pd.DataFrame:
     """Mean (and with two or more models the sample std) of each output column."""
     from tlcgcnn.device import pick_device
 
     dev = pick_device(device)
-    per_model = [_model_columns(lm, graphs.to(dev), dev, batch_size) for lm in models]
+    on_dev = graphs.to(dev)
+    per_model = [
+        _model_columns(lm, on_dev, dev, batch_size, desc=f"predict {k + 1}/{len(models)}", progress=progress) for k, lm in enumerate(models)
+    ]
     out = pd.DataFrame(index=range(len(graphs)))
     for col in per_model[0]:
         stack = np.stack([pm[col] for pm in per_model])
@@ -312,7 +322,7 @@ def run(
         io.write_csv(report, dropped_path)
         raise PredictError(f"no valid crystal among the inputs; {len(report)} dropped, reasons in {dropped_path}")
     graphs = build_graphs(structures, params, threads=threads, progress=progress)
-    preds = predict_frame(loaded, graphs, device=device, batch_size=batch_size)
+    preds = predict_frame(loaded, graphs, device=device, batch_size=batch_size, progress=progress)
     result = pd.concat([structures[STRUCTURE_OUT].reset_index(drop=True), preds], axis=1)
     io.write_csv(result, out)
     io.write_csv(report, dropped_path)
