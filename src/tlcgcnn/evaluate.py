@@ -77,7 +77,7 @@ def evaluate(
     test_ids = list(ckpt["split"]["test"])
     dev = pick_device(device)
     log.info("device: %s%s", dev, f" {torch.cuda.get_device_name(dev)}" if dev.type == "cuda" else "")
-    model = model_from_checkpoint(ckpt).to(dev)
+    model = model_from_checkpoint(ckpt, checkpoint).to(dev)
     data = graphs.load(graph_dir, test_ids).to(dev)
     normalizer = normalizer_from_dict(ckpt["normalizer"])
     raw = predict(model, data, torch.arange(len(test_ids), device=dev), ckpt["train_config"].get("eval_batch_size", 512))

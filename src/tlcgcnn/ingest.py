@@ -111,7 +111,8 @@ def _read_cif_folder(folder: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _pick(columns: Iterable[str], wanted: str | None, candidates: Sequence[str], what: str, path: str) -> str:
+def pick_column(columns: Iterable[str], wanted: str | None, candidates: Sequence[str], what: str, path: str) -> str:
+    """The ``wanted`` column, else the first of ``candidates`` present; raises naming the file."""
     cols = list(columns)
     if wanted is not None:
         if wanted not in cols:
@@ -302,10 +303,43 @@ def _label_issue(mid: Any, row: Any, prop: str, value: Any, reason: str, detail:
 # --------------------------------------------------------------------------- main entry
 
 
+def validate_rows(
+    structures: pd.Series, ids: pd.Series, rows: pd.Series, id_col: str, options: IngestOptions, progress: bool = True
+) -> tuple[np.ndarray, dict[int, dict[str, Any]], list[dict[str, Any]]]:
+    """Drop rows without an id, with a repeated id or with an invalid structure.
+
+    ``structures``, ``ids`` (stripped strings) and ``rows`` (row numbers as the user sees
+    them) share a 0..n-1 index. Returns the keep mask, the canonical arrays of each kept
+    row (by index) and one dropped-report record per dropped row, with its reason (and its
+    ``index``, which the written report leaves out)."""
+    dropped: list[dict[str, Any]] = []
+    keep = np.ones(len(structures), dtype=bool)
+    missing_id = ids.isna() | (ids == "")
+    for idx in structures.index[missing_id.to_numpy()]:
+        dropped.append({"index": idx, "row": rows[idx], "material_id": None, "reason": "missing_id", "action": "row_dropped", "detail": f"empty {id_col}"})
+        keep[idx] = False
+    dup = ids.duplicated(keep="first") & ~missing_id
+    for idx in structures.index[dup.to_numpy()]:
+        first = int(rows[ids.index[(ids == ids[idx])][0]])
+        dropped.append({"index": idx, "row": rows[idx], "material_id": ids[idx], "reason": "duplicate_id", "action": "row_dropped", "detail": f"same id as row {first}"})
+        keep[idx] = False
+
+    candidates = structures.index[keep]
+    parsed = parse_structures(structures.loc[candidates].tolist(), options, progress=progress)
+    arrays: dict[int, dict[str, Any]] = {}
+    for pos, res in zip(candidates, parsed, strict=True):
+        if res.arrays is None:
+            dropped.append({"index": pos, "row": rows[pos], "material_id": ids[pos], "reason": res.reason, "action": "row_dropped", "detail": res.detail})
+            keep[pos] = False
+        else:
+            arrays[pos] = res.arrays
+    return keep, arrays, dropped
+
+
 def ingest_frame(raw: pd.DataFrame, options: IngestOptions, path: str = "<table>", progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """Validate a raw table. Returns (canonical table, dropped report, summary)."""
-    id_col = _pick(raw.columns, options.id_column, ID_COLUMNS, "id", path)
-    st_col = _pick(raw.columns, options.structure_column, STRUCTURE_COLUMNS, "structure", path)
+    id_col = pick_column(raw.columns, options.id_column, ID_COLUMNS, "id", path)
+    st_col = pick_column(raw.columns, options.structure_column, STRUCTURE_COLUMNS, "structure", path)
     raw = raw.reset_index(drop=True)
     # 1-based data row numbers as a user sees them in the file (header = line 1 for CSV)
     rows = pd.Series(raw["_line"] if "_line" in raw.columns else np.arange(1, len(raw) + 1), index=raw.index)
@@ -318,27 +352,7 @@ def ingest_frame(raw: pd.DataFrame, options: IngestOptions, path: str = "<table>
         raise IngestError(f"{path}: id_prop.csv has an unnamed target; set dataset.columns: {{target: <property>}}")
     mapping = map_property_columns(raw.drop(columns=[id_col, st_col]), explicit)
 
-    dropped: list[dict[str, Any]] = []
-    keep = np.ones(len(raw), dtype=bool)
-    missing_id = ids.isna() | (ids == "")
-    for idx in raw.index[missing_id.to_numpy()]:
-        dropped.append({"row": rows[idx], "material_id": None, "reason": "missing_id", "action": "row_dropped", "detail": f"empty {id_col}"})
-        keep[idx] = False
-    dup = ids.duplicated(keep="first") & ~missing_id
-    for idx in raw.index[dup.to_numpy()]:
-        first = int(rows[ids.index[(ids == ids[idx])][0]])
-        dropped.append({"row": rows[idx], "material_id": ids[idx], "reason": "duplicate_id", "action": "row_dropped", "detail": f"same id as row {first}"})
-        keep[idx] = False
-
-    candidates = raw.index[keep]
-    parsed = parse_structures(raw.loc[candidates, st_col].tolist(), options, progress=progress)
-    arrays: dict[int, dict[str, Any]] = {}
-    for pos, res in zip(candidates, parsed, strict=True):
-        if res.arrays is None:
-            dropped.append({"row": rows[pos], "material_id": ids[pos], "reason": res.reason, "action": "row_dropped", "detail": res.detail})
-            keep[pos] = False
-        else:
-            arrays[pos] = res.arrays
+    keep, arrays, dropped = validate_rows(raw[st_col], ids, rows, id_col, options, progress=progress)
 
     labels, label_issues = clean_labels(raw, mapping, ids, rows)
     kept_idx = raw.index[keep]

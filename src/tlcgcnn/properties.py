@@ -137,3 +137,9 @@ def get(name: str) -> Property:
     except KeyError:
         known = ", ".join(sorted(PROPERTIES))
         raise KeyError(f"unknown property {name!r}; known properties: {known}") from None
+
+
+def units_of(name: str) -> str:
+    """Units of a property ('' for a dimensionless or unknown one, e.g. a user's own column)."""
+    prop = PROPERTIES.get(name)
+    return prop.unit if prop is not None else ""

@@ -37,11 +37,21 @@ def frozen_modules(model: nn.Module, k: int) -> list[nn.Module]:
 
 
 def apply_transfer(model: nn.Module, pretrained: dict[str, Any], tcfg: TransferConfig) -> list[nn.Module]:
-    """Load pretrained weights, re-initialise and freeze as configured; returns frozen modules."""
-    pre_cfg = {k: v for k, v in pretrained["model_config"].items() if k != "n_out"}
-    own_cfg = {k: v for k, v in model.config.to_dict().items() if k != "n_out"}  # type: ignore[union-attr]
-    if pre_cfg != own_cfg:
-        raise ValueError(f"pretrained model config {pre_cfg} does not match the fine-tuning model {own_cfg}")
+    """Load pretrained weights, re-initialise and freeze as configured; returns frozen modules.
+
+    The pretrained architecture (all but the output width) and atom-feature table must equal
+    the fine-tuning model's, else :class:`tlcgcnn.checkpoint.CheckpointError` names the
+    checkpoint file (``tcfg.checkpoint``) and each difference."""
+    from tlcgcnn.checkpoint import check_compatible
+
+    check_compatible(
+        pretrained,
+        tcfg.checkpoint or "<pretrained checkpoint>",
+        model_config=model.config.to_dict(),  # type: ignore[union-attr]
+        atom_table=model.atom_table,  # type: ignore[arg-type]
+        ignore=("n_out",),
+        table_name="the fine-tuning model's atom-feature table",
+    )
     state = dict(pretrained["state_dict"])
     own = model.state_dict()
     for key in list(state):  # a head of another width (multi-task source) is not loaded

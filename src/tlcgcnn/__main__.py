@@ -1,0 +1,7 @@
+"""``python -m tlcgcnn``: the same as the ``tlcgcnn`` command."""
+
+import sys
+
+from tlcgcnn.cli import main
+
+sys.exit(main())
