@@ -122,6 +122,12 @@ def featurize_key():
 GRAPHS = f"{R}/graphs/{featurize_key()}"
 
 
+def isolation_graphs():
+    """The graph folder under featurize.isolated: drop (split_subsets leaves out the crystals
+    its isolated.csv lists), else nothing: the splits then do not wait for featurize."""
+    return [GRAPHS] if config["featurize"]["isolated"] == "drop" else []
+
+
 def ingest_input():
     src = config["dataset"].get("source", "local")
     if src == "local":
