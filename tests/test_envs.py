@@ -8,7 +8,9 @@ script reaches, at any depth. Each third-party import name is mapped to its dist
 rule's env file, as a conda or a pip dependency. ``read_parquet`` / ``to_parquet`` count as a
 need for pyarrow. A failure names the rule, the env file, the package and where it is imported.
 
-Also checked: one numpy / pandas version across all envs, env pins equal to requirements.txt,
+A run-time cross-check: per env, every package module its rules reach is imported in a fresh
+interpreter where the packages the env lacks (torch, scikit-learn, gemmi, ...) cannot be
+imported. Also checked: one numpy / pandas version across all envs, env pins equal to requirements.txt,
 and pyproject.toml listing every third-party import of the package and shipping its data.
 
 Not done here: building each env for real. Conda channels are unreachable from CI, and an
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import re
+import sys
 import tomllib
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
@@ -187,6 +190,49 @@ def test_torch_free_rules_stay_torch_free() -> None:
     for rule, env_file, script, kind in workflow_rules():
         if env_file in ("envs/core.yaml", "envs/ml.yaml", "envs/stats.yaml") and script:
             assert "torch" not in script_imports(script), (rule, script_imports(script)["torch"])
+
+
+# A run-time cross-check of the static closure: in a fresh interpreter where the packages an
+# env lacks cannot be imported, every package module a rule reaches must import. (Importing
+# runs module-level code only; the lazy imports are the static check's part.)
+BLOCKABLE = ("torch", "sklearn", "gemmi", "matplotlib", "seaborn", "chgnet", "mp_api", "qmpy_rester")
+_BLOCKER = """
+import importlib, sys
+blocked = set(sys.argv[1].split(",")) - {""}
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in blocked:
+            raise ImportError(f"{name} is not in this rule's env (blocked by tests/test_envs.py)")
+sys.meta_path.insert(0, Block())
+sys.path[:0] = sys.argv[2].split(",")
+for mod in sys.argv[3].split(","):
+    importlib.import_module(mod)
+"""
+
+
+def test_reached_modules_import_without_what_the_env_lacks() -> None:
+    import subprocess
+
+    by_env: dict[str, set[str]] = {}
+    for rule, env_file, script, kind in workflow_rules():
+        if script and env_file:
+            _, modules = ImportClosure(SRC, TOOLS_DEMO).closure(ROOT / script)
+            by_env.setdefault(env_file, set()).update(modules)
+    failures = []
+    for env_file, modules in sorted(by_env.items()):
+        conda, pip = env_packages(load_env(env_file))
+        blocked = [
+            name for name in BLOCKABLE
+            if not (DISTRIBUTIONS[name][0] & set(conda) or {_norm(p) for p in DISTRIBUTIONS[name][1]} & set(pip))
+        ]
+        res = subprocess.run(
+            [sys.executable, "-c", _BLOCKER, ",".join(blocked), f"{SRC},{TOOLS_DEMO}", ",".join(sorted(modules))],
+            capture_output=True, text=True, timeout=120,
+        )
+        if res.returncode != 0:
+            tail = " | ".join(line.strip() for line in res.stderr.strip().splitlines()[-4:])
+            failures.append(f"{env_file} (without {blocked}): {tail}")
+    assert not failures, "\n".join(failures)
 
 
 # ----------------------------------------------------------------------------- versions
