@@ -125,7 +125,7 @@ GRAPHS = f"{R}/graphs/{featurize_key()}"
 def isolation_graphs():
     """The graph folder under featurize.isolated: drop (split_subsets leaves out the crystals
     its isolated.csv lists), else nothing: the splits then do not wait for featurize."""
-    return [GRAPHS] if config["featurize"]["isolated"] == "drop" else []
+    return GRAPHS if config["featurize"]["isolated"] == "drop" else []
 
 
 def ingest_input():
