@@ -27,7 +27,10 @@ FT = config["finetune"]
 PRETRAIN = {p["name"]: p for p in config.get("pretrain", [])}
 TARGETS = {t["name"]: t for t in FT["targets"]}
 MODES = FT["modes"]
-ATOM_FEATURES = config["featurize"]["atom_features"]
+# the atom feature table: a user's (featurize.atom_features) or the one shipped in the package
+ATOM_FEATURES = (
+    config["featurize"]["atom_features"] or f"{SRC}/tlcgcnn/data/atom_features.csv"
+)
 MODEL = {**config["model"], "radius": config["featurize"]["radius"]}
 MODEL_VARIANTS = config.get("model_variants", {})
 GROUP_SEEDS = FT.get("group_seeds", False)
@@ -117,6 +120,12 @@ def featurize_key():
 
 
 GRAPHS = f"{R}/graphs/{featurize_key()}"
+
+
+def isolation_graphs():
+    """The graph folder under featurize.isolated: drop (split_subsets leaves out the crystals
+    its isolated.csv lists), else nothing: the splits then do not wait for featurize."""
+    return GRAPHS if config["featurize"]["isolated"] == "drop" else []
 
 
 def ingest_input():

@@ -1,6 +1,7 @@
 rule split_subsets:
     input:
         f"{R}/data/structures.parquet",
+        graphs=isolation_graphs(),
     output:
         f"{R}/splits/subsets.json",
     log:
@@ -13,6 +14,7 @@ rule split_subsets:
         runtime=10,
     params:
         split=config["split"],
+        isolated=config["featurize"]["isolated"],
     script:
         "../workflow/scripts/split.py"
 

@@ -19,7 +19,7 @@ if str(SRC) not in sys.path:
 from tlcgcnn import io  # noqa: E402
 from tlcgcnn.graphs import GraphSet  # noqa: E402
 
-ATOM_FEATURES = ROOT / "resources" / "atom_features.csv"
+ATOM_FEATURES = SRC / "tlcgcnn" / "data" / "atom_features.csv"
 SHARED_DATA = Path(os.environ.get("TLCGCNN_SHARED_DATA", ROOT.parent / "shared" / "data"))
 MP500 = SHARED_DATA / "mp2018_random500.csv.gz"
 

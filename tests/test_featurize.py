@@ -96,3 +96,78 @@ def test_incomplete_cache_is_refused(tmp_path):
     (tmp_path / "g").mkdir()
     with pytest.raises(FileNotFoundError, match="incomplete"):
         graphs.load(tmp_path / "g")
+
+
+# ------------------------------------------------------------------ isolated atoms (issue 10)
+def _far_pair() -> Structure:
+    """Two atoms 20 Å apart in a 40 Å cubic cell: no neighbour within max_radius 16 Å, not
+    even their own periodic images (40 Å away)."""
+    return Structure(Lattice.cubic(40.0), ["Na", "Cl"], [[0, 0, 0], [0.5, 0, 0]])
+
+
+def test_isolated_atoms_are_found():
+    g = graph_of(_far_pair())
+    assert g.isolated_atoms == (0, 1) and g.padded_atoms == 2 and g.grown
+    assert (g.nbr_idx == np.arange(2)[:, None]).all() and np.allclose(g.nbr_dist, 17.0)  # self-loops only
+    # a bonded pair plus a lone atom 20 Å away: only the lone atom is isolated
+    mixed = Structure(Lattice.cubic(40.0), ["Na", "Cl", "Ar"], [[0, 0, 0], [2.8 / 40, 0, 0], [0.5, 0.5, 0]])
+    g = graph_of(mixed)
+    assert g.isolated_atoms == (2,) and g.padded_atoms == 3  # the pair has 1 of 12 neighbours each
+    # a short-of-M but connected crystal is padded, not isolated
+    assert graph_of(Structure(Lattice.cubic(9.0), ["Ar"], [[0, 0, 0]])).isolated_atoms == ()
+
+
+def _isolated_table(tmp_path, nacl):
+    rows = [
+        {"material_id": "ok-1", "source": "t", **table.structure_arrays(nacl)},
+        {"material_id": "far-pair", "source": "t", **table.structure_arrays(_far_pair())},
+        *({"material_id": f"ok-{i}", "source": "t", **table.structure_arrays(nacl)} for i in (2, 3, 4)),
+    ]
+    for r, v in zip(rows, (1.0, 2.0, 3.0, 4.0, 5.0), strict=True):
+        r["band_gap"] = v
+        r["is_metal"] = False
+    table.write(pd.DataFrame(rows), tmp_path / "t.parquet")
+    return tmp_path / "t.parquet"
+
+
+def test_isolated_crystals_are_reported_and_kept(tmp_path, nacl):
+    from tlcgcnn.featurize import isolated_ids
+
+    path = _isolated_table(tmp_path, nacl)
+    manifest = featurize(path, tmp_path / "g", FeaturizeParams(), shard_size=2, progress=False)
+    iso = manifest["isolated"]
+    assert iso["crystals"] == 1 and iso["atoms"] == 2 and iso["file"] == "isolated.csv"
+    assert [e["material_id"] for e in iso["list"]] == ["far-pair"]
+    assert "2 of 2 atoms" in iso["list"][0]["reason"] and "no neighbour within max_radius 16" in iso["list"][0]["reason"]
+    report = pd.read_csv(tmp_path / "g" / "isolated.csv")
+    assert list(report.columns) == ["material_id", "nsites", "isolated_atoms", "atoms", "reason"]
+    assert report.to_dict("records")[0] | {"reason": ""} == {"material_id": "far-pair", "nsites": 2, "isolated_atoms": 2, "atoms": "0 1", "reason": ""}
+    # the graphs do not depend on the policy: every crystal has its graph
+    assert list(graphs.load(tmp_path / "g").ids) == ["ok-1", "far-pair", "ok-2", "ok-3", "ok-4"]
+    assert isolated_ids(tmp_path / "g", "keep") == {}
+    assert isolated_ids(tmp_path / "g", "drop") == {"far-pair": iso["list"][0]["reason"]}
+    with pytest.raises(ValueError, match="keep"):
+        isolated_ids(tmp_path / "g", "remove")
+    # no isolated atoms: an empty report with the same columns
+    clean = featurize(path, tmp_path / "g2", FeaturizeParams(max_radius=40.0), progress=False)
+    assert clean["isolated"]["crystals"] == 0 and pd.read_csv(tmp_path / "g2" / "isolated.csv").empty
+
+
+def test_dropped_isolated_crystals_leave_every_split(tmp_path, nacl):
+    from tlcgcnn import io, split
+    from tlcgcnn.featurize import isolated_ids
+
+    path = _isolated_table(tmp_path, nacl)
+    featurize(path, tmp_path / "g", FeaturizeParams(), progress=False)
+    cfg = {"metal_rule": "is_metal", "band_gap_threshold": 0.0, "test_fraction": 0.34, "test_max": None, "seed": 0}
+    kept = split.run(str(path), str(tmp_path / "keep.json"), cfg, exclude=isolated_ids(tmp_path / "g", "keep"))
+    assert "far-pair" in kept["all"] and kept["excluded"] == []
+    dropped = split.run(str(path), str(tmp_path / "drop.json"), cfg, exclude=isolated_ids(tmp_path / "g", "drop"))
+    assert "far-pair" not in dropped["all"] + dropped["nonmetal"] + dropped["metal"]
+    assert [e["material_id"] for e in dropped["excluded"]] == ["far-pair"]
+    spec = {"name": "gap", "property": "band_gap", "subset": "all"}
+    sp = split.run(str(path), str(tmp_path / "gap.json"), cfg, subsets_path=str(tmp_path / "drop.json"), spec=spec)
+    assert set(sp["test"]) | set(sp["pool"]) == {"ok-1", "ok-2", "ok-3", "ok-4"}
+    # what training asks for has a graph (tlcgcnn.graphs.load raises for a missing id)
+    assert len(graphs.load(tmp_path / "g", [*sp["test"], *sp["pool"]]).ids) == 4
+    assert io.read_json(tmp_path / "drop.json")["excluded"][0]["reason"].startswith("2 of 2 atoms")

@@ -15,11 +15,11 @@ from conftest import ROOT
 
 
 def test_atom_feature_table_shape_and_determinism():
-    shipped = pd.read_csv(ROOT / "resources" / "atom_features.csv")
+    shipped = pd.read_csv(atom_features.default_path())
     fresh = atom_features.build_table()
     assert fresh.shape == (100, 94) and atom_features.N_FEATURES == 92
     pd.testing.assert_frame_equal(fresh, shipped, check_dtype=False)
-    mat = atom_features.load_matrix(ROOT / "resources" / "atom_features.csv")
+    mat = atom_features.load_matrix()
     assert mat.shape == (101, 92) and not mat[0].any()
     # each category is one-hot (or empty for unknown data): at most one bit per category
     start = 0

@@ -71,7 +71,7 @@ def toy_set(tmp_path_factory):
 def _train(toy_set, out, transfer=None, epochs=5):
     df, d, sp = toy_set
     return train(
-        table_df=df, graph_dir=d / "g", atom_table_path=ROOT / "resources" / "atom_features.csv", split_ids=sp,
+        table_df=df, graph_dir=d / "g", atom_table_path=ROOT / "src" / "tlcgcnn" / "data" / "atom_features.csv", split_ids=sp,
         target=Target("k", "k_vrh", "log10"), model_cfg={"atom_fea_len": 16, "n_conv": 3, "h_fea_len": 16},
         train_cfg=TrainConfig(epochs=epochs, batch_size=16, patience=50), seed=3, out_checkpoint=out, transfer=transfer, progress=False,
     )

@@ -18,21 +18,24 @@ block                             4      one-hot s, p, d, f
 atomic (molar) volume             10     bins of ln(cm³/mol) over 1.5-4.3 (none: zero)
 ================================  =====  =========================================
 
-Values outside a range fall into the end bins. The table ships as
-``resources/atom_features.csv``; :func:`build_table` regenerates it and a test checks that
-the shipped file equals a fresh computation.
+Values outside a range fall into the end bins. The table ships inside the package as
+``tlcgcnn/data/atom_features.csv`` (read through :mod:`importlib.resources`, so it is found in
+an installed wheel too); :func:`build_table` regenerates it and a test checks that the shipped
+file equals a fresh computation. A user table (config ``featurize.atom_features``) replaces it.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 N_ELEMENTS = 100
+PACKAGED_TABLE = "atom_features.csv"  # in tlcgcnn/data/
 CATEGORIES: tuple[tuple[str, int], ...] = (
     ("group", 18),
     ("period", 7),
@@ -123,8 +126,12 @@ def build_table() -> pd.DataFrame:
     return df
 
 
-def load_matrix(path: str | Path) -> np.ndarray:
-    """Feature matrix indexed by Z: row 0 is all zeros (padding), rows 1..100 the elements."""
+def load_matrix(path: str | Path | None = None) -> np.ndarray:
+    """Feature matrix indexed by Z: row 0 is all zeros (padding), rows 1..100 the elements.
+
+    ``path`` None reads the table shipped with the package (:func:`default_path`)."""
+    if path is None:
+        path = default_path()
     df = pd.read_csv(path)
     names = feature_names()
     missing = [c for c in names if c not in df.columns]
@@ -136,4 +143,12 @@ def load_matrix(path: str | Path) -> np.ndarray:
 
 
 def default_path() -> Path:
-    return Path(__file__).resolve().parents[2] / "resources" / "atom_features.csv"
+    """The atom feature table shipped inside the package (``tlcgcnn/data/atom_features.csv``)."""
+    ref = resources.files("tlcgcnn").joinpath("data", PACKAGED_TABLE)
+    path = Path(str(ref))
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"the packaged atom feature table {ref} is missing: reinstall tlcgcnn "
+            "(pyproject.toml ships tlcgcnn/data/*.csv as package data)"
+        )
+    return path

@@ -111,7 +111,7 @@ def run_baseline_cell(
     out_predictions: str,
 ) -> list[dict[str, Any]]:
     from tlcgcnn.baselines import fit_predict
-    from tlcgcnn.evaluate import classification_metrics, regression_metrics
+    from tlcgcnn.metrics import classification_metrics, regression_metrics
     from tlcgcnn.split import train_val
     from tlcgcnn.targets import labels, target_from_spec
 

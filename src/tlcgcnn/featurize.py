@@ -17,6 +17,15 @@ grown by ``radius_growth`` for that crystal until every atom has M neighbours or
 ``max_radius + 1`` (whose Gaussian features are ~0) and counted. Both counts are in the
 manifest. The output folder is named by a hash of the parameters, so a parameter change
 re-featurizes and nothing stale is reused.
+
+Isolated atoms: an atom with no neighbour at all within ``max_radius`` (all of its M slots
+are padded self-loops) takes part in no real message passing. Every crystal with such atoms
+is listed, with its id and the reason, in the manifest (``isolated``) and in
+``isolated.csv`` (``material_id, nsites, isolated_atoms, atoms, reason``) of the graph
+folder. The graphs themselves do not depend on what is done with these crystals: config
+``featurize.isolated`` (``keep``, the default, or ``drop``) is applied by the split stage
+(:func:`isolated_ids`), which leaves dropped crystals out of every subset, so that no split,
+training or evaluation asks for them.
 """
 
 from __future__ import annotations
@@ -55,6 +64,7 @@ class CrystalGraph:
     nbr_dist: np.ndarray  # [n, M] float32
     grown: bool  # the radius had to grow
     padded_atoms: int  # atoms padded with self-loops
+    isolated_atoms: tuple[int, ...] = ()  # atoms with no neighbour at all (only self-loops)
 
 
 def _search(lattice: np.ndarray, cart: np.ndarray, r: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -136,7 +146,8 @@ def neighbor_graph(lattice: np.ndarray, frac: np.ndarray, params: FeaturizeParam
         r = min(r * params.radius_growth, params.max_radius)
         grown = True
     idx, d = _nearest(center, nbr, dist, counts, n, m, pad)
-    return CrystalGraph(idx, d, grown, int(np.count_nonzero(counts < m)))
+    isolated = tuple(int(i) for i in np.flatnonzero(counts == 0))
+    return CrystalGraph(idx, d, grown, int(np.count_nonzero(counts < m)), isolated)
 
 
 def _featurize_shard(job: tuple[int, list[np.ndarray], list[np.ndarray], list[np.ndarray], FeaturizeParams, str]) -> dict[str, Any]:
@@ -148,6 +159,7 @@ def _featurize_shard(job: tuple[int, list[np.ndarray], list[np.ndarray], list[np
     nbr_idx = np.empty((n_atoms, m), dtype=np.uint16)
     nbr_dist = np.empty((n_atoms, m), dtype=np.float32)
     grown = padded = 0
+    isolated: list[tuple[int, tuple[int, ...]]] = []  # (position in the shard, atom indices)
     for i, (lat, frac) in enumerate(zip(lattices, fracs, strict=True)):
         g = neighbor_graph(np.asarray(lat).reshape(3, 3), np.asarray(frac).reshape(-1, 3), params)
         a, b = offsets[i], offsets[i + 1]
@@ -155,12 +167,14 @@ def _featurize_shard(job: tuple[int, list[np.ndarray], list[np.ndarray], list[np
         nbr_dist[a:b] = g.nbr_dist
         grown += int(g.grown)
         padded += g.padded_atoms
+        if g.isolated_atoms:
+            isolated.append((i, g.isolated_atoms))
     z = np.concatenate(numbers).astype(np.uint8) if numbers else np.zeros(0, np.uint8)
     path = Path(out_dir) / f"shard-{shard:05d}.npz"
     with io.atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             np.savez_compressed(fh, z=z, nbr_idx=nbr_idx, nbr_dist=nbr_dist, offsets=offsets)
-    return {"shard": shard, "crystals": len(lattices), "atoms": n_atoms, "grown": grown, "padded_atoms": padded, "file": path.name}
+    return {"shard": shard, "crystals": len(lattices), "atoms": n_atoms, "grown": grown, "padded_atoms": padded, "isolated": isolated, "file": path.name}
 
 
 def featurize(
@@ -203,6 +217,8 @@ def featurize(
         }
     )
     io.write_parquet(index, out / "index.parquet")
+    isolated = isolated_report(df, results, shard_size, params)
+    io.write_csv(isolated, out / ISOLATED_FILE)
     manifest = {
         "format_version": FORMAT_VERSION,
         "params": asdict(params),
@@ -213,16 +229,75 @@ def featurize(
         "atoms": int(sum(r["atoms"] for r in results)),
         "crystals_radius_grown": int(sum(r["grown"] for r in results)),
         "atoms_padded": int(sum(r["padded_atoms"] for r in results)),
+        "isolated": {
+            "crystals": len(isolated),
+            "atoms": int(isolated["isolated_atoms"].sum()),
+            "file": ISOLATED_FILE,
+            "list": [{"material_id": r.material_id, "reason": r.reason} for r in isolated.itertuples()],
+        },
         "shards": [r["file"] for r in results],
         "bytes_on_disk": int(sum((out / r["file"]).stat().st_size for r in results)),
     }
     manifest["bytes_per_atom"] = manifest["bytes_on_disk"] / max(1, manifest["atoms"])
     io.write_json(out / "manifest.json", manifest)  # written last: marks the cache complete
+    if len(isolated):
+        log.warning(
+            "%d crystals have atoms without any neighbour within max_radius %.1f Å (listed in %s): %s%s",
+            len(isolated), params.max_radius, out / ISOLATED_FILE, ", ".join(isolated["material_id"][:5]),
+            " ..." if len(isolated) > 5 else "",
+        )
     log.info(
         "featurized %d crystals (%d atoms) into %d shards; radius grown for %d crystals, %d atoms padded; %.1f bytes/atom",
         manifest["crystals"], manifest["atoms"], len(results), manifest["crystals_radius_grown"], manifest["atoms_padded"], manifest["bytes_per_atom"],
     )
     return manifest
+
+
+ISOLATED_FILE = "isolated.csv"
+ISOLATED_COLUMNS = ["material_id", "nsites", "isolated_atoms", "atoms", "reason"]
+ISOLATED_POLICIES = ("keep", "drop")
+
+
+def isolated_report(df: pd.DataFrame, results: list[dict[str, Any]], shard_size: int, params: FeaturizeParams) -> pd.DataFrame:
+    """One row per crystal with isolated atoms: id, size, how many and which atoms, reason."""
+    rows = []
+    for res in results:
+        for position, atoms in res["isolated"]:
+            row = df.iloc[res["shard"] * shard_size + position]
+            n = int(row["nsites"])
+            shown = " ".join(str(a) for a in atoms[:10]) + (" ..." if len(atoms) > 10 else "")
+            rows.append(
+                {
+                    "material_id": str(row["material_id"]),
+                    "nsites": n,
+                    "isolated_atoms": len(atoms),
+                    "atoms": " ".join(str(a) for a in atoms),
+                    "reason": (
+                        f"{len(atoms)} of {n} atoms (index {shown}) have no neighbour within "
+                        f"max_radius {params.max_radius:g} Å: only padded self-loops"
+                    ),
+                }
+            )
+    return pd.DataFrame(rows, columns=ISOLATED_COLUMNS).astype({"nsites": "int64", "isolated_atoms": "int64"})
+
+
+def isolated_ids(graph_dir: str | Path | None, policy: str) -> dict[str, str]:
+    """Crystals to leave out under ``featurize.isolated`` = ``policy``: id -> reason
+    (none for ``keep``; every crystal of the graph folder's ``isolated.csv`` for ``drop``)."""
+    if policy not in ISOLATED_POLICIES:
+        raise ValueError(f"featurize.isolated must be one of {ISOLATED_POLICIES}, not {policy!r}")
+    if policy == "keep":
+        return {}
+    if not graph_dir:
+        raise ValueError("featurize.isolated: drop needs the graph folder (its isolated.csv)")
+    path = Path(graph_dir) / ISOLATED_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no isolated-atom report; the graph cache predates it, re-run featurize")
+    report = pd.read_csv(path, dtype={"material_id": str})
+    missing = [c for c in ("material_id", "reason") if c not in report.columns]
+    if missing:
+        raise ValueError(f"{path}: lacks columns {missing}")
+    return dict(zip(report["material_id"], report["reason"], strict=True))
 
 
 def params_from_config(cfg: dict[str, Any]) -> FeaturizeParams:

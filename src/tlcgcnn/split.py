@@ -91,8 +91,19 @@ def train_val(pool: list[str], size: int | str, seed: int, val_fraction: float, 
     return TrainVal(train=perm[:n_train], val=perm[n_train : n_train + n_val])
 
 
-def run(table_path: str, out: str, split_cfg: dict[str, Any], subsets_path: str | None = None, spec: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Workflow entry: write the subsets file (``spec`` None) or one target's split file."""
+def run(
+    table_path: str,
+    out: str,
+    split_cfg: dict[str, Any],
+    subsets_path: str | None = None,
+    spec: dict[str, Any] | None = None,
+    exclude: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Workflow entry: write the subsets file (``spec`` None) or one target's split file.
+
+    ``exclude`` (id -> reason; the crystals featurize reported with isolated atoms, under
+    ``featurize.isolated: drop``) leaves those crystals out of every subset, and so out of
+    every split; they are recorded in the subsets file under ``excluded``."""
     import logging
 
     from tlcgcnn import io
@@ -100,8 +111,14 @@ def run(table_path: str, out: str, split_cfg: dict[str, Any], subsets_path: str 
     log = logging.getLogger(__name__)
     if spec is None:
         df = pd.read_parquet(table_path, columns=None)
+        excluded = {str(k): v for k, v in (exclude or {}).items()}
+        if excluded:
+            keep = ~df["material_id"].astype(str).isin(excluded)
+            log.info("leaving out %d crystals with isolated atoms (featurize.isolated: drop)", int((~keep).sum()))
+            df = df[keep]
         result: dict[str, Any] = subsets(df, split_cfg["metal_rule"], split_cfg["band_gap_threshold"])
         log.info("subsets: %s", {k: len(v) for k, v in result.items()})
+        result["excluded"] = [{"material_id": k, "reason": v} for k, v in sorted(excluded.items())]
     else:
         df = pd.read_parquet(table_path, columns=["material_id", spec["property"]])
         if subsets_path is None:

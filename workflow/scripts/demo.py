@@ -1,4 +1,5 @@
-"""Snakemake adapter for rule ``demo_dataset``: calls :func:`tlcgcnn.demo.generate`."""
+"""Snakemake adapter for rule ``demo_dataset``: calls ``generate`` of the CHGNet demo generator
+in ``tools/demo/chgnet_demo.py`` (outside the package: chgnet is not a pipeline dependency)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from typing import Any
 snakemake: Any  # injected by Snakemake
 
 sys.path.insert(0, os.path.join(snakemake.scriptdir, "..", "..", "src"))
+sys.path.insert(0, os.path.join(snakemake.scriptdir, "..", "..", "tools", "demo"))
 
-from tlcgcnn import demo  # noqa: E402
+import chgnet_demo as demo  # noqa: E402
 
 
 def main() -> None:

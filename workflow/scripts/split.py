@@ -5,6 +5,7 @@ import sys
 
 sys.path.insert(0, os.path.join(snakemake.scriptdir, "..", "..", "src"))  # noqa: F821
 
+from tlcgcnn.featurize import isolated_ids  # noqa: E402
 from tlcgcnn.split import run  # noqa: E402
 from tlcgcnn.runtime import log_to  # noqa: E402
 
@@ -15,4 +16,5 @@ run(
     split_cfg=snakemake.params.split,  # noqa: F821
     subsets_path=snakemake.input.get("subsets"),  # noqa: F821
     spec=snakemake.params.get("spec"),  # noqa: F821
+    exclude=isolated_ids(snakemake.input.get("graphs"), snakemake.params.get("isolated", "keep")),  # noqa: F821
 )

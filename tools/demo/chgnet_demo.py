@@ -42,7 +42,10 @@ How a crystal is made
      * charge-balanced ionic compounds (cations + anions from groups 15-17) -> non-metal.
 
 The committed table is regenerated with
-``snakemake --cores 2 --config regenerate_demo=True --forcerun demo_dataset -- resources/demo/demo.parquet``.
+``snakemake --cores 2 --config regenerate_demo=True --forcerun demo_dataset -- resources/demo/demo.parquet``
+(rule ``demo_dataset``, env ``envs/demo.yaml``). This generator lives outside the ``tlcgcnn``
+package because it needs chgnet, which the pipeline itself never imports; see
+``tools/demo/README.md``.
 """
 
 from __future__ import annotations
@@ -1070,7 +1073,7 @@ def _manifest(
 ) -> dict[str, Any]:
     t = result.table
     return {
-        "generator": "tlcgcnn.demo",
+        "generator": "tools/demo/chgnet_demo.py",
         "generator_version": GENERATOR_VERSION,
         "labels": "CHGNet predictions (not DFT)",
         "versions": chgnet_versions(),
