@@ -111,9 +111,15 @@ def test_resolve_and_wildcard_pattern():
 
 
 def test_every_figure_has_its_caption():
+    from docutils.core import publish_parts
+
     for stem in figures.stems(load("paper-small")):
         text = figures.caption(stem, ROOT / "report")
         assert len(text) > 50 and "{{" not in text, stem
+        html = publish_parts(text, writer="html", settings_overrides={"report_level": 2, "halt_level": 2})["body"]
+        assert "system-message" not in html, stem
+    with pytest.raises(FileNotFoundError, match="caption of figure 'models' not found"):
+        figures.caption("models", ROOT / "docs")
     assert "snakemake.params.caption" in (ROOT / "report" / "figure.rst").read_text()
 
 
@@ -186,8 +192,5 @@ def test_every_registered_figure_draws(tmp_path, monkeypatch):
         png, pdf = tmp_path / f"{stem}.png", tmp_path / f"{stem}.pdf"
         figures.draw(stem, figures.input_paths(stem, str(res)), png, pdf, {"gap": "PBE gap", "metal": "metal / non-metal"})
         assert png.stat().st_size > 10_000 and pdf.stat().st_size > 1_000, stem
-    import shutil, os
-    if os.environ.get("KEEP_FIGS"):
-        shutil.copytree(tmp_path, os.environ["KEEP_FIGS"], dirs_exist_ok=True)
     with pytest.raises(KeyError, match=r"needs inputs \['corr'\]"):
         figures.draw("ef_eg_density", {"table": res / "data" / "structures.parquet"}, tmp_path / "x.png", tmp_path / "x.pdf")

@@ -64,7 +64,7 @@ def test_pipeline_end_to_end_on_real_data(tmp_path):
         fig.unlink()
         # (the target goes first: --configfile takes several values and would swallow it)
         res = smk(str(fig.relative_to(ROOT)), "--cores", "2", "--configfile", str(cfg))
-        assert ran_rules(res.stdout + res.stderr) == ["figure_learning_curve"]
+        assert ran_rules(res.stdout + res.stderr) == ["figure"]
         assert fig.exists()
     finally:
         shutil.rmtree(out, ignore_errors=True)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +10,6 @@ import numpy as np
 import pandas as pd
 
 from tlcgcnn.figures.style import finish, setup
-
-log = logging.getLogger(__name__)
 
 
 def ef_eg_density(table: pd.DataFrame, corr: dict[str, Any], png: str | Path, pdf: str | Path, max_points: int = 40000, seed: int = 0) -> None:

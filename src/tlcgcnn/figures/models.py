@@ -3,16 +3,11 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from tlcgcnn.figures.style import empty, finish, setup
-
-log = logging.getLogger(__name__)
 
 
 def model_comparison(models: pd.DataFrame, target_labels: dict[str, str], png: str | Path, pdf: str | Path) -> None:

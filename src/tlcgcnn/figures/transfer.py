@@ -8,18 +8,14 @@ mode's family, pretraining source / size / subset, frozen layers and model kind)
 
 from __future__ import annotations
 
-import logging
 import textwrap
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from tlcgcnn.figures.labels import mode_labels, scheme, scheme_key, source_label
 from tlcgcnn.figures.style import empty, finish, numeric_size, plain_log_axis, setup
-
-log = logging.getLogger(__name__)
 
 
 def improvement(metrics: pd.DataFrame, tests: pd.DataFrame, target_labels: dict[str, str], png: str | Path, pdf: str | Path) -> None:
