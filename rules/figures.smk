@@ -30,4 +30,4 @@ rule figure:
         labels=target_labels(),
         caption=figure_caption,
     script:
-        "../workflow/scripts/figure.py"
+        "../workflow/scripts/figures.py"
