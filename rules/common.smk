@@ -227,25 +227,43 @@ def target_labels():
     return {t: spec.get("label", t) for t, spec in TARGETS.items()}
 
 
-FIGURES = [
-    "ef_eg_density",
-    "subset_scaling",
-    "improvement",
-    "freeze_heatmap",
-    "multitask",
-    "pretrain_size",
-    "models",
-]
+# figures: the registry in src/tlcgcnn/figures answers; these map the {figure} wildcard
+from tlcgcnn import figures as figure_registry  # noqa: E402
+
+FIGURE_STEMS = figure_registry.stem_pattern(config)
+
+
+def figure_files():
+    """PNG and PDF of every figure the config requests (figure_registry.requested says
+    which: a figure only where the config has what it needs)."""
+    return [
+        f"{R}/figures/{s}.{ext}"
+        for s in figure_registry.requested(config)
+        for ext in ("png", "pdf")
+    ]
+
+
+def figure_inputs(wildcards):
+    """Input name -> file of the figure named by the wildcard."""
+    return figure_registry.input_paths(wildcards.figure, R)
+
+
+def figure_category(wildcards):
+    return figure_registry.category(wildcards.figure)
+
+
+def figure_subcategory(wildcards):
+    """The target of a per-target figure; None (no subcategory) for the others."""
+    return figure_registry.subcategory(wildcards.figure)
+
+
+def figure_caption(wildcards):
+    """Caption text of the figure (report/<caption>.rst), shown via report/figure.rst."""
+    return figure_registry.caption(wildcards.figure, f"{workflow.basedir}/report")
 
 
 def paper_targets():
-    """Everything of the papers' study (configs with finetune.group_seeds: true)."""
-    figs = [f"{R}/figures/{f}.{ext}" for f in FIGURES for ext in ("png", "pdf")]
-    figs += expand(
-        f"{R}/figures/learning_curve_{{t}}.{{ext}}",
-        t=sorted(TARGETS),
-        ext=("png", "pdf"),
-    )
+    """The summary tables of the papers' study (configs with finetune.group_seeds: true)."""
     tables = [
         f"{R}/stats/{n}.csv"
         for n in (
@@ -257,24 +275,16 @@ def paper_targets():
             "pretrain",
         )
     ]
-    return figs + tables + [f"{R}/stats/ef_eg_correlation.json"]
+    return tables + [f"{R}/stats/ef_eg_correlation.json"]
 
 
 def all_targets():
-    if GROUP_SEEDS:
-        return [
-            f"{R}/figures/learning_curve.png",
-            f"{R}/figures/learning_curve.pdf",
-            f"{R}/stats/ttests.csv",
-            *expand(f"{R}/pretrain/{{p}}/metrics.json", p=sorted(PRETRAIN)),
-            *paper_targets(),
-        ]
-    return [
-        f"{R}/figures/learning_curve.png",
-        f"{R}/figures/learning_curve.pdf",
+    common = [
+        *figure_files(),
         f"{R}/stats/ttests.csv",
         *expand(f"{R}/pretrain/{{p}}/metrics.json", p=sorted(PRETRAIN)),
     ]
+    return common + paper_targets() if GROUP_SEEDS else common
 
 
 # --------------------------------------------------------------------------- execution

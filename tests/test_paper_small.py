@@ -19,6 +19,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from tlcgcnn.figures import requested
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "mp2018_36737.csv.gz"
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
@@ -64,6 +66,9 @@ def test_paper_small_slice(tmp_path):
     res = tmp_path / "results" / "paper-small-ci"
     figures = ["ef_eg_density", "subset_scaling", "improvement", "freeze_heatmap", "multitask", "pretrain_size", "models", "learning_curve"]
     figures += [f"learning_curve_{t}" for t in ("gap_nonmetal", "metal_cls", "log_kvrh", "eps_r")]
+    # the slice still has what every figure needs, and nothing else is drawn
+    assert sorted(requested(slice_config())) == sorted(figures)
+    assert sorted(p.name for p in (res / "figures").iterdir()) == sorted(f"{n}.{ext}" for n in figures for ext in ("png", "pdf"))
     for name in figures:
         for ext in ("png", "pdf"):
             f = res / "figures" / f"{name}.{ext}"
@@ -74,6 +79,7 @@ def test_paper_small_slice(tmp_path):
     assert metrics.query("task == 'classification'")["roc_auc"].notna().all()
     tests = pd.read_csv(res / "stats" / "ttests.csv")
     assert tests["p_holm"].notna().any() and set(tests["metric"]) == {"mae", "1-roc_auc"}
+    assert set(tests["holm_family"]) == {"transfer_vs_scratch", "baseline_vs_scratch", "model_vs_scratch", "classification"}
     pre = pd.read_csv(res / "stats" / "pretrain.csv")
     assert "mae_efermi" in pre.columns and set(pre["subset"]) == {"all", "metal", "nonmetal"}
     for table in ("best_transfer", "improvement", "spearman", "classification", "models"):

@@ -214,7 +214,7 @@ def test_pipeline_through_slurm(slurm_cluster, tmp_path, capsys):
         "finetune": 4,
         "evaluate": 4,
         "stats": 1,
-        "figure_learning_curve": 1,
+        "figure": 1,
     }
     assert {r: len(v) for r, v in by_rule.items()} == expected, by_rule
     for j, info in jobs.items():
@@ -272,7 +272,7 @@ def test_pipeline_through_slurm(slurm_cluster, tmp_path, capsys):
     fig_ids = _submitted(fig_log)
     assert len(fig_ids) == 1, f"expected one submission, got {fig_ids}:\n{fig_log.read_text()[-3000:]}"
     fig_job = _scontrol(fig_ids[0])
-    assert _rule_of(fig_job) == "figure_learning_curve", fig_job["Comment"]
+    assert _rule_of(fig_job) == "figure", fig_job["Comment"]
     assert fig_job["Partition"] == "debug" and fig_job["JobState"] == "COMPLETED", fig_job
     assert png.stat().st_size > 0
     assert "localrule" not in fig_log.read_text()

@@ -28,13 +28,49 @@ def _runs():
     return pd.DataFrame(rows)
 
 
-def test_error_tests_use_the_tasks_metric_and_one_holm_family():
+def test_error_tests_use_the_tasks_metric_and_holm_within_families():
     t = stats.error_tests(_runs())
     assert set(t["metric"]) == {"mae", "1-roc_auc"}
     cls = t[t["target"] == "metal"].iloc[0]
     assert cls["mae_mode"] == pytest.approx(1 - _runs().query("target == 'metal' and mode == 'tl'")["roc_auc"].mean())
     assert cls["mean_diff"] < 0 and cls["p_value"] < 0.01
-    np.testing.assert_allclose(t["p_holm"], stats.holm(t["p_value"].to_numpy()))
+    fam = dict(zip(zip(t["target"], t["mode"], t["size"]), t["holm_family"], strict=True))
+    assert fam[("gap", "tl", 50)] == "transfer_vs_scratch" and fam[("gap", "rf", 50)] == "baseline_vs_scratch"
+    assert fam[("metal", "tl", 100)] == "classification"
+    assert set(t["holm_family"]) <= set(stats.FAMILIES)
+    for _, g in t.groupby("holm_family"):
+        np.testing.assert_allclose(g["p_holm"], stats.holm(g["p_value"].to_numpy()))
+    # not pooled: the pooled correction differs (three families of 2, 2 and 1 tests)
+    assert not np.allclose(t["p_holm"], stats.holm(t["p_value"].to_numpy()))
+
+
+def test_adding_baselines_leaves_the_transfer_family_alone():
+    runs = _runs()
+    without = stats.error_tests(runs[runs["family"] != "baseline"])
+    with_ = stats.error_tests(runs)
+    assert len(with_) > len(without) and "baseline_vs_scratch" in set(with_["holm_family"])
+    key = ["target", "size", "mode"]
+    a = without[without["holm_family"] == "transfer_vs_scratch"].set_index(key).sort_index()
+    b = with_[with_["holm_family"] == "transfer_vs_scratch"].set_index(key).sort_index()
+    assert len(a) == 2
+    pd.testing.assert_series_equal(a["p_holm"], b["p_holm"])
+    # and pooling would have changed them
+    pooled = stats.holm(with_["p_value"].to_numpy())[with_["holm_family"].eq("transfer_vs_scratch").to_numpy()]
+    assert (pooled > b["p_holm"].to_numpy() * 1.5).all()
+
+
+def test_families_of_an_other_model_from_scratch_and_of_records_without_family():
+    runs = _runs()
+    att = runs[runs["mode"] == "scratch"].assign(mode="attention", model_kind="attention", error=lambda d: d["error"] * 0.9)
+    t = stats.error_tests(pd.concat([runs, att], ignore_index=True))
+    assert set(t[(t["mode"] == "attention") & (t["target"] == "gap")]["holm_family"]) == {"model_vs_scratch"}
+    assert set(t[(t["mode"] == "attention") & (t["target"] == "metal")]["holm_family"]) == {"classification"}
+    # per-seed records (no family column) name the pretrained source instead
+    plain = runs[runs["target"] == "gap"].drop(columns=["family", "task", "error"]).assign(pretrained=lambda d: np.where(d["mode"] == "tl", "ef_all", None))
+    t = stats.paired_tests(plain)
+    assert dict(zip(t["mode"], t["holm_family"], strict=True)) == {"rf": "model_vs_scratch", "tl": "transfer_vs_scratch"}
+    with pytest.raises(ValueError, match="unknown run family 'other'"):
+        stats.hypothesis_family("regression", "other")
 
 
 def test_improvement_vs_size():
@@ -46,6 +82,7 @@ def test_improvement_vs_size():
     mean = imp[imp["target"] == "(mean over targets)"]
     assert set(mean["mode"]) == {"tl", "rf"}
     assert (mean[mean["mode"] == "rf"]["improvement_rate"] < 0).all()
+    assert set(mean[mean["mode"] == "tl"]["holm_family"]) == {"classification", "transfer_vs_scratch"}  # sizes 100 and 50, 200
 
 
 def test_rank_and_classification_summaries():
@@ -62,6 +99,7 @@ def test_best_transfer_and_model_summary():
     best = stats.best_transfer(t, dict(zip(m["mode"], m["family"], strict=True)))
     row = best[(best["target"] == "gap") & (best["size"] == 50)].iloc[0]
     assert row["best_tl_mode"] == "tl" and row["best_baseline"] == "rf"
+    assert row["holm_family"] == "transfer_vs_scratch" and row["baseline_holm_family"] == "baseline_vs_scratch"
     assert row["ci_low"] < row["diff"] < row["ci_high"] < 0
     ms = stats.model_summary(m)
     assert set(ms["mode"]) == {"scratch"}

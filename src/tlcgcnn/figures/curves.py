@@ -1,0 +1,164 @@
+"""Error against training-set size: pooled and per-target learning curves, CGCNN
+learning curves of the pretraining subsets, and target error against pretraining-set size.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tlcgcnn.figures.labels import SHORT, fine_tunes_all, mode_labels, source_label
+from tlcgcnn.figures.style import empty, error_label, finish, numeric_size, plain_log_axis, plain_log_ticks, setup
+
+log = logging.getLogger(__name__)
+
+
+def learning_curve(metrics: pd.DataFrame, tests: pd.DataFrame | None, png: str | Path, pdf: str | Path | None = None, metric: str = "mae") -> None:
+    """Test MAE vs training size on log-log axes, one panel per target, one line per mode
+    (mean ± standard deviation over seeds); significant differences (Holm p < 0.05) starred."""
+    setup()
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    targets = list(dict.fromkeys(metrics["target"]))
+    fig, axes = plt.subplots(1, len(targets), figsize=(4.6 * len(targets), 4.0), squeeze=False)
+    for ax, target in zip(axes[0], targets, strict=True):
+        sub = metrics[metrics["target"] == target]
+        sns.lineplot(data=sub, x="size", y=metric, hue="mode", style="mode", markers=True, dashes=False, errorbar="sd", err_style="bars", ax=ax)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        plain_log_ticks(ax, sorted(sub["size"].unique()))
+        prop = sub["property"].iloc[0]
+        unit = "log10 " + prop if sub["transform"].iloc[0] == "log10" else prop
+        ax.set_title(f"{target}")
+        ax.set_xlabel("training set size")
+        ax.set_ylabel(f"test MAE ({unit})")
+        if tests is not None and len(tests):
+            for r in tests[(tests["target"] == target) & (tests["p_holm"] < 0.05)].itertuples():
+                ax.annotate("*", (r.size, min(r.mae_mode, r.mae_baseline)), textcoords="offset points", xytext=(0, -14), ha="center", fontsize=14)
+        ax.legend(title="mode", fontsize=8)
+    n_seeds = metrics.groupby(["target", "size", "mode"])["seed"].nunique().max()
+    fig.suptitle(f"Scratch vs transfer learning (mean ± sd over {n_seeds} seeds; * Holm p < 0.05)", fontsize=11)
+    finish(fig, png, pdf)
+    log.info("learning curve -> %s", png)
+
+
+def target_curve(metrics: pd.DataFrame, tests: pd.DataFrame, target: str, label: str, png: str | Path, pdf: str | Path) -> None:
+    """One target: error vs training size for scratch, every transfer mode and the baselines
+    (mean ± sd over seeds; ★ = Holm p < 0.05 against scratch). With a single training size
+    the modes are compared side by side instead."""
+    setup()
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    sub = metrics[metrics["target"] == target].copy()
+    sub["size_n"] = numeric_size(sub["size"]).fillna(sub["n_train"])
+    labels = mode_labels(sub)
+    sub["model"] = sub["mode"].map(labels)
+    order = sorted(sub["model"].unique(), key=lambda m: (not m.endswith("scratch"), m.startswith(("PLS", "SVR", "LASSO", "RF")), m))
+    palette = dict(zip(order, sns.color_palette("tab20", len(order)), strict=True))
+    sig_modes: set[tuple[str, float]] = set()
+    if len(tests):
+        sig = tests[(tests["target"] == target) & (tests["p_holm"] < 0.05)]
+        sig_modes = {(labels.get(r.mode, r.mode), float(r.size)) for r in sig.itertuples() if str(r.size) != "all"}
+    sizes = sorted(sub["size_n"].unique())
+    n_seeds = sub.groupby(["size", "mode"])["seed"].nunique()
+    seeds_txt = f"{n_seeds.min()}" if n_seeds.min() == n_seeds.max() else f"{n_seeds.min()}–{n_seeds.max()}"
+    if len(sizes) == 1:
+        fig, ax = plt.subplots(figsize=(7.0, 0.42 * len(order) + 1.4))
+        g = sub.groupby("model")["error"].agg(["mean", "std"]).reindex(order)
+        fam = sub.drop_duplicates("model").set_index("model")["family"].reindex(order)
+        for i, model in enumerate(order):
+            ax.errorbar(g.loc[model, "mean"], i, xerr=np.nan_to_num(g.loc[model, "std"]), fmt="s" if fam[model] == "baseline" else "o", color=palette[model], capsize=3, ms=6)
+            if (model, float(sizes[0])) in sig_modes:
+                ax.annotate("★", (g.loc[model, "mean"], i), textcoords="offset points", xytext=(0, 6), ha="center")
+        scratch = [m for m in order if m.endswith("scratch") and m.startswith("CGCNN")]
+        if scratch:
+            ax.axvline(g.loc[scratch[0], "mean"], color="k", ls="--", lw=0.8)
+        ax.set_yticks(range(len(order)))
+        ax.set_yticklabels(order, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel(error_label(sub))
+        ax.set_title(f"{label}, n = {int(sizes[0])}: mean ± sd over {seeds_txt} seeds (★ Holm p < 0.05 vs scratch)", fontsize=9)
+    else:
+        fig, ax = plt.subplots(figsize=(7.8, 4.8))
+        for k, model in enumerate(order):
+            m = sub[sub["model"] == model]
+            g = m.groupby("size_n")["error"].agg(["mean", "std"]).reset_index()
+            fam = m["family"].iloc[0]
+            x = g["size_n"] * (1 + 0.04 * (k - len(order) / 2) / len(order))  # small dodge
+            ax.errorbar(x, g["mean"], yerr=g["std"].fillna(0), label=model, color=palette[model], ls="--" if fam == "baseline" else "-",
+                        marker="s" if fam == "baseline" else "o", ms=5, lw=2.2 if fam == "scratch" else 1.2, capsize=2)
+            for xs, ys, s in zip(x, g["mean"], g["size_n"], strict=True):
+                if (model, float(s)) in sig_modes:
+                    ax.annotate("★", (xs, ys), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=10)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        plain_log_axis(ax.xaxis, sizes)
+        plain_log_axis(ax.yaxis)
+        ax.set_xlabel("training set size")
+        ax.set_ylabel(error_label(sub))
+        ax.set_title(f"{label}: scratch vs transfer vs baselines (mean ± sd over {seeds_txt} seeds; ★ Holm p < 0.05 vs scratch)", fontsize=9)
+        ax.legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left", frameon=False)
+    finish(fig, png, pdf)
+
+
+def subset_scaling(pretrain: pd.DataFrame, png: str | Path, pdf: str | Path, prop: str = "formation_energy_per_atom") -> None:
+    """Test MAE vs training-set size (log-log) of CGCNN on all materials, metals and
+    non-metals (the pretraining runs of one property)."""
+    setup()
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    sub = pretrain[(pretrain["property"] == prop) & (pretrain.get("task", "regression") != "multitask")]
+    fig, ax = plt.subplots(figsize=(5.2, 4.2))
+    if sub.empty:
+        empty(ax, f"no pretraining runs of {prop}")
+    else:
+        sns.lineplot(data=sub, x="n_train", y="mae", hue="subset", style="subset", markers=True, dashes=False, ax=ax, markersize=8)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        plain_log_axis(ax.xaxis, sorted(sub["n_train"].unique()))
+        plain_log_axis(ax.yaxis)
+        ax.set_xlabel("training set size")
+        ax.set_ylabel(f"test MAE of {SHORT.get(prop, prop)} (eV/atom)")
+        ax.set_title(f"CGCNN learning curves of {SHORT.get(prop, prop)} by subset", fontsize=10)
+    finish(fig, png, pdf)
+
+
+def pretrain_size(metrics: pd.DataFrame, target_labels: dict[str, str], png: str | Path, pdf: str | Path) -> None:
+    """Target error vs pretraining-set size (all-layers-fine-tuned modes of one source), with the
+    scratch error as a dashed line; one panel per target, one line per training size."""
+    setup()
+    import matplotlib.pyplot as plt
+
+    m = metrics[metrics["family"] == "transfer"].copy()
+    m = m[[fine_tunes_all(f, r) for f, r in zip(m["freeze"], m["reinit"], strict=True)]]
+    m["source"] = [source_label(p, s) for p, s in zip(m["pretrain_property"], m["pretrain_subset"], strict=True)]
+    swept = m.groupby("source")["pretrain_size"].nunique()
+    swept = swept[swept > 1]
+    m = m[m["source"].isin(swept.index)]
+    per_target = m.groupby("target")["pretrain_size"].nunique()
+    targets = [t for t in dict.fromkeys(m["target"]) if per_target[t] > 1]
+    fig, axes = plt.subplots(1, max(1, len(targets)), figsize=(4.4 * max(1, len(targets)), 3.8), squeeze=False)
+    if not targets:
+        empty(axes[0, 0], "no pretraining-size sweep in the config")
+    for ax, target in zip(axes[0], targets, strict=False):
+        sub = m[m["target"] == target]
+        for k, ((src, size), g) in enumerate(sub.groupby(["source", "size"])):
+            agg = g.groupby("pretrain_size")["error"].agg(["mean", "std"]).reset_index()
+            line = ax.errorbar(agg["pretrain_size"], agg["mean"], yerr=agg["std"].fillna(0), marker="o", capsize=2, label=f"TL {src}, n={size}")
+            scr = metrics[(metrics["target"] == target) & (metrics["size"].astype(str) == str(size)) & (metrics["mode"] == "scratch")]
+            if len(scr):
+                ax.axhline(scr["error"].mean(), ls="--", color=line[0].get_color(), lw=1, label=f"scratch, n={size}")
+        ax.set_xscale("log")
+        plain_log_axis(ax.xaxis, sorted(sub["pretrain_size"].dropna().unique()))
+        ax.set_xlabel("pretraining set size")
+        ax.set_ylabel(error_label(sub))
+        ax.set_title(target_labels.get(target, target), fontsize=9)
+        ax.legend(fontsize=7)
+    fig.suptitle("Pretraining set size vs target error (mean ± sd over seeds)", fontsize=10)
+    finish(fig, png, pdf)

@@ -1,0 +1,86 @@
+"""What the figures call a mode: its pretraining source and what transfer did to the layers.
+
+A transfer mode keeps the pretrained weights, then (config ``freeze``) freezes the atom
+embedding and the first k convolutions and (config ``reinit``) re-initialises the head
+(``head``) or everything not frozen (``unfrozen``); whatever is not frozen is trained on the
+target. The labels say exactly that, so "head" is never read as "only the head was trained".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+SHORT = {"formation_energy_per_atom": "ΔEf", "band_gap": "Eg", "efermi": "E_F"}
+REINIT = ("none", "head", "unfrozen")
+
+
+def _freeze(freeze: Any) -> int:
+    return 0 if freeze is None or pd.isna(freeze) else int(freeze)
+
+
+def _reinit(reinit: Any) -> str:
+    return "none" if reinit is None or (not isinstance(reinit, str) and pd.isna(reinit)) else str(reinit)
+
+
+def scheme(freeze: Any, reinit: Any) -> str:
+    """What a transfer mode does to the pretrained layers, in a few words.
+
+    >>> scheme(0, "head")
+    'all layers fine-tuned, head re-initialised'
+    >>> scheme(2, "unfrozen")
+    'embedding + 2 convs frozen, rest re-initialised'
+    """
+    f, r = _freeze(freeze), _reinit(reinit)
+    if r not in REINIT:
+        raise ValueError(f"unknown reinit {r!r}; expected one of {REINIT}")
+    if f == 0:
+        return {
+            "none": "all layers fine-tuned",
+            "head": "all layers fine-tuned, head re-initialised",
+            "unfrozen": "embedding kept, convs and head re-initialised",
+        }[r]
+    frozen = f"embedding + {f} conv{'s' if f > 1 else ''} frozen"
+    return {"none": f"{frozen}, rest fine-tuned", "head": f"{frozen}, head re-initialised", "unfrozen": f"{frozen}, rest re-initialised"}[r]
+
+
+def scheme_key(freeze: Any, reinit: Any) -> tuple[int, int]:
+    """Sort order of the schemes: fewer frozen layers first, then none < head < unfrozen."""
+    return _freeze(freeze), REINIT.index(_reinit(reinit))
+
+
+def fine_tunes_all(freeze: Any, reinit: Any) -> bool:
+    """True for the plain transfer mode: every pretrained weight kept and fine-tuned."""
+    return _freeze(freeze) == 0 and _reinit(reinit) == "none"
+
+
+def source_label(prop: Any, subset: Any = None) -> str:
+    """Pretraining source: its property (MT (…) for a multi-task source) and subset."""
+    if not isinstance(prop, str):
+        return "none"
+    name = " + ".join(SHORT.get(p, p) for p in prop.split("+"))
+    if "+" in prop:
+        name = f"MT ({name})"
+    if isinstance(subset, str) and subset != "all":
+        name += f", {subset}s"
+    return name
+
+
+def mode_label(row: pd.Series | dict[str, Any]) -> str:
+    """Legend label of a mode from its record fields (family, model_kind, pretraining
+    source / subset / size, freeze, reinit)."""
+    fam = row.get("family")
+    if fam == "baseline":
+        return str(row["model_kind"]).upper()
+    if fam == "scratch":
+        return f"{row.get('model_kind', 'cgcnn')} scratch".replace("cgcnn", "CGCNN")
+    size = row.get("pretrain_size")
+    size_s = f", n={int(size)}" if size is not None and pd.notna(size) else ""
+    return f"TL {source_label(row.get('pretrain_property'), row.get('pretrain_subset'))}{size_s}: {scheme(row.get('freeze'), row.get('reinit'))}"
+
+
+def mode_labels(metrics: pd.DataFrame) -> dict[str, str]:
+    """Mode → label, from the first record of each mode."""
+    first = metrics.drop_duplicates("mode").set_index("mode")
+    return {str(m): mode_label(r) for m, r in first.iterrows()}

@@ -1,0 +1,196 @@
+"""The figure registry: labels, which figures a config requests, and every figure drawn."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import ROOT
+from tlcgcnn import figures, stats
+from tlcgcnn.figures import labels
+
+PAPER_FIGURES = ["ef_eg_density", "subset_scaling", "improvement", "freeze_heatmap", "multitask", "pretrain_size", "models"]
+
+
+def load(name: str) -> dict:
+    return yaml.safe_load((ROOT / "config" / f"{name}.yaml").read_text())
+
+
+# ----------------------------------------------------------------------------- labels
+def test_scheme_says_what_transfer_does_to_the_layers():
+    assert labels.scheme(0, "none") == "all layers fine-tuned"
+    assert labels.scheme(0, "head") == "all layers fine-tuned, head re-initialised"
+    assert labels.scheme(0, "unfrozen") == "embedding kept, convs and head re-initialised"
+    assert labels.scheme(1, "unfrozen") == "embedding + 1 conv frozen, rest re-initialised"
+    assert labels.scheme(2, "unfrozen") == "embedding + 2 convs frozen, rest re-initialised"
+    assert labels.scheme(3, "none") == "embedding + 3 convs frozen, rest fine-tuned"
+    assert labels.scheme(2, "head") == "embedding + 2 convs frozen, head re-initialised"
+    assert labels.scheme(np.nan, None) == labels.scheme(0.0, np.nan) == "all layers fine-tuned"
+    every = {labels.scheme(f, r) for f in range(4) for r in labels.REINIT}
+    assert len(every) == 12 and not any("only" in s for s in every)
+    with pytest.raises(ValueError, match="unknown reinit 'all'"):
+        labels.scheme(0, "all")
+    assert sorted([(2, "head"), (0, "head"), (0, "none"), (2, "none")], key=lambda x: labels.scheme_key(*x)) == [(0, "none"), (0, "head"), (2, "none"), (2, "head")]
+    assert labels.fine_tunes_all(0, "none") and not labels.fine_tunes_all(0, "head") and not labels.fine_tunes_all(1, "none")
+
+
+def test_mode_and_source_labels():
+    row = {"family": "transfer", "pretrain_property": "formation_energy_per_atom+band_gap+efermi", "pretrain_subset": "all", "pretrain_size": 500.0, "freeze": 0, "reinit": "head"}
+    assert labels.mode_label(row) == "TL MT (ΔEf + Eg + E_F), n=500: all layers fine-tuned, head re-initialised"
+    row = {"family": "transfer", "pretrain_property": "formation_energy_per_atom", "pretrain_subset": "metal", "pretrain_size": None, "freeze": 2, "reinit": "unfrozen"}
+    assert labels.mode_label(row) == "TL ΔEf, metals: embedding + 2 convs frozen, rest re-initialised"
+    assert labels.mode_label({"family": "scratch", "model_kind": "attention"}) == "attention scratch"
+    assert labels.mode_label({"family": "scratch", "model_kind": "cgcnn"}) == "CGCNN scratch"
+    assert labels.mode_label({"family": "baseline", "model_kind": "rf"}) == "RF"
+    assert labels.source_label(None) == "none"
+
+
+# -------------------------------------------------------------------------- requested
+def test_requested_on_the_shipped_configs():
+    small = figures.requested(load("paper-small"))
+    targets = [t["name"] for t in load("paper-small")["finetune"]["targets"]]
+    assert small == ["learning_curve", *[f"learning_curve_{t}" for t in targets], *PAPER_FIGURES]
+    # per-seed configs: their records lack the mode fields the paper figures read
+    assert figures.requested(load("mp500")) == ["learning_curve"]
+    assert figures.requested(load("config")) == ["learning_curve"]
+
+
+def test_a_figure_is_requested_only_where_the_config_has_what_it_needs():
+    base = load("paper-small")
+
+    def without(modes: set[str]) -> list[str]:
+        cfg = copy.deepcopy(base)
+        ft = cfg["finetune"]
+        ft["modes"] = {m: s for m, s in ft["modes"].items() if m not in modes}
+        for t in ft["targets"]:
+            if t.get("modes"):
+                t["modes"] = [m for m in t["modes"] if m not in modes]
+        return figures.requested(cfg)
+
+    assert "models" not in without({"attention"})
+    assert "freeze_heatmap" not in without({"ef_freeze1", "ef_freeze2", "ef_freeze3", "ef_head", "mt_freeze2", "mt_head"})
+    # one scheme less still leaves several schemes of one source
+    assert "freeze_heatmap" in without({"ef_freeze1", "mt_head"})
+    assert "multitask" not in without({"mt_ft"})
+    assert "pretrain_size" not in without({"ef200_ft", "ef100_ft"})
+    assert "pretrain_size" in without({"ef100_ft"})
+    no_transfer = without({m for m, s in base["finetune"]["modes"].items() if s.get("pretrained")})
+    assert {"improvement", "freeze_heatmap", "multitask", "pretrain_size"}.isdisjoint(no_transfer)
+    assert "models" in no_transfer
+
+    cfg = copy.deepcopy(base)
+    cfg["pretrain"] = [p for p in cfg["pretrain"] if p["name"] in ("ef_all", "mt_all", "eg_all")]
+    cfg["finetune"]["modes"] = {m: s for m, s in cfg["finetune"]["modes"].items() if s.get("pretrained") in (None, "ef_all", "mt_all", "eg_all")}
+    got = figures.requested(cfg)
+    assert "subset_scaling" not in got and "pretrain_size" not in got and "multitask" in got
+
+    mp = load("mp500")
+    mp["finetune"]["group_seeds"] = True
+    assert figures.requested(mp) == ["learning_curve", "learning_curve_gap_nonmetal", "ef_eg_density", "improvement"]
+    mp["finetune"]["targets"][0]["property"] = "k_vrh"
+    assert "ef_eg_density" not in figures.requested(mp)
+
+
+def test_resolve_and_wildcard_pattern():
+    import re
+
+    fig, target = figures.resolve("learning_curve_log_kvrh")
+    assert fig.name == "target_curve" and target == "log_kvrh"
+    assert figures.resolve("learning_curve") == (figures.REGISTRY["learning_curve"], None)
+    assert figures.subcategory("models") is None and figures.category("models") == "Models"
+    with pytest.raises(KeyError, match="no registered figure has the file name 'nope'"):
+        figures.resolve("nope")
+    pattern = figures.stem_pattern(load("paper-small"))
+    assert re.fullmatch(pattern, "learning_curve_metal_cls") and re.fullmatch(pattern, "models")
+    assert not re.fullmatch(pattern, "learning_curve_unknown") and not re.fullmatch(pattern, "nope")
+    assert figures.input_paths("ef_eg_density", "results/x") == {"table": "results/x/data/structures.parquet", "corr": "results/x/stats/ef_eg_correlation.json"}
+
+
+def test_every_figure_has_its_caption():
+    from docutils.core import publish_parts
+
+    for stem in figures.stems(load("paper-small")):
+        text = figures.caption(stem, ROOT / "report")
+        assert len(text) > 50 and "{{" not in text, stem
+        html = publish_parts(text, writer="html", settings_overrides={"report_level": 2, "halt_level": 2})["body"]
+        assert "system-message" not in html, stem
+    with pytest.raises(FileNotFoundError, match="caption of figure 'models' not found"):
+        figures.caption("models", ROOT / "docs")
+    assert "snakemake.params.caption" in (ROOT / "report" / "figure.rst").read_text()
+
+
+# ------------------------------------------------------------------------------- draw
+MODES = {
+    "scratch": dict(family="scratch", model_kind="cgcnn"),
+    "attention": dict(family="scratch", model_kind="attention"),
+    "ef_ft": dict(family="transfer", pretrain_property="formation_energy_per_atom", pretrain_size=500, freeze=0, reinit="none", gain=0.8),
+    "ef_head": dict(family="transfer", pretrain_property="formation_energy_per_atom", pretrain_size=500, freeze=0, reinit="head", gain=0.9),
+    "ef_freeze2": dict(family="transfer", pretrain_property="formation_energy_per_atom", pretrain_size=500, freeze=2, reinit="unfrozen", gain=1.05),
+    "ef200_ft": dict(family="transfer", pretrain_property="formation_energy_per_atom", pretrain_size=200, freeze=0, reinit="none", gain=0.85),
+    "mt_ft": dict(family="transfer", pretrain_property="formation_energy_per_atom+band_gap+efermi", pretrain_size=500, freeze=0, reinit="none", gain=0.75),
+    "rf": dict(family="baseline", model_kind="rf", gain=1.2),
+}
+
+
+def _runs() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    rows = []
+    for target, prop, task, sizes, modes in (
+        ("gap", "band_gap", "regression", (50, 150), list(MODES)),
+        ("metal", "is_metal", "classification", (100,), ["scratch", "ef_ft", "rf"]),
+    ):
+        for size in sizes:
+            for seed in range(4):
+                noise = 0.02 * rng.normal()
+                for mode in modes:
+                    m = MODES[mode]
+                    err = (0.3 if task == "classification" else 1.0 / np.sqrt(size / 50)) * m.get("gain", 1.0) + noise + 0.01 * rng.normal()
+                    rows.append({
+                        "target": target, "property": prop, "transform": "none", "task": task, "size": size, "seed": seed, "mode": mode,
+                        "family": m["family"], "model_kind": m.get("model_kind", "cgcnn"), "freeze": m.get("freeze", 0), "reinit": m.get("reinit", "none"),
+                        "pretrained": mode if m["family"] == "transfer" else None, "pretrain_property": m.get("pretrain_property"),
+                        "pretrain_subset": "all" if m["family"] == "transfer" else None, "pretrain_size": m.get("pretrain_size"),
+                        "error": err, "mae": err, "n_params": 1000 if m["family"] != "baseline" else None, "n_train": size,
+                    })
+    return pd.DataFrame(rows)
+
+
+def test_every_registered_figure_draws(tmp_path, monkeypatch):
+    from tlcgcnn.figures import curves, models, transfer
+
+    def nothing_to_draw(ax, text):
+        raise AssertionError(f"placeholder panel drawn: {text}")
+
+    for module in (curves, models, transfer):  # every figure has its data here: no placeholder
+        monkeypatch.setattr(module, "empty", nothing_to_draw)
+    res = tmp_path / "results"
+    (res / "stats").mkdir(parents=True)
+    (res / "data").mkdir()
+    runs = _runs()
+    runs.to_csv(res / "stats" / "metrics.csv", index=False)
+    tests = stats.error_tests(runs)
+    tests.to_csv(res / "stats" / "ttests.csv", index=False)
+    stats.model_summary(runs).to_csv(res / "stats" / "models.csv", index=False)
+    pre = pd.DataFrame([
+        {"property": "formation_energy_per_atom", "task": "regression", "subset": s, "n_train": n, "mae": 0.2 * (100 / n) ** 0.3 * f}
+        for s, f in (("all", 1.0), ("metal", 1.2), ("nonmetal", 0.9)) for n in (100, 200, 500)
+    ])
+    pre.to_csv(res / "stats" / "pretrain.csv", index=False)
+    rng = np.random.default_rng(1)
+    ef = rng.uniform(-3, 0, 400)
+    table = pd.DataFrame({"formation_energy_per_atom": ef, "band_gap": np.clip(-ef + rng.normal(0, 0.5, 400), 0, None)})
+    table.to_parquet(res / "data" / "structures.parquet")
+    stats.correlation(res / "data" / "structures.parquet", res / "stats" / "ef_eg_correlation.json")
+
+    stems = figures.stems({"finetune": {"targets": [{"name": "gap"}, {"name": "metal"}]}})
+    assert set(stems) == {"learning_curve", "learning_curve_gap", "learning_curve_metal", *PAPER_FIGURES}
+    for stem in stems:
+        png, pdf = tmp_path / f"{stem}.png", tmp_path / f"{stem}.pdf"
+        figures.draw(stem, figures.input_paths(stem, str(res)), png, pdf, {"gap": "PBE gap", "metal": "metal / non-metal"})
+        assert png.stat().st_size > 10_000 and pdf.stat().st_size > 1_000, stem
+    with pytest.raises(KeyError, match=r"needs inputs \['corr'\]"):
+        figures.draw("ef_eg_density", {"table": res / "data" / "structures.parquet"}, tmp_path / "x.png", tmp_path / "x.pdf")
