@@ -66,5 +66,5 @@ def test_workflow_catalog_file() -> None:
     assert usage["mandatory-flags"]["desc"] and "flags" in usage["mandatory-flags"]
     # report: true needs report captions for the report() outputs
     rules = "\n".join(p.read_text() for p in (ROOT / "rules").glob("*.smk"))
-    for caption in {line.split('"')[1] for line in rules.splitlines() if "caption=" in line}:
+    for caption in {line.split('"')[1] for line in rules.splitlines() if 'caption="' in line}:
         assert (ROOT / "rules" / caption).resolve().exists(), caption
