@@ -48,13 +48,12 @@ def trained(tmp_path_factory):
         out = d / f"seed{seed}" / "model.pt"
         train(
             table_df=df, graph_dir=d / "graphs", atom_table_path=ATOM_FEATURES, split_ids=split,
-            target=Target("k_vrh_log", "k_vrh", "log10"), model_cfg={"atom_fea_len": 16, "n_conv": 1, "h_fea_len": 16},
+            target=Target("k_vrh_log", "k_vrh", "log10"), model_cfg={"atom_fea_len": 16, "n_conv": 1, "h_fea_len": 16, "radius": PARAMS.radius},
             train_cfg=TrainConfig(epochs=2, batch_size=8, patience=50, device="cpu"), seed=seed, out_checkpoint=out, progress=False,
             meta={"data_sha256": "abc123", "package_version": "0.1.0", "torch_version": str(torch.__version__), "stage": "finetune", "mode": "scratch", "size": "all"},
         )
         ck = load_checkpoint(out)
-        ck["featurize"] = {k: manifest[k] for k in ("format_version", "params", "key")}
-        save_checkpoint(ck, out)
+        assert ck["featurize"] == {k: manifest[k] for k in ("format_version", "params", "key")}  # written by train()
         models.append(out)
     record = evaluate.evaluate(models[0], df, d / "graphs", models[0].parent / "metrics.json", models[0].parent / "predictions.parquet", device="cpu")
     return {"dir": d, "raw": labelled, "unlabelled": unlabelled, "split": split, "models": models, "record": record}
