@@ -86,3 +86,89 @@ def test_gaussians_have_no_denormals():
     g = GaussianExpansion(8.0, 0.2)(torch.linspace(0, 17, 500))
     tiny = (g > 0) & (g < torch.finfo(torch.float32).tiny)
     assert g.shape == (500, 41) and not tiny.any()
+
+
+
+def _plain_conv(conv: ConvLayer, v: torch.Tensor, nbr_idx: torch.Tensor, edge: torch.Tensor) -> torch.Tensor:
+    """CGCNN's convolution as first written: advanced-indexing gather, no mask."""
+    n, m = nbr_idx.shape
+    z = conv.lin_self(v).unsqueeze(1) + conv.lin_nbr(v)[nbr_idx] + conv.lin_edge(edge)
+    z = conv.bn1(z.view(n * m, -1)).view(n, m, -1)
+    gate, core = z.chunk(2, dim=-1)
+    return F.softplus(v + conv.bn2((torch.sigmoid(gate) * F.softplus(core)).sum(dim=1)))
+
+
+def test_fast_gather_equals_advanced_indexing_forward_and_backward():
+    from tlcgcnn.models.cgcnn import gather_neighbors
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(50, 16, generator=gen, requires_grad=True)
+    idx = torch.randint(0, 50, (50, 12), generator=gen)
+    w = torch.randn(50, 12, 16, generator=gen)
+    (gather_neighbors(x, idx) * w).sum().backward()
+    g_fast = x.grad.clone()
+    x.grad = None
+    (x[idx] * w).sum().backward()
+    assert torch.equal(gather_neighbors(x, idx), x[idx])
+    torch.testing.assert_close(g_fast, x.grad, rtol=1e-6, atol=1e-6)
+
+
+def test_fast_path_predictions_equal_plain_path(nacl, bcc_fe):
+    """The model's convolution (fast gather) equals the plain formulation; bf16 autocast
+    (on by default where the CPU computes bf16 natively) stays within bf16 tolerance of
+    fp32; one fused AdamW step equals the unfused one to float rounding."""
+    from tlcgcnn.train import TrainConfig, make_optimizer
+
+    torch.manual_seed(0)
+    table = torch.from_numpy(atom_features.load_matrix())
+    model = build_model({}, table).eval()
+    g = toy_graphs([nacl, bcc_fe, nacl])
+    batch = g.batch(torch.arange(3))
+    fast = model(batch)
+    v = model.embedding(model.atom_table[batch.z])
+    edge = model.gauss(batch.nbr_dist)
+    for conv in model.convs:
+        v = _plain_conv(conv, v, batch.nbr_idx, edge)
+    from tlcgcnn.models.cgcnn import mean_pool
+
+    h = F.softplus(model.conv_to_fc(F.softplus(mean_pool(v, batch.crystal, batch.counts, batch.n))))
+    torch.testing.assert_close(fast, model.fc_out(h), rtol=1e-6, atol=1e-6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = model(batch).float()
+    torch.testing.assert_close(low, fast, rtol=0.05, atol=0.05)
+
+    fused_model, plain_model = build_model({}, table), build_model({}, table)
+    plain_model.load_state_dict(fused_model.state_dict())
+    opts = [make_optimizer(list(fused_model.parameters()), TrainConfig(), torch.device("cpu")),
+            torch.optim.AdamW(plain_model.parameters(), lr=1e-3, foreach=False)]
+    assert opts[0].defaults["fused"]
+    for m, opt in zip((fused_model, plain_model), opts, strict=True):
+        m.train()
+        m(g.batch(torch.arange(3))).pow(2).mean().backward()
+        opt.step()
+    for (name, a), b in zip(fused_model.state_dict().items(), plain_model.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_padded_self_loops_carry_no_message():
+    """Atoms with no neighbour within max_radius are padded with self-loops at max_radius + 1;
+    the batch masks them, so where those loops point does not change the prediction."""
+    from dataclasses import asdict
+
+    from pymatgen.core import Lattice, Structure
+
+    params = FeaturizeParams()
+    isolated = Structure(Lattice.cubic(40.0), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    g = toy_graphs([isolated])
+    assert (g.nbr_dist > params.max_radius).all()  # every edge is padding
+    g.featurize = {"format_version": 1, "params": asdict(params), "key": params.key()}
+    batch = g.batch(torch.arange(1))
+    assert batch.edge_mask is not None and not batch.edge_mask.any()
+    torch.manual_seed(0)
+    for kind in ("cgcnn", "attention"):
+        model = build_model({"kind": kind}, torch.from_numpy(atom_features.load_matrix())).eval()
+        out = model(batch)
+        batch.nbr_idx = 1 - batch.nbr_idx  # point the padding at the other atom
+        torch.testing.assert_close(model(batch), out)
+        batch.nbr_idx = 1 - batch.nbr_idx
+        assert torch.isfinite(out).all()
