@@ -12,7 +12,7 @@ rule split_subsets:
         mem_mb=2000,
         runtime=10,
     params:
-        split=config["split"],
+        split=SPLIT,
     script:
         "../workflow/scripts/split.py"
 
@@ -32,7 +32,7 @@ rule split_target:
         mem_mb=2000,
         runtime=10,
     params:
-        split=config["split"],
-        spec=lambda wc: split_key(wc.split_name),
+        split=SPLIT,
+        spec=split_spec,
     script:
         "../workflow/scripts/split.py"
