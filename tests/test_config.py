@@ -150,3 +150,18 @@ def test_no_rule_reads_raw_config_or_holds_lambdas():
         assert "lambda" not in text, smk
         if smk.name != "common.smk":
             assert "config[" not in text and "config.get" not in text, smk
+
+
+def test_package_dataclass_defaults_agree_with_the_config_module():
+    """TrainConfig / ModelConfig / FeaturizeParams keep defaults for direct (non-workflow)
+    use; the workflow always passes complete settings, but the copies must not drift."""
+    from dataclasses import asdict
+
+    from tlcgcnn.models import ModelConfig
+    from tlcgcnn.train import TrainConfig
+
+    assert asdict(TrainConfig()) == asdict(C.TrainSettings())
+    model = {k: v for k, v in ModelConfig().to_dict().items() if k not in ("n_out", "orig_atom_fea_len")}
+    assert model == {**asdict(C.ModelSettings()), "radius": C.FeaturizeSettings().radius}
+    f = C.FeaturizeSettings()
+    assert FeaturizeParams() == C.featurize_params(asdict(f))

@@ -505,6 +505,12 @@ def validate(raw: Mapping[str, Any], schema_dir: str | Path = SCHEMA_DIR) -> Non
             raise ConfigError(f"{where}: {key}: {e.message} (schema {Path(schema_dir) / schema_file})")
 
 
+def resolve(raw: Mapping[str, Any]) -> Config:
+    """A configuration already validated by :func:`load` (a workflow job's copy: no schema
+    check, so jobs need neither jsonschema nor the schema files)."""
+    return Config(copy.deepcopy(dict(raw)))
+
+
 def load(raw: Mapping[str, Any] | str | Path, schema_dir: str | Path = SCHEMA_DIR) -> Config:
     """Validate a raw configuration (a mapping or a YAML file) and resolve it."""
     if isinstance(raw, str | Path):

@@ -7,7 +7,7 @@ import sys
 sys.path.insert(0, os.path.join(snakemake.scriptdir, "..", "..", "src"))  # noqa: F821
 
 from tlcgcnn import finetune  # noqa: E402
-from tlcgcnn.config import load  # noqa: E402
+from tlcgcnn.config import resolve  # noqa: E402
 from tlcgcnn.runtime import log_to  # noqa: E402
 
 log_to(snakemake.log[0])  # noqa: F821
@@ -28,7 +28,7 @@ else:
         graph_dir=inp.graphs,
         atom_features_path=inp.atom_features,
         pretrained=list(inp.get("pretrained", [])),
-        config=load(snakemake.config).as_dict(),  # noqa: F821  (hashed for provenance)
+        config=resolve(snakemake.config).as_dict(),  # noqa: F821  (hashed for provenance)
         device=params.cell["train"]["device"],
         **common,
     )

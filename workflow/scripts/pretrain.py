@@ -5,7 +5,7 @@ import sys
 
 sys.path.insert(0, os.path.join(snakemake.scriptdir, "..", "..", "src"))  # noqa: F821
 
-from tlcgcnn.config import load  # noqa: E402
+from tlcgcnn.config import resolve  # noqa: E402
 from tlcgcnn.pretrain import pretrain  # noqa: E402
 from tlcgcnn.runtime import log_to  # noqa: E402
 
@@ -19,6 +19,6 @@ pretrain(
     target_splits=list(snakemake.input.target_splits),  # noqa: F821
     split_cfg=snakemake.params.split,  # noqa: F821
     threads=snakemake.threads,  # noqa: F821
-    config=load(snakemake.config).as_dict(),  # noqa: F821  (hashed for provenance)
+    config=resolve(snakemake.config).as_dict(),  # noqa: F821  (hashed for provenance)
     out_checkpoint=snakemake.output[0],  # noqa: F821
 )
