@@ -36,7 +36,6 @@ wildcard_constraints:
     split_name="|".join(CFG.split_names()) or "NONE",
     mode="|".join(sorted(CFG.modes)),
     size=r"\d+|all",
-    seed=r"\d+",
 
 
 GNN_MODES = "|".join(CFG.gnn_modes) or "NONE"
@@ -57,10 +56,6 @@ def finetune_metrics():
         f"{finetune_dir(c.target.name, c.size, c.mode.name)}/metrics.json"
         for c in CFG.cells()
     ]
-
-
-def pretrain_metrics():
-    return [f"{R}/pretrain/{p}/metrics.json" for p in PRETRAIN]
 
 
 def target_splits():
