@@ -76,6 +76,8 @@ def test_resolved_runs_of_mp500():
     assert t.seeds == [0, 1, 2] and t.pretrain is not None and t.pretrain.name == "ef_all" and t.mode.family == "transfer"
     assert t.target.as_dict() == {"name": "gap_nonmetal", "property": "band_gap", "transform": "none", "subset": "nonmetal", "task": "regression", "properties": None, "weights": None}
     assert cfg.cell("gap_nonmetal", "25", "transfer") == cfg.cell("gap_nonmetal", 25, "transfer")
+    with pytest.raises(C.ConfigError, match="no fine-tuning cell target=gap_nonmetal size=26"):
+        cfg.cell("gap_nonmetal", 26, "scratch")
     assert cfg.split_spec("ef_all") == {"name": "ef_all", "property": "formation_energy_per_atom", "subset": "all"}
     assert cfg.graph_key() == FeaturizeParams(8.0, 12, 1.5, 16.0).key()
 
@@ -86,6 +88,7 @@ def test_mode_variant_reaches_the_cell_and_overrides_merge_once():
     raw["finetune"]["modes"]["attention"] = {"model": "att"}
     raw["finetune"]["train"] = {"epochs": 7}
     raw["featurize"]["radius"] = 6.0
+    raw["finetune"]["sizes"] = ["all"]
     cell = C.load(raw).cell("gap_nonmetal", "all", "attention")
     assert cell.model is not None and cell.model["kind"] == "attention" and cell.model["n_conv"] == 2 and cell.model["radius"] == 6.0
     assert cell.train is not None and cell.train["epochs"] == 7 and cell.train["threads"] == 2 and cell.size == "all"

@@ -5,10 +5,11 @@ tests/slurm/cluster.sh brings up munge + slurmctld + slurmd on localhost (partit
 Materials Project crystals then runs with ``--executor slurm --workflow-profile
 profiles/slurm`` from a temporary copy of the repository. Checks: every non-local job ran as
 a SLURM job (its own log records the job id), every training job (pretrain and the
-fine-tuning cells, the pipeline's one fine-tuning path) ran in the gpu partition with a GPU
-allocated (scontrol's AllocTRES; the test cluster has no slurmdbd, so sacct cannot answer)
-and bound (CUDA_VISIBLE_DEVICES) and fell back to CPU cleanly, local rules never reached
-SLURM, and asking for one figure file afterwards submits exactly that one job.
+fine-tuning cells, the pipeline's one fine-tuning path) ran in the gpu partition, asked for
+a GPU (scontrol's TresPerJob) and was allocated one: slurmd sets CUDA_VISIBLE_DEVICES in a
+job only for GPUs it allocated, and the job's log records it (the test cluster has no
+slurmdbd, so neither sacct nor a gres/gpu TRES can answer); they fell back to CPU cleanly,
+local rules never reached SLURM, and asking for one figure file afterwards submits exactly that one job.
 
 Run:  sudo .venv/bin/python -m pytest -m slurm -s tests/test_slurm.py
 Needs root, slurm-wlm + munge (installed with apt-get when missing) and ../shared/data.
@@ -225,7 +226,6 @@ def test_pipeline_through_slurm(slurm_cluster, tmp_path, capsys):
         if rule in GPU_RULES:
             assert info["Partition"] == "gpu", (j, rule, info["Partition"])
             assert "gpu" in tres, f"job {j} ({rule}) asked for no GPU: {tres!r}"
-            assert "gres/gpu=1" in info.get("AllocTRES", ""), f"job {j} ({rule}) was allocated no GPU: {info.get('AllocTRES')!r}"
         else:
             assert info["Partition"] == "debug", (j, rule, info["Partition"])
             assert "gpu" not in tres, f"CPU job {j} ({rule}) asked for a GPU: {tres!r}"

@@ -232,10 +232,11 @@ class Mode:
 
     @property
     def family(self) -> str:
+        """baseline, transfer or scratch (the statistics compare within and across them)."""
         return "baseline" if self.estimator else "transfer" if self.pretrained else "scratch"
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "family": self.family}
 
 
 @dataclass(frozen=True)
@@ -404,8 +405,11 @@ class Config:
         return [int(s) for s in self._ft["seeds"]]
 
     def cell(self, target: str, size: int | str, mode: str) -> Cell:
-        m = self.modes[mode]
+        """The fine-tuning cell (target, size, mode); an error if the config has no such cell."""
         n = parse_size(size)
+        if target not in self._targets or n not in self.target_sizes(target) or mode not in self.target_modes(target):
+            raise ConfigError(f"config: no fine-tuning cell target={target} size={size} mode={mode} (see finetune.targets, sizes, modes)")
+        m = self.modes[mode]
         gnn = m.estimator is None
         return Cell(
             target=self.target(target),

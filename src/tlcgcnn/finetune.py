@@ -31,24 +31,18 @@ log = logging.getLogger(__name__)
 
 def mode_fields(cell: dict[str, Any], pretrain_n_train: int | None) -> dict[str, Any]:
     """Descriptive fields of a cell's mode, copied into every record (tables, figures)."""
-    mode, pre = cell["mode"], cell.get("pretrain")
-    if mode.get("estimator"):
-        family = "baseline"
-    elif mode.get("pretrained"):
-        family = "transfer"
-    else:
-        family = "scratch"
-    target = (pre or {}).get("target", {})
+    mode, pre = cell["mode"], cell["pretrain"]
+    target = pre["target"] if pre else {}
     props = target.get("properties")
     return {
         "mode": mode["name"],
-        "family": family,
-        "model_kind": mode.get("estimator") or (cell.get("model") or {}).get("kind", "cgcnn"),
-        "freeze": int(mode.get("freeze", 0)),
-        "reinit": mode.get("reinit", "none"),
-        "pretrained": mode.get("pretrained"),
-        "pretrain_property": ("+".join(props) if props else target.get("property")) if pre else None,
-        "pretrain_subset": target.get("subset", "all") if pre else None,
+        "family": mode["family"],
+        "model_kind": mode["estimator"] or cell["model"]["kind"],
+        "freeze": int(mode["freeze"]),
+        "reinit": mode["reinit"],
+        "pretrained": mode["pretrained"],
+        "pretrain_property": ("+".join(props) if props else target["property"]) if pre else None,
+        "pretrain_subset": target["subset"] if pre else None,
         "pretrain_size": pretrain_n_train,
     }
 
