@@ -17,7 +17,7 @@ include: "rules/common.smk"
 
 # The demo dataset in resources/demo/ is committed; its generator joins the DAG only when
 # asked for: snakemake --config regenerate_demo=True --forcerun demo_dataset ...
-if config["regenerate_demo"]:
+if CFG.regenerate_demo:
 
     include: "rules/demo.smk"
 
@@ -26,9 +26,10 @@ include: "rules/download.smk"
 include: "rules/ingest.smk"
 include: "rules/split.smk"
 include: "rules/featurize.smk"
-include: "rules/train.smk"
+include: "rules/descriptors.smk"
+include: "rules/pretrain.smk"
 include: "rules/evaluate.smk"
-include: "rules/cells.smk"
+include: "rules/finetune.smk"
 include: "rules/stats.smk"
 include: "rules/figures.smk"
 

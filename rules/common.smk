@@ -1,230 +1,94 @@
 import os
-import hashlib
-import json
-import os
 import re
 import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
 
-validate(config, schema="../config/schema/config.schema.yaml")
-validate(config["dataset"], schema="../config/schema/download.schema.yaml")
-
+# Every decision about the configuration is made by tlcgcnn.config (validation, defaults,
+# the resolved runs); the helpers below only map wildcards to its answers.
 SRC = str(Path(workflow.basedir) / "src")
 if SRC not in sys.path:
     sys.path.insert(0, SRC)
 
-# Jobs inherit LD_PRELOAD=tcmalloc when it is installed (faster CPU training; see
-# src/tlcgcnn/allocator.py). TLCGCNN_TCMALLOC=0 turns it off, or names the library.
-from tlcgcnn.allocator import preload as _preload_tcmalloc  # noqa: E402
+from tlcgcnn.config import load as _load_config  # noqa: E402
 
-_preload_tcmalloc(os.environ)
+try:
+    CFG = _load_config(config, Path(workflow.basedir) / "config" / "schema")
+except ValueError as err:
+    raise WorkflowError(str(err)) from None
 
-R = f"results/{config['name']}"
-FT = config["finetune"]
-PRETRAIN = {p["name"]: p for p in config.get("pretrain", [])}
-TARGETS = {t["name"]: t for t in FT["targets"]}
-MODES = FT["modes"]
+R = f"results/{CFG.name}"
+TARGETS = CFG.target_names
+PRETRAIN = CFG.pretrain_names
+GROUP_SEEDS = CFG.group_seeds
+GRAPHS = f"{R}/graphs/{CFG.graph_key()}"
 # the atom feature table: a user's (featurize.atom_features) or the one shipped in the package
-ATOM_FEATURES = (
-    config["featurize"]["atom_features"] or f"{SRC}/tlcgcnn/data/atom_features.csv"
-)
-MODEL = {**config["model"], "radius": config["featurize"]["radius"]}
-MODEL_VARIANTS = config.get("model_variants", {})
-GROUP_SEEDS = FT.get("group_seeds", False)
-GNN_MODES = sorted(m for m, s in MODES.items() if not s.get("estimator"))
-BASELINE_MODES = sorted(m for m, s in MODES.items() if s.get("estimator"))
-
-
-def model_for(variant=None):
-    """Model config of a named variant (config model_variants) or the base model."""
-    if variant is None:
-        return MODEL
-    return {**MODEL, **MODEL_VARIANTS[variant]}
-
-
-def _check_config():
-    clash = set(PRETRAIN) & set(TARGETS)
-    if clash:
-        raise ValueError(
-            f"config: names {sorted(clash)} are used both as a pretrain and a finetune target name"
-        )
-    for mode, spec in MODES.items():
-        pre = spec.get("pretrained")
-        if pre is not None and pre not in PRETRAIN:
-            raise ValueError(
-                f"config: finetune.modes.{mode}.pretrained = {pre!r} is not a pretrain name "
-                f"(known: {sorted(PRETRAIN)})"
-            )
-    for mode, spec in MODES.items():
-        if spec.get("model") is not None and spec["model"] not in MODEL_VARIANTS:
-            raise ValueError(
-                f"config: finetune.modes.{mode}.model = {spec['model']!r} is not in model_variants"
-            )
-        pre = spec.get("pretrained")
-        if pre and PRETRAIN[pre].get("model") != spec.get("model"):
-            raise ValueError(
-                f"config: mode {mode} uses model {spec.get('model')!r} but its pretrained "
-                f"{pre!r} uses {PRETRAIN[pre].get('model')!r}"
-            )
-        if spec.get("estimator") and (pre or spec.get("model")):
-            raise ValueError(
-                f"config: baseline mode {mode} cannot have pretrained / model"
-            )
-    for name, p in PRETRAIN.items():
-        props = p.get("properties")
-        if props and props[0] != p["property"]:
-            raise ValueError(
-                f"config: pretrain {name}: properties must start with property"
-            )
-        if p.get("model") is not None and p["model"] not in MODEL_VARIANTS:
-            raise ValueError(
-                f"config: pretrain {name}: model {p['model']!r} not in model_variants"
-            )
-    for name, t in TARGETS.items():
-        unknown = set(t.get("modes") or []) - set(MODES)
-        if unknown:
-            raise ValueError(f"config: target {name}: unknown modes {sorted(unknown)}")
-        if not GROUP_SEEDS and (t.get("modes") or t.get("sizes") or BASELINE_MODES):
-            raise ValueError(
-                "config: per-target modes / sizes and baseline modes need finetune.group_seeds: true"
-            )
-    if FT["baseline"] not in MODES:
-        raise ValueError(
-            f"config: finetune.baseline {FT['baseline']!r} is not one of the modes {sorted(MODES)}"
-        )
-
-
-_check_config()
+ATOM_FEATURES = CFG.featurize.atom_features or f"{SRC}/tlcgcnn/data/atom_features.csv"
+TRAIN_THREADS = CFG.train.threads
+DEVICE = CFG.train.device
+SPLIT = CFG.split_settings()
+FEATURIZE = CFG.featurize_settings()
 
 
 wildcard_constraints:
-    target="|".join(sorted(TARGETS)) or "NONE",
-    pretrain="|".join(sorted(PRETRAIN)) or "NONE",
-    split_name="[A-Za-z0-9_.-]+",
-    mode="|".join(sorted(MODES)),
+    target="|".join(TARGETS) or "NONE",
+    pretrain="|".join(PRETRAIN) or "NONE",
+    split_name="|".join(CFG.split_names()) or "NONE",
+    mode="|".join(sorted(CFG.modes)),
     size=r"\d+|all",
-    seed=r"\d+",
 
 
-def featurize_key():
-    """Hash of the featurization parameters: names the graph cache folder."""
-    params = {
-        k: config["featurize"][k]
-        for k in ("radius", "max_neighbors", "radius_growth", "max_radius")
-    }
-    blob = json.dumps({"format": 1, **params}, sort_keys=True).encode()
-    return hashlib.sha256(blob).hexdigest()[:12]
-
-
-GRAPHS = f"{R}/graphs/{featurize_key()}"
+GNN_MODES = "|".join(CFG.gnn_modes) or "NONE"
+BASELINE_MODES = "|".join(CFG.baseline_modes) or "NONE"
 
 
 def isolation_graphs():
     """The graph folder under featurize.isolated: drop (split_subsets leaves out the crystals
     its isolated.csv lists), else nothing: the splits then do not wait for featurize."""
-    return GRAPHS if config["featurize"]["isolated"] == "drop" else []
+    return GRAPHS if CFG.featurize.isolated == "drop" else []
 
 
 def ingest_input():
-    src = config["dataset"].get("source", "local")
-    if src == "local":
-        return config["dataset"]["path"]
-    return f"{R}/raw/{src}.parquet"
+    src = CFG.dataset.source
+    return CFG.dataset.path if src == "local" else f"{R}/raw/{src}.parquet"
 
 
-def split_spec(name):
-    """Property / subset of a split: a finetune target or a pretrain entry."""
-    return TARGETS[name] if name in TARGETS else PRETRAIN[name]
-
-
-TARGET_KEYS = ("name", "property", "transform", "subset", "task")
-
-
-def target_spec(name):
-    """The fields of a finetune target that change its runs (not label / modes / sizes, so
-    that editing those does not re-run finished cells)."""
-    return {k: v for k, v in TARGETS[name].items() if k in TARGET_KEYS}
-
-
-def split_key(name):
-    """The fields that define a split file (property and subset)."""
-    return {
-        k: v for k, v in split_spec(name).items() if k in ("name", "property", "subset")
-    }
-
-
-def required_properties():
-    props = [t["property"] for t in TARGETS.values()]
-    props += [p["property"] for p in PRETRAIN.values()]
-    props += [q for p in PRETRAIN.values() for q in p.get("properties") or []]
-    return sorted(set(props))
-
-
-def train_config(overrides=None):
-    cfg = dict(config["train"])
-    cfg.update(overrides or {})
-    return cfg
-
-
-def finetune_dir(target="{target}", size="{size}", mode="{mode}", seed="{seed}"):
-    return f"{R}/finetune/{target}/n{size}/{mode}/s{seed}"
-
-
-def pretrained_input(wildcards):
-    pre = MODES[wildcards.mode].get("pretrained")
-    return [f"{R}/pretrain/{pre}/model.pt"] if pre else []
+def finetune_dir(target="{target}", size="{size}", mode="{mode}"):
+    return f"{R}/finetune/{target}/n{size}/{mode}"
 
 
 def finetune_metrics():
-    if GROUP_SEEDS:
-        return cell_metrics()
-    return expand(
-        f"{finetune_dir()}/metrics.json",
-        target=sorted(TARGETS),
-        size=FT["sizes"],
-        mode=sorted(MODES),
-        seed=FT["seeds"],
-    )
-
-
-def target_sizes(target):
-    return TARGETS[target].get("sizes") or FT["sizes"]
-
-
-def target_modes(target):
-    return TARGETS[target].get("modes") or sorted(MODES)
-
-
-def seeds_for(size):
-    """Seeds of a training size: finetune.seeds, or seeds_large from large_from on."""
-    large = FT.get("large_from")
-    if (
-        large is not None
-        and FT.get("seeds_large")
-        and (size == "all" or int(size) >= large)
-    ):
-        return FT["seeds_large"]
-    return FT["seeds"]
-
-
-def cell_dir(target="{target}", size="{size}", mode="{mode}"):
-    return f"{R}/cells/{target}/n{size}/{mode}"
-
-
-def cell_metrics():
     return [
-        f"{cell_dir(t, n, m)}/metrics.json"
-        for t in sorted(TARGETS)
-        for n in target_sizes(t)
-        for m in target_modes(t)
+        f"{finetune_dir(c.target.name, c.size, c.mode.name)}/metrics.json"
+        for c in CFG.cells()
     ]
 
 
+def target_splits():
+    return [f"{R}/splits/{t}.split.json" for t in TARGETS]
+
+
+# --------------------------------------------------------------------------- wildcards -> config
+def pretrain_params(wildcards):
+    return CFG.pretrain_source(wildcards.pretrain).as_params()
+
+
+def cell_params(wildcards):
+    return CFG.cell(wildcards.target, wildcards.size, wildcards.mode).as_params()
+
+
+def pretrained_input(wildcards):
+    source = CFG.modes[wildcards.mode].pretrained
+    return [f"{R}/pretrain/{source}/model.pt"] if source else []
+
+
+def split_spec(wildcards):
+    return CFG.split_spec(wildcards.split_name)
+
+
 def target_labels():
-    return {t: spec.get("label", t) for t, spec in TARGETS.items()}
+    return CFG.target_labels()
 
 
 # figures: the registry in src/tlcgcnn/figures answers; these map the {figure} wildcard
@@ -291,24 +155,24 @@ def all_targets():
 # (see docs/slurm.md) Workstation: `--cores N` and optionally --workflow-profile profiles/local.
 # Cluster: --executor slurm --workflow-profile profiles/slurm, which sets partitions, GPUs,
 # memory and run times per rule; the rules below only declare what holds everywhere.
-GPUS_PER_TRAIN_JOB = config["resources"]["gpus_per_train_job"]
+GPUS_PER_TRAIN_JOB = CFG.resources.gpus_per_train_job
 
 
 def data_threads():
     """Threads of the parallel data-preparation rules (ingest, featurize): every core
-    given with --cores N. Cluster executors give no core count; there the rules get
-    config resources.cluster_data_threads (profiles/slurm may raise it with set-threads).
-    """
+    given with --cores N (workflow.cores, documented for this use). Cluster executors give
+    no core count; there the rules get config resources.cluster_data_threads."""
     try:
         return workflow.cores
     except WorkflowError:
-        return config["resources"]["cluster_data_threads"]
+        return CFG.resources.cluster_data_threads
 
 
 def _check_profile_env():
     """profiles/slurm reads partitions and account from TLCGCNN_SLURM_* environment
     variables. An unset one would reach sbatch as a literal '$TLCGCNN_...' string and fail
-    late and obscurely, so stop here with the fix in the message."""
+    late and obscurely, so stop here with the fix in the message. (Snakemake has no public
+    API for the active profile's resources: this reads workflow.resource_settings.)"""
     rs = workflow.resource_settings
     raws = [getattr(v, "raw", v) for v in (rs.default_resources or {}).values()]
     for overrides in (rs.overwrite_resources or {}).values():

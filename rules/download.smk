@@ -1,6 +1,6 @@
 # Download stage: Materials Project / OQMD / matbench -> raw table + manifest (tlcgcnn.download).
 # Partial downloads live in results/{name}/raw/{source}.work/ and are resumed by a re-run.
-DL = f"results/{config['name']}/raw"
+DL = f"{R}/raw"
 
 
 rule download_materials_project:
@@ -8,9 +8,9 @@ rule download_materials_project:
         table=f"{DL}/materials_project.parquet",
         manifest=f"{DL}/materials_project.manifest.json",
     log:
-        f"results/{config['name']}/logs/download_materials_project.log",
+        f"{R}/logs/download_materials_project.log",
     benchmark:
-        f"results/{config['name']}/benchmarks/download_materials_project.tsv"
+        f"{R}/benchmarks/download_materials_project.tsv"
     conda:
         "../envs/download.yaml"
     threads: 1
@@ -19,7 +19,7 @@ rule download_materials_project:
         runtime=720,
     params:
         source="materials_project",
-        dataset=config["dataset"],
+        dataset=CFG.dataset_settings(),
         workdir=f"{DL}/materials_project.work",
     script:
         "../workflow/scripts/download.py"
@@ -30,9 +30,9 @@ rule download_oqmd:
         table=f"{DL}/oqmd.parquet",
         manifest=f"{DL}/oqmd.manifest.json",
     log:
-        f"results/{config['name']}/logs/download_oqmd.log",
+        f"{R}/logs/download_oqmd.log",
     benchmark:
-        f"results/{config['name']}/benchmarks/download_oqmd.tsv"
+        f"{R}/benchmarks/download_oqmd.tsv"
     conda:
         "../envs/download.yaml"
     threads: 1
@@ -41,7 +41,7 @@ rule download_oqmd:
         runtime=1440,
     params:
         source="oqmd",
-        dataset=config["dataset"],
+        dataset=CFG.dataset_settings(),
         workdir=f"{DL}/oqmd.work",
     script:
         "../workflow/scripts/download.py"
@@ -52,9 +52,9 @@ rule download_matbench:
         table=f"{DL}/matbench.parquet",
         manifest=f"{DL}/matbench.manifest.json",
     log:
-        f"results/{config['name']}/logs/download_matbench.log",
+        f"{R}/logs/download_matbench.log",
     benchmark:
-        f"results/{config['name']}/benchmarks/download_matbench.tsv"
+        f"{R}/benchmarks/download_matbench.tsv"
     conda:
         "../envs/download.yaml"
     threads: 1
@@ -63,7 +63,7 @@ rule download_matbench:
         runtime=120,
     params:
         source="matbench",
-        dataset=config["dataset"],
+        dataset=CFG.dataset_settings(),
         workdir=f"{DL}/matbench.work",
     script:
         "../workflow/scripts/download.py"

@@ -14,6 +14,6 @@ rule featurize:
         mem_mb=8000,
         runtime=120,
     params:
-        featurize=config["featurize"],
+        featurize=FEATURIZE,
     script:
         "../workflow/scripts/featurize.py"

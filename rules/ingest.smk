@@ -16,7 +16,7 @@ rule ingest:
         mem_mb=4000,
         runtime=60,
     params:
-        dataset=config["dataset"],
-        required=required_properties(),
+        dataset=CFG.dataset_settings(),
+        required=CFG.required_properties(),
     script:
         "../workflow/scripts/ingest.py"

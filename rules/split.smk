@@ -13,8 +13,8 @@ rule split_subsets:
         mem_mb=2000,
         runtime=10,
     params:
-        split=config["split"],
-        isolated=config["featurize"]["isolated"],
+        split=SPLIT,
+        isolated=CFG.featurize.isolated,
     script:
         "../workflow/scripts/split.py"
 
@@ -34,7 +34,7 @@ rule split_target:
         mem_mb=2000,
         runtime=10,
     params:
-        split=config["split"],
-        spec=lambda wc: split_key(wc.split_name),
+        split=SPLIT,
+        spec=split_spec,
     script:
         "../workflow/scripts/split.py"

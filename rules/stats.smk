@@ -19,7 +19,7 @@ rule stats:
         mem_mb=2000,
         runtime=10,
     params:
-        baseline=FT["baseline"],
+        baseline=CFG.baseline,
     script:
         "../workflow/scripts/stats.py"
 

@@ -4,9 +4,12 @@ tests/slurm/cluster.sh brings up munge + slurmctld + slurmd on localhost (partit
 ``debug`` and ``gpu``, one fake GPU). A small configuration of the pipeline on the 500 real
 Materials Project crystals then runs with ``--executor slurm --workflow-profile
 profiles/slurm`` from a temporary copy of the repository. Checks: every non-local job ran as
-a SLURM job (its own log records the job id), pretrain/finetune ran in the gpu partition
-with a GPU bound (CUDA_VISIBLE_DEVICES) and fell back to CPU cleanly, local rules never
-reached SLURM, and asking for one figure file afterwards submits exactly that one job.
+a SLURM job (its own log records the job id), every training job (pretrain and the
+fine-tuning cells, the pipeline's one fine-tuning path) ran in the gpu partition, asked for
+a GPU (scontrol's TresPerJob) and was allocated one: slurmd sets CUDA_VISIBLE_DEVICES in a
+job only for GPUs it allocated, and the job's log records it (the test cluster has no
+slurmdbd, so neither sacct nor a gres/gpu TRES can answer); they fell back to CPU cleanly,
+local rules never reached SLURM, and asking for one figure file afterwards submits exactly that one job.
 
 Run:  sudo .venv/bin/python -m pytest -m slurm -s tests/test_slurm.py
 Needs root, slurm-wlm + munge (installed with apt-get when missing) and ../shared/data.
@@ -35,7 +38,7 @@ pytestmark = pytest.mark.slurm
 
 CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
 NAME = "slurmtest"
-GPU_RULES = {"pretrain", "finetune"}
+GPU_RULES = {"pretrain", "finetune"}  # every rule that trains a graph model
 LOCAL_RULES = {"split_subsets", "split_target", "all"}
 SLURM_PACKAGES = ("munge", "slurmctld", "slurmd", "slurm-client")
 RUN_TIMEOUT_S = 480
@@ -211,8 +214,7 @@ def test_pipeline_through_slurm(slurm_cluster, tmp_path, capsys):
         "featurize": 1,
         "pretrain": 1,
         "evaluate_pretrain": 1,
-        "finetune": 4,
-        "evaluate": 4,
+        "finetune": 2,  # cells (n=25, scratch / transfer), seeds 0 and 1 inside each
         "stats": 1,
         "figure": 1,
     }
@@ -261,6 +263,9 @@ def test_pipeline_through_slurm(slurm_cluster, tmp_path, capsys):
             assert gpus == "unset", f"CPU job {j} ({rule}) got CUDA_VISIBLE_DEVICES={gpus}: {log}"
         if rule.startswith("evaluate"):
             assert re.search(r"tlcgcnn.evaluate: device: (cpu|cuda)", body), log
+    for cell in ("scratch", "transfer"):
+        records = json.loads((results / "finetune" / "gap_nonmetal" / "n25" / cell / "metrics.json").read_text())
+        assert [r["seed"] for r in records] == [0, 1] and all(r["mode"] == cell for r in records)
     assert (results / "figures" / "learning_curve.png").stat().st_size > 0
     assert (results / "stats" / "ttests.csv").exists()
 

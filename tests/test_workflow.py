@@ -107,3 +107,57 @@ def test_conda_envs_are_pinned_and_used():
     used = re.findall(r'conda:\s*\n\s*"\.\./envs/([\w.-]+)"', rules_text)
     assert len(used) == n_rules, f"{n_rules} rules but {len(used)} name a conda env"
     assert set(used) <= set(envs)
+
+
+@pytest.mark.e2e
+def test_killed_finetune_cell_resumes_without_retraining_finished_seeds(tmp_path):
+    """Kill a fine-tuning cell's job after its first seed finished; Snakemake deletes the
+    failed job's declared outputs but not the per-seed runs, so the rerun keeps seed 0
+    (same checkpoint file, same record) and trains only the others."""
+    import json
+    import signal
+    import time
+
+    import psutil
+
+    name = f"resume-test-{os.getpid()}"
+    cfg = yaml.safe_load((ROOT / "config" / "mp500.yaml").read_text())
+    cfg["name"] = name
+    cfg["dataset"]["path"] = str(require_shared(MP500))
+    cfg["model"] = {"atom_fea_len": 16, "n_conv": 1, "h_fea_len": 16}
+    cfg["train"].update(epochs=30, patience=30)
+    cfg["pretrain"] = []
+    cfg["finetune"].update(sizes=[25], seeds=[0, 1, 2], modes={"scratch": {}})
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    out = ROOT / "results" / name
+    cell = out / "finetune" / "gap_nonmetal" / "n25" / "scratch"
+    target = str((cell / "metrics.json").relative_to(ROOT))
+    try:
+        smk(f"{out.relative_to(ROOT)}/graphs", "--cores", "1", "--configfile", str(path), "--allowed-rules", "ingest", "featurize", check=False)
+        proc = subprocess.Popen([*SNAKEMAKE, target, "--cores", "1", "--configfile", str(path)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        seed0 = cell / "runs" / "s0" / "metrics.json"
+        deadline = time.monotonic() + 600
+        while not seed0.exists():
+            assert proc.poll() is None, f"snakemake ended before seed 0 finished:\n{proc.stdout.read()[-4000:]}"
+            assert time.monotonic() < deadline, "seed 0 did not finish in 10 min"
+            time.sleep(0.2)
+        jobs = [p for p in psutil.Process(proc.pid).children(recursive=True) if any("finetune.py" in a for a in p.cmdline())]
+        assert jobs, "the cell's job process was not found"
+        for p in jobs:
+            p.send_signal(signal.SIGKILL)
+        log = proc.communicate(timeout=120)[0]
+        assert proc.returncode != 0, log[-3000:]
+        assert not (cell / "metrics.json").exists() and not (cell / "runs" / "s2" / "metrics.json").exists()
+        first = json.loads(seed0.read_text())
+        model_mtime = (cell / "runs" / "s0" / "model.pt").stat().st_mtime_ns
+
+        res = smk(target, "--cores", "1", "--configfile", str(path))
+        assert ran_rules(res.stdout + res.stderr) == ["finetune"]
+        cell_log = (out / "logs" / "finetune" / "gap_nonmetal" / "n25" / "scratch.log").read_text()
+        assert "seed 0: finished before" in cell_log and "seed 1: finished before" not in cell_log, cell_log[-3000:]
+        assert (cell / "runs" / "s0" / "model.pt").stat().st_mtime_ns == model_mtime
+        records = json.loads((cell / "metrics.json").read_text())
+        assert [r["seed"] for r in records] == [0, 1, 2] and records[0] == first
+    finally:
+        shutil.rmtree(out, ignore_errors=True)

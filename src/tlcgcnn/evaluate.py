@@ -1,8 +1,10 @@
-"""Evaluate a trained checkpoint on its fixed test set.
+"""Evaluate a trained checkpoint on its fixed test set; the one builder of run records.
 
 Writes ``predictions.parquet`` (material_id, y_true, y_pred in the model's target units, and
 in the property's own units when a transform such as log10 was used) and ``metrics.json``
 (MAE, RMSE, R², Pearson r, Spearman ρ, plus the run's identifying fields and provenance).
+Every run record (pretraining, fine-tuning, baselines) is built by :func:`run_record`.
+The metric functions and :func:`run_record` are torch-free (the baselines use them).
 """
 
 from __future__ import annotations
@@ -13,15 +15,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
-from tlcgcnn import graphs, io
-from tlcgcnn.normalize import inverse_transform, normalizer_from_dict
-from tlcgcnn.checkpoint import load_checkpoint, model_from_checkpoint
-from tlcgcnn.device import pick_device
+from tlcgcnn import io
 from tlcgcnn.metrics import classification_metrics, regression_metrics
-from tlcgcnn.targets import Target, labels
-from tlcgcnn.train import predict
+from tlcgcnn.targets import Target, inverse_transform, labels
+
+__all__ = ["classification_metrics", "evaluate", "regression_metrics", "run_record"]
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +34,16 @@ def evaluate(
     device: str = "auto",
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """Metrics and predictions of ``checkpoint`` on its test ids; ``extra`` fields are added
+    to the record (after the checkpoint's own run metadata)."""
+    import torch
+
+    from tlcgcnn import graphs
+    from tlcgcnn.checkpoint import load_checkpoint, model_from_checkpoint
+    from tlcgcnn.device import pick_device
+    from tlcgcnn.normalize import normalizer_from_dict
+    from tlcgcnn.train import predict
+
     ckpt = load_checkpoint(checkpoint)
     target = Target(**ckpt["target"])
     test_ids = list(ckpt["split"]["test"])
@@ -61,25 +70,54 @@ def evaluate(
         preds["y_true_" + target.property] = t_true
         preds["y_pred_" + target.property] = t_pred
         metrics["mae_original_units"] = float(np.abs(t_pred - t_true).mean())
-    record = {
+    meta = dict(ckpt.get("meta", {}))
+    record = run_record(
+        metrics=metrics,
+        target=target,
+        seed=ckpt["seed"],
+        n_train=len(ckpt["split"]["train"]),
+        n_val=len(ckpt["split"]["val"]),
+        stage=meta.pop("stage", None),
+        mode=meta.pop("mode", None),
+        size=meta.pop("size", None),
+        extra={**ckpt["result"], **meta, **(extra or {}), "checkpoint": str(checkpoint)},
+    )
+    io.write_parquet(preds, out_predictions)
+    io.write_json(out_metrics, record)
+    log.info("%s seed %s: test error %.4f (n=%d) -> %s", target.name, ckpt["seed"], metrics["error"], metrics["n_test"], out_metrics)
+    return record
+
+
+def run_record(
+    *,
+    metrics: dict[str, Any],
+    target: Target,
+    seed: int,
+    n_train: int,
+    n_val: int,
+    stage: str | None,
+    mode: str | None,
+    size: int | str | None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One run's record in ``metrics.json``: its test metrics, what was learnt (target
+    fields), from which split (seed, sizes), in which stage and mode, then ``extra`` fields
+    (training result, provenance, mode description, estimator details)."""
+    return {
         **metrics,
         "target": target.name,
         "property": target.property,
         "transform": target.transform,
         "subset": target.subset,
         "task": target.task,
-        "seed": ckpt["seed"],
-        "n_train": len(ckpt["split"]["train"]),
-        "n_val": len(ckpt["split"]["val"]),
-        **{k: v for k, v in ckpt["result"].items()},
-        **ckpt.get("meta", {}),
+        "seed": int(seed),
+        "n_train": int(n_train),
+        "n_val": int(n_val),
+        "stage": stage,
+        "mode": mode,
+        "size": size,
         **(extra or {}),
-        "checkpoint": str(checkpoint),
     }
-    io.write_parquet(preds, out_predictions)
-    io.write_json(out_metrics, record)
-    log.info("%s seed %s: test error %.4f (n=%d) -> %s", target.name, ckpt["seed"], metrics["error"], metrics["n_test"], out_metrics)
-    return record
 
 
 def _multitask_metrics(target: Target, ids: list[str], y_true: np.ndarray, y_pred: np.ndarray) -> tuple[dict[str, Any], pd.DataFrame]:

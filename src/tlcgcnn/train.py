@@ -396,17 +396,20 @@ def run_training(
 ) -> dict[str, Any]:
     """Workflow entry: resolve the split of (size, seed) and train one model.
 
+    ``spec``, ``model_cfg`` and ``train_cfg`` are complete (tlcgcnn.config resolves them).
     ``exclude_ids`` are removed from the training pool first (pretraining leaves out the
-    fixed test sets of the fine-tuning targets, so no test material is ever seen)."""
+    fixed test sets of the fine-tuning targets, so no test material is ever seen).
+    ``resume_path``: the training loop's resumable state (continued if it exists)."""
     import pandas as pd
 
     from tlcgcnn import provenance
+    from tlcgcnn.config import parse_size
     from tlcgcnn.split import train_val
 
     props = list(dict.fromkeys([spec["property"], *(spec.get("properties") or [])]))
     df = pd.read_parquet(table_path, columns=["material_id", *props])
     sp = io.read_json(split_path)
-    size_v: int | str = size if str(size) == "all" else int(size)
+    size_v = parse_size(size)
     pool = list(sp["pool"])
     if exclude_ids:
         drop = set(exclude_ids)

@@ -1,4 +1,4 @@
-"""Snakemake adapter: test-set metrics and predictions of a checkpoint (tlcgcnn.evaluate)."""
+"""Snakemake adapter: test-set metrics and predictions of a pretraining source (tlcgcnn.evaluate)."""
 
 import os
 import sys
@@ -18,5 +18,5 @@ evaluate(
     snakemake.output.metrics,  # noqa: F821
     snakemake.output.predictions,  # noqa: F821
     device=snakemake.params.device,  # noqa: F821
-    extra=snakemake.params.extra,  # noqa: F821
+    extra={"pretrain": snakemake.params.pretrain},  # noqa: F821
 )

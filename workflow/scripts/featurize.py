@@ -5,7 +5,8 @@ import sys
 
 sys.path.insert(0, os.path.join(snakemake.scriptdir, "..", "..", "src"))  # noqa: F821
 
-from tlcgcnn.featurize import featurize, params_from_config  # noqa: E402
+from tlcgcnn.config import featurize_params  # noqa: E402
+from tlcgcnn.featurize import featurize  # noqa: E402
 from tlcgcnn.runtime import log_to  # noqa: E402
 
 log_to(snakemake.log[0])  # noqa: F821
@@ -13,7 +14,7 @@ cfg = snakemake.params.featurize  # noqa: F821
 featurize(
     snakemake.input.table,  # noqa: F821
     snakemake.output[0],  # noqa: F821
-    params_from_config(cfg),
+    featurize_params(cfg),
     threads=snakemake.threads,  # noqa: F821
     shard_size=cfg["shard_size"],
 )

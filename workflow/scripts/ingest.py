@@ -17,12 +17,12 @@ ingest(
     snakemake.output.summary,  # noqa: F821
     IngestOptions(
         min_distance=ds["min_distance"],
-        id_column=ds.get("id_column"),
-        structure_column=ds.get("structure_column"),
-        columns=ds.get("columns") or {},
+        id_column=ds["id_column"],
+        structure_column=ds["structure_column"],
+        columns=ds["columns"],
         required_properties=snakemake.params.required,  # noqa: F821
         threads=snakemake.threads,  # noqa: F821
-        source=ds.get("source_label"),
-        sample=ds.get("sample"),
+        source=ds["source_label"],
+        sample=ds["sample"],
     ),
 )

@@ -1,0 +1,29 @@
+# Pretraining: one source model per `pretrain` entry (tlcgcnn.pretrain). Its pool leaves out
+# every fine-tuning target's test set.
+
+
+rule pretrain:
+    input:
+        table=f"{R}/data/structures.parquet",
+        split=f"{R}/splits/{{pretrain}}.split.json",
+        graphs=GRAPHS,
+        atom_features=ATOM_FEATURES,
+        target_splits=target_splits(),
+    output:
+        f"{R}/pretrain/{{pretrain}}/model.pt",
+    log:
+        f"{R}/logs/pretrain/{{pretrain}}.log",
+    benchmark:
+        f"{R}/benchmarks/pretrain/{{pretrain}}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: TRAIN_THREADS
+    resources:
+        mem_mb=8000,
+        runtime=240,
+        gpu=GPUS_PER_TRAIN_JOB,
+    params:
+        source=pretrain_params,
+        split=SPLIT,
+    script:
+        "../workflow/scripts/pretrain.py"

@@ -1,0 +1,531 @@
+"""The pipeline's configuration: defaults, validation and every run the DAG needs.
+
+This is the only module that reads a raw configuration (the YAML given to Snakemake or to
+the CLI). :func:`load` validates it against ``config/schema/config.schema.yaml`` (types,
+ranges, unknown keys) and against the cross-references the schema cannot express, fills the
+defaults defined here (the schema's ``default:`` values must equal them: tests/test_config.py
+checks both ways) and returns a :class:`Config` whose methods answer, from plain values:
+
+* which pretraining sources exist (:meth:`Config.pretrain_sources`) with their target, size,
+  seed, model and training settings;
+* which fine-tuning cells exist (:meth:`Config.cells`): one per (target, training size,
+  mode), with the seeds, the model (the mode's variant applied), training and transfer
+  settings and the pretraining source;
+* the split of each target / source, the featurization parameters and the graph-cache key.
+
+Torch-free and light: Snakemake imports it when it parses the workflow.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+from tlcgcnn import io
+
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "config" / "schema"
+
+Size = int | Literal["all"]
+
+
+class ConfigError(ValueError):
+    """A configuration that the schema accepts but that does not make sense as a whole."""
+
+
+# --------------------------------------------------------------------------- defaults
+# The one place where defaults are written down. The schema repeats them for users and
+# editors (tests/test_config.py fails if the two disagree).
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Training loop settings (``train:``; ``pretrain[].train`` / ``finetune.train`` override)."""
+
+    epochs: int = 100
+    batch_size: int = 64
+    lr: float = 0.001
+    weight_decay: float = 0.0
+    patience: int = 20
+    optimizer: str = "adam"
+    momentum: float = 0.9
+    device: str = "auto"
+    amp: str = "auto"
+    schedule: str = "constant"
+    warmup_epochs: float = 0.0
+    min_lr_ratio: float = 0.01
+    normalizer: str = "zscore"
+    threads: int = 1
+    eval_batch_size: int = 512
+    checkpoint_every: int = 1
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Graph model architecture (``model:``; ``model_variants.<name>`` override)."""
+
+    kind: str = "cgcnn"
+    atom_fea_len: int = 64
+    n_conv: int = 3
+    h_fea_len: int = 128
+    n_h: int = 1
+    gaussian_step: float = 0.2
+
+
+@dataclass(frozen=True)
+class FeaturizeSettings:
+    """Neighbour search (``featurize:``). The radius is also the model's Gaussian range."""
+
+    radius: float = 8.0
+    max_neighbors: int = 12
+    radius_growth: float = 1.5
+    max_radius: float = 16.0
+    shard_size: int = 1024
+    atom_features: str | None = None
+    isolated: str = "keep"
+
+
+@dataclass(frozen=True)
+class SplitSettings:
+    """Subsets and the fixed test / validation split (``split:``)."""
+
+    metal_rule: str = "is_metal"
+    band_gap_threshold: float = 0.0
+    test_fraction: float = 0.2
+    test_max: int | None = 1000
+    val_fraction: float = 0.2
+    val_min: int = 10
+    seed: int = 42
+
+
+@dataclass(frozen=True)
+class DatasetSettings:
+    """Where the structures come from (``dataset:``); download sections pass through."""
+
+    source: str = "local"
+    path: str | None = None
+    id_column: str | None = None
+    structure_column: str | None = None
+    columns: dict[str, str] = field(default_factory=dict)
+    min_distance: float = 0.5
+    source_label: str | None = None
+    sample: dict[str, Any] | None = None
+
+
+SAMPLE_DEFAULTS: dict[str, Any] = {"seed": 0, "keep": {}}
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """Generator of the embedded demo dataset (``demo:``, rules/demo.smk)."""
+
+    n_crystals: int = 3000
+    n_bulk: int = 320
+    seed: int = 20240601
+    batch_size: int = 32
+
+
+@dataclass(frozen=True)
+class ResourceSettings:
+    """What the rules request from the scheduler (``resources:``)."""
+
+    gpus_per_train_job: int = 0
+    cluster_data_threads: int = 4
+
+
+# defaults of list / map entries: finetune.targets[], pretrain[], finetune.modes.<name>
+TARGET_DEFAULTS: dict[str, Any] = {"transform": "none", "subset": "all", "task": "regression"}
+PRETRAIN_DEFAULTS: dict[str, Any] = {"transform": "none", "subset": "all", "size": "all", "seed": 0, "model": None}
+MODE_DEFAULTS: dict[str, Any] = {"pretrained": None, "freeze": 0, "reinit": "none", "model": None}
+FINETUNE_DEFAULTS: dict[str, Any] = {"baseline": "scratch", "group_seeds": False}
+TOP_DEFAULTS: dict[str, Any] = {"regenerate_demo": False, "model_variants": {}, "pretrain": []}
+
+SECTIONS: dict[str, type] = {
+    "train": TrainSettings,
+    "model": ModelSettings,
+    "featurize": FeaturizeSettings,
+    "split": SplitSettings,
+    "dataset": DatasetSettings,
+    "demo": DemoSettings,
+    "resources": ResourceSettings,
+}
+
+
+def defaults() -> dict[str, Any]:
+    """Every default, keyed by its place in the config ("train.epochs", "pretrain[].size",
+    "finetune.modes.*.freeze", "dataset.sample.seed", ...)."""
+    out = {f"{name}.{f.name}": getattr(cls(), f.name) for name, cls in SECTIONS.items() for f in fields(cls)}
+    del out["dataset.path"]  # required for local data: no default
+    del out["dataset.sample"]  # absent = no subsampling
+    out.update({f"dataset.sample.{k}": v for k, v in SAMPLE_DEFAULTS.items()})
+    out.update({f"finetune.targets[].{k}": v for k, v in TARGET_DEFAULTS.items()})
+    out.update({f"pretrain[].{k}": v for k, v in PRETRAIN_DEFAULTS.items()})
+    out.update({f"finetune.modes.*.{k}": v for k, v in MODE_DEFAULTS.items()})
+    out.update({f"finetune.{k}": v for k, v in FINETUNE_DEFAULTS.items()})
+    out.update(TOP_DEFAULTS)
+    return out
+
+
+# --------------------------------------------------------------------------- plain values
+
+
+def parse_size(value: int | str) -> Size:
+    """A training size: a positive integer, or ``"all"`` (the whole training pool)."""
+    if isinstance(value, str) and value == "all":
+        return "all"
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"training size {value!r} is neither an integer nor 'all'") from None
+    if str(n) != str(value).strip():
+        raise ConfigError(f"training size {value!r} is neither an integer nor 'all'")
+    return n
+
+
+def _merged(cls: type, base: Mapping[str, Any], *overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Defaults of ``cls``, then ``base``, then each override: the one place settings merge."""
+    out = asdict(cls())
+    for layer in (base, *overrides):
+        out.update(layer or {})
+    return out
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """What a model learns (the fields of :class:`tlcgcnn.targets.Target`)."""
+
+    name: str
+    property: str
+    transform: str
+    subset: str
+    task: str
+    properties: list[str] | None = None
+    weights: list[float] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class PretrainSource:
+    """One pretraining run: a source model that fine-tuning modes start from."""
+
+    name: str
+    target: TargetSpec
+    size: Size
+    seed: int
+    model: dict[str, Any]
+    train: dict[str, Any]
+
+    def as_params(self) -> dict[str, Any]:
+        return {"name": self.name, "target": self.target.as_dict(), "size": self.size, "seed": self.seed, "model": self.model, "train": self.train}
+
+
+@dataclass(frozen=True)
+class Mode:
+    """How a fine-tuning cell trains: from scratch, from a pretrained source (freeze /
+    re-initialise layers), a model variant, or a scikit-learn baseline (``estimator``)."""
+
+    name: str
+    pretrained: str | None
+    freeze: int
+    reinit: str
+    model: str | None
+    estimator: str | None
+
+    @property
+    def family(self) -> str:
+        """baseline, transfer or scratch (the statistics compare within and across them)."""
+        return "baseline" if self.estimator else "transfer" if self.pretrained else "scratch"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "family": self.family}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One fine-tuning job: every seed of (target, training size, mode)."""
+
+    target: TargetSpec
+    size: Size
+    mode: Mode
+    seeds: list[int]
+    model: dict[str, Any] | None  # graph modes: the full model config (variant applied)
+    train: dict[str, Any] | None  # graph modes: the full training config
+    pretrain: PretrainSource | None  # transfer modes: the source
+
+    @property
+    def kind(self) -> Literal["gnn", "baseline"]:
+        return "baseline" if self.mode.estimator else "gnn"
+
+    def as_params(self) -> dict[str, Any]:
+        """Plain values for a rule's ``params`` (and so for Snakemake's rerun check)."""
+        return {
+            "target": self.target.as_dict(),
+            "size": self.size,
+            "mode": self.mode.as_dict(),
+            "seeds": list(self.seeds),
+            "model": self.model,
+            "train": self.train,
+            "pretrain": self.pretrain.as_params() if self.pretrain else None,
+        }
+
+
+class Config:
+    """A validated configuration with its defaults filled. Build it with :func:`load`."""
+
+    def __init__(self, raw: Mapping[str, Any]) -> None:
+        self.name: str = raw["name"]
+        self.train = TrainSettings(**raw.get("train", {}))
+        self.model = ModelSettings(**raw.get("model", {}))
+        self.featurize = FeaturizeSettings(**raw.get("featurize", {}))
+        self.split = SplitSettings(**raw.get("split", {}))
+        ds = dict(raw["dataset"])
+        known = {f.name for f in fields(DatasetSettings)}
+        self.download: dict[str, Any] = {k: v for k, v in ds.items() if k not in known}
+        if ds.get("sample") is not None:
+            ds["sample"] = {**SAMPLE_DEFAULTS, **ds["sample"]}
+        self.dataset = DatasetSettings(**{k: v for k, v in ds.items() if k in known})
+        self.demo = DemoSettings(**raw.get("demo", {}))
+        self.resources = ResourceSettings(**raw.get("resources", {}))
+        self.regenerate_demo: bool = bool(raw.get("regenerate_demo", TOP_DEFAULTS["regenerate_demo"]))
+        self.model_variants: dict[str, dict[str, Any]] = dict(raw.get("model_variants", TOP_DEFAULTS["model_variants"]))
+        ft = {**FINETUNE_DEFAULTS, **raw["finetune"]}
+        self.baseline: str = ft["baseline"]
+        self.group_seeds: bool = bool(ft["group_seeds"])
+        self._ft = ft
+        self.modes: dict[str, Mode] = {
+            m: Mode(name=m, estimator=s.get("estimator"), **{k: s.get(k, v) for k, v in MODE_DEFAULTS.items()})
+            for m, s in ft["modes"].items()
+        }
+        self._targets = {t["name"]: {**TARGET_DEFAULTS, **t} for t in ft["targets"]}
+        self._pretrain = {p["name"]: {**PRETRAIN_DEFAULTS, **p} for p in raw.get("pretrain", TOP_DEFAULTS["pretrain"])}
+        self._check()
+        self._sources = {n: self._source(p) for n, p in self._pretrain.items()}
+
+    # ---------------------------------------------------------------- settings
+    def model_config(self, variant: str | None = None) -> dict[str, Any]:
+        """Full model config: ``model``, a named variant's changes, and the featurization
+        radius (the model's Gaussian expansion range)."""
+        extra = self.model_variants[variant] if variant is not None else {}
+        return _merged(ModelSettings, asdict(self.model), extra, {"radius": self.featurize.radius})
+
+    def train_config(self, override: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Full training config: ``train`` with a stage's override applied."""
+        return _merged(TrainSettings, asdict(self.train), override)
+
+    def featurize_settings(self) -> dict[str, Any]:
+        """``featurize:`` with defaults (neighbour search, shard size, atom feature table)."""
+        return asdict(self.featurize)
+
+    def dataset_settings(self) -> dict[str, Any]:
+        """``dataset:`` with defaults, download sections (validated by their schema) included."""
+        return {**asdict(self.dataset), **self.download}
+
+    def split_settings(self) -> dict[str, Any]:
+        """``split:`` with defaults."""
+        return asdict(self.split)
+
+    def featurize_params(self) -> Any:
+        """The :class:`tlcgcnn.featurize.FeaturizeParams` of the graph cache."""
+        return featurize_params(self.featurize_settings())
+
+    def graph_key(self) -> str:
+        """Names the graph cache folder: :meth:`FeaturizeParams.key` (includes its format)."""
+        return str(self.featurize_params().key())
+
+    # ---------------------------------------------------------------- targets and sources
+    @property
+    def target_names(self) -> list[str]:
+        return sorted(self._targets)
+
+    @property
+    def pretrain_names(self) -> list[str]:
+        return sorted(self._pretrain)
+
+    def target(self, name: str) -> TargetSpec:
+        """A fine-tuning target (only the fields that change its runs: editing its label,
+        sizes or modes does not re-run finished cells)."""
+        t = self._targets[name]
+        return TargetSpec(name=name, property=t["property"], transform=t["transform"], subset=t["subset"], task=t["task"])
+
+    def target_label(self, name: str) -> str:
+        return str(self._targets[name].get("label", name))
+
+    def target_labels(self) -> dict[str, str]:
+        return {t: self.target_label(t) for t in self.target_names}
+
+    def pretrain_sources(self) -> list[PretrainSource]:
+        return [self._sources[n] for n in self.pretrain_names]
+
+    def pretrain_source(self, name: str) -> PretrainSource:
+        return self._sources[name]
+
+    def _source(self, p: dict[str, Any]) -> PretrainSource:
+        props = p.get("properties")
+        multitask = bool(props and len(props) > 1)
+        spec = TargetSpec(
+            name=p["name"],
+            property=p["property"],
+            transform=p["transform"],
+            subset=p["subset"],
+            task="multitask" if multitask else "regression",
+            properties=list(props) if multitask else None,
+            weights=[float(w) for w in p["weights"]] if multitask and p.get("weights") else None,
+        )
+        return PretrainSource(
+            name=p["name"], target=spec, size=parse_size(p["size"]), seed=int(p["seed"]),
+            model=self.model_config(p["model"]), train=self.train_config(p.get("train")),
+        )
+
+    def split_names(self) -> list[str]:
+        return sorted([*self._targets, *self._pretrain])
+
+    def split_spec(self, name: str) -> dict[str, Any]:
+        """The fields that define a split file: name, property (the first of a multi-task
+        source) and subset."""
+        spec = self._targets.get(name) or self._pretrain[name]
+        return {"name": name, "property": spec["property"], "subset": spec["subset"]}
+
+    def required_properties(self) -> list[str]:
+        props = [t["property"] for t in self._targets.values()]
+        props += [p["property"] for p in self._pretrain.values()]
+        props += [q for p in self._pretrain.values() for q in p.get("properties") or []]
+        return sorted(set(props))
+
+    # ---------------------------------------------------------------- fine-tuning cells
+    def target_sizes(self, target: str) -> list[Size]:
+        return [parse_size(s) for s in self._targets[target].get("sizes") or self._ft["sizes"]]
+
+    def target_modes(self, target: str) -> list[str]:
+        return list(self._targets[target].get("modes") or sorted(self.modes))
+
+    def seeds(self, size: Size) -> list[int]:
+        """Seeds of a training size: finetune.seeds, or seeds_large from large_from on."""
+        large = self._ft.get("large_from")
+        if large is not None and self._ft.get("seeds_large") and (size == "all" or int(size) >= large):
+            return [int(s) for s in self._ft["seeds_large"]]
+        return [int(s) for s in self._ft["seeds"]]
+
+    def cell(self, target: str, size: int | str, mode: str) -> Cell:
+        """The fine-tuning cell (target, size, mode); an error if the config has no such cell."""
+        n = parse_size(size)
+        if target not in self._targets or n not in self.target_sizes(target) or mode not in self.target_modes(target):
+            raise ConfigError(f"config: no fine-tuning cell target={target} size={size} mode={mode} (see finetune.targets, sizes, modes)")
+        m = self.modes[mode]
+        gnn = m.estimator is None
+        return Cell(
+            target=self.target(target),
+            size=n,
+            mode=m,
+            seeds=self.seeds(n),
+            model=self.model_config(m.model) if gnn else None,
+            train=self.train_config(self._ft.get("train")) if gnn else None,
+            pretrain=self._sources[m.pretrained] if m.pretrained else None,
+        )
+
+    def cells(self) -> list[Cell]:
+        return [self.cell(t, n, m) for t in self.target_names for n in self.target_sizes(t) for m in self.target_modes(t)]
+
+    @property
+    def gnn_modes(self) -> list[str]:
+        return sorted(m for m, s in self.modes.items() if s.estimator is None)
+
+    @property
+    def baseline_modes(self) -> list[str]:
+        return sorted(m for m, s in self.modes.items() if s.estimator is not None)
+
+    # ---------------------------------------------------------------- whole config
+    def as_dict(self) -> dict[str, Any]:
+        """The resolved configuration as plain values (defaults filled): what provenance hashes."""
+        return {
+            "name": self.name,
+            **{k: asdict(getattr(self, k)) for k in ("train", "model", "featurize", "split", "demo", "resources")},
+            "dataset": self.dataset_settings(),
+            "model_variants": self.model_variants,
+            "pretrain": [s.as_params() for s in self.pretrain_sources()],
+            "finetune": {**self._ft, "modes": {m: s.as_dict() for m, s in self.modes.items()}, "targets": list(self._targets.values())},
+        }
+
+    def sha256(self) -> str:
+        return io.sha256_json(self.as_dict())
+
+    def _check(self) -> None:
+        """Cross-references the schema cannot express."""
+        pre, targets, modes = self._pretrain, self._targets, self.modes
+        clash = set(pre) & set(targets)
+        if clash:
+            raise ConfigError(f"config: names {sorted(clash)} are used both as a pretrain and a finetune target name")
+        for m in modes.values():
+            if m.pretrained is not None and m.pretrained not in pre:
+                raise ConfigError(f"config: finetune.modes.{m.name}.pretrained = {m.pretrained!r} is not a pretrain name (known: {sorted(pre)})")
+            if m.model is not None and m.model not in self.model_variants:
+                raise ConfigError(f"config: finetune.modes.{m.name}.model = {m.model!r} is not in model_variants")
+            if m.pretrained and pre[m.pretrained]["model"] != m.model:
+                raise ConfigError(f"config: mode {m.name} uses model {m.model!r} but its pretrained {m.pretrained!r} uses {pre[m.pretrained]['model']!r}")
+            if m.estimator and (m.pretrained or m.model):
+                raise ConfigError(f"config: baseline mode {m.name} cannot have pretrained / model")
+        for name, p in pre.items():
+            props = p.get("properties")
+            if props and props[0] != p["property"]:
+                raise ConfigError(f"config: pretrain {name}: properties must start with property")
+            if props and p.get("weights") and len(p["weights"]) != len(props):
+                raise ConfigError(f"config: pretrain {name}: {len(p['weights'])} weights for {len(props)} properties")
+            if p["model"] is not None and p["model"] not in self.model_variants:
+                raise ConfigError(f"config: pretrain {name}: model {p['model']!r} not in model_variants")
+        for name, t in targets.items():
+            unknown = set(t.get("modes") or []) - set(modes)
+            if unknown:
+                raise ConfigError(f"config: target {name}: unknown modes {sorted(unknown)}")
+        if self.baseline not in modes:
+            raise ConfigError(f"config: finetune.baseline {self.baseline!r} is not one of the modes {sorted(modes)}")
+
+
+def featurize_params(settings: Mapping[str, Any]) -> Any:
+    """:class:`tlcgcnn.featurize.FeaturizeParams` of resolved featurize settings (the
+    ``featurize`` dict a rule hands to its script; every key present)."""
+    from tlcgcnn.featurize import FeaturizeParams
+
+    return FeaturizeParams(
+        radius=float(settings["radius"]),
+        max_neighbors=int(settings["max_neighbors"]),
+        radius_growth=float(settings["radius_growth"]),
+        max_radius=float(settings["max_radius"]),
+    )
+
+
+def validate(raw: Mapping[str, Any], schema_dir: str | Path = SCHEMA_DIR) -> None:
+    """Check ``raw`` against the JSON schemas (the dataset section also against the
+    download schema); raises :class:`ConfigError` naming the key and the reason."""
+    import jsonschema
+    import yaml
+
+    for schema_file, part, where in (
+        ("config.schema.yaml", raw, "config"),
+        ("download.schema.yaml", raw.get("dataset", {}) if isinstance(raw, Mapping) else {}, "config: dataset"),
+    ):
+        schema = yaml.safe_load((Path(schema_dir) / schema_file).read_text())
+        errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(part), key=lambda e: list(e.absolute_path))
+        if errors:
+            e = errors[0]
+            key = ".".join(str(p) for p in e.absolute_path) or "(top level)"
+            raise ConfigError(f"{where}: {key}: {e.message} (schema {Path(schema_dir) / schema_file})")
+
+
+def resolve(raw: Mapping[str, Any]) -> Config:
+    """A configuration already validated by :func:`load` (a workflow job's copy: no schema
+    check, so jobs need neither jsonschema nor the schema files)."""
+    return Config(copy.deepcopy(dict(raw)))
+
+
+def load(raw: Mapping[str, Any] | str | Path, schema_dir: str | Path = SCHEMA_DIR) -> Config:
+    """Validate a raw configuration (a mapping or a YAML file) and resolve it."""
+    if isinstance(raw, str | Path):
+        import yaml
+
+        raw = yaml.safe_load(Path(raw).read_text())
+    data = copy.deepcopy(dict(raw))
+    validate(data, schema_dir)
+    return Config(data)

@@ -1,0 +1,170 @@
+"""tlcgcnn.config: defaults agree with the schema, validation, and the resolved runs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from conftest import ROOT
+from tlcgcnn import config as C
+from tlcgcnn.featurize import FeaturizeParams
+
+SCHEMA = yaml.safe_load((ROOT / "config" / "schema" / "config.schema.yaml").read_text())
+
+
+def _resolve(node: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in node:
+        ref = node["$ref"].removeprefix("#/").split("/")
+        target: Any = SCHEMA
+        for part in ref:
+            target = target[part]
+        node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+    return node
+
+
+def _schema_defaults(node: dict[str, Any], prefix: str, out: dict[str, Any]) -> None:
+    """Leaf defaults of the schema, keyed like tlcgcnn.config.defaults()."""
+    node = _resolve(node)
+    children = node.get("properties", {})
+    if "default" in node and prefix and not (children and node["default"] in ({}, [])):
+        out[prefix] = node["default"]
+    for key, child in children.items():
+        _schema_defaults(child, f"{prefix}.{key}" if prefix else key, out)
+    if isinstance(node.get("items"), dict):
+        _schema_defaults(node["items"], f"{prefix}[]", out)
+    if isinstance(node.get("additionalProperties"), dict) and prefix == "finetune.modes":
+        _schema_defaults(node["additionalProperties"], f"{prefix}.*", out)
+
+
+def test_every_default_is_the_schemas_and_vice_versa():
+    schema: dict[str, Any] = {}
+    _schema_defaults(SCHEMA, "", schema)
+    module = C.defaults()
+    assert set(module) == set(schema), (sorted(set(module) - set(schema)), sorted(set(schema) - set(module)))
+    differ = {k: (module[k], schema[k]) for k in module if module[k] != schema[k] or type(module[k]) is not type(schema[k])}
+    assert not differ, differ
+    # the default radius is also the featurizer's (one graph cache for the default config)
+    assert module["featurize.radius"] == FeaturizeParams().radius
+
+
+def _cfg(**changes: Any) -> dict[str, Any]:
+    raw = yaml.safe_load((ROOT / "config" / "mp500.yaml").read_text())
+    for dotted, value in changes.items():
+        *path, last = dotted.split("__")
+        node = raw
+        for p in path:
+            node = node[p]
+        node[last] = value
+    return raw
+
+
+def test_resolved_runs_of_mp500():
+    cfg = C.load(_cfg())
+    assert cfg.target_names == ["gap_nonmetal"] and cfg.pretrain_names == ["ef_all"]
+    src = cfg.pretrain_source("ef_all")
+    assert src.size == "all" and src.seed == 0
+    assert src.model == {"kind": "cgcnn", "atom_fea_len": 64, "n_conv": 3, "h_fea_len": 128, "n_h": 1, "gaussian_step": 0.2, "radius": 8.0}
+    assert src.train["epochs"] == 60 and src.train["eval_batch_size"] == 512
+    cells = cfg.cells()
+    assert [(c.size, c.mode.name) for c in cells] == [(n, m) for n in (25, 50, 100) for m in ("scratch", "transfer")]
+    t = cells[1]
+    assert t.seeds == [0, 1, 2] and t.pretrain is not None and t.pretrain.name == "ef_all" and t.mode.family == "transfer"
+    assert t.target.as_dict() == {"name": "gap_nonmetal", "property": "band_gap", "transform": "none", "subset": "nonmetal", "task": "regression", "properties": None, "weights": None}
+    assert cfg.cell("gap_nonmetal", "25", "transfer") == cfg.cell("gap_nonmetal", 25, "transfer")
+    with pytest.raises(C.ConfigError, match="no fine-tuning cell target=gap_nonmetal size=26"):
+        cfg.cell("gap_nonmetal", 26, "scratch")
+    assert cfg.split_spec("ef_all") == {"name": "ef_all", "property": "formation_energy_per_atom", "subset": "all"}
+    assert cfg.graph_key() == FeaturizeParams(8.0, 12, 1.5, 16.0).key()
+
+
+def test_mode_variant_reaches_the_cell_and_overrides_merge_once():
+    raw = _cfg(train__threads=2)
+    raw["model_variants"] = {"att": {"kind": "attention", "n_conv": 2}}
+    raw["finetune"]["modes"]["attention"] = {"model": "att"}
+    raw["finetune"]["train"] = {"epochs": 7}
+    raw["featurize"]["radius"] = 6.0
+    raw["finetune"]["sizes"] = ["all"]
+    cell = C.load(raw).cell("gap_nonmetal", "all", "attention")
+    assert cell.model is not None and cell.model["kind"] == "attention" and cell.model["n_conv"] == 2 and cell.model["radius"] == 6.0
+    assert cell.train is not None and cell.train["epochs"] == 7 and cell.train["threads"] == 2 and cell.size == "all"
+
+
+def test_seeds_large_and_per_target_sizes():
+    raw = _cfg()
+    raw["finetune"].update(seeds_large=[0], large_from=50)
+    raw["finetune"]["targets"][0]["sizes"] = [25, 100, "all"]
+    cfg = C.load(raw)
+    assert cfg.target_sizes("gap_nonmetal") == [25, 100, "all"]
+    assert [cfg.cell("gap_nonmetal", n, "scratch").seeds for n in (25, 100, "all")] == [[0, 1, 2], [0], [0]]
+
+
+@pytest.mark.parametrize("size", ["al", "2.5", "", None])
+def test_parse_size_rejects(size):
+    with pytest.raises(C.ConfigError, match="neither an integer nor 'all'"):
+        C.parse_size(size)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda r: r["finetune"]["modes"]["transfer"].update(pretrained="nope"), "is not a pretrain name"),
+        (lambda r: r["finetune"]["modes"]["scratch"].update(model="nope"), "is not in model_variants"),
+        (lambda r: r["finetune"].update(baseline="nope"), "finetune.baseline 'nope'"),
+        (lambda r: r["finetune"]["targets"][0].update(modes=["nope"]), "unknown modes"),
+        (lambda r: r["finetune"]["targets"][0].update(name="ef_all"), "used both as a pretrain and a finetune"),
+        (lambda r: r["pretrain"][0].update(properties=["band_gap", "efermi"]), "properties must start with property"),
+        (lambda r: r["finetune"]["modes"].update(pls={"estimator": "pls", "pretrained": "ef_all"}), "baseline mode pls cannot"),
+        (lambda r: r["train"].update(epochz=3), "'epochz' was unexpected"),
+        (lambda r: r["train"].update(epochs="many"), "train.epochs: 'many' is not of type 'integer'"),
+    ],
+)
+def test_bad_configs_fail_with_the_reason(mutate, message):
+    raw = _cfg()
+    mutate(raw)
+    with pytest.raises(C.ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        C.load(raw)
+
+
+def test_every_shipped_config_loads():
+    for path in sorted((ROOT / "config").glob("*.yaml")):
+        if path.name.startswith("download"):
+            continue
+        cfg = C.load(path)
+        assert cfg.cells(), path
+
+
+def test_importable_without_torch():
+    code = "import sys, tlcgcnn.config as c; c.load(sys.argv[1]).cells(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code, str(ROOT / "config" / "mp500.yaml")], capture_output=True, text=True, cwd=ROOT, env={"PYTHONPATH": str(ROOT / "src")})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+
+
+def test_no_rule_reads_raw_config_or_holds_lambdas():
+    for smk in sorted(Path(ROOT / "rules").glob("*.smk")):
+        if smk.name in ("demo.smk",):  # the demo generator's rule file (tools) is not part of the pipeline's DAG
+            continue
+        text = smk.read_text()
+        assert "lambda" not in text, smk
+        if smk.name != "common.smk":
+            assert "config[" not in text and "config.get" not in text, smk
+
+
+def test_package_dataclass_defaults_agree_with_the_config_module():
+    """TrainConfig / ModelConfig / FeaturizeParams keep defaults for direct (non-workflow)
+    use; the workflow always passes complete settings, but the copies must not drift."""
+    from dataclasses import asdict
+
+    from tlcgcnn.models import ModelConfig
+    from tlcgcnn.train import TrainConfig
+
+    assert asdict(TrainConfig()) == asdict(C.TrainSettings())
+    model = {k: v for k, v in ModelConfig().to_dict().items() if k not in ("n_out", "orig_atom_fea_len")}
+    assert model == {**asdict(C.ModelSettings()), "radius": C.FeaturizeSettings().radius}
+    f = C.FeaturizeSettings()
+    assert FeaturizeParams() == C.featurize_params(asdict(f))
