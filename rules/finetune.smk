@@ -58,4 +58,4 @@ rule finetune_baseline:
         cell=cell_params,
         split=SPLIT,
     script:
-        "../workflow/scripts/finetune.py"
+        "../workflow/scripts/finetune_baseline.py"

@@ -145,7 +145,7 @@ def test_every_rule_env_holds_what_its_code_imports() -> None:
     rules = workflow_rules()
     names = {r[0] for r in rules}
     # the rules every run has, and the opt-in demo rule: a parse that lost rules must fail
-    assert {"ingest", "featurize", "split_target", "pretrain", "evaluate", "stats", "baseline_cell", "demo_dataset"} <= names
+    assert {"ingest", "featurize", "split_target", "pretrain", "evaluate_pretrain", "finetune", "finetune_baseline", "stats", "figure", "demo_dataset"} <= names
     problems: list[str] = []
     checked = 0
     for rule, env_file, script, kind in rules:
@@ -160,7 +160,7 @@ def test_every_rule_env_holds_what_its_code_imports() -> None:
             continue
         problems += rule_problems(rule, env_file, load_env(env_file), script_imports(script))
         checked += 1
-    assert checked >= 20
+    assert checked >= 18, checked  # every rule with a script (18 after the fine-tuning and figure rules were merged)
     assert not problems, "\n".join(problems)
 
 

@@ -1,0 +1,23 @@
+"""Snakemake adapter: every seed of one baseline cell (tlcgcnn.finetune.baseline_cell; a
+scikit-learn model on composition descriptors; torch-free)."""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.join(snakemake.scriptdir, "..", "..", "src"))  # noqa: F821
+
+from tlcgcnn.finetune import baseline_cell  # noqa: E402
+from tlcgcnn.runtime import log_to  # noqa: E402
+
+log_to(snakemake.log[0])  # noqa: F821
+inp, params = snakemake.input, snakemake.params  # noqa: F821
+baseline_cell(
+    cell=params.cell,
+    table_path=inp.table,
+    split_path=inp.split,
+    split_cfg=params.split,
+    threads=snakemake.threads,  # noqa: F821
+    descriptors_path=inp.descriptors,
+    out_metrics=snakemake.output.metrics,  # noqa: F821
+    out_predictions=snakemake.output.predictions,  # noqa: F821
+)
