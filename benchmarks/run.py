@@ -332,6 +332,15 @@ def val_mae_reference(model: Any, d: TrainData) -> float:
     return float((pred - d.y[d.n_train :]).abs().mean())
 
 
+def _our_optimizer(model: Any, lr: float) -> Any:
+    """The pipeline's optimizer (tlcgcnn.train.make_optimizer: fused AdamW on CPU)."""
+    import torch
+
+    from tlcgcnn.train import TrainConfig, make_optimizer
+
+    return make_optimizer(list(model.parameters()), TrainConfig(lr=lr), torch.device("cpu"))
+
+
 def worker_throughput(work: Path, threads: int, repeats: int, batch_size: int, variants: list[str]) -> dict[str, Any]:
     import torch
 
@@ -340,7 +349,7 @@ def worker_throughput(work: Path, threads: int, repeats: int, batch_size: int, v
     d = TrainData(work)
     ours, reference = _models(d, 0)
     opt_ref = torch.optim.AdamW(reference.parameters(), lr=1e-3)
-    opt_ours = torch.optim.AdamW(ours.parameters(), lr=1e-3)
+    opt_ours = _our_optimizer(ours, 1e-3)
     runners: dict[str, Callable[[Any, int | None], None]] = {
         "reference": lambda g, k: epoch_reference(reference, d, opt_ref, g, batch_size, k),
         "reference_model_our_batches": lambda g, k: epoch_reference_model_our_batches(reference, d, opt_ref, g, batch_size, k),
@@ -376,7 +385,7 @@ def worker_accuracy(work: Path, threads: int, epochs: int, batch_size: int, lr: 
     for name in ("reference", "ours_fp32", "ours_bf16"):
         ours, reference = _models(d, 0)
         model = reference if name == "reference" else ours
-        opt = torch.optim.AdamW(model.parameters(), lr=lr)
+        opt = torch.optim.AdamW(model.parameters(), lr=lr) if name == "reference" else _our_optimizer(model, lr)
         gen = torch.Generator().manual_seed(0)
         t = time.perf_counter()
         for _ in range(epochs):
@@ -563,7 +572,7 @@ def table_rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                 rows.append((f"train crystals/s, {key}, {name}", f"{cps[name]:.0f}", f"{cps['reference']:.0f}", f"{sp[name]:.2f}x"))
     if "cross" in r:
         for name, val in r["cross"].items():
-            rows.append((f"train crystals/s, {name} (tcmalloc) vs reference (glibc)", f"{val['ours']:.0f}", f"{val['reference']:.0f}", f"{val['speedup']:.2f}x"))
+            rows.append((f"train crystals/s, {name} (tcmalloc) vs reference (glibc)", f"{val['ours']:.0f}", f"{val['reference']:.0f}", f"{val['speedup']:.2f}x"))  # only with tcmalloc installed
     for name, value in levers(r).items():
         rows.append((f"lever: {name}", "", "", f"{value:.2f}x"))
     a = r["accuracy"]
@@ -582,18 +591,17 @@ def table_rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
 def levers(r: dict[str, Any]) -> dict[str, float]:
     """Training speed-up of each lever alone, from the throughput workers (1 thread unless said)."""
     t = r["training"]
-    tcm, glibc, two = t.get("1 thread, tcmalloc", {}), t.get("1 thread, glibc", {}), t.get("2 threads, tcmalloc", {})
+    glibc, two, two_tcm = t.get("1 thread, glibc", {}), t.get("2 threads, glibc", {}), t.get("2 threads, tcmalloc", {})
     out: dict[str, float] = {}
-    if "crystals_per_s" in tcm:
-        c = tcm["crystals_per_s"]
+    if "crystals_per_s" in glibc:
+        c = glibc["crystals_per_s"]
         out["contiguous vectorised batching (reference model, our batches vs Python collate)"] = c["reference_model_our_batches"] / c["reference"]
-        out["factored convolution (ours fp32 vs reference model on our batches)"] = c["ours_fp32"] / c["reference_model_our_batches"]
-        out["bf16 autocast (ours bf16 vs ours fp32)"] = c["ours_bf16"] / c["ours_fp32"]
-        if "crystals_per_s" in glibc:
-            out["tcmalloc (ours fp32, tcmalloc vs glibc process)"] = c["ours_fp32"] / glibc["crystals_per_s"]["ours_fp32"]
-            out["tcmalloc (reference, tcmalloc vs glibc process)"] = c["reference"] / glibc["crystals_per_s"]["reference"]
+        out["factored convolution + index_select gather + fused AdamW (ours fp32 vs reference model on our batches)"] = c["ours_fp32"] / c["reference_model_our_batches"]
+        out["bf16 autocast (ours bf16 vs ours fp32, 1 thread)"] = c["ours_bf16"] / c["ours_fp32"]
         if "crystals_per_s" in two:
-            out["2 threads vs 1 (ours bf16, tcmalloc)"] = two["crystals_per_s"]["ours_bf16"] / c["ours_bf16"]
+            out["2 threads vs 1 (ours bf16)"] = two["crystals_per_s"]["ours_bf16"] / c["ours_bf16"]
+    if "crystals_per_s" in two and "crystals_per_s" in two_tcm:
+        out["tcmalloc (ours bf16, 2 threads, tcmalloc vs glibc process)"] = two_tcm["crystals_per_s"]["ours_bf16"] / two["crystals_per_s"]["ours_bf16"]
     return out
 
 
@@ -612,7 +620,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--ref-n", type=int, default=150, help="crystals featurized the reference way (~0.1 s each)")
     ap.add_argument("--parse-n", type=int, default=150)
     ap.add_argument("--epochs", type=int, default=6, help="epochs of the accuracy comparison")
-    ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--batch-size", type=int, default=64, help="the pipeline's default training batch")
     ap.add_argument("--members", type=int, default=3)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results.json")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
@@ -642,9 +650,10 @@ def main(argv: list[str] | None = None) -> None:
         common = ["--work", str(work), "--repeats", str(args.repeats), "--batch-size", str(args.batch_size)]
         all_variants = "reference,reference_model_our_batches,ours_fp32,ours_bf16"
         results["training"] = {}
-        configs = (  # (threads, tcmalloc, variants): the lever isolations at 1 thread with tcmalloc
-            (1, False, "reference,ours_fp32,ours_bf16"),
-            (1, True, "reference,reference_model_our_batches,ours_fp32,ours_bf16"),
+        configs = (  # (threads, tcmalloc, variants): glibc malloc is what a fresh install has;
+            # the tcmalloc row runs only where libtcmalloc is installed (else it says skipped)
+            (1, False, all_variants),
+            (2, False, "reference,ours_fp32,ours_bf16"),
             (2, True, "reference,ours_fp32,ours_bf16"),
         )
         for threads, tcm, variants in configs:
@@ -653,12 +662,12 @@ def main(argv: list[str] | None = None) -> None:
             results["training"][key] = run_worker(["--worker", "throughput", "--threads", str(threads), "--variants", variants, *common], tcm)
         results["cross"] = cross_allocator(results["training"])
         say("   accuracy")
-        results["accuracy"] = run_worker(["--worker", "accuracy", "--threads", "2", "--epochs", str(args.epochs), *common], True)
+        results["accuracy"] = run_worker(["--worker", "accuracy", "--threads", "2", "--epochs", str(args.epochs), *common], False)
         say("   ensemble")
         ens_args = ["--work", str(work), "--repeats", "1", "--batch-size", str(args.batch_size)]
-        results["ensemble"] = run_worker(["--worker", "ensemble", "--threads", "1", "--members", str(args.members), *ens_args], True)
+        results["ensemble"] = run_worker(["--worker", "ensemble", "--threads", "1", "--members", str(args.members), *ens_args], False)
         say("5. peak memory")
-        results["memory"] = {w: run_worker(["--worker", "memory", "--variants", w, "--ref-n", str(args.ref_n), *common], True) for w in ("featurize_ours", "featurize_reference", "train_ours", "train_reference")}
+        results["memory"] = {w: run_worker(["--worker", "memory", "--variants", w, "--ref-n", str(args.ref_n), *common], False) for w in ("featurize_ours", "featurize_reference", "train_ours", "train_reference")}
         say("6. DAG")
         results["dag"] = bench_dag(work, args.data, min(args.repeats, 2))
         results["machine"]["loadavg_end"] = list(os.getloadavg())
