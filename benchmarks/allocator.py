@@ -1,10 +1,10 @@
-"""Use tcmalloc for the workflow's jobs when it is installed.
+"""Preload tcmalloc into a benchmark worker process when it is installed (benchmarks only).
 
-glibc's malloc returns every block above its mmap threshold (at most 32 MiB) to the kernel
-when it is freed, so each training step page-faults its large edge tensors ([edges, 128]
-floats, ~40 MB at batch 256) in again. tcmalloc keeps them: CPU training is ~1.3-1.4x
-faster (``benchmarks/README.md``). It must be preloaded before Python starts, so the
-Snakefile adds it to ``LD_PRELOAD`` of the jobs it launches.
+The pipeline itself no longer preloads it: a fresh install has no tcmalloc, and the
+training speed work (index_select gather, fused AdamW, bf16 autocast, a bounded oneDNN
+primitive cache) is measured on glibc malloc. ``benchmarks/run.py`` uses this module to
+measure the tcmalloc row where the library is installed. It must be preloaded before
+Python starts, hence ``LD_PRELOAD`` of the worker's environment.
 
 ``TLCGCNN_TCMALLOC``: ``auto`` (default) preloads the Debian/Ubuntu/RHEL library if one is
 found (``apt-get install libtcmalloc-minimal4``); ``0`` / ``off`` never; any other value is
