@@ -109,12 +109,12 @@ def test_report_holds_every_requested_figure_and_the_tables(run):
     res = subprocess.run(cmd, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-3000:]
     html = (run["wd"] / "report.html").read_text(errors="replace")
-    for stem in wanted:
-        assert f"{stem}.png" in html, stem
-        caption = figures.caption(stem, runner.repo_root() / "report").split("\n")[0]
-        assert caption.split()[0] in html
+    for stem in wanted:  # each figure, with its caption (the report's results JSON)
+        assert f'"filename": "{stem}.png"' in html, stem
+        first_words = " ".join(figures.caption(stem, runner.repo_root() / "report").split("\n")[0].split()[:4])
+        assert first_words in html, (stem, first_words)
     for t in ("ttests.csv", "external.csv"):
-        assert t in html
+        assert f'"filename": "{t}"' in html, t
 
 
 def test_finetune_refusals_are_one_line(pretrained, tmp_path, capsys, monkeypatch):
