@@ -30,6 +30,9 @@ from tlcgcnn import io
 
 log = logging.getLogger(__name__)
 
+LEAD_COLUMNS = [
+    "external", "target", "size", "mode", "seed", "n_external", "n_in_training", "mae_external", "mae_external_no_overlap", "mae_test",
+]
 PREDICTION_COLUMNS = ["external", "target", "size", "mode", "seed", "material_id", "y_true", "y_pred", "in_training"]
 
 
@@ -191,6 +194,8 @@ def collect(metric_files: list[str], prediction_files: list[str], out_table: str
     if len(df):
         df["_size"] = df["size"].map(lambda s: float("inf") if s == "all" else float(s))
         df = df.sort_values(["external", "target", "_size", "mode", "seed"]).drop(columns="_size").reset_index(drop=True)
+        first = [c for c in LEAD_COLUMNS if c in df.columns]
+        df = df[first + [c for c in df.columns if c not in first]]
     io.write_csv(df, out_table)
     parts = [pd.read_parquet(p) for p in prediction_files]
     io.write_parquet(pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=PREDICTION_COLUMNS), out_predictions)

@@ -57,10 +57,15 @@ def repo_root() -> Path:
     return root
 
 
-def default_name(data: str | Path, prop: str) -> str:
-    stem = Path(data).name.split(".")[0]
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{stem}_{prop}").strip("_.-")
+def slug(text: str) -> str:
+    """``text`` as a config name (letters, digits, ``_ . -``; starting with a letter or digit)."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_.-")
     return name if name and name[0].isalnum() else f"run_{name}"
+
+
+def default_name(data: str | Path, prop: str) -> str:
+    """The run name of ``data`` (its file stem) and the property."""
+    return slug(f"{Path(data).name.split('.')[0]}_{prop}")
 
 
 def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
@@ -134,7 +139,7 @@ def build_config(
         },
     }
     if external:
-        names = [default_name(p, "external") for p in external]
+        names = [slug(Path(p).name.split(".")[0]) for p in external]
         if len(set(names)) != len(names):
             raise RunnerError(f"--external: two files give the same set name {names}; rename one")
         raw["external"] = [{"name": n, "path": str(Path(p).resolve()), "property": prop, "transform": transform} for n, p in zip(names, external, strict=True)]
