@@ -151,3 +151,18 @@ def test_dry_run_writes_the_config_and_lists_the_jobs(pretrained, tmp_path, capf
     assert f"--snakefile {runner.repo_root() / 'Snakefile'} --directory {tmp_path / 'wd'}" in out.err
     assert "finetune" in out.out + out.err and "rule pretrain:" not in out.out + out.err
     assert runner.snakemake_command(runner.repo_root(), tmp_path, 1)[0] in (str(Path(sys.executable).parent / "snakemake"), sys.executable)
+
+
+def test_snakemake_refuses_a_config_that_does_not_fit_its_checkpoint(run, pretrained, tmp_path):
+    """The DAG-parse check, as Snakemake reports it: one message, the file, what differs."""
+    cfg = yaml.safe_load((run["wd"] / "config.yaml").read_text())
+    cfg["model"]["atom_fea_len"] = 16
+    wd = tmp_path / "wd"
+    wd.mkdir()
+    (wd / "config.yaml").write_text(yaml.safe_dump(cfg))
+    res = subprocess.run(runner.snakemake_command(runner.repo_root(), wd, 1, dry_run=True), capture_output=True, text=True)
+    out = res.stdout + res.stderr
+    assert res.returncode != 0
+    assert f"config: pretrain pretrained: checkpoint {pretrained['model'].resolve()} does not fit this configuration" in out
+    assert "mode transfer: the architecture differs (atom_fea_len: 8 in the checkpoint vs 16 in model)" in out
+    assert "Traceback" not in out
