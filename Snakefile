@@ -31,6 +31,7 @@ include: "rules/pretrain.smk"
 include: "rules/evaluate.smk"
 include: "rules/finetune.smk"
 include: "rules/stats.smk"
+include: "rules/external.smk"
 include: "rules/figures.smk"
 
 

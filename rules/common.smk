@@ -20,7 +20,8 @@ except ValueError as err:
 
 R = f"results/{CFG.name}"
 TARGETS = CFG.target_names
-PRETRAIN = CFG.pretrain_names
+PRETRAIN = CFG.trained_pretrain_names  # a `checkpoint:` source has no pretraining job
+EXTERNAL = CFG.external_names
 GROUP_SEEDS = CFG.group_seeds
 GRAPHS = f"{R}/graphs/{CFG.graph_key()}"
 # the atom feature table: a user's (featurize.atom_features) or the one shipped in the package
@@ -37,6 +38,7 @@ wildcard_constraints:
     split_name="|".join(CFG.split_names()) or "NONE",
     mode="|".join(sorted(CFG.modes)),
     size=r"\d+|all",
+    external="|".join(EXTERNAL) or "NONE",
 
 
 GNN_MODES = "|".join(CFG.gnn_modes) or "NONE"
@@ -79,8 +81,36 @@ def cell_params(wildcards):
 
 
 def pretrained_input(wildcards):
+    """The source model of a transfer mode: the pretraining job's, or a `checkpoint:` file."""
     source = CFG.modes[wildcards.mode].pretrained
-    return [f"{R}/pretrain/{source}/model.pt"] if source else []
+    if not source:
+        return []
+    return [CFG.pretrained_checkpoint(source) or f"{R}/pretrain/{source}/model.pt"]
+
+
+def external_path(wildcards):
+    return CFG.external_set(wildcards.external).path
+
+
+def external_dataset(wildcards):
+    return CFG.external_ingest_settings(wildcards.external)
+
+
+def external_required(wildcards):
+    return [CFG.external_set(wildcards.external).property]
+
+
+def external_cell_metrics(wildcards):
+    """metrics.json of every graph-model cell of the target (they name the seed models)."""
+    return [
+        f"{finetune_dir(c.target.name, c.size, c.mode.name)}/metrics.json"
+        for c in CFG.external_cells(wildcards.target)
+    ]
+
+
+def external_files(name):
+    """One file per (external set, target) evaluation: metrics.json or predictions.parquet."""
+    return [f"{R}/external/{e}/{t}/{name}" for e, t in CFG.external_pairs()]
 
 
 def split_spec(wildcards):
@@ -147,6 +177,7 @@ def all_targets():
         *figure_files(),
         f"{R}/stats/ttests.csv",
         *expand(f"{R}/pretrain/{{p}}/metrics.json", p=sorted(PRETRAIN)),
+        *([f"{R}/stats/external.csv"] if EXTERNAL else []),
     ]
     return common + paper_targets() if GROUP_SEEDS else common
 

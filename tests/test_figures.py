@@ -160,12 +160,12 @@ def _runs() -> pd.DataFrame:
 
 
 def test_every_registered_figure_draws(tmp_path, monkeypatch):
-    from tlcgcnn.figures import curves, models, transfer
+    from tlcgcnn.figures import curves, external, models, transfer
 
     def nothing_to_draw(ax, text):
         raise AssertionError(f"placeholder panel drawn: {text}")
 
-    for module in (curves, models, transfer):  # every figure has its data here: no placeholder
+    for module in (curves, external, models, transfer):  # every figure has its data here: no placeholder
         monkeypatch.setattr(module, "empty", nothing_to_draw)
     res = tmp_path / "results"
     (res / "stats").mkdir(parents=True)
@@ -185,9 +185,17 @@ def test_every_registered_figure_draws(tmp_path, monkeypatch):
     table = pd.DataFrame({"formation_energy_per_atom": ef, "band_gap": np.clip(-ef + rng.normal(0, 0.5, 400), 0, None)})
     table.to_parquet(res / "data" / "structures.parquet")
     stats.correlation(res / "data" / "structures.parquet", res / "stats" / "ef_eg_correlation.json")
+    y = rng.normal(1.0, 0.5, 40)
+    ext_preds = pd.DataFrame([
+        {"external": "lab", "target": "gap", "size": str(n), "mode": m, "seed": s, "material_id": f"x{i}", "y_true": y[i], "y_pred": y[i] + rng.normal(0, 0.2), "in_training": i < 6}
+        for n in (50, 100) for m in ("scratch", "tl_ef") for s in (0, 1) for i in range(40)
+    ])
+    ext_preds.to_parquet(res / "stats" / "external_predictions.parquet")
+    ext = ext_preds.assign(err=(ext_preds["y_pred"] - ext_preds["y_true"]).abs()).groupby(["external", "target", "size", "mode", "seed"]).agg(mae_external=("err", "mean")).reset_index()
+    ext.assign(property="band_gap", transform="none", n_external=40, n_in_training=6, mae_external_no_overlap=ext["mae_external"] * 1.1, mae_test=0.3).to_csv(res / "stats" / "external.csv", index=False)
 
     stems = figures.stems({"finetune": {"targets": [{"name": "gap"}, {"name": "metal"}]}})
-    assert set(stems) == {"learning_curve", "learning_curve_gap", "learning_curve_metal", *PAPER_FIGURES}
+    assert set(stems) == {"learning_curve", "learning_curve_gap", "learning_curve_metal", "external_parity", *PAPER_FIGURES}
     for stem in stems:
         png, pdf = tmp_path / f"{stem}.png", tmp_path / f"{stem}.pdf"
         figures.draw(stem, figures.input_paths(stem, str(res)), png, pdf, {"gap": "PBE gap", "metal": "metal / non-metal"})

@@ -1,10 +1,11 @@
 """The ``tlcgcnn`` command: use trained checkpoints outside the pipeline.
 
 * ``tlcgcnn predict --model M.pt [--model M2.pt ...] INPUT... -o predictions.csv``
+* ``tlcgcnn finetune --pretrained M.pt --data my.csv --property k_vrh [...]``
 * ``tlcgcnn info M.pt [--json]``
 
-Thin: argument parsing and messages only; the work is in :mod:`tlcgcnn.predict` and
-:mod:`tlcgcnn.checkpoint`. A user error (a bad checkpoint, an unreadable input) prints one
+Thin: argument parsing and messages only; the work is in :mod:`tlcgcnn.predict`,
+:mod:`tlcgcnn.runner` (which runs the Snakemake workflow) and :mod:`tlcgcnn.checkpoint`. A user error (a bad checkpoint, an unreadable input) prints one
 line ``tlcgcnn: error: ...`` on stderr and exits with status 2, without a traceback.
 """
 
@@ -35,6 +36,8 @@ def _positive(text: str) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from tlcgcnn.runner import MODE_HELP  # light: no torch
+
     parser = argparse.ArgumentParser(
         prog="tlcgcnn",
         description="Use models trained by the tlcgcnn pipeline: predict properties of your own crystals, inspect a checkpoint.",
@@ -61,6 +64,33 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive, default=512, help="crystals per forward pass (default: 512)")
     p.add_argument("--threads", type=_positive, default=1, help="processes for parsing and graph building, and torch threads (default: 1)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars or summary")
+
+    f = sub.add_parser(
+        "finetune",
+        help="fine-tune a pretrained checkpoint on your own table with the pipeline (scratch vs transfer, t-tests, figures)",
+        description=(
+            "Fine-tune a pretrained checkpoint on a table of your own structures and labels with the Snakemake workflow: "
+            "writes WORKDIR/config.yaml (the checkpoint as a `checkpoint:` pretraining source, its featurization and "
+            "architecture), prints the snakemake command that repeats the run, and runs it. Results under "
+            "WORKDIR/results/NAME/: fine-tuned models and test predictions per (size, mode), the paired scratch-vs-transfer "
+            "t-tests (stats/ttests.csv) and the learning-curve figure. Modes: "
+            + "; ".join(f"{k}: {v}" for k, v in MODE_HELP.items()) + "."
+        ),
+    )
+    f.add_argument("--pretrained", required=True, metavar="M.pt", help="the pretrained checkpoint (e.g. results/<run>/pretrain/<source>/model.pt)")
+    f.add_argument("--data", required=True, metavar="my.csv", help="table (csv/parquet/json with an id and a cif or structure column) or CIF folder with id_prop.csv")
+    f.add_argument("--property", required=True, help="the label column's canonical property name (e.g. k_vrh, band_gap)")
+    f.add_argument("--transform", choices=("none", "log10"), default="none", help="fit log10 of the property (default: none)")
+    f.add_argument("--subset", choices=("all", "metal", "nonmetal"), default="all", help="fit only metals / non-metals (needs is_metal or band_gap; default: all)")
+    f.add_argument("--sizes", nargs="+", default=["50", "100", "all"], metavar="N", help="training-set sizes, integers or 'all' (default: 50 100 all)")
+    f.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], metavar="S", help="seeds of every (size, mode) (default: 0 1 2)")
+    f.add_argument("--modes", nargs="+", default=["scratch", "transfer"], choices=sorted(MODE_HELP), metavar="MODE", help=f"modes, scratch included (choose from {', '.join(sorted(MODE_HELP))}; default: scratch transfer)")
+    f.add_argument("--external", nargs="+", default=[], metavar="TABLE", help="outside labelled tables of the same property: every fine-tuned model predicts them (stats/external.csv)")
+    f.add_argument("--train-overrides", nargs="+", default=[], metavar="KEY=VALUE", help="training settings (config train:), e.g. epochs=50 batch_size=32 device=cpu")
+    f.add_argument("--name", help="run name: results go to WORKDIR/results/NAME (default: <data stem>_<property>)")
+    f.add_argument("--workdir", metavar="DIR", help="working directory of the run, holds config.yaml (default: ./NAME)")
+    f.add_argument("--cores", type=_positive, default=1, help="cores for snakemake --cores (default: 1)")
+    f.add_argument("--dry-run", action="store_true", help="write the config and show the jobs without running them")
 
     i = sub.add_parser(
         "info",
@@ -100,6 +130,16 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _finetune(args: argparse.Namespace) -> int:
+    from tlcgcnn import runner
+
+    return runner.run(
+        pretrained=args.pretrained, data=args.data, prop=args.property, transform=args.transform, subset=args.subset,
+        sizes=args.sizes, seeds=args.seeds, modes=args.modes, name=args.name, train=runner.parse_overrides(args.train_overrides),
+        external=args.external, workdir=args.workdir, cores=args.cores, dry_run=args.dry_run,
+    )
+
+
 def _info(args: argparse.Namespace) -> int:
     from tlcgcnn.checkpoint import describe_checkpoint, format_description
 
@@ -112,14 +152,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     from tlcgcnn.checkpoint import CheckpointError
+    from tlcgcnn.config import ConfigError
     from tlcgcnn.ingest import IngestError
     from tlcgcnn.predict import PredictError
+    from tlcgcnn.runner import RunnerError
 
+    command = {"predict": _predict, "finetune": _finetune, "info": _info}[args.command]
     try:
         with warnings.catch_warnings():  # restores the default display afterwards
             warnings.showwarning = _show_warning
-            return _predict(args) if args.command == "predict" else _info(args)
-    except (CheckpointError, PredictError, IngestError, OSError) as exc:  # OSError: e.g. an unwritable -o
+            return command(args)
+    except (CheckpointError, PredictError, IngestError, ConfigError, RunnerError, OSError) as exc:  # OSError: e.g. an unwritable -o
         print("tlcgcnn: error: " + " ".join(str(exc).split()), file=sys.stderr)
         return EXIT_USAGE
 

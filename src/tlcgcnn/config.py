@@ -7,11 +7,14 @@ defaults defined here (the schema's ``default:`` values must equal them: tests/t
 checks both ways) and returns a :class:`Config` whose methods answer, from plain values:
 
 * which pretraining sources exist (:meth:`Config.pretrain_sources`) with their target, size,
-  seed, model and training settings;
+  seed, model and training settings; a source that names a ``checkpoint`` file is not
+  trained: its target, size, seed and model are read from the file (torch-free, by
+  :mod:`tlcgcnn.checkpoint_info`) and checked against the modes that use it;
 * which fine-tuning cells exist (:meth:`Config.cells`): one per (target, training size,
   mode), with the seeds, the model (the mode's variant applied), training and transfer
   settings and the pretraining source;
-* the split of each target / source, the featurization parameters and the graph-cache key.
+* the split of each target / source, the featurization parameters and the graph-cache key;
+* which outside labelled sets (``external``) each fine-tuning target is evaluated on.
 
 Torch-free and light: Snakemake imports it when it parses the workflow.
 """
@@ -138,9 +141,12 @@ class ResourceSettings:
 # defaults of list / map entries: finetune.targets[], pretrain[], finetune.modes.<name>
 TARGET_DEFAULTS: dict[str, Any] = {"transform": "none", "subset": "all", "task": "regression"}
 PRETRAIN_DEFAULTS: dict[str, Any] = {"transform": "none", "subset": "all", "size": "all", "seed": 0, "model": None}
+# keys a pretrain entry with a `checkpoint` must not set: the file says them
+CHECKPOINT_SOURCE_KEYS = ("property", "transform", "subset", "size", "seed", "train", "properties", "weights", "model")
+EXTERNAL_DEFAULTS: dict[str, Any] = {"transform": "none", "id_column": None, "structure_column": None, "columns": {}}
 MODE_DEFAULTS: dict[str, Any] = {"pretrained": None, "freeze": 0, "reinit": "none", "model": None}
 FINETUNE_DEFAULTS: dict[str, Any] = {"baseline": "scratch", "group_seeds": False}
-TOP_DEFAULTS: dict[str, Any] = {"regenerate_demo": False, "model_variants": {}, "pretrain": []}
+TOP_DEFAULTS: dict[str, Any] = {"regenerate_demo": False, "model_variants": {}, "pretrain": [], "external": []}
 
 SECTIONS: dict[str, type] = {
     "train": TrainSettings,
@@ -162,6 +168,7 @@ def defaults() -> dict[str, Any]:
     out.update({f"dataset.sample.{k}": v for k, v in SAMPLE_DEFAULTS.items()})
     out.update({f"finetune.targets[].{k}": v for k, v in TARGET_DEFAULTS.items()})
     out.update({f"pretrain[].{k}": v for k, v in PRETRAIN_DEFAULTS.items()})
+    out.update({f"external[].{k}": v for k, v in EXTERNAL_DEFAULTS.items()})
     out.update({f"finetune.modes.*.{k}": v for k, v in MODE_DEFAULTS.items()})
     out.update({f"finetune.{k}": v for k, v in FINETUNE_DEFAULTS.items()})
     out.update(TOP_DEFAULTS)
@@ -210,7 +217,9 @@ class TargetSpec:
 
 @dataclass(frozen=True)
 class PretrainSource:
-    """One pretraining run: a source model that fine-tuning modes start from."""
+    """One pretraining run: a source model that fine-tuning modes start from. With
+    ``checkpoint`` it is a file made elsewhere (no pretraining job): target, size, seed and
+    model are the file's, ``train`` is empty."""
 
     name: str
     target: TargetSpec
@@ -218,9 +227,25 @@ class PretrainSource:
     seed: int
     model: dict[str, Any]
     train: dict[str, Any]
+    checkpoint: str | None = None
 
     def as_params(self) -> dict[str, Any]:
-        return {"name": self.name, "target": self.target.as_dict(), "size": self.size, "seed": self.seed, "model": self.model, "train": self.train}
+        out = {"name": self.name, "target": self.target.as_dict(), "size": self.size, "seed": self.seed, "model": self.model, "train": self.train}
+        return {**out, "checkpoint": self.checkpoint} if self.checkpoint else out
+
+
+@dataclass(frozen=True)
+class ExternalSet:
+    """An outside labelled set (``external:``) that every fine-tuned graph model of a target
+    with the same property and transform predicts."""
+
+    name: str
+    path: str
+    property: str
+    transform: str
+    id_column: str | None
+    structure_column: str | None
+    columns: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -301,9 +326,17 @@ class Config:
             for m, s in ft["modes"].items()
         }
         self._targets = {t["name"]: {**TARGET_DEFAULTS, **t} for t in ft["targets"]}
-        self._pretrain = {p["name"]: {**PRETRAIN_DEFAULTS, **p} for p in raw.get("pretrain", TOP_DEFAULTS["pretrain"])}
+        pre_raw = list(raw.get("pretrain", TOP_DEFAULTS["pretrain"]))
+        self._checkpoints = {p["name"]: str(p["checkpoint"]) for p in pre_raw if p.get("checkpoint")}
+        self._check_checkpoint_entries(pre_raw)
+        self._pretrain = {p["name"]: p if p.get("checkpoint") else {**PRETRAIN_DEFAULTS, **p} for p in pre_raw}
+        self._external = {
+            e["name"]: ExternalSet(**{**EXTERNAL_DEFAULTS, **e}) for e in raw.get("external", TOP_DEFAULTS["external"])
+        }
         self._check()
         self._sources = {n: self._source(p) for n, p in self._pretrain.items()}
+        self._check_checkpoint_sources()
+        self._check_external()
 
     # ---------------------------------------------------------------- settings
     def model_config(self, variant: str | None = None) -> dict[str, Any]:
@@ -345,6 +378,15 @@ class Config:
     def pretrain_names(self) -> list[str]:
         return sorted(self._pretrain)
 
+    @property
+    def trained_pretrain_names(self) -> list[str]:
+        """The sources the workflow trains (not those read from a checkpoint file)."""
+        return sorted(n for n in self._pretrain if n not in self._checkpoints)
+
+    def pretrained_checkpoint(self, source: str) -> str | None:
+        """The checkpoint file of a ``checkpoint:`` source, or None for a trained one."""
+        return self._checkpoints.get(source)
+
     def target(self, name: str) -> TargetSpec:
         """A fine-tuning target (only the fields that change its runs: editing its label,
         sizes or modes does not re-run finished cells)."""
@@ -364,6 +406,8 @@ class Config:
         return self._sources[name]
 
     def _source(self, p: dict[str, Any]) -> PretrainSource:
+        if p.get("checkpoint"):
+            return self._checkpoint_source(p["name"], str(p["checkpoint"]))
         props = p.get("properties")
         multitask = bool(props and len(props) > 1)
         spec = TargetSpec(
@@ -380,8 +424,27 @@ class Config:
             model=self.model_config(p["model"]), train=self.train_config(p.get("train")),
         )
 
+    def _checkpoint_source(self, name: str, path: str) -> PretrainSource:
+        from tlcgcnn.checkpoint_info import CheckpointInfoError, summary
+
+        try:
+            info = summary(path)
+        except CheckpointInfoError as err:
+            raise ConfigError(f"config: pretrain {name}: {err}") from None
+        t = info["target"]
+        props = t.get("properties")
+        spec = TargetSpec(
+            name=name, property=t["property"], transform=t.get("transform", "none"), subset=t.get("subset", "all"),
+            task=t.get("task", "regression"), properties=list(props) if props else None,
+            weights=[float(w) for w in t["weights"]] if t.get("weights") else None,
+        )
+        keys = [*(f.name for f in fields(ModelSettings)), "radius"]
+        model = {k: info["model_config"][k] for k in keys if k in info["model_config"]}
+        model.setdefault("kind", "cgcnn")
+        return PretrainSource(name=name, target=spec, size=parse_size(info["size"]), seed=info["seed"], model=model, train={}, checkpoint=path)
+
     def split_names(self) -> list[str]:
-        return sorted([*self._targets, *self._pretrain])
+        return sorted([*self._targets, *self.trained_pretrain_names])
 
     def split_spec(self, name: str) -> dict[str, Any]:
         """The fields that define a split file: name, property (the first of a multi-task
@@ -390,9 +453,10 @@ class Config:
         return {"name": name, "property": spec["property"], "subset": spec["subset"]}
 
     def required_properties(self) -> list[str]:
+        trained = [p for n, p in self._pretrain.items() if n not in self._checkpoints]
         props = [t["property"] for t in self._targets.values()]
-        props += [p["property"] for p in self._pretrain.values()]
-        props += [q for p in self._pretrain.values() for q in p.get("properties") or []]
+        props += [p["property"] for p in trained]
+        props += [q for p in trained for q in p.get("properties") or []]
         return sorted(set(props))
 
     # ---------------------------------------------------------------- fine-tuning cells
@@ -429,6 +493,42 @@ class Config:
     def cells(self) -> list[Cell]:
         return [self.cell(t, n, m) for t in self.target_names for n in self.target_sizes(t) for m in self.target_modes(t)]
 
+    # ---------------------------------------------------------------- external sets
+    @property
+    def external_names(self) -> list[str]:
+        return sorted(self._external)
+
+    def external_set(self, name: str) -> ExternalSet:
+        return self._external[name]
+
+    def external_targets(self, name: str) -> list[str]:
+        """The regression targets an external set is evaluated on: same property and transform,
+        with at least one graph-model mode (the baselines predict from descriptors of the
+        main table only)."""
+        e = self._external[name]
+        return [
+            t for t in self.target_names
+            if self._targets[t]["property"] == e.property and self._targets[t]["transform"] == e.transform
+            and self._targets[t]["task"] == "regression" and self.external_cells(t)
+        ]
+
+    def external_cells(self, target: str) -> list[Cell]:
+        """The graph-model cells of a target (what an external set's evaluation reads)."""
+        return [self.cell(target, n, m) for n in self.target_sizes(target) for m in self.target_modes(target) if self.modes[m].estimator is None]
+
+    def external_pairs(self) -> list[tuple[str, str]]:
+        """Every (external set, target) evaluation of the run."""
+        return [(e, t) for e in self.external_names for t in self.external_targets(e)]
+
+    def external_ingest_settings(self, name: str) -> dict[str, Any]:
+        """The ``dataset``-shaped settings with which an external set is ingested: its own
+        path and columns, the main dataset's structure checks (min_distance), no sampling."""
+        e = self._external[name]
+        return {
+            **self.dataset_settings(), "source": "local", "path": e.path, "id_column": e.id_column,
+            "structure_column": e.structure_column, "columns": dict(e.columns), "source_label": e.name, "sample": None,
+        }
+
     @property
     def gnn_modes(self) -> list[str]:
         return sorted(m for m, s in self.modes.items() if s.estimator is None)
@@ -447,6 +547,7 @@ class Config:
             "model_variants": self.model_variants,
             "pretrain": [s.as_params() for s in self.pretrain_sources()],
             "finetune": {**self._ft, "modes": {m: s.as_dict() for m, s in self.modes.items()}, "targets": list(self._targets.values())},
+            **({"external": [asdict(e) for e in self._external.values()]} if self._external else {}),
         }
 
     def sha256(self) -> str:
@@ -463,11 +564,13 @@ class Config:
                 raise ConfigError(f"config: finetune.modes.{m.name}.pretrained = {m.pretrained!r} is not a pretrain name (known: {sorted(pre)})")
             if m.model is not None and m.model not in self.model_variants:
                 raise ConfigError(f"config: finetune.modes.{m.name}.model = {m.model!r} is not in model_variants")
-            if m.pretrained and pre[m.pretrained]["model"] != m.model:
+            if m.pretrained and m.pretrained not in self._checkpoints and pre[m.pretrained]["model"] != m.model:
                 raise ConfigError(f"config: mode {m.name} uses model {m.model!r} but its pretrained {m.pretrained!r} uses {pre[m.pretrained]['model']!r}")
             if m.estimator and (m.pretrained or m.model):
                 raise ConfigError(f"config: baseline mode {m.name} cannot have pretrained / model")
         for name, p in pre.items():
+            if name in self._checkpoints:
+                continue
             props = p.get("properties")
             if props and props[0] != p["property"]:
                 raise ConfigError(f"config: pretrain {name}: properties must start with property")
@@ -481,6 +584,60 @@ class Config:
                 raise ConfigError(f"config: target {name}: unknown modes {sorted(unknown)}")
         if self.baseline not in modes:
             raise ConfigError(f"config: finetune.baseline {self.baseline!r} is not one of the modes {sorted(modes)}")
+
+    def _check_checkpoint_entries(self, entries: list[dict[str, Any]]) -> None:
+        """A ``checkpoint:`` source says nothing the file says; a trained one needs a property."""
+        for p in entries:
+            if p.get("checkpoint"):
+                bad = sorted(k for k in CHECKPOINT_SOURCE_KEYS if k in p)
+                if bad:
+                    raise ConfigError(
+                        f"config: pretrain {p['name']}: a checkpoint source takes its target, size, seed and model from "
+                        f"{p['checkpoint']}; remove {bad} (see `tlcgcnn info {p['checkpoint']}`)"
+                    )
+            elif "property" not in p:
+                raise ConfigError(f"config: pretrain {p['name']}: needs a `property` to be trained, or a `checkpoint` file to start from")
+
+    def _check_checkpoint_sources(self) -> None:
+        """Every mode that starts from a checkpoint file must build the file's architecture,
+        and the graphs must be featurized as the file's were: one message per file, naming
+        every difference. (The atom-feature table, a tensor, is compared when the job starts:
+        tlcgcnn.transfer.apply_transfer.)"""
+        from tlcgcnn.checkpoint_info import summary
+
+        for name, path in sorted(self._checkpoints.items()):
+            info = summary(path)
+            problems = []
+            stored = info["featurize"] or asdict(FeaturizeSettings())  # not recorded: the defaults
+            ours = asdict(self.featurize_params())
+            diff = [f"{k}: {stored.get(k)!r} in the checkpoint vs {ours[k]!r} in featurize" for k in ours if stored.get(k) != ours[k]]
+            if diff:
+                problems.append("featurization differs (" + "; ".join(diff) + ")")
+            src_model = self._sources[name].model
+            for m in sorted(self.modes.values(), key=lambda m: m.name):
+                if m.pretrained != name:
+                    continue
+                want = self.model_config(m.model)
+                diff = [f"{k}: {src_model.get(k, '<absent>')!r} in the checkpoint vs {want[k]!r} in {'model_variants.' + m.model if m.model else 'model'}" for k in want if src_model.get(k, "<absent>") != want[k]]
+                if diff:
+                    problems.append(f"mode {m.name}: the architecture differs (" + "; ".join(diff) + ")")
+            if problems:
+                raise ConfigError(
+                    f"config: pretrain {name}: checkpoint {path} does not fit this configuration: " + "; ".join(problems)
+                    + f". Set featurize / model to the checkpoint's values (`tlcgcnn info {path}` lists them)"
+                )
+
+    def _check_external(self) -> None:
+        clash = set(self._external) & (set(self._targets) | set(self._pretrain))
+        if clash:
+            raise ConfigError(f"config: external names {sorted(clash)} are also target or pretrain names")
+        for name, e in self._external.items():
+            if not self.external_targets(name):
+                have = sorted({(t["property"], t["transform"]) for t in self._targets.values()})
+                raise ConfigError(
+                    f"config: external {name}: no fine-tuning target with a graph model has property {e.property!r} and "
+                    f"transform {e.transform!r} (targets have {have})"
+                )
 
 
 def featurize_params(settings: Mapping[str, Any]) -> Any:

@@ -20,7 +20,7 @@ from tlcgcnn import io
 from tlcgcnn.metrics import classification_metrics, regression_metrics
 from tlcgcnn.targets import Target, inverse_transform, labels
 
-__all__ = ["classification_metrics", "evaluate", "regression_metrics", "run_record"]
+__all__ = ["classification_metrics", "evaluate", "predict_ids", "regression_metrics", "run_record"]
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,27 @@ def evaluate(
     io.write_json(out_metrics, record)
     log.info("%s seed %s: test error %.4f (n=%d) -> %s", target.name, ckpt["seed"], metrics["error"], metrics["n_test"], out_metrics)
     return record
+
+
+def predict_ids(ckpt: dict[str, Any], checkpoint: str | Path, graph_dir: str | Path, ids: list[str], device: str = "auto") -> np.ndarray:
+    """Predictions of a regression checkpoint (already loaded) for ``ids`` of a graph cache,
+    in the model's target units (denormalised), after checking that the cache was featurized
+    as the model's training graphs were (:func:`tlcgcnn.train.check_same_featurization`)."""
+    import torch
+
+    from tlcgcnn import graphs
+    from tlcgcnn.checkpoint import model_from_checkpoint
+    from tlcgcnn.device import pick_device
+    from tlcgcnn.normalize import normalizer_from_dict
+    from tlcgcnn.train import check_same_featurization, predict
+
+    dev = pick_device(device)
+    data = graphs.load(graph_dir, ids)
+    check_same_featurization(ckpt, data, checkpoint, graph_dir)
+    model = model_from_checkpoint(ckpt, checkpoint).to(dev)
+    data = data.to(dev)
+    raw = predict(model, data, torch.arange(len(ids), device=dev), ckpt["train_config"].get("eval_batch_size", 512))
+    return normalizer_from_dict(ckpt["normalizer"]).denorm(raw.squeeze(-1)).double().cpu().numpy()
 
 
 def run_record(

@@ -34,7 +34,7 @@ KEYS = ("target", "size")
 TEXT_COLUMNS = (
     "target", "property", "transform", "subset", "mode", "stage", "pretrained", "baseline",
     "checkpoint", "config_sha256", "data_sha256", "git_commit", "package_version",
-    "torch_version", "device", "model", "source", "holm_family",
+    "torch_version", "device", "model", "source", "holm_family", "external",
 )
 
 
@@ -313,7 +313,12 @@ def correlation(table_path: str | Path, out: str | Path, x: str = "formation_ene
 
 
 def collect_pretrain(paths: list[str], out: str | Path) -> pd.DataFrame:
-    """Workflow entry: one table of the pretraining runs' test metrics."""
+    """Workflow entry: one table of the pretraining runs' test metrics (an empty table when
+    every source is a checkpoint file: those are not evaluated, their test set belongs to
+    another data set; ``tlcgcnn info`` describes them)."""
+    if not paths:
+        io.write_csv(pd.DataFrame(), out)
+        return pd.DataFrame()
     df = collect(paths)
     io.write_csv(df, out)
     return df

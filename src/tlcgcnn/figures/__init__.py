@@ -48,6 +48,8 @@ INPUTS: dict[str, tuple[str, Callable[[str | Path], Any]]] = {
     "pretrain": ("stats/pretrain.csv", _read_table),
     "table": ("data/structures.parquet", _read_parquet),
     "corr": ("stats/ef_eg_correlation.json", _read_json),
+    "external": ("stats/external.csv", _read_table),
+    "external_predictions": ("stats/external_predictions.parquet", _read_parquet),
 }
 
 
@@ -146,6 +148,12 @@ def _draw_models(d: Mapping[str, Any], labels: Mapping[str, str], target: str | 
     model_comparison(d["models"], dict(labels), png, pdf)
 
 
+def _draw_external_parity(d: Mapping[str, Any], labels: Mapping[str, str], target: str | None, png: str | Path, pdf: str | Path) -> None:
+    from tlcgcnn.figures.external import external_parity
+
+    external_parity(d["external"], d["external_predictions"], dict(labels), png, pdf)
+
+
 REGISTRY: dict[str, Figure] = {
     f.name: f
     for f in (
@@ -158,6 +166,7 @@ REGISTRY: dict[str, Figure] = {
         Figure("multitask", "multitask", ("metrics", "tests"), "multitask", "Transfer learning", _paper(needs.has_multitask_comparison), _draw_multitask),
         Figure("pretrain_size", "pretrain_size", ("metrics",), "pretrain_size", "Transfer learning", _paper(needs.has_pretrain_size_sweep), _draw_pretrain_size),
         Figure("models", "models", ("models",), "models", "Models", _paper(needs.has_model_comparison), _draw_models),
+        Figure("external_parity", "external_parity", ("external", "external_predictions"), "external_parity", "External sets", needs.has_external, _draw_external_parity),
     )
 }
 

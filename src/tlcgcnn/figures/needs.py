@@ -72,7 +72,8 @@ def mode_uses(config: Config) -> list[ModeUse]:
                 family, kind = "baseline", str(spec["estimator"])
             else:
                 family, kind = ("transfer" if pre else "scratch"), _model_kind(config, spec.get("model"))
-            props = (pre or {}).get("properties") or ([pre["property"]] if pre else [])
+            # a `checkpoint:` source names no property here (the file holds it): its name stands in
+            props = (pre or {}).get("properties") or ([pre.get("property") or pre["name"]] if pre else [])
             subset = (pre or {}).get("subset", "all") if pre else None
             out.append(ModeUse(
                 target=str(t["name"]), mode=str(mode), family=family, model_kind=kind,
@@ -143,7 +144,8 @@ def has_model_comparison(config: Config) -> bool:
 def required_properties(config: Config) -> set[str]:
     props = {t["property"] for t in _ft(config).get("targets") or []}
     for p in config.get("pretrain") or []:
-        props |= {p["property"], *(p.get("properties") or [])}
+        if "property" in p:  # not a `checkpoint:` source
+            props |= {p["property"], *(p.get("properties") or [])}
     return props
 
 
@@ -157,7 +159,13 @@ def has_subset_scaling(config: Config, prop: str = "formation_energy_per_atom") 
     subset (a learning curve needs two points)."""
     sizes: dict[str, set[float]] = {}
     for p in config.get("pretrain") or []:
-        if p["property"] == prop and len(p.get("properties") or [prop]) == 1:
+        if p.get("property") == prop and len(p.get("properties") or [prop]) == 1:
             sizes.setdefault(p.get("subset", "all"), set()).add(_size(p.get("size", "all")))
     return any(len(s) > 1 for s in sizes.values())
 
+
+
+def has_external(config: Config) -> bool:
+    """Parity figure of the outside labelled sets: the config has ``external`` entries (each
+    serves at least one fine-tuning target: tlcgcnn.config refuses one that serves none)."""
+    return bool(config.get("external"))

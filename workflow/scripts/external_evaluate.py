@@ -1,0 +1,24 @@
+"""Snakemake adapter: every fine-tuned graph model of a target predicts an external set
+(tlcgcnn.external.evaluate_target)."""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.join(snakemake.scriptdir, "..", "..", "src"))  # noqa: F821
+
+from tlcgcnn.external import evaluate_target  # noqa: E402
+from tlcgcnn.runtime import log_to  # noqa: E402
+
+log_to(snakemake.log[0])  # noqa: F821
+inp, params = snakemake.input, snakemake.params  # noqa: F821
+evaluate_target(
+    external=params.external,
+    cell_metrics=list(inp.cells),
+    table_path=inp.table,
+    graph_dir=inp.graphs,
+    overlap_path=inp.overlap,
+    split_cfg=params.split,
+    device=params.device,
+    out_metrics=snakemake.output.metrics,  # noqa: F821
+    out_predictions=snakemake.output.predictions,  # noqa: F821
+)

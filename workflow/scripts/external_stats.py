@@ -1,0 +1,17 @@
+"""Snakemake adapter: the external-set table and predictions of the run (tlcgcnn.external.collect)."""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.join(snakemake.scriptdir, "..", "..", "src"))  # noqa: F821
+
+from tlcgcnn.external import collect  # noqa: E402
+from tlcgcnn.runtime import log_to  # noqa: E402
+
+log_to(snakemake.log[0])  # noqa: F821
+collect(
+    list(snakemake.input.metrics),  # noqa: F821
+    list(snakemake.input.predictions),  # noqa: F821
+    snakemake.output.table,  # noqa: F821
+    snakemake.output.predictions,  # noqa: F821
+)
