@@ -97,6 +97,11 @@ def target_labels():
 
 
 # published models (rules/zoo.smk): config.zoo_model answers
+def zoo_folders():
+    """The folders of the published models (rules/zoo.smk); none without zoo.models."""
+    return [f"{CFG.zoo.dir}/{n}" for n in CFG.zoo_names]
+
+
 def zoo_candidates(name):
     """Result folder of each candidate of a published model: the source, or each mode."""
     m = CFG.zoo_model(name)
@@ -114,6 +119,10 @@ def zoo_inputs(wildcards):
     }
 
 
+def zoo_label(m):
+    return CFG.target_label(m["target"]) if m["kind"] == "finetune" else m["pretrain"]
+
+
 def zoo_params(wildcards):
     c = zoo_candidates(wildcards.zoo_model)
     m = CFG.zoo_model(wildcards.zoo_model)
@@ -121,7 +130,7 @@ def zoo_params(wildcards):
         "model": m,
         "metrics": {k: f"{d}/metrics.json" for k, d in c.items()},
         "predictions": {k: f"{d}/predictions.parquet" for k, d in c.items()},
-        "label": CFG.target_label(m["target"]) if m["kind"] == "finetune" else m["pretrain"],
+        "label": zoo_label(m),
         "config_name": CFG.name,
     }
 
@@ -182,7 +191,7 @@ def all_targets():
         *figure_files(),
         f"{R}/stats/ttests.csv",
         *expand(f"{R}/pretrain/{{p}}/metrics.json", p=sorted(PRETRAIN)),
-        *[f"{CFG.zoo.dir}/{n}" for n in CFG.zoo_names],  # published models (rules/zoo.smk)
+        *zoo_folders(),
     ]
     return common + paper_targets() if GROUP_SEEDS else common
 
