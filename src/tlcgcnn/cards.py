@@ -95,8 +95,9 @@ def parity(preds: pd.DataFrame, outputs: list[dict[str, Any]], title: str, png: 
         ax.plot([lo, hi], [lo, hi], color="0.5", lw=0.8, zorder=1)
         ax.scatter(x, y, s=6, alpha=0.5, lw=0, zorder=2)
         mae = float(np.abs(y - x).mean())
-        ax.set_xlabel(f"true {out['output']} ({out['unit']})")
-        ax.set_ylabel(f"predicted ({out['unit']})")
+        unit = f" ({out['unit']})" if out["unit"] == out["property_unit"] else ""  # a log10 output names its unit
+        ax.set_xlabel(f"true {out['output']}{unit}")
+        ax.set_ylabel(f"predicted {out['output']}{unit}")
         ax.set_title(f"MAE {mae:.4g}, n = {len(d)}", fontsize=9)
         ax.set_aspect("equal", adjustable="box")
     fig.suptitle(title, fontsize=10)
@@ -242,10 +243,13 @@ def markdown(card: Mapping[str, Any], folder: str | Path) -> str:
     per_prop = ""
     if test.get("per_property"):
         per_prop = "\n\nPer property (seed 0): " + "; ".join(f"`{p}` MAE {_fmt(m.get('mae'))}" for p, m in test["per_property"].items())
+    units_note = ""
+    if "mae_original_units" in keys:
+        units_note = f"\nmae_original_units: the MAE after undoing the log10, in {t['outputs'][0]['property_unit']}.\n"
     compared = ""
     if card.get("compared"):
         rows = "\n".join(f"| {c['mode']} | {_fmt(c['mean_best_val'])} | {c['seeds']} |" for c in card["compared"])
-        compared = f"\n\nChosen among the target's graph modes by the mean best validation score (`mode: best`; the test set plays no part):\n\n| mode | mean best validation score | seeds |\n|---|---|---|\n{rows}\n"
+        compared = f"\n\nChosen among the target's transfer modes by the mean best validation score (`mode: best`; the test set plays no part):\n\n| mode | mean best validation score | seeds |\n|---|---|---|\n{rows}\n"
     transfer = "trained from scratch"
     if card.get("transfer"):
         x = card["transfer"]
@@ -254,7 +258,7 @@ def markdown(card: Mapping[str, Any], folder: str | Path) -> str:
     cfg = ", ".join(f"{k}={v}" for k, v in card["model"]["config"].items())
     return f"""# {card['name']}: {card['label']}
 
-{headline} on the fixed test set ({test['n_test']:,} materials that no zoo model trained on).
+{headline} on the fixed test set ({test['n_test']:,} materials, held out from training and validation).
 
 ## What it predicts
 
@@ -281,7 +285,7 @@ Validation score: {tr[0]['best_val_score_is']}.{compared}
 | seed | {' | '.join(keys)} |
 |---|{'---|' * len(keys)}
 {test_rows}{per_prop}
-
+{units_note}
 ![parity](parity.png)
 
 ## Model and code
