@@ -5,13 +5,16 @@ checkpoints load with weights_only=True and predict through ``tlcgcnn predict``.
 
 from __future__ import annotations
 
+import copy
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 
 from tlcgcnn import cards, evaluate, ingest, io, table
 from tlcgcnn.checkpoint import load_checkpoint
@@ -145,3 +148,45 @@ def test_a_missing_checkpoint_is_named(trained, tmp_path):
             {"name": "x", "kind": "pretrain", "pretrain": "ef"}, metrics={"ef": tmp_path / "metrics.json"}, predictions={"ef": pre / "predictions.parquet"},
             ingest_summary=trained["dir"] / "ingest_summary.json", out_dir=tmp_path / "x", config_name="zoo",
         )
+
+
+def test_zoo_config_resolves_published_models():
+    from tlcgcnn import config as C
+
+    cfg = C.load(ROOT / "config" / "zoo.yaml")
+    assert cfg.zoo_names == ["mp2018-ef", "mp2018-eg", "mp2018-mt", "mp2018-log_kvrh", "mp2018-hse_gap"]
+    assert cfg.zoo_model("mp2018-mt") == {"name": "mp2018-mt", "kind": "pretrain", "pretrain": "mt"}
+    k = cfg.zoo_model("mp2018-log_kvrh")
+    assert k["modes"] == ["ef_ft", "mt_ft"] and k["size"] == "all" and k["seeds"] == [0, 1, 2] and k["choice"] == "best"
+    raw = yaml.safe_load((ROOT / "config" / "zoo.yaml").read_text())
+    bad = [
+        ({"name": "x", "pretrain": "nope"}, "pretrain 'nope' is not a pretrain name"),
+        ({"name": "x", "target": "log_kvrh", "mode": "eg_ft"}, "mode 'eg_ft' is not a graph-model mode of target log_kvrh"),
+        ({"name": "x", "target": "log_kvrh", "mode": "ef_ft", "size": 100}, "size 100 is not a size of target log_kvrh"),
+        ({"name": "x", "target": "log_kvrh"}, "needs mode"),
+        ({"name": "x", "pretrain": "ef", "target": "log_kvrh"}, "either pretrain"),
+        ({"name": "mp2018-ef", "pretrain": "eg"}, "repeated names"),
+    ]
+    for entry, message in bad:
+        r = copy.deepcopy(raw)
+        r["zoo"]["models"].append(entry)
+        with pytest.raises(C.ConfigError, match=re.escape(message)):
+            C.load(r)
+    r = copy.deepcopy(raw)
+    r["finetune"]["targets"][0]["modes"] = ["scratch"]
+    with pytest.raises(C.ConfigError, match="mode best chooses among transfer modes"):
+        C.load(r)
+
+
+def test_embedded_input_may_be_the_download():
+    from tlcgcnn import config as C
+
+    raw = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    assert C.load(raw).embedded_input() == "../shared/data/mp2018_36737.csv.gz"
+    raw["embedded"] = {"input": "download"}
+    with pytest.raises(C.ConfigError, match="embedded.input is 'download' but dataset.source is local"):
+        C.load(raw).embedded_input()
+    raw["dataset"] = {"source": "materials_project"}
+    cfg = C.load(raw)
+    assert cfg.embedded_input() == "results/quickstart/raw/materials_project.parquet"
+    assert cfg.embedded_settings()["keep"] == {"k_vrh": 0, "band_gap_hse": 1500}
