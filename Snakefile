@@ -15,11 +15,11 @@ if not workflow.overwrite_configfiles:
 include: "rules/common.smk"
 
 
-# The demo dataset in resources/demo/ is committed; its generator joins the DAG only when
-# asked for: snakemake --config regenerate_demo=True --forcerun demo_dataset ...
-if CFG.regenerate_demo:
+# The real-data subset in resources/mp2018/ is committed; its rule joins the DAG only when
+# asked for: snakemake --config regenerate_embedded=True --forcerun embedded_subset ...
+if CFG.regenerate_embedded:
 
-    include: "rules/demo.smk"
+    include: "rules/embedded.smk"
 
 
 include: "rules/download.smk"
@@ -33,6 +33,7 @@ include: "rules/finetune.smk"
 include: "rules/stats.smk"
 include: "rules/external.smk"
 include: "rules/figures.smk"
+include: "rules/zoo.smk"
 
 
 # cheap bookkeeping jobs run in the main Snakemake process, never on a cluster

@@ -51,6 +51,11 @@ def isolation_graphs():
     return GRAPHS if CFG.featurize.isolated == "drop" else []
 
 
+def test_ids_input():
+    """The split.test_ids file (the fixed test materials), when the config names one."""
+    return CFG.split.test_ids or []
+
+
 def ingest_input():
     src = CFG.dataset.source
     return CFG.dataset.path if src == "local" else f"{R}/raw/{src}.parquet"
@@ -121,6 +126,45 @@ def target_labels():
     return CFG.target_labels()
 
 
+# published models (rules/zoo.smk): config.zoo_model answers
+def zoo_folders():
+    """The folders of the published models (rules/zoo.smk); none without zoo.models."""
+    return [f"{CFG.zoo.dir}/{n}" for n in CFG.zoo_names]
+
+
+def zoo_candidates(name):
+    """Result folder of each candidate of a published model: the source, or each mode."""
+    m = CFG.zoo_model(name)
+    if m["kind"] == "pretrain":
+        return {m["pretrain"]: f"{R}/pretrain/{m['pretrain']}"}
+    return {mode: finetune_dir(m["target"], m["size"], mode) for mode in m["modes"]}
+
+
+def zoo_inputs(wildcards):
+    c = zoo_candidates(wildcards.zoo_model)
+    return {
+        "summary": f"{R}/data/ingest_summary.json",
+        "metrics": [f"{d}/metrics.json" for d in c.values()],
+        "predictions": [f"{d}/predictions.parquet" for d in c.values()],
+    }
+
+
+def zoo_label(m):
+    return CFG.target_label(m["target"]) if m["kind"] == "finetune" else m["pretrain"]
+
+
+def zoo_params(wildcards):
+    c = zoo_candidates(wildcards.zoo_model)
+    m = CFG.zoo_model(wildcards.zoo_model)
+    return {
+        "model": m,
+        "metrics": {k: f"{d}/metrics.json" for k, d in c.items()},
+        "predictions": {k: f"{d}/predictions.parquet" for k, d in c.items()},
+        "label": zoo_label(m),
+        "config_name": CFG.name,
+    }
+
+
 # figures: the registry in src/tlcgcnn/figures answers; these map the {figure} wildcard
 from tlcgcnn import figures as figure_registry  # noqa: E402
 
@@ -178,6 +222,7 @@ def all_targets():
         f"{R}/stats/ttests.csv",
         *expand(f"{R}/pretrain/{{p}}/metrics.json", p=sorted(PRETRAIN)),
         *([f"{R}/stats/external.csv"] if EXTERNAL else []),
+        *zoo_folders(),
     ]
     return common + paper_targets() if GROUP_SEEDS else common
 

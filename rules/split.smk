@@ -23,6 +23,7 @@ rule split_target:
     input:
         table=f"{R}/data/structures.parquet",
         subsets=f"{R}/splits/subsets.json",
+        test_ids=test_ids_input(),
     output:
         f"{R}/splits/{{split_name}}.split.json",
     log:

@@ -50,7 +50,7 @@ class _Module:
 
 class ImportClosure:
     """Import closure of scripts whose local imports (``tlcgcnn`` and any module of the extra
-    roots, e.g. ``tools/demo``) resolve under ``roots``."""
+    roots) resolve under ``roots``."""
 
     def __init__(self, *roots: Path) -> None:
         self.roots = [Path(r) for r in roots]

@@ -1,8 +1,7 @@
 """Rule by rule: the conda env a rule names holds every third-party package its code can import.
 
 For every rule of the workflow (read with Snakemake's own parser, so nothing is missed), the
-script it runs is followed through the ``tlcgcnn`` package (and ``tools/demo`` for the demo
-rule) by :mod:`import_closure`: module-level imports, lazy imports inside the functions the
+script it runs is followed through the ``tlcgcnn`` package by :mod:`import_closure`: module-level imports, lazy imports inside the functions the
 script reaches, at any depth. Each third-party import name is mapped to its distribution
 (``sklearn`` -> scikit-learn, ``torch`` -> pytorch on conda-forge, ...) and must be in the
 rule's env file, as a conda or a pip dependency. ``read_parquet`` / ``to_parquet`` count as a
@@ -34,7 +33,6 @@ from conftest import ROOT
 from import_closure import ImportClosure
 
 SRC = ROOT / "src"
-TOOLS_DEMO = ROOT / "tools" / "demo"
 
 # import name -> (conda-forge package names, PyPI distribution names); either satisfies
 DISTRIBUTIONS: dict[str, tuple[set[str], set[str]]] = {
@@ -55,7 +53,6 @@ DISTRIBUTIONS: dict[str, tuple[set[str], set[str]]] = {
     "mp_api": ({"mp-api"}, {"mp-api"}),
     "emmet": ({"emmet-core"}, {"emmet-core"}),
     "qmpy_rester": ({"qmpy-rester"}, {"qmpy-rester"}),
-    "chgnet": ({"chgnet"}, {"chgnet"}),
 }
 # conda-forge name -> PyPI name, where they differ (for comparing pins with requirements.txt)
 CONDA_TO_PYPI = {"pytorch": "torch", "matplotlib-base": "matplotlib", "seaborn-base": "seaborn"}
@@ -68,8 +65,8 @@ def _norm(name: str) -> str:
 # ----------------------------------------------------------------------------- reading
 @lru_cache(maxsize=1)
 def workflow_rules() -> tuple[tuple[str, str | None, str | None, str], ...]:
-    """(rule, env file, script, kind) of every rule, from Snakemake's parser. The demo rule
-    joins only with regenerate_demo=True, so that is set."""
+    """(rule, env file, script, kind) of every rule, from Snakemake's parser. The rule of the
+    committed real-data subset joins only with regenerate_embedded=True, so that is set."""
     from snakemake.api import SnakemakeApi
     from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings, StorageSettings
 
@@ -78,7 +75,7 @@ def workflow_rules() -> tuple[tuple[str, str | None, str | None, str], ...]:
         wf = api.workflow(
             snakefile=ROOT / "Snakefile",
             workdir=ROOT,
-            config_settings=ConfigSettings(config={"regenerate_demo": True}),
+            config_settings=ConfigSettings(config={"regenerate_embedded": True}),
             resource_settings=ResourceSettings(),
             storage_settings=StorageSettings(),
         )
@@ -114,7 +111,7 @@ def env_packages(env: dict[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
 
 @lru_cache(maxsize=None)
 def script_imports(script: str) -> dict[str, str]:
-    needed, _ = ImportClosure(SRC, TOOLS_DEMO).closure(ROOT / script)
+    needed, _ = ImportClosure(SRC).closure(ROOT / script)
     return {name: where.replace(f"{ROOT}/", "") for name, where in needed.items()}
 
 
@@ -144,8 +141,8 @@ def rule_problems(rule: str, env_file: str | None, env: dict[str, Any] | None, n
 def test_every_rule_env_holds_what_its_code_imports() -> None:
     rules = workflow_rules()
     names = {r[0] for r in rules}
-    # the rules every run has, and the opt-in demo rule: a parse that lost rules must fail
-    assert {"ingest", "featurize", "split_target", "pretrain", "evaluate_pretrain", "finetune", "finetune_baseline", "stats", "figure", "demo_dataset"} <= names
+    # the rules every run has, the zoo's and the opt-in subset rule: a parse that lost rules must fail
+    assert {"ingest", "featurize", "split_target", "pretrain", "evaluate_pretrain", "finetune", "finetune_baseline", "stats", "figure", "embedded_subset", "model_card"} <= names
     problems: list[str] = []
     checked = 0
     for rule, env_file, script, kind in rules:
@@ -160,7 +157,7 @@ def test_every_rule_env_holds_what_its_code_imports() -> None:
             continue
         problems += rule_problems(rule, env_file, load_env(env_file), script_imports(script))
         checked += 1
-    assert checked >= 18, checked  # every rule with a script (18 after the fine-tuning and figure rules were merged)
+    assert checked >= 19, checked  # every rule with a script (18 after the fine-tuning and figure rules were merged; the demo generator went, the subset and model-card rules came)
     assert not problems, "\n".join(problems)
 
 
@@ -195,7 +192,7 @@ def test_torch_free_rules_stay_torch_free() -> None:
 # A run-time cross-check of the static closure: in a fresh interpreter where the packages an
 # env lacks cannot be imported, every package module a rule reaches must import. (Importing
 # runs module-level code only; the lazy imports are the static check's part.)
-BLOCKABLE = ("torch", "sklearn", "gemmi", "matplotlib", "seaborn", "chgnet", "mp_api", "qmpy_rester")
+BLOCKABLE = ("torch", "sklearn", "gemmi", "matplotlib", "seaborn", "mp_api", "qmpy_rester")
 _BLOCKER = """
 import importlib, sys
 blocked = set(sys.argv[1].split(",")) - {""}
@@ -216,7 +213,7 @@ def test_reached_modules_import_without_what_the_env_lacks() -> None:
     by_env: dict[str, set[str]] = {}
     for rule, env_file, script, kind in workflow_rules():
         if script and env_file:
-            _, modules = ImportClosure(SRC, TOOLS_DEMO).closure(ROOT / script)
+            _, modules = ImportClosure(SRC).closure(ROOT / script)
             by_env.setdefault(env_file, set()).update(modules)
     failures = []
     for env_file, modules in sorted(by_env.items()):
@@ -226,7 +223,7 @@ def test_reached_modules_import_without_what_the_env_lacks() -> None:
             if not (DISTRIBUTIONS[name][0] & set(conda) or {_norm(p) for p in DISTRIBUTIONS[name][1]} & set(pip))
         ]
         res = subprocess.run(
-            [sys.executable, "-c", _BLOCKER, ",".join(blocked), f"{SRC},{TOOLS_DEMO}", ",".join(sorted(modules))],
+            [sys.executable, "-c", _BLOCKER, ",".join(blocked), f"{SRC}", ",".join(sorted(modules))],
             capture_output=True, text=True, timeout=120,
         )
         if res.returncode != 0:
@@ -289,7 +286,6 @@ def test_pyproject_lists_every_import_of_the_package() -> None:
         if not pypi & (declared | (extras if name in {"torch", "mp_api", "qmpy_rester", "emmet"} else set())):
             missing.append(f"pyproject.toml lacks {'/'.join(sorted(pypi))} (import {name!r} at {where})")
     assert not missing, "\n".join(missing)
-    assert "chgnet" not in needed, "chgnet belongs to tools/demo, not to the package"
 
 
 def test_package_data_is_shipped() -> None:
@@ -369,5 +365,7 @@ def test_closure_of_a_module_used_as_a_value_includes_all_its_functions(tmp_path
 def test_rule_scripts_are_found_by_the_parser() -> None:
     rules = {r[0]: r for r in workflow_rules()}
     assert rules["ingest"][1:3] == ("envs/core.yaml", "workflow/scripts/ingest.py")
-    assert rules["demo_dataset"][1] == "envs/demo.yaml"
-    assert "chgnet" in script_imports(rules["demo_dataset"][2])
+    assert rules["embedded_subset"][1:3] == ("envs/embedded.yaml", "workflow/scripts/embedded.py")
+    assert "gemmi" in script_imports(rules["embedded_subset"][2])
+    assert rules["model_card"][1:3] == ("envs/cards.yaml", "workflow/scripts/model_card.py")
+    assert "torch" in script_imports(rules["model_card"][2]) and "matplotlib" in script_imports(rules["model_card"][2])

@@ -202,3 +202,18 @@ def test_every_registered_figure_draws(tmp_path, monkeypatch):
         assert png.stat().st_size > 10_000 and pdf.stat().st_size > 1_000, stem
     with pytest.raises(KeyError, match=r"needs inputs \['corr'\]"):
         figures.draw("ef_eg_density", {"table": res / "data" / "structures.parquet"}, tmp_path / "x.png", tmp_path / "x.pdf")
+
+
+def test_learning_curve_of_size_all_sits_at_the_mean_training_size(tmp_path):
+    """config/zoo.yaml fine-tunes on the whole pool (size "all"): the curve is drawn at the
+    runs' mean training-set size instead of failing on a text x value."""
+    from tlcgcnn.figures.curves import learning_curve
+
+    rng = np.random.default_rng(0)
+    rows = [
+        {"target": t, "size": "all", "mode": m, "seed": s, "mae": 0.06 + 0.01 * rng.random(), "n_train": 2300 + s, "property": "k_vrh", "transform": "log10"}
+        for t in ("log_kvrh", "hse_gap") for m in ("scratch", "ef_ft") for s in range(3)
+    ]
+    tests = pd.DataFrame([{"target": "log_kvrh", "size": "all", "p_holm": 0.01, "mae_mode": 0.06, "mae_baseline": 0.07}])
+    learning_curve(pd.DataFrame(rows), tests, tmp_path / "lc.png", tmp_path / "lc.pdf")
+    assert (tmp_path / "lc.png").stat().st_size > 1000 and (tmp_path / "lc.pdf").exists()

@@ -101,6 +101,7 @@ class SplitSettings:
     val_fraction: float = 0.2
     val_min: int = 10
     seed: int = 42
+    test_ids: str | None = None
 
 
 @dataclass(frozen=True)
@@ -121,13 +122,27 @@ SAMPLE_DEFAULTS: dict[str, Any] = {"seed": 0, "keep": {}}
 
 
 @dataclass(frozen=True)
-class DemoSettings:
-    """Generator of the embedded demo dataset (``demo:``, rules/demo.smk)."""
+class EmbeddedSettings:
+    """The committed real-data subset and its rule (``embedded:``, rules/embedded.smk,
+    tlcgcnn.embedded). ``input``: a full table, or ``download`` (this config's download)."""
 
-    n_crystals: int = 3000
-    n_bulk: int = 320
-    seed: int = 20240601
-    batch_size: int = 32
+    input: str = "../shared/data/mp2018_36737.csv.gz"
+    dir: str = "resources/mp2018"
+    file: str = "mp2018_subset.parquet"
+    require: list[str] = field(default_factory=lambda: ["formation_energy_per_atom", "band_gap"])
+    keep: dict[str, int] = field(default_factory=lambda: {"k_vrh": 0, "band_gap_hse": 1500})
+    n: int = 1000
+    seed: int = 2018
+    max_bytes: int = 8_000_000
+    title: str = "Real Materials Project subset (MP-2018)"
+
+
+@dataclass(frozen=True)
+class ZooSettings:
+    """Published models with their cards (``zoo:``, rules/zoo.smk, tlcgcnn.cards)."""
+
+    dir: str = "resources/pretrained"
+    models: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -146,7 +161,8 @@ CHECKPOINT_SOURCE_KEYS = ("property", "transform", "subset", "size", "seed", "tr
 EXTERNAL_DEFAULTS: dict[str, Any] = {"transform": "none", "id_column": None, "structure_column": None, "columns": {}}
 MODE_DEFAULTS: dict[str, Any] = {"pretrained": None, "freeze": 0, "reinit": "none", "model": None}
 FINETUNE_DEFAULTS: dict[str, Any] = {"baseline": "scratch", "group_seeds": False}
-TOP_DEFAULTS: dict[str, Any] = {"regenerate_demo": False, "model_variants": {}, "pretrain": [], "external": []}
+ZOO_MODEL_DEFAULTS: dict[str, Any] = {"size": "all"}
+TOP_DEFAULTS: dict[str, Any] = {"regenerate_embedded": False, "model_variants": {}, "pretrain": [], "external": []}
 
 SECTIONS: dict[str, type] = {
     "train": TrainSettings,
@@ -154,7 +170,8 @@ SECTIONS: dict[str, type] = {
     "featurize": FeaturizeSettings,
     "split": SplitSettings,
     "dataset": DatasetSettings,
-    "demo": DemoSettings,
+    "embedded": EmbeddedSettings,
+    "zoo": ZooSettings,
     "resources": ResourceSettings,
 }
 
@@ -171,6 +188,7 @@ def defaults() -> dict[str, Any]:
     out.update({f"external[].{k}": v for k, v in EXTERNAL_DEFAULTS.items()})
     out.update({f"finetune.modes.*.{k}": v for k, v in MODE_DEFAULTS.items()})
     out.update({f"finetune.{k}": v for k, v in FINETUNE_DEFAULTS.items()})
+    out.update({f"zoo.models[].{k}": v for k, v in ZOO_MODEL_DEFAULTS.items()})
     out.update(TOP_DEFAULTS)
     return out
 
@@ -313,9 +331,12 @@ class Config:
         if ds.get("sample") is not None:
             ds["sample"] = {**SAMPLE_DEFAULTS, **ds["sample"]}
         self.dataset = DatasetSettings(**{k: v for k, v in ds.items() if k in known})
-        self.demo = DemoSettings(**raw.get("demo", {}))
+        self.embedded = EmbeddedSettings(**raw.get("embedded", {}))
+        zoo = dict(raw.get("zoo", {}))
+        zoo["models"] = [{**ZOO_MODEL_DEFAULTS, **m} for m in zoo.get("models", [])]
+        self.zoo = ZooSettings(**zoo)
         self.resources = ResourceSettings(**raw.get("resources", {}))
-        self.regenerate_demo: bool = bool(raw.get("regenerate_demo", TOP_DEFAULTS["regenerate_demo"]))
+        self.regenerate_embedded: bool = bool(raw.get("regenerate_embedded", TOP_DEFAULTS["regenerate_embedded"]))
         self.model_variants: dict[str, dict[str, Any]] = dict(raw.get("model_variants", TOP_DEFAULTS["model_variants"]))
         ft = {**FINETUNE_DEFAULTS, **raw["finetune"]}
         self.baseline: str = ft["baseline"]
@@ -360,6 +381,19 @@ class Config:
     def split_settings(self) -> dict[str, Any]:
         """``split:`` with defaults."""
         return asdict(self.split)
+
+    def embedded_settings(self) -> dict[str, Any]:
+        """``embedded:`` with defaults (the committed real-data subset's selection)."""
+        return asdict(self.embedded)
+
+    def embedded_input(self) -> str:
+        """The full table the embedded subset is selected from: ``embedded.input``, or this
+        config's download (``results/<name>/raw/<dataset.source>.parquet``) for ``download``."""
+        if self.embedded.input != "download":
+            return self.embedded.input
+        if self.dataset.source == "local":
+            raise ConfigError("config: embedded.input is 'download' but dataset.source is local (choose materials_project, oqmd or matbench)")
+        return f"results/{self.name}/raw/{self.dataset.source}.parquet"
 
     def featurize_params(self) -> Any:
         """The :class:`tlcgcnn.featurize.FeaturizeParams` of the graph cache."""
@@ -537,12 +571,31 @@ class Config:
     def baseline_modes(self) -> list[str]:
         return sorted(m for m, s in self.modes.items() if s.estimator is not None)
 
+    # ---------------------------------------------------------------- published models
+    @property
+    def zoo_names(self) -> list[str]:
+        return [m["name"] for m in self.zoo.models]
+
+    def zoo_model(self, name: str) -> dict[str, Any]:
+        """A published model (``zoo.models[]``) resolved to plain values: ``kind`` pretrain
+        (``pretrain``: its source) or finetune (``target``, ``size``, ``seeds`` and the
+        ``modes`` it is chosen from: the one named, or for ``best`` every transfer mode of the
+        target, the lowest mean best validation score winning)."""
+        m = next((m for m in self.zoo.models if m["name"] == name), None)
+        if m is None:
+            raise ConfigError(f"config: no zoo model {name!r} (known: {self.zoo_names})")
+        if m.get("pretrain"):
+            return {"name": name, "kind": "pretrain", "pretrain": m["pretrain"]}
+        size = parse_size(m["size"])
+        modes = [x for x in self.target_modes(m["target"]) if self.modes[x].pretrained] if m["mode"] == "best" else [m["mode"]]
+        return {"name": name, "kind": "finetune", "target": m["target"], "size": size, "seeds": self.seeds(size), "modes": modes, "choice": m["mode"]}
+
     # ---------------------------------------------------------------- whole config
     def as_dict(self) -> dict[str, Any]:
         """The resolved configuration as plain values (defaults filled): what provenance hashes."""
         return {
             "name": self.name,
-            **{k: asdict(getattr(self, k)) for k in ("train", "model", "featurize", "split", "demo", "resources")},
+            **{k: asdict(getattr(self, k)) for k in ("train", "model", "featurize", "split", "embedded", "zoo", "resources")},
             "dataset": self.dataset_settings(),
             "model_variants": self.model_variants,
             "pretrain": [s.as_params() for s in self.pretrain_sources()],
@@ -582,6 +635,29 @@ class Config:
             unknown = set(t.get("modes") or []) - set(modes)
             if unknown:
                 raise ConfigError(f"config: target {name}: unknown modes {sorted(unknown)}")
+        names = [m["name"] for m in self.zoo.models]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"config: zoo.models: repeated names {sorted({n for n in names if names.count(n) > 1})}")
+        for zm in self.zoo.models:
+            where = f"config: zoo.models {zm['name']}"
+            if bool(zm.get("pretrain")) == bool(zm.get("target")):
+                raise ConfigError(f"{where}: give either pretrain (a source) or target (+ mode, size)")
+            if zm.get("pretrain") and zm["pretrain"] not in pre:
+                raise ConfigError(f"{where}: pretrain {zm['pretrain']!r} is not a pretrain name (known: {sorted(pre)})")
+            if zm.get("target"):
+                if zm["target"] not in targets:
+                    raise ConfigError(f"{where}: target {zm['target']!r} is not a finetune target (known: {sorted(targets)})")
+                mode = zm.get("mode")
+                t_modes = list(targets[zm["target"]].get("modes") or sorted(modes))
+                if mode is None:
+                    raise ConfigError(f"{where}: a fine-tuned model needs mode (a mode name or best)")
+                if mode == "best" and not [x for x in t_modes if modes[x].pretrained]:
+                    raise ConfigError(f"{where}: mode best chooses among transfer modes, but target {zm['target']} has none")
+                if mode != "best" and (mode not in t_modes or modes[mode].estimator):
+                    raise ConfigError(f"{where}: mode {mode!r} is not a graph-model mode of target {zm['target']} (its modes: {t_modes})")
+                sizes = [parse_size(x) for x in targets[zm["target"]].get("sizes") or self._ft["sizes"]]
+                if parse_size(zm["size"]) not in sizes:
+                    raise ConfigError(f"{where}: size {zm['size']!r} is not a size of target {zm['target']} ({sizes})")
         if self.baseline not in modes:
             raise ConfigError(f"config: finetune.baseline {self.baseline!r} is not one of the modes {sorted(modes)}")
 

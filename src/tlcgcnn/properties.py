@@ -1,6 +1,6 @@
 """Canonical material properties: names, units, aliases and physically valid ranges.
 
-Every source (a local file, Materials Project, OQMD, matbench, the demo generator) maps its
+Every source (a local file, Materials Project, OQMD, matbench) maps its
 columns onto these canonical names, so the rest of the pipeline never has to know where a
 label came from. A label outside its valid range is not trusted: ingest sets it to missing
 and lists it in the dropped report with the reason.

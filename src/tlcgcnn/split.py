@@ -4,6 +4,9 @@
   flag, or ``band_gap <= threshold`` (config), and ``all``.
 * :func:`target_split` fixes, for one target property within one subset, a test set and a
   shuffled pool (seeded); it is written to a JSON file so every run sees the same test set.
+  The test set is a seeded fraction of the labelled materials, or, with ``split.test_ids``
+  (:func:`read_test_ids`), exactly the listed materials that are labelled (the model zoo's
+  committed held-out lists).
 * :func:`train_val` draws the training set of a given size and seed from the pool: the first
   ``size`` materials of a seeded permutation (so training sets are nested across sizes for a
   seed) and a validation set from the rest.
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,10 +49,42 @@ def subsets(df: pd.DataFrame, rule: str = "is_metal", threshold: float = 0.0) ->
     }
 
 
+def read_test_ids(path: str | Path) -> list[str]:
+    """Material ids of a ``split.test_ids`` file: one id per line; blank lines and lines
+    starting with ``#`` are ignored. A repeated id is an error naming file and line."""
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"split.test_ids: {p} does not exist")
+    ids: list[str] = []
+    seen: dict[str, int] = {}
+    for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        if text in seen:
+            raise ValueError(f"{p}: line {n}: id {text!r} repeats line {seen[text]}")
+        seen[text] = n
+        ids.append(text)
+    if not ids:
+        raise ValueError(f"{p}: no ids (one material id per line)")
+    return ids
+
+
 def target_split(
-    df: pd.DataFrame, prop: str, subset_ids: list[str], test_fraction: float, test_max: int | None, seed: int
+    df: pd.DataFrame,
+    prop: str,
+    subset_ids: list[str],
+    test_fraction: float,
+    test_max: int | None,
+    seed: int,
+    test_ids: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Fixed test set and shuffled training pool for ``prop`` within a subset."""
+    """Fixed test set and shuffled training pool for ``prop`` within a subset.
+
+    With ``test_ids`` the test set is exactly those of them that are labelled within the
+    subset (``test_fraction`` and ``test_max`` are not used) and the pool is every other
+    labelled material; ids that the table does not hold or that lack the label are simply
+    not in this target's test set."""
     if prop not in df.columns:
         raise ValueError(f"property {prop!r} is not in the table; columns: {list(df.columns)}")
     labelled = df.loc[df[prop].notna(), "material_id"].astype(str)
@@ -57,6 +93,14 @@ def target_split(
         raise ValueError(f"only {len(ids)} materials have {prop!r} in this subset; need at least 3")
     rng = np.random.default_rng(seed)
     perm = ids[rng.permutation(len(ids))]
+    if test_ids is not None:
+        fixed = set(map(str, test_ids))
+        in_test = np.array([i in fixed for i in perm], dtype=bool)
+        if not in_test.any():
+            raise ValueError(f"split.test_ids: none of its {len(fixed)} ids is among the {len(ids)} materials labelled with {prop!r} in this subset")
+        if in_test.all():
+            raise ValueError(f"split.test_ids: all {len(ids)} materials labelled with {prop!r} in this subset are test ids: nothing is left to train on")
+        return {"property": prop, "seed": seed, "n_labelled": len(ids), "test": perm[in_test].tolist(), "pool": perm[~in_test].tolist()}
     n_test = max(1, int(round(test_fraction * len(ids))))
     if test_max:
         n_test = min(n_test, int(test_max))
@@ -125,8 +169,9 @@ def run(
             raise ValueError("a target split needs the subsets file")
         subset = spec.get("subset", "all")
         ids = io.read_json(subsets_path)[subset]
-        result = target_split(df, spec["property"], ids, split_cfg["test_fraction"], split_cfg.get("test_max"), split_cfg["seed"])
-        result.update(name=spec["name"], subset=subset)
+        fixed = read_test_ids(split_cfg["test_ids"]) if split_cfg.get("test_ids") else None
+        result = target_split(df, spec["property"], ids, split_cfg["test_fraction"], split_cfg.get("test_max"), split_cfg["seed"], test_ids=fixed)
+        result.update(name=spec["name"], subset=subset, test_ids_file=split_cfg.get("test_ids"))
         log.info("%s (%s, %s): %d labelled, %d test, %d in the training pool", spec["name"], spec["property"], subset, result["n_labelled"], len(result["test"]), len(result["pool"]))
     io.write_json(out, result)
     return result

@@ -26,7 +26,10 @@ def learning_curve(metrics: pd.DataFrame, tests: pd.DataFrame | None, png: str |
     targets = list(dict.fromkeys(metrics["target"]))
     fig, axes = plt.subplots(1, len(targets), figsize=(4.6 * len(targets), 4.0), squeeze=False)
     for ax, target in zip(axes[0], targets, strict=True):
-        sub = metrics[metrics["target"] == target]
+        sub = metrics[metrics["target"] == target].copy()
+        # size "all" (the whole training pool) sits at its runs' mean training-set size
+        n_all = float(sub.loc[numeric_size(sub["size"]).isna(), "n_train"].mean()) if "n_train" in sub else float("nan")
+        sub["size"] = numeric_size(sub["size"]).fillna(n_all)
         sns.lineplot(data=sub, x="size", y=metric, hue="mode", style="mode", markers=True, dashes=False, errorbar="sd", err_style="bars", ax=ax)
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -38,7 +41,8 @@ def learning_curve(metrics: pd.DataFrame, tests: pd.DataFrame | None, png: str |
         ax.set_ylabel(f"test MAE ({unit})")
         if tests is not None and len(tests):
             for r in tests[(tests["target"] == target) & (tests["p_holm"] < 0.05)].itertuples():
-                ax.annotate("*", (r.size, min(r.mae_mode, r.mae_baseline)), textcoords="offset points", xytext=(0, -14), ha="center", fontsize=14)
+                x = n_all if str(r.size) == "all" else float(r.size)
+                ax.annotate("*", (x, min(r.mae_mode, r.mae_baseline)), textcoords="offset points", xytext=(0, -14), ha="center", fontsize=14)
         ax.legend(title="mode", fontsize=8)
     n_seeds = metrics.groupby(["target", "size", "mode"])["seed"].nunique().max()
     fig.suptitle(f"Scratch vs transfer learning (mean ± sd over {n_seeds} seeds; * Holm p < 0.05)", fontsize=11)

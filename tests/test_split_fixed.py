@@ -1,0 +1,91 @@
+"""split.test_ids: a committed list of test materials is honoured by every split (the model
+zoo's held-out materials), in the package and through the split stage's entry point."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tlcgcnn import config as C
+from tlcgcnn import io, split
+
+from conftest import ROOT
+
+
+def _table() -> pd.DataFrame:
+    n = 100
+    k = np.where(np.arange(n) % 4 == 0, np.nan, 50.0 + np.arange(n))
+    return pd.DataFrame({"material_id": [f"mp-{i}" for i in range(n)], "k_vrh": k, "is_metal": np.arange(n) % 2 == 0})
+
+
+def test_fixed_test_ids_are_the_test_set_and_never_in_the_pool(tmp_path):
+    df = _table()
+    subs = split.subsets(df)
+    labelled = set(df.loc[df["k_vrh"].notna(), "material_id"])
+    fixed = ["mp-1", "mp-2", "mp-4", "mp-7", "mp-90", "not-in-table"]  # mp-4 is unlabelled
+    a = split.target_split(df, "k_vrh", subs["all"], 0.2, 1000, seed=3, test_ids=fixed)
+    assert sorted(a["test"]) == ["mp-1", "mp-2", "mp-7", "mp-90"]
+    assert set(a["pool"]) == labelled - set(a["test"]) and not set(a["pool"]) & set(fixed)
+    # neither test_fraction nor test_max changes a fixed test set; the seed only orders the pool
+    b = split.target_split(df, "k_vrh", subs["all"], 0.5, 1, seed=4, test_ids=fixed)
+    assert sorted(b["test"]) == sorted(a["test"]) and sorted(b["pool"]) == sorted(a["pool"])
+    # within a subset: only its labelled materials
+    metal = split.target_split(df, "k_vrh", subs["metal"], 0.2, None, seed=3, test_ids=fixed)
+    assert sorted(metal["test"]) == ["mp-2", "mp-90"]
+    # the seeded default is different (and its size follows test_fraction)
+    c = split.target_split(df, "k_vrh", subs["all"], 0.2, None, seed=3)
+    assert len(c["test"]) == 15 and sorted(c["test"]) != sorted(a["test"])
+
+
+def test_fixed_test_ids_that_leave_nothing_are_refused():
+    df = _table()
+    subs = split.subsets(df)
+    with pytest.raises(ValueError, match="none of its 2 ids is among the 75 materials labelled with 'k_vrh'"):
+        split.target_split(df, "k_vrh", subs["all"], 0.2, None, seed=0, test_ids=["mp-0", "x"])
+    every = df.loc[df["k_vrh"].notna(), "material_id"].tolist()
+    with pytest.raises(ValueError, match="nothing is left to train on"):
+        split.target_split(df, "k_vrh", subs["all"], 0.2, None, seed=0, test_ids=every)
+
+
+def test_id_file_format(tmp_path):
+    p = tmp_path / "ids.txt"
+    p.write_text("# held out\nmp-1\n\n  mp-2  \n# comment\nmp-3\n")
+    assert split.read_test_ids(p) == ["mp-1", "mp-2", "mp-3"]
+    p.write_text("mp-1\nmp-2\nmp-1\n")
+    with pytest.raises(ValueError, match=r"ids.txt: line 3: id 'mp-1' repeats line 1"):
+        split.read_test_ids(p)
+    p.write_text("# nothing\n")
+    with pytest.raises(ValueError, match="no ids"):
+        split.read_test_ids(p)
+    with pytest.raises(ValueError, match="does not exist"):
+        split.read_test_ids(tmp_path / "missing.txt")
+
+
+def test_split_stage_reads_the_configured_file(tmp_path):
+    """The workflow entry (split.run) with the resolved split settings of a config that
+    names a test-id file: the written split holds exactly those test ids."""
+    df = _table()
+    df.to_parquet(tmp_path / "structures.parquet")
+    ids = tmp_path / "heldout.txt"
+    ids.write_text("mp-5\nmp-6\nmp-9\n")
+    raw = {
+        "name": "t",
+        "dataset": {"source": "local", "path": "x.csv"},
+        "split": {"test_ids": str(ids)},
+        "finetune": {"targets": [{"name": "log_k", "property": "k_vrh", "transform": "log10"}], "sizes": [10], "seeds": [0], "modes": {"scratch": {}}},
+    }
+    cfg = C.load(raw)
+    settings = cfg.split_settings()
+    assert settings["test_ids"] == str(ids) and C.load({**raw, "split": {}}).split_settings()["test_ids"] is None
+    split.run(str(tmp_path / "structures.parquet"), str(tmp_path / "subsets.json"), settings)
+    out = split.run(str(tmp_path / "structures.parquet"), str(tmp_path / "log_k.split.json"), settings, str(tmp_path / "subsets.json"), cfg.split_spec("log_k"))
+    written = io.read_json(tmp_path / "log_k.split.json")
+    assert sorted(written["test"]) == ["mp-5", "mp-6", "mp-9"] == sorted(out["test"])
+    assert written["test_ids_file"] == str(ids) and len(written["pool"]) == 75 - 3
+
+
+def test_zoo_config_names_the_committed_heldout_file():
+    cfg = C.load(ROOT / "config" / "zoo.yaml")
+    assert cfg.split.test_ids == "resources/pretrained/heldout/mp2018.txt"
+    assert len(split.read_test_ids(ROOT / cfg.split.test_ids)) > 1000
