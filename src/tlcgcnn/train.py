@@ -22,6 +22,7 @@ from torch import nn
 
 from tlcgcnn import atom_features, graphs, io
 from tlcgcnn.checkpoint import CHECKPOINT_VERSION, load_checkpoint, save_checkpoint
+from tlcgcnn.config import TrainSettings
 from tlcgcnn.device import pick_device, set_seed
 from tlcgcnn.graphs import GraphSet
 from tlcgcnn.models import build_model
@@ -37,30 +38,15 @@ AMP = ("auto", "none", "bf16")
 SCHEDULES = ("constant", "cosine")
 
 
-@dataclass
-class TrainConfig:
-    """Training settings. ``amp``: 'bf16' autocast, 'none' (fp32) or 'auto' (bf16 where the
-    device computes it natively: CUDA with bf16 support, or a CPU with AVX512-BF16 / AMX;
-    fp32 elsewhere). ``schedule``: 'constant' learning rate, or 'cosine' decay from ``lr`` to
-    ``lr * min_lr_ratio`` over ``epochs``; either after ``warmup_epochs`` of linear warm-up.
-    ``checkpoint_every``: epochs between resumable training states (0: never)."""
-
-    epochs: int = 100
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    patience: int = 20
-    optimizer: str = "adam"
-    momentum: float = 0.9
-    device: str = "auto"
-    amp: str = "auto"
-    schedule: str = "constant"
-    warmup_epochs: float = 0.0
-    min_lr_ratio: float = 0.01
-    normalizer: str = "zscore"
-    threads: int = 1
-    eval_batch_size: int = 512
-    checkpoint_every: int = 1
+@dataclass(frozen=True)
+class TrainConfig(TrainSettings):
+    """Training settings of one run: the fields and defaults of
+    :class:`tlcgcnn.config.TrainSettings` (written once, there). ``amp``: 'bf16' autocast,
+    'none' (fp32) or 'auto' (bf16 where the device computes it natively: CUDA with bf16
+    support, or a CPU with AVX512-BF16 / AMX; fp32 elsewhere). ``schedule``: 'constant'
+    learning rate, or 'cosine' decay from ``lr`` to ``lr * min_lr_ratio`` over ``epochs``;
+    either after ``warmup_epochs`` of linear warm-up. ``checkpoint_every``: epochs between
+    resumable training states (0: never)."""
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
