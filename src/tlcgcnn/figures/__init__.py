@@ -96,7 +96,7 @@ def _paper(predicate: Callable[[Config], bool]) -> Callable[[Config], bool]:
 def _draw_learning_curve(d: Mapping[str, Any], labels: Mapping[str, str], target: str | None, png: str | Path, pdf: str | Path) -> None:
     from tlcgcnn.figures.curves import learning_curve
 
-    learning_curve(d["metrics"], d["tests"], png, pdf)
+    learning_curve(d["metrics"], d["tests"], png, pdf, labels=labels)
 
 
 def _draw_target_curve(d: Mapping[str, Any], labels: Mapping[str, str], target: str | None, png: str | Path, pdf: str | Path) -> None:

@@ -5,6 +5,7 @@ learning curves of the pretraining subsets, and target error against pretraining
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +17,10 @@ from tlcgcnn.figures.style import empty, error_label, finish, numeric_size, plai
 log = logging.getLogger(__name__)
 
 
-def learning_curve(metrics: pd.DataFrame, tests: pd.DataFrame | None, png: str | Path, pdf: str | Path | None = None, metric: str = "mae") -> None:
-    """Test MAE vs training size on log-log axes, one panel per target, one line per mode
-    (mean ± standard deviation over seeds); significant differences (Holm p < 0.05) starred."""
+def learning_curve(metrics: pd.DataFrame, tests: pd.DataFrame | None, png: str | Path, pdf: str | Path | None = None, metric: str = "mae", labels: Mapping[str, str] | None = None) -> None:
+    """Test MAE vs training size on log-log axes, one panel per target (titled with its
+    config ``label``), one line per mode (mean ± standard deviation over seeds); significant
+    differences (Holm p < 0.05) starred."""
     setup()
     import matplotlib.pyplot as plt
     import seaborn as sns
@@ -36,7 +38,7 @@ def learning_curve(metrics: pd.DataFrame, tests: pd.DataFrame | None, png: str |
         plain_log_ticks(ax, sorted(sub["size"].unique()))
         prop = sub["property"].iloc[0]
         unit = "log10 " + prop if sub["transform"].iloc[0] == "log10" else prop
-        ax.set_title(f"{target}")
+        ax.set_title((labels or {}).get(target, target))
         ax.set_xlabel("training set size")
         ax.set_ylabel(f"test MAE ({unit})")
         if tests is not None and len(tests):
