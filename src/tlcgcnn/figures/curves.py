@@ -32,6 +32,8 @@ def learning_curve(metrics: pd.DataFrame, tests: pd.DataFrame | None, png: str |
         # size "all" (the whole training pool) sits at its runs' mean training-set size
         n_all = float(sub.loc[numeric_size(sub["size"]).isna(), "n_train"].mean()) if "n_train" in sub else float("nan")
         sub["size"] = numeric_size(sub["size"]).fillna(n_all)
+        if "family" in sub:  # say what each mode does (source and scheme), not its config key
+            sub["mode"] = sub["mode"].map(mode_labels(sub))
         sns.lineplot(data=sub, x="size", y=metric, hue="mode", style="mode", markers=True, dashes=False, errorbar="sd", err_style="bars", ax=ax)
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -45,7 +47,7 @@ def learning_curve(metrics: pd.DataFrame, tests: pd.DataFrame | None, png: str |
             for r in tests[(tests["target"] == target) & (tests["p_holm"] < 0.05)].itertuples():
                 x = n_all if str(r.size) == "all" else float(r.size)
                 ax.annotate("*", (x, min(r.mae_mode, r.mae_baseline)), textcoords="offset points", xytext=(0, -14), ha="center", fontsize=14)
-        ax.legend(title="mode", fontsize=8)
+        ax.legend(title=None, fontsize=8)
     n_seeds = metrics.groupby(["target", "size", "mode"])["seed"].nunique().max()
     fig.suptitle(f"Scratch vs transfer learning (mean ± sd over {n_seeds} seeds; * Holm p < 0.05)", fontsize=11)
     finish(fig, png, pdf)
