@@ -204,9 +204,11 @@ def bench_cache(work: Path, repeats: int) -> dict[str, Any]:
 
 
 class TrainData:
-    """Everything the training workers need, loaded once per process."""
+    """Everything the training workers need, loaded once per process (also used by
+    time_to_accuracy.py). ``reference``: also build the reference's per-sample inputs
+    (Gaussian-expanded edges, ~2 kB an atom)."""
 
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, reference: bool = True) -> None:
         import torch
 
         import reference_cgcnn as ref
@@ -221,6 +223,9 @@ class TrainData:
         self.mean, self.std = float(self.y[: self.n_train].mean()), float(self.y[: self.n_train].std())
         self.y_norm = (self.y - self.mean) / self.std
         self.atom_table = torch.from_numpy(atom_features.load_matrix(atom_features.default_path()))
+        self.samples: list[Any] = []
+        if not reference:
+            return
         off = self.graphs.offsets.numpy()
         g = self.graphs
         self.samples = ref.make_samples(

@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 warnings.filterwarnings("ignore")
 
-TARGET = "formation_energy_per_atom"
+from run import TARGET, TrainData  # noqa: E402  (benchmarks/run.py: the same data loading)
 
 
 def load_avg() -> list[float]:
@@ -78,34 +78,6 @@ def prepare(data: Path, work: Path, seed: int = 0) -> dict[str, Any]:
     return info
 
 
-class Data:
-    def __init__(self, work: Path, reference: bool = False) -> None:
-        import torch
-
-        from tlcgcnn import atom_features, graphs
-
-        split = json.loads((work / "split.json").read_text())
-        ids = split["train"] + split["val"]
-        df = pd.read_parquet(work / "table.parquet", columns=["material_id", TARGET]).set_index("material_id")
-        self.graphs = graphs.load(work / "graphs", ids)
-        self.n_train = len(split["train"])
-        self.y = torch.tensor(df.loc[ids, TARGET].to_numpy(), dtype=torch.float32)
-        self.mean, self.std = float(self.y[: self.n_train].mean()), float(self.y[: self.n_train].std())
-        self.atom_table = torch.from_numpy(atom_features.load_matrix())
-        self.samples: list[Any] = []
-        if reference:
-            import reference_cgcnn as ref
-
-            g, off = self.graphs, self.graphs.offsets.numpy()
-            self.samples = ref.make_samples(
-                self.atom_table,
-                [g.z[off[i] : off[i + 1]].numpy() for i in range(len(ids))],
-                [g.nbr_idx[off[i] : off[i + 1]].numpy() for i in range(len(ids))],
-                [ref.gaussian_expand(g.nbr_dist[off[i] : off[i + 1]].numpy().astype(np.float64)).astype(np.float32) for i in range(len(ids))],
-                ((self.y - self.mean) / self.std).numpy(),
-            )
-
-
 def _legacy_pipeline(model: Any) -> None:
     """Restore the pre-speed-work convolution (advanced indexing, whose backward is a serial
     accumulating index_put) on ``model``, for the 'before' row."""
@@ -131,10 +103,10 @@ def worker_epochs(work: Path, variant: str, batch_size: int, epochs: int) -> dic
 
     torch.set_num_threads(2)
     torch.set_flush_denormal(True)
-    d = Data(work, reference=variant == "reference")
+    d = TrainData(work, reference=variant == "reference")
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
-    y_norm = (d.y - d.mean) / d.std
+    y_norm = d.y_norm
     from tlcgcnn.models import build_model
     from tlcgcnn.train import TrainConfig, make_optimizer, resolve_amp
 
@@ -184,7 +156,7 @@ def worker_ours(work: Path, epochs: int, batch_size: int, lr: float, schedule: s
     torch.set_num_threads(2)
     torch.set_flush_denormal(True)
     t0 = time.perf_counter()
-    d = Data(work)
+    d = TrainData(work, reference=False)
     load_s = time.perf_counter() - t0
     torch.manual_seed(0)
     model = build_model({}, d.atom_table)
@@ -205,7 +177,7 @@ def worker_reference(work: Path, budget_s: float) -> dict[str, Any]:
     torch.set_num_threads(2)
     torch.set_flush_denormal(True)
     t0 = time.perf_counter()
-    d = Data(work, reference=True)
+    d = TrainData(work)
     load_s = time.perf_counter() - t0
     torch.manual_seed(0)
     model = ref.CrystalGraphConvNet(92, 41)
