@@ -25,7 +25,7 @@ from tlcgcnn.checkpoint import CHECKPOINT_VERSION, load_checkpoint, save_checkpo
 from tlcgcnn.config import TrainSettings
 from tlcgcnn.device import pick_device, set_seed
 from tlcgcnn.graphs import GraphSet
-from tlcgcnn.models import build_model
+from tlcgcnn.models import ModelConfig, build_model
 from tlcgcnn.normalize import MultiNormalizer, Normalizer
 from tlcgcnn.objectives import Objective
 from tlcgcnn.targets import Target, labels, target_from_spec
@@ -336,10 +336,10 @@ def check_graphs(data: GraphSet, model_cfg: dict[str, Any], graph_dir: str | Pat
     if not data.featurize or not data.featurize.get("params"):
         raise ValueError(f"{graph_dir}: the graph cache has no featurization parameters in its manifest; featurize again")
     params = data.featurize["params"]
-    radius = float(model_cfg.get("radius", 8.0))
+    model = ModelConfig.from_dict(model_cfg)  # the model's defaults, not a copy of them
+    radius, step = float(model.radius), float(model.gaussian_step)
     if abs(float(params["radius"]) - radius) > 1e-9:
         raise ValueError(f"{graph_dir}: graphs were built with radius {params['radius']} Å but the model's Gaussian expansion covers {radius} Å; set model radius = featurize radius")
-    step = float(model_cfg.get("gaussian_step", 0.2))
     pad = float(params["max_radius"])
     far = int(((data.nbr_dist > radius + 3 * step) & (data.nbr_dist <= pad)).sum())
     padded = int((data.nbr_dist > pad).sum())
