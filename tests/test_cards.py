@@ -157,7 +157,8 @@ def test_zoo_config_resolves_published_models():
     assert cfg.zoo_names == ["mp2018-ef", "mp2018-eg", "mp2018-mt", "mp2018-log_kvrh", "mp2018-hse_gap"]
     assert cfg.zoo_model("mp2018-mt") == {"name": "mp2018-mt", "kind": "pretrain", "pretrain": "mt"}
     k = cfg.zoo_model("mp2018-log_kvrh")
-    assert k["modes"] == ["ef_ft", "mt_ft"] and k["size"] == "all" and k["seeds"] == [0, 1, 2] and k["choice"] == "best"
+    assert k["modes"] == ["ef_head", "mt_head"] and k["size"] == "all" and k["seeds"] == [0, 1, 2] and k["choice"] == "best"
+    assert cfg.zoo_model("mp2018-hse_gap")["modes"] == ["eg_ft", "mt_ft"]
     raw = yaml.safe_load((ROOT / "config" / "zoo.yaml").read_text())
     bad = [
         ({"name": "x", "pretrain": "nope"}, "pretrain 'nope' is not a pretrain name"),
