@@ -163,7 +163,7 @@ def test_zoo_config_resolves_published_models():
     bad = [
         ({"name": "x", "pretrain": "nope"}, "pretrain 'nope' is not a pretrain name"),
         ({"name": "x", "target": "log_kvrh", "mode": "eg_ft"}, "mode 'eg_ft' is not a graph-model mode of target log_kvrh"),
-        ({"name": "x", "target": "log_kvrh", "mode": "ef_ft", "size": 100}, "size 100 is not a size of target log_kvrh"),
+        ({"name": "x", "target": "log_kvrh", "mode": "ef_head", "size": 100}, "size 100 is not a size of target log_kvrh"),
         ({"name": "x", "target": "log_kvrh"}, "needs mode"),
         ({"name": "x", "pretrain": "ef", "target": "log_kvrh"}, "either pretrain"),
         ({"name": "mp2018-ef", "pretrain": "eg"}, "repeated names"),
