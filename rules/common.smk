@@ -43,6 +43,7 @@ wildcard_constraints:
 
 GNN_MODES = "|".join(CFG.gnn_modes) or "NONE"
 BASELINE_MODES = "|".join(CFG.baseline_modes) or "NONE"
+FROZEN_MODES = "|".join(CFG.frozen_modes) or "NONE"
 
 
 def isolation_graphs():
@@ -91,6 +92,11 @@ def pretrained_input(wildcards):
     if not source:
         return []
     return [CFG.pretrained_checkpoint(source) or f"{R}/pretrain/{source}/model.pt"]
+
+
+def source_checkpoint(wildcards):
+    """The one source model a frozen-features mode embeds with (rules/frozen.smk)."""
+    return pretrained_input(wildcards)[0]
 
 
 def external_path(wildcards):

@@ -72,7 +72,9 @@ def test_a_figure_is_requested_only_where_the_config_has_what_it_needs():
         return figures.requested(cfg)
 
     assert "models" not in without({"attention"})
-    assert "freeze_heatmap" not in without({"ef_freeze1", "ef_freeze2", "ef_freeze3", "ef_head", "mt_freeze2", "mt_head"})
+    assert "freeze_heatmap" not in without({"ef_freeze1", "ef_freeze2", "ef_freeze3", "ef_head", "mt_freeze2", "mt_head", "ef_ridge"})
+    # frozen features beside fine-tuning all layers of the same source: two schemes
+    assert "freeze_heatmap" in without({"ef_freeze1", "ef_freeze2", "ef_freeze3", "ef_head", "mt_freeze2", "mt_head"})
     # one scheme less still leaves several schemes of one source
     assert "freeze_heatmap" in without({"ef_freeze1", "mt_head"})
     assert "multitask" not in without({"mt_ft"})

@@ -1,9 +1,13 @@
-"""Classical baselines on composition descriptors: PLS, SVR, LASSO and random forest.
+"""Classical estimators: PLS, SVR, LASSO, ridge and random forest, on composition
+descriptors (the baselines) or on a pretrained network's frozen crystal vectors
+(:mod:`tlcgcnn.frozen`).
 
-Each baseline is a scikit-learn pipeline whose hyper-parameters are chosen by k-fold
+Each estimator is a scikit-learn pipeline whose hyper-parameters are chosen by k-fold
 cross-validation on the training split of (size, seed) only; the fixed test set is used
-once, for the reported metrics. Classification targets (e.g. is_metal) use the classifier
-counterparts: PLS-DA, SVC, L1-penalised logistic regression and a random-forest classifier.
+once, for the reported metrics. Features are standardised inside the pipeline (fitted on the
+training rows of each fold; the random forest needs no scaling). Classification targets
+(e.g. is_metal) use the classifier counterparts: PLS-DA, SVC, L1- and L2-penalised logistic
+regression and a random-forest classifier.
 The records have the same fields as the CGCNN runs so the statistics and figures treat each
 baseline as one more mode.
 """
@@ -20,14 +24,15 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.compose import TransformedTargetRegressor
 from sklearn.cross_decomposition import PLSRegression
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
-from sklearn.linear_model import Lasso, LogisticRegression
+from sklearn.linear_model import Lasso, LogisticRegression, Ridge
 from sklearn.model_selection import GridSearchCV, KFold, StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC, SVR
 
 log = logging.getLogger(__name__)
-ESTIMATORS = ("pls", "svr", "lasso", "rf")
+ESTIMATORS = ("pls", "svr", "lasso", "rf", "ridge")
+RIDGE_ALPHAS = [float(a) for a in np.logspace(-2, 4, 13)]  # ridge penalties (half-decade steps) on standardised features
 
 
 class PLSClassifier(ClassifierMixin, BaseEstimator):
@@ -63,6 +68,8 @@ def _grid(name: str, task: str, n_train: int, n_features: int, seed: int, thread
             )
         if name == "rf":
             return RandomForestClassifier(n_estimators=100, random_state=seed, n_jobs=threads), {"max_features": [0.33, 1.0]}
+        if name == "ridge":  # L2-penalised logistic regression; C = 1 / alpha
+            return Pipeline([("scale", StandardScaler()), ("m", LogisticRegression(l1_ratio=0.0, max_iter=5000))]), {"m__C": [1.0 / a for a in RIDGE_ALPHAS]}
     else:
         if name == "pls":
             return Pipeline([("scale", StandardScaler()), ("m", PLSRegression())]), {"m__n_components": comps}
@@ -73,6 +80,8 @@ def _grid(name: str, task: str, n_train: int, n_features: int, seed: int, thread
             return Pipeline([("scale", StandardScaler()), ("m", Lasso(max_iter=20000))]), {"m__alpha": list(np.logspace(-4, 0, 9))}
         if name == "rf":
             return RandomForestRegressor(n_estimators=100, random_state=seed, n_jobs=threads), {"max_features": [0.33, 1.0]}
+        if name == "ridge":
+            return Pipeline([("scale", StandardScaler()), ("m", Ridge())]), {"m__alpha": RIDGE_ALPHAS}
     raise ValueError(f"unknown baseline {name!r}; choose from {ESTIMATORS}")
 
 

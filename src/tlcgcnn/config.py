@@ -269,7 +269,9 @@ class ExternalSet:
 @dataclass(frozen=True)
 class Mode:
     """How a fine-tuning cell trains: from scratch, from a pretrained source (freeze /
-    re-initialise layers), a model variant, or a scikit-learn baseline (``estimator``)."""
+    re-initialise layers), a model variant, a scikit-learn baseline on composition
+    descriptors (``estimator``), or a scikit-learn estimator on the source's frozen crystal
+    vectors (``pretrained`` + ``estimator`` + ``features: frozen``; tlcgcnn.frozen)."""
 
     name: str
     pretrained: str | None
@@ -277,14 +279,24 @@ class Mode:
     reinit: str
     model: str | None
     estimator: str | None
+    features: str | None = None
 
     @property
     def family(self) -> str:
-        """baseline, transfer or scratch (the statistics compare within and across them)."""
-        return "baseline" if self.estimator else "transfer" if self.pretrained else "scratch"
+        """transfer (a pretrained source, frozen features included), baseline or scratch
+        (the statistics compare within and across them)."""
+        return "transfer" if self.pretrained else "baseline" if self.estimator else "scratch"
+
+    @property
+    def kind(self) -> Literal["gnn", "baseline", "frozen"]:
+        """Which rule runs its cells: finetune, finetune_baseline or finetune_frozen."""
+        return "frozen" if self.features else "baseline" if self.estimator else "gnn"
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "family": self.family}
+        out = {**asdict(self), "family": self.family}
+        if self.features is None:  # absent, so that the other modes' cell settings (run keys) stay as they were
+            del out["features"]
+        return out
 
 
 @dataclass(frozen=True)
@@ -300,8 +312,8 @@ class Cell:
     pretrain: PretrainSource | None  # transfer modes: the source
 
     @property
-    def kind(self) -> Literal["gnn", "baseline"]:
-        return "baseline" if self.mode.estimator else "gnn"
+    def kind(self) -> Literal["gnn", "baseline", "frozen"]:
+        return self.mode.kind
 
     def as_params(self) -> dict[str, Any]:
         """Plain values for a rule's ``params`` (and so for Snakemake's rerun check)."""
@@ -343,7 +355,7 @@ class Config:
         self.group_seeds: bool = bool(ft["group_seeds"])
         self._ft = ft
         self.modes: dict[str, Mode] = {
-            m: Mode(name=m, estimator=s.get("estimator"), **{k: s.get(k, v) for k, v in MODE_DEFAULTS.items()})
+            m: Mode(name=m, estimator=s.get("estimator"), features=s.get("features"), **{k: s.get(k, v) for k, v in MODE_DEFAULTS.items()})
             for m, s in ft["modes"].items()
         }
         self._targets = {t["name"]: {**TARGET_DEFAULTS, **t} for t in ft["targets"]}
@@ -569,7 +581,11 @@ class Config:
 
     @property
     def baseline_modes(self) -> list[str]:
-        return sorted(m for m, s in self.modes.items() if s.estimator is not None)
+        return sorted(m for m, s in self.modes.items() if s.kind == "baseline")
+
+    @property
+    def frozen_modes(self) -> list[str]:
+        return sorted(m for m, s in self.modes.items() if s.kind == "frozen")
 
     # ---------------------------------------------------------------- published models
     @property
@@ -579,7 +595,7 @@ class Config:
     def zoo_model(self, name: str) -> dict[str, Any]:
         """A published model (``zoo.models[]``) resolved to plain values: ``kind`` pretrain
         (``pretrain``: its source) or finetune (``target``, ``size``, ``seeds`` and the
-        ``modes`` it is chosen from: the one named, or for ``best`` every transfer mode of the
+        ``modes`` it is chosen from: the one named, or for ``best`` every graph-model transfer mode of the
         target, the lowest mean best validation score winning)."""
         m = next((m for m in self.zoo.models if m["name"] == name), None)
         if m is None:
@@ -587,7 +603,7 @@ class Config:
         if m.get("pretrain"):
             return {"name": name, "kind": "pretrain", "pretrain": m["pretrain"]}
         size = parse_size(m["size"])
-        modes = [x for x in self.target_modes(m["target"]) if self.modes[x].pretrained] if m["mode"] == "best" else [m["mode"]]
+        modes = [x for x in self.target_modes(m["target"]) if self.modes[x].pretrained and self.modes[x].kind == "gnn"] if m["mode"] == "best" else [m["mode"]]
         return {"name": name, "kind": "finetune", "target": m["target"], "size": size, "seeds": self.seeds(size), "modes": modes, "choice": m["mode"]}
 
     # ---------------------------------------------------------------- whole config
@@ -617,10 +633,9 @@ class Config:
                 raise ConfigError(f"config: finetune.modes.{m.name}.pretrained = {m.pretrained!r} is not a pretrain name (known: {sorted(pre)})")
             if m.model is not None and m.model not in self.model_variants:
                 raise ConfigError(f"config: finetune.modes.{m.name}.model = {m.model!r} is not in model_variants")
-            if m.pretrained and m.pretrained not in self._checkpoints and pre[m.pretrained]["model"] != m.model:
+            if m.kind != "frozen" and m.pretrained and m.pretrained not in self._checkpoints and pre[m.pretrained]["model"] != m.model:
                 raise ConfigError(f"config: mode {m.name} uses model {m.model!r} but its pretrained {m.pretrained!r} uses {pre[m.pretrained]['model']!r}")
-            if m.estimator and (m.pretrained or m.model):
-                raise ConfigError(f"config: baseline mode {m.name} cannot have pretrained / model")
+            self._check_estimator_mode(m)
         for name, p in pre.items():
             if name in self._checkpoints:
                 continue
@@ -651,8 +666,8 @@ class Config:
                 t_modes = list(targets[zm["target"]].get("modes") or sorted(modes))
                 if mode is None:
                     raise ConfigError(f"{where}: a fine-tuned model needs mode (a mode name or best)")
-                if mode == "best" and not [x for x in t_modes if modes[x].pretrained]:
-                    raise ConfigError(f"{where}: mode best chooses among transfer modes, but target {zm['target']} has none")
+                if mode == "best" and not [x for x in t_modes if modes[x].pretrained and modes[x].kind == "gnn"]:
+                    raise ConfigError(f"{where}: mode best chooses among transfer modes that fine-tune a graph model, but target {zm['target']} has none")
                 if mode != "best" and (mode not in t_modes or modes[mode].estimator):
                     raise ConfigError(f"{where}: mode {mode!r} is not a graph-model mode of target {zm['target']} (its modes: {t_modes})")
                 sizes = [parse_size(x) for x in targets[zm["target"]].get("sizes") or self._ft["sizes"]]
@@ -660,6 +675,23 @@ class Config:
                     raise ConfigError(f"{where}: size {zm['size']!r} is not a size of target {zm['target']} ({sizes})")
         if self.baseline not in modes:
             raise ConfigError(f"config: finetune.baseline {self.baseline!r} is not one of the modes {sorted(modes)}")
+
+    @staticmethod
+    def _check_estimator_mode(m: Mode) -> None:
+        """A scikit-learn mode: on composition descriptors (``estimator``) or on a source's
+        frozen crystal vectors (``pretrained`` + ``estimator`` + ``features: frozen``)."""
+        where = f"config: finetune.modes.{m.name}"
+        if m.features and not m.estimator:
+            raise ConfigError(f"{where}: features: {m.features} needs an estimator (ridge, rf, svr, pls or lasso) fitted on the crystal vectors")
+        if m.features and not m.pretrained:
+            raise ConfigError(f"{where}: features: {m.features} needs pretrained: <a pretrain name>, the network whose crystal vectors are the features")
+        if m.estimator and m.pretrained and not m.features:
+            raise ConfigError(f"config: baseline mode {m.name} cannot have pretrained (to fit {m.estimator} on the pretrained network's crystal vectors, add features: frozen)")
+        if m.estimator and m.model:
+            what = "frozen-features mode" if m.features else "baseline mode"
+            raise ConfigError(f"config: {what} {m.name} cannot have model (a frozen-features mode uses its source's own network)")
+        if m.estimator and (m.freeze or m.reinit != "none"):
+            raise ConfigError(f"{where}: freeze / reinit change a fine-tuned graph model; an estimator mode ({m.estimator}) trains no network layer")
 
     def _check_checkpoint_entries(self, entries: list[dict[str, Any]]) -> None:
         """A ``checkpoint:`` source says nothing the file says; a trained one needs a property."""
@@ -691,7 +723,7 @@ class Config:
                 problems.append("featurization differs (" + "; ".join(diff) + ")")
             src_model = self._sources[name].model
             for m in sorted(self.modes.values(), key=lambda m: m.name):
-                if m.pretrained != name:
+                if m.pretrained != name or m.kind == "frozen":  # frozen features: the file's own network
                     continue
                 want = self.model_config(m.model)
                 diff = [f"{k}: {src_model.get(k, '<absent>')!r} in the checkpoint vs {want[k]!r} in {'model_variants.' + m.model if m.model else 'model'}" for k in want if src_model.get(k, "<absent>") != want[k]]

@@ -20,7 +20,7 @@ from tlcgcnn import io
 from tlcgcnn.metrics import classification_metrics, regression_metrics
 from tlcgcnn.targets import Target, inverse_transform, labels
 
-__all__ = ["classification_metrics", "evaluate", "predict_ids", "regression_metrics", "run_record"]
+__all__ = ["classification_metrics", "embed_ids", "evaluate", "predict_ids", "regression_metrics", "run_record"]
 
 log = logging.getLogger(__name__)
 
@@ -92,12 +92,27 @@ def predict_ids(ckpt: dict[str, Any], checkpoint: str | Path, graph_dir: str | P
     """Predictions of a regression checkpoint (already loaded) for ``ids`` of a graph cache,
     in the model's target units (denormalised), after checking that the cache was featurized
     as the model's training graphs were (:func:`tlcgcnn.train.check_same_featurization`)."""
+    from tlcgcnn.normalize import normalizer_from_dict
+
+    raw = _forward_ids(ckpt, checkpoint, graph_dir, ids, device, features=False)
+    return normalizer_from_dict(ckpt["normalizer"]).denorm(raw.squeeze(-1)).double().cpu().numpy()
+
+
+def embed_ids(ckpt: dict[str, Any], checkpoint: str | Path, graph_dir: str | Path, ids: list[str], device: str = "auto") -> np.ndarray:
+    """The crystal vectors of a checkpoint (already loaded) for ``ids`` of a graph cache:
+    float64 [len(ids), h_fea_len], row i for ids[i] (``crystal_features`` of the model: what
+    its output layer reads), in eval mode, in batches, without gradients. The cache must be
+    featurized as the model's training graphs were."""
+    return _forward_ids(ckpt, checkpoint, graph_dir, ids, device, features=True).double().cpu().numpy()
+
+
+def _forward_ids(ckpt: dict[str, Any], checkpoint: str | Path, graph_dir: str | Path, ids: list[str], device: str, features: bool) -> Any:
+    """Raw outputs (or with ``features`` the crystal vectors) of ``ids``: a torch tensor."""
     import torch
 
     from tlcgcnn import graphs
     from tlcgcnn.checkpoint import model_from_checkpoint
     from tlcgcnn.device import pick_device
-    from tlcgcnn.normalize import normalizer_from_dict
     from tlcgcnn.train import check_same_featurization, predict
 
     dev = pick_device(device)
@@ -105,8 +120,8 @@ def predict_ids(ckpt: dict[str, Any], checkpoint: str | Path, graph_dir: str | P
     check_same_featurization(ckpt, data, checkpoint, graph_dir)
     model = model_from_checkpoint(ckpt, checkpoint).to(dev)
     data = data.to(dev)
-    raw = predict(model, data, torch.arange(len(ids), device=dev), ckpt["train_config"].get("eval_batch_size", 512))
-    return normalizer_from_dict(ckpt["normalizer"]).denorm(raw.squeeze(-1)).double().cpu().numpy()
+    batch = ckpt["train_config"].get("eval_batch_size", 512)
+    return predict(model, data, torch.arange(len(ids), device=dev), batch, features=features)
 
 
 def run_record(

@@ -5,7 +5,8 @@ A graph cell trains and evaluates one model per seed. Each seed has its own fold
 loop's resumable ``state.pt``), so a cell that was killed resumes where it stopped: a seed
 whose metrics exist for the same settings and inputs (its ``run_key``) is not trained again,
 and an unfinished seed continues from its state. A baseline cell fits one scikit-learn model
-per seed on the same training ids. Either writes ``metrics.json`` (one record per seed, built
+per seed on the same training ids (a frozen-features cell, :mod:`tlcgcnn.frozen`, fits one on
+the pretrained source's crystal vectors). Each writes ``metrics.json`` (one record per seed, built
 by :func:`tlcgcnn.evaluate.run_record`) and ``predictions.parquet`` (all seeds, with a
 ``seed`` column). Grouping the seeds removes the per-job start-up cost (interpreter, torch
 import, graph loading) that dominates small training sets.
@@ -44,6 +45,7 @@ def mode_fields(cell: dict[str, Any], pretrain_n_train: int | None) -> dict[str,
         "pretrain_property": ("+".join(props) if props else target["property"]) if pre else None,
         "pretrain_subset": target["subset"] if pre else None,
         "pretrain_size": pretrain_n_train,
+        **({"features": mode["features"]} if mode.get("features") else {}),  # frozen features (tlcgcnn.frozen)
     }
 
 

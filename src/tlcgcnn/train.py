@@ -114,14 +114,19 @@ def lr_factor(cfg: TrainConfig, progress: float) -> float:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, data: GraphSet, positions: torch.Tensor, batch_size: int, amp: str = "none") -> torch.Tensor:
+def predict(model: nn.Module, data: GraphSet, positions: torch.Tensor, batch_size: int, amp: str = "none", features: bool = False) -> torch.Tensor:
+    """Raw outputs [n, n_out] of the crystals at ``positions``, in eval mode, in batches; with
+    ``features`` the crystal vectors the output layer reads instead ([n, h_fea_len],
+    ``model.crystal_features``)."""
     model.eval()
     outs = []
     dev = data.z.device
+    run = model.crystal_features if features else model
     with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=amp == "bf16"):
         for b in data.batches(positions, batch_size):
-            outs.append(model(b).float())
-    return torch.cat(outs) if outs else torch.zeros(0, 1, device=dev)
+            outs.append(run(b).float())
+    width = model.config.h_fea_len if features else 1  # type: ignore[union-attr]
+    return torch.cat(outs) if outs else torch.zeros(0, width, device=dev)
 
 
 def fit(

@@ -66,7 +66,7 @@ def target_curve(metrics: pd.DataFrame, tests: pd.DataFrame, target: str, label:
     sub["size_n"] = numeric_size(sub["size"]).fillna(sub["n_train"])
     labels = mode_labels(sub)
     sub["model"] = sub["mode"].map(labels)
-    order = sorted(sub["model"].unique(), key=lambda m: (not m.endswith("scratch"), m.startswith(("PLS", "SVR", "LASSO", "RF")), m))
+    order = sorted(sub["model"].unique(), key=lambda m: (not m.endswith("scratch"), m.startswith(("PLS", "SVR", "LASSO", "RF", "RIDGE")), m))
     palette = dict(zip(order, sns.color_palette("tab20", len(order)), strict=True))
     sig_modes: set[tuple[str, float]] = set()
     if len(tests):
@@ -144,7 +144,8 @@ def pretrain_size(metrics: pd.DataFrame, target_labels: dict[str, str], png: str
     import matplotlib.pyplot as plt
 
     m = metrics[metrics["family"] == "transfer"].copy()
-    m = m[[fine_tunes_all(f, r) for f, r in zip(m["freeze"], m["reinit"], strict=True)]]
+    feats = m["features"] if "features" in m else pd.Series(None, index=m.index)
+    m = m[[fine_tunes_all(f, r, x) for f, r, x in zip(m["freeze"], m["reinit"], feats, strict=True)]]
     m["source"] = [source_label(p, s) for p, s in zip(m["pretrain_property"], m["pretrain_subset"], strict=True)]
     swept = m.groupby("source")["pretrain_size"].nunique()
     swept = swept[swept > 1]

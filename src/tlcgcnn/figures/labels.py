@@ -4,6 +4,8 @@ A transfer mode keeps the pretrained weights, then (config ``freeze``) freezes t
 embedding and the first k convolutions and (config ``reinit``) re-initialises the head
 (``head``) or everything not frozen (``unfrozen``); whatever is not frozen is trained on the
 target. The labels say exactly that, so "head" is never read as "only the head was trained".
+A frozen-features mode (config ``features: frozen``) trains no layer: an estimator is fitted
+on the pretrained network's crystal vectors ("frozen features + ridge").
 """
 
 from __future__ import annotations
@@ -14,6 +16,17 @@ import pandas as pd
 
 SHORT = {"formation_energy_per_atom": "ΔEf", "band_gap": "Eg", "efermi": "E_F"}
 REINIT = ("none", "head", "unfrozen")
+ESTIMATOR_NAMES = {"ridge": "ridge", "svr": "SVR", "rf": "random forest", "pls": "PLS", "lasso": "LASSO"}
+FROZEN_KEY = 1000  # frozen-features schemes sort after every number of frozen convolutions
+
+
+def is_frozen_features(features: Any) -> bool:
+    """True for a frozen-features mode (record / config field ``features`` = ``frozen``)."""
+    return isinstance(features, str) and features == "frozen"
+
+
+def estimator_name(estimator: Any) -> str:
+    return ESTIMATOR_NAMES.get(str(estimator), str(estimator))
 
 
 def _freeze(freeze: Any) -> int:
@@ -24,14 +37,18 @@ def _reinit(reinit: Any) -> str:
     return "none" if reinit is None or (not isinstance(reinit, str) and pd.isna(reinit)) else str(reinit)
 
 
-def scheme(freeze: Any, reinit: Any) -> str:
+def scheme(freeze: Any, reinit: Any, features: Any = None, estimator: Any = None) -> str:
     """What a transfer mode does to the pretrained layers, in a few words.
 
     >>> scheme(0, "head")
     'all layers fine-tuned, head re-initialised'
     >>> scheme(2, "unfrozen")
     'embedding + 2 convs frozen, rest re-initialised'
+    >>> scheme(0, "none", "frozen", "ridge")
+    'frozen features + ridge'
     """
+    if is_frozen_features(features):
+        return f"frozen features + {estimator_name(estimator)}"
     f, r = _freeze(freeze), _reinit(reinit)
     if r not in REINIT:
         raise ValueError(f"unknown reinit {r!r}; expected one of {REINIT}")
@@ -45,14 +62,18 @@ def scheme(freeze: Any, reinit: Any) -> str:
     return {"none": f"{frozen}, rest fine-tuned", "head": f"{frozen}, head re-initialised", "unfrozen": f"{frozen}, rest re-initialised"}[r]
 
 
-def scheme_key(freeze: Any, reinit: Any) -> tuple[int, int]:
-    """Sort order of the schemes: fewer frozen layers first, then none < head < unfrozen."""
+def scheme_key(freeze: Any, reinit: Any, features: Any = None, estimator: Any = None) -> tuple[int, int]:
+    """Sort order of the schemes: fewer frozen layers first, then none < head < unfrozen;
+    frozen features (no layer trained) last, by estimator."""
+    if is_frozen_features(features):
+        names = list(ESTIMATOR_NAMES)
+        return FROZEN_KEY, names.index(estimator) if estimator in names else len(names)
     return _freeze(freeze), REINIT.index(_reinit(reinit))
 
 
-def fine_tunes_all(freeze: Any, reinit: Any) -> bool:
+def fine_tunes_all(freeze: Any, reinit: Any, features: Any = None) -> bool:
     """True for the plain transfer mode: every pretrained weight kept and fine-tuned."""
-    return _freeze(freeze) == 0 and _reinit(reinit) == "none"
+    return not is_frozen_features(features) and _freeze(freeze) == 0 and _reinit(reinit) == "none"
 
 
 def source_label(prop: Any, subset: Any = None) -> str:
@@ -69,7 +90,8 @@ def source_label(prop: Any, subset: Any = None) -> str:
 
 def mode_label(row: pd.Series | dict[str, Any]) -> str:
     """Legend label of a mode from its record fields (family, model_kind, pretraining
-    source / subset / size, freeze, reinit)."""
+    source / subset / size, freeze, reinit, features), e.g. "TL ΔEf, n=2980: frozen
+    features + ridge"."""
     fam = row.get("family")
     if fam == "baseline":
         return str(row["model_kind"]).upper()
@@ -77,7 +99,7 @@ def mode_label(row: pd.Series | dict[str, Any]) -> str:
         return f"{row.get('model_kind', 'cgcnn')} scratch".replace("cgcnn", "CGCNN")
     size = row.get("pretrain_size")
     size_s = f", n={int(size)}" if size is not None and pd.notna(size) else ""
-    return f"TL {source_label(row.get('pretrain_property'), row.get('pretrain_subset'))}{size_s}: {scheme(row.get('freeze'), row.get('reinit'))}"
+    return f"TL {source_label(row.get('pretrain_property'), row.get('pretrain_subset'))}{size_s}: {scheme(row.get('freeze'), row.get('reinit'), row.get('features'), row.get('model_kind'))}"
 
 
 def mode_labels(metrics: pd.DataFrame) -> dict[str, str]:

@@ -23,8 +23,8 @@ class ModeUse:
 
     target: str
     mode: str
-    family: str  # scratch, transfer or baseline
-    model_kind: str  # cgcnn / attention, or the estimator of a baseline
+    family: str  # scratch, transfer (frozen features included) or baseline
+    model_kind: str  # cgcnn / attention, or the estimator of a baseline / frozen-features mode
     source: str | None  # pretraining source label (property and subset), transfer only
     subset: str | None
     multitask: bool
@@ -68,8 +68,8 @@ def mode_uses(config: Config) -> list[ModeUse]:
         for mode in t.get("modes") or sorted(modes):
             spec = modes[mode] or {}
             pre = pretrain.get(spec.get("pretrained")) if spec.get("pretrained") else None
-            if spec.get("estimator"):
-                family, kind = "baseline", str(spec["estimator"])
+            if spec.get("estimator"):  # with a pretrained source: frozen features, a transfer mode
+                family, kind = ("transfer" if pre else "baseline"), str(spec["estimator"])
             else:
                 family, kind = ("transfer" if pre else "scratch"), _model_kind(config, spec.get("model"))
             # a `checkpoint:` source names no property here (the file holds it): its name stands in
@@ -79,7 +79,7 @@ def mode_uses(config: Config) -> list[ModeUse]:
                 target=str(t["name"]), mode=str(mode), family=family, model_kind=kind,
                 source=source_label("+".join(props), subset) if pre else None, subset=subset,
                 multitask=len(props) > 1, pretrain_size=_size(pre.get("size")) if pre else None,
-                scheme=scheme_key(spec.get("freeze", 0), spec.get("reinit", "none")) if pre else None,
+                scheme=scheme_key(spec.get("freeze", 0), spec.get("reinit", "none"), spec.get("features"), spec.get("estimator")) if pre else None,
             ))
     return out
 

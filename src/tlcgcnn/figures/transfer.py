@@ -67,10 +67,11 @@ def improvement(metrics: pd.DataFrame, tests: pd.DataFrame, target_labels: dict[
 def _transfer_tests(metrics: pd.DataFrame, tests: pd.DataFrame) -> pd.DataFrame:
     info = metrics.drop_duplicates("mode").set_index("mode")
     t = tests[tests["mode"].map(info["family"]) == "transfer"].copy()
-    for col in ("freeze", "reinit", "pretrained", "pretrain_property", "pretrain_subset", "pretrain_size"):
-        t[col] = t["mode"].map(info[col])
-    t["scheme"] = [scheme(f, r) for f, r in zip(t["freeze"], t["reinit"], strict=True)]
-    t["scheme_key"] = [scheme_key(f, r) for f, r in zip(t["freeze"], t["reinit"], strict=True)]
+    for col in ("freeze", "reinit", "pretrained", "pretrain_property", "pretrain_subset", "pretrain_size", "model_kind", "features"):
+        t[col] = t["mode"].map(info[col]) if col in info else None  # features: only frozen-features runs have it
+    described = list(zip(t["freeze"], t["reinit"], t["features"], t["model_kind"], strict=True))
+    t["scheme"] = [scheme(*d) for d in described]
+    t["scheme_key"] = [scheme_key(*d) for d in described]
     t["source"] = [source_label(p, s) for p, s in zip(t["pretrain_property"], t["pretrain_subset"], strict=True)]
     t["size_n"] = numeric_size(t["size"])
     return t

@@ -115,6 +115,14 @@ class CGCNN(nn.Module):
         self.fc_out = nn.Linear(config.h_fea_len, config.n_out)
 
     def crystal_features(self, batch: Batch) -> torch.Tensor:
+        """The crystal vector the output layer reads: [batch.n, h_fea_len].
+
+        Atom features after the convolutions, mean-pooled per crystal, then softplus →
+        ``conv_to_fc`` → softplus and the ``n_h - 1`` hidden layers (each followed by
+        softplus); ``forward`` is ``fc_out`` of this. Its dimension is ``config.h_fea_len``
+        (128 by default) for either kind of convolution. The frozen-features transfer mode
+        (:mod:`tlcgcnn.frozen`) fits its estimator on it; call in eval mode (batch norm
+        then uses its running statistics, so a crystal's vector does not depend on its batch)."""
         v = self.embedding(self.atom_table[batch.z])
         edge = self.gauss(batch.nbr_dist)
         for conv in self.convs:

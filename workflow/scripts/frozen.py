@@ -1,0 +1,27 @@
+"""Snakemake adapter: every seed of one frozen-features cell (tlcgcnn.frozen.frozen_cell: the
+pretrained source's crystal vectors fed to a scikit-learn estimator)."""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.join(snakemake.scriptdir, "..", "..", "src"))  # noqa: F821
+
+from tlcgcnn.config import resolve  # noqa: E402
+from tlcgcnn.frozen import frozen_cell  # noqa: E402
+from tlcgcnn.runtime import log_to  # noqa: E402
+
+log_to(snakemake.log[0])  # noqa: F821
+inp, params = snakemake.input, snakemake.params  # noqa: F821
+frozen_cell(
+    cell=params.cell,
+    table_path=inp.table,
+    split_path=inp.split,
+    graph_dir=inp.graphs,
+    pretrained=inp.pretrained,
+    split_cfg=params.split,
+    threads=snakemake.threads,  # noqa: F821
+    config=resolve(snakemake.config).as_dict(),  # noqa: F821  (hashed for provenance)
+    device=params.device,
+    out_metrics=snakemake.output.metrics,  # noqa: F821
+    out_predictions=snakemake.output.predictions,  # noqa: F821
+)
