@@ -4,10 +4,13 @@ PYTHON ?= python3
 VENV ?= .venv
 CORES ?= 2
 CONFIG ?= config/config.yaml
+# published results (config report.dir); NAME=<config name> shows one, else every folder
+RESULTS_DIR ?= docs/results
+NAME ?=
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test venv dry-run lint clean-results
+.PHONY: run test venv dry-run lint clean-results results-readme
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,3 +36,7 @@ lint: $(STAMP)
 
 clean-results:
 	rm -rf results/
+
+# the README's results table from the published folders (tlcgcnn.report)
+results-readme: $(STAMP)
+	$(PY) -m tlcgcnn.report readme $(if $(NAME),$(RESULTS_DIR)/$(NAME),$(patsubst %/summary.md,%,$(wildcard $(RESULTS_DIR)/*/summary.md))) README.md

@@ -35,6 +35,7 @@ include: "rules/stats.smk"
 include: "rules/external.smk"
 include: "rules/figures.smk"
 include: "rules/zoo.smk"
+include: "rules/report.smk"
 
 
 # cheap bookkeeping jobs run in the main Snakemake process, never on a cluster

@@ -206,20 +206,63 @@ def figure_caption(wildcards):
     return figure_registry.caption(wildcards.figure, f"{workflow.basedir}/report")
 
 
+PAPER_TABLES = (
+    "best_transfer",
+    "improvement",
+    "spearman",
+    "classification",
+    "models",
+    "pretrain",
+)
+
+
 def paper_targets():
     """The summary tables of the papers' study (configs with finetune.group_seeds: true)."""
-    tables = [
-        f"{R}/stats/{n}.csv"
-        for n in (
-            "best_transfer",
-            "improvement",
-            "spearman",
-            "classification",
-            "models",
-            "pretrain",
-        )
-    ]
+    tables = [f"{R}/stats/{n}.csv" for n in PAPER_TABLES]
     return tables + [f"{R}/stats/ef_eg_correlation.json"]
+
+
+# published results (rules/report.smk): <report.dir>/<name>/, built only when asked for
+PUB = f"{CFG.report.dir}/{CFG.name}"
+
+
+def stats_tables():
+    """Stem of every stats/*.csv table the config produces (the report publishes them)."""
+    names = ["metrics", "ttests", *(["external"] if EXTERNAL else [])]
+    return names + list(PAPER_TABLES) if GROUP_SEEDS else names
+
+
+def published_files():
+    """Tables and figures of the published folder, each a copy of the run's file."""
+    tables = [f"{PUB}/tables/{t}.csv" for t in stats_tables()]
+    figures = [f"{PUB}/figures/{s}.png" for s in figure_registry.requested(config)]
+    return {"tables": tables, "figures": figures}
+
+
+def published_source(wildcards):
+    """The run's file a published table or figure copies."""
+    kind, name = wildcards.published.split("/", 1)
+    return f"{R}/stats/{name}" if kind == "tables" else f"{R}/figures/{name}"
+
+
+def report_params():
+    """Plain values for tlcgcnn.report.publish (see its docstring)."""
+    stems = figure_registry.requested(config)
+    return {
+        "config": CFG.as_dict(),
+        "config_sha256": CFG.sha256(),
+        "configfiles": [os.path.relpath(f) for f in workflow.configfiles],
+        "baseline": CFG.baseline,
+        "baseline_modes": CFG.baseline_modes,
+        "claims": CFG.claims(),
+        "labels": CFG.target_labels(),
+        "captions": {
+            s: figure_registry.caption(s, f"{workflow.basedir}/report") for s in stems
+        },
+        "results": R,
+        "repo": str(workflow.basedir),
+        "report_dir": CFG.report.dir,
+    }
 
 
 def all_targets():

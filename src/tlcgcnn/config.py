@@ -146,6 +146,15 @@ class ZooSettings:
 
 
 @dataclass(frozen=True)
+class ReportSettings:
+    """The published results (``report:``, rules/report.smk, tlcgcnn.report): the folder and
+    the papers' claims the run tests (entries get :data:`CLAIM_DEFAULTS`)."""
+
+    dir: str = "docs/results"
+    claims: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class ResourceSettings:
     """What the rules request from the scheduler (``resources:``)."""
 
@@ -162,6 +171,8 @@ EXTERNAL_DEFAULTS: dict[str, Any] = {"transform": "none", "id_column": None, "st
 MODE_DEFAULTS: dict[str, Any] = {"pretrained": None, "freeze": 0, "reinit": "none", "model": None}
 FINETUNE_DEFAULTS: dict[str, Any] = {"baseline": "scratch", "group_seeds": False}
 ZOO_MODEL_DEFAULTS: dict[str, Any] = {"size": "all"}
+# versus None: the claim compares its mode with finetune.baseline
+CLAIM_DEFAULTS: dict[str, Any] = {"versus": None, "direction": "lower"}
 TOP_DEFAULTS: dict[str, Any] = {"regenerate_embedded": False, "model_variants": {}, "pretrain": [], "external": []}
 
 SECTIONS: dict[str, type] = {
@@ -172,6 +183,7 @@ SECTIONS: dict[str, type] = {
     "dataset": DatasetSettings,
     "embedded": EmbeddedSettings,
     "zoo": ZooSettings,
+    "report": ReportSettings,
     "resources": ResourceSettings,
 }
 
@@ -189,6 +201,7 @@ def defaults() -> dict[str, Any]:
     out.update({f"finetune.modes.*.{k}": v for k, v in MODE_DEFAULTS.items()})
     out.update({f"finetune.{k}": v for k, v in FINETUNE_DEFAULTS.items()})
     out.update({f"zoo.models[].{k}": v for k, v in ZOO_MODEL_DEFAULTS.items()})
+    out.update({f"report.claims[].{k}": v for k, v in CLAIM_DEFAULTS.items()})
     out.update(TOP_DEFAULTS)
     return out
 
@@ -348,6 +361,9 @@ class Config:
         zoo["models"] = [{**ZOO_MODEL_DEFAULTS, **m} for m in zoo.get("models", [])]
         self.zoo = ZooSettings(**zoo)
         self.resources = ResourceSettings(**raw.get("resources", {}))
+        rep = dict(raw.get("report", {}))
+        rep["claims"] = [{**CLAIM_DEFAULTS, **c} for c in rep.get("claims", [])]
+        self.report = ReportSettings(**rep)
         self.regenerate_embedded: bool = bool(raw.get("regenerate_embedded", TOP_DEFAULTS["regenerate_embedded"]))
         self.model_variants: dict[str, dict[str, Any]] = dict(raw.get("model_variants", TOP_DEFAULTS["model_variants"]))
         ft = {**FINETUNE_DEFAULTS, **raw["finetune"]}
@@ -606,9 +622,19 @@ class Config:
         modes = [x for x in self.target_modes(m["target"]) if self.modes[x].pretrained and self.modes[x].kind == "gnn"] if m["mode"] == "best" else [m["mode"]]
         return {"name": name, "kind": "finetune", "target": m["target"], "size": size, "seeds": self.seeds(size), "modes": modes, "choice": m["mode"]}
 
+    # ---------------------------------------------------------------- published results
+    def claims(self) -> list[dict[str, Any]]:
+        """The papers' claims (``report.claims``) as plain values: ``versus`` filled with the
+        baseline mode where absent and ``size`` parsed (tlcgcnn.report reads these)."""
+        return [
+            {**c, "size": parse_size(c["size"]), "versus": c["versus"] or self.baseline}
+            for c in self.report.claims
+        ]
+
     # ---------------------------------------------------------------- whole config
     def as_dict(self) -> dict[str, Any]:
-        """The resolved configuration as plain values (defaults filled): what provenance hashes."""
+        """The resolved configuration as plain values (defaults filled): what provenance hashes.
+        ``report`` is left out: it changes what is published, not what is computed."""
         return {
             "name": self.name,
             **{k: asdict(getattr(self, k)) for k in ("train", "model", "featurize", "split", "embedded", "zoo", "resources")},
@@ -675,6 +701,28 @@ class Config:
                     raise ConfigError(f"{where}: size {zm['size']!r} is not a size of target {zm['target']} ({sizes})")
         if self.baseline not in modes:
             raise ConfigError(f"config: finetune.baseline {self.baseline!r} is not one of the modes {sorted(modes)}")
+        self._check_claims()
+
+    def _check_claims(self) -> None:
+        """Each claim names a fine-tuning cell of the config and a comparison it runs."""
+        ids = [c["id"] for c in self.report.claims]
+        if len(set(ids)) != len(ids):
+            raise ConfigError(f"config: report.claims: repeated ids {sorted({i for i in ids if ids.count(i) > 1})}")
+        for c in self.report.claims:
+            where = f"config: report.claims {c['id']}"
+            t = c["target"]
+            if t not in self._targets:
+                raise ConfigError(f"{where}: target {t!r} is not a finetune target (known: {sorted(self._targets)})")
+            sizes = [parse_size(x) for x in self._targets[t].get("sizes") or self._ft["sizes"]]
+            if parse_size(c["size"]) not in sizes:
+                raise ConfigError(f"{where}: size {c['size']!r} is not a training size of target {t} ({sizes})")
+            t_modes = list(self._targets[t].get("modes") or sorted(self.modes))
+            versus = c["versus"] or self.baseline
+            for key, mode in (("mode", c["mode"]), ("versus", versus)):
+                if mode not in t_modes:
+                    raise ConfigError(f"{where}: {key} {mode!r} is not a mode of target {t} (its modes: {t_modes})")
+            if c["mode"] == versus:
+                raise ConfigError(f"{where}: mode and versus are both {versus!r}: a claim compares two modes")
 
     @staticmethod
     def _check_estimator_mode(m: Mode) -> None:

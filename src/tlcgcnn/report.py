@@ -1,0 +1,724 @@
+"""The published results of a run: tables, figures, the papers' claims, a summary and provenance.
+
+``<report.dir>/<name>/`` (default ``docs/results/<name>/``) is what a finished run puts into the
+repository, built only when asked for (rules/report.smk):
+
+* ``tables/*.csv``: copies of the run's statistics tables (``results/<name>/stats/``);
+* ``figures/*.png``: copies of the figures the config requests (the registry's ``requested``);
+* ``claims.csv``: one row per claim of the papers (config ``report.claims``): the mode's and
+  the compared mode's test error (mean over the paired seeds), the change in per cent, the
+  paired t-test's p and Holm-adjusted p, and whether the claim held (:func:`verdict`);
+* ``summary.md``: what ran, the claims, the paired t-tests per Holm family, every figure with
+  its caption;
+* ``provenance.json``: the data and config hashes the run records carry, the resolved config,
+  the code commit (and whether the working tree differed from it), the machine, and the wall
+  time per rule summed from the run's benchmark files.
+
+A claim against the baseline mode takes its test from ``stats/ttests.csv`` (p, Holm-adjusted
+p and Holm family as the statistics computed them). A claim against another mode is tested
+here on the same seeds from ``stats/metrics.csv`` (paired t-test); those comparisons form
+their own Holm family, :data:`OTHER_FAMILY`.
+
+:func:`rewrite_readme` writes the claims of one or more published folders between the README's
+markers :data:`BEGIN` and :data:`END`; :func:`check_readme` and :func:`check_published`
+verify that every number there is the one in the committed CSVs
+(``python -m tlcgcnn.report readme|check``). Torch-free: pandas, numpy and scipy only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import math
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sstats
+
+from tlcgcnn import io
+from tlcgcnn.figures.labels import scheme
+from tlcgcnn.stats import FAMILIES, holm, read_table
+
+log = logging.getLogger(__name__)
+
+ALPHA = 0.05  # a claim holds when its Holm-adjusted p is below this
+PAPERS = ("TL-CGCNN", "MT-CGCNN", "Berkeley")
+OTHER_FAMILY = "claims_vs_other_modes"
+SPEC_COLUMNS = ("id", "paper", "claim", "paper_value", "target", "size", "mode", "versus", "direction")
+CLAIM_COLUMNS = (
+    "id", "paper", "claim", "paper_value", "target", "target_label", "size", "mode", "versus", "direction", "metric",
+    "ours_mode_error", "ours_versus_error", "change_pct", "n_seeds", "p", "p_holm", "holm_family", "held", "verdict",
+)
+NUMERIC_COLUMNS = ("ours_mode_error", "ours_versus_error", "change_pct", "n_seeds", "p", "p_holm")
+BEGIN = "<!-- results:begin -->"
+END = "<!-- results:end -->"
+FOLDER_MARK = "<!-- results:folder {} -->"
+_FOLDER_RE = re.compile(r"<!-- results:folder (\S+) -->")
+EMPTY_STATE = (
+    "No results are published yet. `snakemake docs/results/<name>/summary.md --cores 2 --configfile <config file>` "
+    "publishes a finished run to `docs/results/<name>/`; `make results-readme` then writes its claims here."
+)
+README_HEADER = ("id", "paper", "claim", "paper's number", "cell", "ours: mode vs compared (change)", "p (Holm)", "held")
+# rules named by their benchmark files below results/<name>/benchmarks/ (rules/*.smk)
+_BENCHMARK_RULES: tuple[tuple[str, str], ...] = (
+    (r"evaluate/pretrain/[^/]+\.tsv", "evaluate_pretrain"),
+    (r"external/[^/]+/ingest\.tsv", "ingest_external"),
+    (r"external/[^/]+/featurize\.tsv", "featurize_external"),
+    (r"external/[^/]+/overlap\.tsv", "external_overlap"),
+    (r"external/[^/]+/[^/]+\.tsv", "evaluate_external"),
+    (r"figures/[^/]+\.tsv", "figure"),
+    (r"pretrain/[^/]+\.tsv", "pretrain"),
+    (r"([^/]+)\.tsv", r"\1"),
+)
+REPORT_BENCHMARKS = "report"  # the report rules' own benchmark folder: not summed
+
+
+class ReportError(ValueError):
+    """Published results that cannot be built or do not agree with their sources."""
+
+
+# --------------------------------------------------------------------------- claims
+def verdict(mean_diff: float, p_holm: float, direction: str) -> str:
+    """``held`` when the mode's error differs from the compared mode's in the claimed
+    direction (``lower`` or ``higher``) with Holm-adjusted p < :data:`ALPHA`; ``reversed``
+    when it differs significantly the other way; ``not significant`` otherwise; ``not
+    tested`` when there is no p-value (fewer than two paired seeds, or identical errors)."""
+    if direction not in ("lower", "higher"):
+        raise ReportError(f"direction {direction!r} is neither 'lower' nor 'higher'")
+    if p_holm is None or not math.isfinite(p_holm):
+        return "not tested"
+    if p_holm >= ALPHA:
+        return "not significant"
+    return "held" if (mean_diff < 0) == (direction == "lower") else "reversed"
+
+
+def _same_size(column: pd.Series, size: Any) -> pd.Series:
+    return column.astype(str) == str(size)
+
+
+def _error_column(metrics: pd.DataFrame) -> str:
+    return "error" if "error" in metrics.columns else "mae"
+
+
+def _paired_from_metrics(c: Mapping[str, Any], metrics: pd.DataFrame, source: str) -> dict[str, Any]:
+    """Paired t-test of the claim's mode against its ``versus`` on the seeds both ran."""
+    cell = metrics[(metrics["target"] == c["target"]) & _same_size(metrics["size"], c["size"])]
+    col = _error_column(metrics)
+    runs = {}
+    for key in ("mode", "versus"):
+        sub = cell[cell["mode"] == c[key]]
+        if sub.empty:
+            raise ReportError(f"claim {c['id']}: {source} has no run of mode {c[key]!r} for target {c['target']} at size {c['size']}")
+        runs[key] = sub[["seed", col]].rename(columns={col: key})
+    pairs = runs["versus"].merge(runs["mode"], on="seed")
+    if pairs.empty:
+        raise ReportError(f"claim {c['id']}: {source}: modes {c['mode']!r} and {c['versus']!r} share no seed for target {c['target']} at size {c['size']}")
+    a, b = pairs["versus"].to_numpy(float), pairs["mode"].to_numpy(float)
+    p = float(sstats.ttest_rel(b, a).pvalue) if len(a) >= 2 and np.std(b - a) > 0 else float("nan")
+    task = str(cell["task"].iloc[0]) if "task" in cell.columns and isinstance(cell["task"].iloc[0], str) else "regression"
+    return {"ours_mode_error": float(b.mean()), "ours_versus_error": float(a.mean()), "n_seeds": len(a), "p": p,
+            "metric": "1-roc_auc" if task == "classification" else "mae", "holm_family": OTHER_FAMILY}
+
+
+def _from_tests(c: Mapping[str, Any], tests: pd.DataFrame, source: str) -> dict[str, Any]:
+    if tests.empty:
+        raise ReportError(f"claim {c['id']}: {source} is empty (no paired t-tests)")
+    hit = tests[(tests["target"] == c["target"]) & _same_size(tests["size"], c["size"]) & (tests["mode"] == c["mode"]) & (tests["baseline"] == c["versus"])]
+    if len(hit) != 1:
+        raise ReportError(
+            f"claim {c['id']}: {source} has {len(hit)} rows for target {c['target']}, size {c['size']}, mode {c['mode']} "
+            f"vs {c['versus']} (expected 1: is that cell part of the run?)"
+        )
+    r = hit.iloc[0]
+    return {"ours_mode_error": float(r["mae_mode"]), "ours_versus_error": float(r["mae_baseline"]), "n_seeds": int(r["n_pairs"]),
+            "p": float(r["p_value"]), "p_holm": float(r["p_holm"]), "holm_family": str(r["holm_family"]),
+            "metric": str(r["metric"]) if "metric" in r.index else "mae"}
+
+
+def build_claims(
+    claims: Sequence[Mapping[str, Any]], tests: pd.DataFrame, metrics: pd.DataFrame, baseline: str,
+    labels: Mapping[str, str] | None = None, sources: tuple[str, str] = ("stats/ttests.csv", "stats/metrics.csv"),
+) -> pd.DataFrame:
+    """One row per claim (columns :data:`CLAIM_COLUMNS`). ``claims`` are resolved config
+    entries (``versus`` filled; tlcgcnn.config.Config.claims); ``tests`` and ``metrics`` the
+    run's stats tables; ``sources`` name them in error messages."""
+    rows: list[dict[str, Any]] = []
+    for c in claims:
+        missing = [k for k in SPEC_COLUMNS if k not in c or (c[k] is None and k != "versus")]
+        if missing:
+            raise ReportError(f"claim {c.get('id', '?')}: missing {missing}")
+        if c["paper"] not in PAPERS:
+            raise ReportError(f"claim {c['id']}: paper {c['paper']!r} is not one of {PAPERS}")
+        spec = {k: c[k] for k in SPEC_COLUMNS}
+        spec["versus"] = spec["versus"] or baseline
+        got = _from_tests(spec, tests, sources[0]) if spec["versus"] == baseline else _paired_from_metrics(spec, metrics, sources[1])
+        rows.append({**spec, "target_label": (labels or {}).get(spec["target"], spec["target"]), **got})
+    df = pd.DataFrame(rows, columns=[c for c in CLAIM_COLUMNS if c not in ("change_pct", "held", "verdict")])
+    if df.empty:
+        return pd.DataFrame(columns=list(CLAIM_COLUMNS))
+    other = df["holm_family"] == OTHER_FAMILY
+    if other.any():  # Holm within the claims' own comparisons, each distinct comparison once
+        keys = ["target", "size", "mode", "versus"]
+        distinct = df[other].assign(size=df["size"].astype(str)).drop_duplicates(keys)
+        adjusted = dict(zip(map(tuple, distinct[keys].to_numpy()), holm(distinct["p"].to_numpy(float)), strict=True))
+        df.loc[other, "p_holm"] = [adjusted[(t, str(s), m, v)] for t, s, m, v in df.loc[other, keys].to_numpy()]
+    df["change_pct"] = 100.0 * (df["ours_mode_error"] - df["ours_versus_error"]) / df["ours_versus_error"]
+    df["verdict"] = [verdict(m - v, float(p), d) for m, v, p, d in zip(df["ours_mode_error"], df["ours_versus_error"], df["p_holm"], df["direction"], strict=True)]
+    df["held"] = df["verdict"] == "held"
+    return df[list(CLAIM_COLUMNS)]
+
+
+def read_claims(path: str | Path) -> pd.DataFrame:
+    """A claims.csv: text columns as written, numbers as floats, ``held`` as booleans."""
+    if not Path(path).is_file():
+        raise ReportError(f"{path}: no such claims file")
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    absent = [c for c in CLAIM_COLUMNS if c not in df.columns]
+    if absent:
+        raise ReportError(f"{path}: columns {absent} are missing (expected {list(CLAIM_COLUMNS)})")
+    for c in NUMERIC_COLUMNS:
+        df[c] = pd.to_numeric(df[c].replace("", np.nan))
+    bad = sorted(set(df["held"]) - {"True", "False"})
+    if bad:
+        raise ReportError(f"{path}: column held has values {bad} (expected True / False)")
+    df["held"] = df["held"] == "True"
+    return df
+
+
+# --------------------------------------------------------------------------- formatting
+def fmt_error(x: float) -> str:
+    """A test error: 4 significant digits (1.385, 0.0934)."""
+    return "–" if not math.isfinite(x) else f"{x:.4g}"
+
+
+def fmt_change(pct: float) -> str:
+    """A change in per cent with its sign (−46 %, +11 %)."""
+    if not math.isfinite(pct):
+        return "–"
+    return f"{pct:+.0f} %".replace("-", "−")
+
+
+def fmt_p(p: float) -> str:
+    """A p-value: 2 significant digits, short exponents (0.0019, 6.9e-5, 1)."""
+    if p is None or not math.isfinite(p):
+        return "–"
+    s = f"{p:.2g}"
+    if "e" in s:
+        mantissa, exp = s.split("e")
+        s = f"{mantissa}e{int(exp)}"
+    return s
+
+
+def held_text(verdict_text: str) -> str:
+    return "yes" if verdict_text == "held" else f"no: {verdict_text}"
+
+
+def _cell(text: Any) -> str:
+    """Text for a Markdown table cell (pipes escaped, one line)."""
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def claim_cells(row: Mapping[str, Any]) -> list[str]:
+    """The README / summary table cells of one claims.csv row (columns :data:`README_HEADER`)."""
+    ours = (f"{row['mode']} {fmt_error(float(row['ours_mode_error']))} vs {row['versus']} "
+            f"{fmt_error(float(row['ours_versus_error']))} ({fmt_change(float(row['change_pct']))})")
+    return [_cell(x) for x in (
+        row["id"], row["paper"], row["claim"], row["paper_value"], f"{row['target_label']}, n = {row['size']}",
+        ours, fmt_p(float(row["p_holm"])), held_text(str(row["verdict"])),
+    )]
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def claims_table(claims: pd.DataFrame) -> str:
+    """The claims as a Markdown table; a sentence when there are none."""
+    if claims.empty:
+        return "No claims are configured for this run (`report.claims`)."
+    return _table(README_HEADER, (claim_cells(r) for r in claims.to_dict("records")))
+
+
+def _split_row(line: str) -> list[str]:
+    cells = re.split(r"(?<!\\)\|", line.strip())[1:-1]
+    return [c.strip() for c in cells]
+
+
+# --------------------------------------------------------------------------- summary
+def _thousands(n: Any) -> str:
+    return f"{int(n):,}"
+
+
+def _mode_text(name: str, mode: Mapping[str, Any], baseline: str) -> str:
+    if mode.get("estimator"):
+        text = f"`{name}`: {mode['estimator']} on composition descriptors"
+    elif mode.get("pretrained"):
+        text = f"`{name}`: from `{mode['pretrained']}`, {scheme(mode.get('freeze', 0), mode.get('reinit', 'none'))}"
+    else:
+        text = f"`{name}`: from scratch"
+    if mode.get("model"):
+        text += f" (model variant `{mode['model']}`)"
+    return text + (" (the baseline)" if name == baseline else "")
+
+
+def _seeds_text(ft: Mapping[str, Any]) -> str:
+    seeds = list(ft.get("seeds") or [])
+    text = f"{len(seeds)} seeds ({', '.join(map(str, seeds))})"
+    if ft.get("seeds_large") and ft.get("large_from") is not None:
+        text += f"; {len(ft['seeds_large'])} from size {ft['large_from']} on"
+    return text
+
+
+def _what_ran(s: Mapping[str, Any], ingest: Mapping[str, Any], pretrain: Sequence[Mapping[str, Any]], metrics: pd.DataFrame, wall: Mapping[str, Any]) -> list[str]:
+    cfg = s["config"]
+    ft = cfg["finetune"]
+    files = ", ".join(f"`{f}`" for f in s.get("configfiles") or []) or "(given on the command line)"
+    out = [f"* Config: {files}, name `{cfg['name']}` (resolved config sha256 `{s['config_sha256'][:12]}…`; all of it in provenance.json)."]
+    out.append(
+        f"* Data: `{ingest.get('input')}` (sha256 `{str(ingest.get('input_sha256'))[:12]}…`): "
+        f"{_thousands(ingest.get('rows_kept', 0))} crystals kept of {_thousands(ingest.get('rows_in', 0))}."
+    )
+    pre_by_name = {str(p.get("pretrain", p.get("target"))): p for p in pretrain}
+    for src in cfg.get("pretrain") or []:
+        t = src["target"]
+        what = "+".join(t.get("properties") or [t["property"]])
+        line = f"* Pretraining source `{src['name']}`: {what}"
+        if src.get("checkpoint"):
+            line += f", checkpoint file `{src['checkpoint']}`"
+        else:
+            line += f" ({t.get('subset', 'all')} crystals, size {src['size']}, seed {src['seed']})"
+        m = pre_by_name.get(src["name"])
+        if m is not None and m.get("mae") is not None:
+            line += f": test MAE {fmt_error(float(m['mae']))} on {_thousands(m['n_test'])} test crystals after training on {_thousands(m['n_train'])}"
+        out.append(line + ".")
+    labels = s.get("labels") or {}
+    for t in ft["targets"]:
+        sizes = t.get("sizes") or ft["sizes"]
+        out.append(
+            f"* Target `{t['name']}` ({labels.get(t['name'], t['name'])}): {t['property']}"
+            f"{', log10' if t.get('transform') == 'log10' else ''}, {t.get('subset', 'all')} crystals, {t.get('task', 'regression')}; "
+            f"training sizes {', '.join(map(str, sizes))}."
+        )
+    out.append(f"* Seeds: {_seeds_text(ft)}. Modes: " + "; ".join(_mode_text(n, m, s["baseline"]) for n, m in ft["modes"].items()) + ".")
+    if not metrics.empty:
+        cells = metrics.drop_duplicates(["target", "size", "mode"]).shape[0]
+        out.append(f"* Runs: {_thousands(len(metrics))} fine-tuning runs in {_thousands(cells)} cells, each scored on its target's fixed test set.")
+    if wall.get("jobs"):
+        out.append(
+            f"* Job time: {_duration(wall['total_s'])}, the wall times of {_thousands(wall['jobs'])} jobs summed (jobs that ran "
+            "in parallel overlap, so the run itself took less; per rule in provenance.json)."
+        )
+    return out
+
+
+def _duration(seconds: float) -> str:
+    s = int(round(seconds))
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h} h {m} min {sec} s" if h else f"{m} min {sec} s"
+
+
+def _family_table(tests: pd.DataFrame, labels: Mapping[str, str]) -> str:
+    header = ("target", "n", "mode", "compared with", "error (compared)", "error (mode)", "change", "p", "p (Holm)", "pairs")
+    rows = []
+    ordered = tests.assign(_size=tests["size"].map(_size_key)).sort_values(["target", "_size", "mode"])
+    for r in ordered.to_dict("records"):
+        change = 100.0 * (r["mae_mode"] - r["mae_baseline"]) / r["mae_baseline"]
+        rows.append([_cell(x) for x in (
+            labels.get(r["target"], r["target"]), r["size"], r["mode"], r["baseline"], fmt_error(r["mae_baseline"]),
+            fmt_error(r["mae_mode"]), fmt_change(change), fmt_p(r["p_value"]), fmt_p(r["p_holm"]), int(r["n_pairs"]),
+        )])
+    return _table(header, rows)
+
+
+def _size_key(size: Any) -> float:
+    return math.inf if str(size) == "all" else float(size)
+
+
+def _caption_text(rst: str) -> str:
+    """A report caption (reStructuredText) as one Markdown line."""
+    return " ".join(rst.replace("``", "`").split())
+
+
+def summary_markdown(
+    settings: Mapping[str, Any], claims: pd.DataFrame, tests: pd.DataFrame, metrics: pd.DataFrame,
+    ingest: Mapping[str, Any], pretrain: Sequence[Mapping[str, Any]], figures: Sequence[tuple[str, str]],
+    tables: Sequence[str], wall: Mapping[str, Any],
+) -> str:
+    """The human summary: ``figures`` are (stem, link relative to the summary), ``tables``
+    links to the published tables."""
+    name = settings["config"]["name"]
+    labels = settings.get("labels") or {}
+    parts = [
+        f"# Results: `{name}`",
+        f"Published from `{settings['results']}/` by the rule `report` (`tlcgcnn.report`); data and config hashes, "
+        "code commit, machine and wall time per rule are in [provenance.json](provenance.json). "
+        f"Errors are test errors on each target's fixed test set (MAE in the target's units; 1 − ROC-AUC for "
+        f"classification), mean over the paired seeds.",
+        "## What ran",
+        "\n".join(_what_ran(settings, ingest, pretrain, metrics, wall)),
+        "## Claims of the papers",
+        f"A claim holds when its mode's test error is lower (or, where claimed, higher) than the compared mode's "
+        f"with a Holm-adjusted paired t-test p < {ALPHA}; *not significant*: p ≥ {ALPHA}; *reversed*: significant "
+        f"the other way. Comparisons with the baseline are Holm-corrected within their family in "
+        f"`tables/ttests.csv`; the claims' other comparisons within their own family (`{OTHER_FAMILY}`). "
+        "All numbers: [claims.csv](claims.csv).",
+        claims_table(claims),
+        "## Paired t-tests against the baseline",
+    ]
+    if tests.empty:
+        parts.append("No paired tests (no mode besides the baseline).")
+    for fam, grp in tests.groupby("holm_family", sort=True) if not tests.empty else []:
+        parts.append(f"### `{fam}`")
+        parts.append(f"{FAMILIES.get(str(fam), str(fam))}; Holm correction over these {len(grp)} tests.")
+        parts.append(_family_table(grp, labels))
+    parts.append("## Figures")
+    captions = settings.get("captions") or {}
+    if not figures:
+        parts.append("The config requests no figures.")
+    for stem, link in figures:
+        caption = _caption_text(captions.get(stem, stem))
+        parts.append(f"**{stem}.** {caption}\n\n![{caption.replace('[', '(').replace(']', ')')}]({link})")
+    parts.append("## Tables")
+    parts.append("\n".join(f"* [{Path(t).name}]({t})" for t in tables) or "None.")
+    return "\n\n".join(parts) + "\n"
+
+
+# --------------------------------------------------------------------------- provenance
+def benchmark_rule(relpath: str, baseline_modes: Iterable[str] = ()) -> str | None:
+    """The rule that wrote a benchmark file (path below ``results/<name>/benchmarks/``, as
+    rules/*.smk name them); None for the report rules' own files. A fine-tuning cell of a
+    scikit-learn baseline mode is ``finetune_baseline``."""
+    rel = relpath.replace(os.sep, "/")
+    if rel.split("/")[0] == REPORT_BENCHMARKS:
+        return None
+    m = re.fullmatch(r"finetune/[^/]+/n[^/]+/([^/]+)\.tsv", rel)
+    if m:
+        return "finetune_baseline" if m.group(1) in set(baseline_modes) else "finetune"
+    for pattern, rule in _BENCHMARK_RULES:
+        hit = re.fullmatch(pattern, rel)
+        if hit:
+            return hit.expand(rule)
+    return rel.removesuffix(".tsv")
+
+
+def wall_times(bench_dir: str | Path, baseline_modes: Iterable[str] = ()) -> dict[str, Any]:
+    """Wall time (the ``s`` column of Snakemake's benchmark files) summed per rule, with the
+    number of jobs, and the total; the report rules' own files are left out."""
+    root = Path(bench_dir)
+    per: dict[str, dict[str, Any]] = {}
+    for path in sorted(root.rglob("*.tsv")) if root.is_dir() else []:
+        rule = benchmark_rule(str(path.relative_to(root)), baseline_modes)
+        if rule is None:
+            continue
+        df = pd.read_csv(path, sep="\t")
+        if "s" not in df.columns:
+            raise ReportError(f"{path}: a benchmark file without the `s` (seconds) column")
+        entry = per.setdefault(rule, {"s": 0.0, "jobs": 0})
+        entry["s"] += float(df["s"].sum())
+        entry["jobs"] += 1
+    per = {k: {"s": round(v["s"], 2), "jobs": v["jobs"]} for k, v in sorted(per.items())}
+    return {"per_rule": per, "total_s": round(sum(v["s"] for v in per.values()), 2), "jobs": sum(v["jobs"] for v in per.values()), "source": str(root)}
+
+
+def _run(cmd: list[str], cwd: str | Path | None = None) -> str | None:
+    try:
+        res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return res.stdout.strip() if res.returncode == 0 else None
+
+
+def code_state(repo: str | Path, exclude: Sequence[str] = ()) -> dict[str, Any]:
+    """The repository's commit and whether tracked files differ from it (the paths in
+    ``exclude``, e.g. the published folder being rewritten, do not count)."""
+    commit = _run(["git", "rev-parse", "HEAD"], cwd=repo)
+    dirty = None
+    if commit is not None:
+        spec = [f":(exclude){e}" for e in exclude]
+        out = _run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *spec], cwd=repo)
+        dirty = None if out is None else bool(out)
+    return {"git_commit": commit, "git_dirty": dirty, "dirty_ignores": list(exclude)}
+
+
+def machine() -> dict[str, Any]:
+    """The machine that built the report: CPU, cores, memory, Python, torch version and GPU
+    (without importing torch). The training jobs' devices are in the run records."""
+    from importlib import metadata
+
+    cpu = platform.processor() or None
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError, AttributeError):
+        ram = None
+    try:
+        torch_version: str | None = metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        torch_version = None
+    gpu = _run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"]) if shutil.which("nvidia-smi") else None
+    return {
+        "cpu": cpu, "cores": os.cpu_count(), "ram_gib": round(ram, 1) if ram else None, "os": platform.platform(),
+        "python": platform.python_version(), "torch": torch_version, "gpu": gpu.splitlines() if gpu else None,
+        "host": platform.node(),
+    }
+
+
+def _distinct(frames: Iterable[Mapping[str, Any]] | pd.DataFrame, key: str) -> list[str]:
+    if isinstance(frames, pd.DataFrame):
+        values: Iterable[Any] = frames[key] if key in frames.columns else []
+    else:
+        values = (f.get(key) for f in frames)
+    return sorted({str(v) for v in values if isinstance(v, str) and v})
+
+
+def provenance(
+    settings: Mapping[str, Any], metrics: pd.DataFrame, pretrain: Sequence[Mapping[str, Any]], ingest: Mapping[str, Any],
+    wall: Mapping[str, Any], code: Mapping[str, Any], host: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Everything a reader needs to trust or repeat the published numbers."""
+    records = [*metrics.to_dict("records"), *pretrain]
+    recorded = {k: _distinct(records, k) for k in ("data_sha256", "config_sha256", "git_commit", "torch_version", "device", "precision")}
+    return {
+        "name": settings["config"]["name"],
+        "generated_utc": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "configfiles": list(settings.get("configfiles") or []),
+        "config_sha256": settings["config_sha256"],
+        "config_matches_runs": recorded["config_sha256"] == [settings["config_sha256"]],
+        "config": settings["config"],
+        "report": {"dir": settings.get("report_dir"), "claims": list(settings.get("claims") or [])},
+        "data": {
+            "input": ingest.get("input"), "input_sha256": ingest.get("input_sha256"),
+            "rows_in": ingest.get("rows_in"), "rows_kept": ingest.get("rows_kept"),
+            "data_sha256_of_runs": recorded["data_sha256"],
+        },
+        "code": {**code, "git_commits_of_runs": recorded["git_commit"]},
+        "runs": {"n_finetune_runs": len(metrics), "n_pretrain_runs": len(pretrain), "torch_versions": recorded["torch_version"],
+                 "devices": recorded["device"], "precisions": recorded["precision"], "config_sha256": recorded["config_sha256"]},
+        "machine": host,
+        "wall_time": dict(wall),
+    }
+
+
+# --------------------------------------------------------------------------- workflow entries
+def copy_file(src: str | Path, dst: str | Path) -> None:
+    """Workflow entry (rule report_copy): publish one table or figure, written atomically."""
+    with io.atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
+    log.info("published %s -> %s", src, dst)
+
+
+def publish(
+    *, tests: str | Path, metrics: str | Path, ingest_summary: str | Path, pretrain_metrics: Sequence[str | Path],
+    tables: Sequence[str | Path], figures: Sequence[str | Path], out_claims: str | Path, out_summary: str | Path,
+    out_provenance: str | Path, settings: Mapping[str, Any],
+) -> pd.DataFrame:
+    """Workflow entry (rule report): claims.csv, summary.md and provenance.json.
+
+    ``settings``: ``config`` (resolved, Config.as_dict), ``config_sha256``, ``configfiles``,
+    ``baseline``, ``baseline_modes``, ``claims`` (Config.claims), ``labels`` (target labels),
+    ``captions`` (figure stem → caption), ``results`` (the run's results folder), ``repo`` and
+    ``report_dir`` (left out of the dirty check)."""
+    tests_df, metrics_df = read_table(tests), read_table(metrics)
+    claims = build_claims(settings.get("claims") or [], tests_df, metrics_df, settings["baseline"], settings.get("labels"), (str(tests), str(metrics)))
+    io.write_csv(claims, out_claims)
+    for r in claims.itertuples():
+        log.info("claim %s: %s %.4g vs %s %.4g, p_holm=%s: %s", r.id, r.mode, r.ours_mode_error, r.versus, r.ours_versus_error, fmt_p(r.p_holm), r.verdict)
+    ingest = io.read_json(ingest_summary)
+    pretrain = [io.read_json(p) for p in pretrain_metrics]
+    wall = wall_times(Path(settings["results"]) / "benchmarks", settings.get("baseline_modes") or ())
+    here = Path(out_summary).parent
+    figs = [(Path(f).stem, Path(os.path.relpath(f, here)).as_posix()) for f in figures]
+    tabs = [Path(os.path.relpath(t, here)).as_posix() for t in tables]
+    io.write_text(out_summary, summary_markdown(settings, claims, tests_df, metrics_df, ingest, pretrain, figs, tabs, wall))
+    repo = settings.get("repo") or "."
+    exclude = []
+    rd = settings.get("report_dir")
+    if rd:
+        rel = os.path.relpath(Path(rd).resolve(), Path(repo).resolve())
+        if not rel.startswith(".."):
+            exclude.append(Path(rel).as_posix())
+    io.write_json(out_provenance, provenance(settings, metrics_df, pretrain, ingest, wall, code_state(repo, exclude), machine()))
+    return claims
+
+
+# --------------------------------------------------------------------------- README
+def _markers(text: str, readme: Path) -> tuple[int, int]:
+    if text.count(BEGIN) != 1 or text.count(END) != 1 or text.index(BEGIN) > text.index(END):
+        raise ReportError(f"{readme}: needs one {BEGIN} followed by one {END} (where the results table goes)")
+    return text.index(BEGIN) + len(BEGIN), text.index(END)
+
+
+def readme_block(folders: Sequence[str | Path], readme: str | Path) -> str:
+    """The README's results block: per published folder, a line saying where the numbers
+    come from and the claims table."""
+    if not folders:
+        return EMPTY_STATE
+    parts = []
+    base = Path(readme).resolve().parent
+    for folder in folders:
+        f = Path(folder)
+        prov_path = f / "provenance.json"
+        if not prov_path.is_file():
+            raise ReportError(f"{prov_path}: not found (is {f} a published results folder?)")
+        prov = io.read_json(prov_path)
+        rel = Path(os.path.relpath(f.resolve(), base)).as_posix()
+        files = ", ".join(f"`{c}`" for c in prov.get("configfiles") or []) or f"name `{prov['name']}`"
+        parts.append(
+            f"{FOLDER_MARK.format(rel)}\n**`{prov['name']}`** ({files}; [summary]({rel}/summary.md), "
+            f"[provenance]({rel}/provenance.json)). Test errors, mean over paired seeds; a claim holds with a "
+            f"Holm-adjusted paired t-test p < {ALPHA} in the claimed direction.\n\n{claims_table(read_claims(f / 'claims.csv'))}"
+        )
+    return "\n\n".join(parts)
+
+
+def rewrite_readme(readme: str | Path, folders: Sequence[str | Path]) -> bool:
+    """Replace the text between the README's markers with :func:`readme_block`; True when
+    the file changed (running it twice changes nothing the second time)."""
+    path = Path(readme)
+    text = path.read_text(encoding="utf-8")
+    start, end = _markers(text, path)
+    new = text[:start] + "\n" + readme_block(folders, path) + "\n" + text[end:]
+    if new == text:
+        return False
+    io.write_text(path, new)
+    return True
+
+
+def readme_folders(readme: str | Path) -> list[Path]:
+    """The published folders the README's results block shows (absolute paths)."""
+    path = Path(readme)
+    text = path.read_text(encoding="utf-8")
+    start, end = _markers(text, path)
+    return [(path.resolve().parent / m).resolve() for m in _FOLDER_RE.findall(text[start:end])]
+
+
+def check_readme(readme: str | Path) -> list[str]:
+    """Problems with the README's results block: a table row whose cells differ from its
+    folder's claims.csv as formatted here, a claim missing from the table, a row naming no
+    claim, a folder that is not published. Empty when every number agrees."""
+    path = Path(readme)
+    text = path.read_text(encoding="utf-8")
+    try:
+        start, end = _markers(text, path)
+    except ReportError as err:
+        return [str(err)]
+    block = text[start:end]
+    pieces = _FOLDER_RE.split(block)  # [before, folder1, text1, folder2, text2, ...]
+    problems = [f"{path}: results table row outside a folder section: {line.strip()}" for line in pieces[0].splitlines() if line.strip().startswith("|")]
+    for rel, body in zip(pieces[1::2], pieces[2::2], strict=True):
+        folder = path.resolve().parent / rel
+        try:
+            claims = read_claims(folder / "claims.csv")
+        except ReportError as err:
+            problems.append(f"{path}: section {rel}: {err}")
+            continue
+        expected = {str(r["id"]): claim_cells(r) for r in claims.to_dict("records")}
+        seen: set[str] = set()
+        for line in body.splitlines():
+            if not line.strip().startswith("|"):
+                continue
+            cells = _split_row(line)
+            if tuple(cells) == README_HEADER or all(re.fullmatch(r":?-+:?", c) for c in cells):
+                continue
+            rid = cells[0] if cells else ""
+            if rid not in expected:
+                problems.append(f"{path}: section {rel}: row {rid!r} is not a claim of {folder / 'claims.csv'}")
+                continue
+            seen.add(rid)
+            for col, got, want in zip(README_HEADER, cells, expected[rid], strict=False):
+                if got != want:
+                    problems.append(f"{path}: claim {rid} ({rel}): {col} is {got!r}, but {folder / 'claims.csv'} gives {want!r}")
+            if len(cells) != len(README_HEADER):
+                problems.append(f"{path}: claim {rid} ({rel}): {len(cells)} cells, expected {len(README_HEADER)}")
+        problems += [f"{path}: claim {i} of {folder / 'claims.csv'} is missing from the results table" for i in sorted(set(expected) - seen)]
+    return problems
+
+
+def _figure_links(summary: str) -> list[str]:
+    return re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", summary)
+
+
+def check_published(folder: str | Path) -> list[str]:
+    """Problems with a published folder: a figure summary.md links that is missing, or a
+    claims.csv number that its tables (tables/ttests.csv, tables/metrics.csv) do not give."""
+    f = Path(folder)
+    problems = []
+    for name in ("summary.md", "claims.csv", "provenance.json"):
+        if not (f / name).is_file():
+            problems.append(f"{f / name}: missing")
+    if problems:
+        return problems
+    for link in _figure_links((f / "summary.md").read_text(encoding="utf-8")):
+        if not (f / link).is_file():
+            problems.append(f"{f / 'summary.md'} links {link}, which does not exist")
+    claims = read_claims(f / "claims.csv")
+    if claims.empty:
+        return problems
+    prov = io.read_json(f / "provenance.json")
+    baseline = prov["config"]["finetune"]["baseline"]
+    labels = dict(zip(claims["target"], claims["target_label"], strict=True))
+    specs = [{k: r[k] for k in SPEC_COLUMNS} for r in claims.to_dict("records")]
+    try:
+        again = build_claims(specs, read_table(f / "tables" / "ttests.csv"), read_table(f / "tables" / "metrics.csv"), baseline, labels,
+                             (str(f / "tables" / "ttests.csv"), str(f / "tables" / "metrics.csv")))
+    except (ReportError, FileNotFoundError) as err:
+        return [*problems, f"{f / 'claims.csv'}: cannot be recomputed from its tables: {err}"]
+    for (_, mine), (_, want) in zip(claims.iterrows(), again.iterrows(), strict=True):
+        for col in NUMERIC_COLUMNS:
+            a, b = float(mine[col]), float(want[col])
+            if not (a == b or (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-9)):
+                problems.append(f"{f / 'claims.csv'}: claim {mine['id']}: {col} = {a!r}, its tables give {b!r}")
+        for col in ("holm_family", "verdict", "held", "metric"):
+            if str(mine[col]) != str(want[col]):
+                problems.append(f"{f / 'claims.csv'}: claim {mine['id']}: {col} = {mine[col]!r}, its tables give {want[col]!r}")
+    return problems
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tlcgcnn.report", description="The README's results table from published results folders.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    rd = sub.add_parser("readme", help="rewrite the block between the README's results markers")
+    rd.add_argument("paths", nargs="+", metavar="PATH", help="published folders (docs/results/<name>), then the README file last")
+    ck = sub.add_parser("check", help="check the README's results table and the folders it shows against their CSVs")
+    ck.add_argument("readme", nargs="?", default="README.md")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "readme":
+            *folders, readme = args.paths
+            if Path(readme).is_dir():
+                parser.error(f"the last path must be the README file, not the folder {readme}")
+            changed = rewrite_readme(readme, folders)
+            print(f"{readme}: results block {'rewritten' if changed else 'unchanged'} ({len(folders)} folder(s))")
+            problems = check_readme(readme)
+        else:
+            problems = check_readme(args.readme)
+            for folder in readme_folders(args.readme):
+                problems += check_published(folder)
+    except ReportError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for p in problems:
+        print(p, file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,324 @@
+"""Published results (tlcgcnn.report): claims and their verdicts, the README's results table,
+and the committed docs/results/ folders against their own CSVs and figures."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import ROOT
+from tlcgcnn import config as C
+from tlcgcnn import io, report
+
+PUBLISHED = sorted(p.parent for p in (ROOT / "docs" / "results").glob("*/summary.md"))
+
+
+# --------------------------------------------------------------------------- synthetic run
+# Paired seed errors per (target, size, mode): chosen so that eg_ft clearly beats scratch,
+# ef_ft is clearly worse, and noisy is indistinguishable from it.
+SCRATCH = np.array([1.00, 1.10, 0.95, 1.05, 1.02])
+ERRORS = {
+    "scratch": SCRATCH,
+    "eg_ft": SCRATCH - np.array([0.40, 0.42, 0.38, 0.41, 0.39]),
+    "ef_ft": SCRATCH + np.array([0.30, 0.31, 0.29, 0.32, 0.30]),
+    "noisy": SCRATCH + np.array([0.05, -0.06, 0.04, -0.05, 0.01]),
+}
+
+
+def _metrics() -> pd.DataFrame:
+    rows = [
+        {"target": "gap", "size": size, "mode": mode, "seed": seed, "error": float(err[seed]) * (1 if size == 50 else 0.8),
+         "mae": float(err[seed]) * (1 if size == 50 else 0.8), "task": "regression", "family": "scratch" if mode == "scratch" else "transfer",
+         "data_sha256": "d" * 64, "config_sha256": "c" * 64, "git_commit": "a" * 40, "torch_version": "2.13.0", "device": "cpu", "precision": "fp32"}
+        for size in (50, 100) for mode, err in ERRORS.items() for seed in range(5)
+    ]
+    return pd.DataFrame(rows)
+
+
+def _tests(metrics: pd.DataFrame) -> pd.DataFrame:
+    from tlcgcnn.stats import error_tests
+
+    return error_tests(metrics, baseline="scratch")
+
+
+def _claim(cid: str, mode: str, **kw: Any) -> dict[str, Any]:
+    return {"id": cid, "paper": "TL-CGCNN", "claim": f"{mode} beats scratch | really", "paper_value": "p = 6.9e-5, −20 %",
+            "target": "gap", "size": 50, "mode": mode, "versus": None, "direction": "lower", **kw}
+
+
+def test_claims_held_reversed_not_significant_and_other_comparisons():
+    metrics = _metrics()
+    tests = _tests(metrics)
+    claims = [
+        _claim("held", "eg_ft"),
+        _claim("reversed", "ef_ft"),
+        _claim("noise", "noisy"),
+        _claim("higher", "ef_ft", direction="higher", size=100),
+        _claim("eg_vs_ef", "eg_ft", versus="ef_ft"),
+    ]
+    df = report.build_claims(claims, tests, metrics, "scratch", {"gap": "HSE gap"}).set_index("id")
+    assert list(df.reset_index().columns) == list(report.CLAIM_COLUMNS)
+    assert df.loc["held", "verdict"] == "held" and bool(df.loc["held", "held"])
+    assert df.loc["reversed", "verdict"] == "reversed" and not df.loc["reversed", "held"]
+    assert df.loc["noise", "verdict"] == "not significant" and not df.loc["noise", "held"]
+    assert df.loc["higher", "verdict"] == "held"  # ef_ft worse than scratch, as claimed
+    # a claim against the baseline carries the stats table's numbers and family
+    row = tests[(tests["mode"] == "eg_ft") & (tests["size"] == 50)].iloc[0]
+    assert df.loc["held", "p"] == row["p_value"] and df.loc["held", "p_holm"] == row["p_holm"]
+    assert df.loc["held", "holm_family"] == "transfer_vs_scratch" and df.loc["held", "n_seeds"] == 5
+    assert df.loc["held", "ours_mode_error"] == pytest.approx(ERRORS["eg_ft"].mean())
+    assert df.loc["held", "change_pct"] == pytest.approx(100 * (ERRORS["eg_ft"].mean() / SCRATCH.mean() - 1))
+    # another pair of modes: tested here on the paired seeds, its own Holm family
+    other = df.loc["eg_vs_ef"]
+    assert other["versus"] == "ef_ft" and other["holm_family"] == report.OTHER_FAMILY and other["verdict"] == "held"
+    from scipy.stats import ttest_rel
+
+    assert other["p"] == pytest.approx(ttest_rel(ERRORS["eg_ft"], ERRORS["ef_ft"]).pvalue)
+    assert df.loc["held", "target_label"] == "HSE gap"
+
+
+def test_verdict_rules():
+    assert report.verdict(-0.1, 0.01, "lower") == "held"
+    assert report.verdict(0.1, 0.01, "lower") == "reversed"
+    assert report.verdict(-0.1, 0.05, "lower") == "not significant"  # p must be below 0.05
+    assert report.verdict(0.1, 0.01, "higher") == "held"
+    assert report.verdict(-0.1, float("nan"), "lower") == "not tested"
+    with pytest.raises(report.ReportError, match="direction"):
+        report.verdict(-0.1, 0.01, "down")
+
+
+def test_a_claim_the_tables_lack_is_an_error_naming_it():
+    metrics = _metrics()
+    tests = _tests(metrics)
+    with pytest.raises(report.ReportError, match=r"claim lost: stats/ttests.csv has 0 rows for target gap, size 200"):
+        report.build_claims([_claim("lost", "eg_ft", size=200)], tests, metrics, "scratch")
+    with pytest.raises(report.ReportError, match=r"claim gone: stats/metrics.csv has no run of mode 'nope'"):
+        report.build_claims([_claim("gone", "nope", versus="eg_ft")], tests, metrics, "scratch")
+
+
+def _raw_config(claims: list[dict[str, Any]]) -> dict[str, Any]:
+    raw = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    raw["report"] = {"claims": claims}
+    return raw
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"target": "nope"}, "report.claims c1: target 'nope' is not a finetune target"),
+        ({"size": 75}, "report.claims c1: size 75 is not a training size of target hse_gap"),
+        ({"mode": "nope"}, "report.claims c1: mode 'nope' is not a mode of target hse_gap"),
+        ({"versus": "nope"}, "report.claims c1: versus 'nope' is not a mode of target hse_gap"),
+        ({"mode": "scratch"}, "report.claims c1: mode and versus are both 'scratch'"),
+    ],
+)
+def test_config_refuses_a_claim_outside_the_grid(change, message):
+    claim = {"id": "c1", "paper": "TL-CGCNN", "claim": "x", "paper_value": "y", "target": "hse_gap", "size": 50, "mode": "eg_ft", **change}
+    with pytest.raises(C.ConfigError, match=message):
+        C.load(_raw_config([claim]))
+
+
+def test_config_resolves_claims_and_schema_checks_them():
+    claim = {"id": "c1", "paper": "MT-CGCNN", "claim": "x", "paper_value": "y", "target": "hse_gap", "size": 50, "mode": "eg_ft"}
+    cfg = C.load(_raw_config([claim, {**claim, "id": "c2", "versus": "ef_ft", "direction": "higher"}]))
+    assert cfg.report.dir == "docs/results"
+    assert [(c["versus"], c["direction"]) for c in cfg.claims()] == [("scratch", "lower"), ("ef_ft", "higher")]
+    with pytest.raises(C.ConfigError, match="report.claims.0.paper"):
+        C.load(_raw_config([{**claim, "paper": "Nature"}]))
+    with pytest.raises(C.ConfigError, match="repeated ids"):
+        C.load(_raw_config([claim, claim]))
+
+
+# --------------------------------------------------------------------------- a published folder
+def _publish(tmp_path: Path, name: str = "demo") -> Path:
+    """A published folder written by tlcgcnn.report.publish from a synthetic run."""
+    run = tmp_path / "results" / name
+    (run / "stats").mkdir(parents=True)
+    (run / "figures").mkdir()
+    metrics = _metrics()
+    io.write_csv(metrics, run / "stats" / "metrics.csv")
+    io.write_csv(_tests(metrics), run / "stats" / "ttests.csv")
+    (run / "figures" / "learning_curve.png").write_bytes(b"\x89PNG fake")
+    io.write_json(run / "data" / "ingest_summary.json", {"input": "t.csv", "input_sha256": "e" * 64, "rows_in": 10, "rows_kept": 9})
+    io.write_json(run / "pretrain" / "eg" / "metrics.json", {"pretrain": "eg", "mae": 0.4, "n_test": 5, "n_train": 20, "data_sha256": "d" * 64})
+    bench = run / "benchmarks"
+    for rel, s in (("finetune/gap/n50/eg_ft.tsv", 10.0), ("finetune/gap/n50/scratch.tsv", 5.5), ("stats.tsv", 1.0), ("report/report.tsv", 99.0)):
+        (bench / rel).parent.mkdir(parents=True, exist_ok=True)
+        (bench / rel).write_text(f"s\th:m:s\n{s}\t0:00:{int(s):02d}\n")
+    pub = tmp_path / "docs" / "results" / name
+    tables = []
+    for t in ("metrics", "ttests"):
+        report.copy_file(run / "stats" / f"{t}.csv", pub / "tables" / f"{t}.csv")
+        tables.append(pub / "tables" / f"{t}.csv")
+    report.copy_file(run / "figures" / "learning_curve.png", pub / "figures" / "learning_curve.png")
+    ft = {"targets": [{"name": "gap", "property": "band_gap_hse", "transform": "none", "subset": "all", "task": "regression", "label": "HSE gap"}],
+          "sizes": [50, 100], "seeds": [0, 1, 2, 3, 4], "baseline": "scratch",
+          "modes": {m: {"pretrained": None if m == "scratch" else "eg", "freeze": 0, "reinit": "none", "model": None, "estimator": None} for m in ERRORS}}
+    settings = {
+        "config": {"name": name, "finetune": ft, "pretrain": [{"name": "eg", "target": {"property": "band_gap", "subset": "all"}, "size": "all", "seed": 0}]},
+        "config_sha256": "c" * 64, "configfiles": [f"config/{name}.yaml"], "baseline": "scratch", "baseline_modes": [],
+        "claims": [_claim("held", "eg_ft"), _claim("reversed", "ef_ft"), _claim("noise", "noisy"), _claim("eg_vs_ef", "eg_ft", versus="ef_ft")],
+        "labels": {"gap": "HSE gap"}, "captions": {"learning_curve": "Test MAE ``x`` against size."},
+        "results": str(run), "repo": str(tmp_path), "report_dir": str(tmp_path / "docs" / "results"),
+    }
+    report.publish(
+        tests=run / "stats" / "ttests.csv", metrics=run / "stats" / "metrics.csv", ingest_summary=run / "data" / "ingest_summary.json",
+        pretrain_metrics=[run / "pretrain" / "eg" / "metrics.json"], tables=tables, figures=[pub / "figures" / "learning_curve.png"],
+        out_claims=pub / "claims.csv", out_summary=pub / "summary.md", out_provenance=pub / "provenance.json", settings=settings,
+    )
+    return pub
+
+
+def _readme(tmp_path: Path) -> Path:
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# Project\n\nProse stays.\n\n## Results\n\n{report.BEGIN}\n{report.EMPTY_STATE}\n{report.END}\n\n## Later\n\nMore prose.\n")
+    return readme
+
+
+def test_published_folder_summary_and_provenance(tmp_path):
+    pub = _publish(tmp_path)
+    summary = (pub / "summary.md").read_text()
+    assert "![Test MAE `x` against size.](figures/learning_curve.png)" in summary
+    assert "### `transfer_vs_scratch`" in summary and "| held | TL-CGCNN |" in summary
+    assert "beats scratch \\| really" in summary  # a pipe in a claim does not break the table
+    prov = io.read_json(pub / "provenance.json")
+    wall = prov["wall_time"]
+    assert wall["per_rule"] == {"finetune": {"s": 15.5, "jobs": 2}, "stats": {"s": 1.0, "jobs": 1}}  # report's own left out
+    assert wall["total_s"] == 16.5 and wall["jobs"] == 3
+    assert prov["data"]["data_sha256_of_runs"] == ["d" * 64] and prov["config_matches_runs"] is True
+    assert prov["machine"]["cores"] and "git_commit" in prov["code"]
+    claims = pd.read_csv(pub / "claims.csv")
+    assert list(claims["verdict"]) == ["held", "reversed", "not significant", "held"]
+    assert report.check_published(pub) == []
+
+
+def test_readme_rewrite_is_idempotent_and_keeps_the_prose(tmp_path):
+    pub = _publish(tmp_path)
+    readme = _readme(tmp_path)
+    assert report.check_readme(readme) == []  # the empty state
+    assert report.rewrite_readme(readme, [pub]) is True
+    first = readme.read_text()
+    assert report.rewrite_readme(readme, [pub]) is False and readme.read_text() == first
+    assert first.startswith("# Project\n\nProse stays.\n") and first.endswith("## Later\n\nMore prose.\n")
+    assert "| held | TL-CGCNN |" in first and "| eg_vs_ef |" in first and "[summary](docs/results/demo/summary.md)" in first
+    assert report.check_readme(readme) == [] and report.readme_folders(readme) == [pub.resolve()]
+    # back to no folders: the empty state again
+    assert report.rewrite_readme(readme, []) is True and report.EMPTY_STATE in readme.read_text()
+    no_markers = tmp_path / "NOTES.md"
+    no_markers.write_text("# Notes\n")
+    with pytest.raises(report.ReportError, match="needs one <!-- results:begin -->"):
+        report.rewrite_readme(no_markers, [pub])
+
+
+def test_readme_check_fails_on_a_wrong_number_a_lost_row_or_a_stray_row(tmp_path):
+    pub = _publish(tmp_path)
+    readme = _readme(tmp_path)
+    report.rewrite_readme(readme, [pub])
+    good = readme.read_text()
+    claims = pd.read_csv(pub / "claims.csv").set_index("id")
+    right = report.fmt_p(float(claims.loc["held", "p_holm"]))
+    row = next(line for line in good.splitlines() if line.startswith("| held |"))
+    wrong = row.replace(f"| {right} |", "| 0.5 |")
+    assert wrong != row
+    readme.write_text(good.replace(row, wrong))
+    problems = report.check_readme(readme)
+    assert len(problems) == 1 and "claim held" in problems[0] and "'0.5'" in problems[0] and repr(right) in problems[0], problems
+    # one digit of an error changed
+    mode_err = report.fmt_error(float(claims.loc["held", "ours_mode_error"]))
+    readme.write_text(good.replace(row, row.replace(mode_err, mode_err[:-1] + ("1" if mode_err[-1] != "1" else "2"))))
+    assert any("ours: mode vs compared" in p for p in report.check_readme(readme))
+    # a claim dropped from the table, and a row that is no claim
+    readme.write_text(good.replace(row + "\n", ""))
+    assert any("claim held of" in p and "missing" in p for p in report.check_readme(readme))
+    readme.write_text(good.replace(row, row + "\n" + row.replace("| held |", "| made_up |", 1)))
+    assert any("'made_up' is not a claim" in p for p in report.check_readme(readme))
+
+
+def test_published_check_fails_when_claims_csv_disagrees_with_its_tables_or_a_figure_is_missing(tmp_path):
+    pub = _publish(tmp_path)
+    claims = pd.read_csv(pub / "claims.csv")
+    claims.loc[0, "p_holm"] = 0.0123
+    claims.to_csv(pub / "claims.csv", index=False)
+    assert any("p_holm = 0.0123" in p for p in report.check_published(pub))
+    (pub / "figures" / "learning_curve.png").unlink()
+    assert any("links figures/learning_curve.png, which does not exist" in p for p in report.check_published(pub))
+
+
+def test_benchmark_files_map_to_their_rules():
+    """Every rule that writes a benchmark file below results/<name>/benchmarks/ is found by
+    its file (rules/*.smk, read by Snakemake's parser)."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings, StorageSettings
+
+    with SnakemakeApi(OutputSettings(quiet={"all"})) as api:
+        wf = api.workflow(snakefile=ROOT / "Snakefile", workdir=ROOT, config_settings=ConfigSettings(), resource_settings=ResourceSettings(), storage_settings=StorageSettings())
+        rules = [(r.name, str(r.benchmark)) for r in wf._workflow.rules if r.benchmark is not None]
+    checked = 0
+    for name, pattern in rules:
+        prefix = "results/quickstart/benchmarks/"
+        if not pattern.startswith(prefix):
+            continue  # embedded_subset: outside the run's folder
+        rel = pattern.removeprefix(prefix)
+        values = {"mode": "lasso" if name == "finetune_baseline" else "ef_ft", "published": "tables/x.csv"}
+        filled = re.sub(r"\{(\w+)(?:,[^{}]*)?\}", lambda m: values.get(m.group(1), "w"), rel)  # {name} or {name,constraint}
+        want = None if name.startswith("report") else name
+        assert report.benchmark_rule(filled, baseline_modes=["lasso"]) == want, (name, pattern, filled)
+        checked += 1
+    assert checked >= 15, rules
+
+
+def _dry_run(*targets: str) -> dict[str, int]:
+    """Job counts of `snakemake -n` for the quickstart config under another name."""
+    import subprocess
+    import sys
+
+    bin_dir = Path(sys.executable).parent
+    cmd = [str(bin_dir / "snakemake")] if (bin_dir / "snakemake").exists() else [sys.executable, "-m", "snakemake"]
+    res = subprocess.run([*cmd, *targets, "-n", "--cores", "2", "--configfile", str(ROOT / "config" / "config.yaml"), "--config", "name=dry-report"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    stats = res.stdout.split("Job stats:")[1].split("\n\n")[0]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, flags=re.M)}
+
+
+def test_published_files_are_asked_for_not_part_of_all():
+    """The published folder resolves when asked for (the report, its copies and what they
+    need) and the default target leaves it alone; a published figure is its own target."""
+    jobs = _dry_run("docs/results/dry-report/summary.md")
+    assert jobs["report"] == 1 and jobs["report_copy"] == 3 and jobs["figure"] == 1 and jobs["finetune"] == 24  # 2 tables, 1 figure
+    figure = _dry_run("docs/results/dry-report/figures/learning_curve.png")
+    assert figure["report_copy"] == 1 and figure["figure"] == 1 and "report" not in figure
+    default = _dry_run()
+    assert "all" in default and "report" not in default and "report_copy" not in default
+
+
+# --------------------------------------------------------------------------- what is committed
+def test_readme_results_table_is_the_committed_csvs():
+    """Every row of README.md's results table is a claim of a committed claims.csv, with the
+    numbers it gives; no claim of a folder the README shows is left out."""
+    assert report.check_readme(ROOT / "README.md") == []
+
+
+def test_committed_results_are_complete_and_shown_in_the_readme():
+    if not PUBLISHED:
+        pytest.skip("no docs/results/<name>/summary.md committed yet (publish a run: docs/paper-study.md, 'Published results')")
+    shown = set(report.readme_folders(ROOT / "README.md"))
+    problems = []
+    for folder in PUBLISHED:
+        problems += report.check_published(folder)
+        if folder.resolve() not in shown:
+            problems.append(f"{folder} is published but README.md's results table does not show it (make results-readme)")
+    assert not problems, "\n".join(problems)
+
+
+def test_copy_is_byte_identical(tmp_path):
+    src = tmp_path / "a.png"
+    src.write_bytes(bytes(range(256)) * 10)
+    report.copy_file(src, tmp_path / "out" / "b.png")
+    assert (tmp_path / "out" / "b.png").read_bytes() == src.read_bytes()

@@ -1,0 +1,23 @@
+"""Snakemake adapter: claims.csv, summary.md and provenance.json (tlcgcnn.report.publish)."""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.join(snakemake.scriptdir, "..", "..", "src"))  # noqa: F821
+
+from tlcgcnn.report import publish  # noqa: E402
+from tlcgcnn.runtime import log_to  # noqa: E402
+
+log_to(snakemake.log[0])  # noqa: F821
+publish(
+    tests=snakemake.input.tests,  # noqa: F821
+    metrics=snakemake.input.metrics,  # noqa: F821
+    ingest_summary=snakemake.input.ingest,  # noqa: F821
+    pretrain_metrics=list(snakemake.input.pretrain),  # noqa: F821
+    tables=list(snakemake.input.tables),  # noqa: F821
+    figures=list(snakemake.input.figures),  # noqa: F821
+    out_claims=snakemake.output.claims,  # noqa: F821
+    out_summary=snakemake.output.summary,  # noqa: F821
+    out_provenance=snakemake.output.provenance,  # noqa: F821
+    settings=snakemake.params.settings,  # noqa: F821
+)

@@ -1,0 +1,12 @@
+"""Snakemake adapter: publish one stats table or figure (tlcgcnn.report.copy_file)."""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.join(snakemake.scriptdir, "..", "..", "src"))  # noqa: F821
+
+from tlcgcnn.report import copy_file  # noqa: E402
+from tlcgcnn.runtime import log_to  # noqa: E402
+
+log_to(snakemake.log[0])  # noqa: F821
+copy_file(snakemake.input[0], snakemake.output[0])  # noqa: F821
