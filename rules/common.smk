@@ -254,6 +254,7 @@ def report_params():
         "configfiles": [os.path.relpath(f) for f in workflow.configfiles],
         "baseline": CFG.baseline,
         "baseline_modes": CFG.baseline_modes,
+        "frozen_modes": CFG.frozen_modes,
         "claims": CFG.claims(),
         "labels": CFG.target_labels(),
         "captions": {

@@ -265,10 +265,11 @@ def test_benchmark_files_map_to_their_rules():
         if not pattern.startswith(prefix):
             continue  # embedded_subset: outside the run's folder
         rel = pattern.removeprefix(prefix)
-        values = {"mode": "lasso" if name == "finetune_baseline" else "ef_ft", "published": "tables/x.csv"}
+        mode = {"finetune_baseline": "lasso", "finetune_frozen": "ef_ridge"}.get(name, "ef_ft")
+        values = {"mode": mode, "published": "tables/x.csv"}
         filled = re.sub(r"\{(\w+)(?:,[^{}]*)?\}", lambda m: values.get(m.group(1), "w"), rel)  # {name} or {name,constraint}
         want = None if name.startswith("report") else name
-        assert report.benchmark_rule(filled, baseline_modes=["lasso"]) == want, (name, pattern, filled)
+        assert report.benchmark_rule(filled, baseline_modes=["lasso"], frozen_modes=["ef_ridge"]) == want, (name, pattern, filled)
         checked += 1
     assert checked >= 15, rules
 

@@ -397,16 +397,18 @@ def summary_markdown(
 
 
 # --------------------------------------------------------------------------- provenance
-def benchmark_rule(relpath: str, baseline_modes: Iterable[str] = ()) -> str | None:
+def benchmark_rule(relpath: str, baseline_modes: Iterable[str] = (), frozen_modes: Iterable[str] = ()) -> str | None:
     """The rule that wrote a benchmark file (path below ``results/<name>/benchmarks/``, as
     rules/*.smk name them); None for the report rules' own files. A fine-tuning cell of a
-    scikit-learn baseline mode is ``finetune_baseline``."""
+    scikit-learn baseline mode is ``finetune_baseline``, of a frozen-features mode
+    ``finetune_frozen``."""
     rel = relpath.replace(os.sep, "/")
     if rel.split("/")[0] == REPORT_BENCHMARKS:
         return None
     m = re.fullmatch(r"finetune/[^/]+/n[^/]+/([^/]+)\.tsv", rel)
     if m:
-        return "finetune_baseline" if m.group(1) in set(baseline_modes) else "finetune"
+        mode = m.group(1)
+        return "finetune_baseline" if mode in set(baseline_modes) else "finetune_frozen" if mode in set(frozen_modes) else "finetune"
     for pattern, rule in _BENCHMARK_RULES:
         hit = re.fullmatch(pattern, rel)
         if hit:
@@ -414,13 +416,13 @@ def benchmark_rule(relpath: str, baseline_modes: Iterable[str] = ()) -> str | No
     return rel.removesuffix(".tsv")
 
 
-def wall_times(bench_dir: str | Path, baseline_modes: Iterable[str] = ()) -> dict[str, Any]:
+def wall_times(bench_dir: str | Path, baseline_modes: Iterable[str] = (), frozen_modes: Iterable[str] = ()) -> dict[str, Any]:
     """Wall time (the ``s`` column of Snakemake's benchmark files) summed per rule, with the
     number of jobs, and the total; the report rules' own files are left out."""
     root = Path(bench_dir)
     per: dict[str, dict[str, Any]] = {}
     for path in sorted(root.rglob("*.tsv")) if root.is_dir() else []:
-        rule = benchmark_rule(str(path.relative_to(root)), baseline_modes)
+        rule = benchmark_rule(str(path.relative_to(root)), baseline_modes, frozen_modes)
         if rule is None:
             continue
         df = pd.read_csv(path, sep="\t")
@@ -533,7 +535,7 @@ def publish(
     """Workflow entry (rule report): claims.csv, summary.md and provenance.json.
 
     ``settings``: ``config`` (resolved, Config.as_dict), ``config_sha256``, ``configfiles``,
-    ``baseline``, ``baseline_modes``, ``claims`` (Config.claims), ``labels`` (target labels),
+    ``baseline``, ``baseline_modes``, ``frozen_modes``, ``claims`` (Config.claims), ``labels`` (target labels),
     ``captions`` (figure stem → caption), ``results`` (the run's results folder), ``repo`` and
     ``report_dir`` (left out of the dirty check)."""
     tests_df, metrics_df = read_table(tests), read_table(metrics)
@@ -543,7 +545,7 @@ def publish(
         log.info("claim %s: %s %.4g vs %s %.4g, p_holm=%s: %s", r.id, r.mode, r.ours_mode_error, r.versus, r.ours_versus_error, fmt_p(r.p_holm), r.verdict)
     ingest = io.read_json(ingest_summary)
     pretrain = [io.read_json(p) for p in pretrain_metrics]
-    wall = wall_times(Path(settings["results"]) / "benchmarks", settings.get("baseline_modes") or ())
+    wall = wall_times(Path(settings["results"]) / "benchmarks", settings.get("baseline_modes") or (), settings.get("frozen_modes") or ())
     here = Path(out_summary).parent
     figs = [(Path(f).stem, Path(os.path.relpath(f, here)).as_posix()) for f in figures]
     tabs = [Path(os.path.relpath(t, here)).as_posix() for t in tables]
