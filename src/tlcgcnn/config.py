@@ -159,7 +159,9 @@ PRETRAIN_DEFAULTS: dict[str, Any] = {"transform": "none", "subset": "all", "size
 # keys a pretrain entry with a `checkpoint` must not set: the file says them
 CHECKPOINT_SOURCE_KEYS = ("property", "transform", "subset", "size", "seed", "train", "properties", "weights", "model")
 EXTERNAL_DEFAULTS: dict[str, Any] = {"transform": "none", "id_column": None, "structure_column": None, "columns": {}}
-MODE_DEFAULTS: dict[str, Any] = {"pretrained": None, "freeze": 0, "reinit": "none", "model": None}
+MODE_DEFAULTS: dict[str, Any] = {"pretrained": None, "freeze": 0, "reinit": "none", "model": None, "backbone_lr_scale": 1.0}
+# what finetune.modes.<m>.train may override (as pretrain[].train and finetune.train)
+MODE_TRAIN_KEYS = frozenset(f.name for f in fields(TrainSettings)) - {"device", "threads"}
 FINETUNE_DEFAULTS: dict[str, Any] = {"baseline": "scratch", "group_seeds": False}
 ZOO_MODEL_DEFAULTS: dict[str, Any] = {"size": "all"}
 TOP_DEFAULTS: dict[str, Any] = {"regenerate_embedded": False, "model_variants": {}, "pretrain": [], "external": []}
@@ -269,7 +271,10 @@ class ExternalSet:
 @dataclass(frozen=True)
 class Mode:
     """How a fine-tuning cell trains: from scratch, from a pretrained source (freeze /
-    re-initialise layers), a model variant, or a scikit-learn baseline (``estimator``)."""
+    re-initialise layers), a model variant, or a scikit-learn baseline (``estimator``).
+    ``backbone_lr_scale``: learning-rate factor of the pretrained parameters that are
+    trained (re-initialised ones get ``lr``); ``train``: this mode's training overrides,
+    applied after ``finetune.train``."""
 
     name: str
     pretrained: str | None
@@ -277,6 +282,8 @@ class Mode:
     reinit: str
     model: str | None
     estimator: str | None
+    backbone_lr_scale: float = 1.0
+    train: dict[str, Any] = field(default_factory=dict)
 
     @property
     def family(self) -> str:
@@ -284,7 +291,14 @@ class Mode:
         return "baseline" if self.estimator else "transfer" if self.pretrained else "scratch"
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "family": self.family}
+        """Plain values; the protocol keys only where set, so that a mode without them has
+        the settings (and its finished seeds the run keys) it had before they existed."""
+        out = {**asdict(self), "family": self.family}
+        if out["backbone_lr_scale"] == MODE_DEFAULTS["backbone_lr_scale"]:
+            del out["backbone_lr_scale"]
+        if not out["train"]:
+            del out["train"]
+        return out
 
 
 @dataclass(frozen=True)
@@ -343,7 +357,7 @@ class Config:
         self.group_seeds: bool = bool(ft["group_seeds"])
         self._ft = ft
         self.modes: dict[str, Mode] = {
-            m: Mode(name=m, estimator=s.get("estimator"), **{k: s.get(k, v) for k, v in MODE_DEFAULTS.items()})
+            m: Mode(name=m, estimator=s.get("estimator"), train=dict(s.get("train") or {}), **{k: s.get(k, v) for k, v in MODE_DEFAULTS.items()})
             for m, s in ft["modes"].items()
         }
         self._targets = {t["name"]: {**TARGET_DEFAULTS, **t} for t in ft["targets"]}
@@ -366,9 +380,9 @@ class Config:
         extra = self.model_variants[variant] if variant is not None else {}
         return _merged(ModelSettings, asdict(self.model), extra, {"radius": self.featurize.radius})
 
-    def train_config(self, override: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Full training config: ``train`` with a stage's override applied."""
-        return _merged(TrainSettings, asdict(self.train), override)
+    def train_config(self, *overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Full training config: ``train`` with a stage's overrides applied in order."""
+        return _merged(TrainSettings, asdict(self.train), *overrides)
 
     def featurize_settings(self) -> dict[str, Any]:
         """``featurize:`` with defaults (neighbour search, shard size, atom feature table)."""
@@ -520,7 +534,7 @@ class Config:
             mode=m,
             seeds=self.seeds(n),
             model=self.model_config(m.model) if gnn else None,
-            train=self.train_config(self._ft.get("train")) if gnn else None,
+            train=self.train_config(self._ft.get("train"), m.train) if gnn else None,
             pretrain=self._sources[m.pretrained] if m.pretrained else None,
         )
 
@@ -621,6 +635,7 @@ class Config:
                 raise ConfigError(f"config: mode {m.name} uses model {m.model!r} but its pretrained {m.pretrained!r} uses {pre[m.pretrained]['model']!r}")
             if m.estimator and (m.pretrained or m.model):
                 raise ConfigError(f"config: baseline mode {m.name} cannot have pretrained / model")
+            self._check_protocol(m)
         for name, p in pre.items():
             if name in self._checkpoints:
                 continue
@@ -660,6 +675,20 @@ class Config:
                     raise ConfigError(f"{where}: size {zm['size']!r} is not a size of target {zm['target']} ({sizes})")
         if self.baseline not in modes:
             raise ConfigError(f"config: finetune.baseline {self.baseline!r} is not one of the modes {sorted(modes)}")
+
+    def _check_protocol(self, m: Mode) -> None:
+        """A mode's training overrides and discriminative learning rate (the fine-tuning
+        protocol): known keys, a graph model to train, pretrained layers to scale."""
+        where = f"config: finetune.modes.{m.name}"
+        unknown = sorted(set(m.train) - MODE_TRAIN_KEYS)
+        if unknown:
+            raise ConfigError(f"{where}.train: unknown training options {unknown} (a mode may override {sorted(MODE_TRAIN_KEYS)})")
+        if m.estimator and m.train:
+            raise ConfigError(f"{where}.train: baseline mode {m.name} ({m.estimator}) has no training loop to override")
+        if "backbone_lr_scale" in (self._ft["modes"][m.name] or {}) and not m.pretrained:
+            raise ConfigError(f"{where}.backbone_lr_scale: only a transfer mode (with `pretrained`) has pretrained layers to scale")
+        if not m.backbone_lr_scale > 0:
+            raise ConfigError(f"{where}.backbone_lr_scale: {m.backbone_lr_scale!r} is not a positive factor")
 
     def _check_checkpoint_entries(self, entries: list[dict[str, Any]]) -> None:
         """A ``checkpoint:`` source says nothing the file says; a trained one needs a property."""
