@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -179,3 +181,45 @@ def test_backbone_lr_scale_is_recorded_in_the_checkpoint(toy_set, tmp_path):
     _train(toy_set, tmp_path / "pre.pt", epochs=1)
     ck = _train(toy_set, tmp_path / "ft.pt", TransferConfig(str(tmp_path / "pre.pt"), reinit="head", backbone_lr_scale=0.1), epochs=1)
     assert ck["transfer"]["backbone_lr_scale"] == 0.1 and ck["train_config"]["lr"] == TrainConfig().lr
+
+
+def test_resumed_fit_keeps_each_groups_learning_rate(atom_table, graphs, tmp_path, monkeypatch):
+    """A run with two learning-rate groups, resumed from its state after epoch 1, ends
+    bitwise-identical to the uninterrupted run (the groups' starting lrs are not taken from
+    the resumed optimizer's scheduled ones)."""
+    import tlcgcnn.train as T
+    from tlcgcnn.models import build_model
+    from tlcgcnn.normalize import Normalizer
+    from tlcgcnn.transfer import param_groups, pretrained_parameter_names
+
+    cfg = {"atom_fea_len": 8, "n_conv": 2, "h_fea_len": 8, "radius": 6.0, "gaussian_step": 0.5}
+    torch.manual_seed(0)
+    src = build_model({**cfg, "n_out": 1}, atom_table)
+    pre = {"model_config": src.config.to_dict(), "state_dict": src.state_dict()}
+    tcfg = TransferConfig("x", reinit="head", backbone_lr_scale=0.1)
+    y = torch.randn(len(graphs))
+    pos = torch.arange(len(graphs))
+    train_cfg = TrainConfig(epochs=4, batch_size=8, lr=3e-3, patience=10, warmup_epochs=1.5, schedule="cosine", amp="none")
+    save = torch.save
+
+    def run(state: Path) -> tuple[dict, list[float]]:
+        torch.manual_seed(1)
+        model = build_model({**cfg, "n_out": 1}, atom_table)
+        apply_transfer(model, pre, tcfg)
+        groups = param_groups(model, pretrained_parameter_names(model, pre, tcfg), train_cfg.lr, 0.1)
+        res = T.fit(model, graphs, y, pos[:30], pos[30:], Normalizer.fit(y[:30].numpy()), train_cfg, seed=0, progress=False, state_path=state, param_groups=groups)
+        return model.state_dict(), res.history["val_mae"]
+
+    def keep_epoch_1(obj, f, *a, **k):
+        save(obj, f, *a, **k)
+        if isinstance(obj, dict) and obj.get("epoch") == 1:
+            save(obj, tmp_path / "after1.pt")
+
+    monkeypatch.setattr(torch, "save", keep_epoch_1)
+    ref, ref_val = run(tmp_path / "full.pt")
+    monkeypatch.setattr(torch, "save", save)
+    assert torch.load(tmp_path / "after1.pt", weights_only=True)["optimizer"]["param_groups"][0]["lr"] < 3e-4  # a scheduled lr was saved
+    got, got_val = run(tmp_path / "after1.pt")
+    assert got_val == ref_val
+    for key, tensor in ref.items():
+        assert torch.equal(tensor, got[key]), key
