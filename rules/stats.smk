@@ -8,6 +8,11 @@ rule stats:
             caption="../report/ttests.rst",
             category="Statistics",
         ),
+        protocol=report(
+            f"{R}/stats/protocol.csv",
+            caption="../report/protocol.rst",
+            category="Statistics",
+        ),
     log:
         f"{R}/logs/stats.log",
     benchmark:
@@ -20,6 +25,7 @@ rule stats:
         runtime=10,
     params:
         baseline=CFG.baseline,
+        mode_order=list(CFG.modes),
     script:
         "../workflow/scripts/stats.py"
 

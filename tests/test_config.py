@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -166,3 +167,57 @@ def test_package_dataclass_defaults_agree_with_the_config_module():
     assert model == {**asdict(C.ModelSettings()), "radius": C.FeaturizeSettings().radius}
     f = C.FeaturizeSettings()
     assert FeaturizeParams() == C.featurize_params(asdict(f))
+
+
+def test_mode_protocol_overrides_reach_the_cell_params():
+    """finetune.modes.<m>.train merges after finetune.train; backbone_lr_scale reaches the
+    mode's params; a mode without them keeps the params it had before they existed."""
+    raw = _cfg()
+    raw["finetune"]["train"] = {"epochs": 7, "lr": 0.002}
+    plain = C.load(raw).cell("gap_nonmetal", 25, "transfer").as_params()
+    raw["finetune"]["modes"]["slow"] = {"pretrained": "ef_all", "reinit": "head", "backbone_lr_scale": 0.1, "train": {"lr": 0.0003, "warmup_epochs": 2, "patience": 30}}
+    cfg = C.load(raw)
+    cell = cfg.cell("gap_nonmetal", 25, "slow")
+    assert cell.train is not None and (cell.train["lr"], cell.train["warmup_epochs"], cell.train["patience"], cell.train["epochs"]) == (0.0003, 2, 30, 7)
+    params = cell.as_params()
+    assert params["mode"]["backbone_lr_scale"] == 0.1 and params["mode"]["train"] == {"lr": 0.0003, "warmup_epochs": 2, "patience": 30}
+    assert params["train"]["lr"] == 0.0003
+    # the other modes: unchanged settings, no protocol keys in their params (same run keys)
+    assert cfg.cell("gap_nonmetal", 25, "transfer").as_params() == plain
+    assert "backbone_lr_scale" not in plain["mode"] and "train" not in plain["mode"] and plain["train"]["lr"] == 0.002
+    assert cfg.as_dict()["finetune"]["modes"]["slow"]["backbone_lr_scale"] == 0.1
+
+
+@pytest.mark.parametrize(
+    ("mode", "message"),
+    [
+        ({"backbone_lr_scale": 0.1}, "backbone_lr_scale: only a transfer mode"),
+        ({"estimator": "rf", "train": {"lr": 0.1}}, "baseline mode m (rf) has no training loop"),
+        ({"pretrained": "ef_all", "backbone_lr_scale": 0}, "backbone_lr_scale: 0 is not a positive factor"),
+        ({"pretrained": "ef_all", "train": {"lr_scale": 0.1}}, "finetune.modes.m.train: unknown training options ['lr_scale']"),
+        ({"pretrained": "ef_all", "train": {"threads": 4}}, "unknown training options ['threads']"),
+    ],
+)
+def test_bad_mode_protocols_fail_with_the_reason(mode, message):
+    raw = _cfg()
+    raw["finetune"]["modes"]["m"] = mode
+    with pytest.raises(C.ConfigError, match=re.escape(message)):
+        C.resolve(raw)  # the module's own checks (a workflow job's copy skips the schema)
+    with pytest.raises(C.ConfigError, match="finetune.modes.m"):
+        C.load(raw)  # the schema or the module: either names the key
+
+
+def test_run_records_carry_the_resolved_protocol():
+    from tlcgcnn.finetune import mode_fields, train_fields
+
+    raw = _cfg()
+    raw["finetune"]["modes"]["slow"] = {"pretrained": "ef_all", "reinit": "head", "backbone_lr_scale": 0.1, "train": {"lr": 0.0003, "warmup_epochs": 2}}
+    cfg = C.load(raw)
+
+    def record(mode: str) -> dict[str, Any]:
+        params = cfg.cell("gap_nonmetal", 25, mode).as_params()
+        return {**mode_fields(params, 100), **train_fields(params)}
+
+    slow, transfer, scratch = record("slow"), record("transfer"), record("scratch")
+    assert (slow["backbone_lr_scale"], slow["lr"], slow["warmup_epochs"], slow["epochs"]) == (0.1, 0.0003, 2, cfg.train.epochs)
+    assert transfer["backbone_lr_scale"] == 1.0 and transfer["lr"] == cfg.train.lr and scratch["backbone_lr_scale"] is None

@@ -13,7 +13,7 @@ from conftest import ROOT
 from tlcgcnn import figures, stats
 from tlcgcnn.figures import labels
 
-PAPER_FIGURES = ["ef_eg_density", "subset_scaling", "improvement", "freeze_heatmap", "multitask", "pretrain_size", "models"]
+PAPER_FIGURES = ["ef_eg_density", "subset_scaling", "improvement", "freeze_heatmap", "protocol_sensitivity", "multitask", "pretrain_size", "models"]
 
 
 def load(name: str) -> dict:
@@ -47,6 +47,27 @@ def test_mode_and_source_labels():
     assert labels.mode_label({"family": "scratch", "model_kind": "cgcnn"}) == "CGCNN scratch"
     assert labels.mode_label({"family": "baseline", "model_kind": "rf"}) == "RF"
     assert labels.source_label(None) == "none"
+
+
+def test_labels_name_the_fine_tuning_protocol():
+    row = {"family": "transfer", "pretrain_property": "formation_energy_per_atom", "pretrain_subset": "all", "pretrain_size": None, "freeze": 0, "reinit": "head", "backbone_lr_scale": 0.1, "lr": 3e-4}
+    assert labels.mode_label(row) == "TL ΔEf: all layers fine-tuned, head re-initialised, pretrained layers at 0.1× lr"
+    assert labels.mode_label(row, ("lr",)) == "TL ΔEf: all layers fine-tuned, head re-initialised, pretrained layers at 0.1× lr, lr 3e-4"
+    assert labels.mode_label({**row, "backbone_lr_scale": 1.0}) == "TL ΔEf: all layers fine-tuned, head re-initialised"
+    runs = pd.DataFrame([
+        {"mode": "scratch", "family": "scratch", "model_kind": "cgcnn", "lr": 1e-3, "epochs": 100, "warmup_epochs": 0.0},
+        {**row, "mode": "ef_head", "epochs": 100, "warmup_epochs": 0.0},
+        {**row, "mode": "ef_warm", "backbone_lr_scale": 1.0, "lr": 3e-4, "epochs": 100, "warmup_epochs": 2.0},
+        {"mode": "rf", "family": "baseline", "model_kind": "rf"},
+    ])
+    assert labels.varying_settings(runs) == ("lr", "warmup_epochs")  # epochs are the same everywhere
+    assert labels.mode_labels(runs) == {
+        "scratch": "CGCNN scratch, lr 1e-3, warm-up 0 epochs",
+        "ef_head": "TL ΔEf: all layers fine-tuned, head re-initialised, pretrained layers at 0.1× lr, lr 3e-4, warm-up 0 epochs",
+        "ef_warm": "TL ΔEf: all layers fine-tuned, head re-initialised, lr 3e-4, warm-up 2 epochs",
+        "rf": "RF",
+    }
+    assert labels.protocol_labels(runs)["ef_warm"] == "all layers fine-tuned, head re-initialised, lr 3e-4, warm-up 2 epochs"
 
 
 # -------------------------------------------------------------------------- requested
@@ -93,6 +114,12 @@ def test_a_figure_is_requested_only_where_the_config_has_what_it_needs():
     mp = load("mp500")
     mp["finetune"]["group_seeds"] = True
     assert figures.requested(mp) == ["learning_curve", "learning_curve_gap_nonmetal", "ef_eg_density", "improvement"]
+    # two ways of fine-tuning one source: the protocol figure (another source's mode is no choice)
+    mp["finetune"]["modes"]["slow"] = {"pretrained": "ef_all", "backbone_lr_scale": 0.1, "train": {"lr": 0.0003}}
+    assert "protocol_sensitivity" in figures.requested(mp)
+    mp["finetune"]["targets"][0]["modes"] = ["scratch", "slow"]
+    assert "protocol_sensitivity" not in figures.requested(mp)
+    del mp["finetune"]["targets"][0]["modes"]
     mp["finetune"]["targets"][0]["property"] = "k_vrh"
     assert "ef_eg_density" not in figures.requested(mp)
 
@@ -129,11 +156,11 @@ def test_every_figure_has_its_caption():
 MODES = {
     "scratch": dict(family="scratch", model_kind="cgcnn"),
     "attention": dict(family="scratch", model_kind="attention"),
-    "ef_ft": dict(family="transfer", pretrain_property="formation_energy_per_atom", pretrain_size=500, freeze=0, reinit="none", gain=0.8),
-    "ef_head": dict(family="transfer", pretrain_property="formation_energy_per_atom", pretrain_size=500, freeze=0, reinit="head", gain=0.9),
-    "ef_freeze2": dict(family="transfer", pretrain_property="formation_energy_per_atom", pretrain_size=500, freeze=2, reinit="unfrozen", gain=1.05),
-    "ef200_ft": dict(family="transfer", pretrain_property="formation_energy_per_atom", pretrain_size=200, freeze=0, reinit="none", gain=0.85),
-    "mt_ft": dict(family="transfer", pretrain_property="formation_energy_per_atom+band_gap+efermi", pretrain_size=500, freeze=0, reinit="none", gain=0.75),
+    "ef_ft": dict(family="transfer", pretrained="ef", pretrain_property="formation_energy_per_atom", pretrain_size=500, freeze=0, reinit="none", gain=0.8),
+    "ef_head": dict(family="transfer", pretrained="ef", pretrain_property="formation_energy_per_atom", pretrain_size=500, freeze=0, reinit="head", gain=0.9, backbone_lr_scale=0.1),
+    "ef_freeze2": dict(family="transfer", pretrained="ef", pretrain_property="formation_energy_per_atom", pretrain_size=500, freeze=2, reinit="unfrozen", gain=1.05),
+    "ef200_ft": dict(family="transfer", pretrained="ef200", pretrain_property="formation_energy_per_atom", pretrain_size=200, freeze=0, reinit="none", gain=0.85),
+    "mt_ft": dict(family="transfer", pretrained="mt", pretrain_property="formation_energy_per_atom+band_gap+efermi", pretrain_size=500, freeze=0, reinit="none", gain=0.75),
     "rf": dict(family="baseline", model_kind="rf", gain=1.2),
 }
 
@@ -154,7 +181,8 @@ def _runs() -> pd.DataFrame:
                     rows.append({
                         "target": target, "property": prop, "transform": "none", "task": task, "size": size, "seed": seed, "mode": mode,
                         "family": m["family"], "model_kind": m.get("model_kind", "cgcnn"), "freeze": m.get("freeze", 0), "reinit": m.get("reinit", "none"),
-                        "pretrained": mode if m["family"] == "transfer" else None, "pretrain_property": m.get("pretrain_property"),
+                        "pretrained": m.get("pretrained"), "pretrain_property": m.get("pretrain_property"), "backbone_lr_scale": m.get("backbone_lr_scale", 1.0 if m.get("pretrained") else None),
+                        "best_val_mae": err * (1.2 if mode == "ef_ft" else 1.0) + 0.01 * rng.normal(), "n_val": 60,
                         "pretrain_subset": "all" if m["family"] == "transfer" else None, "pretrain_size": m.get("pretrain_size"),
                         "error": err, "mae": err, "n_params": 1000 if m["family"] != "baseline" else None, "n_train": size,
                     })
@@ -177,6 +205,12 @@ def test_every_registered_figure_draws(tmp_path, monkeypatch):
     tests = stats.error_tests(runs)
     tests.to_csv(res / "stats" / "ttests.csv", index=False)
     stats.model_summary(runs).to_csv(res / "stats" / "models.csv", index=False)
+    protocol = stats.protocol_table(runs, mode_order=list(MODES))
+    assert set(protocol["target"]) == {"gap"} and protocol["selected"].sum() == 2  # 2 sizes; metal: ef_ft alone, no choice
+    protocol.to_csv(res / "stats" / "protocol.csv", index=False)
+    # the selected modes' tests (their own family) beside the others: the figures read one test per mode
+    tests = pd.concat([tests, stats.selected_tests(runs, protocol)], ignore_index=True)
+    tests.to_csv(res / "stats" / "ttests.csv", index=False)
     pre = pd.DataFrame([
         {"property": "formation_energy_per_atom", "task": "regression", "subset": s, "n_train": n, "mae": 0.2 * (100 / n) ** 0.3 * f}
         for s, f in (("all", 1.0), ("metal", 1.2), ("nonmetal", 0.9)) for n in (100, 200, 500)

@@ -64,7 +64,7 @@ def test_paper_small_slice(tmp_path):
     took = time.perf_counter() - t0
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     res = tmp_path / "results" / "paper-small-ci"
-    figures = ["ef_eg_density", "subset_scaling", "improvement", "freeze_heatmap", "multitask", "pretrain_size", "models", "learning_curve"]
+    figures = ["ef_eg_density", "subset_scaling", "improvement", "freeze_heatmap", "protocol_sensitivity", "multitask", "pretrain_size", "models", "learning_curve"]
     figures += [f"learning_curve_{t}" for t in ("gap_nonmetal", "metal_cls", "log_kvrh", "eps_r")]
     # the slice still has what every figure needs, and nothing else is drawn
     assert sorted(requested(slice_config())) == sorted(figures)
@@ -79,7 +79,11 @@ def test_paper_small_slice(tmp_path):
     assert metrics.query("task == 'classification'")["roc_auc"].notna().all()
     tests = pd.read_csv(res / "stats" / "ttests.csv")
     assert tests["p_holm"].notna().any() and set(tests["metric"]) == {"mae", "1-roc_auc"}
-    assert set(tests["holm_family"]) == {"transfer_vs_scratch", "baseline_vs_scratch", "model_vs_scratch", "classification"}
+    assert set(tests["holm_family"]) == {"transfer_vs_scratch", "baseline_vs_scratch", "model_vs_scratch", "classification", "selected_vs_scratch"}
+    # gap_nonmetal fine-tunes ef_all in five ways: one protocol chosen on validation data per size
+    protocol = pd.read_csv(res / "stats" / "protocol.csv")
+    ef = protocol[(protocol["target"] == "gap_nonmetal") & (protocol["pretrained"] == "ef_all")]
+    assert set(ef["mode"]) == {"ef_ft", "ef_freeze1", "ef_freeze2", "ef_freeze3", "ef_head"} and ef.groupby("size")["selected"].sum().eq(1).all()
     pre = pd.read_csv(res / "stats" / "pretrain.csv")
     assert "mae_efermi" in pre.columns and set(pre["subset"]) == {"all", "metal", "nonmetal"}
     for table in ("best_transfer", "improvement", "spearman", "classification", "models"):

@@ -100,3 +100,87 @@ def test_holm_edge_cases():
     assert holm(np.array([])).size == 0
     np.testing.assert_allclose(holm(np.array([0.3, 0.3, 0.3])), [0.9, 0.9, 0.9])
     np.testing.assert_allclose(holm(np.array([1.0, 0.5])), [1.0, 1.0])
+
+
+def _protocol_runs(n_seeds: int = 5) -> pd.DataFrame:
+    """One target, one size: scratch and three transfer modes of source `ef` whose validation
+    and test rankings disagree (ef_head best on validation, ef_ft best on test), one mode of
+    source `eg` (alone: no choice), and a classification target with two modes of `ef`."""
+    rng = np.random.default_rng(0)
+    # mode: (family, source, mean validation score, mean test error)
+    modes = {
+        "scratch": ("scratch", None, 0.50, 0.50),
+        "ef_ft": ("transfer", "ef", 0.40, 0.30),
+        "ef_head": ("transfer", "ef", 0.35, 0.40),
+        "ef_slow": ("transfer", "ef", 0.45, 0.45),
+        "eg_ft": ("transfer", "eg", 0.20, 0.20),
+    }
+    rows = []
+    for seed in range(n_seeds):
+        for mode, (fam, src, val, test) in modes.items():
+            rows.append({"target": "k", "property": "k_vrh", "transform": "log10", "task": "regression", "size": 50, "seed": seed, "mode": mode,
+                         "family": fam, "pretrained": src, "best_val_mae": val + 0.01 * rng.normal(), "error": test + 0.01 * rng.normal(), "n_val": 60})
+        for mode, val, test in (("scratch", 0.6, 0.3), ("ef_ft", 0.5, 0.1), ("ef_head", 0.5, 0.2)):
+            rows.append({"target": "metal", "property": "is_metal", "transform": "none", "task": "classification", "size": 100, "seed": seed, "mode": mode,
+                         "family": "transfer" if mode != "scratch" else "scratch", "pretrained": "ef" if mode != "scratch" else None,
+                         "best_val_mae": val, "error": test + 0.01 * rng.normal(), "n_val": 60})
+    return pd.DataFrame(rows)
+
+
+def test_protocol_is_chosen_on_validation_scores_only():
+    from tlcgcnn.stats import protocol_table
+
+    df = _protocol_runs()
+    p = protocol_table(df, mode_order=["scratch", "ef_slow", "ef_ft", "ef_head", "eg_ft"])
+    k = p[p["target"] == "k"]
+    assert list(k["mode"]) == ["ef_slow", "ef_ft", "ef_head"]  # config order; eg_ft alone: no choice to make
+    assert k.loc[k["selected"], "mode"].tolist() == ["ef_head"]  # best validation, not best test (ef_ft)
+    r = k.iloc[0]
+    assert r["selected_mode"] == "ef_head" and not r["selected_is_test_best"]
+    ef_head, ef_ft, ef_slow = (k.set_index("mode").loc[m, "test_mean"] for m in ("ef_head", "ef_ft", "ef_slow"))
+    assert r["choice_vs_best_pct"] == pytest.approx(100 * (ef_head - ef_ft) / ef_ft) and r["choice_vs_best_pct"] > 20
+    assert r["choice_vs_worst_pct"] == pytest.approx(100 * (ef_head - ef_slow) / ef_slow) and r["choice_vs_worst_pct"] < 0
+    assert r["spread_pct"] == pytest.approx(100 * (ef_slow - ef_ft) / ef_ft)
+    assert (k["n_seeds"] == 5).all() and (k["val_metric"] == "mae").all() and (k["n_val"] == 60).all()
+    assert r["baseline_test_mean"] == pytest.approx(df[(df["target"] == "k") & (df["mode"] == "scratch")]["error"].mean())
+    # swapping the test errors changes no choice; swapping validation scores does
+    swapped = df.copy()
+    swapped.loc[swapped["mode"] == "ef_ft", "error"], swapped.loc[swapped["mode"] == "ef_head", "error"] = (
+        df.loc[df["mode"] == "ef_head", "error"].to_numpy(), df.loc[df["mode"] == "ef_ft", "error"].to_numpy())
+    q = protocol_table(swapped, mode_order=["ef_slow", "ef_ft", "ef_head"])
+    assert q.loc[q["selected"] & (q["target"] == "k"), "mode"].tolist() == ["ef_head"]
+    # classification: validation BCE; equal scores: the first in config order wins
+    c = p[p["target"] == "metal"]
+    assert (c["val_metric"] == "bce").all() and (c["metric"] == "1-roc_auc").all()
+    assert c.loc[c["selected"], "mode"].tolist() == ["ef_ft"]
+    c2 = protocol_table(df, mode_order=["ef_head", "ef_ft"])
+    assert c2.loc[c2["selected"] & (c2["target"] == "metal"), "mode"].tolist() == ["ef_head"]
+    # records without validation scores or mode fields: an empty table with its columns
+    assert protocol_table(df.drop(columns="best_val_mae")).empty
+
+
+def test_selected_modes_form_their_own_holm_family(tmp_path):
+    from tlcgcnn import io
+    from tlcgcnn.stats import SELECTED_FAMILY, error_tests, mode_tests, read_table, run
+
+    df = _protocol_runs()
+    files = []
+    for (t, m), g in df.groupby(["target", "mode"]):
+        files.append(tmp_path / f"{t}_{m}.json")
+        io.write_json(files[-1], g.to_dict("records"))
+    out = {k: tmp_path / f"{k}.csv" for k in ("metrics", "tests", "protocol")}
+    run([str(f) for f in files], out["metrics"], out["tests"], out_protocol=out["protocol"], mode_order=["scratch", "ef_ft", "ef_head", "ef_slow", "eg_ft"])
+    tests, protocol = read_table(out["tests"]), read_table(out["protocol"])
+    assert protocol["selected"].sum() == 2
+    sel = tests[tests["holm_family"] == SELECTED_FAMILY]
+    assert sorted(zip(sel["target"], sel["mode"], sel["pretrained"])) == [("k", "ef_head", "ef"), ("metal", "ef_ft", "ef")]
+    assert np.allclose(sel["p_holm"], holm(sel["p_value"].to_numpy()))
+    # the other families and their Holm corrections are those of the tests alone
+    before = error_tests(read_table(out["metrics"]))
+    kept = mode_tests(tests)
+    assert len(kept) == len(before) and set(kept["holm_family"]) == set(before["holm_family"])
+    pd.testing.assert_series_equal(kept["p_holm"], before["p_holm"], check_names=False)
+    r = sel[sel["target"] == "k"].iloc[0]
+    b = df[(df["target"] == "k") & (df["mode"] == "scratch")]["error"].to_numpy()
+    a = df[(df["target"] == "k") & (df["mode"] == "ef_head")]["error"].to_numpy()
+    assert np.isclose(r["p_value"], sstats.ttest_rel(a, b).pvalue) and r["metric"] == "mae"

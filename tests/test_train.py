@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -120,3 +122,104 @@ def test_reinit_head_and_unfrozen(toy_set, tmp_path, atom_table):
     assert not m.convs[0].bn1.training and m.convs[1].bn1.training
     with pytest.raises(ValueError, match="cannot freeze 4"):
         apply_transfer(build_model(pre["model_config"], atom_table), pre, TransferConfig("x", freeze=4))
+
+
+def test_discriminative_learning_rates_per_parameter_group(atom_table, graphs, monkeypatch):
+    """backbone_lr_scale: trained parameters that keep pretrained values learn at lr × scale,
+    re-initialised (and not loaded) ones at lr; warm-up / schedule scale each group's own lr."""
+    import tlcgcnn.train as T
+    from tlcgcnn.models import build_model
+    from tlcgcnn.normalize import Normalizer
+    from tlcgcnn.transfer import param_groups, pretrained_parameter_names
+
+    cfg = {"atom_fea_len": 8, "n_conv": 2, "h_fea_len": 8, "radius": 6.0, "gaussian_step": 0.5}
+    torch.manual_seed(0)
+    src = build_model({**cfg, "n_out": 1}, atom_table)
+    pre = {"model_config": src.config.to_dict(), "state_dict": src.state_dict()}
+    torch.manual_seed(1)
+    model = build_model({**cfg, "n_out": 1}, atom_table)
+    tcfg = TransferConfig("x", freeze=1, reinit="head", backbone_lr_scale=0.1)
+    frozen = apply_transfer(model, pre, tcfg)
+    kept = pretrained_parameter_names(model, pre, tcfg)
+    head = {n for m in model.head_modules() for n, _ in m.named_parameters(prefix=_prefix(model, m))}
+    assert {n for n, _ in model.named_parameters() if n.startswith("convs.1.")} <= kept and not head & kept
+    groups = {g["name"]: g for g in param_groups(model, kept, 1e-3, 0.1)}
+    assert groups["pretrained"]["lr"] == pytest.approx(1e-4) and groups["new"]["lr"] == 1e-3
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert {names[id(p)] for p in groups["new"]["params"]} == head
+    frozen_ids = {id(p) for m in frozen for p in m.parameters()}
+    in_groups = {id(p) for g in groups.values() for p in g["params"]}
+    assert not frozen_ids & in_groups and in_groups == {id(p) for p in model.parameters() if p.requires_grad}
+    # `unfrozen` re-initialises every trained layer: only the frozen ones keep pretrained values
+    other = build_model({**cfg, "n_out": 1}, atom_table)
+    ucfg = TransferConfig("x", freeze=1, reinit="unfrozen", backbone_lr_scale=0.1)
+    apply_transfer(other, pre, ucfg)
+    assert {n.split(".")[0] + "." + n.split(".")[1] for n in pretrained_parameter_names(other, pre, ucfg) if n.startswith("convs.")} == {"convs.0"}
+    assert [g["name"] for g in param_groups(other, pretrained_parameter_names(other, pre, ucfg), 1e-3, 0.1)] == ["new"]
+    assert len(param_groups(model, kept, 1e-3, 1.0)) == 1
+
+    made = []
+    real = T.make_optimizer
+    monkeypatch.setattr(T, "make_optimizer", lambda *a, **k: made.append(real(*a, **k)) or made[-1])
+    y = torch.randn(len(graphs))
+    pos = torch.arange(len(graphs))
+    train_cfg = TrainConfig(epochs=2, batch_size=8, lr=1e-3, patience=10, warmup_epochs=4.0)
+    res = T.fit(model, graphs, y, pos[:30], pos[30:], Normalizer.fit(y[:30].numpy()), train_cfg, seed=0, frozen=frozen, progress=False,
+                param_groups=param_groups(model, kept, 1e-3, 0.1))
+    lrs = {g["name"]: g["lr"] for g in made[0].param_groups}
+    factor = T.lr_factor(train_cfg, 1 + 3 / 4)  # the last step: epoch 1, step 3 of 4, inside the warm-up
+    assert 0 < factor < 1
+    assert lrs["pretrained"] == pytest.approx(1e-4 * factor) and lrs["new"] == pytest.approx(1e-3 * factor)
+    assert res.history["lr"][-1] == pytest.approx(1e-3 * factor)
+
+
+def _prefix(model, module) -> str:
+    return next(n for n, m in model.named_modules() if m is module)
+
+
+def test_backbone_lr_scale_is_recorded_in_the_checkpoint(toy_set, tmp_path):
+    _train(toy_set, tmp_path / "pre.pt", epochs=1)
+    ck = _train(toy_set, tmp_path / "ft.pt", TransferConfig(str(tmp_path / "pre.pt"), reinit="head", backbone_lr_scale=0.1), epochs=1)
+    assert ck["transfer"]["backbone_lr_scale"] == 0.1 and ck["train_config"]["lr"] == TrainConfig().lr
+
+
+def test_resumed_fit_keeps_each_groups_learning_rate(atom_table, graphs, tmp_path, monkeypatch):
+    """A run with two learning-rate groups, resumed from its state after epoch 1, ends
+    bitwise-identical to the uninterrupted run (the groups' starting lrs are not taken from
+    the resumed optimizer's scheduled ones)."""
+    import tlcgcnn.train as T
+    from tlcgcnn.models import build_model
+    from tlcgcnn.normalize import Normalizer
+    from tlcgcnn.transfer import param_groups, pretrained_parameter_names
+
+    cfg = {"atom_fea_len": 8, "n_conv": 2, "h_fea_len": 8, "radius": 6.0, "gaussian_step": 0.5}
+    torch.manual_seed(0)
+    src = build_model({**cfg, "n_out": 1}, atom_table)
+    pre = {"model_config": src.config.to_dict(), "state_dict": src.state_dict()}
+    tcfg = TransferConfig("x", reinit="head", backbone_lr_scale=0.1)
+    y = torch.randn(len(graphs))
+    pos = torch.arange(len(graphs))
+    train_cfg = TrainConfig(epochs=4, batch_size=8, lr=3e-3, patience=10, warmup_epochs=1.5, schedule="cosine", amp="none")
+    save = torch.save
+
+    def run(state: Path) -> tuple[dict, list[float]]:
+        torch.manual_seed(1)
+        model = build_model({**cfg, "n_out": 1}, atom_table)
+        apply_transfer(model, pre, tcfg)
+        groups = param_groups(model, pretrained_parameter_names(model, pre, tcfg), train_cfg.lr, 0.1)
+        res = T.fit(model, graphs, y, pos[:30], pos[30:], Normalizer.fit(y[:30].numpy()), train_cfg, seed=0, progress=False, state_path=state, param_groups=groups)
+        return model.state_dict(), res.history["val_mae"]
+
+    def keep_epoch_1(obj, f, *a, **k):
+        save(obj, f, *a, **k)
+        if isinstance(obj, dict) and obj.get("epoch") == 1:
+            save(obj, tmp_path / "after1.pt")
+
+    monkeypatch.setattr(torch, "save", keep_epoch_1)
+    ref, ref_val = run(tmp_path / "full.pt")
+    monkeypatch.setattr(torch, "save", save)
+    assert torch.load(tmp_path / "after1.pt", weights_only=True)["optimizer"]["param_groups"][0]["lr"] < 3e-4  # a scheduled lr was saved
+    got, got_val = run(tmp_path / "after1.pt")
+    assert got_val == ref_val
+    for key, tensor in ref.items():
+        assert torch.equal(tensor, got[key]), key

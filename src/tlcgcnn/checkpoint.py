@@ -294,7 +294,9 @@ def format_description(d: dict[str, Any]) -> str:
     lines.append(f"code            tlcgcnn {c['package_version'] or '?'}, git {c['git_commit'] or '?'}, config sha256 {c['config_sha256'] or '?'}; torch {d['torch_version'] or '?'}")
     tr = d["transfer"]
     if tr:
-        lines.append(f"transfer        from {tr.get('checkpoint')} (pretrained {tr.get('pretrained')}); freeze {tr.get('freeze')}, reinit {tr.get('reinit')}")
+        scale = tr.get("backbone_lr_scale", 1.0)
+        lr = f"; pretrained layers at {scale:g}× lr" if scale != 1.0 else ""
+        lines.append(f"transfer        from {tr.get('checkpoint')} (pretrained {tr.get('pretrained')}); freeze {tr.get('freeze')}, reinit {tr.get('reinit')}{lr}")
     else:
         lines.append("transfer        none (trained from scratch)")
     return "\n".join(lines)

@@ -168,7 +168,9 @@ PRETRAIN_DEFAULTS: dict[str, Any] = {"transform": "none", "subset": "all", "size
 # keys a pretrain entry with a `checkpoint` must not set: the file says them
 CHECKPOINT_SOURCE_KEYS = ("property", "transform", "subset", "size", "seed", "train", "properties", "weights", "model")
 EXTERNAL_DEFAULTS: dict[str, Any] = {"transform": "none", "id_column": None, "structure_column": None, "columns": {}}
-MODE_DEFAULTS: dict[str, Any] = {"pretrained": None, "freeze": 0, "reinit": "none", "model": None}
+MODE_DEFAULTS: dict[str, Any] = {"pretrained": None, "freeze": 0, "reinit": "none", "model": None, "backbone_lr_scale": 1.0}
+# what finetune.modes.<m>.train may override (as pretrain[].train and finetune.train)
+MODE_TRAIN_KEYS = frozenset(f.name for f in fields(TrainSettings)) - {"device", "threads"}
 FINETUNE_DEFAULTS: dict[str, Any] = {"baseline": "scratch", "group_seeds": False}
 ZOO_MODEL_DEFAULTS: dict[str, Any] = {"size": "all"}
 # versus None: the claim compares its mode with finetune.baseline
@@ -284,7 +286,10 @@ class Mode:
     """How a fine-tuning cell trains: from scratch, from a pretrained source (freeze /
     re-initialise layers), a model variant, a scikit-learn baseline on composition
     descriptors (``estimator``), or a scikit-learn estimator on the source's frozen crystal
-    vectors (``pretrained`` + ``estimator`` + ``features: frozen``; tlcgcnn.frozen)."""
+    vectors (``pretrained`` + ``estimator`` + ``features: frozen``; tlcgcnn.frozen).
+    ``backbone_lr_scale``: learning-rate factor of the pretrained parameters that are
+    trained (re-initialised ones get ``lr``); ``train``: this mode's training overrides,
+    applied after ``finetune.train``."""
 
     name: str
     pretrained: str | None
@@ -293,6 +298,8 @@ class Mode:
     model: str | None
     estimator: str | None
     features: str | None = None
+    backbone_lr_scale: float = 1.0
+    train: dict[str, Any] = field(default_factory=dict)
 
     @property
     def family(self) -> str:
@@ -306,9 +313,16 @@ class Mode:
         return "frozen" if self.features else "baseline" if self.estimator else "gnn"
 
     def as_dict(self) -> dict[str, Any]:
+        """Plain values; the optional keys (features, the protocol keys) only where set, so
+        that a mode without them has the settings (and its finished seeds the run keys) it
+        had before they existed."""
         out = {**asdict(self), "family": self.family}
-        if self.features is None:  # absent, so that the other modes' cell settings (run keys) stay as they were
+        if self.features is None:
             del out["features"]
+        if out["backbone_lr_scale"] == MODE_DEFAULTS["backbone_lr_scale"]:
+            del out["backbone_lr_scale"]
+        if not out["train"]:
+            del out["train"]
         return out
 
 
@@ -371,7 +385,7 @@ class Config:
         self.group_seeds: bool = bool(ft["group_seeds"])
         self._ft = ft
         self.modes: dict[str, Mode] = {
-            m: Mode(name=m, estimator=s.get("estimator"), features=s.get("features"), **{k: s.get(k, v) for k, v in MODE_DEFAULTS.items()})
+            m: Mode(name=m, estimator=s.get("estimator"), features=s.get("features"), train=dict(s.get("train") or {}), **{k: s.get(k, v) for k, v in MODE_DEFAULTS.items()})
             for m, s in ft["modes"].items()
         }
         self._targets = {t["name"]: {**TARGET_DEFAULTS, **t} for t in ft["targets"]}
@@ -394,9 +408,9 @@ class Config:
         extra = self.model_variants[variant] if variant is not None else {}
         return _merged(ModelSettings, asdict(self.model), extra, {"radius": self.featurize.radius})
 
-    def train_config(self, override: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Full training config: ``train`` with a stage's override applied."""
-        return _merged(TrainSettings, asdict(self.train), override)
+    def train_config(self, *overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Full training config: ``train`` with a stage's overrides applied in order."""
+        return _merged(TrainSettings, asdict(self.train), *overrides)
 
     def featurize_settings(self) -> dict[str, Any]:
         """``featurize:`` with defaults (neighbour search, shard size, atom feature table)."""
@@ -548,7 +562,7 @@ class Config:
             mode=m,
             seeds=self.seeds(n),
             model=self.model_config(m.model) if gnn else None,
-            train=self.train_config(self._ft.get("train")) if gnn else None,
+            train=self.train_config(self._ft.get("train"), m.train) if gnn else None,
             pretrain=self._sources[m.pretrained] if m.pretrained else None,
         )
 
@@ -662,6 +676,7 @@ class Config:
             if m.kind != "frozen" and m.pretrained and m.pretrained not in self._checkpoints and pre[m.pretrained]["model"] != m.model:
                 raise ConfigError(f"config: mode {m.name} uses model {m.model!r} but its pretrained {m.pretrained!r} uses {pre[m.pretrained]['model']!r}")
             self._check_estimator_mode(m)
+            self._check_protocol(m)
         for name, p in pre.items():
             if name in self._checkpoints:
                 continue
@@ -740,6 +755,22 @@ class Config:
             raise ConfigError(f"config: {what} {m.name} cannot have model (a frozen-features mode uses its source's own network)")
         if m.estimator and (m.freeze or m.reinit != "none"):
             raise ConfigError(f"{where}: freeze / reinit change a fine-tuned graph model; an estimator mode ({m.estimator}) trains no network layer")
+
+    def _check_protocol(self, m: Mode) -> None:
+        """A mode's training overrides and discriminative learning rate (the fine-tuning
+        protocol): known keys, a graph model to train, pretrained layers to scale."""
+        where = f"config: finetune.modes.{m.name}"
+        unknown = sorted(set(m.train) - MODE_TRAIN_KEYS)
+        if unknown:
+            raise ConfigError(f"{where}.train: unknown training options {unknown} (a mode may override {sorted(MODE_TRAIN_KEYS)})")
+        if m.estimator and m.train:
+            raise ConfigError(f"{where}.train: baseline mode {m.name} ({m.estimator}) has no training loop to override")
+        if "backbone_lr_scale" in (self._ft["modes"][m.name] or {}) and m.estimator:
+            raise ConfigError(f"{where}.backbone_lr_scale: mode {m.name} ({m.estimator}) trains no network layer to scale")
+        if "backbone_lr_scale" in (self._ft["modes"][m.name] or {}) and not m.pretrained:
+            raise ConfigError(f"{where}.backbone_lr_scale: only a transfer mode (with `pretrained`) has pretrained layers to scale")
+        if not m.backbone_lr_scale > 0:
+            raise ConfigError(f"{where}.backbone_lr_scale: {m.backbone_lr_scale!r} is not a positive factor")
 
     def _check_checkpoint_entries(self, entries: list[dict[str, Any]]) -> None:
         """A ``checkpoint:`` source says nothing the file says; a trained one needs a property."""

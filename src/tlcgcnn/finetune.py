@@ -46,7 +46,18 @@ def mode_fields(cell: dict[str, Any], pretrain_n_train: int | None) -> dict[str,
         "pretrain_subset": target["subset"] if pre else None,
         "pretrain_size": pretrain_n_train,
         **({"features": mode["features"]} if mode.get("features") else {}),  # frozen features (tlcgcnn.frozen)
+        "backbone_lr_scale": float(mode.get("backbone_lr_scale", 1.0)) if mode["pretrained"] else None,
     }
+
+
+# the training settings every graph-model record repeats (the fine-tuning protocol)
+PROTOCOL_FIELDS = ("lr", "epochs", "warmup_epochs", "patience", "schedule", "batch_size", "weight_decay", "optimizer")
+
+
+def train_fields(cell: dict[str, Any]) -> dict[str, Any]:
+    """The resolved training settings of a graph-model cell that its records carry (lr,
+    epochs, warm-up, early-stopping patience, schedule, ...): the protocol the tables compare."""
+    return {k: cell["train"][k] for k in PROTOCOL_FIELDS}
 
 
 def run_key(cell: dict[str, Any], seed: int, inputs: dict[str, str]) -> str:
@@ -95,7 +106,7 @@ def finetune_cell(
     runs = Path(out_metrics).parent / "runs"
     table_df = pd.read_parquet(table_path)
     pre_n = len(load_checkpoint(pretrained[0])["split"]["train"]) if pretrained else None
-    fields = mode_fields(cell, pre_n)
+    fields = {**mode_fields(cell, pre_n), **train_fields(cell)}
     inputs = {"table": table_path, "split": split_path, "graphs": str(Path(graph_dir) / "manifest.json")}
     if pretrained:
         inputs["pretrained"] = pretrained[0]
@@ -106,6 +117,7 @@ def finetune_cell(
         rec = _finished(run, key)
         if rec is not None:
             log.info("%s n=%s %s seed %d: finished before (error %.4f): kept", target["name"], size, fields["mode"], seed, rec["error"])
+            rec = {**fields, **rec}  # a record written before a field existed: same settings (run key)
         else:
             run.mkdir(parents=True, exist_ok=True)
             io.write_text(run / "run_key", key)

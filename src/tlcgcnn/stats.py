@@ -10,6 +10,13 @@ The Holm correction runs within declared hypothesis families (column ``holm_fami
 :data:`FAMILIES`), not over every test: whether transfer beats scratch is one question, whether
 a descriptor baseline does is another, and adding baselines to a study must not weaken the
 correction of its transfer tests.
+
+The fine-tuning protocol is chosen on validation data (:func:`protocol_table`): where one
+pretraining source is fine-tuned in several ways (transfer modes: layers kept / frozen /
+re-initialised, learning rates, schedules), the mode with the lowest mean best validation
+score is selected, and the table reports how much its test error differs from the best and
+the worst of the alternatives. The selected mode's test against the baseline forms its own
+Holm family, ``selected_vs_scratch`` (:func:`selected_tests`).
 """
 
 from __future__ import annotations
@@ -65,7 +72,9 @@ FAMILIES: dict[str, str] = {
     "baseline_vs_scratch": "regression targets: each scikit-learn baseline on composition descriptors against the baseline mode",
     "model_vs_scratch": "regression targets: each other model trained from scratch (e.g. attention convolution vs CGCNN) against the baseline mode",
     "classification": "classification targets: every mode against the baseline mode (error 1 − ROC-AUC)",
+    "selected_vs_scratch": "each (target, size, pretraining source) with several transfer modes: the mode selected on validation data against the baseline mode",
 }
+SELECTED_FAMILY = "selected_vs_scratch"
 _FAMILY_OF_RUN = {"transfer": "transfer_vs_scratch", "baseline": "baseline_vs_scratch", "scratch": "model_vs_scratch"}
 
 
@@ -179,6 +188,109 @@ def error_tests(df: pd.DataFrame, baseline: str = "scratch") -> pd.DataFrame:
     return out
 
 
+def mode_tests(tests: pd.DataFrame) -> pd.DataFrame:
+    """The tests of each mode against the baseline, without the repeated tests of the
+    validation-selected modes (family ``selected_vs_scratch``): one row per (target, size,
+    mode), as the summary tables and figures expect."""
+    if tests.empty or "holm_family" not in tests.columns:
+        return tests
+    return tests[tests["holm_family"] != SELECTED_FAMILY].reset_index(drop=True)
+
+
+PROTOCOL_COLUMNS = (
+    "target", "size", "pretrained", "mode", "property", "transform", "task", "n_seeds", "n_val", "val_metric", "val_mean", "val_sd",
+    "metric", "test_mean", "test_sd", "selected", "selected_mode", "baseline", "baseline_test_mean", "baseline_test_sd",
+    "test_best", "test_worst", "choice_vs_best_pct", "choice_vs_worst_pct", "spread_pct", "selected_is_test_best",
+)
+
+
+def protocol_table(df: pd.DataFrame, baseline: str = "scratch", mode_order: list[str] | None = None) -> pd.DataFrame:
+    """The fine-tuning protocol chosen on validation data, and how much the choice mattered.
+
+    For every (target, size, pretraining source) with at least two transfer modes: one row
+    per mode with its seeds, the mean and sd of the best validation score (``best_val_mae``
+    of the records: validation MAE in target units, or the validation binary cross-entropy
+    of a classifier: ``val_metric``) and of the test error (``error``: MAE, or 1 − ROC-AUC).
+    ``selected`` marks the mode with the lowest mean validation score (ties: the first in
+    ``mode_order``, the config's order of ``finetune.modes``; modes it does not list follow
+    by name). Only the validation scores choose. Per group: the selected mode's test error
+    relative to the best and to the worst test error among the group's modes
+    (``choice_vs_best_pct`` ≥ 0, ``choice_vs_worst_pct`` ≤ 0), the spread between them
+    (``spread_pct``) and the baseline mode's test error (reference)."""
+    need = {"family", "pretrained", "best_val_mae"}
+    if df.empty or not need <= set(df.columns):
+        return pd.DataFrame(columns=list(PROTOCOL_COLUMNS))
+    err = "error" if "error" in df.columns else "mae"
+    order = {m: i for i, m in enumerate(mode_order or [])}
+    tl = df[df["family"] == "transfer"]
+    rows: list[dict[str, Any]] = []
+    for (target, size, source), grp in tl.groupby(["target", "size", "pretrained"], sort=False):
+        modes = sorted(grp["mode"].unique(), key=lambda m: (order.get(m, len(order)), str(m)))
+        if len(modes) < 2:
+            continue
+        first = grp.iloc[0]
+        task = str(first.get("task", "regression")) if pd.notna(first.get("task", "regression")) else "regression"
+        base = df[(df["target"] == target) & (df["size"] == size) & (df["mode"] == baseline)][err].astype(float)
+        group: list[dict[str, Any]] = []
+        for mode in modes:
+            r = grp[grp["mode"] == mode]
+            val, test = r["best_val_mae"].astype(float), r[err].astype(float)
+            group.append({
+                "target": target, "size": size, "pretrained": source, "mode": mode, "property": first.get("property"),
+                "transform": first.get("transform"), "task": task, "n_seeds": int(r["seed"].nunique()),
+                "n_val": int(r["n_val"].min()) if "n_val" in r.columns and r["n_val"].notna().any() else None,
+                "val_metric": "bce" if task == "classification" else "mae", "val_mean": float(val.mean()), "val_sd": float(val.std(ddof=1)),
+                "metric": "1-roc_auc" if task == "classification" else "mae", "test_mean": float(test.mean()), "test_sd": float(test.std(ddof=1)),
+                "baseline": baseline, "baseline_test_mean": float(base.mean()) if len(base) else float("nan"),
+                "baseline_test_sd": float(base.std(ddof=1)) if len(base) > 1 else float("nan"),
+            })
+        scored = [i for i, g in enumerate(group) if np.isfinite(g["val_mean"])]
+        if not scored:
+            log.warning("%s n=%s from %s: no mode has a validation score: no protocol selected", target, size, source)
+        sel = min(scored, key=lambda i: (group[i]["val_mean"], i)) if scored else None
+        tests = np.array([g["test_mean"] for g in group])
+        best, worst = float(np.nanmin(tests)), float(np.nanmax(tests))
+        chosen = group[sel]["test_mean"] if sel is not None else float("nan")
+        summary = {
+            "selected_mode": group[sel]["mode"] if sel is not None else None, "test_best": best, "test_worst": worst,
+            "choice_vs_best_pct": 100 * (chosen - best) / best if best else float("nan"),
+            "choice_vs_worst_pct": 100 * (chosen - worst) / worst if worst else float("nan"),
+            "spread_pct": 100 * (worst - best) / best if best else float("nan"),
+            "selected_is_test_best": bool(sel is not None and chosen == best),
+        }
+        for i, g in enumerate(group):
+            rows.append({**g, "selected": i == sel, **summary})
+        n_val = min((g["n_val"] for g in group if g["n_val"] is not None), default=None)
+        log.info(
+            "%s n=%s from %s: %s selected on validation data among %s; its test error %.4g is %+.1f %% vs the best, %+.1f %% vs the worst",
+            target, size, source, summary["selected_mode"], modes, chosen, summary["choice_vs_best_pct"], summary["choice_vs_worst_pct"],
+        )
+        if n_val is not None and n_val < 50:
+            log.warning("%s n=%s: protocol chosen on validation sets of %d crystals (noisy below 50)", target, size, n_val)
+    return pd.DataFrame(rows, columns=list(PROTOCOL_COLUMNS))
+
+
+def selected_tests(df: pd.DataFrame, protocol: pd.DataFrame, baseline: str = "scratch") -> pd.DataFrame:
+    """Paired t-test, on the test error of the same seeds, of each group's validation-selected
+    mode (:func:`protocol_table`) against ``baseline``; Holm within these tests only (family
+    ``selected_vs_scratch``). ``pretrained`` names the group's source."""
+    if protocol.empty or not protocol["selected"].any():
+        return pd.DataFrame()
+    err = "error" if "error" in df.columns else "mae"
+    rows = []
+    for r in protocol[protocol["selected"].astype(bool)].itertuples():
+        at = (df["target"] == r.target) & (df["size"] == r.size)
+        merged = df[at & (df["mode"] == baseline)].merge(df[at & (df["mode"] == r.mode)], on="seed", suffixes=("_base", "_mode"))
+        if merged.empty:
+            continue
+        res = _paired(merged[f"{err}_base"].to_numpy(float), merged[f"{err}_mode"].to_numpy(float))
+        rows.append({"target": r.target, "size": r.size, "mode": r.mode, "baseline": baseline, **res, "holm_family": SELECTED_FAMILY, "metric": r.metric, "pretrained": r.pretrained})
+    out = pd.DataFrame(rows)
+    if len(out):
+        out["p_holm"] = holm(out["p_value"].to_numpy(float))
+    return out
+
+
 def improvement_vs_size(tests: pd.DataFrame) -> pd.DataFrame:
     """Improvement rate (MAE_scratch − MAE_mode) / MAE_scratch per mode and training size:
     per target, and the mean over targets with the share of significant (Holm p < 0.05
@@ -280,13 +392,25 @@ def model_summary(metrics: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def run(metric_files: list[str], out_metrics: str | Path, out_tests: str | Path, baseline: str = "scratch") -> pd.DataFrame:
+def run(
+    metric_files: list[str], out_metrics: str | Path, out_tests: str | Path, baseline: str = "scratch",
+    out_protocol: str | Path | None = None, mode_order: list[str] | None = None,
+) -> pd.DataFrame:
+    """Workflow entry: the metrics table, the paired tests and (``out_protocol``) the
+    protocol chosen on validation data, whose selected modes' tests are appended to the
+    tests in their own family."""
     df = collect(metric_files)
     io.write_csv(df, out_metrics)
     tests = error_tests(df, baseline=baseline)
+    protocol = protocol_table(df, baseline=baseline, mode_order=mode_order)
+    if out_protocol is not None:
+        io.write_csv(protocol, out_protocol)
+    selected = selected_tests(df, protocol, baseline=baseline)
+    if len(selected):
+        tests = pd.concat([tests, selected], ignore_index=True)
     io.write_csv(tests, out_tests)
     for r in tests.itertuples():
-        log.info("%s n=%s %s vs %s: MAE %.4f vs %.4f, p=%.3g", r.target, r.size, r.mode, r.baseline, r.mae_mode, r.mae_baseline, r.p_value)
+        log.info("%s n=%s %s vs %s (%s): MAE %.4f vs %.4f, p=%.3g", r.target, r.size, r.mode, r.baseline, getattr(r, "holm_family", ""), r.mae_mode, r.mae_baseline, r.p_value)
     return tests
 
 
@@ -294,7 +418,7 @@ def summarize(metrics_csv: str | Path, tests_csv: str | Path, out: dict[str, str
     """Workflow entry: the summary tables (best transfer per cell, improvement vs size,
     Spearman ρ of ΔEf, classification ROC-AUC, model comparison)."""
     metrics = read_table(metrics_csv)
-    tests = read_table(tests_csv)
+    tests = mode_tests(read_table(tests_csv))
     family = dict(zip(metrics["mode"], metrics.get("family", pd.Series("transfer", index=metrics.index)), strict=True))
     io.write_csv(best_transfer(tests, family), out["best"])
     io.write_csv(improvement_vs_size(tests), out["improvement"])

@@ -29,7 +29,7 @@ from tlcgcnn.models import ModelConfig, build_model
 from tlcgcnn.normalize import MultiNormalizer, Normalizer
 from tlcgcnn.objectives import Objective
 from tlcgcnn.targets import Target, labels, target_from_spec
-from tlcgcnn.transfer import TransferConfig, apply_transfer, set_train_mode
+from tlcgcnn.transfer import TransferConfig, apply_transfer, param_groups, pretrained_parameter_names, set_train_mode
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +89,10 @@ def resolve_amp(amp: str, device: torch.device) -> str:
     return "none"
 
 
-def make_optimizer(params: list[nn.Parameter], cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
-    """AdamW (fused kernel on CPU and CUDA: one pass over all parameters per step) or SGD."""
+def make_optimizer(params: list[nn.Parameter] | list[dict[str, Any]], cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    """AdamW (fused kernel on CPU and CUDA: one pass over all parameters per step) or SGD.
+    ``params``: parameters (one group at ``cfg.lr``) or parameter groups, each with its own
+    ``lr`` (:func:`tlcgcnn.transfer.param_groups`)."""
     if cfg.optimizer == "adam":
         fused = device.type in ("cpu", "cuda")
         return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
@@ -143,9 +145,14 @@ def fit(
     progress: bool = True,
     objective: Objective | None = None,
     state_path: str | Path | None = None,
+    param_groups: list[dict[str, Any]] | None = None,
 ) -> TrainResult:
     """Minimise the objective's loss (default: MSE on normalised targets); keep the weights
     of the best validation score (default: validation MAE).
+
+    ``param_groups``: optimizer groups with their own learning rates (default: every
+    trainable parameter at ``cfg.lr``); warm-up and schedule scale each group's own lr.
+    The history's ``lr`` is ``cfg.lr`` times the schedule's factor.
 
     With ``state_path``, a resumable state (weights, optimizer, RNG, epoch, best weights,
     history) is written there every ``cfg.checkpoint_every`` epochs, and an existing state
@@ -158,7 +165,9 @@ def fit(
     objective = objective or Objective()
     dev = data.z.device
     amp = resolve_amp(cfg.amp, dev)
-    opt = make_optimizer([p for p in model.parameters() if p.requires_grad], cfg, dev)
+    opt = make_optimizer(param_groups or [p for p in model.parameters() if p.requires_grad], cfg, dev)
+    base_lrs = [float(g["lr"]) for g in opt.param_groups]  # before a resumed state's scheduled lrs
+    factor = lr_factor(cfg, 0.0)
     gen = torch.Generator().manual_seed(seed)
     y_norm = y if objective.task == "classification" else normalizer.norm(y)
     y_val = y[val_pos]
@@ -191,8 +200,9 @@ def fit(
         for step, b_pos in enumerate(_batch_positions(train_pos, cfg.batch_size, gen)):
             if b_pos.numel() < 2:  # BatchNorm needs two samples
                 continue
-            for group in opt.param_groups:
-                group["lr"] = cfg.lr * lr_factor(cfg, epoch + step / n_steps)
+            factor = lr_factor(cfg, epoch + step / n_steps)
+            for group, base_lr in zip(opt.param_groups, base_lrs, strict=True):
+                group["lr"] = base_lr * factor
             batch = data.batch(b_pos)
             with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=amp == "bf16"):
                 out = model(batch).float()
@@ -212,7 +222,7 @@ def fit(
         hist["train_loss"].append(total / max(count, 1))
         hist["val_mae"].append(val_mae)
         hist["elapsed_s"].append(elapsed0 + time.perf_counter() - t0)
-        hist["lr"].append(opt.param_groups[0]["lr"])
+        hist["lr"].append(cfg.lr * factor)
         if val_mae < best[0]:
             best = (val_mae, epoch)
             best_state = copy.deepcopy(model.state_dict())
@@ -292,17 +302,23 @@ def train(
     table = torch.from_numpy(atom_features.load_matrix(atom_table_path))
     model = build_model({**model_cfg, "n_out": target.n_out}, table)
     frozen: list[nn.Module] = []
+    kept: set[str] = set()
     if transfer is not None and transfer.checkpoint:
         pre = load_checkpoint(transfer.checkpoint)
         check_same_featurization(pre, data, transfer.checkpoint, graph_dir)
         frozen = apply_transfer(model, pre, transfer)
-        log.info("transfer from %s: freeze=%d reinit=%s", transfer.checkpoint, transfer.freeze, transfer.reinit)
+        kept = pretrained_parameter_names(model, pre, transfer)
+        log.info("transfer from %s: freeze=%d reinit=%s backbone_lr_scale=%g", transfer.checkpoint, transfer.freeze, transfer.reinit, transfer.backbone_lr_scale)
     model.to(device)
+    groups = None
+    if transfer is not None and transfer.checkpoint and transfer.backbone_lr_scale != 1.0:
+        groups = param_groups(model, kept, train_cfg.lr, transfer.backbone_lr_scale)
+        log.info("learning rates: %s", ", ".join(f"{g['name']} {sum(p.numel() for p in g['params'])} parameters at {g['lr']:g}" for g in groups))
     n_params = sum(p.numel() for p in model.parameters())
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info("%s: %d train / %d val crystals; %d parameters (%d trainable)", target.name, n_tr, len(split_ids["val"]), n_params, n_trainable)
     desc = f"{target.name} seed {seed}"
-    result = fit(model, data, y, train_pos, val_pos, normalizer, train_cfg, seed, frozen, desc=desc, progress=progress, objective=objective, state_path=resume_path)
+    result = fit(model, data, y, train_pos, val_pos, normalizer, train_cfg, seed, frozen, desc=desc, progress=progress, objective=objective, state_path=resume_path, param_groups=groups)
     ckpt = {
         "format_version": CHECKPOINT_VERSION,
         "model_config": model.config.to_dict(),  # type: ignore[union-attr]
@@ -413,7 +429,10 @@ def run_training(
     tr = None
     if pretrained:
         spec_t = transfer or {}
-        tr = TransferConfig(checkpoint=pretrained[0], freeze=int(spec_t.get("freeze", 0)), reinit=str(spec_t.get("reinit", "none")))
+        tr = TransferConfig(
+            checkpoint=pretrained[0], freeze=int(spec_t.get("freeze", 0)), reinit=str(spec_t.get("reinit", "none")),
+            backbone_lr_scale=float(spec_t.get("backbone_lr_scale", 1.0)),
+        )
     prov = provenance.record(config, io.sha256_file(table_path))
     meta = {
         "stage": stage,

@@ -1,4 +1,4 @@
-"""Snakemake adapter: metrics table and paired t-tests (tlcgcnn.stats)."""
+"""Snakemake adapter: metrics table, paired t-tests and the protocol chosen on validation data (tlcgcnn.stats)."""
 
 import os
 import sys
@@ -14,4 +14,6 @@ run(
     snakemake.output.metrics,  # noqa: F821
     snakemake.output.tests,  # noqa: F821
     baseline=snakemake.params.baseline,  # noqa: F821
+    out_protocol=snakemake.output.protocol,  # noqa: F821
+    mode_order=list(snakemake.params.mode_order),  # noqa: F821
 )

@@ -28,6 +28,14 @@ def _read_table(path: str | Path) -> Any:
     return read_table(path)
 
 
+def _read_tests(path: str | Path) -> Any:
+    """ttests.csv with one test per (target, size, mode): the repeated tests of the modes
+    selected on validation data (their own Holm family) are left out."""
+    from tlcgcnn.stats import mode_tests, read_table
+
+    return mode_tests(read_table(path))
+
+
 def _read_parquet(path: str | Path) -> Any:
     import pandas as pd
 
@@ -43,7 +51,8 @@ def _read_json(path: str | Path) -> Any:
 # input name -> (path below the run's results folder, reader)
 INPUTS: dict[str, tuple[str, Callable[[str | Path], Any]]] = {
     "metrics": ("stats/metrics.csv", _read_table),
-    "tests": ("stats/ttests.csv", _read_table),
+    "tests": ("stats/ttests.csv", _read_tests),
+    "protocol": ("stats/protocol.csv", _read_table),
     "models": ("stats/models.csv", _read_table),
     "pretrain": ("stats/pretrain.csv", _read_table),
     "table": ("data/structures.parquet", _read_parquet),
@@ -136,6 +145,12 @@ def _draw_freeze_heatmap(d: Mapping[str, Any], labels: Mapping[str, str], target
     freeze_heatmap(d["metrics"], d["tests"], dict(labels), png, pdf)
 
 
+def _draw_protocol(d: Mapping[str, Any], labels: Mapping[str, str], target: str | None, png: str | Path, pdf: str | Path) -> None:
+    from tlcgcnn.figures.transfer import protocol_sensitivity
+
+    protocol_sensitivity(d["protocol"], d["metrics"], dict(labels), png, pdf)
+
+
 def _draw_multitask(d: Mapping[str, Any], labels: Mapping[str, str], target: str | None, png: str | Path, pdf: str | Path) -> None:
     from tlcgcnn.figures.transfer import multitask_bars
 
@@ -163,6 +178,7 @@ REGISTRY: dict[str, Figure] = {
         Figure("subset_scaling", "subset_scaling", ("pretrain",), "subset_scaling", "Learning curves", _paper(needs.has_subset_scaling), _draw_subset_scaling),
         Figure("improvement", "improvement", ("metrics", "tests"), "improvement", "Transfer learning", _paper(needs.has_transfer), _draw_improvement),
         Figure("freeze_heatmap", "freeze_heatmap", ("metrics", "tests"), "freeze_heatmap", "Transfer learning", _paper(needs.has_scheme_comparison), _draw_freeze_heatmap),
+        Figure("protocol_sensitivity", "protocol_sensitivity", ("protocol", "metrics"), "protocol_sensitivity", "Transfer learning", _paper(needs.has_protocol_choice), _draw_protocol),
         Figure("multitask", "multitask", ("metrics", "tests"), "multitask", "Transfer learning", _paper(needs.has_multitask_comparison), _draw_multitask),
         Figure("pretrain_size", "pretrain_size", ("metrics",), "pretrain_size", "Transfer learning", _paper(needs.has_pretrain_size_sweep), _draw_pretrain_size),
         Figure("models", "models", ("models",), "models", "Models", _paper(needs.has_model_comparison), _draw_models),

@@ -6,10 +6,13 @@ embedding and the first k convolutions and (config ``reinit``) re-initialises th
 target. The labels say exactly that, so "head" is never read as "only the head was trained".
 A frozen-features mode (config ``features: frozen``) trains no layer: an estimator is fitted
 on the pretrained network's crystal vectors ("frozen features + ridge").
+The fine-tuning protocol follows: "pretrained layers at 0.1× lr" (``backbone_lr_scale``), and
+the training settings that differ between the modes of a table (lr, epochs, warm-up, ...).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pandas as pd
@@ -88,21 +91,89 @@ def source_label(prop: Any, subset: Any = None) -> str:
     return name
 
 
-def mode_label(row: pd.Series | dict[str, Any]) -> str:
+# training settings a label names when they differ between the modes of a table
+SETTINGS = ("lr", "epochs", "warmup_epochs", "patience", "schedule")
+
+
+def number(value: Any) -> str:
+    """A setting's value, short: 3e-4, 0.01, 100.
+
+    >>> number(0.0003), number(0.002), number(0.01), number(100)
+    ('3e-4', '2e-3', '0.01', '100')
+    """
+    x = float(value)
+    if x == 0 or not math.isfinite(x):
+        return f"{x:g}"
+    e = math.floor(math.log10(abs(x)))
+    return f"{round(x / 10**e, 6):g}e{e}" if e <= -3 else f"{x:g}"
+
+
+def _setting(key: str, value: Any) -> str:
+    if key == "lr":
+        return f"lr {number(value)}"
+    if key == "epochs":
+        return f"{number(value)} epochs"
+    if key == "warmup_epochs":
+        return f"warm-up {number(value)} epochs"
+    if key == "patience":
+        return f"patience {number(value)}"
+    return f"{value} schedule"
+
+
+def protocol(row: pd.Series | dict[str, Any], show: tuple[str, ...] = ()) -> str:
+    """How a mode fine-tunes, without its source: the scheme, the pretrained layers' learning
+    rate (``backbone_lr_scale``) and the ``show`` training settings.
+
+    >>> protocol({"family": "transfer", "freeze": 0, "reinit": "head", "backbone_lr_scale": 0.1, "lr": 3e-4}, ("lr",))
+    'all layers fine-tuned, head re-initialised, pretrained layers at 0.1× lr, lr 3e-4'
+    """
+    parts = []
+    if row.get("family") == "transfer":
+        parts.append(scheme(row.get("freeze"), row.get("reinit"), row.get("features"), row.get("model_kind")))
+        scale = row.get("backbone_lr_scale")
+        if scale is not None and pd.notna(scale) and float(scale) != 1.0:
+            parts.append(f"pretrained layers at {number(scale)}× lr")
+    for key in show:
+        value = row.get(key)
+        if value is not None and not (isinstance(value, float) and math.isnan(value)):
+            parts.append(_setting(key, value))
+    return ", ".join(parts)
+
+
+def mode_label(row: pd.Series | dict[str, Any], show: tuple[str, ...] = ()) -> str:
     """Legend label of a mode from its record fields (family, model_kind, pretraining
-    source / subset / size, freeze, reinit, features), e.g. "TL ΔEf, n=2980: frozen
-    features + ridge"."""
+    source / subset / size, freeze, reinit, features, backbone_lr_scale; the ``show``
+    settings), e.g. "TL ΔEf, n=2980: frozen features + ridge"."""
     fam = row.get("family")
     if fam == "baseline":
         return str(row["model_kind"]).upper()
     if fam == "scratch":
-        return f"{row.get('model_kind', 'cgcnn')} scratch".replace("cgcnn", "CGCNN")
+        extra = protocol(row, show)
+        return f"{row.get('model_kind', 'cgcnn')} scratch".replace("cgcnn", "CGCNN") + (f", {extra}" if extra else "")
     size = row.get("pretrain_size")
     size_s = f", n={int(size)}" if size is not None and pd.notna(size) else ""
-    return f"TL {source_label(row.get('pretrain_property'), row.get('pretrain_subset'))}{size_s}: {scheme(row.get('freeze'), row.get('reinit'), row.get('features'), row.get('model_kind'))}"
+    return f"TL {source_label(row.get('pretrain_property'), row.get('pretrain_subset'))}{size_s}: {protocol(row, show)}"
+
+
+def varying_settings(metrics: pd.DataFrame) -> tuple[str, ...]:
+    """The training settings (of :data:`SETTINGS`) that differ between the graph-model modes
+    of a table: the ones a label must name to tell its modes apart."""
+    first = metrics.drop_duplicates("mode")
+    if "family" in first.columns:
+        first = first[first["family"] != "baseline"]
+    return tuple(k for k in SETTINGS if k in first.columns and first[k].dropna().astype(str).nunique() > 1)
 
 
 def mode_labels(metrics: pd.DataFrame) -> dict[str, str]:
-    """Mode → label, from the first record of each mode."""
+    """Mode → label, from the first record of each mode (naming the training settings that
+    differ between the modes)."""
+    show = varying_settings(metrics)
     first = metrics.drop_duplicates("mode").set_index("mode")
-    return {str(m): mode_label(r) for m, r in first.iterrows()}
+    return {str(m): mode_label(r, show) for m, r in first.iterrows()}
+
+
+def protocol_labels(metrics: pd.DataFrame) -> dict[str, str]:
+    """Mode → its protocol (:func:`protocol`), from the first record of each mode."""
+    show = varying_settings(metrics)
+    first = metrics.drop_duplicates("mode").set_index("mode")
+    return {str(m): protocol(r, show) for m, r in first.iterrows()}

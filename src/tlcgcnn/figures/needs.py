@@ -114,6 +114,19 @@ def has_scheme_comparison(config: Config) -> bool:
     return any(len({u.scheme for u in kept if u.target == t}) > 1 for t in {u.target for u in kept})
 
 
+def has_protocol_choice(config: Config) -> bool:
+    """Protocol figure: some target is fine-tuned in two or more ways (transfer modes) from
+    one pretraining source: the choice stats/protocol.csv makes on validation data."""
+    ft = _ft(config)
+    modes: Mapping[str, Any] = ft.get("modes") or {}
+    for t in ft.get("targets") or []:
+        sources = [(modes[m] or {}).get("pretrained") for m in t.get("modes") or sorted(modes)]
+        sources = [s for s in sources if s]
+        if len(sources) > len(set(sources)):
+            return True
+    return False
+
+
 def has_multitask_comparison(config: Config) -> bool:
     """Multi-task figure: all-layers-fine-tuned modes from a multi-task source and from at
     least one other source (whole data set, largest pretraining set), beside the baseline."""

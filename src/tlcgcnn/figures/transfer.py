@@ -1,9 +1,11 @@
 """What transfer gains over training from scratch: improvement rate against size, layer
-freezing × pretraining source, multi-task against single-task pretraining.
+freezing × pretraining source, multi-task against single-task pretraining, and how much the
+fine-tuning protocol chosen on validation data matters.
 
 Inputs are the tables of the statistics stage: ``metrics.csv`` (one row per run, with the
-mode's family, pretraining source / size / subset, frozen layers and model kind) and
-``ttests.csv`` (paired tests of every mode against scratch, Holm within families).
+mode's family, pretraining source / size / subset, frozen layers and model kind),
+``ttests.csv`` (paired tests of every mode against scratch, Holm within families) and
+``protocol.csv`` (each source's transfer modes, the one selected on validation data).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tlcgcnn.figures.labels import mode_labels, scheme, scheme_key, source_label
+from tlcgcnn.figures.labels import mode_labels, protocol_labels, scheme, scheme_key, source_label
 from tlcgcnn.figures.style import empty, finish, numeric_size, plain_log_axis, setup
 
 
@@ -146,4 +148,70 @@ def multitask_bars(metrics: pd.DataFrame, tests: pd.DataFrame, target_labels: di
         ax.set_ylabel("improvement over scratch (%) ± 95 % CI")
         ax.set_title("Multi-task vs single-task pretraining (black edge: Holm p < 0.05)", fontsize=10)
         ax.legend(title="pretraining source", fontsize=8)
+    finish(fig, png, pdf)
+
+
+def error_axis(row: pd.Series, label: str) -> str:
+    """Axis label of a target's test error with its units: 1 − ROC-AUC for a classifier,
+    else the MAE in the property's units (dex for a log10 target)."""
+    from tlcgcnn.properties import units_of
+
+    if row.get("task") == "classification":
+        return f"test 1 − ROC-AUC, {label}"
+    unit = "dex" if row.get("transform") == "log10" else units_of(str(row.get("property")))
+    return f"test MAE, {label}" + (f" ({unit})" if unit else "")
+
+
+def protocol_sensitivity(protocol: pd.DataFrame, metrics: pd.DataFrame, target_labels: dict[str, str], png: str | Path, pdf: str | Path) -> None:
+    """Per target and pretraining source (rows) and training size (columns): the test error
+    (mean ± sd over seeds) of every transfer mode of that source, the one selected on
+    validation data highlighted (★), the baseline (scratch) as a dashed line with its ± sd band."""
+    setup()
+    import matplotlib.pyplot as plt
+
+    p = protocol.copy() if len(protocol) else pd.DataFrame()
+    groups = list(dict.fromkeys(zip(p["target"], p["pretrained"], strict=True))) if len(p) else []
+    if len(p):
+        p["size_n"] = numeric_size(p["size"])
+    sizes = sorted(p["size"].unique(), key=lambda x: (pd.isna(pd.to_numeric(x, errors="coerce")), pd.to_numeric(x, errors="coerce"))) if len(p) else []
+    n_modes = int(p.groupby(["target", "pretrained", "size"])["mode"].count().max()) if len(p) else 1
+    fig, axes = plt.subplots(max(1, len(groups)), max(1, len(sizes)), figsize=(5.2 * max(1, len(sizes)), (0.42 * n_modes + 1.5) * max(1, len(groups))), squeeze=False)
+    if not groups:
+        empty(axes[0, 0], "no target fine-tuned in several ways from one pretraining source")
+    labels = protocol_labels(metrics) if len(metrics) else {}
+    src_names = mode_labels(metrics) if len(metrics) else {}
+    for i, (target, source) in enumerate(groups):
+        for j, size in enumerate(sizes):
+            ax = axes[i, j]
+            sub = p[(p["target"] == target) & (p["pretrained"] == source) & (p["size"] == size)]
+            if sub.empty:
+                ax.set_axis_off()
+                continue
+            y = np.arange(len(sub))
+            sel = sub["selected"].astype(str).str.lower().eq("true").to_numpy()
+            base, base_sd = float(sub["baseline_test_mean"].iloc[0]), sub["baseline_test_sd"].iloc[0]
+            if np.isfinite(base):
+                ax.axvline(base, color="k", ls="--", lw=1.0, label=f"{sub['baseline'].iloc[0]} (mean ± sd)")
+                if pd.notna(base_sd):
+                    ax.axvspan(base - base_sd, base + base_sd, color="0.85", zorder=0)
+            ax.errorbar(sub["test_mean"][~sel], y[~sel], xerr=sub["test_sd"][~sel].fillna(0), fmt="o", color="0.45", capsize=3, ms=6, label="other protocols")
+            ax.errorbar(sub["test_mean"][sel], y[sel], xerr=sub["test_sd"][sel].fillna(0), fmt="*", color="C3", capsize=3, ms=13, label="selected on validation data")
+            ax.set_yticks(y)
+            ax.set_yticklabels([textwrap.fill(labels.get(m, m), 38, break_on_hyphens=False) for m in sub["mode"]], fontsize=7)
+            for tick, chosen in zip(ax.get_yticklabels(), sel, strict=True):
+                if chosen:
+                    tick.set_fontweight("bold")
+                    tick.set_color("C3")
+            ax.invert_yaxis()
+            ax.set_xlabel(error_axis(sub.iloc[0], target_labels.get(target, target)))
+            first = str(sub["mode"].iloc[0])
+            src = src_names.get(first, source).split(":")[0].removeprefix("TL ")
+            r = sub.iloc[0]
+            ax.set_title(f"{target_labels.get(target, target)}, n = {size}, from {src}\n"
+                         f"selected on validation {str(r['val_metric']).upper()}: {r['choice_vs_best_pct']:+.1f} % vs the best, spread {r['spread_pct']:.1f} %", fontsize=8)
+            if i == 0 and j == 0:
+                ax.legend(fontsize=7, loc="best")
+    for ax in axes.flat:
+        ax.grid(axis="y", visible=False)
+    fig.suptitle("Fine-tuning protocol: test error of each transfer mode of one source (★ chosen on validation data only)", fontsize=10)
     finish(fig, png, pdf)
