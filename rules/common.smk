@@ -228,7 +228,7 @@ PUB = f"{CFG.report.dir}/{CFG.name}"
 
 def stats_tables():
     """Stem of every stats/*.csv table the config produces (the report publishes them)."""
-    names = ["metrics", "ttests", *(["external"] if EXTERNAL else [])]
+    names = ["metrics", "ttests", "protocol", *(["external"] if EXTERNAL else [])]
     return names + list(PAPER_TABLES) if GROUP_SEEDS else names
 
 

@@ -37,6 +37,7 @@ rule report:
     input:
         tests=f"{R}/stats/ttests.csv",
         metrics=f"{R}/stats/metrics.csv",
+        protocol=f"{R}/stats/protocol.csv",
         ingest=f"{R}/data/ingest_summary.json",
         pretrain=expand(f"{R}/pretrain/{{p}}/metrics.json", p=sorted(PRETRAIN)),
         tables=published_files()["tables"],

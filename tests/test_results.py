@@ -29,12 +29,17 @@ ERRORS = {
     "ef_ft": SCRATCH + np.array([0.30, 0.31, 0.29, 0.32, 0.30]),
     "noisy": SCRATCH + np.array([0.05, -0.06, 0.04, -0.05, 0.01]),
 }
+# eg_ft and noisy fine-tune source eg, ef_ft is ef's only mode. Validation prefers noisy, the
+# test set eg_ft: stats/protocol.csv selects noisy, and a `selected:eg` claim must follow it.
+SOURCE = {"eg_ft": "eg", "noisy": "eg", "ef_ft": "ef"}
+VAL = {"scratch": 0.9, "eg_ft": 0.6, "noisy": 0.5, "ef_ft": 0.8}
 
 
 def _metrics() -> pd.DataFrame:
     rows = [
         {"target": "gap", "size": size, "mode": mode, "seed": seed, "error": float(err[seed]) * (1 if size == 50 else 0.8),
          "mae": float(err[seed]) * (1 if size == 50 else 0.8), "task": "regression", "family": "scratch" if mode == "scratch" else "transfer",
+         "pretrained": SOURCE.get(mode), "best_val_mae": VAL[mode] + 0.01 * seed,
          "data_sha256": "d" * 64, "config_sha256": "c" * 64, "git_commit": "a" * 40, "torch_version": "2.13.0", "device": "cpu", "precision": "fp32"}
         for size in (50, 100) for mode, err in ERRORS.items() for seed in range(5)
     ]
@@ -42,9 +47,16 @@ def _metrics() -> pd.DataFrame:
 
 
 def _tests(metrics: pd.DataFrame) -> pd.DataFrame:
-    from tlcgcnn.stats import error_tests
+    """stats/ttests.csv as tlcgcnn.stats.run writes it: the selected modes' tests appended."""
+    from tlcgcnn.stats import error_tests, selected_tests
 
-    return error_tests(metrics, baseline="scratch")
+    return pd.concat([error_tests(metrics, baseline="scratch"), selected_tests(metrics, _protocol(metrics))], ignore_index=True)
+
+
+def _protocol(metrics: pd.DataFrame) -> pd.DataFrame:
+    from tlcgcnn.stats import protocol_table
+
+    return protocol_table(metrics, baseline="scratch", mode_order=list(ERRORS))
 
 
 def _claim(cid: str, mode: str, **kw: Any) -> dict[str, Any]:
@@ -70,6 +82,7 @@ def test_claims_held_reversed_not_significant_and_other_comparisons():
     assert df.loc["higher", "verdict"] == "held"  # ef_ft worse than scratch, as claimed
     # a claim against the baseline carries the stats table's numbers and family
     row = tests[(tests["mode"] == "eg_ft") & (tests["size"] == 50)].iloc[0]
+    assert (df["resolved_mode"] == df["mode"]).all() and df.loc["eg_vs_ef", "resolved_versus"] == "ef_ft"
     assert df.loc["held", "p"] == row["p_value"] and df.loc["held", "p_holm"] == row["p_holm"]
     assert df.loc["held", "holm_family"] == "transfer_vs_scratch" and df.loc["held", "n_seeds"] == 5
     assert df.loc["held", "ours_mode_error"] == pytest.approx(ERRORS["eg_ft"].mean())
@@ -81,6 +94,30 @@ def test_claims_held_reversed_not_significant_and_other_comparisons():
 
     assert other["p"] == pytest.approx(ttest_rel(ERRORS["eg_ft"], ERRORS["ef_ft"]).pvalue)
     assert df.loc["held", "target_label"] == "HSE gap"
+
+
+def test_selected_claims_follow_the_validation_choice_not_the_test_set():
+    metrics = _metrics()
+    tests, protocol = _tests(metrics), _protocol(metrics)
+    group = protocol[(protocol["size"] == 50) & (protocol["pretrained"] == "eg")].set_index("mode")
+    assert bool(group.loc["noisy", "selected"]) and not group["selected_is_test_best"].any()  # eg_ft is the test-best
+    claims = [_claim("sel", "selected:eg"), _claim("one", "selected:ef"), _claim("vs", "eg_ft", versus="selected:eg"), _claim("plain", "noisy")]
+    df = report.build_claims(claims, tests, metrics, "scratch", protocol=protocol).set_index("id")
+    assert df.loc["sel", "mode"] == "selected:eg" and df.loc["sel", "resolved_mode"] == "noisy"
+    chosen = tests[(tests["holm_family"] == "selected_vs_scratch") & (tests["size"] == 50) & (tests["pretrained"] == "eg")].iloc[0]
+    assert df.loc["sel", "holm_family"] == "selected_vs_scratch" and df.loc["sel", "p_holm"] == chosen["p_holm"]
+    assert df.loc["sel", "ours_mode_error"] == pytest.approx(ERRORS["noisy"].mean())
+    # a plain claim on the same mode keeps the mode's own test (not the selected family's repeat)
+    assert df.loc["plain", "holm_family"] == "transfer_vs_scratch" and df.loc["plain", "resolved_mode"] == "noisy"
+    # one mode from ef: no protocol group, the mode itself
+    assert df.loc["one", "resolved_mode"] == "ef_ft" and df.loc["one", "holm_family"] == "transfer_vs_scratch"
+    assert tuple(df.loc["vs", ["resolved_mode", "resolved_versus", "holm_family"]]) == ("eg_ft", "noisy", report.OTHER_FAMILY)
+    cells = report.claim_cells(df.reset_index().iloc[0].to_dict())
+    assert cells[5].startswith("noisy (selected on validation from eg) ") and " vs scratch " in cells[5]
+    with pytest.raises(report.ReportError, match=r"claim sel: mode selected:eg: stats/protocol.csv selects 0 modes from eg"):
+        report.build_claims(claims[:1], tests, metrics, "scratch", protocol=protocol.assign(selected=False))
+    with pytest.raises(report.ReportError, match=r"no selection from eg for target gap at size 50, and stats/metrics.csv has 2 modes"):
+        report.build_claims(claims[:1], tests, metrics, "scratch")  # two modes from eg need the protocol table
 
 
 def test_verdict_rules():
@@ -116,12 +153,23 @@ def _raw_config(claims: list[dict[str, Any]]) -> dict[str, Any]:
         ({"mode": "nope"}, "report.claims c1: mode 'nope' is not a mode of target hse_gap"),
         ({"versus": "nope"}, "report.claims c1: versus 'nope' is not a mode of target hse_gap"),
         ({"mode": "scratch"}, "report.claims c1: mode and versus are both 'scratch'"),
+        ({"mode": "selected:nope"}, "report.claims c1: mode 'selected:nope': 'nope' is not a pretrain name"),
+        ({"versus": "selected:hse_gap"}, "report.claims c1: versus 'selected:hse_gap': 'hse_gap' is not a pretrain name"),
     ],
 )
 def test_config_refuses_a_claim_outside_the_grid(change, message):
     claim = {"id": "c1", "paper": "TL-CGCNN", "claim": "x", "paper_value": "y", "target": "hse_gap", "size": 50, "mode": "eg_ft", **change}
     with pytest.raises(C.ConfigError, match=message):
         C.load(_raw_config([claim]))
+
+
+def test_config_checks_a_selected_claim_has_a_mode_from_its_source():
+    claim = {"id": "c1", "paper": "TL-CGCNN", "claim": "x", "paper_value": "y", "target": "hse_gap", "size": 50, "mode": "selected:ef"}
+    assert C.load(_raw_config([claim])).claims()[0]["mode"] == "selected:ef"  # resolved by the report, not here
+    raw = _raw_config([claim])
+    next(t for t in raw["finetune"]["targets"] if t["name"] == "hse_gap")["modes"] = ["scratch", "eg_ft"]
+    with pytest.raises(C.ConfigError, match=r"report.claims c1: mode 'selected:ef': target hse_gap has no transfer mode from ef"):
+        C.load(raw)
 
 
 def test_config_resolves_claims_and_schema_checks_them():
@@ -144,6 +192,7 @@ def _publish(tmp_path: Path, name: str = "demo") -> Path:
     metrics = _metrics()
     io.write_csv(metrics, run / "stats" / "metrics.csv")
     io.write_csv(_tests(metrics), run / "stats" / "ttests.csv")
+    io.write_csv(_protocol(metrics), run / "stats" / "protocol.csv")
     (run / "figures" / "learning_curve.png").write_bytes(b"\x89PNG fake")
     io.write_json(run / "data" / "ingest_summary.json", {"input": "t.csv", "input_sha256": "e" * 64, "rows_in": 10, "rows_kept": 9})
     io.write_json(run / "pretrain" / "eg" / "metrics.json", {"pretrain": "eg", "mae": 0.4, "n_test": 5, "n_train": 20, "data_sha256": "d" * 64})
@@ -153,17 +202,18 @@ def _publish(tmp_path: Path, name: str = "demo") -> Path:
         (bench / rel).write_text(f"s\th:m:s\n{s}\t0:00:{int(s):02d}\n")
     pub = tmp_path / "docs" / "results" / name
     tables = []
-    for t in ("metrics", "ttests"):
+    for t in ("metrics", "ttests", "protocol"):
         report.copy_file(run / "stats" / f"{t}.csv", pub / "tables" / f"{t}.csv")
         tables.append(pub / "tables" / f"{t}.csv")
     report.copy_file(run / "figures" / "learning_curve.png", pub / "figures" / "learning_curve.png")
     ft = {"targets": [{"name": "gap", "property": "band_gap_hse", "transform": "none", "subset": "all", "task": "regression", "label": "HSE gap"}],
           "sizes": [50, 100], "seeds": [0, 1, 2, 3, 4], "baseline": "scratch",
-          "modes": {m: {"pretrained": None if m == "scratch" else "eg", "freeze": 0, "reinit": "none", "model": None, "estimator": None} for m in ERRORS}}
+          "modes": {m: {"pretrained": SOURCE.get(m), "freeze": 0, "reinit": "none", "model": None, "estimator": None} for m in ERRORS}}
     settings = {
         "config": {"name": name, "finetune": ft, "pretrain": [{"name": "eg", "target": {"property": "band_gap", "subset": "all"}, "size": "all", "seed": 0}]},
         "config_sha256": "c" * 64, "configfiles": [f"config/{name}.yaml"], "baseline": "scratch", "baseline_modes": [],
-        "claims": [_claim("held", "eg_ft"), _claim("reversed", "ef_ft"), _claim("noise", "noisy"), _claim("eg_vs_ef", "eg_ft", versus="ef_ft")],
+        "claims": [_claim("held", "eg_ft"), _claim("reversed", "ef_ft"), _claim("noise", "noisy"), _claim("eg_vs_ef", "eg_ft", versus="ef_ft"),
+                   _claim("sel", "selected:eg"), _claim("one", "selected:ef")],
         "labels": {"gap": "HSE gap"}, "captions": {"learning_curve": "Test MAE ``x`` against size."},
         "results": str(run), "repo": str(tmp_path), "report_dir": str(tmp_path / "docs" / "results"),
     }
@@ -171,6 +221,7 @@ def _publish(tmp_path: Path, name: str = "demo") -> Path:
         tests=run / "stats" / "ttests.csv", metrics=run / "stats" / "metrics.csv", ingest_summary=run / "data" / "ingest_summary.json",
         pretrain_metrics=[run / "pretrain" / "eg" / "metrics.json"], tables=tables, figures=[pub / "figures" / "learning_curve.png"],
         out_claims=pub / "claims.csv", out_summary=pub / "summary.md", out_provenance=pub / "provenance.json", settings=settings,
+        protocol=run / "stats" / "protocol.csv",
     )
     return pub
 
@@ -194,8 +245,29 @@ def test_published_folder_summary_and_provenance(tmp_path):
     assert prov["data"]["data_sha256_of_runs"] == ["d" * 64] and prov["config_matches_runs"] is True
     assert prov["machine"]["cores"] and "git_commit" in prov["code"]
     claims = pd.read_csv(pub / "claims.csv")
-    assert list(claims["verdict"]) == ["held", "reversed", "not significant", "held"]
+    assert list(claims["verdict"]) == ["held", "reversed", "not significant", "held", "not significant", "reversed"]
+    assert list(claims["resolved_mode"]) == ["eg_ft", "ef_ft", "noisy", "eg_ft", "noisy", "ef_ft"]
+    assert "| sel | TL-CGCNN |" in summary and "noisy (selected on validation from eg) " in summary
+    assert "[protocol.csv](tables/protocol.csv)" in summary
     assert report.check_published(pub) == []
+
+
+def test_published_check_resolves_selected_claims_from_the_published_protocol(tmp_path):
+    pub = _publish(tmp_path)
+    claims = pd.read_csv(pub / "claims.csv")
+    good = claims.copy()
+    claims.loc[claims["id"] == "sel", "resolved_mode"] = "eg_ft"
+    claims.to_csv(pub / "claims.csv", index=False)
+    assert report.check_published(pub) == ["%s: claim sel: resolved_mode = 'eg_ft', its tables give 'noisy'" % (pub / "claims.csv")]
+    good.to_csv(pub / "claims.csv", index=False)
+    protocol = pd.read_csv(pub / "tables" / "protocol.csv")
+    eg = protocol["pretrained"] == "eg"
+    protocol.loc[eg, "selected"] = protocol.loc[eg, "mode"] == "eg_ft"  # a selection the run's tests do not have
+    protocol.to_csv(pub / "tables" / "protocol.csv", index=False)
+    problems = report.check_published(pub)
+    assert len(problems) == 1 and "family selected_vs_scratch from eg for target gap, size 50, mode eg_ft" in problems[0], problems
+    (pub / "tables" / "protocol.csv").unlink()  # eg has two modes: no resolution without the table
+    assert any("cannot be recomputed from its tables" in p and "no selection from eg" in p for p in report.check_published(pub))
 
 
 def test_readme_rewrite_is_idempotent_and_keeps_the_prose(tmp_path):
@@ -292,7 +364,7 @@ def test_published_files_are_asked_for_not_part_of_all():
     """The published folder resolves when asked for (the report, its copies and what they
     need) and the default target leaves it alone; a published figure is its own target."""
     jobs = _dry_run("docs/results/dry-report/summary.md")
-    assert jobs["report"] == 1 and jobs["report_copy"] == 3 and jobs["figure"] == 1 and jobs["finetune"] == 24  # 2 tables, 1 figure
+    assert jobs["report"] == 1 and jobs["report_copy"] == 4 and jobs["figure"] == 1 and jobs["finetune"] == 24  # 3 tables, 1 figure
     figure = _dry_run("docs/results/dry-report/figures/learning_curve.png")
     assert figure["report_copy"] == 1 and figure["figure"] == 1 and "report" not in figure
     default = _dry_run()

@@ -175,6 +175,9 @@ FINETUNE_DEFAULTS: dict[str, Any] = {"baseline": "scratch", "group_seeds": False
 ZOO_MODEL_DEFAULTS: dict[str, Any] = {"size": "all"}
 # versus None: the claim compares its mode with finetune.baseline
 CLAIM_DEFAULTS: dict[str, Any] = {"versus": None, "direction": "lower"}
+# a claim's mode / versus "selected:<pretrain name>": the mode from that source that
+# stats/protocol.csv selected on validation data for the claim's cell (tlcgcnn.report)
+SELECTED_MODE = "selected:"
 TOP_DEFAULTS: dict[str, Any] = {"regenerate_embedded": False, "model_variants": {}, "pretrain": [], "external": []}
 
 SECTIONS: dict[str, type] = {
@@ -639,7 +642,9 @@ class Config:
     # ---------------------------------------------------------------- published results
     def claims(self) -> list[dict[str, Any]]:
         """The papers' claims (``report.claims``) as plain values: ``versus`` filled with the
-        baseline mode where absent and ``size`` parsed (tlcgcnn.report reads these)."""
+        baseline mode where absent and ``size`` parsed (tlcgcnn.report reads these). A
+        ``mode`` or ``versus`` of ``selected:<source>`` stays as written: the report resolves
+        it from ``stats/protocol.csv``."""
         return [
             {**c, "size": parse_size(c["size"]), "versus": c["versus"] or self.baseline}
             for c in self.report.claims
@@ -734,7 +739,13 @@ class Config:
             t_modes = list(self._targets[t].get("modes") or sorted(self.modes))
             versus = c["versus"] or self.baseline
             for key, mode in (("mode", c["mode"]), ("versus", versus)):
-                if mode not in t_modes:
+                if mode.startswith(SELECTED_MODE):
+                    src = mode.removeprefix(SELECTED_MODE)
+                    if src not in self._pretrain:
+                        raise ConfigError(f"{where}: {key} {mode!r}: {src!r} is not a pretrain name (known: {sorted(self._pretrain)})")
+                    if not [m for m in t_modes if self.modes[m].pretrained == src]:
+                        raise ConfigError(f"{where}: {key} {mode!r}: target {t} has no transfer mode from {src} (its modes: {t_modes})")
+                elif mode not in t_modes:
                     raise ConfigError(f"{where}: {key} {mode!r} is not a mode of target {t} (its modes: {t_modes})")
             if c["mode"] == versus:
                 raise ConfigError(f"{where}: mode and versus are both {versus!r}: a claim compares two modes")

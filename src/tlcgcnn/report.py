@@ -3,7 +3,8 @@
 ``<report.dir>/<name>/`` (default ``docs/results/<name>/``) is what a finished run puts into the
 repository, built only when asked for (rules/report.smk):
 
-* ``tables/*.csv``: copies of the run's statistics tables (``results/<name>/stats/``);
+* ``tables/*.csv``: copies of the run's statistics tables (``results/<name>/stats/``,
+  ``protocol.csv`` included);
 * ``figures/*.png``: copies of the figures the config requests (the registry's ``requested``);
 * ``claims.csv``: one row per claim of the papers (config ``report.claims``): the mode's and
   the compared mode's test error (mean over the paired seeds), the change in per cent, the
@@ -18,6 +19,13 @@ A claim against the baseline mode takes its test from ``stats/ttests.csv`` (p, H
 p and Holm family as the statistics computed them). A claim against another mode is tested
 here on the same seeds from ``stats/metrics.csv`` (paired t-test); those comparisons form
 their own Holm family, :data:`OTHER_FAMILY`.
+
+A claim's ``mode`` (or ``versus``) ``selected:<source>`` is the transfer mode from that
+pretraining source that ``stats/protocol.csv`` selected on validation data for the claim's
+(target, size); where the cell has one mode from the source (no protocol group) it is that
+mode (:func:`resolve_mode`). ``claims.csv`` keeps the written names and adds the ones used
+(``resolved_mode``, ``resolved_versus``); a validation-selected mode against the baseline
+takes its test from the ``selected_vs_scratch`` family.
 
 :func:`rewrite_readme` writes the claims of one or more published folders between the README's
 markers :data:`BEGIN` and :data:`END`; :func:`check_readme` and :func:`check_published`
@@ -46,8 +54,9 @@ import pandas as pd
 from scipy import stats as sstats
 
 from tlcgcnn import io
+from tlcgcnn.config import SELECTED_MODE
 from tlcgcnn.figures.labels import scheme
-from tlcgcnn.stats import FAMILIES, holm, read_table
+from tlcgcnn.stats import FAMILIES, SELECTED_FAMILY, holm, read_table
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +65,8 @@ PAPERS = ("TL-CGCNN", "MT-CGCNN", "Berkeley")
 OTHER_FAMILY = "claims_vs_other_modes"
 SPEC_COLUMNS = ("id", "paper", "claim", "paper_value", "target", "size", "mode", "versus", "direction")
 CLAIM_COLUMNS = (
-    "id", "paper", "claim", "paper_value", "target", "target_label", "size", "mode", "versus", "direction", "metric",
+    "id", "paper", "claim", "paper_value", "target", "target_label", "size", "mode", "versus", "resolved_mode", "resolved_versus",
+    "direction", "metric",
     "ours_mode_error", "ours_versus_error", "change_pct", "n_seeds", "p", "p_holm", "holm_family", "held", "verdict",
 )
 NUMERIC_COLUMNS = ("ours_mode_error", "ours_versus_error", "change_pct", "n_seeds", "p", "p_holm")
@@ -130,13 +140,51 @@ def _paired_from_metrics(c: Mapping[str, Any], metrics: pd.DataFrame, source: st
             "metric": "1-roc_auc" if task == "classification" else "mae", "holm_family": OTHER_FAMILY}
 
 
-def _from_tests(c: Mapping[str, Any], tests: pd.DataFrame, source: str) -> dict[str, Any]:
+def selected_source(mode: str) -> str | None:
+    """The pretraining source of a ``selected:<source>`` mode; None for a mode name."""
+    return mode.removeprefix(SELECTED_MODE) if mode.startswith(SELECTED_MODE) else None
+
+
+def resolve_mode(c: Mapping[str, Any], key: str, protocol: pd.DataFrame, metrics: pd.DataFrame, sources: Sequence[str]) -> tuple[str, bool]:
+    """The mode a claim's ``key`` (``mode`` or ``versus``) names, and whether the protocol
+    table chose it. ``selected:<source>``: the mode ``protocol`` (stats/protocol.csv) marks
+    ``selected`` (lowest validation score; the test set plays no part) for the claim's target,
+    size and source; where it has no group for them, the one mode from that source that the
+    cell ran (``metrics``). ``sources`` name (tests, metrics, protocol) in errors."""
+    value = str(c[key])
+    src = selected_source(value)
+    if src is None:
+        return value, False
+    where, cell = f"claim {c['id']}: {key} {value}", f"target {c['target']} at size {c['size']}"
+    if not protocol.empty:
+        grp = protocol[(protocol["target"] == c["target"]) & _same_size(protocol["size"], c["size"]) & (protocol["pretrained"] == src)]
+        if len(grp):
+            chosen = grp.loc[grp["selected"].astype(str) == "True", "mode"].unique()
+            if len(chosen) != 1:
+                raise ReportError(f"{where}: {sources[2]} selects {len(chosen)} modes from {src} for {cell} (expected 1: no validation scores?)")
+            return str(chosen[0]), True
+    ran = metrics[(metrics["target"] == c["target"]) & _same_size(metrics["size"], c["size"]) & (metrics["pretrained"] == src)] if "pretrained" in metrics.columns else metrics.iloc[:0]
+    modes = sorted(ran["mode"].astype(str).unique()) if len(ran) else []
+    if len(modes) != 1:
+        raise ReportError(f"{where}: {sources[2]} has no selection from {src} for {cell}, and {sources[1]} has {len(modes)} modes from it {modes} (expected 1)")
+    return modes[0], False
+
+
+def _from_tests(c: Mapping[str, Any], tests: pd.DataFrame, source: str, selected_from: str | None = None) -> dict[str, Any]:
+    """The claim's test against the baseline: the ``selected_vs_scratch`` row of its source
+    for a mode the protocol table selected (``selected_from``), the mode's own row otherwise."""
     if tests.empty:
         raise ReportError(f"claim {c['id']}: {source} is empty (no paired t-tests)")
-    hit = tests[(tests["target"] == c["target"]) & _same_size(tests["size"], c["size"]) & (tests["mode"] == c["mode"]) & (tests["baseline"] == c["versus"])]
+    selected = tests.get("holm_family", pd.Series("", index=tests.index)) == SELECTED_FAMILY
+    if selected_from is None:
+        family = ~selected
+    else:
+        family = selected & (tests.get("pretrained", pd.Series("", index=tests.index)) == selected_from)
+    hit = tests[family & (tests["target"] == c["target"]) & _same_size(tests["size"], c["size"]) & (tests["mode"] == c["mode"]) & (tests["baseline"] == c["versus"])]
     if len(hit) != 1:
+        fam_text = f" in family {SELECTED_FAMILY} from {selected_from}" if selected_from is not None else ""
         raise ReportError(
-            f"claim {c['id']}: {source} has {len(hit)} rows for target {c['target']}, size {c['size']}, mode {c['mode']} "
+            f"claim {c['id']}: {source} has {len(hit)} rows{fam_text} for target {c['target']}, size {c['size']}, mode {c['mode']} "
             f"vs {c['versus']} (expected 1: is that cell part of the run?)"
         )
     r = hit.iloc[0]
@@ -147,11 +195,14 @@ def _from_tests(c: Mapping[str, Any], tests: pd.DataFrame, source: str) -> dict[
 
 def build_claims(
     claims: Sequence[Mapping[str, Any]], tests: pd.DataFrame, metrics: pd.DataFrame, baseline: str,
-    labels: Mapping[str, str] | None = None, sources: tuple[str, str] = ("stats/ttests.csv", "stats/metrics.csv"),
+    labels: Mapping[str, str] | None = None, sources: Sequence[str] = ("stats/ttests.csv", "stats/metrics.csv", "stats/protocol.csv"),
+    protocol: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """One row per claim (columns :data:`CLAIM_COLUMNS`). ``claims`` are resolved config
-    entries (``versus`` filled; tlcgcnn.config.Config.claims); ``tests`` and ``metrics`` the
-    run's stats tables; ``sources`` name them in error messages."""
+    entries (``versus`` filled; tlcgcnn.config.Config.claims); ``tests``, ``metrics`` and
+    ``protocol`` the run's stats tables (``protocol`` resolves ``selected:`` modes,
+    :func:`resolve_mode`); ``sources`` name the three in error messages."""
+    protocol = pd.DataFrame() if protocol is None else protocol
     rows: list[dict[str, Any]] = []
     for c in claims:
         missing = [k for k in SPEC_COLUMNS if k not in c or (c[k] is None and k != "versus")]
@@ -161,14 +212,20 @@ def build_claims(
             raise ReportError(f"claim {c['id']}: paper {c['paper']!r} is not one of {PAPERS}")
         spec = {k: c[k] for k in SPEC_COLUMNS}
         spec["versus"] = spec["versus"] or baseline
-        got = _from_tests(spec, tests, sources[0]) if spec["versus"] == baseline else _paired_from_metrics(spec, metrics, sources[1])
+        spec["resolved_mode"], chosen = resolve_mode(spec, "mode", protocol, metrics, sources)
+        spec["resolved_versus"], _ = resolve_mode(spec, "versus", protocol, metrics, sources)
+        used = {**spec, "mode": spec["resolved_mode"], "versus": spec["resolved_versus"]}
+        if used["versus"] == baseline:
+            got = _from_tests(used, tests, sources[0], selected_source(spec["mode"]) if chosen else None)
+        else:
+            got = _paired_from_metrics(used, metrics, sources[1])
         rows.append({**spec, "target_label": (labels or {}).get(spec["target"], spec["target"]), **got})
     df = pd.DataFrame(rows, columns=[c for c in CLAIM_COLUMNS if c not in ("change_pct", "held", "verdict")])
     if df.empty:
         return pd.DataFrame(columns=list(CLAIM_COLUMNS))
     other = df["holm_family"] == OTHER_FAMILY
     if other.any():  # Holm within the claims' own comparisons, each distinct comparison once
-        keys = ["target", "size", "mode", "versus"]
+        keys = ["target", "size", "resolved_mode", "resolved_versus"]
         distinct = df[other].assign(size=df["size"].astype(str)).drop_duplicates(keys)
         adjusted = dict(zip(map(tuple, distinct[keys].to_numpy()), holm(distinct["p"].to_numpy(float)), strict=True))
         df.loc[other, "p_holm"] = [adjusted[(t, str(s), m, v)] for t, s, m, v in df.loc[other, keys].to_numpy()]
@@ -228,9 +285,17 @@ def _cell(text: Any) -> str:
     return " ".join(str(text).split()).replace("|", "\\|")
 
 
+def mode_label(written: str, resolved: str) -> str:
+    """A claim's mode as tables show it: the name, or for ``selected:<source>`` e.g.
+    "ef_head (selected on validation from zoo_ef)"."""
+    src = selected_source(str(written))
+    return str(resolved) if src is None else f"{resolved} (selected on validation from {src})"
+
+
 def claim_cells(row: Mapping[str, Any]) -> list[str]:
     """The README / summary table cells of one claims.csv row (columns :data:`README_HEADER`)."""
-    ours = (f"{row['mode']} {fmt_error(float(row['ours_mode_error']))} vs {row['versus']} "
+    mode, versus = mode_label(row["mode"], row["resolved_mode"]), mode_label(row["versus"], row["resolved_versus"])
+    ours = (f"{mode} {fmt_error(float(row['ours_mode_error']))} vs {versus} "
             f"{fmt_error(float(row['ours_versus_error']))} ({fmt_change(float(row['change_pct']))})")
     return [_cell(x) for x in (
         row["id"], row["paper"], row["claim"], row["paper_value"], f"{row['target_label']}, n = {row['size']}",
@@ -530,19 +595,23 @@ def copy_file(src: str | Path, dst: str | Path) -> None:
 def publish(
     *, tests: str | Path, metrics: str | Path, ingest_summary: str | Path, pretrain_metrics: Sequence[str | Path],
     tables: Sequence[str | Path], figures: Sequence[str | Path], out_claims: str | Path, out_summary: str | Path,
-    out_provenance: str | Path, settings: Mapping[str, Any],
+    out_provenance: str | Path, settings: Mapping[str, Any], protocol: str | Path | None = None,
 ) -> pd.DataFrame:
-    """Workflow entry (rule report): claims.csv, summary.md and provenance.json.
+    """Workflow entry (rule report): claims.csv, summary.md and provenance.json. ``protocol``:
+    the run's stats/protocol.csv (resolves ``selected:`` claims; published as tables/protocol.csv).
 
     ``settings``: ``config`` (resolved, Config.as_dict), ``config_sha256``, ``configfiles``,
     ``baseline``, ``baseline_modes``, ``frozen_modes``, ``claims`` (Config.claims), ``labels`` (target labels),
     ``captions`` (figure stem → caption), ``results`` (the run's results folder), ``repo`` and
     ``report_dir`` (left out of the dirty check)."""
     tests_df, metrics_df = read_table(tests), read_table(metrics)
-    claims = build_claims(settings.get("claims") or [], tests_df, metrics_df, settings["baseline"], settings.get("labels"), (str(tests), str(metrics)))
+    protocol_df = read_table(protocol) if protocol is not None else pd.DataFrame()
+    claims = build_claims(settings.get("claims") or [], tests_df, metrics_df, settings["baseline"], settings.get("labels"),
+                          (str(tests), str(metrics), str(protocol or "stats/protocol.csv")), protocol_df)
     io.write_csv(claims, out_claims)
     for r in claims.itertuples():
-        log.info("claim %s: %s %.4g vs %s %.4g, p_holm=%s: %s", r.id, r.mode, r.ours_mode_error, r.versus, r.ours_versus_error, fmt_p(r.p_holm), r.verdict)
+        log.info("claim %s: %s %.4g vs %s %.4g, p_holm=%s: %s", r.id, mode_label(r.mode, r.resolved_mode), r.ours_mode_error,
+                 mode_label(r.versus, r.resolved_versus), r.ours_versus_error, fmt_p(r.p_holm), r.verdict)
     ingest = io.read_json(ingest_summary)
     pretrain = [io.read_json(p) for p in pretrain_metrics]
     wall = wall_times(Path(settings["results"]) / "benchmarks", settings.get("baseline_modes") or (), settings.get("frozen_modes") or ())
@@ -660,7 +729,8 @@ def _figure_links(summary: str) -> list[str]:
 
 def check_published(folder: str | Path) -> list[str]:
     """Problems with a published folder: a figure summary.md links that is missing, or a
-    claims.csv number that its tables (tables/ttests.csv, tables/metrics.csv) do not give."""
+    claims.csv number or resolved mode that its tables (tables/ttests.csv, tables/metrics.csv,
+    tables/protocol.csv where published) do not give."""
     f = Path(folder)
     problems = []
     for name in ("summary.md", "claims.csv", "provenance.json"):
@@ -678,9 +748,10 @@ def check_published(folder: str | Path) -> list[str]:
     baseline = prov["config"]["finetune"]["baseline"]
     labels = dict(zip(claims["target"], claims["target_label"], strict=True))
     specs = [{k: r[k] for k in SPEC_COLUMNS} for r in claims.to_dict("records")]
+    tabs = [f / "tables" / f"{t}.csv" for t in ("ttests", "metrics", "protocol")]
     try:
-        again = build_claims(specs, read_table(f / "tables" / "ttests.csv"), read_table(f / "tables" / "metrics.csv"), baseline, labels,
-                             (str(f / "tables" / "ttests.csv"), str(f / "tables" / "metrics.csv")))
+        protocol = read_table(tabs[2]) if tabs[2].is_file() else pd.DataFrame()
+        again = build_claims(specs, read_table(tabs[0]), read_table(tabs[1]), baseline, labels, [str(t) for t in tabs], protocol)
     except (ReportError, FileNotFoundError) as err:
         return [*problems, f"{f / 'claims.csv'}: cannot be recomputed from its tables: {err}"]
     for (_, mine), (_, want) in zip(claims.iterrows(), again.iterrows(), strict=True):
@@ -688,7 +759,7 @@ def check_published(folder: str | Path) -> list[str]:
             a, b = float(mine[col]), float(want[col])
             if not (a == b or (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-9)):
                 problems.append(f"{f / 'claims.csv'}: claim {mine['id']}: {col} = {a!r}, its tables give {b!r}")
-        for col in ("holm_family", "verdict", "held", "metric"):
+        for col in ("resolved_mode", "resolved_versus", "holm_family", "verdict", "held", "metric"):
             if str(mine[col]) != str(want[col]):
                 problems.append(f"{f / 'claims.csv'}: claim {mine['id']}: {col} = {mine[col]!r}, its tables give {want[col]!r}")
     return problems

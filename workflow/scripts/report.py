@@ -20,4 +20,5 @@ publish(
     out_summary=snakemake.output.summary,  # noqa: F821
     out_provenance=snakemake.output.provenance,  # noqa: F821
     settings=snakemake.params.settings,  # noqa: F821
+    protocol=snakemake.input.protocol,  # noqa: F821
 )
