@@ -59,3 +59,19 @@ def test_write_records_and_unions(tmp_path, mp500):
     assert sorted(written) == sorted({i for t in tests.values() for i in t}) and res["n_ids"] == len(written)
     assert io.read_json(tmp_path / "h.json")["configs"][0]["config"] == "mp500"
     assert (tmp_path / "h.txt").read_text().startswith("# Held-out materials")
+
+
+def test_paper_cpu_test_sets_lie_inside(ids, record):
+    """config/paper-cpu.yaml fine-tunes from the zoo's sources: each of its fixed test sets
+    (recomputed from the full table) is held out of the zoo, and equals paper.yaml's test set
+    of the same property and subset."""
+    require_shared(SHARED_DATA / "mp2018_36737.csv.gz")
+    cfg = load(ROOT / "config" / "paper-cpu.yaml")
+    got = heldout.fixed_test_sets(cfg, threads=2, root=ROOT)
+    paper = next(r for r in record["configs"] if r["config_file"] == "config/paper.yaml")
+    paper_cfg = load(ROOT / "config" / "paper.yaml")
+    same = {(t.property, t.subset): t.name for t in map(paper_cfg.target, paper_cfg.target_names)}
+    for target, test in got["tests"].items():
+        assert len(test) > 100 and set(test) <= ids, target
+        t = cfg.target(target)
+        assert test == paper["tests"][same[(t.property, t.subset)]], target
