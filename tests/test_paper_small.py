@@ -80,10 +80,11 @@ def test_paper_small_slice(tmp_path):
     tests = pd.read_csv(res / "stats" / "ttests.csv")
     assert tests["p_holm"].notna().any() and set(tests["metric"]) == {"mae", "1-roc_auc"}
     assert set(tests["holm_family"]) == {"transfer_vs_scratch", "baseline_vs_scratch", "model_vs_scratch", "classification", "selected_vs_scratch"}
-    # gap_nonmetal fine-tunes ef_all in five ways: one protocol chosen on validation data per size
+    # gap_nonmetal uses ef_all in six ways (five fine-tunings, frozen features + ridge): one
+    # protocol chosen on validation data per size
     protocol = pd.read_csv(res / "stats" / "protocol.csv")
     ef = protocol[(protocol["target"] == "gap_nonmetal") & (protocol["pretrained"] == "ef_all")]
-    assert set(ef["mode"]) == {"ef_ft", "ef_freeze1", "ef_freeze2", "ef_freeze3", "ef_head"} and ef.groupby("size")["selected"].sum().eq(1).all()
+    assert set(ef["mode"]) == {"ef_ft", "ef_freeze1", "ef_freeze2", "ef_freeze3", "ef_head", "ef_ridge"} and ef.groupby("size")["selected"].sum().eq(1).all()
     pre = pd.read_csv(res / "stats" / "pretrain.csv")
     assert "mae_efermi" in pre.columns and set(pre["subset"]) == {"all", "metal", "nonmetal"}
     for table in ("best_transfer", "improvement", "spearman", "classification", "models"):
