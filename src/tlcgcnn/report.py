@@ -51,12 +51,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sstats
 
 from tlcgcnn import io
 from tlcgcnn.config import SELECTED_MODE
 from tlcgcnn.figures.labels import scheme
-from tlcgcnn.stats import FAMILIES, SELECTED_FAMILY, holm, read_table
+from tlcgcnn.stats import FAMILIES, SELECTED_FAMILY, holm, paired, read_table
 
 log = logging.getLogger(__name__)
 
@@ -133,10 +132,9 @@ def _paired_from_metrics(c: Mapping[str, Any], metrics: pd.DataFrame, source: st
     pairs = runs["versus"].merge(runs["mode"], on="seed")
     if pairs.empty:
         raise ReportError(f"claim {c['id']}: {source}: modes {c['mode']!r} and {c['versus']!r} share no seed for target {c['target']} at size {c['size']}")
-    a, b = pairs["versus"].to_numpy(float), pairs["mode"].to_numpy(float)
-    p = float(sstats.ttest_rel(b, a).pvalue) if len(a) >= 2 and np.std(b - a) > 0 else float("nan")
+    test = paired(pairs["versus"].to_numpy(float), pairs["mode"].to_numpy(float))
     task = str(cell["task"].iloc[0]) if "task" in cell.columns and isinstance(cell["task"].iloc[0], str) else "regression"
-    return {"ours_mode_error": float(b.mean()), "ours_versus_error": float(a.mean()), "n_seeds": len(a), "p": p,
+    return {"ours_mode_error": test["mae_mode"], "ours_versus_error": test["mae_baseline"], "n_seeds": test["n_pairs"], "p": test["p_value"],
             "metric": "1-roc_auc" if task == "classification" else "mae", "holm_family": OTHER_FAMILY}
 
 
