@@ -73,11 +73,12 @@ def test_pipeline_end_to_end_on_real_data(tmp_path):
 
 
 def test_dry_run_resolves_and_wrong_key_fails(tmp_path):
-    res = smk("-n", "--cores", "2", "--configfile", str(ROOT / "config" / "mp500.yaml"), "--config", "name=dry")
+    """On the default config (its data is committed: no ../shared needed)."""
+    res = smk("-n", "--cores", "2", "--configfile", str(ROOT / "config" / "config.yaml"), "--config", "name=dry")
     assert "finetune" in res.stdout
-    bad = smk("-n", "--configfile", str(ROOT / "config" / "mp500.yaml"), "--config", "epochz=3", check=False)
+    bad = smk("-n", "--configfile", str(ROOT / "config" / "config.yaml"), "--config", "epochz=3", check=False)
     assert bad.returncode != 0 and "'epochz' was unexpected" in bad.stdout + bad.stderr
-    cfg = yaml.safe_load((ROOT / "config" / "mp500.yaml").read_text())
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     cfg["train"]["epochs"] = "many"
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(cfg))
     bad = smk("-n", "--configfile", str(tmp_path / "bad.yaml"), check=False)
