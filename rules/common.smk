@@ -11,6 +11,7 @@ SRC = str(Path(workflow.basedir) / "src")
 if SRC not in sys.path:
     sys.path.insert(0, SRC)
 
+from tlcgcnn import io as tlio  # noqa: E402
 from tlcgcnn.config import load as _load_config  # noqa: E402
 
 try:
@@ -58,8 +59,18 @@ def test_ids_input():
 
 
 def ingest_input():
+    """The dataset file. A local file is compared by content (ingest's data_sha256 param),
+    not by mtime: a shared, read-only copy that is mounted again with a new mtime must not
+    make every finished job of a long run stale."""
     src = CFG.dataset.source
-    return CFG.dataset.path if src == "local" else f"{R}/raw/{src}.parquet"
+    return ancient(CFG.dataset.path) if src == "local" else f"{R}/raw/{src}.parquet"
+
+
+def local_data_sha256():
+    """sha256 of the local dataset file (None for a download, whose file Snakemake made)."""
+    if CFG.dataset.source != "local" or not os.path.exists(CFG.dataset.path):
+        return None
+    return tlio.sha256_file(CFG.dataset.path)
 
 
 def finetune_dir(target="{target}", size="{size}", mode="{mode}"):

@@ -18,5 +18,6 @@ rule ingest:
     params:
         dataset=CFG.dataset_settings(),
         required=CFG.required_properties(),
+        data_sha256=local_data_sha256(),
     script:
         "../workflow/scripts/ingest.py"
