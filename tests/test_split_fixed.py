@@ -89,3 +89,23 @@ def test_zoo_config_names_the_committed_heldout_file():
     cfg = C.load(ROOT / "config" / "zoo.yaml")
     assert cfg.split.test_ids == "resources/pretrained/heldout/mp2018.txt"
     assert len(split.read_test_ids(ROOT / cfg.split.test_ids)) > 1000
+
+def test_labelled_with_gives_sources_of_different_properties_one_split():
+    """Sources of different properties that list the same labelled_with share one split:
+    materials missing any of those labels leave every one of them."""
+    df = pd.DataFrame(
+        {
+            "material_id": [f"mp-{i}" for i in range(40)],
+            "a": [float(i) for i in range(40)],
+            "b": [np.nan if i in (3, 7) else float(i) for i in range(40)],
+            "c": [np.nan if i == 11 else float(i) for i in range(40)],
+        }
+    )
+    ids = df["material_id"].tolist()
+    plain = split.target_split(df, "a", ids, 0.25, None, 42)
+    assert plain["n_labelled"] == 40
+    both = [split.target_split(df, p, ids, 0.25, None, 42, labelled_with=["a", "b", "c"]) for p in ("a", "b", "c")]
+    assert all(s["n_labelled"] == 37 for s in both)
+    assert both[0]["test"] == both[1]["test"] == both[2]["test"]
+    assert both[0]["pool"] == both[1]["pool"] == both[2]["pool"]
+    assert not {"mp-3", "mp-7", "mp-11"} & set(both[0]["test"] + both[0]["pool"])

@@ -166,7 +166,7 @@ class ResourceSettings:
 TARGET_DEFAULTS: dict[str, Any] = {"transform": "none", "subset": "all", "task": "regression"}
 PRETRAIN_DEFAULTS: dict[str, Any] = {"transform": "none", "subset": "all", "size": "all", "seed": 0, "model": None}
 # keys a pretrain entry with a `checkpoint` must not set: the file says them
-CHECKPOINT_SOURCE_KEYS = ("property", "transform", "subset", "size", "seed", "train", "properties", "weights", "model")
+CHECKPOINT_SOURCE_KEYS = ("property", "transform", "subset", "size", "seed", "train", "properties", "weights", "labelled_with", "model")
 EXTERNAL_DEFAULTS: dict[str, Any] = {"transform": "none", "id_column": None, "structure_column": None, "columns": {}}
 MODE_DEFAULTS: dict[str, Any] = {"pretrained": None, "freeze": 0, "reinit": "none", "model": None, "backbone_lr_scale": 1.0}
 # what finetune.modes.<m>.train may override (as pretrain[].train and finetune.train)
@@ -527,15 +527,21 @@ class Config:
 
     def split_spec(self, name: str) -> dict[str, Any]:
         """The fields that define a split file: name, property (the first of a multi-task
-        source) and subset."""
+        source), subset and, where a pretrain entry sets it, labelled_with (the split keeps
+        only materials labelled with every one of those properties too, so that sources of
+        different properties can share one split: same test set, same training crystals)."""
         spec = self._targets.get(name) or self._pretrain[name]
-        return {"name": name, "property": spec["property"], "subset": spec["subset"]}
+        out = {"name": name, "property": spec["property"], "subset": spec["subset"]}
+        if spec.get("labelled_with"):
+            out["labelled_with"] = list(spec["labelled_with"])
+        return out
 
     def required_properties(self) -> list[str]:
         trained = [p for n, p in self._pretrain.items() if n not in self._checkpoints]
         props = [t["property"] for t in self._targets.values()]
         props += [p["property"] for p in trained]
         props += [q for p in trained for q in p.get("properties") or []]
+        props += [q for p in trained for q in p.get("labelled_with") or []]
         return sorted(set(props))
 
     # ---------------------------------------------------------------- fine-tuning cells

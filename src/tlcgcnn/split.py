@@ -78,8 +78,11 @@ def target_split(
     test_max: int | None,
     seed: int,
     test_ids: list[str] | None = None,
+    labelled_with: list[str] | None = None,
 ) -> dict[str, Any]:
     """Fixed test set and shuffled training pool for ``prop`` within a subset.
+
+    ``labelled_with`` keeps only the materials labelled with each of those properties too.
 
     With ``test_ids`` the test set is exactly those of them that are labelled within the
     subset (``test_fraction`` and ``test_max`` are not used) and the pool is every other
@@ -87,7 +90,7 @@ def target_split(
     not in this target's test set."""
     if prop not in df.columns:
         raise ValueError(f"property {prop!r} is not in the table; columns: {list(df.columns)}")
-    labelled = df.loc[df[prop].notna(), "material_id"].astype(str)
+    labelled = df.loc[df[[prop, *(labelled_with or [])]].notna().all(axis=1), "material_id"].astype(str)
     ids = np.array(sorted(set(labelled) & set(subset_ids)))
     if len(ids) < 3:
         raise ValueError(f"only {len(ids)} materials have {prop!r} in this subset; need at least 3")
@@ -164,14 +167,17 @@ def run(
         log.info("subsets: %s", {k: len(v) for k, v in result.items()})
         result["excluded"] = [{"material_id": k, "reason": v} for k, v in sorted(excluded.items())]
     else:
-        df = pd.read_parquet(table_path, columns=["material_id", spec["property"]])
+        also = [p for p in spec.get("labelled_with") or [] if p != spec["property"]]
+        df = pd.read_parquet(table_path, columns=["material_id", spec["property"], *dict.fromkeys(also)])
         if subsets_path is None:
             raise ValueError("a target split needs the subsets file")
         subset = spec.get("subset", "all")
         ids = io.read_json(subsets_path)[subset]
         fixed = read_test_ids(split_cfg["test_ids"]) if split_cfg.get("test_ids") else None
-        result = target_split(df, spec["property"], ids, split_cfg["test_fraction"], split_cfg.get("test_max"), split_cfg["seed"], test_ids=fixed)
+        result = target_split(df, spec["property"], ids, split_cfg["test_fraction"], split_cfg.get("test_max"), split_cfg["seed"], test_ids=fixed, labelled_with=also)
         result.update(name=spec["name"], subset=subset, test_ids_file=split_cfg.get("test_ids"))
+        if also:
+            result["labelled_with"] = also
         log.info("%s (%s, %s): %d labelled, %d test, %d in the training pool", spec["name"], spec["property"], subset, result["n_labelled"], len(result["test"]), len(result["pool"]))
     io.write_json(out, result)
     return result
