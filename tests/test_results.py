@@ -183,6 +183,69 @@ def test_config_resolves_claims_and_schema_checks_them():
         C.load(_raw_config([claim, claim]))
 
 
+def _multitask_table() -> pd.DataFrame:
+    """stats/multitask.csv of two pretraining sizes (MT-CGCNN's comparison)."""
+    return pd.DataFrame(
+        {
+            "property": ["band_gap", "band_gap", "efermi"],
+            "size": [1000, 4000, 4000],
+            "mt_source": ["mt_1k", "mt_4k", "mt_4k"],
+            "st_source": ["eg_1k", "eg_4k", "efermi_4k"],
+            "n_test": [1000, 1000, 1000],
+            "mae_mt": [0.50, 0.40, 0.52],
+            "mae_st": [0.55, 0.41, 0.45],
+            "change_pct": [-9.0909, -2.439, 15.5556],
+            "spearman_mt": [0.8, 0.85, 0.9],
+            "spearman_st": [0.78, 0.85, 0.93],
+            "t": [-4.0, -0.5, 5.0],
+            "p": [1e-4, 0.6, 2e-6],
+            "p_holm": [2e-4, 0.6, 6e-6],
+            "holm_family": ["multitask_vs_single"] * 3,
+        }
+    )
+
+
+def _mt_claim(cid: str, prop: str, size: int, **kw: Any) -> dict[str, Any]:
+    return {"id": cid, "kind": "multitask", "paper": "MT-CGCNN", "claim": "multi-task lowers the error", "paper_value": "up to −8 %",
+            "property": prop, "size": size, "direction": "lower", **kw}
+
+
+def test_multitask_claims_take_their_numbers_from_the_multitask_table():
+    metrics = _metrics()
+    claims = [_mt_claim("eg1k", "band_gap", 1000), _mt_claim("eg4k", "band_gap", 4000), _mt_claim("ef4k", "efermi", 4000), _claim("held", "eg_ft")]
+    df = report.build_claims(claims, _tests(metrics), metrics, "scratch", {"gap": "HSE gap"}, multitask=_multitask_table()).set_index("id")
+    assert list(df["verdict"]) == ["held", "not significant", "reversed", "held"]
+    assert list(df["kind"]) == ["multitask", "multitask", "multitask", "compare"]
+    eg = df.loc["eg1k"]
+    assert (eg["target"], eg["resolved_mode"], eg["resolved_versus"], eg["n_seeds"]) == ("band_gap", "mt_1k", "eg_1k", 1000)
+    assert eg["ours_mode_error"] == 0.50 and eg["ours_versus_error"] == 0.55 and eg["p_holm"] == 2e-4
+    assert eg["change_pct"] == pytest.approx(-100 * 0.05 / 0.55) and eg["target_label"] == report.property_label("band_gap")
+    assert report.property_label("band_gap").endswith("(eV)") and report.property_label("nope") == "nope"
+    cells = report.claim_cells(df.reset_index().iloc[0].to_dict())
+    assert "pretraining n = 1000 (1000 test crystals)" in cells[4] and cells[5].startswith("multi-task mt_1k 0.5 vs single-task eg_1k 0.55")
+    with pytest.raises(report.ReportError, match="claim nope: stats/multitask.csv has 0 rows for property band_gap at pretraining size 8000"):
+        report.build_claims([_mt_claim("nope", "band_gap", 8000)], _tests(metrics), metrics, "scratch", multitask=_multitask_table())
+    with pytest.raises(report.ReportError, match=r"claim bad: missing \['property'\]"):
+        report.build_claims([{**_mt_claim("bad", "band_gap", 1000), "property": None}], _tests(metrics), metrics, "scratch", multitask=_multitask_table())
+
+
+def test_config_checks_multitask_claims_against_its_sources():
+    raw = _raw_config([_mt_claim("m1", "band_gap", 100)])
+    raw["pretrain"] = [
+        *raw["pretrain"],
+        {"name": "mt_s", "property": "formation_energy_per_atom", "properties": ["formation_energy_per_atom", "band_gap"], "size": 100},
+        {"name": "eg_s", "property": "band_gap", "size": 100},
+    ]
+    cfg = C.load(raw)
+    assert cfg.claims()[0]["kind"] == "multitask" and cfg.claims()[0]["versus"] is None
+    with pytest.raises(C.ConfigError, match=r"report.claims m1: needs a multi-task pretrain source with efermi and a single-task one"):
+        C.load({**raw, "report": {"claims": [_mt_claim("m1", "efermi", 100)]}})
+    with pytest.raises(C.ConfigError, match=r"report.claims m1: a kind: multitask claim compares two pretraining sources; it sets property and size, not \['target'\]"):
+        C.load({**raw, "report": {"claims": [_mt_claim("m1", "band_gap", 100, target="hse_gap")]}})
+    with pytest.raises(C.ConfigError, match="report.claims c1: a claim comparing two modes needs target and mode"):
+        C.load(_raw_config([{"id": "c1", "paper": "TL-CGCNN", "claim": "x", "paper_value": "y", "size": 50}]))
+
+
 # --------------------------------------------------------------------------- a published folder
 def _publish(tmp_path: Path, name: str = "demo") -> Path:
     """A published folder written by tlcgcnn.report.publish from a synthetic run."""
@@ -193,6 +256,7 @@ def _publish(tmp_path: Path, name: str = "demo") -> Path:
     io.write_csv(metrics, run / "stats" / "metrics.csv")
     io.write_csv(_tests(metrics), run / "stats" / "ttests.csv")
     io.write_csv(_protocol(metrics), run / "stats" / "protocol.csv")
+    io.write_csv(_multitask_table(), run / "stats" / "multitask.csv")
     (run / "figures" / "learning_curve.png").write_bytes(b"\x89PNG fake")
     io.write_json(run / "data" / "ingest_summary.json", {"input": "t.csv", "input_sha256": "e" * 64, "rows_in": 10, "rows_kept": 9})
     io.write_json(run / "pretrain" / "eg" / "metrics.json", {"pretrain": "eg", "mae": 0.4, "n_test": 5, "n_train": 20, "data_sha256": "d" * 64})
@@ -202,7 +266,7 @@ def _publish(tmp_path: Path, name: str = "demo") -> Path:
         (bench / rel).write_text(f"s\th:m:s\n{s}\t0:00:{int(s):02d}\n")
     pub = tmp_path / "docs" / "results" / name
     tables = []
-    for t in ("metrics", "ttests", "protocol"):
+    for t in ("metrics", "ttests", "protocol", "multitask"):
         report.copy_file(run / "stats" / f"{t}.csv", pub / "tables" / f"{t}.csv")
         tables.append(pub / "tables" / f"{t}.csv")
     report.copy_file(run / "figures" / "learning_curve.png", pub / "figures" / "learning_curve.png")
@@ -213,7 +277,7 @@ def _publish(tmp_path: Path, name: str = "demo") -> Path:
         "config": {"name": name, "finetune": ft, "pretrain": [{"name": "eg", "target": {"property": "band_gap", "subset": "all"}, "size": "all", "seed": 0}]},
         "config_sha256": "c" * 64, "configfiles": [f"config/{name}.yaml"], "baseline": "scratch", "baseline_modes": [],
         "claims": [_claim("held", "eg_ft"), _claim("reversed", "ef_ft"), _claim("noise", "noisy"), _claim("eg_vs_ef", "eg_ft", versus="ef_ft"),
-                   _claim("sel", "selected:eg"), _claim("one", "selected:ef")],
+                   _claim("sel", "selected:eg"), _claim("one", "selected:ef"), _mt_claim("mt", "band_gap", 1000)],
         "labels": {"gap": "HSE gap"}, "captions": {"learning_curve": "Test MAE ``x`` against size."},
         "results": str(run), "repo": str(tmp_path), "report_dir": str(tmp_path / "docs" / "results"),
     }
@@ -221,7 +285,7 @@ def _publish(tmp_path: Path, name: str = "demo") -> Path:
         tests=run / "stats" / "ttests.csv", metrics=run / "stats" / "metrics.csv", ingest_summary=run / "data" / "ingest_summary.json",
         pretrain_metrics=[run / "pretrain" / "eg" / "metrics.json"], tables=tables, figures=[pub / "figures" / "learning_curve.png"],
         out_claims=pub / "claims.csv", out_summary=pub / "summary.md", out_provenance=pub / "provenance.json", settings=settings,
-        protocol=run / "stats" / "protocol.csv",
+        protocol=run / "stats" / "protocol.csv", multitask=run / "stats" / "multitask.csv",
     )
     return pub
 
@@ -245,8 +309,9 @@ def test_published_folder_summary_and_provenance(tmp_path):
     assert prov["data"]["data_sha256_of_runs"] == ["d" * 64] and prov["config_matches_runs"] is True
     assert prov["machine"]["cores"] and "git_commit" in prov["code"]
     claims = pd.read_csv(pub / "claims.csv")
-    assert list(claims["verdict"]) == ["held", "reversed", "not significant", "held", "not significant", "reversed"]
-    assert list(claims["resolved_mode"]) == ["eg_ft", "ef_ft", "noisy", "eg_ft", "noisy", "ef_ft"]
+    assert list(claims["verdict"]) == ["held", "reversed", "not significant", "held", "not significant", "reversed", "held"]
+    assert list(claims["resolved_mode"]) == ["eg_ft", "ef_ft", "noisy", "eg_ft", "noisy", "ef_ft", "mt_1k"]
+    assert "## Multi-task vs single-task pretraining (MT-CGCNN)" in summary and "| mt_4k | efermi_4k | 1000 |" in summary
     assert "| sel | TL-CGCNN |" in summary and "noisy (selected on validation from eg) " in summary
     assert "[protocol.csv](tables/protocol.csv)" in summary
     assert report.check_published(pub) == []
@@ -399,3 +464,15 @@ def test_copy_is_byte_identical(tmp_path):
     src.write_bytes(bytes(range(256)) * 10)
     report.copy_file(src, tmp_path / "out" / "b.png")
     assert (tmp_path / "out" / "b.png").read_bytes() == src.read_bytes()
+
+
+def test_published_check_recomputes_multitask_claims_from_the_published_table(tmp_path):
+    pub = _publish(tmp_path)
+    assert report.check_published(pub) == []
+    table = pd.read_csv(pub / "tables" / "multitask.csv")
+    table.loc[0, "mae_mt"] = 0.6
+    table.to_csv(pub / "tables" / "multitask.csv", index=False)
+    problems = report.check_published(pub)
+    assert any("claim mt: ours_mode_error = 0.5, its tables give 0.6" in p for p in problems), problems
+    (pub / "tables" / "multitask.csv").unlink()
+    assert any("cannot be recomputed" in p and "multitask.csv has 0 rows" in p for p in report.check_published(pub))

@@ -174,7 +174,7 @@ MODE_TRAIN_KEYS = frozenset(f.name for f in fields(TrainSettings)) - {"device", 
 FINETUNE_DEFAULTS: dict[str, Any] = {"baseline": "scratch", "group_seeds": False}
 ZOO_MODEL_DEFAULTS: dict[str, Any] = {"size": "all"}
 # versus None: the claim compares its mode with finetune.baseline
-CLAIM_DEFAULTS: dict[str, Any] = {"versus": None, "direction": "lower"}
+CLAIM_DEFAULTS: dict[str, Any] = {"kind": "compare", "versus": None, "direction": "lower"}
 # a claim's mode / versus "selected:<pretrain name>": the mode from that source that
 # stats/protocol.csv selected on validation data for the claim's cell (tlcgcnn.report)
 SELECTED_MODE = "selected:"
@@ -652,7 +652,7 @@ class Config:
         ``mode`` or ``versus`` of ``selected:<source>`` stays as written: the report resolves
         it from ``stats/protocol.csv``."""
         return [
-            {**c, "size": parse_size(c["size"]), "versus": c["versus"] or self.baseline}
+            {**c, "size": parse_size(c["size"]), "versus": c["versus"] or self.baseline} if c["kind"] == "compare" else {**c, "size": parse_size(c["size"])}
             for c in self.report.claims
         ]
 
@@ -736,6 +736,14 @@ class Config:
             raise ConfigError(f"config: report.claims: repeated ids {sorted({i for i in ids if ids.count(i) > 1})}")
         for c in self.report.claims:
             where = f"config: report.claims {c['id']}"
+            if c["kind"] == "multitask":
+                self._check_multitask_claim(c, where)
+                continue
+            absent = [k for k in ("target", "mode") if not c.get(k)]
+            if absent:
+                raise ConfigError(f"{where}: a claim comparing two modes needs {' and '.join(absent)}")
+            if c.get("property"):
+                raise ConfigError(f"{where}: property is for a kind: multitask claim (a compare claim names target and mode)")
             t = c["target"]
             if t not in self._targets:
                 raise ConfigError(f"{where}: target {t!r} is not a finetune target (known: {sorted(self._targets)})")
@@ -755,6 +763,24 @@ class Config:
                     raise ConfigError(f"{where}: {key} {mode!r} is not a mode of target {t} (its modes: {t_modes})")
             if c["mode"] == versus:
                 raise ConfigError(f"{where}: mode and versus are both {versus!r}: a claim compares two modes")
+
+    def _check_multitask_claim(self, c: Mapping[str, Any], where: str) -> None:
+        """A multi-task vs single-task claim: a trained multi-task source with the property at
+        that size, and a single-task source of it at the same size (stats/multitask.csv pairs them)."""
+        extra = [k for k in ("target", "mode", "versus") if c.get(k)]
+        if extra:
+            raise ConfigError(f"{where}: a kind: multitask claim compares two pretraining sources; it sets property and size, not {extra}")
+        if not c.get("property"):
+            raise ConfigError(f"{where}: a kind: multitask claim needs property (one of a multi-task source's properties)")
+        size = parse_size(c["size"])
+        trained = [p for n, p in self._pretrain.items() if n not in self._checkpoints and parse_size(p["size"]) == size]
+        mt = [p["name"] for p in trained if c["property"] in (p.get("properties") or [])]
+        st = [p["name"] for p in trained if not p.get("properties") and p["property"] == c["property"]]
+        if not mt or not st:
+            raise ConfigError(
+                f"{where}: needs a multi-task pretrain source with {c['property']} and a single-task one of it, both of size {size} "
+                f"(found multi-task {mt}, single-task {st})"
+            )
 
     @staticmethod
     def _check_estimator_mode(m: Mode) -> None:

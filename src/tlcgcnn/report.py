@@ -20,6 +20,13 @@ p and Holm family as the statistics computed them). A claim against another mode
 here on the same seeds from ``stats/metrics.csv`` (paired t-test); those comparisons form
 their own Holm family, :data:`OTHER_FAMILY`.
 
+A claim of ``kind: multitask`` (MT-CGCNN) is about pretraining, not fine-tuning: the
+multi-task source against the single-task source of its ``property`` on the same split at
+pretraining ``size``, one row of ``stats/multitask.csv`` (paired t-test over the test crystals'
+absolute errors, Holm-corrected within that table). Its claims.csv row puts the property in
+``target``, the two sources in ``mode`` / ``versus`` and the number of test crystals in
+``n_seeds`` (the pairs of its test).
+
 A claim's ``mode`` (or ``versus``) ``selected:<source>`` is the transfer mode from that
 pretraining source that ``stats/protocol.csv`` selected on validation data for the claim's
 (target, size); where the cell has one mode from the source (no protocol group) it is that
@@ -63,11 +70,20 @@ ALPHA = 0.05  # a claim holds when its Holm-adjusted p is below this
 PAPERS = ("TL-CGCNN", "MT-CGCNN", "Berkeley")
 OTHER_FAMILY = "claims_vs_other_modes"
 SPEC_COLUMNS = ("id", "paper", "claim", "paper_value", "target", "size", "mode", "versus", "direction")
+CLAIM_KINDS = ("compare", "multitask")
+# what each kind of claim must say (config report.claims[]); a multitask claim's property
+# becomes its claims.csv target
+REQUIRED = {
+    "compare": ("id", "paper", "claim", "paper_value", "target", "size", "mode", "direction"),
+    "multitask": ("id", "paper", "claim", "paper_value", "property", "size", "direction"),
+}
 CLAIM_COLUMNS = (
     "id", "paper", "claim", "paper_value", "target", "target_label", "size", "mode", "versus", "resolved_mode", "resolved_versus",
     "direction", "metric",
-    "ours_mode_error", "ours_versus_error", "change_pct", "n_seeds", "p", "p_holm", "holm_family", "held", "verdict",
+    "ours_mode_error", "ours_versus_error", "change_pct", "n_seeds", "p", "p_holm", "holm_family", "held", "verdict", "kind",
 )
+# claims.csv columns a file written before they existed may lack, and their value there
+OPTIONAL_COLUMNS = {"kind": "compare"}
 NUMERIC_COLUMNS = ("ours_mode_error", "ours_versus_error", "change_pct", "n_seeds", "p", "p_holm")
 BEGIN = "<!-- results:begin -->"
 END = "<!-- results:end -->"
@@ -191,24 +207,59 @@ def _from_tests(c: Mapping[str, Any], tests: pd.DataFrame, source: str, selected
             "metric": str(r["metric"]) if "metric" in r.index else "mae"}
 
 
+def property_label(prop: str) -> str:
+    """A property's description with its units ("Fermi energy (eV)"); the name if unknown."""
+    from tlcgcnn.properties import PROPERTIES
+
+    p = PROPERTIES.get(prop)
+    return f"{p.description} ({p.unit})" if p is not None else prop
+
+
+def _multitask_claim(c: Mapping[str, Any], multitask: pd.DataFrame, source: str) -> dict[str, Any]:
+    """A ``kind: multitask`` claim from its row of stats/multitask.csv (property, size)."""
+    hit = multitask[(multitask["property"] == c["property"]) & _same_size(multitask["size"], c["size"])] if not multitask.empty else multitask
+    if len(hit) != 1:
+        raise ReportError(
+            f"claim {c['id']}: {source} has {len(hit)} rows for property {c['property']} at pretraining size {c['size']} "
+            "(expected 1: a multi-task source and a single-task source of that property on one split)"
+        )
+    r = hit.iloc[0]
+    return {
+        "id": c["id"], "paper": c["paper"], "claim": c["claim"], "paper_value": c["paper_value"], "target": c["property"],
+        "target_label": property_label(str(c["property"])), "size": c["size"], "mode": str(r["mt_source"]), "versus": str(r["st_source"]),
+        "resolved_mode": str(r["mt_source"]), "resolved_versus": str(r["st_source"]), "direction": c["direction"], "metric": "mae",
+        "ours_mode_error": float(r["mae_mt"]), "ours_versus_error": float(r["mae_st"]), "n_seeds": int(r["n_test"]),
+        "p": float(r["p"]), "p_holm": float(r["p_holm"]), "holm_family": str(r["holm_family"]), "kind": "multitask",
+    }
+
+
 def build_claims(
     claims: Sequence[Mapping[str, Any]], tests: pd.DataFrame, metrics: pd.DataFrame, baseline: str,
     labels: Mapping[str, str] | None = None, sources: Sequence[str] = ("stats/ttests.csv", "stats/metrics.csv", "stats/protocol.csv"),
-    protocol: pd.DataFrame | None = None,
+    protocol: pd.DataFrame | None = None, multitask: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """One row per claim (columns :data:`CLAIM_COLUMNS`). ``claims`` are resolved config
     entries (``versus`` filled; tlcgcnn.config.Config.claims); ``tests``, ``metrics`` and
     ``protocol`` the run's stats tables (``protocol`` resolves ``selected:`` modes,
-    :func:`resolve_mode`); ``sources`` name the three in error messages."""
+    :func:`resolve_mode`); ``multitask`` stats/multitask.csv (``kind: multitask`` claims);
+    ``sources`` name the tables in error messages (a fourth, the multitask table's)."""
     protocol = pd.DataFrame() if protocol is None else protocol
+    multitask = pd.DataFrame() if multitask is None else multitask
+    mt_source = sources[3] if len(sources) > 3 else "stats/multitask.csv"
     rows: list[dict[str, Any]] = []
     for c in claims:
-        missing = [k for k in SPEC_COLUMNS if k not in c or (c[k] is None and k != "versus")]
+        kind = str(c.get("kind") or "compare")
+        if kind not in CLAIM_KINDS:
+            raise ReportError(f"claim {c.get('id', '?')}: kind {kind!r} is not one of {CLAIM_KINDS}")
+        missing = [k for k in REQUIRED[kind] if k not in c or c[k] is None or (isinstance(c[k], float) and math.isnan(c[k]))]
         if missing:
             raise ReportError(f"claim {c.get('id', '?')}: missing {missing}")
         if c["paper"] not in PAPERS:
             raise ReportError(f"claim {c['id']}: paper {c['paper']!r} is not one of {PAPERS}")
-        spec = {k: c[k] for k in SPEC_COLUMNS}
+        if kind == "multitask":
+            rows.append(_multitask_claim(c, multitask, mt_source))
+            continue
+        spec = {k: c.get(k) for k in SPEC_COLUMNS}
         spec["versus"] = spec["versus"] or baseline
         spec["resolved_mode"], chosen = resolve_mode(spec, "mode", protocol, metrics, sources)
         spec["resolved_versus"], _ = resolve_mode(spec, "versus", protocol, metrics, sources)
@@ -217,7 +268,7 @@ def build_claims(
             got = _from_tests(used, tests, sources[0], selected_source(spec["mode"]) if chosen else None)
         else:
             got = _paired_from_metrics(used, metrics, sources[1])
-        rows.append({**spec, "target_label": (labels or {}).get(spec["target"], spec["target"]), **got})
+        rows.append({**spec, "target_label": (labels or {}).get(spec["target"], spec["target"]), **got, "kind": "compare"})
     df = pd.DataFrame(rows, columns=[c for c in CLAIM_COLUMNS if c not in ("change_pct", "held", "verdict")])
     if df.empty:
         return pd.DataFrame(columns=list(CLAIM_COLUMNS))
@@ -238,6 +289,9 @@ def read_claims(path: str | Path) -> pd.DataFrame:
     if not Path(path).is_file():
         raise ReportError(f"{path}: no such claims file")
     df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    for col, value in OPTIONAL_COLUMNS.items():
+        if col not in df.columns:
+            df[col] = value
     absent = [c for c in CLAIM_COLUMNS if c not in df.columns]
     if absent:
         raise ReportError(f"{path}: columns {absent} are missing (expected {list(CLAIM_COLUMNS)})")
@@ -292,11 +346,16 @@ def mode_label(written: str, resolved: str) -> str:
 
 def claim_cells(row: Mapping[str, Any]) -> list[str]:
     """The README / summary table cells of one claims.csv row (columns :data:`README_HEADER`)."""
-    mode, versus = mode_label(row["mode"], row["resolved_mode"]), mode_label(row["versus"], row["resolved_versus"])
+    if str(row.get("kind") or "compare") == "multitask":
+        mode, versus = f"multi-task {row['resolved_mode']}", f"single-task {row['resolved_versus']}"
+        cell = f"{row['target_label']}, pretraining n = {row['size']} ({int(row['n_seeds'])} test crystals)"
+    else:
+        mode, versus = mode_label(row["mode"], row["resolved_mode"]), mode_label(row["versus"], row["resolved_versus"])
+        cell = f"{row['target_label']}, n = {row['size']}"
     ours = (f"{mode} {fmt_error(float(row['ours_mode_error']))} vs {versus} "
             f"{fmt_error(float(row['ours_versus_error']))} ({fmt_change(float(row['change_pct']))})")
     return [_cell(x) for x in (
-        row["id"], row["paper"], row["claim"], row["paper_value"], f"{row['target_label']}, n = {row['size']}",
+        row["id"], row["paper"], row["claim"], row["paper_value"], cell,
         ours, fmt_p(float(row["p_holm"])), held_text(str(row["verdict"])),
     )]
 
@@ -406,6 +465,20 @@ def _family_table(tests: pd.DataFrame, labels: Mapping[str, str]) -> str:
     return _table(header, rows)
 
 
+def _multitask_table(mt: pd.DataFrame) -> str:
+    header = ("property", "pretraining n", "multi-task", "single-task", "test crystals", "MAE (multi)", "MAE (single)", "change",
+              "Spearman ρ (multi / single)", "p (Holm)")
+    rows = []
+    ordered = mt.assign(_size=mt["size"].map(_size_key)).sort_values(["property", "_size"])
+    for r in ordered.to_dict("records"):
+        rows.append([_cell(x) for x in (
+            property_label(str(r["property"])), r["size"], r["mt_source"], r["st_source"], int(r["n_test"]), fmt_error(float(r["mae_mt"])),
+            fmt_error(float(r["mae_st"])), fmt_change(float(r["change_pct"])),
+            f"{float(r['spearman_mt']):.4f} / {float(r['spearman_st']):.4f}", fmt_p(float(r["p_holm"])),
+        )])
+    return _table(header, rows)
+
+
 def _size_key(size: Any) -> float:
     return math.inf if str(size) == "all" else float(size)
 
@@ -418,10 +491,10 @@ def _caption_text(rst: str) -> str:
 def summary_markdown(
     settings: Mapping[str, Any], claims: pd.DataFrame, tests: pd.DataFrame, metrics: pd.DataFrame,
     ingest: Mapping[str, Any], pretrain: Sequence[Mapping[str, Any]], figures: Sequence[tuple[str, str]],
-    tables: Sequence[str], wall: Mapping[str, Any],
+    tables: Sequence[str], wall: Mapping[str, Any], multitask: pd.DataFrame | None = None,
 ) -> str:
     """The human summary: ``figures`` are (stem, link relative to the summary), ``tables``
-    links to the published tables."""
+    links to the published tables; ``multitask`` (stats/multitask.csv) gets its own section."""
     name = settings["config"]["name"]
     labels = settings.get("labels") or {}
     parts = [
@@ -447,6 +520,14 @@ def summary_markdown(
         parts.append(f"### `{fam}`")
         parts.append(f"{FAMILIES.get(str(fam), str(fam))}; Holm correction over these {len(grp)} tests.")
         parts.append(_family_table(grp, labels))
+    if multitask is not None and not multitask.empty:
+        parts.append("## Multi-task vs single-task pretraining (MT-CGCNN)")
+        parts.append(
+            "Each multi-task source against the single-task source of one of its properties, trained on the same crystals "
+            "and scored on the same test set; paired t-test over the test crystals' absolute errors, Holm-corrected over "
+            f"these {len(multitask)} tests. Errors in the property's units."
+        )
+        parts.append(_multitask_table(multitask))
     parts.append("## Figures")
     captions = settings.get("captions") or {}
     if not figures:
@@ -594,9 +675,11 @@ def publish(
     *, tests: str | Path, metrics: str | Path, ingest_summary: str | Path, pretrain_metrics: Sequence[str | Path],
     tables: Sequence[str | Path], figures: Sequence[str | Path], out_claims: str | Path, out_summary: str | Path,
     out_provenance: str | Path, settings: Mapping[str, Any], protocol: str | Path | None = None,
+    multitask: str | Path | None = None,
 ) -> pd.DataFrame:
     """Workflow entry (rule report): claims.csv, summary.md and provenance.json. ``protocol``:
-    the run's stats/protocol.csv (resolves ``selected:`` claims; published as tables/protocol.csv).
+    the run's stats/protocol.csv (resolves ``selected:`` claims; published as tables/protocol.csv);
+    ``multitask``: its stats/multitask.csv (``kind: multitask`` claims), where the run has one.
 
     ``settings``: ``config`` (resolved, Config.as_dict), ``config_sha256``, ``configfiles``,
     ``baseline``, ``baseline_modes``, ``frozen_modes``, ``claims`` (Config.claims), ``labels`` (target labels),
@@ -604,8 +687,10 @@ def publish(
     ``report_dir`` (left out of the dirty check)."""
     tests_df, metrics_df = read_table(tests), read_table(metrics)
     protocol_df = read_table(protocol) if protocol is not None else pd.DataFrame()
+    multitask_df = read_table(multitask) if multitask is not None else pd.DataFrame()
     claims = build_claims(settings.get("claims") or [], tests_df, metrics_df, settings["baseline"], settings.get("labels"),
-                          (str(tests), str(metrics), str(protocol or "stats/protocol.csv")), protocol_df)
+                          (str(tests), str(metrics), str(protocol or "stats/protocol.csv"), str(multitask or "stats/multitask.csv")),
+                          protocol_df, multitask_df)
     io.write_csv(claims, out_claims)
     for r in claims.itertuples():
         log.info("claim %s: %s %.4g vs %s %.4g, p_holm=%s: %s", r.id, mode_label(r.mode, r.resolved_mode), r.ours_mode_error,
@@ -616,7 +701,7 @@ def publish(
     here = Path(out_summary).parent
     figs = [(Path(f).stem, Path(os.path.relpath(f, here)).as_posix()) for f in figures]
     tabs = [Path(os.path.relpath(t, here)).as_posix() for t in tables]
-    io.write_text(out_summary, summary_markdown(settings, claims, tests_df, metrics_df, ingest, pretrain, figs, tabs, wall))
+    io.write_text(out_summary, summary_markdown(settings, claims, tests_df, metrics_df, ingest, pretrain, figs, tabs, wall, multitask_df))
     repo = settings.get("repo") or "."
     exclude = []
     rd = settings.get("report_dir")
@@ -725,6 +810,13 @@ def _figure_links(summary: str) -> list[str]:
     return re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", summary)
 
 
+def _spec_of(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The config entry a claims.csv row was built from (what build_claims needs again)."""
+    if str(row.get("kind") or "compare") == "multitask":
+        return {**{k: row[k] for k in ("id", "paper", "claim", "paper_value", "size", "direction")}, "kind": "multitask", "property": row["target"]}
+    return {k: row[k] for k in SPEC_COLUMNS}
+
+
 def check_published(folder: str | Path) -> list[str]:
     """Problems with a published folder: a figure summary.md links that is missing, or a
     claims.csv number or resolved mode that its tables (tables/ttests.csv, tables/metrics.csv,
@@ -745,11 +837,11 @@ def check_published(folder: str | Path) -> list[str]:
     prov = io.read_json(f / "provenance.json")
     baseline = prov["config"]["finetune"]["baseline"]
     labels = dict(zip(claims["target"], claims["target_label"], strict=True))
-    specs = [{k: r[k] for k in SPEC_COLUMNS} for r in claims.to_dict("records")]
-    tabs = [f / "tables" / f"{t}.csv" for t in ("ttests", "metrics", "protocol")]
+    specs = [_spec_of(r) for r in claims.to_dict("records")]
+    tabs = [f / "tables" / f"{t}.csv" for t in ("ttests", "metrics", "protocol", "multitask")]
     try:
-        protocol = read_table(tabs[2]) if tabs[2].is_file() else pd.DataFrame()
-        again = build_claims(specs, read_table(tabs[0]), read_table(tabs[1]), baseline, labels, [str(t) for t in tabs], protocol)
+        protocol, multitask = (read_table(t) if t.is_file() else pd.DataFrame() for t in tabs[2:])
+        again = build_claims(specs, read_table(tabs[0]), read_table(tabs[1]), baseline, labels, [str(t) for t in tabs], protocol, multitask)
     except (ReportError, FileNotFoundError) as err:
         return [*problems, f"{f / 'claims.csv'}: cannot be recomputed from its tables: {err}"]
     for (_, mine), (_, want) in zip(claims.iterrows(), again.iterrows(), strict=True):
@@ -757,7 +849,7 @@ def check_published(folder: str | Path) -> list[str]:
             a, b = float(mine[col]), float(want[col])
             if not (a == b or (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-9)):
                 problems.append(f"{f / 'claims.csv'}: claim {mine['id']}: {col} = {a!r}, its tables give {b!r}")
-        for col in ("resolved_mode", "resolved_versus", "holm_family", "verdict", "held", "metric"):
+        for col in ("resolved_mode", "resolved_versus", "holm_family", "verdict", "held", "metric", "kind"):
             if str(mine[col]) != str(want[col]):
                 problems.append(f"{f / 'claims.csv'}: claim {mine['id']}: {col} = {mine[col]!r}, its tables give {want[col]!r}")
     return problems
