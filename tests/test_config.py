@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import json
 import re
 import subprocess
 import sys
@@ -221,3 +223,77 @@ def test_run_records_carry_the_resolved_protocol():
     slow, transfer, scratch = record("slow"), record("transfer"), record("scratch")
     assert (slow["backbone_lr_scale"], slow["lr"], slow["warmup_epochs"], slow["epochs"]) == (0.1, 0.0003, 2, cfg.train.epochs)
     assert transfer["backbone_lr_scale"] == 1.0 and transfer["lr"] == cfg.train.lr and scratch["backbone_lr_scale"] is None
+
+
+# --------------------------------------------------------------------------- train_pool
+def _with_pool_all_target(raw: dict[str, Any]) -> dict[str, Any]:
+    """mp500 plus a second non-metal target whose modes include train_pool: all ones."""
+    raw = copy.deepcopy(raw)
+    raw["finetune"]["modes"].update(scratch_all={"train_pool": "all"}, rf={"estimator": "rf"}, rf_all={"estimator": "rf", "train_pool": "all"})
+    raw["finetune"]["targets"].append({"name": "gap_nm_all", "property": "band_gap", "subset": "nonmetal", "modes": ["scratch", "scratch_all", "rf", "rf_all"]})
+    return raw
+
+
+def test_train_pool_all_changes_only_its_own_modes_and_targets_split():
+    """Adding train_pool: all modes and a target that runs them leaves every other split spec
+    and every other cell's params as they were (byte for byte: Snakemake reruns a job whose
+    params change); the target's spec asks for pool_all, its modes' params say train_pool."""
+    before_raw = _cfg()
+    before_raw["finetune"]["targets"][0]["modes"] = ["scratch", "transfer"]
+    before = C.load(before_raw)
+    after = C.load(_with_pool_all_target(before_raw))
+    for name in before.split_names():
+        assert json.dumps(after.split_spec(name)) == json.dumps(before.split_spec(name)), name
+    assert before.split_spec("gap_nonmetal") == {"name": "gap_nonmetal", "property": "band_gap", "subset": "nonmetal"}
+    for c in before.cells():
+        assert json.dumps(after.cell(c.target.name, c.size, c.mode.name).as_params()) == json.dumps(c.as_params())
+    assert after.split_spec("gap_nm_all") == {"name": "gap_nm_all", "property": "band_gap", "subset": "nonmetal", "pool_all": True}
+    assert after.pool_all_modes("gap_nm_all") == ["scratch_all", "rf_all"] and after.pool_all_modes("gap_nonmetal") == []
+    scratch, scratch_all = (after.cell("gap_nm_all", 25, m).as_params() for m in ("scratch", "scratch_all"))
+    assert "train_pool" not in scratch["mode"] and scratch_all["mode"]["train_pool"] == "all"
+    assert {k: v for k, v in scratch_all["mode"].items() if k not in ("name", "train_pool")} == {k: v for k, v in scratch["mode"].items() if k != "name"}
+    assert (scratch_all["model"], scratch_all["train"], scratch_all["seeds"]) == (scratch["model"], scratch["train"], scratch["seeds"])
+    assert after.cell("gap_nm_all", 25, "rf_all").as_params()["mode"]["train_pool"] == "all"
+    # an explicit train_pool: subset is the default: the mode's params are those of a mode without it
+    raw = copy.deepcopy(before_raw)
+    raw["finetune"]["modes"]["scratch"] = {"train_pool": "subset"}
+    assert json.dumps(C.load(raw).cell("gap_nonmetal", 25, "scratch").as_params()) == json.dumps(before.cell("gap_nonmetal", 25, "scratch").as_params())
+    assert "train_pool" not in after.as_dict()["finetune"]["modes"]["scratch"] and after.as_dict()["finetune"]["modes"]["rf_all"]["train_pool"] == "all"
+    # pretraining leaves out the test sets of the targets with a transfer mode only
+    assert after.transfer_target_names == before.transfer_target_names == ["gap_nonmetal"]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda r: r["finetune"]["targets"].append({"name": "gap_all", "property": "band_gap", "modes": ["scratch", "scratch_all"]}),
+         "finetune.modes.scratch_all.train_pool: all on target gap_all, whose subset is all: "),
+        (lambda r: r["finetune"]["targets"].append({"name": "gap_all", "property": "band_gap", "subset": "all"}),
+         "finetune.modes.rf_all.train_pool: all on target gap_all, whose subset is all (a target without `modes` runs every mode: list its modes)"),
+    ],
+)
+def test_train_pool_all_on_a_target_of_every_subset_is_refused(mutate, message):
+    raw = _with_pool_all_target(_cfg())
+    raw["finetune"]["targets"][0]["modes"] = ["scratch", "transfer"]
+    mutate(raw)
+    with pytest.raises(C.ConfigError, match=re.escape(message)):
+        C.load(raw)
+
+
+def test_unknown_train_pool_is_refused():
+    raw = _cfg()
+    raw["finetune"]["modes"]["m"] = {"train_pool": "metal"}
+    with pytest.raises(C.ConfigError, match=re.escape("finetune.modes.m.train_pool: 'metal' is not one of ['subset', 'all']")):
+        C.load(raw)
+    with pytest.raises(C.ConfigError, match=re.escape("finetune.modes.m.train_pool: 'metal' is not subset or all")):
+        C.resolve(raw)
+
+
+def test_run_records_say_train_pool_only_when_set():
+    from tlcgcnn.finetune import mode_fields
+
+    cfg = C.load(_with_pool_all_target(_cfg()))
+    fields = {m: mode_fields(cfg.cell("gap_nm_all", 25, m).as_params(), None) for m in ("scratch", "scratch_all", "rf", "rf_all")}
+    assert fields["scratch_all"]["train_pool"] == fields["rf_all"]["train_pool"] == "all"
+    assert "train_pool" not in fields["scratch"] and "train_pool" not in fields["rf"]
+    assert {k: v for k, v in fields["scratch_all"].items() if k not in ("mode", "train_pool")} == {k: v for k, v in fields["scratch"].items() if k != "mode"}

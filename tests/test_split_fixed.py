@@ -1,7 +1,10 @@
 """split.test_ids: a committed list of test materials is honoured by every split (the model
-zoo's held-out materials), in the package and through the split stage's entry point."""
+zoo's held-out materials), in the package and through the split stage's entry point; and the
+all-subsets training pool (pool_all) of a target with a train_pool: all mode."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pandas as pd
@@ -109,3 +112,75 @@ def test_labelled_with_gives_sources_of_different_properties_one_split():
     assert both[0]["test"] == both[1]["test"] == both[2]["test"]
     assert both[0]["pool"] == both[1]["pool"] == both[2]["pool"]
     assert not {"mp-3", "mp-7", "mp-11"} & set(both[0]["test"] + both[0]["pool"])
+
+
+# --------------------------------------------------------------------------- train_pool: all
+def test_pool_all_is_every_subsets_labelled_material_but_the_test_set():
+    """A non-metal target's pool_all: labelled metals and non-metals, never a test material,
+    shuffled with the split's seed; the rest of the split is what it was without it."""
+    df = _table()
+    subs = split.subsets(df)
+    labelled = set(df.loc[df["k_vrh"].notna(), "material_id"])
+    metals = set(subs["metal"])
+    plain = split.target_split(df, "k_vrh", subs["nonmetal"], 0.2, None, seed=3)
+    wide = split.target_split(df, "k_vrh", subs["nonmetal"], 0.2, None, seed=3, all_ids=subs["all"])
+    assert {k: v for k, v in wide.items() if k not in ("pool_all", "n_labelled_all")} == plain
+    assert list(wide) == [*plain, "n_labelled_all", "pool_all"]
+    test, pool_all = set(wide["test"]), wide["pool_all"]
+    assert test and test <= set(subs["nonmetal"])
+    assert set(pool_all) == labelled - test and len(pool_all) == len(set(pool_all)) == wide["n_labelled_all"] - len(test)
+    assert set(pool_all) & metals == labelled & metals and set(wide["pool"]) < set(pool_all)
+    again = split.target_split(df, "k_vrh", subs["nonmetal"], 0.2, None, seed=3, all_ids=subs["all"])
+    other = split.target_split(df, "k_vrh", subs["nonmetal"], 0.2, None, seed=4, all_ids=subs["all"])
+    assert again["pool_all"] == pool_all and other["pool_all"] != pool_all and pool_all != sorted(pool_all)
+    # split.test_ids: every listed id stays out of pool_all, a metal one too (held-out materials)
+    fixed = ["mp-1", "mp-2", "mp-7", "mp-90"]  # mp-2 and mp-90: labelled metals
+    held = split.target_split(df, "k_vrh", subs["nonmetal"], 0.2, None, seed=3, test_ids=fixed, all_ids=subs["all"])
+    assert sorted(held["test"]) == ["mp-1", "mp-7"]
+    assert set(held["pool_all"]) == labelled - set(fixed)
+
+
+def test_pool_ids_names_the_pool_a_mode_draws_from():
+    sp = {"name": "t", "pool": ["a", "b"], "pool_all": ["a", "b", "c"], "test": ["d"]}
+    assert split.pool_ids(sp) == split.pool_ids(sp, "subset") == ["a", "b"]
+    assert split.pool_ids(sp, "all") == ["a", "b", "c"]
+    with pytest.raises(ValueError, match="split of 't' has no pool_all"):
+        split.pool_ids({"name": "t", "pool": ["a"], "test": ["d"]}, "all")
+    with pytest.raises(ValueError, match="unknown train_pool 'metal'"):
+        split.pool_ids(sp, "metal")
+
+
+def test_split_stage_writes_pool_all_only_for_a_target_with_such_a_mode(tmp_path):
+    """Through the workflow entry and the config's spec: the non-metal target with a
+    train_pool: all mode gets pool_all (crystals left out of the subsets file stay out);
+    the other target's split file is what it was before train_pool existed."""
+    df = _table()
+    df.to_parquet(tmp_path / "structures.parquet")
+    raw = {
+        "name": "t",
+        "dataset": {"source": "local", "path": "x.csv"},
+        "finetune": {
+            "targets": [
+                {"name": "k_nm", "property": "k_vrh", "subset": "nonmetal", "modes": ["scratch", "scratch_all"]},
+                {"name": "k_m", "property": "k_vrh", "subset": "metal", "modes": ["scratch"]},
+            ],
+            "sizes": [10], "seeds": [0], "modes": {"scratch": {}, "scratch_all": {"train_pool": "all"}},
+        },
+    }
+    cfg = C.load(raw)
+    assert cfg.split_spec("k_nm") == {"name": "k_nm", "property": "k_vrh", "subset": "nonmetal", "pool_all": True}
+    assert cfg.split_spec("k_m") == {"name": "k_m", "property": "k_vrh", "subset": "metal"}
+    settings = cfg.split_settings()
+    subsets = str(tmp_path / "subsets.json")
+    split.run(str(tmp_path / "structures.parquet"), subsets, settings, exclude={"mp-2": "isolated atoms", "mp-3": "isolated atoms"})
+    nm = split.run(str(tmp_path / "structures.parquet"), str(tmp_path / "k_nm.split.json"), settings, subsets, cfg.split_spec("k_nm"))
+    m = split.run(str(tmp_path / "structures.parquet"), str(tmp_path / "k_m.split.json"), settings, subsets, cfg.split_spec("k_m"))
+    assert io.read_json(tmp_path / "k_nm.split.json") == json.loads(json.dumps(nm))
+    labelled = set(df.loc[df["k_vrh"].notna(), "material_id"]) - {"mp-2", "mp-3"}
+    assert set(nm["pool_all"]) == labelled - set(nm["test"]) and "mp-2" not in nm["pool_all"] and "mp-3" not in nm["pool_all"]
+    assert set(nm["pool_all"]) & set(m["pool"]) == set(m["pool"])  # the metals' pool lies inside
+    # the metal target's file: no pool_all, and equal to the split made without any train_pool mode
+    assert "pool_all" not in m and "n_labelled_all" not in m
+    subs = io.read_json(subsets)
+    before = split.target_split(df, "k_vrh", subs["metal"], settings["test_fraction"], settings["test_max"], settings["seed"])
+    assert {k: v for k, v in m.items() if k in before} == before and set(m) == {*before, "name", "subset", "test_ids_file"}

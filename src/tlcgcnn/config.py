@@ -168,7 +168,7 @@ PRETRAIN_DEFAULTS: dict[str, Any] = {"transform": "none", "subset": "all", "size
 # keys a pretrain entry with a `checkpoint` must not set: the file says them
 CHECKPOINT_SOURCE_KEYS = ("property", "transform", "subset", "size", "seed", "train", "properties", "weights", "labelled_with", "model")
 EXTERNAL_DEFAULTS: dict[str, Any] = {"transform": "none", "id_column": None, "structure_column": None, "columns": {}}
-MODE_DEFAULTS: dict[str, Any] = {"pretrained": None, "freeze": 0, "reinit": "none", "model": None, "backbone_lr_scale": 1.0}
+MODE_DEFAULTS: dict[str, Any] = {"pretrained": None, "freeze": 0, "reinit": "none", "model": None, "backbone_lr_scale": 1.0, "train_pool": "subset"}
 # what finetune.modes.<m>.train may override (as pretrain[].train and finetune.train)
 MODE_TRAIN_KEYS = frozenset(f.name for f in fields(TrainSettings)) - {"device", "threads"}
 FINETUNE_DEFAULTS: dict[str, Any] = {"baseline": "scratch", "group_seeds": False}
@@ -292,7 +292,10 @@ class Mode:
     vectors (``pretrained`` + ``estimator`` + ``features: frozen``; tlcgcnn.frozen).
     ``backbone_lr_scale``: learning-rate factor of the pretrained parameters that are
     trained (re-initialised ones get ``lr``); ``train``: this mode's training overrides,
-    applied after ``finetune.train``."""
+    applied after ``finetune.train``; ``train_pool``: where the training and validation
+    crystals come from on a metal or non-metal target: its subset (``subset``, the split's
+    ``pool``) or every subset (``all``, the split's ``pool_all``), the test set being the
+    subset's either way (tlcgcnn.split)."""
 
     name: str
     pretrained: str | None
@@ -303,6 +306,7 @@ class Mode:
     features: str | None = None
     backbone_lr_scale: float = 1.0
     train: dict[str, Any] = field(default_factory=dict)
+    train_pool: str = "subset"
 
     @property
     def family(self) -> str:
@@ -326,6 +330,8 @@ class Mode:
             del out["backbone_lr_scale"]
         if not out["train"]:
             del out["train"]
+        if out["train_pool"] == MODE_DEFAULTS["train_pool"]:
+            del out["train_pool"]
         return out
 
 
@@ -529,12 +535,29 @@ class Config:
         """The fields that define a split file: name, property (the first of a multi-task
         source), subset and, where a pretrain entry sets it, labelled_with (the split keeps
         only materials labelled with every one of those properties too, so that sources of
-        different properties can share one split: same test set, same training crystals)."""
+        different properties can share one split: same test set, same training crystals)
+        and, for a target with a ``train_pool: all`` mode, ``pool_all: true`` (the split also
+        lists every subset's labelled materials outside the test set). Other targets' specs,
+        and so their split jobs, are what they were before ``train_pool`` existed."""
         spec = self._targets.get(name) or self._pretrain[name]
         out = {"name": name, "property": spec["property"], "subset": spec["subset"]}
         if spec.get("labelled_with"):
             out["labelled_with"] = list(spec["labelled_with"])
+        if name in self._targets and self.pool_all_modes(name):
+            out["pool_all"] = True
         return out
+
+    def pool_all_modes(self, target: str) -> list[str]:
+        """The modes of a target that draw their training crystals from every subset
+        (``train_pool: all``); its split file then holds ``pool_all`` as well."""
+        return [m for m in self.target_modes(target) if self.modes[m].train_pool == "all"]
+
+    @property
+    def transfer_target_names(self) -> list[str]:
+        """The targets with a mode that starts from a pretrained source (fine-tuned or frozen
+        features). Pretraining leaves out their test sets; a target without one (scratch and
+        descriptor baselines only) cannot leak a test material through a source."""
+        return [t for t in self.target_names if any(self.modes[m].pretrained for m in self.target_modes(t))]
 
     def required_properties(self) -> list[str]:
         trained = [p for n, p in self._pretrain.items() if n not in self._checkpoints]
@@ -686,6 +709,8 @@ class Config:
                 raise ConfigError(f"config: finetune.modes.{m.name}.model = {m.model!r} is not in model_variants")
             if m.kind != "frozen" and m.pretrained and m.pretrained not in self._checkpoints and pre[m.pretrained]["model"] != m.model:
                 raise ConfigError(f"config: mode {m.name} uses model {m.model!r} but its pretrained {m.pretrained!r} uses {pre[m.pretrained]['model']!r}")
+            if m.train_pool not in ("subset", "all"):
+                raise ConfigError(f"config: finetune.modes.{m.name}.train_pool: {m.train_pool!r} is not subset or all")
             self._check_estimator_mode(m)
             self._check_protocol(m)
         for name, p in pre.items():
@@ -702,6 +727,15 @@ class Config:
             unknown = set(t.get("modes") or []) - set(modes)
             if unknown:
                 raise ConfigError(f"config: target {name}: unknown modes {sorted(unknown)}")
+            if t["subset"] == "all":
+                wide = [m for m in (t.get("modes") or sorted(modes)) if modes[m].train_pool == "all"]
+                if wide:
+                    listed = "" if t.get("modes") else " (a target without `modes` runs every mode: list its modes)"
+                    raise ConfigError(
+                        f"config: finetune.modes.{wide[0]}.train_pool: all on target {name}, whose subset is all{listed}: "
+                        "train_pool: all trains a metal or non-metal target on every subset's materials; target "
+                        f"{name} already trains on them"
+                    )
         names = [m["name"] for m in self.zoo.models]
         if len(set(names)) != len(names):
             raise ConfigError(f"config: zoo.models: repeated names {sorted({n for n in names if names.count(n) > 1})}")

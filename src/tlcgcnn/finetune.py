@@ -47,6 +47,7 @@ def mode_fields(cell: dict[str, Any], pretrain_n_train: int | None) -> dict[str,
         "pretrain_size": pretrain_n_train,
         **({"features": mode["features"]} if mode.get("features") else {}),  # frozen features (tlcgcnn.frozen)
         "backbone_lr_scale": float(mode.get("backbone_lr_scale", 1.0)) if mode["pretrained"] else None,
+        **({"train_pool": mode["train_pool"]} if mode.get("train_pool") else {}),  # set only for train_pool: all
     }
 
 
@@ -126,7 +127,7 @@ def finetune_cell(
                 atom_features_path=atom_features_path, pretrained=pretrained, spec=target, size=size, seed=int(seed),
                 mode=fields["mode"], split_cfg=split_cfg, model_cfg=cell["model"], train_cfg=cell["train"], transfer=cell["mode"],
                 threads=threads, config=config, out_checkpoint=str(run / "model.pt"), progress=False,
-                resume_path=str(run / "state.pt"),
+                resume_path=str(run / "state.pt"), train_pool=cell["mode"].get("train_pool"),
             )
             rec = evaluate(
                 run / "model.pt", table_df, graph_dir, run / "metrics.json", run / "predictions.parquet", device=device,
@@ -154,20 +155,21 @@ def baseline_cell(
     """Fit a scikit-learn baseline on composition descriptors for every seed of a cell."""
     from tlcgcnn.baselines import fit_predict
     from tlcgcnn.evaluate import classification_metrics, regression_metrics, run_record
-    from tlcgcnn.split import train_val
+    from tlcgcnn.split import pool_ids, train_val
     from tlcgcnn.targets import labels, target_from_spec
 
     target = target_from_spec(cell["target"])
     size = parse_size(cell["size"])
     sp = io.read_json(split_path)
     test_ids = list(sp["test"])
+    pool = pool_ids(sp, cell["mode"].get("train_pool"))
     desc = pd.read_parquet(descriptors_path).set_index("material_id")
     df = pd.read_parquet(table_path, columns=["material_id", target.property])
     fields = mode_fields(cell, None)
     estimator = cell["mode"]["estimator"]
     records, preds = [], []
     for seed in cell["seeds"]:
-        tv = train_val(sp["pool"], size, int(seed), split_cfg["val_fraction"], split_cfg["val_min"])
+        tv = train_val(pool, size, int(seed), split_cfg["val_fraction"], split_cfg["val_min"])
         y_train = pd.Series(labels(df, tv.train, target), index=tv.train)
         pred, info = fit_predict(estimator, target.task, desc, y_train, tv.train, test_ids, int(seed), threads)
         y_true = labels(df, test_ids, target)

@@ -38,12 +38,16 @@ from tlcgcnn.config import parse_size
 log = logging.getLogger(__name__)
 
 
-def cell_ids(split: dict[str, Any], size: int | str, seeds: list[int], split_cfg: dict[str, Any]) -> tuple[dict[int, Any], list[str]]:
+def cell_ids(
+    split: dict[str, Any], size: int | str, seeds: list[int], split_cfg: dict[str, Any], train_pool: str | None = None
+) -> tuple[dict[int, Any], list[str]]:
     """Per seed the training / validation draw (:class:`tlcgcnn.split.TrainVal`, the graph
-    models' own), and every id the cell embeds: those draws' ids, then the test ids."""
-    from tlcgcnn.split import train_val
+    models' own, from the pool ``train_pool`` names), and every id the cell embeds: those
+    draws' ids, then the test ids."""
+    from tlcgcnn.split import pool_ids, train_val
 
-    draws = {int(s): train_val(list(split["pool"]), size, int(s), split_cfg["val_fraction"], split_cfg["val_min"]) for s in seeds}
+    pool = pool_ids(split, train_pool)
+    draws = {int(s): train_val(pool, size, int(s), split_cfg["val_fraction"], split_cfg["val_min"]) for s in seeds}
     ids = list(dict.fromkeys([i for tv in draws.values() for i in (*tv.train, *tv.val)]))
     test = list(split["test"])
     overlap = set(ids) & set(test)
@@ -96,7 +100,7 @@ def frozen_cell(
     size = parse_size(cell["size"])
     sp = io.read_json(split_path)
     test_ids = list(sp["test"])
-    draws, ids = cell_ids(sp, size, cell["seeds"], split_cfg)
+    draws, ids = cell_ids(sp, size, cell["seeds"], split_cfg, mode.get("train_pool"))
 
     ckpt = load_checkpoint(pretrained)
     dev = str(pick_device(device))

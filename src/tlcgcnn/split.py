@@ -10,6 +10,10 @@
 * :func:`train_val` draws the training set of a given size and seed from the pool: the first
   ``size`` materials of a seeded permutation (so training sets are nested across sizes for a
   seed) and a validation set from the rest.
+* A target of the metal or non-metal subset that a mode trains with ``train_pool: all``
+  (:data:`TRAIN_POOLS`) also gets ``pool_all``: every labelled material of any subset that is
+  not in its test set, shuffled with the seed; such a mode draws its training and validation
+  crystals from it (:func:`pool_ids`) and is tested on the subset's own test set.
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ import numpy as np
 import pandas as pd
 
 SUBSETS = ("all", "metal", "nonmetal")
+# where a fine-tuning mode draws its training and validation crystals from (finetune.modes.<m>.train_pool):
+# the target's subset (the split's ``pool``), or every subset (``pool_all``)
+TRAIN_POOLS = ("subset", "all")
 
 
 def metal_flags(df: pd.DataFrame, rule: str = "is_metal", threshold: float = 0.0) -> pd.Series:
@@ -79,6 +86,7 @@ def target_split(
     seed: int,
     test_ids: list[str] | None = None,
     labelled_with: list[str] | None = None,
+    all_ids: list[str] | None = None,
 ) -> dict[str, Any]:
     """Fixed test set and shuffled training pool for ``prop`` within a subset.
 
@@ -87,7 +95,13 @@ def target_split(
     With ``test_ids`` the test set is exactly those of them that are labelled within the
     subset (``test_fraction`` and ``test_max`` are not used) and the pool is every other
     labelled material; ids that the table does not hold or that lack the label are simply
-    not in this target's test set."""
+    not in this target's test set.
+
+    With ``all_ids`` (the ids of every subset: the subsets file's ``all``) the result also
+    holds ``pool_all`` and ``n_labelled_all``: the labelled materials among ``all_ids`` that
+    are neither in the test set nor (with ``test_ids``) a listed test id of another subset,
+    shuffled with a generator seeded like the pool's. Without ``all_ids`` the result is
+    exactly what it was before ``pool_all`` existed."""
     if prop not in df.columns:
         raise ValueError(f"property {prop!r} is not in the table; columns: {list(df.columns)}")
     labelled = df.loc[df[[prop, *(labelled_with or [])]].notna().all(axis=1), "material_id"].astype(str)
@@ -103,11 +117,20 @@ def target_split(
             raise ValueError(f"split.test_ids: none of its {len(fixed)} ids is among the {len(ids)} materials labelled with {prop!r} in this subset")
         if in_test.all():
             raise ValueError(f"split.test_ids: all {len(ids)} materials labelled with {prop!r} in this subset are test ids: nothing is left to train on")
-        return {"property": prop, "seed": seed, "n_labelled": len(ids), "test": perm[in_test].tolist(), "pool": perm[~in_test].tolist()}
-    n_test = max(1, int(round(test_fraction * len(ids))))
-    if test_max:
-        n_test = min(n_test, int(test_max))
-    return {"property": prop, "seed": seed, "n_labelled": len(ids), "test": perm[:n_test].tolist(), "pool": perm[n_test:].tolist()}
+        out = {"property": prop, "seed": seed, "n_labelled": len(ids), "test": perm[in_test].tolist(), "pool": perm[~in_test].tolist()}
+    else:
+        n_test = max(1, int(round(test_fraction * len(ids))))
+        if test_max:
+            n_test = min(n_test, int(test_max))
+        out = {"property": prop, "seed": seed, "n_labelled": len(ids), "test": perm[:n_test].tolist(), "pool": perm[n_test:].tolist()}
+    if all_ids is not None:
+        # held-out ids (split.test_ids) of the other subsets stay out too: no model trains on them
+        leave_out = set(out["test"]) | (set(map(str, test_ids)) if test_ids is not None else set())
+        every = np.array(sorted(set(labelled) & set(map(str, all_ids))))
+        perm_all = every[np.random.default_rng(seed).permutation(len(every))]
+        out["n_labelled_all"] = len(every)
+        out["pool_all"] = [i for i in perm_all.tolist() if i not in leave_out]
+    return out
 
 
 @dataclass
@@ -118,6 +141,22 @@ class TrainVal:
 
 def n_val_for(size: int, val_fraction: float, val_min: int) -> int:
     return max(int(val_min), int(math.ceil(val_fraction * size)))
+
+
+def pool_ids(split: dict[str, Any], train_pool: str | None = None) -> list[str]:
+    """The ids a cell draws its training and validation crystals from: the split's ``pool``
+    (``train_pool`` None or ``subset``), or ``pool_all`` (``all``: every subset's labelled
+    materials but the test set)."""
+    if train_pool in (None, "subset"):
+        return list(split["pool"])
+    if train_pool != "all":
+        raise ValueError(f"unknown train_pool {train_pool!r}; choose from {TRAIN_POOLS}")
+    if "pool_all" not in split:
+        raise ValueError(
+            f"split of {split.get('name', split.get('property'))!r} has no pool_all (written only for a target with a "
+            "train_pool: all mode); make the split file again"
+        )
+    return list(split["pool_all"])
 
 
 def train_val(pool: list[str], size: int | str, seed: int, val_fraction: float, val_min: int) -> TrainVal:
@@ -172,12 +211,18 @@ def run(
         if subsets_path is None:
             raise ValueError("a target split needs the subsets file")
         subset = spec.get("subset", "all")
-        ids = io.read_json(subsets_path)[subset]
         fixed = read_test_ids(split_cfg["test_ids"]) if split_cfg.get("test_ids") else None
-        result = target_split(df, spec["property"], ids, split_cfg["test_fraction"], split_cfg.get("test_max"), split_cfg["seed"], test_ids=fixed, labelled_with=also)
+        subs = io.read_json(subsets_path)
+        all_ids = subs["all"] if spec.get("pool_all") else None
+        result = target_split(
+            df, spec["property"], subs[subset], split_cfg["test_fraction"], split_cfg.get("test_max"), split_cfg["seed"],
+            test_ids=fixed, labelled_with=also, all_ids=all_ids,
+        )
         result.update(name=spec["name"], subset=subset, test_ids_file=split_cfg.get("test_ids"))
         if also:
             result["labelled_with"] = also
         log.info("%s (%s, %s): %d labelled, %d test, %d in the training pool", spec["name"], spec["property"], subset, result["n_labelled"], len(result["test"]), len(result["pool"]))
+        if all_ids is not None:
+            log.info("%s: %d labelled in every subset, %d in the all-subsets training pool (pool_all)", spec["name"], result["n_labelled_all"], len(result["pool_all"]))
     io.write_json(out, result)
     return result

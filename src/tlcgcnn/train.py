@@ -400,28 +400,33 @@ def run_training(
     progress: bool = True,
     exclude_ids: list[str] | None = None,
     resume_path: str | None = None,
+    train_pool: str | None = None,
 ) -> dict[str, Any]:
     """Workflow entry: resolve the split of (size, seed) and train one model.
 
     ``spec``, ``model_cfg`` and ``train_cfg`` are complete (tlcgcnn.config resolves them).
     ``exclude_ids`` are removed from the training pool first (pretraining leaves out the
     fixed test sets of the fine-tuning targets, so no test material is ever seen).
-    ``resume_path``: the training loop's resumable state (continued if it exists)."""
+    ``resume_path``: the training loop's resumable state (continued if it exists).
+    ``train_pool``: ``all`` draws from the split's ``pool_all`` (every subset's labelled
+    materials but the test set) instead of its ``pool`` (:func:`tlcgcnn.split.pool_ids`)."""
     import pandas as pd
 
     from tlcgcnn import provenance
     from tlcgcnn.config import parse_size
-    from tlcgcnn.split import train_val
+    from tlcgcnn.split import pool_ids, train_val
 
     props = list(dict.fromkeys([spec["property"], *(spec.get("properties") or [])]))
     df = pd.read_parquet(table_path, columns=["material_id", *props])
     sp = io.read_json(split_path)
     size_v = parse_size(size)
-    pool = list(sp["pool"])
+    pool = pool_ids(sp, train_pool)
+    if train_pool == "all":
+        log.info("training pool: every subset (pool_all, %d materials; the %s pool holds %d)", len(pool), sp.get("subset"), len(sp["pool"]))
     if exclude_ids:
-        drop = set(exclude_ids)
+        drop, n_pool = set(exclude_ids), len(pool)
         pool = [i for i in pool if i not in drop]
-        log.info("%d of %d pool materials are fine-tuning test materials: left out", len(sp["pool"]) - len(pool), len(sp["pool"]))
+        log.info("%d of %d pool materials are fine-tuning test materials: left out", n_pool - len(pool), n_pool)
     tv = train_val(pool, size_v, int(seed), split_cfg["val_fraction"], split_cfg["val_min"])
     split_ids = {"train": tv.train, "val": tv.val, "test": list(sp["test"])}
     target = target_from_spec(spec)
@@ -444,6 +449,7 @@ def run_training(
         "git_commit": prov["code"]["git_commit"],
         "package_version": prov["code"]["package"],
         "torch_version": prov["torch"],
+        **({"train_pool": train_pool} if train_pool and train_pool != "subset" else {}),
     }
     return train(
         table_df=df,
