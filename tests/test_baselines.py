@@ -64,3 +64,50 @@ def test_cv_folds_shrink_for_tiny_training_sets():
 def test_unknown_estimator():
     with pytest.raises(ValueError, match="unknown baseline"):
         baselines.make_search("xgboost", "regression", 50, 5, 0)
+
+
+def test_a_train_pool_all_baseline_cell_fits_on_every_subset(monkeypatch, tmp_path):
+    """A baseline cell of a non-metal target with train_pool: all fits on pool_all (metals
+    included) and predicts the target's own test set; its records say train_pool."""
+    import yaml
+
+    from conftest import ROOT
+    from tlcgcnn import config as C
+    from tlcgcnn import io, split
+    from tlcgcnn.finetune import baseline_cell
+
+    X, y, ids = _data(n=120)
+    metals = set(ids[::2])
+    X.rename_axis("material_id").reset_index().to_parquet(tmp_path / "descriptors.parquet")
+    pd.DataFrame({"material_id": ids, "k": y.to_numpy()}).to_parquet(tmp_path / "t.parquet")
+    sp = split.target_split(pd.DataFrame({"material_id": ids, "k": y.to_numpy()}), "k", [i for i in ids if i not in metals], 0.2, None, 42, all_ids=ids)
+    io.write_json(tmp_path / "k.split.json", {**sp, "name": "k_nm", "subset": "nonmetal"})
+    raw = yaml.safe_load((ROOT / "config" / "mp500.yaml").read_text())
+    raw["finetune"]["modes"] = {"scratch": {}, "ridge": {"estimator": "ridge"}, "ridge_all": {"estimator": "ridge", "train_pool": "all"}}
+    raw["finetune"]["targets"] = [{"name": "k_nm", "property": "k", "subset": "nonmetal", "modes": ["scratch", "ridge", "ridge_all"]}]
+    raw["finetune"]["sizes"], raw["finetune"]["seeds"] = [20], [0, 1]
+    cfg = C.load(raw)
+    fitted: list[list[str]] = []
+    real = baselines.fit_predict
+
+    def spy(name, task, X, y, train_ids, test_ids, seed, threads=1):
+        fitted.append(list(train_ids))
+        assert list(test_ids) == sp["test"]
+        return real(name, task, X, y, train_ids, test_ids, seed, threads)
+
+    monkeypatch.setattr(baselines, "fit_predict", spy)
+    records = {}
+    for mode in ("ridge", "ridge_all"):
+        records[mode] = baseline_cell(
+            cell=cfg.cell("k_nm", 20, mode).as_params(), table_path=str(tmp_path / "t.parquet"), descriptors_path=str(tmp_path / "descriptors.parquet"),
+            split_path=str(tmp_path / "k.split.json"), split_cfg=cfg.split_settings(), threads=1,
+            out_metrics=str(tmp_path / mode / "metrics.json"), out_predictions=str(tmp_path / mode / "predictions.parquet"),
+        )
+    subset_fits, all_fits = fitted[:2], fitted[2:]
+    assert all(set(f) <= set(sp["pool"]) and not set(f) & metals for f in subset_fits)
+    assert all(set(f) <= set(sp["pool_all"]) and set(f) & metals for f in all_fits)
+    assert all_fits[0] == split.train_val(sp["pool_all"], 20, 0, 0.2, cfg.split.val_min).train
+    assert [r["train_pool"] for r in records["ridge_all"]] == ["all", "all"] and not any("train_pool" in r for r in records["ridge"])
+    assert [r["n_test"] for r in records["ridge_all"]] == [r["n_test"] for r in records["ridge"]] == [len(sp["test"])] * 2
+    preds = pd.read_parquet(tmp_path / "ridge_all" / "predictions.parquet")
+    assert sorted(set(preds["material_id"])) == sorted(sp["test"])

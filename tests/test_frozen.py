@@ -294,3 +294,34 @@ def test_tiny_workflow_runs_a_frozen_cell_and_tests_it_against_scratch(tmp_path)
     assert len(row) == 1 and row["holm_family"].iloc[0] == "transfer_vs_scratch" and row["n_pairs"].iloc[0] == 3
     assert row["baseline"].iloc[0] == "scratch" and np.isfinite(row["p_value"].iloc[0])
     print(f"tiny frozen workflow: {took:.0f} s")
+
+
+def test_a_train_pool_all_frozen_cell_draws_from_pool_all(cell_inputs, monkeypatch, tmp_path):
+    """A frozen-features mode with train_pool: all embeds and fits the draws of pool_all
+    (the other subset's crystals too) and is tested on the same test set."""
+    import tlcgcnn.evaluate
+    from tlcgcnn.frozen import cell_ids
+    from tlcgcnn.split import train_val
+
+    ids = cell_inputs["ids"]
+    test, pool, other = ids[:30], ids[30:60], ids[60:]
+    sp = {"property": "band_gap", "test": test, "pool": pool, "pool_all": other + pool}
+    io.write_json(cell_inputs["split"], sp)
+    cfg = C.load(_raw(ef_ridge=FROZEN, ef_ridge_all={**FROZEN, "train_pool": "all"}))
+    cell = cfg.cell("gap_nonmetal", 25, "ef_ridge_all").as_params()
+    assert cell["mode"]["train_pool"] == "all"
+    embedded: list[str] = []
+    real_embed = tlcgcnn.evaluate.embed_ids
+
+    def spy(ckpt, checkpoint, graph_dir, want, device="auto"):
+        embedded[:] = list(want)
+        return real_embed(ckpt, checkpoint, graph_dir, want, device)
+
+    monkeypatch.setattr(tlcgcnn.evaluate, "embed_ids", spy)
+    records = _run_cell({**cell_inputs, "cell": cell}, tmp_path)
+    draws = {s: train_val(other + pool, 25, s, 0.2, 10) for s in (0, 1, 2)}
+    assert embedded == cell_ids(sp, 25, [0, 1, 2], cell_inputs["split_cfg"], "all")[1]
+    assert set(embedded) == {i for tv in draws.values() for i in (*tv.train, *tv.val)} | set(test) and set(embedded) & set(other)
+    assert [r["train_pool"] for r in records] == ["all"] * 3 and all(r["n_test"] == 30 for r in records)
+    with pytest.raises(ValueError, match="has no pool_all"):
+        cell_ids({"property": "band_gap", "test": test, "pool": pool}, 25, [0], cell_inputs["split_cfg"], "all")

@@ -223,3 +223,49 @@ def test_resumed_fit_keeps_each_groups_learning_rate(atom_table, graphs, tmp_pat
     assert got_val == ref_val
     for key, tensor in ref.items():
         assert torch.equal(tensor, got[key]), key
+
+
+def test_a_train_pool_all_cell_trains_on_metals_and_tests_on_its_subset(toy_set, tmp_path):
+    """A non-metal target's cells (graph model, 2 epochs): scratch draws from the non-metal
+    pool, scratch_all (train_pool: all) from pool_all, metals included; both test on the
+    same non-metal test set, and only scratch_all's records say train_pool."""
+    from tlcgcnn import config as C
+    from tlcgcnn import io
+    from tlcgcnn.finetune import finetune_cell
+
+    df, d, _ = toy_set
+    ids = df["material_id"].tolist()
+    metals = set(ids[::2])  # synthetic metal flag: every other crystal
+    nonmetals = [i for i in ids if i not in metals]
+    sp = split.target_split(df, "k_vrh", nonmetals, 0.2, None, 42, all_ids=ids)
+    sp.update(name="k_nm", subset="nonmetal")
+    io.write_json(tmp_path / "k_nm.split.json", sp)
+    cfg = C.load({
+        "name": "t", "dataset": {"source": "local", "path": "x.csv"},
+        "split": {"val_fraction": 0.2, "val_min": 5},
+        "model": {"atom_fea_len": 16, "n_conv": 1, "h_fea_len": 16},
+        "train": {"epochs": 2, "batch_size": 16, "patience": 5, "device": "cpu", "amp": "none", "checkpoint_every": 0},
+        "finetune": {
+            "targets": [{"name": "k_nm", "property": "k_vrh", "transform": "log10", "subset": "nonmetal"}],
+            "sizes": [10], "seeds": [0], "modes": {"scratch": {}, "scratch_all": {"train_pool": "all"}},
+        },
+    })
+    out = {}
+    for mode in ("scratch", "scratch_all"):
+        cell_dir = tmp_path / mode
+        records = finetune_cell(
+            cell=cfg.cell("k_nm", 10, mode).as_params(), table_path=str(d / "t.parquet"), split_path=str(tmp_path / "k_nm.split.json"),
+            graph_dir=str(d / "g"), atom_features_path=str(ROOT / "src" / "tlcgcnn" / "data" / "atom_features.csv"), pretrained=[],
+            split_cfg=cfg.split_settings(), threads=1, config=None, out_metrics=str(cell_dir / "metrics.json"),
+            out_predictions=str(cell_dir / "predictions.parquet"), device="cpu",
+        )
+        out[mode] = (records[0], load_checkpoint(cell_dir / "runs" / "s0" / "model.pt")["split"], pd.read_parquet(cell_dir / "predictions.parquet"))
+    (rec, sp_scratch, pred), (rec_all, sp_all, pred_all) = out["scratch"], out["scratch_all"]
+    assert sp_scratch["test"] == sp_all["test"] == sp["test"] and sorted(pred["material_id"]) == sorted(pred_all["material_id"]) == sorted(sp["test"])
+    assert set(sp_scratch["train"] + sp_scratch["val"]) <= set(sp["pool"]) and not metals & set(sp_scratch["train"] + sp_scratch["val"])
+    drawn = sp_all["train"] + sp_all["val"]
+    assert set(drawn) <= set(sp["pool_all"]) and metals & set(sp_all["train"]) and not set(drawn) & set(sp["test"])
+    assert sp_all["train"] == split.train_val(sp["pool_all"], 10, 0, 0.2, 5).train and len(sp_all["val"]) == len(sp_scratch["val"]) == 5
+    assert rec_all["train_pool"] == "all" and "train_pool" not in rec and rec_all["n_train"] == rec["n_train"] == 10
+    assert rec_all["n_test"] == rec["n_test"] == len(sp["test"])
+    assert load_checkpoint(tmp_path / "scratch_all" / "runs" / "s0" / "model.pt")["meta"]["train_pool"] == "all"
