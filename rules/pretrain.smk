@@ -1,5 +1,5 @@
 # Pretraining: one source model per `pretrain` entry (tlcgcnn.pretrain). Its pool leaves out
-# every fine-tuning target's test set.
+# the test set of every fine-tuning target with a transfer mode (target_splits()).
 
 
 rule pretrain:

@@ -1,8 +1,10 @@
 """Pretraining: one source model per ``pretrain`` entry of the configuration.
 
 The source's settings arrive as :meth:`tlcgcnn.config.PretrainSource.as_params`. Its
-training pool leaves out the fixed test sets of every fine-tuning target, so that no
-fine-tuning test material is ever seen in pretraining.
+training pool leaves out the fixed test sets of every fine-tuning target with a transfer mode
+(:attr:`tlcgcnn.config.Config.transfer_target_names`), so that no model fine-tuned from a
+source, nor its frozen features, is tested on a material the source trained on. (A target of
+scratch and baseline modes only has no source to leak through.)
 """
 
 from __future__ import annotations
