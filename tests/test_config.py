@@ -297,3 +297,23 @@ def test_run_records_say_train_pool_only_when_set():
     assert fields["scratch_all"]["train_pool"] == fields["rf_all"]["train_pool"] == "all"
     assert "train_pool" not in fields["scratch"] and "train_pool" not in fields["rf"]
     assert {k: v for k, v in fields["scratch_all"].items() if k not in ("mode", "train_pool")} == {k: v for k, v in fields["scratch"].items() if k != "mode"}
+
+
+def test_paper_cpu_train_pool_additions_leave_the_other_jobs_alone():
+    """config/paper-cpu.yaml's all-vs-non-metal study (hse_gap_nm with scratch_all / rf_all)
+    changes no other target's split spec, no other cell's params, no source and no
+    pretraining input (the test sets it leaves out): a run started before it keeps its jobs."""
+    raw = yaml.safe_load((ROOT / "config" / "paper-cpu.yaml").read_text())
+    cfg = C.load(raw)
+    assert cfg.pool_all_modes("hse_gap_nm") == ["scratch_all", "rf_all"] and cfg.split_spec("hse_gap_nm")["pool_all"] is True
+    before = copy.deepcopy(raw)
+    before["finetune"]["targets"] = [t for t in raw["finetune"]["targets"] if t["name"] != "hse_gap_nm"]
+    for m in ("scratch_all", "rf_all"):
+        del before["finetune"]["modes"][m]
+    old = C.load(before)
+    for name in old.split_names():
+        assert json.dumps(cfg.split_spec(name)) == json.dumps(old.split_spec(name)), name
+    for c in old.cells():
+        assert json.dumps(cfg.cell(c.target.name, c.size, c.mode.name).as_params()) == json.dumps(c.as_params())
+    assert [s.as_params() for s in cfg.pretrain_sources()] == [s.as_params() for s in old.pretrain_sources()]
+    assert cfg.transfer_target_names == old.target_names
