@@ -1,5 +1,5 @@
-"""MT-CGCNN's multi-task vs single-task comparison: pairing sources from a config and the
-table on synthetic test predictions."""
+"""MT-CGCNN's multi-task vs single-task comparison: pairing sources from a config, the table
+on synthetic test predictions, and its figure."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import yaml
 from scipy import stats as sstats
 
 from conftest import ROOT
+from tlcgcnn import figures, multitask
 from tlcgcnn.multitask import COLUMNS, PairMismatchError, SourcePair, multitask_table, source_pairs, write_table
 from tlcgcnn.stats import read_table
 
@@ -161,3 +162,65 @@ def test_empty_table_has_the_columns_and_no_rows(tmp_path):
     t = read_table(out)
     assert list(t.columns) == list(COLUMNS) and t.empty
     assert list(multitask_table([], {}).columns) == list(COLUMNS)
+
+
+# ------------------------------------------------------------------------------ figure
+def _table_csv(tmp_path) -> str:
+    rows = []
+    for prop, base in ((PROPS[0], 0.2), (PROPS[1], 0.6), (PROPS[2], 0.5)):
+        st = ST_NAMES[prop]
+        for size, p_holm in ((1000, 0.2), (4000, 0.004), (8000, 1e-5)):
+            mae_st = base * (size / 1000) ** -0.3
+            rows.append({"property": prop, "size": size, "mt_source": f"mt_{size // 1000}k", "st_source": f"{st}_{size // 1000}k", "n_test": 1000,
+                         "mae_mt": 0.9 * mae_st, "mae_st": mae_st, "change_pct": -10.0, "spearman_mt": 0.9, "spearman_st": 0.88, "t": -3.0, "p": p_holm / 9, "p_holm": p_holm,
+                         "holm_family": multitask.HOLM_FAMILY})
+    path = tmp_path / "multitask.csv"
+    pd.DataFrame(rows, columns=list(COLUMNS)).to_csv(path, index=False)
+    return str(path)
+
+
+def test_figure_is_registered_and_drawn(tmp_path):
+    assert figures.input_paths("multitask_sources", "results/x") == {"multitask": "results/x/stats/multitask.csv"}
+    png, pdf = tmp_path / "f.png", tmp_path / "f.pdf"
+    figures.draw("multitask_sources", {"multitask": _table_csv(tmp_path)}, png, pdf)
+    assert png.stat().st_size > 20_000 and pdf.stat().st_size > 5_000
+    # an empty table (a figure asked for by hand): a panel that says why, no crash
+    empty = tmp_path / "empty.csv"
+    write_table([], {}, empty)
+    figures.draw("multitask_sources", {"multitask": str(empty)}, tmp_path / "e.png", tmp_path / "e.pdf")
+    assert (tmp_path / "e.png").stat().st_size > 1000
+    assert figures.caption("multitask_sources", ROOT / "report").startswith("Multi-task against single-task pretraining")
+
+
+def test_figure_marks_and_annotations(tmp_path, monkeypatch):
+    """The drawn axes: log-log, one panel per property with units, a multi-task and a
+    single-task line through the sizes, the Holm p at each size."""
+    import matplotlib.pyplot as plt
+
+    from tlcgcnn.figures import curves
+
+    seen = []
+    monkeypatch.setattr(curves, "finish", lambda fig, png, pdf: (seen.append(fig), plt.close(fig)))
+    curves.multitask_sources(read_table(_table_csv(tmp_path)), tmp_path / "f.png", tmp_path / "f.pdf")
+    axes = seen[0].axes
+    assert len(axes) == 3
+    assert [ax.get_ylabel() for ax in axes] == ["test MAE of ΔEf (eV/atom)", "test MAE of Eg (eV)", "test MAE of E_F (eV)"]
+    for ax, prop in zip(axes, PROPS, strict=True):
+        assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+        lines = {ln.get_label(): ln for ln in ax.get_lines()}
+        st = ST_NAMES[prop]
+        assert sorted(lines) == ["multi-task (mt_1k, mt_4k, mt_8k)", f"single-task ({st}_1k, {st}_4k, {st}_8k)"]
+        assert list(lines["multi-task (mt_1k, mt_4k, mt_8k)"].get_xdata()) == [1000, 4000, 8000]
+        assert lines["multi-task (mt_1k, mt_4k, mt_8k)"].get_ydata()[0] < lines[f"single-task ({st}_1k, {st}_4k, {st}_8k)"].get_ydata()[0]
+        texts = [t.get_text() for t in ax.texts]
+        assert texts == ["n.s.\np=0.2", "**\np=0.004", "***\np=1e-05"]
+
+
+def test_figure_is_requested_where_the_config_pairs_sources():
+    assert "multitask_sources" in figures.requested(load("paper-cpu"))
+    assert "multitask_sources" in figures.requested(load("zoo"))  # mt and ef: one split, no fine-tuning records needed
+    assert "multitask_sources" not in figures.requested(load("config"))
+    assert "multitask_sources" not in figures.requested(load("mp500"))
+    cfg = load("paper-cpu")
+    cfg["pretrain"] = [p for p in cfg["pretrain"] if not p["name"].startswith("mt_")]
+    assert "multitask_sources" not in figures.requested(cfg)
