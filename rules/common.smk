@@ -186,6 +186,32 @@ def zoo_params(wildcards):
     }
 
 
+# MT-CGCNN's multi-task vs single-task comparison (tlcgcnn.multitask): the pairs of trained
+# pretraining sources that share a split; stats/multitask.csv only where the config has some
+from tlcgcnn.multitask import source_pairs as _source_pairs  # noqa: E402
+
+MT_PAIRS = _source_pairs(config)
+
+
+def multitask_pairs():
+    """The pairs as plain dicts (the rule's params)."""
+    return [p.as_dict() for p in MT_PAIRS]
+
+
+def multitask_sources():
+    """Every source of a pair, sorted: the order of multitask_predictions()."""
+    return sorted({s for p in MT_PAIRS for s in (p.mt_source, p.st_source)})
+
+
+def multitask_predictions():
+    return [f"{R}/pretrain/{s}/predictions.parquet" for s in multitask_sources()]
+
+
+def multitask_files():
+    """stats/multitask.csv where the config pairs sources, else nothing."""
+    return [f"{R}/stats/multitask.csv"] if MT_PAIRS else []
+
+
 # figures: the registry in src/tlcgcnn/figures answers; these map the {figure} wildcard
 from tlcgcnn import figures as figure_registry  # noqa: E402
 
@@ -244,7 +270,8 @@ PUB = f"{CFG.report.dir}/{CFG.name}"
 def stats_tables():
     """Stem of every stats/*.csv table the config produces (the report publishes them)."""
     names = ["metrics", "ttests", "protocol", *(["external"] if EXTERNAL else [])]
-    return names + list(PAPER_TABLES) if GROUP_SEEDS else names
+    names = names + list(PAPER_TABLES) if GROUP_SEEDS else names
+    return names + (["multitask"] if MT_PAIRS else [])
 
 
 def published_files():
@@ -287,6 +314,7 @@ def all_targets():
         f"{R}/stats/ttests.csv",
         *expand(f"{R}/pretrain/{{p}}/metrics.json", p=sorted(PRETRAIN)),
         *([f"{R}/stats/external.csv"] if EXTERNAL else []),
+        *multitask_files(),
         *zoo_folders(),
     ]
     return common + paper_targets() if GROUP_SEEDS else common

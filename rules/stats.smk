@@ -114,3 +114,29 @@ rule pretrain_table:
         runtime=10,
     script:
         "../workflow/scripts/pretrain_table.py"
+
+
+# MT-CGCNN: each multi-task source against the single-task sources of its properties on the
+# same split (tlcgcnn.multitask; pairs from the config, none: not in the DAG of `all`)
+rule multitask_table:
+    input:
+        multitask_predictions(),
+    output:
+        report(
+            f"{R}/stats/multitask.csv",
+            caption="../report/multitask_table.rst",
+            category="Statistics",
+        ),
+    log:
+        f"{R}/logs/multitask_table.log",
+    conda:
+        "../envs/stats.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        pairs=multitask_pairs(),
+        sources=multitask_sources(),
+    script:
+        "../workflow/scripts/multitask_table.py"

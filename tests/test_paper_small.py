@@ -64,7 +64,7 @@ def test_paper_small_slice(tmp_path):
     took = time.perf_counter() - t0
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     res = tmp_path / "results" / "paper-small-ci"
-    figures = ["ef_eg_density", "subset_scaling", "improvement", "freeze_heatmap", "protocol_sensitivity", "multitask", "pretrain_size", "models", "learning_curve"]
+    figures = ["ef_eg_density", "subset_scaling", "improvement", "freeze_heatmap", "protocol_sensitivity", "multitask", "multitask_sources", "pretrain_size", "models", "learning_curve"]
     figures += [f"learning_curve_{t}" for t in ("gap_nonmetal", "metal_cls", "log_kvrh", "eps_r")]
     # the slice still has what every figure needs, and nothing else is drawn
     assert sorted(requested(slice_config())) == sorted(figures)
@@ -87,6 +87,10 @@ def test_paper_small_slice(tmp_path):
     assert set(ef["mode"]) == {"ef_ft", "ef_freeze1", "ef_freeze2", "ef_freeze3", "ef_head", "ef_ridge"} and ef.groupby("size")["selected"].sum().eq(1).all()
     pre = pd.read_csv(res / "stats" / "pretrain.csv")
     assert "mae_efermi" in pre.columns and set(pre["subset"]) == {"all", "metal", "nonmetal"}
+    # MT-CGCNN vs single-task: mt_all and ef_all share a split (same size, seed, subset, labels)
+    mt = pd.read_csv(res / "stats" / "multitask.csv")
+    assert list(mt[["property", "mt_source", "st_source"]].itertuples(index=False, name=None)) == [("formation_energy_per_atom", "mt_all", "ef_all")]
+    assert mt["mae_mt"].gt(0).all() and mt["n_test"].gt(0).all()
     for table in ("best_transfer", "improvement", "spearman", "classification", "models"):
         assert (res / "stats" / f"{table}.csv").stat().st_size > 10
     print(f"paper-small slice: {took:.0f} s")

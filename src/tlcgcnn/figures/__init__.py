@@ -59,6 +59,7 @@ INPUTS: dict[str, tuple[str, Callable[[str | Path], Any]]] = {
     "corr": ("stats/ef_eg_correlation.json", _read_json),
     "external": ("stats/external.csv", _read_table),
     "external_predictions": ("stats/external_predictions.parquet", _read_parquet),
+    "multitask": ("stats/multitask.csv", _read_table),
 }
 
 
@@ -157,6 +158,12 @@ def _draw_multitask(d: Mapping[str, Any], labels: Mapping[str, str], target: str
     multitask_bars(d["metrics"], d["tests"], dict(labels), png, pdf)
 
 
+def _draw_multitask_sources(d: Mapping[str, Any], labels: Mapping[str, str], target: str | None, png: str | Path, pdf: str | Path) -> None:
+    from tlcgcnn.figures.curves import multitask_sources
+
+    multitask_sources(d["multitask"], png, pdf)
+
+
 def _draw_models(d: Mapping[str, Any], labels: Mapping[str, str], target: str | None, png: str | Path, pdf: str | Path) -> None:
     from tlcgcnn.figures.models import model_comparison
 
@@ -180,6 +187,7 @@ REGISTRY: dict[str, Figure] = {
         Figure("freeze_heatmap", "freeze_heatmap", ("metrics", "tests"), "freeze_heatmap", "Transfer learning", _paper(needs.has_scheme_comparison), _draw_freeze_heatmap),
         Figure("protocol_sensitivity", "protocol_sensitivity", ("protocol", "metrics"), "protocol_sensitivity", "Transfer learning", _paper(needs.has_protocol_choice), _draw_protocol),
         Figure("multitask", "multitask", ("metrics", "tests"), "multitask", "Transfer learning", _paper(needs.has_multitask_comparison), _draw_multitask),
+        Figure("multitask_sources", "multitask_sources", ("multitask",), "multitask_sources", "Learning curves", needs.has_multitask_pairs, _draw_multitask_sources),
         Figure("pretrain_size", "pretrain_size", ("metrics",), "pretrain_size", "Transfer learning", _paper(needs.has_pretrain_size_sweep), _draw_pretrain_size),
         Figure("models", "models", ("models",), "models", "Models", _paper(needs.has_model_comparison), _draw_models),
         Figure("external_parity", "external_parity", ("external", "external_predictions"), "external_parity", "External sets", needs.has_external, _draw_external_parity),

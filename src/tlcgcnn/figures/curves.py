@@ -171,3 +171,61 @@ def pretrain_size(metrics: pd.DataFrame, target_labels: dict[str, str], png: str
         ax.legend(fontsize=7)
     fig.suptitle("Pretraining set size vs target error (mean ± sd over seeds)", fontsize=10)
     finish(fig, png, pdf)
+
+
+def _stars(p: float) -> str:
+    """Significance marks of a Holm-corrected p-value (n.s. at 0.05 or above, or NaN)."""
+    if not np.isfinite(p) or p >= 0.05:
+        return "n.s."
+    return "***" if p < 0.001 else "**" if p < 0.01 else "*"
+
+
+def multitask_sources(table: pd.DataFrame, png: str | Path, pdf: str | Path) -> None:
+    """MT-CGCNN's comparison (stats/multitask.csv, tlcgcnn.multitask): test MAE of the
+    pretraining sources against their training-set size (crystals) on log-log axes, one
+    panel per property, in its units: the multi-task sources (circles, solid) and the
+    single-task sources of that property trained on the same crystals (squares, dashed). At
+    each size the Holm-corrected p of the paired t-test on the per-crystal absolute errors
+    (stars: * < 0.05, ** < 0.01, *** < 0.001). Size ``all`` (the whole training pool) is
+    drawn right of the largest size; several pairs at one size (e.g. two multi-task
+    sources) give one pair of lines each."""
+    setup()
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter, NullLocator
+
+    from tlcgcnn.properties import PROPERTIES, units_of
+
+    props = list(dict.fromkeys(table["property"])) if len(table) else []
+    fig, axes = plt.subplots(1, max(1, len(props)), figsize=(4.6 * max(1, len(props)), 4.2), squeeze=False)
+    if not props:
+        empty(axes[0, 0], "no multi-task / single-task pretraining sources on one split in the config")
+    for ax, prop in zip(axes[0], props, strict=False):
+        sub = table[table["property"] == prop].copy()
+        numeric = numeric_size(sub["size"])
+        top = numeric.max()
+        sub["x"] = numeric.fillna(2.0 * top if np.isfinite(top) else 1.0)
+        sub = sub.sort_values(["x", "mt_source", "st_source"])
+        sub["series"] = sub.groupby("x").cumcount()
+        for k, g in sub.groupby("series"):
+            ax.plot(g["x"], g["mae_mt"], marker="o", ms=6, ls="-", color=f"C{2 * k}", label=f"multi-task ({', '.join(g['mt_source'])})")
+            ax.plot(g["x"], g["mae_st"], marker="s", ms=6, ls="--", color=f"C{2 * k + 1}", label=f"single-task ({', '.join(g['st_source'])})")
+        for r in sub.itertuples():
+            ax.annotate(f"{_stars(float(r.p_holm))}\np={float(r.p_holm):.2g}", (r.x, max(r.mae_mt, r.mae_st)), textcoords="offset points",
+                        xytext=(0, 7), ha="center", va="bottom", fontsize=7)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        xs = sorted(sub["x"].unique())
+        names = dict(zip(sub["x"], sub["size"].astype(str), strict=False))
+        ax.set_xticks(xs, [names[x] for x in xs])
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        plain_log_axis(ax.yaxis)
+        ax.margins(x=0.15, y=0.25)
+        unit = units_of(prop)
+        ax.set_xlabel("pretraining set size (crystals)")
+        ax.set_ylabel(f"test MAE of {SHORT.get(prop, prop)}" + (f" ({unit})" if unit else ""))
+        ax.set_title(PROPERTIES[prop].description if prop in PROPERTIES else prop, fontsize=10)
+        ax.legend(fontsize=7)
+    fig.suptitle("Multi-task vs single-task pretraining on the same crystals (Holm-corrected paired t-test p)", fontsize=10)
+    finish(fig, png, pdf)
+    log.info("multi-task vs single-task sources -> %s", png)

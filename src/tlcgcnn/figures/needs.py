@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tlcgcnn.figures.labels import scheme_key, source_label
+from tlcgcnn.multitask import source_pairs
 
 Config = Mapping[str, Any]
 
@@ -132,6 +133,13 @@ def has_multitask_comparison(config: Config) -> bool:
     least one other source (whole data set, largest pretraining set), beside the baseline."""
     kept = [u for u in _largest_per_source(_compared(config)) if u.scheme == (0, 0) and u.subset == "all"]
     return any(u.multitask for u in kept) and len({u.source for u in kept}) > 1
+
+
+def has_multitask_pairs(config: Config) -> bool:
+    """Multi-task vs single-task sources figure: a multi-task pretraining source and a
+    single-task source of one of its properties share a split (tlcgcnn.multitask.source_pairs;
+    stats/multitask.csv then has rows). Needs no fine-tuning records."""
+    return bool(source_pairs(config))
 
 
 def has_pretrain_size_sweep(config: Config) -> bool:

@@ -1,0 +1,16 @@
+"""Snakemake adapter: multi-task vs single-task pretraining sources (tlcgcnn.multitask)."""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.join(snakemake.scriptdir, "..", "..", "src"))  # noqa: F821
+
+from tlcgcnn.multitask import write_table  # noqa: E402
+from tlcgcnn.runtime import log_to  # noqa: E402
+
+log_to(snakemake.log[0])  # noqa: F821
+write_table(
+    snakemake.params.pairs,  # noqa: F821
+    dict(zip(snakemake.params.sources, snakemake.input, strict=True)),  # noqa: F821
+    snakemake.output[0],  # noqa: F821
+)
