@@ -274,9 +274,15 @@ def stats_tables():
     return names + (["multitask"] if MT_PAIRS else [])
 
 
+def correlation_files():
+    """stats/ef_eg_correlation.json (the ΔEf–Eg Pearson r) where the config makes it."""
+    return [f"{R}/stats/ef_eg_correlation.json"] if GROUP_SEEDS else []
+
+
 def published_files():
     """Tables and figures of the published folder, each a copy of the run's file."""
     tables = [f"{PUB}/tables/{t}.csv" for t in stats_tables()]
+    tables += [f"{PUB}/tables/{Path(f).name}" for f in correlation_files()]
     figures = [f"{PUB}/figures/{s}.png" for s in figure_registry.requested(config)]
     return {"tables": tables, "figures": figures}
 

@@ -38,6 +38,8 @@ rule report:
         tests=f"{R}/stats/ttests.csv",
         metrics=f"{R}/stats/metrics.csv",
         protocol=f"{R}/stats/protocol.csv",
+        multitask=multitask_files(),
+        correlation=correlation_files(),
         ingest=f"{R}/data/ingest_summary.json",
         pretrain=expand(f"{R}/pretrain/{{p}}/metrics.json", p=sorted(PRETRAIN)),
         tables=published_files()["tables"],

@@ -257,6 +257,8 @@ def _publish(tmp_path: Path, name: str = "demo") -> Path:
     io.write_csv(_tests(metrics), run / "stats" / "ttests.csv")
     io.write_csv(_protocol(metrics), run / "stats" / "protocol.csv")
     io.write_csv(_multitask_table(), run / "stats" / "multitask.csv")
+    io.write_json(run / "stats" / "ef_eg_correlation.json", {"x": "formation_energy_per_atom", "y": "band_gap", "n": 36736, "pearson_r": -0.5742,
+                                                             "pearson_p": 0.0, "pearson_ci_low": -0.581, "pearson_ci_high": -0.5673, "spearman_rho": -0.6022})
     (run / "figures" / "learning_curve.png").write_bytes(b"\x89PNG fake")
     io.write_json(run / "data" / "ingest_summary.json", {"input": "t.csv", "input_sha256": "e" * 64, "rows_in": 10, "rows_kept": 9})
     io.write_json(run / "pretrain" / "eg" / "metrics.json", {"pretrain": "eg", "mae": 0.4, "n_test": 5, "n_train": 20, "data_sha256": "d" * 64})
@@ -285,7 +287,7 @@ def _publish(tmp_path: Path, name: str = "demo") -> Path:
         tests=run / "stats" / "ttests.csv", metrics=run / "stats" / "metrics.csv", ingest_summary=run / "data" / "ingest_summary.json",
         pretrain_metrics=[run / "pretrain" / "eg" / "metrics.json"], tables=tables, figures=[pub / "figures" / "learning_curve.png"],
         out_claims=pub / "claims.csv", out_summary=pub / "summary.md", out_provenance=pub / "provenance.json", settings=settings,
-        protocol=run / "stats" / "protocol.csv", multitask=run / "stats" / "multitask.csv",
+        protocol=run / "stats" / "protocol.csv", multitask=run / "stats" / "multitask.csv", correlation=run / "stats" / "ef_eg_correlation.json",
     )
     return pub
 
@@ -312,6 +314,7 @@ def test_published_folder_summary_and_provenance(tmp_path):
     assert list(claims["verdict"]) == ["held", "reversed", "not significant", "held", "not significant", "reversed", "held"]
     assert list(claims["resolved_mode"]) == ["eg_ft", "ef_ft", "noisy", "eg_ft", "noisy", "ef_ft", "mt_1k"]
     assert "## Multi-task vs single-task pretraining (MT-CGCNN)" in summary and "| mt_4k | efermi_4k | 1000 |" in summary
+    assert "Over the 36,736 crystals with both" in summary and "Pearson r = -0.574 (95 % CI -0.581 to -0.567, p = 0)" in summary
     assert "| sel | TL-CGCNN |" in summary and "noisy (selected on validation from eg) " in summary
     assert "[protocol.csv](tables/protocol.csv)" in summary
     assert report.check_published(pub) == []

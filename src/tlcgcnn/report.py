@@ -465,6 +465,15 @@ def _family_table(tests: pd.DataFrame, labels: Mapping[str, str]) -> str:
     return _table(header, rows)
 
 
+def correlation_text(c: Mapping[str, Any]) -> str:
+    """One sentence on two properties' correlation (stats/ef_eg_correlation.json)."""
+    return (
+        f"Over the {_thousands(c['n'])} crystals with both, {property_label(str(c['x']))} and {property_label(str(c['y']))} "
+        f"have Pearson r = {float(c['pearson_r']):.3f} (95 % CI {float(c['pearson_ci_low']):.3f} to {float(c['pearson_ci_high']):.3f}, "
+        f"p = {fmt_p(float(c['pearson_p']))}) and Spearman ρ = {float(c['spearman_rho']):.3f}."
+    )
+
+
 def _multitask_table(mt: pd.DataFrame) -> str:
     header = ("property", "pretraining n", "multi-task", "single-task", "test crystals", "MAE (multi)", "MAE (single)", "change",
               "Spearman ρ (multi / single)", "p (Holm)")
@@ -492,9 +501,11 @@ def summary_markdown(
     settings: Mapping[str, Any], claims: pd.DataFrame, tests: pd.DataFrame, metrics: pd.DataFrame,
     ingest: Mapping[str, Any], pretrain: Sequence[Mapping[str, Any]], figures: Sequence[tuple[str, str]],
     tables: Sequence[str], wall: Mapping[str, Any], multitask: pd.DataFrame | None = None,
+    correlation: Mapping[str, Any] | None = None,
 ) -> str:
     """The human summary: ``figures`` are (stem, link relative to the summary), ``tables``
-    links to the published tables; ``multitask`` (stats/multitask.csv) gets its own section."""
+    links to the published tables; ``multitask`` (stats/multitask.csv) and ``correlation``
+    (stats/ef_eg_correlation.json) get their own sections."""
     name = settings["config"]["name"]
     labels = settings.get("labels") or {}
     parts = [
@@ -528,6 +539,9 @@ def summary_markdown(
             f"these {len(multitask)} tests. Errors in the property's units."
         )
         parts.append(_multitask_table(multitask))
+    if correlation:
+        parts.append("## ΔEf and Eg (TL-CGCNN's density scatter)")
+        parts.append(correlation_text(correlation))
     parts.append("## Figures")
     captions = settings.get("captions") or {}
     if not figures:
@@ -675,11 +689,12 @@ def publish(
     *, tests: str | Path, metrics: str | Path, ingest_summary: str | Path, pretrain_metrics: Sequence[str | Path],
     tables: Sequence[str | Path], figures: Sequence[str | Path], out_claims: str | Path, out_summary: str | Path,
     out_provenance: str | Path, settings: Mapping[str, Any], protocol: str | Path | None = None,
-    multitask: str | Path | None = None,
+    multitask: str | Path | None = None, correlation: str | Path | None = None,
 ) -> pd.DataFrame:
     """Workflow entry (rule report): claims.csv, summary.md and provenance.json. ``protocol``:
     the run's stats/protocol.csv (resolves ``selected:`` claims; published as tables/protocol.csv);
-    ``multitask``: its stats/multitask.csv (``kind: multitask`` claims), where the run has one.
+    ``multitask``: its stats/multitask.csv (``kind: multitask`` claims), where the run has one;
+    ``correlation``: its stats/ef_eg_correlation.json (the ΔEf–Eg Pearson r, in the summary).
 
     ``settings``: ``config`` (resolved, Config.as_dict), ``config_sha256``, ``configfiles``,
     ``baseline``, ``baseline_modes``, ``frozen_modes``, ``claims`` (Config.claims), ``labels`` (target labels),
@@ -701,7 +716,8 @@ def publish(
     here = Path(out_summary).parent
     figs = [(Path(f).stem, Path(os.path.relpath(f, here)).as_posix()) for f in figures]
     tabs = [Path(os.path.relpath(t, here)).as_posix() for t in tables]
-    io.write_text(out_summary, summary_markdown(settings, claims, tests_df, metrics_df, ingest, pretrain, figs, tabs, wall, multitask_df))
+    corr = io.read_json(correlation) if correlation is not None else None
+    io.write_text(out_summary, summary_markdown(settings, claims, tests_df, metrics_df, ingest, pretrain, figs, tabs, wall, multitask_df, corr))
     repo = settings.get("repo") or "."
     exclude = []
     rd = settings.get("report_dir")

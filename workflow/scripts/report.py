@@ -9,6 +9,13 @@ from tlcgcnn.report import publish  # noqa: E402
 from tlcgcnn.runtime import log_to  # noqa: E402
 
 log_to(snakemake.log[0])  # noqa: F821
+
+
+def optional(files):
+    """The one file of an optional input (an empty list where the config has none)."""
+    return files if isinstance(files, str) else next(iter(files), None)
+
+
 publish(
     tests=snakemake.input.tests,  # noqa: F821
     metrics=snakemake.input.metrics,  # noqa: F821
@@ -21,4 +28,6 @@ publish(
     out_provenance=snakemake.output.provenance,  # noqa: F821
     settings=snakemake.params.settings,  # noqa: F821
     protocol=snakemake.input.protocol,  # noqa: F821
+    multitask=optional(snakemake.input.multitask),  # noqa: F821
+    correlation=optional(snakemake.input.correlation),  # noqa: F821
 )
