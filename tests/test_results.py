@@ -479,3 +479,15 @@ def test_published_check_recomputes_multitask_claims_from_the_published_table(tm
     assert any("claim mt: ours_mode_error = 0.5, its tables give 0.6" in p for p in problems), problems
     (pub / "tables" / "multitask.csv").unlink()
     assert any("cannot be recomputed" in p and "multitask.csv has 0 rows" in p for p in report.check_published(pub))
+
+
+def test_wall_times_sum_cpu_time_where_the_benchmarks_have_it(tmp_path):
+    """cpu_time (Snakemake's benchmark column) is summed per rule beside the wall time: the
+    compute a rule needed even when other work shared the machine."""
+    for rel, s, cpu in (("finetune/t/n50/a.tsv", 100.0, 60.5), ("finetune/t/n50/b.tsv", 50.0, 40.0), ("stats.tsv", 2.0, 1.5)):
+        path = tmp_path / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"s\th:m:s\tmax_rss\tcpu_time\n{s}\t0:01:00\t10\t{cpu}\n")
+    wall = report.wall_times(tmp_path)
+    assert wall["per_rule"] == {"finetune": {"s": 150.0, "jobs": 2, "cpu_s": 100.5}, "stats": {"s": 2.0, "jobs": 1, "cpu_s": 1.5}}
+    assert wall["total_s"] == 152.0 and wall["total_cpu_s"] == 102.0

@@ -440,7 +440,8 @@ def _what_ran(s: Mapping[str, Any], ingest: Mapping[str, Any], pretrain: Sequenc
     if wall.get("jobs"):
         out.append(
             f"* Job time: {_duration(wall['total_s'])}, the wall times of {_thousands(wall['jobs'])} jobs summed (jobs that ran "
-            "in parallel overlap, so the run itself took less; per rule in provenance.json)."
+            "in parallel overlap, so the run itself took less; per rule in provenance.json)"
+            + (f"; CPU time {_duration(wall['total_cpu_s'])}." if wall.get("total_cpu_s") is not None else ".")
         )
     return out
 
@@ -576,7 +577,9 @@ def benchmark_rule(relpath: str, baseline_modes: Iterable[str] = (), frozen_mode
 
 def wall_times(bench_dir: str | Path, baseline_modes: Iterable[str] = (), frozen_modes: Iterable[str] = ()) -> dict[str, Any]:
     """Wall time (the ``s`` column of Snakemake's benchmark files) summed per rule, with the
-    number of jobs, and the total; the report rules' own files are left out."""
+    number of jobs, and the total; the report rules' own files are left out. Where the files
+    have Snakemake's ``cpu_time`` column its sum is ``cpu_s`` (CPU seconds: unlike the wall
+    time, not inflated when other work shared the machine)."""
     root = Path(bench_dir)
     per: dict[str, dict[str, Any]] = {}
     for path in sorted(root.rglob("*.tsv")) if root.is_dir() else []:
@@ -589,8 +592,13 @@ def wall_times(bench_dir: str | Path, baseline_modes: Iterable[str] = (), frozen
         entry = per.setdefault(rule, {"s": 0.0, "jobs": 0})
         entry["s"] += float(df["s"].sum())
         entry["jobs"] += 1
-    per = {k: {"s": round(v["s"], 2), "jobs": v["jobs"]} for k, v in sorted(per.items())}
-    return {"per_rule": per, "total_s": round(sum(v["s"] for v in per.values()), 2), "jobs": sum(v["jobs"] for v in per.values()), "source": str(root)}
+        if "cpu_time" in df.columns:
+            entry["cpu_s"] = entry.get("cpu_s", 0.0) + float(pd.to_numeric(df["cpu_time"], errors="coerce").fillna(0.0).sum())
+    per = {k: {"s": round(v["s"], 2), "jobs": v["jobs"], **({"cpu_s": round(v["cpu_s"], 2)} if "cpu_s" in v else {})} for k, v in sorted(per.items())}
+    out = {"per_rule": per, "total_s": round(sum(v["s"] for v in per.values()), 2), "jobs": sum(v["jobs"] for v in per.values()), "source": str(root)}
+    if any("cpu_s" in v for v in per.values()):
+        out["total_cpu_s"] = round(sum(v.get("cpu_s", 0.0) for v in per.values()), 2)
+    return out
 
 
 def _run(cmd: list[str], cwd: str | Path | None = None) -> str | None:
