@@ -259,3 +259,32 @@ def test_learning_curve_of_size_all_sits_at_the_mean_training_size(tmp_path):
     tests = pd.DataFrame([{"target": "log_kvrh", "size": "all", "p_holm": 0.01, "mae_mode": 0.06, "mae_baseline": 0.07}])
     learning_curve(pd.DataFrame(rows), tests, tmp_path / "lc.png", tmp_path / "lc.pdf")
     assert (tmp_path / "lc.png").stat().st_size > 1000 and (tmp_path / "lc.pdf").exists()
+
+
+def test_pretrain_size_figure_draws_a_head_reinitialised_sweep_and_its_scratch(monkeypatch):
+    """The pretraining-size sweep need not fine-tune every layer as it is: sources of one
+    property at several sizes, each fine-tuned with the head re-initialised (paper-cpu's
+    log_kvrh_sources), give one line per training size; a scheme at one size draws none."""
+    import matplotlib.pyplot as plt
+
+    from tlcgcnn.figures import curves
+
+    rows = []
+    for size in (100, 500):
+        for seed in range(3):
+            rows.append(dict(target="k", size=size, seed=seed, mode="scratch", family="scratch", error=0.2 - size / 1e4, pretrain_size=None,
+                             pretrain_property=None, pretrain_subset=None, freeze=0, reinit="none"))
+            for n_pre in (1000, 4000, 28525):
+                rows.append(dict(target="k", size=size, seed=seed, mode=f"ef{n_pre}_head", family="transfer", error=0.15 - n_pre / 1e6 - size / 1e4,
+                                 pretrain_size=n_pre, pretrain_property="formation_energy_per_atom", pretrain_subset="all", freeze=0, reinit="head"))
+            rows.append(dict(target="k", size=size, seed=seed, mode="ef_freeze2", family="transfer", error=0.16, pretrain_size=28525,
+                             pretrain_property="formation_energy_per_atom", pretrain_subset="all", freeze=2, reinit="unfrozen"))
+    seen = []
+    monkeypatch.setattr(curves, "finish", lambda fig, png, pdf: (seen.append(fig), plt.close(fig)))
+    metrics = pd.DataFrame(rows).assign(task="regression", property="k_vrh", transform="log10")
+    curves.pretrain_size(metrics, {"k": "log10 K"}, "x.png", "x.pdf")
+    ax = seen[0].axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert sorted(labels) == ["scratch, n=100", "scratch, n=500",
+                              "ΔEf, all layers fine-tuned, head re-initialised, n=100", "ΔEf, all layers fine-tuned, head re-initialised, n=500"], labels
+    assert ax.get_xscale() == "log" and ax.get_xlabel() == "pretraining set size (crystals)"

@@ -7,11 +7,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from tlcgcnn.figures.labels import SHORT, fine_tunes_all, mode_labels, source_label
+from tlcgcnn.figures.labels import SHORT, mode_labels, scheme, source_label
 from tlcgcnn.figures.style import empty, error_label, finish, numeric_size, plain_log_axis, plain_log_ticks, setup
 
 log = logging.getLogger(__name__)
@@ -138,37 +139,43 @@ def subset_scaling(pretrain: pd.DataFrame, png: str | Path, pdf: str | Path, pro
 
 
 def pretrain_size(metrics: pd.DataFrame, target_labels: dict[str, str], png: str | Path, pdf: str | Path) -> None:
-    """Target error vs pretraining-set size (all-layers-fine-tuned modes of one source), with the
-    scratch error as a dashed line; one panel per target, one line per training size."""
+    """Target error vs pretraining-set size (crystals, log axis): for each source property
+    and transfer scheme (e.g. all layers fine-tuned, or head re-initialised) pretrained on two
+    or more set sizes, one line per training size (mean ± sd over seeds), with the scratch
+    error at that training size as a dashed line; one panel per target."""
     setup()
     import matplotlib.pyplot as plt
 
-    m = metrics[metrics["family"] == "transfer"].copy()
+    m = metrics[(metrics["family"] == "transfer") & metrics["pretrain_size"].notna()].copy()
     feats = m["features"] if "features" in m else pd.Series(None, index=m.index)
-    m = m[[fine_tunes_all(f, r, x) for f, r, x in zip(m["freeze"], m["reinit"], feats, strict=True)]]
+    ests = m["estimator"] if "estimator" in m else pd.Series(None, index=m.index)
     m["source"] = [source_label(p, s) for p, s in zip(m["pretrain_property"], m["pretrain_subset"], strict=True)]
-    swept = m.groupby("source")["pretrain_size"].nunique()
-    swept = swept[swept > 1]
-    m = m[m["source"].isin(swept.index)]
-    per_target = m.groupby("target")["pretrain_size"].nunique()
-    targets = [t for t in dict.fromkeys(m["target"]) if per_target[t] > 1]
-    fig, axes = plt.subplots(1, max(1, len(targets)), figsize=(4.4 * max(1, len(targets)), 3.8), squeeze=False)
+    m["scheme"] = [scheme(f, r, x, e) for f, r, x, e in zip(m["freeze"], m["reinit"], feats, ests, strict=True)]
+    m["pretrain_size"] = m["pretrain_size"].astype(float)
+    swept = m.groupby(["target", "source", "scheme"])["pretrain_size"].transform("nunique")
+    m = m[swept > 1]
+    targets = list(dict.fromkeys(m["target"]))
+    fig, axes = plt.subplots(1, max(1, len(targets)), figsize=(5.0 * max(1, len(targets)), 4.0), squeeze=False)
     if not targets:
         empty(axes[0, 0], "no pretraining-size sweep in the config")
     for ax, target in zip(axes[0], targets, strict=False):
         sub = m[m["target"] == target]
-        for k, ((src, size), g) in enumerate(sub.groupby(["source", "size"])):
+        scratch_drawn: dict[str, Any] = {}
+        for (src, sch, size), g in sub.groupby(["source", "scheme", "size"], sort=True):
             agg = g.groupby("pretrain_size")["error"].agg(["mean", "std"]).reset_index()
-            line = ax.errorbar(agg["pretrain_size"], agg["mean"], yerr=agg["std"].fillna(0), marker="o", capsize=2, label=f"TL {src}, n={size}")
+            line = ax.errorbar(agg["pretrain_size"], agg["mean"], yerr=agg["std"].fillna(0), marker="o", capsize=2,
+                               label=f"{src}, {sch}, n={size}")
+            if str(size) in scratch_drawn:
+                continue
             scr = metrics[(metrics["target"] == target) & (metrics["size"].astype(str) == str(size)) & (metrics["mode"] == "scratch")]
             if len(scr):
-                ax.axhline(scr["error"].mean(), ls="--", color=line[0].get_color(), lw=1, label=f"scratch, n={size}")
+                scratch_drawn[str(size)] = ax.axhline(scr["error"].mean(), ls="--", color=line[0].get_color(), lw=1, label=f"scratch, n={size}")
         ax.set_xscale("log")
         plain_log_axis(ax.xaxis, sorted(sub["pretrain_size"].dropna().unique()))
-        ax.set_xlabel("pretraining set size")
+        ax.set_xlabel("pretraining set size (crystals)")
         ax.set_ylabel(error_label(sub))
         ax.set_title(target_labels.get(target, target), fontsize=9)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=6)
     fig.suptitle("Pretraining set size vs target error (mean ± sd over seeds)", fontsize=10)
     finish(fig, png, pdf)
 

@@ -143,12 +143,13 @@ def has_multitask_pairs(config: Config) -> bool:
 
 
 def has_pretrain_size_sweep(config: Config) -> bool:
-    """Pretraining-size figure: one target fine-tunes all layers from one source pretrained
-    on sets of several sizes."""
-    sizes: dict[tuple[str, str | None], set[float | None]] = {}
+    """Pretraining-size figure: one target is fine-tuned the same way (one scheme) from
+    sources of one property pretrained on sets of several sizes (a `checkpoint:` source, whose
+    size only its file knows, does not count here; the figure places it by its records)."""
+    sizes: dict[tuple[str, str | None, tuple[int, int] | None], set[float]] = {}
     for u in mode_uses(config):
-        if u.family == "transfer" and u.scheme == (0, 0):
-            sizes.setdefault((u.target, u.source), set()).add(u.pretrain_size)
+        if u.family == "transfer" and u.pretrain_size is not None:
+            sizes.setdefault((u.target, u.source, u.scheme), set()).add(u.pretrain_size)
     return any(len(s) > 1 for s in sizes.values())
 
 
