@@ -31,7 +31,10 @@ def smk(*args: str, check: bool = True, timeout: int = 1500) -> subprocess.Compl
 def e2e_config(tmp_path: Path, name: str) -> Path:
     cfg = yaml.safe_load((ROOT / "config" / "mp500.yaml").read_text())
     cfg["name"] = name
-    cfg["dataset"]["path"] = str(require_shared(MP500))
+    data = tmp_path / "data" / MP500.name  # a copy: the test changes its mtime and content
+    data.parent.mkdir()
+    shutil.copyfile(require_shared(MP500), data)
+    cfg["dataset"]["path"] = str(data)
     cfg["train"].update(epochs=25, patience=8)
     cfg["finetune"].update(sizes=[25, 50], seeds=[0, 1, 2])
     path = tmp_path / f"{name}.yaml"
@@ -68,6 +71,15 @@ def test_pipeline_end_to_end_on_real_data(tmp_path):
         res = smk(str(fig.relative_to(ROOT)), "--cores", "2", "--configfile", str(cfg))
         assert ran_rules(res.stdout + res.stderr) == ["figure"]
         assert fig.exists()
+        # the dataset is compared by content: a copy mounted again (new mtime) leaves the run
+        # finished; a changed file reruns ingest and everything after it
+        data = Path(yaml.safe_load(cfg.read_text())["dataset"]["path"])
+        os.utime(data, (data.stat().st_atime + 3600, data.stat().st_mtime + 3600))
+        res = smk("-n", "--cores", "2", "--configfile", str(cfg))
+        assert "Nothing to be done" in res.stdout + res.stderr, res.stdout[-3000:]
+        pd.read_csv(data).iloc[1:].to_csv(data, index=False, compression="gzip")
+        res = smk("-n", "--cores", "2", "--configfile", str(cfg))
+        assert "ingest" in ran_rules(res.stdout) and "Params have changed" in res.stdout, res.stdout[-3000:]
     finally:
         shutil.rmtree(out, ignore_errors=True)
 
