@@ -129,6 +129,8 @@ rule multitask_table:
         ),
     log:
         f"{R}/logs/multitask_table.log",
+    benchmark:
+        f"{R}/benchmarks/multitask_table.tsv"
     conda:
         "../envs/stats.yaml"
     threads: 1
