@@ -233,13 +233,18 @@ def test_config_checks_multitask_claims_against_its_sources():
     raw = _raw_config([_mt_claim("m1", "band_gap", 100)])
     raw["pretrain"] = [
         *raw["pretrain"],
-        {"name": "mt_s", "property": "formation_energy_per_atom", "properties": ["formation_energy_per_atom", "band_gap"], "size": 100},
-        {"name": "eg_s", "property": "band_gap", "size": 100},
+        {"name": "mt_s", "property": "formation_energy_per_atom", "properties": ["formation_energy_per_atom", "band_gap"], "size": 100,
+         "labelled_with": ["band_gap"]},
+        {"name": "eg_s", "property": "band_gap", "size": 100, "labelled_with": ["formation_energy_per_atom"]},
     ]
     cfg = C.load(raw)
     assert cfg.claims()[0]["kind"] == "multitask" and cfg.claims()[0]["versus"] is None
     with pytest.raises(C.ConfigError, match=r"report.claims m1: needs a multi-task pretrain source with efermi and a single-task one"):
         C.load({**raw, "report": {"claims": [_mt_claim("m1", "efermi", 100)]}})
+    # both sources exist but on two splits: stats/multitask.csv would have no row for the claim
+    other_split = [{k: v for k, v in p.items() if k != "labelled_with"} if p["name"] == "eg_s" else p for p in raw["pretrain"]]
+    with pytest.raises(C.ConfigError, match=r"report.claims m1: .* on one split .*found multi-task \['mt_s'\], single-task \['eg_s'\]"):
+        C.load({**raw, "pretrain": other_split})
     with pytest.raises(C.ConfigError, match=r"report.claims m1: a kind: multitask claim compares two pretraining sources; it sets property and size, not \['target'\]"):
         C.load({**raw, "report": {"claims": [_mt_claim("m1", "band_gap", 100, target="hse_gap")]}})
     with pytest.raises(C.ConfigError, match="report.claims c1: a claim comparing two modes needs target and mode"):

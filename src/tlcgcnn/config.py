@@ -799,8 +799,10 @@ class Config:
                 raise ConfigError(f"{where}: mode and versus are both {versus!r}: a claim compares two modes")
 
     def _check_multitask_claim(self, c: Mapping[str, Any], where: str) -> None:
-        """A multi-task vs single-task claim: a trained multi-task source with the property at
-        that size, and a single-task source of it at the same size (stats/multitask.csv pairs them)."""
+        """A multi-task vs single-task claim: a pair of trained sources, multi-task and
+        single-task, of the property at that size on one split: the pairs stats/multitask.csv
+        compares (tlcgcnn.multitask.source_pairs), so the report finds the claim's row."""
+        from tlcgcnn.multitask import source_pairs  # it imports this module
         extra = [k for k in ("target", "mode", "versus") if c.get(k)]
         if extra:
             raise ConfigError(f"{where}: a kind: multitask claim compares two pretraining sources; it sets property and size, not {extra}")
@@ -810,10 +812,11 @@ class Config:
         trained = [p for n, p in self._pretrain.items() if n not in self._checkpoints and parse_size(p["size"]) == size]
         mt = [p["name"] for p in trained if c["property"] in (p.get("properties") or [])]
         st = [p["name"] for p in trained if not p.get("properties") and p["property"] == c["property"]]
-        if not mt or not st:
+        paired = [q for q in source_pairs({"pretrain": [self._pretrain[n] for n in mt + st]}) if q.property == c["property"]]
+        if not paired:
             raise ConfigError(
                 f"{where}: needs a multi-task pretrain source with {c['property']} and a single-task one of it, both of size {size} "
-                f"(found multi-task {mt}, single-task {st})"
+                f"on one split (same seed, subset, transform, model and labelled_with) (found multi-task {mt}, single-task {st})"
             )
 
     @staticmethod

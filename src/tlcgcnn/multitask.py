@@ -27,6 +27,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tlcgcnn.config import PRETRAIN_DEFAULTS, parse_size
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -37,8 +39,6 @@ COLUMNS = (
     "property", "size", "mt_source", "st_source", "n_test", "mae_mt", "mae_st", "change_pct",
     "spearman_mt", "spearman_st", "t", "p", "p_holm", "holm_family",
 )
-# a pretrain entry's defaults (tlcgcnn.config.PRETRAIN_DEFAULTS), for a config dict without them
-_DEFAULTS: dict[str, Any] = {"transform": "none", "subset": "all", "size": "all", "seed": 0, "model": None}
 
 
 class PairMismatchError(ValueError):
@@ -61,25 +61,19 @@ class SourcePair:
         return asdict(self)
 
 
-def _size(value: Any) -> int | str:
-    """A config size as an int, or ``"all"``."""
-    if value is None or str(value) == "all":
-        return "all"
-    return int(value)
-
-
 def _size_order(size: int | str) -> float:
     return math.inf if size == "all" else float(size)
 
 
 def _entry(p: Mapping[str, Any]) -> dict[str, Any]:
-    return {**_DEFAULTS, **p}
+    """A pretrain entry with the schema's defaults filled (for a config dict without them)."""
+    return {**PRETRAIN_DEFAULTS, **p}
 
 
 def _split_key(p: Mapping[str, Any]) -> tuple[Any, ...]:
     """What makes two sources' training crystals, test set and label scale the same."""
     labelled = sorted({str(p["property"]), *(str(q) for q in p.get("labelled_with") or [])})
-    return (_size(p["size"]), int(p["seed"]), str(p["subset"]), tuple(labelled), str(p["transform"]), p.get("model"))
+    return (parse_size(p["size"]), int(p["seed"]), str(p["subset"]), tuple(labelled), str(p["transform"]), p.get("model"))
 
 
 def _properties(p: Mapping[str, Any]) -> list[str]:
@@ -96,7 +90,7 @@ def source_pairs(config: Mapping[str, Any]) -> list[SourcePair]:
     multi = [p for p in entries if len(_properties(p)) > 1]
     single = [p for p in entries if len(_properties(p)) == 1]
     pairs = [
-        SourcePair(prop, _size(m["size"]), str(m["name"]), str(s["name"]), str(m["transform"]))
+        SourcePair(prop, parse_size(m["size"]), str(m["name"]), str(s["name"]), str(m["transform"]))
         for m in multi
         for prop in _properties(m)
         for s in single
