@@ -10,7 +10,7 @@ NAME ?=
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test venv dry-run lint clean-results results-readme
+.PHONY: run test venv dry-run lint clean-results results-readme snapshot restore
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,3 +40,12 @@ clean-results:
 # the README's results table from the published folders (tlcgcnn.report)
 results-readme: $(STAMP)
 	$(PY) -m tlcgcnn.report readme $(if $(NAME),$(RESULTS_DIR)/$(NAME),$(patsubst %/summary.md,%,$(wildcard $(RESULTS_DIR)/*/summary.md))) README.md
+
+# carry an unfinished run to another machine or session (tlcgcnn.snapshot): save writes
+# resources/snapshots/<name>.tar.xz (stop the run first); restore unpacks it into a clean
+# checkout and rebuilds data/ and graphs/ so that Snakemake resumes where the run stopped
+snapshot: $(STAMP)
+	$(PY) -m tlcgcnn.snapshot save --configfile $(CONFIG)
+
+restore: $(STAMP)
+	$(PY) -m tlcgcnn.snapshot restore --configfile $(CONFIG) --cores $(CORES)

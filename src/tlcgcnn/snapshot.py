@@ -1,0 +1,371 @@
+"""Carry an unfinished run's results from one machine to the next.
+
+A long study (``config/paper-cpu.yaml`` is about 7 h on 2 cores) outlives the machine it
+started on when that machine is a session's sandbox or a cluster's scratch disk. A snapshot
+is one ``.tar.xz`` of what the run has finished that is expensive to redo (fine-tuning
+cells, finished seeds, pretrained sources, stats, logs, benchmarks), plus a manifest of
+every file with its size, mtime and sha256:
+
+* ``save``: the results folder of a config (``results/<name>``) into
+  ``resources/snapshots/<name>.tar.xz``. Left out, each listed with its reason in the
+  manifest: the *regenerated* folders (``data/``, ``graphs/``: ingest and featurize redo them
+  in minutes, and they are tens of MB to GB), files Snakemake marks as incomplete,
+  fine-tuning seeds' weights (``runs/s*/model.pt``: a cell's results are its metrics and
+  predictions) and atomic-write temporaries. The resumable state of a run that was
+  stopped mid-training (``state.pt``; the loop deletes it when the run ends) travels, so
+  a stopped source or seed goes on from its last checkpointed epoch.
+* ``restore``: unpack into a clean checkout with every file's recorded mtime, run Snakemake
+  for the regenerated files only, and give each regenerated file whose content is identical
+  (same sha256) its recorded mtime back. Snakemake then sees the run exactly as it was left:
+  a ``snakemake -n`` lists only the unfinished jobs. A regenerated file whose content
+  differs (the dataset or the featurizer changed) keeps its new mtime, so everything that
+  depends on it runs again: a snapshot can never make stale results look current.
+
+Snakemake's own metadata (``.snakemake/``) is not carried: for restored files, a change of a
+rule's params or code is not detected. The manifest records the config's sha256 and the
+code version; ``restore`` warns when either differs.
+
+The module is torch-free; ``restore`` runs Snakemake in a subprocess.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import fnmatch
+import io as _io
+import json
+import logging
+import os
+import subprocess
+import sys
+import tarfile
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tlcgcnn import io
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "snapshot.json"
+FORMAT = 1
+REGENERATED = ("data", "graphs")  # top-level folders of results/<name> that restore rebuilds
+DROPPED = {  # fnmatch pattern on the path relative to results/<name>  ->  reason
+    "finetune/*/runs/s*/model.pt": "a fine-tuning seed's weights (the cell keeps its metrics and predictions)",
+    "*.tmp": "an atomic-write temporary",
+}
+DIR_STAMP = ".snakemake_timestamp"  # the file that carries a directory() output's mtime
+
+
+class SnapshotError(ValueError):
+    """A snapshot that cannot be saved or restored; the message says why and what to do."""
+
+
+@dataclass
+class Entry:
+    """One file of the results folder: ``path`` is relative to it; ``left_out`` is the reason
+    it is not in the archive (``None``: it is)."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    sha256: str
+    left_out: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "size": self.size, "mtime_ns": self.mtime_ns, "sha256": self.sha256, "left_out": self.left_out}
+
+
+@dataclass
+class RestoreReport:
+    restored: int = 0
+    restored_bytes: int = 0
+    regenerated_same: list[str] = field(default_factory=list)
+    regenerated_changed: list[str] = field(default_factory=list)
+    regenerated_missing: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def default_archive(name: str, root: str | os.PathLike[str] = ".") -> Path:
+    return Path(root) / "resources" / "snapshots" / f"{name}.tar.xz"
+
+
+def snakemake_records(workdir: str | os.PathLike[str], kind: str = "incomplete") -> dict[str, Path]:
+    """Snakemake's per-file records under ``.snakemake/<kind>`` (``incomplete``: outputs of a
+    job that has not finished; ``metadata``: what each output was made with), keyed by the
+    output's path as Snakemake names it (relative to ``workdir``)."""
+    base = Path(workdir) / ".snakemake" / kind
+    found: dict[str, Path] = {}
+    if not base.is_dir():
+        return found
+    for dirpath, _, files in os.walk(base):
+        for name in files:
+            if name == "migration_underway":
+                continue
+            rel = Path(dirpath, name).relative_to(base)
+            encoded = "".join(part.removeprefix("@") for part in rel.parts)
+            try:
+                found[os.path.normpath(base64.urlsafe_b64decode(encoded).decode())] = Path(dirpath, name)
+            except (ValueError, UnicodeDecodeError):
+                log.warning("unreadable Snakemake record %s: ignored", rel)
+    return found
+
+
+def _active_locks(workdir: str | os.PathLike[str]) -> list[str]:
+    locks = Path(workdir) / ".snakemake" / "locks"
+    return sorted(p.name for p in locks.iterdir()) if locks.is_dir() else []
+
+
+def _left_out(rel: str, incomplete: bool, regenerate: Sequence[str]) -> str | None:
+    if rel.split("/", 1)[0] in regenerate:
+        return "regenerated"
+    if incomplete:
+        return "incomplete (its job had not finished)"
+    for pattern, reason in DROPPED.items():
+        if fnmatch.fnmatch(rel, pattern):
+            return reason
+    return None
+
+
+def scan(results_dir: str | os.PathLike[str], workdir: str | os.PathLike[str] = ".", regenerate: Sequence[str] = REGENERATED) -> list[Entry]:
+    """Every file under ``results_dir`` with what :func:`save` does with it."""
+    results = Path(results_dir)
+    incomplete = {os.path.normpath(os.path.relpath(p, os.path.relpath(results, workdir))) for p in snakemake_records(workdir)}
+    entries = []
+    for dirpath, dirs, files in os.walk(results):
+        dirs.sort()
+        for name in sorted(files):
+            path = Path(dirpath, name)
+            rel = path.relative_to(results).as_posix()
+            st = path.stat()
+            inc = any(rel == p or rel.startswith(p + "/") for p in incomplete)
+            entries.append(Entry(rel, st.st_size, st.st_mtime_ns, io.sha256_file(path), _left_out(rel, inc, regenerate)))
+    return entries
+
+
+def save(
+    results_dir: str | os.PathLike[str],
+    archive: str | os.PathLike[str],
+    *,
+    workdir: str | os.PathLike[str] = ".",
+    regenerate: Sequence[str] = REGENERATED,
+    config_path: str | os.PathLike[str] | None = None,
+) -> dict[str, Any]:
+    """Write the snapshot of ``results_dir`` (a path relative to ``workdir``, as in the rules)
+    to ``archive``; returns its manifest."""
+    from tlcgcnn.provenance import code_version
+
+    results = Path(workdir) / results_dir
+    if not results.is_dir():
+        raise SnapshotError(f"{results} does not exist: nothing to save (is the config's name right?)")
+    locks = _active_locks(workdir)
+    if locks:
+        raise SnapshotError(
+            f"a Snakemake run holds a lock on {Path(workdir).resolve()} ({', '.join(locks)}): stop it first "
+            "(SIGTERM lets running jobs finish) so that the snapshot sees finished files only; "
+            "a lock left by a killed run is removed with `snakemake --unlock`"
+        )
+    entries = scan(results, workdir, regenerate)
+    manifest = {
+        "format": FORMAT,
+        "results_dir": Path(results_dir).as_posix(),
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "code": code_version(),
+        "config": None if config_path is None else {"path": str(config_path), "sha256": io.sha256_file(config_path)},
+        "regenerated": list(regenerate),
+        "files": [e.as_dict() for e in entries],
+    }
+    with io.atomic_path(archive) as tmp, tarfile.open(tmp, "w:xz", preset=6) as tar:
+        data = json.dumps(manifest, indent=1, sort_keys=True).encode()
+        info = tarfile.TarInfo(MANIFEST)
+        info.size, info.mtime = len(data), int(time.time())
+        tar.addfile(info, _io.BytesIO(data))
+        for e in entries:
+            if e.left_out is None:
+                tar.add(results / e.path, arcname=f"files/{e.path}", recursive=False)
+    return manifest
+
+
+def read_manifest(archive: str | os.PathLike[str]) -> dict[str, Any]:
+    try:
+        with tarfile.open(archive, "r:xz") as tar:
+            member = tar.extractfile(MANIFEST)
+            if member is None:
+                raise KeyError(MANIFEST)
+            manifest: dict[str, Any] = json.loads(member.read())
+    except (OSError, tarfile.TarError, KeyError, json.JSONDecodeError) as err:
+        raise SnapshotError(f"{archive}: not a tlcgcnn snapshot ({err})") from None
+    if manifest.get("format") != FORMAT:
+        raise SnapshotError(f"{archive}: snapshot format {manifest.get('format')!r}, this version reads {FORMAT}")
+    return manifest
+
+
+def regeneration_targets(entries: Iterable[Entry], results_dir: str) -> list[str]:
+    """What Snakemake must be asked for to rebuild the regenerated files: a directory()
+    output (it holds a ``.snakemake_timestamp``) as a whole, any other file by itself."""
+    regen = [e.path for e in entries if e.left_out == "regenerated"]
+    dirs = sorted({p.rsplit("/", 1)[0] for p in regen if p.endswith("/" + DIR_STAMP)})
+    targets = [f"{results_dir}/{d}" for d in dirs]
+    targets += [f"{results_dir}/{p}" for p in regen if not any(p.startswith(d + "/") for d in dirs)]
+    return targets
+
+
+def _snakemake() -> list[str]:
+    exe = Path(sys.executable).parent / "snakemake"
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "snakemake"]
+
+
+def restore(
+    archive: str | os.PathLike[str],
+    *,
+    workdir: str | os.PathLike[str] = ".",
+    configfile: str | os.PathLike[str] | None = None,
+    cores: int = 2,
+    force: bool = False,
+    regenerate: bool = True,
+) -> RestoreReport:
+    """Unpack ``archive`` under ``workdir``, rebuild its regenerated files with Snakemake
+    (unless ``regenerate`` is False) and give every identical one its recorded mtime (see
+    the module docstring)."""
+    from tlcgcnn.provenance import code_version
+
+    manifest = read_manifest(archive)
+    results_dir = manifest["results_dir"]
+    results = Path(workdir) / results_dir
+    if results.exists() and any(results.iterdir()) and not force:
+        raise SnapshotError(
+            f"{results} already holds files: a snapshot is restored into a clean results folder "
+            "(remove it, or pass --force to overwrite the snapshot's files in it)"
+        )
+    report = RestoreReport()
+    entries = [Entry(**f) for f in manifest["files"]]
+    if configfile is not None and manifest.get("config") and io.sha256_file(configfile) != manifest["config"]["sha256"]:
+        report.warnings.append(
+            f"{configfile} differs from the config the snapshot was saved with ({manifest['config']['path']}): "
+            "Snakemake cannot tell whether a changed setting concerns a restored result"
+        )
+    saved_commit, commit = manifest["code"].get("git_commit"), code_version().get("git_commit")
+    if saved_commit and commit and saved_commit != commit:
+        report.warnings.append(f"saved at commit {saved_commit[:10]}, restored at {commit[:10]}: a rule whose code changed is not rerun for restored results")
+    stored = {e.path: e for e in entries if e.left_out is None}
+    with tarfile.open(archive, "r:xz") as tar:
+        for member in tar.getmembers():
+            if not member.name.startswith("files/"):
+                continue
+            rel = member.name.removeprefix("files/")
+            entry = stored.get(rel)
+            if entry is None or not member.isfile():
+                raise SnapshotError(f"{archive}: member {member.name} is not in the manifest")
+            dest = results / rel
+            src = tar.extractfile(member)
+            assert src is not None
+            with io.atomic_path(dest) as tmp:
+                tmp.write_bytes(src.read())
+            if io.sha256_file(dest) != entry.sha256:
+                raise SnapshotError(f"{archive}: {rel} does not match its sha256 in the manifest (a damaged archive)")
+            os.utime(dest, ns=(entry.mtime_ns, entry.mtime_ns))
+            report.restored += 1
+            report.restored_bytes += entry.size
+    if report.restored != len(stored):
+        raise SnapshotError(f"{archive}: {len(stored) - report.restored} files of its manifest are missing from it (a damaged archive)")
+
+    targets = regeneration_targets(entries, results_dir)
+    if targets and regenerate:
+        cmd = [*_snakemake(), *targets, "--cores", str(cores)]
+        if configfile is not None:
+            cmd += ["--configfile", str(configfile)]
+        log.info("regenerating %d outputs: %s", len(targets), " ".join(cmd))
+        res = subprocess.run(cmd, cwd=workdir)
+        if res.returncode != 0:
+            raise SnapshotError(f"Snakemake could not regenerate {', '.join(targets)} (exit {res.returncode}); see its log above")
+    regen = [e for e in entries if e.left_out == "regenerated"]
+    bad_dirs = set()
+    for e in regen:
+        path = results / e.path
+        if not path.exists():
+            report.regenerated_missing.append(e.path)
+        elif io.sha256_file(path) != e.sha256:
+            report.regenerated_changed.append(e.path)
+        else:
+            continue
+        bad_dirs.add(e.path.rsplit("/", 1)[0])
+    for e in regen:
+        folder = e.path.rsplit("/", 1)[0]
+        if e.path in report.regenerated_changed or e.path in report.regenerated_missing:
+            continue
+        if e.path.endswith("/" + DIR_STAMP) and any(b == folder or b.startswith(folder + "/") for b in bad_dirs):
+            report.regenerated_changed.append(e.path)  # the directory's content differs: it stays new
+            continue
+        os.utime(results / e.path, ns=(e.mtime_ns, e.mtime_ns))
+        report.regenerated_same.append(e.path)
+    return report
+
+
+def _summary(manifest: dict[str, Any]) -> str:
+    files = manifest["files"]
+    kept = [f for f in files if f["left_out"] is None]
+    reasons: dict[str, list[int]] = {}
+    for f in files:
+        if f["left_out"] is not None:
+            n, b = reasons.setdefault(f["left_out"], [0, 0])
+            reasons[f["left_out"]] = [n + 1, b + f["size"]]
+    lines = [
+        f"snapshot of {manifest['results_dir']} saved {manifest['created_utc']} at commit {str(manifest['code'].get('git_commit'))[:10]}"
+        + (" (uncommitted changes)" if manifest["code"].get("git_dirty") else ""),
+        f"  in the archive: {len(kept)} files, {sum(f['size'] for f in kept) / 1e6:.1f} MB",
+    ]
+    lines += [f"  left out, {why}: {n} files, {b / 1e6:.1f} MB" for why, (n, b) in sorted(reasons.items())]
+    cells = sorted({f["path"].rsplit("/", 1)[0] for f in kept if f["path"].startswith("finetune/") and f["path"].endswith("/metrics.json") and "/runs/" not in f["path"]})
+    seeds = [f for f in kept if "/runs/s" in f["path"] and f["path"].endswith("/metrics.json")]
+    sources = [f for f in kept if f["path"].startswith("pretrain/") and f["path"].endswith("/model.pt")]
+    lines.append(f"  finished: {len(cells)} fine-tuning cells, {len(seeds)} seeds, {len(sources)} pretrained sources")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tlcgcnn.snapshot", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, help_ in (("save", "write the snapshot of a config's results folder"), ("restore", "restore a snapshot into a clean checkout")):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("--configfile", required=True, help="the run's config (its name gives results/<name>)")
+        p.add_argument("--archive", help="default: resources/snapshots/<name>.tar.xz")
+        if name == "restore":
+            p.add_argument("--cores", type=int, default=2, help="for Snakemake's regeneration of data/ and graphs/")
+            p.add_argument("--force", action="store_true", help="restore into a results folder that already holds files")
+    show = sub.add_parser("show", help="what a snapshot holds")
+    show.add_argument("archive")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        if args.command == "show":
+            print(_summary(read_manifest(args.archive)))
+            return 0
+        from tlcgcnn.config import load
+
+        name = load(args.configfile).name
+        archive = Path(args.archive) if args.archive else default_archive(name)
+        if args.command == "save":
+            manifest = save(f"results/{name}", archive, config_path=args.configfile)
+            print(_summary(manifest))
+            print(f"wrote {archive} ({archive.stat().st_size / 1e6:.1f} MB)")
+            return 0
+        rep = restore(archive, configfile=args.configfile, cores=args.cores, force=args.force)
+        for w in rep.warnings:
+            print(f"warning: {w}", file=sys.stderr)
+        print(f"restored {rep.restored} files ({rep.restored_bytes / 1e6:.1f} MB) into results/{name}")
+        print(f"regenerated {len(rep.regenerated_same)} files identical to the snapshot's (their mtimes restored)")
+        for what, paths in (("differ from", rep.regenerated_changed), ("were not rebuilt as in", rep.regenerated_missing)):
+            if paths:
+                print(f"{len(paths)} regenerated files {what} the snapshot; what depends on them will run again: {', '.join(paths[:5])}" + (" ..." if len(paths) > 5 else ""))
+        print(f"continue with: snakemake --cores {args.cores} --configfile {args.configfile}")
+        return 0
+    except SnapshotError as err:
+        print(f"tlcgcnn.snapshot: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

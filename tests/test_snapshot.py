@@ -1,0 +1,186 @@
+"""Snapshots carry an unfinished run from one machine to the next (tlcgcnn.snapshot)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import tarfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import MP500, ROOT, require_shared
+from tlcgcnn import snapshot
+from tlcgcnn.snapshot import SnapshotError
+
+
+def _write(path: Path, text: str = "x", mtime_ns: int | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    if mtime_ns is not None:
+        os.utime(path, ns=(mtime_ns, mtime_ns))
+    return path
+
+
+def _marker(workdir: Path, kind: str, rel: str) -> None:
+    _write(workdir / ".snakemake" / kind / base64.urlsafe_b64encode(rel.encode()).decode(), "{}")
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path) -> Path:
+    """A results folder as a run leaves it (file contents stand in for real ones: what is
+    tested is which files travel, their bytes and their mtimes)."""
+    r = tmp_path / "results" / "demo"
+    t0 = 1_700_000_000_000_000_000
+    for i, rel in enumerate([
+        "data/structures.parquet", "data/ingest_summary.json", "graphs/abc/shard_000.npz", "graphs/abc/.snakemake_timestamp",
+        "splits/log_kvrh.split.json", "pretrain/ef/model.pt", "pretrain/ef/state.pt",
+        "finetune/log_kvrh/n50/scratch/metrics.json", "finetune/log_kvrh/n50/scratch/predictions.parquet",
+        "finetune/log_kvrh/n50/scratch/runs/s0/metrics.json", "finetune/log_kvrh/n50/scratch/runs/s0/model.pt",
+        "finetune/log_kvrh/n50/scratch/runs/s0/run_key", "finetune/log_kvrh/n100/scratch/runs/s0/state.pt",
+        "finetune/log_kvrh/n100/ef_ft/predictions.parquet", "logs/ingest.log", "stats/.ttests.csv.abc123.tmp",
+    ]):
+        _write(r / rel, f"content of {rel}", t0 + i * 1_000_000_123)
+    return r
+
+
+def test_save_leaves_out_regenerated_resumable_and_incomplete_files_and_lists_each(run_dir: Path, tmp_path: Path):
+    _marker(tmp_path, "incomplete", "results/demo/finetune/log_kvrh/n100/ef_ft/predictions.parquet")
+    archive = tmp_path / "snap.tar.xz"
+    manifest = snapshot.save("results/demo", archive, workdir=tmp_path)
+    why = {f["path"]: f["left_out"] for f in manifest["files"]}
+    assert len(why) == 16
+    assert why["data/structures.parquet"] == why["graphs/abc/shard_000.npz"] == "regenerated"
+    assert "weights" in why["finetune/log_kvrh/n50/scratch/runs/s0/model.pt"]
+    assert "incomplete" in why["finetune/log_kvrh/n100/ef_ft/predictions.parquet"]
+    assert "temporary" in why["stats/.ttests.csv.abc123.tmp"]
+    kept = {p for p, w in why.items() if w is None}
+    assert kept == {  # a stopped run's state.pt travels: it resumes from it
+        "pretrain/ef/state.pt", "finetune/log_kvrh/n100/scratch/runs/s0/state.pt",
+        "splits/log_kvrh.split.json", "pretrain/ef/model.pt", "finetune/log_kvrh/n50/scratch/metrics.json",
+        "finetune/log_kvrh/n50/scratch/predictions.parquet", "finetune/log_kvrh/n50/scratch/runs/s0/metrics.json",
+        "finetune/log_kvrh/n50/scratch/runs/s0/run_key", "logs/ingest.log",
+    }
+    with tarfile.open(archive) as tar:
+        assert sorted(m.name for m in tar.getmembers()) == sorted(["snapshot.json"] + [f"files/{p}" for p in kept])
+    shown = snapshot._summary(snapshot.read_manifest(archive))
+    assert "9 files" in shown and "1 fine-tuning cells, 1 seeds, 1 pretrained sources" in shown
+
+
+def test_restore_brings_back_bytes_and_mtimes_and_refuses_to_overwrite(run_dir: Path, tmp_path: Path):
+    archive = tmp_path / "snap.tar.xz"
+    manifest = snapshot.save("results/demo", archive, workdir=tmp_path)
+    new = tmp_path / "clone"
+    rep = snapshot.restore(archive, workdir=new, regenerate=False)
+    assert rep.restored == 10 and not rep.regenerated_same  # 9 + the cell no job marks incomplete here
+    assert sorted(rep.regenerated_missing) == ["data/ingest_summary.json", "data/structures.parquet", "graphs/abc/.snakemake_timestamp", "graphs/abc/shard_000.npz"]
+    for f in manifest["files"]:
+        if f["left_out"] is None:
+            path = new / "results" / "demo" / f["path"]
+            assert path.read_text() == f"content of {f['path']}" and path.stat().st_mtime_ns == f["mtime_ns"]
+    with pytest.raises(SnapshotError, match="already holds files"):
+        snapshot.restore(archive, workdir=new, regenerate=False)
+
+
+def test_regeneration_targets_ask_for_directory_outputs_whole():
+    entries = [snapshot.Entry(p, 1, 1, "0", "regenerated") for p in ("data/a.parquet", "graphs/k/.snakemake_timestamp", "graphs/k/s0.npz", "graphs/k/sub/x")]
+    assert snapshot.regeneration_targets(entries, "results/demo") == ["results/demo/graphs/k", "results/demo/data/a.parquet"]
+
+
+def test_save_refuses_while_snakemake_holds_a_lock_and_restore_rejects_a_damaged_archive(run_dir: Path, tmp_path: Path):
+    _write(tmp_path / ".snakemake" / "locks" / "0.input.lock")
+    with pytest.raises(SnapshotError, match="holds a lock"):
+        snapshot.save("results/demo", tmp_path / "snap.tar.xz", workdir=tmp_path)
+    shutil.rmtree(tmp_path / ".snakemake" / "locks")
+    archive = tmp_path / "snap.tar.xz"
+    snapshot.save("results/demo", archive, workdir=tmp_path)
+    with tarfile.open(archive) as tar:  # a copy whose manifest records other bytes for one file
+        manifest = json.loads(tar.extractfile("snapshot.json").read())  # type: ignore[union-attr]
+        members = [(m, tar.extractfile(m).read()) for m in tar.getmembers() if m.name != "snapshot.json"]  # type: ignore[union-attr]
+    next(f for f in manifest["files"] if f["path"] == "logs/ingest.log")["sha256"] = "0" * 64
+    bad = tmp_path / "bad.tar.xz"
+    with tarfile.open(bad, "w:xz") as tar:
+        data = json.dumps(manifest).encode()
+        info = tarfile.TarInfo("snapshot.json")
+        info.size = len(data)
+        import io
+
+        tar.addfile(info, io.BytesIO(data))
+        for m, blob in members:
+            tar.addfile(m, io.BytesIO(blob))
+    with pytest.raises(SnapshotError, match="logs/ingest.log does not match its sha256"):
+        snapshot.restore(bad, workdir=tmp_path / "clone", regenerate=False)
+    (tmp_path / "junk.tar.xz").write_bytes(b"not an archive")
+    with pytest.raises(SnapshotError, match="not a tlcgcnn snapshot"):
+        snapshot.read_manifest(tmp_path / "junk.tar.xz")
+
+
+@pytest.mark.e2e
+def test_an_unfinished_run_restored_on_a_clean_checkout_resumes_where_it_stopped(tmp_path):
+    """Run a small workflow, make one cell unfinished (its seeds done, the cell's outputs
+    gone, as after a kill), save, wipe the results and Snakemake's records of them, restore:
+    Snakemake wants exactly the jobs it wanted before, and the cell keeps its seeds. Restored
+    after the dataset changed, the regenerated table differs and everything runs again."""
+    from test_workflow import ran_rules, smk
+
+    name = f"snapshot-test-{os.getpid()}"
+    cfg = yaml.safe_load((ROOT / "config" / "mp500.yaml").read_text())
+    cfg["name"] = name
+    data = tmp_path / MP500.name
+    shutil.copyfile(require_shared(MP500), data)
+    cfg["dataset"]["path"] = str(data)
+    cfg["model"] = {"atom_fea_len": 16, "n_conv": 1, "h_fea_len": 16}
+    cfg["train"].update(epochs=15, patience=15)
+    cfg["pretrain"] = []
+    cfg["finetune"].update(sizes=[25, 50], seeds=[0, 1], modes={"scratch": {}, "rf": {"estimator": "rf"}})
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    out = ROOT / "results" / name
+    cell = out / "finetune" / "gap_nonmetal" / "n50" / "scratch"
+    archive = tmp_path / "snap.tar.xz"
+
+    def wipe() -> None:
+        shutil.rmtree(out, ignore_errors=True)
+        for rel, rec in snapshot.snakemake_records(ROOT, "metadata").items():
+            if rel.startswith(f"results/{name}/"):
+                rec.unlink()
+
+    try:
+        cells = [f"results/{name}/finetune/gap_nonmetal/n{n}/{m}/metrics.json" for n in (25, 50) for m in ("scratch", "rf")]
+        smk(*cells, "--cores", "2", "--configfile", str(path))  # the cells, not yet the stats and figures
+        (cell / "metrics.json").unlink()
+        (cell / "predictions.parquet").unlink()
+        res = smk("-n", "--cores", "2", "--configfile", str(path))
+        before = sorted(ran_rules(res.stdout + res.stderr))
+        assert before == ["all", "figure", "finetune", "stats"], before
+
+        manifest = snapshot.save(f"results/{name}", archive, workdir=ROOT, config_path=path)
+        why = {f["path"]: f["left_out"] for f in manifest["files"]}
+        assert any(p.startswith("graphs/") for p in why) and all(w == "regenerated" for p, w in why.items() if p.startswith(("graphs/", "data/")))
+        assert why["finetune/gap_nonmetal/n50/scratch/runs/s0/metrics.json"] is None
+        assert why["finetune/gap_nonmetal/n50/scratch/runs/s0/model.pt"] is not None
+
+        wipe()
+        rep = snapshot.restore(archive, workdir=ROOT, configfile=path, cores=2)
+        assert not rep.regenerated_changed and not rep.regenerated_missing, rep
+        assert any(p.startswith("graphs/") for p in rep.regenerated_same) and "data/structures.parquet" in rep.regenerated_same
+        res = smk("-n", "--cores", "2", "--configfile", str(path))
+        assert sorted(ran_rules(res.stdout + res.stderr)) == before, res.stdout[-3000:]
+        res = smk("--cores", "2", "--configfile", str(path))
+        assert sorted(ran_rules(res.stdout + res.stderr)) == before
+        cell_log = (out / "logs" / "finetune" / "gap_nonmetal" / "n50" / "scratch.log").read_text()
+        assert "seed 0: finished before" in cell_log and "seed 1: finished before" in cell_log, cell_log[-2000:]
+
+        wipe()
+        pd.read_csv(data).iloc[1:].to_csv(data, index=False, compression="gzip")
+        rep = snapshot.restore(archive, workdir=ROOT, configfile=path, cores=2)
+        assert "data/structures.parquet" in rep.regenerated_changed
+        res = smk("-n", "--cores", "2", "--configfile", str(path))
+        again = ran_rules(res.stdout + res.stderr)
+        assert again.count("finetune") == 2 and again.count("finetune_baseline") == 2 and "split_target" in again, again
+    finally:
+        wipe()
