@@ -43,7 +43,7 @@ results-readme: $(STAMP)
 
 # carry an unfinished run to another machine or session (tlcgcnn.snapshot): save writes
 # resources/snapshots/<name>.tar.xz (stop the run first); restore unpacks it into a clean
-# checkout and rebuilds data/ and graphs/ so that Snakemake resumes where the run stopped
+# checkout and rebuilds data/, graphs/, splits/ so that Snakemake resumes where the run stopped
 snapshot: $(STAMP)
 	$(PY) -m tlcgcnn.snapshot save --configfile $(CONFIG)
 

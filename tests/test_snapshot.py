@@ -42,7 +42,7 @@ def run_dir(tmp_path: Path) -> Path:
         "finetune/log_kvrh/n50/scratch/metrics.json", "finetune/log_kvrh/n50/scratch/predictions.parquet",
         "finetune/log_kvrh/n50/scratch/runs/s0/metrics.json", "finetune/log_kvrh/n50/scratch/runs/s0/model.pt",
         "finetune/log_kvrh/n50/scratch/runs/s0/run_key", "finetune/log_kvrh/n100/scratch/runs/s0/state.pt",
-        "finetune/log_kvrh/n100/ef_ft/predictions.parquet", "logs/ingest.log", "stats/.ttests.csv.abc123.tmp",
+        "finetune/log_kvrh/n100/scratch/runs/s1/model.pt", "finetune/log_kvrh/n100/ef_ft/predictions.parquet", "logs/ingest.log", "stats/.ttests.csv.abc123.tmp",
     ]):
         _write(r / rel, f"content of {rel}", t0 + i * 1_000_000_123)
     return r
@@ -53,22 +53,22 @@ def test_save_leaves_out_regenerated_resumable_and_incomplete_files_and_lists_ea
     archive = tmp_path / "snap.tar.xz"
     manifest = snapshot.save("results/demo", archive, workdir=tmp_path)
     why = {f["path"]: f["left_out"] for f in manifest["files"]}
-    assert len(why) == 16
-    assert why["data/structures.parquet"] == why["graphs/abc/shard_000.npz"] == "regenerated"
-    assert "weights" in why["finetune/log_kvrh/n50/scratch/runs/s0/model.pt"]
+    assert len(why) == 17
+    assert why["data/structures.parquet"] == why["graphs/abc/shard_000.npz"] == why["splits/log_kvrh.split.json"] == "regenerated"
+    assert why["finetune/log_kvrh/n50/scratch/runs/s0/metrics.json"] == snapshot.FINISHED_SEEDS  # the cell holds them
+    assert "weights" in why["finetune/log_kvrh/n100/scratch/runs/s1/model.pt"]
     assert "incomplete" in why["finetune/log_kvrh/n100/ef_ft/predictions.parquet"]
     assert "temporary" in why["stats/.ttests.csv.abc123.tmp"]
     kept = {p for p, w in why.items() if w is None}
     assert kept == {  # a stopped run's state.pt travels: it resumes from it
         "pretrain/ef/state.pt", "finetune/log_kvrh/n100/scratch/runs/s0/state.pt",
-        "splits/log_kvrh.split.json", "pretrain/ef/model.pt", "finetune/log_kvrh/n50/scratch/metrics.json",
-        "finetune/log_kvrh/n50/scratch/predictions.parquet", "finetune/log_kvrh/n50/scratch/runs/s0/metrics.json",
-        "finetune/log_kvrh/n50/scratch/runs/s0/run_key", "logs/ingest.log",
+        "pretrain/ef/model.pt", "finetune/log_kvrh/n50/scratch/metrics.json",
+        "finetune/log_kvrh/n50/scratch/predictions.parquet", "logs/ingest.log",
     }
     with tarfile.open(archive) as tar:
         assert sorted(m.name for m in tar.getmembers()) == sorted(["snapshot.json"] + [f"files/{p}" for p in kept])
     shown = snapshot._summary(snapshot.read_manifest(archive))
-    assert "9 files" in shown and "1 fine-tuning cells, 1 seeds, 1 pretrained sources" in shown
+    assert "6 files" in shown and "1 fine-tuning cells, 0 seeds, 1 pretrained sources" in shown
 
 
 def test_restore_brings_back_bytes_and_mtimes_and_refuses_to_overwrite(run_dir: Path, tmp_path: Path):
@@ -76,8 +76,10 @@ def test_restore_brings_back_bytes_and_mtimes_and_refuses_to_overwrite(run_dir: 
     manifest = snapshot.save("results/demo", archive, workdir=tmp_path)
     new = tmp_path / "clone"
     rep = snapshot.restore(archive, workdir=new, regenerate=False)
-    assert rep.restored == 10 and not rep.regenerated_same  # 9 + the cell no job marks incomplete here
-    assert sorted(rep.regenerated_missing) == ["data/ingest_summary.json", "data/structures.parquet", "graphs/abc/.snakemake_timestamp", "graphs/abc/shard_000.npz"]
+    assert rep.restored == 7 and not rep.regenerated_same  # 6 + the cell no job marks incomplete here
+    assert sorted(rep.regenerated_missing) == [
+        "data/ingest_summary.json", "data/structures.parquet", "graphs/abc/.snakemake_timestamp", "graphs/abc/shard_000.npz", "splits/log_kvrh.split.json",
+    ]
     for f in manifest["files"]:
         if f["left_out"] is None:
             path = new / "results" / "demo" / f["path"]
@@ -160,8 +162,10 @@ def test_an_unfinished_run_restored_on_a_clean_checkout_resumes_where_it_stopped
 
         manifest = snapshot.save(f"results/{name}", archive, workdir=ROOT, config_path=path)
         why = {f["path"]: f["left_out"] for f in manifest["files"]}
-        assert any(p.startswith("graphs/") for p in why) and all(w == "regenerated" for p, w in why.items() if p.startswith(("graphs/", "data/")))
-        assert why["finetune/gap_nonmetal/n50/scratch/runs/s0/metrics.json"] is None
+        assert any(p.startswith("graphs/") for p in why) and all(w == "regenerated" for p, w in why.items() if p.startswith(("graphs/", "data/", "splits/")))
+        assert why["finetune/gap_nonmetal/n50/scratch/runs/s0/metrics.json"] is None  # the unfinished cell's seeds travel
+        assert why["finetune/gap_nonmetal/n25/scratch/runs/s0/metrics.json"] == snapshot.FINISHED_SEEDS
+        assert any(p.startswith("splits/") for p in why)
         assert why["finetune/gap_nonmetal/n50/scratch/runs/s0/model.pt"] is not None
 
         wipe()
@@ -181,6 +185,6 @@ def test_an_unfinished_run_restored_on_a_clean_checkout_resumes_where_it_stopped
         assert "data/structures.parquet" in rep.regenerated_changed
         res = smk("-n", "--cores", "2", "--configfile", str(path))
         again = ran_rules(res.stdout + res.stderr)
-        assert again.count("finetune") == 2 and again.count("finetune_baseline") == 2 and "split_target" in again, again
+        assert again.count("finetune") == 2 and again.count("finetune_baseline") == 2 and "stats" in again, again
     finally:
         wipe()

@@ -8,10 +8,11 @@ every file with its size, mtime and sha256:
 
 * ``save``: the results folder of a config (``results/<name>``) into
   ``resources/snapshots/<name>.tar.xz``. Left out, each listed with its reason in the
-  manifest: the *regenerated* folders (``data/``, ``graphs/``: ingest and featurize redo them
-  in minutes, and they are tens of MB to GB), files Snakemake marks as incomplete,
-  fine-tuning seeds' weights (``runs/s*/model.pt``: a cell's results are its metrics and
-  predictions) and atomic-write temporaries. The resumable state of a run that was
+  manifest: the *regenerated* folders (``data/``, ``graphs/``, ``splits/``: ingest,
+  featurize and the split rules redo them in minutes, and they are tens of MB to GB), files
+  Snakemake marks as incomplete, fine-tuning seeds' weights (``runs/s*/model.pt``: a cell's
+  results are its metrics and predictions), the per-seed files of a finished cell (its
+  own outputs hold them) and atomic-write temporaries. The resumable state of a run that was
   stopped mid-training (``state.pt``; the loop deletes it when the run ends) travels, so
   a stopped source or seed goes on from its last checkpointed epoch.
 * ``restore``: unpack into a clean checkout with every file's recorded mtime, run Snakemake
@@ -52,7 +53,7 @@ log = logging.getLogger(__name__)
 
 MANIFEST = "snapshot.json"
 FORMAT = 1
-REGENERATED = ("data", "graphs")  # top-level folders of results/<name> that restore rebuilds
+REGENERATED = ("data", "graphs", "splits")  # top-level folders of results/<name> that restore rebuilds
 DROPPED = {  # fnmatch pattern on the path relative to results/<name>  ->  reason
     "finetune/*/runs/s*/model.pt": "a fine-tuning seed's weights (the cell keeps its metrics and predictions)",
     "*.tmp": "an atomic-write temporary",
@@ -119,11 +120,16 @@ def _active_locks(workdir: str | os.PathLike[str]) -> list[str]:
     return sorted(p.name for p in locks.iterdir()) if locks.is_dir() else []
 
 
-def _left_out(rel: str, incomplete: bool, regenerate: Sequence[str]) -> str | None:
+FINISHED_SEEDS = "a finished cell's per-seed files (the cell's metrics and predictions hold them)"
+
+
+def _left_out(rel: str, incomplete: bool, regenerate: Sequence[str], finished_cells: set[str]) -> str | None:
     if rel.split("/", 1)[0] in regenerate:
         return "regenerated"
     if incomplete:
         return "incomplete (its job had not finished)"
+    if "/runs/" in rel and rel.split("/runs/", 1)[0] in finished_cells:
+        return FINISHED_SEEDS
     for pattern, reason in DROPPED.items():
         if fnmatch.fnmatch(rel, pattern):
             return reason
@@ -134,15 +140,19 @@ def scan(results_dir: str | os.PathLike[str], workdir: str | os.PathLike[str] = 
     """Every file under ``results_dir`` with what :func:`save` does with it."""
     results = Path(results_dir)
     incomplete = {os.path.normpath(os.path.relpath(p, os.path.relpath(results, workdir))) for p in snakemake_records(workdir)}
-    entries = []
+    found = []
     for dirpath, dirs, files in os.walk(results):
         dirs.sort()
         for name in sorted(files):
             path = Path(dirpath, name)
             rel = path.relative_to(results).as_posix()
-            st = path.stat()
-            inc = any(rel == p or rel.startswith(p + "/") for p in incomplete)
-            entries.append(Entry(rel, st.st_size, st.st_mtime_ns, io.sha256_file(path), _left_out(rel, inc, regenerate)))
+            found.append((path, rel, any(rel == p or rel.startswith(p + "/") for p in incomplete)))
+    # a fine-tuning cell whose job finished: its runs/ folder only repeats what it wrote
+    finished_cells = {rel.rsplit("/", 1)[0] for _, rel, inc in found if rel.startswith("finetune/") and rel.endswith("/metrics.json") and "/runs/" not in rel and not inc}
+    entries = []
+    for path, rel, inc in found:
+        st = path.stat()
+        entries.append(Entry(rel, st.st_size, st.st_mtime_ns, io.sha256_file(path), _left_out(rel, inc, regenerate, finished_cells)))
     return entries
 
 
@@ -333,7 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.add_argument("--configfile", required=True, help="the run's config (its name gives results/<name>)")
         p.add_argument("--archive", help="default: resources/snapshots/<name>.tar.xz")
         if name == "restore":
-            p.add_argument("--cores", type=int, default=2, help="for Snakemake's regeneration of data/ and graphs/")
+            p.add_argument("--cores", type=int, default=2, help="for Snakemake's regeneration of data/, graphs/ and splits/")
             p.add_argument("--force", action="store_true", help="restore into a results folder that already holds files")
     show = sub.add_parser("show", help="what a snapshot holds")
     show.add_argument("archive")
