@@ -68,7 +68,7 @@ def test_save_leaves_out_regenerated_resumable_and_incomplete_files_and_lists_ea
     with tarfile.open(archive) as tar:
         assert sorted(m.name for m in tar.getmembers()) == sorted(["snapshot.json"] + [f"files/{p}" for p in kept])
     shown = snapshot._summary(snapshot.read_manifest(archive))
-    assert "6 files" in shown and "1 fine-tuning cells, 0 seeds, 1 pretrained sources" in shown
+    assert "6 files" in shown and "1 fine-tuning cells (+ 0 seeds of unfinished ones), 1 pretrained sources" in shown
 
 
 def test_restore_brings_back_bytes_and_mtimes_and_refuses_to_overwrite(run_dir: Path, tmp_path: Path):
@@ -161,6 +161,8 @@ def test_an_unfinished_run_restored_on_a_clean_checkout_resumes_where_it_stopped
         assert before == ["all", "figure", "finetune", "stats"], before
 
         manifest = snapshot.save(f"results/{name}", archive, workdir=ROOT, config_path=path)
+        shown = snapshot._summary(manifest, 4, 0)
+        assert "finished: 3 of 4 fine-tuning cells (+ 2 seeds of unfinished ones), 0 of 0 pretrained sources" in shown, shown
         why = {f["path"]: f["left_out"] for f in manifest["files"]}
         assert any(p.startswith("graphs/") for p in why) and all(w == "regenerated" for p, w in why.items() if p.startswith(("graphs/", "data/", "splits/")))
         assert why["finetune/gap_nonmetal/n50/scratch/runs/s0/metrics.json"] is None  # the unfinished cell's seeds travel

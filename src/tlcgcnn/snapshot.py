@@ -314,7 +314,7 @@ def restore(
     return report
 
 
-def _summary(manifest: dict[str, Any]) -> str:
+def _summary(manifest: dict[str, Any], cells_total: int | None = None, sources_total: int | None = None) -> str:
     files = manifest["files"]
     kept = [f for f in files if f["left_out"] is None]
     reasons: dict[str, list[int]] = {}
@@ -331,7 +331,9 @@ def _summary(manifest: dict[str, Any]) -> str:
     cells = sorted({f["path"].rsplit("/", 1)[0] for f in kept if f["path"].startswith("finetune/") and f["path"].endswith("/metrics.json") and "/runs/" not in f["path"]})
     seeds = [f for f in kept if "/runs/s" in f["path"] and f["path"].endswith("/metrics.json")]
     sources = [f for f in kept if f["path"].startswith("pretrain/") and f["path"].endswith("/model.pt")]
-    lines.append(f"  finished: {len(cells)} fine-tuning cells, {len(seeds)} seeds, {len(sources)} pretrained sources")
+    of_cells = f" of {cells_total}" if cells_total is not None else ""
+    of_sources = f" of {sources_total}" if sources_total is not None else ""
+    lines.append(f"  finished: {len(cells)}{of_cells} fine-tuning cells (+ {len(seeds)} seeds of unfinished ones), {len(sources)}{of_sources} pretrained sources")
     return "\n".join(lines)
 
 
@@ -347,13 +349,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             p.add_argument("--force", action="store_true", help="restore into a results folder that already holds files")
     show = sub.add_parser("show", help="what a snapshot holds")
     show.add_argument("archive")
+    show.add_argument("--configfile", help="the run's config: also say how many of its cells and sources are finished")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        if args.command == "show":
-            print(_summary(read_manifest(args.archive)))
-            return 0
         from tlcgcnn.config import load
+
+        if args.command == "show":
+            cfg = load(args.configfile) if args.configfile else None
+            totals = (len(cfg.cells()), len(cfg.trained_pretrain_names)) if cfg is not None else (None, None)
+            print(_summary(read_manifest(args.archive), *totals))
+            return 0
 
         name = load(args.configfile).name
         archive = Path(args.archive) if args.archive else default_archive(name)
