@@ -121,6 +121,38 @@ def test_save_refuses_while_snakemake_holds_a_lock_and_restore_rejects_a_damaged
         snapshot.read_manifest(tmp_path / "junk.tar.xz")
 
 
+def test_a_live_save_beside_a_running_job_keeps_what_was_whole_and_leaves_out_what_started(run_dir: Path, tmp_path: Path, monkeypatch):
+    _write(tmp_path / ".snakemake" / "locks" / "0.input.lock")  # Snakemake is running
+    state = run_dir / "finetune/log_kvrh/n100/scratch/runs/s0/state.pt"
+    log = run_dir / "logs/ingest.log"
+    real_read = Path.read_bytes
+    seen: dict[str, int] = {}
+
+    def racing_read(self: Path) -> bytes:
+        data = real_read(self)
+        seen[str(self)] = seen.get(str(self), 0) + 1
+        if self == state and seen[str(self)] == 1:  # the training loop checkpoints mid-read
+            self.write_text("epoch 7 state")
+        if self == log:  # a job whose output is this log starts while the snapshot is taken
+            _marker(tmp_path, "incomplete", "results/demo/logs/ingest.log")
+        return data
+
+    monkeypatch.setattr(Path, "read_bytes", racing_read)
+    archive = tmp_path / "live.tar.xz"
+    manifest = snapshot.save("results/demo", archive, workdir=tmp_path, live=True)
+    why = {f["path"]: f for f in manifest["files"]}
+    assert why["logs/ingest.log"]["left_out"] == snapshot.LIVE_STARTED
+    assert seen[str(state)] == 2  # read again once it stood still
+    monkeypatch.undo()
+    with tarfile.open(archive) as tar:
+        assert tar.extractfile("files/finetune/log_kvrh/n100/scratch/runs/s0/state.pt").read() == b"epoch 7 state"  # type: ignore[union-attr]
+        assert "files/logs/ingest.log" not in tar.getnames()
+    rep = snapshot.restore(archive, workdir=tmp_path / "clone", regenerate=False)  # every sha256 checks out
+    assert rep.restored == sum(f["left_out"] is None for f in manifest["files"]) == 6
+    with pytest.raises(SnapshotError, match="or save with --live"):
+        snapshot.save("results/demo", archive, workdir=tmp_path)
+
+
 @pytest.mark.e2e
 def test_an_unfinished_run_restored_on_a_clean_checkout_resumes_where_it_stopped(tmp_path):
     """Run a small workflow, make one cell unfinished (its seeds done, the cell's outputs

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import platform
 import subprocess
 from pathlib import Path
@@ -12,8 +13,9 @@ from tlcgcnn import __version__, io
 
 
 @functools.lru_cache(maxsize=1)
-def code_version() -> dict[str, Any]:
-    root = Path(__file__).resolve().parents[2]
+def code_version(root: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """The package version and the git commit of ``root`` (default: this package's checkout)."""
+    root = Path(__file__).resolve().parents[2] if root is None else Path(root)
     info: dict[str, Any] = {"package": __version__, "git_commit": None, "git_dirty": None}
     try:
         commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)

@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import base64
 import fnmatch
+import hashlib
 import io as _io
 import json
 import logging
@@ -139,7 +140,7 @@ def _left_out(rel: str, incomplete: bool, regenerate: Sequence[str], finished_ce
 def scan(results_dir: str | os.PathLike[str], workdir: str | os.PathLike[str] = ".", regenerate: Sequence[str] = REGENERATED) -> list[Entry]:
     """Every file under ``results_dir`` with what :func:`save` does with it."""
     results = Path(results_dir)
-    incomplete = {os.path.normpath(os.path.relpath(p, os.path.relpath(results, workdir))) for p in snakemake_records(workdir)}
+    incomplete = _incomplete_paths(results, workdir)
     found = []
     for dirpath, dirs, files in os.walk(results):
         dirs.sort()
@@ -151,8 +152,12 @@ def scan(results_dir: str | os.PathLike[str], workdir: str | os.PathLike[str] = 
     finished_cells = {rel.rsplit("/", 1)[0] for _, rel, inc in found if rel.startswith("finetune/") and rel.endswith("/metrics.json") and "/runs/" not in rel and not inc}
     entries = []
     for path, rel, inc in found:
-        st = path.stat()
-        entries.append(Entry(rel, st.st_size, st.st_mtime_ns, io.sha256_file(path), _left_out(rel, inc, regenerate, finished_cells)))
+        try:
+            st = path.stat()
+            digest = io.sha256_file(path)
+        except FileNotFoundError:  # a live run removed it (a temporary renamed, a finished run's state.pt)
+            continue
+        entries.append(Entry(rel, st.st_size, st.st_mtime_ns, digest, _left_out(rel, inc, regenerate, finished_cells)))
     return entries
 
 
@@ -163,27 +168,41 @@ def save(
     workdir: str | os.PathLike[str] = ".",
     regenerate: Sequence[str] = REGENERATED,
     config_path: str | os.PathLike[str] | None = None,
+    live: bool = False,
 ) -> dict[str, Any]:
     """Write the snapshot of ``results_dir`` (a path relative to ``workdir``, as in the rules)
-    to ``archive``; returns its manifest."""
+    to ``archive``; returns its manifest.
+
+    ``live``: take it while Snakemake runs (a checkpoint of a run that may not get the chance
+    to stop gracefully). Every kept file is read whole into memory and re-read if it changed
+    while being read; Snakemake's incomplete records are read before and after, and an output
+    of any job running at either moment is left out. Outputs are written atomically, so what
+    a finished job wrote is whole; a running job's ``state.pt`` travels as it last was."""
     from tlcgcnn.provenance import code_version
 
     results = Path(workdir) / results_dir
     if not results.is_dir():
         raise SnapshotError(f"{results} does not exist: nothing to save (is the config's name right?)")
     locks = _active_locks(workdir)
-    if locks:
+    if locks and not live:
         raise SnapshotError(
             f"a Snakemake run holds a lock on {Path(workdir).resolve()} ({', '.join(locks)}): stop it first "
-            "(SIGTERM lets running jobs finish) so that the snapshot sees finished files only; "
-            "a lock left by a killed run is removed with `snakemake --unlock`"
+            "(SIGTERM lets running jobs finish) so that the snapshot sees finished files only, or save with "
+            "--live; a lock left by a killed run is removed with `snakemake --unlock`"
         )
     entries = scan(results, workdir, regenerate)
+    contents = _read_kept(results, entries) if live else None
+    if contents is not None:
+        started = _incomplete_paths(results, workdir)
+        for e in entries:
+            if e.left_out is None and any(e.path == p or e.path.startswith(p + "/") for p in started):
+                e.left_out = LIVE_STARTED
+                contents.pop(e.path, None)
     manifest = {
         "format": FORMAT,
         "results_dir": Path(results_dir).as_posix(),
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "code": code_version(),
+        "code": code_version(workdir),  # the checkout that ran the results, which a live save may read from another
         "config": None if config_path is None else {"path": str(config_path), "sha256": io.sha256_file(config_path)},
         "regenerated": list(regenerate),
         "files": [e.as_dict() for e in entries],
@@ -194,9 +213,49 @@ def save(
         info.size, info.mtime = len(data), int(time.time())
         tar.addfile(info, _io.BytesIO(data))
         for e in entries:
-            if e.left_out is None:
+            if e.left_out is not None:
+                continue
+            if contents is None:
                 tar.add(results / e.path, arcname=f"files/{e.path}", recursive=False)
+                continue
+            member = tarfile.TarInfo(f"files/{e.path}")
+            member.size, member.mtime = e.size, e.mtime_ns // 1_000_000_000
+            tar.addfile(member, _io.BytesIO(contents[e.path]))
     return manifest
+
+
+LIVE_STARTED = "incomplete (its job started while the snapshot was taken)"
+LIVE_GONE = "removed while the snapshot was taken"
+
+
+def _incomplete_paths(results: Path, workdir: str | os.PathLike[str]) -> set[str]:
+    """Snakemake's incomplete outputs, relative to ``results``."""
+    return {os.path.normpath(os.path.relpath(p, os.path.relpath(results, workdir))) for p in snakemake_records(workdir)}
+
+
+def _read_kept(results: Path, entries: list[Entry], attempts: int = 5) -> dict[str, bytes]:
+    """The bytes of every kept entry, each read whole while its mtime and size stood still;
+    the entry's size, mtime and sha256 are updated to what was read."""
+    contents: dict[str, bytes] = {}
+    for e in entries:
+        if e.left_out is not None:
+            continue
+        path = results / e.path
+        for _ in range(attempts):
+            try:
+                before = path.stat()
+                data = path.read_bytes()
+                after = path.stat()
+            except FileNotFoundError:
+                e.left_out = LIVE_GONE
+                break
+            if (before.st_mtime_ns, before.st_size, before.st_ino) == (after.st_mtime_ns, after.st_size, after.st_ino) and len(data) == after.st_size:
+                e.size, e.mtime_ns, e.sha256 = len(data), after.st_mtime_ns, hashlib.sha256(data).hexdigest()
+                contents[e.path] = data
+                break
+        else:
+            raise SnapshotError(f"{path} kept changing while it was read ({attempts} attempts): try again")
+    return contents
 
 
 def read_manifest(archive: str | os.PathLike[str]) -> dict[str, Any]:
@@ -347,6 +406,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if name == "restore":
             p.add_argument("--cores", type=int, default=2, help="for Snakemake's regeneration of data/, graphs/ and splits/")
             p.add_argument("--force", action="store_true", help="restore into a results folder that already holds files")
+        else:
+            p.add_argument("--live", action="store_true", help="save while Snakemake runs (the running jobs' outputs are left out)")
     show = sub.add_parser("show", help="what a snapshot holds")
     show.add_argument("archive")
     show.add_argument("--configfile", help="the run's config: also say how many of its cells and sources are finished")
@@ -364,7 +425,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         name = load(args.configfile).name
         archive = Path(args.archive) if args.archive else default_archive(name)
         if args.command == "save":
-            manifest = save(f"results/{name}", archive, config_path=args.configfile)
+            manifest = save(f"results/{name}", archive, config_path=args.configfile, live=args.live)
             print(_summary(manifest))
             print(f"wrote {archive} ({archive.stat().st_size / 1e6:.1f} MB)")
             return 0
