@@ -10,7 +10,7 @@ NAME ?=
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test venv dry-run lint clean-results results-readme snapshot restore
+.PHONY: run test venv dry-run lint clean-results results-readme snapshot restore resume
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,3 +49,7 @@ snapshot: $(STAMP)
 
 restore: $(STAMP)
 	$(PY) -m tlcgcnn.snapshot restore --configfile $(CONFIG) --cores $(CORES)
+
+# restore if results/<name> is empty, run Snakemake, save a live snapshot every 30 min and at the end
+resume: $(STAMP)
+	$(PY) -m tlcgcnn.snapshot run --configfile $(CONFIG) --cores $(CORES) -- --keep-going

@@ -6,6 +6,8 @@ import base64
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -153,6 +155,32 @@ def test_a_live_save_beside_a_running_job_keeps_what_was_whole_and_leaves_out_wh
         snapshot.save("results/demo", archive, workdir=tmp_path)
 
 
+def test_a_checkpointed_run_saves_while_it_runs_and_passes_sigterm_on(tmp_path: Path, caplog):
+    import signal
+    import sys
+    import threading
+
+    job = tmp_path / "job.py"  # stands in for Snakemake: holds a lock, finishes a cell, stops on SIGTERM
+    job.write_text(
+        "import pathlib, signal, sys, time\n"
+        "lock = pathlib.Path('.snakemake/locks/0.input.lock'); lock.parent.mkdir(parents=True); lock.write_text('')\n"
+        "def stop(*_):\n"
+        "    pathlib.Path('results/demo/logs/stopped.log').write_text('SIGTERM'); lock.unlink(); sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, stop)\n"
+        "cell = pathlib.Path('results/demo/finetune/t/n50/scratch'); cell.mkdir(parents=True)\n"
+        "(cell / 'metrics.json').write_text('{}'); (cell / 'predictions.parquet').write_text('p')\n"
+        "pathlib.Path('results/demo/logs').mkdir(); time.sleep(60)\n"
+    )
+    archive = tmp_path / "snap.tar.xz"
+    threading.Timer(2.0, os.kill, (os.getpid(), signal.SIGTERM)).start()
+    with caplog.at_level("INFO", logger="tlcgcnn.snapshot"):
+        rc = snapshot.checkpointed_run([sys.executable, str(job)], "results/demo", archive, every_s=0.5, workdir=tmp_path)
+    assert rc == 0
+    assert any("(live)" in r.message for r in caplog.records) and "(final)" in caplog.records[-1].message
+    kept = {f["path"] for f in snapshot.read_manifest(archive)["files"] if f["left_out"] is None}
+    assert kept == {"finetune/t/n50/scratch/metrics.json", "finetune/t/n50/scratch/predictions.parquet", "logs/stopped.log"}
+
+
 @pytest.mark.e2e
 def test_an_unfinished_run_restored_on_a_clean_checkout_resumes_where_it_stopped(tmp_path):
     """Run a small workflow, make one cell unfinished (its seeds done, the cell's outputs
@@ -208,10 +236,19 @@ def test_an_unfinished_run_restored_on_a_clean_checkout_resumes_where_it_stopped
         assert any(p.startswith("graphs/") for p in rep.regenerated_same) and "data/structures.parquet" in rep.regenerated_same
         res = smk("-n", "--cores", "2", "--configfile", str(path))
         assert sorted(ran_rules(res.stdout + res.stderr)) == before, res.stdout[-3000:]
-        res = smk("--cores", "2", "--configfile", str(path))
-        assert sorted(ran_rules(res.stdout + res.stderr)) == before
+
+        wipe()  # `snapshot run` restores into the empty results folder, resumes, saves at the end
+        cmd = [sys.executable, "-m", "tlcgcnn.snapshot", "run", "--configfile", str(path), "--archive", str(archive), "--every", "600"]
+        res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1500)
+        assert res.returncode == 0, res.stderr[-4000:]
+        rules = ran_rules(res.stdout + res.stderr)  # the regeneration's, then the run's
+        assert "restored" in res.stdout and rules.count("finetune") == 1 and rules.count("stats") == 1, rules
+        assert "(final)" in res.stderr
         cell_log = (out / "logs" / "finetune" / "gap_nonmetal" / "n50" / "scratch.log").read_text()
         assert "seed 0: finished before" in cell_log and "seed 1: finished before" in cell_log, cell_log[-2000:]
+        assert "finished: 4 of 4 fine-tuning cells" in snapshot._summary(snapshot.read_manifest(archive), 4, 0)
+        res = smk("-n", "--cores", "2", "--configfile", str(path))
+        assert "Nothing to be done" in res.stdout + res.stderr
 
         wipe()
         pd.read_csv(data).iloc[1:].to_csv(data, index=False, compression="gzip")

@@ -22,6 +22,11 @@ every file with its size, mtime and sha256:
   differs (the dataset or the featurizer changed) keeps its new mtime, so everything that
   depends on it runs again: a snapshot can never make stale results look current.
 
+* ``save --live``: the same while Snakemake runs; the running jobs' outputs are left out.
+* ``run``: restore if the results folder is empty, run Snakemake, save a live snapshot
+  every ``--every`` seconds and a last one when it ends: a machine lost without warning
+  loses at most that much work.
+
 Snakemake's own metadata (``.snakemake/``) is not carried: for restored files, a change of a
 rule's params or code is not detected. The manifest records the config's sha256 and the
 code version; ``restore`` warns when either differs.
@@ -373,6 +378,49 @@ def restore(
     return report
 
 
+def checkpointed_run(
+    command: Sequence[str],
+    results_dir: str,
+    archive: str | os.PathLike[str],
+    *,
+    every_s: float,
+    workdir: str | os.PathLike[str] = ".",
+    config_path: str | os.PathLike[str] | None = None,
+) -> int:
+    """Run ``command`` (Snakemake) and save a live snapshot of ``results_dir`` every
+    ``every_s`` seconds while it runs and a last one when it ends, so that a machine lost
+    without warning loses at most ``every_s`` of work. SIGTERM and SIGINT are passed on to
+    the command (Snakemake then lets its running jobs finish). Returns the command's exit
+    status."""
+    import signal
+
+    def checkpoint(live: bool) -> None:
+        try:
+            manifest = save(results_dir, archive, workdir=workdir, config_path=config_path, live=live)
+        except SnapshotError as err:  # a failed checkpoint must not stop the run
+            log.warning("snapshot not saved: %s", err)
+            return
+        kept = [f for f in manifest["files"] if f["left_out"] is None]
+        log.info("snapshot saved to %s: %d files (%s)", archive, len(kept), "live" if live else "final")
+
+    proc = subprocess.Popen(list(command), cwd=workdir)
+    handlers = {sig: signal.signal(sig, lambda signum, _frame: proc.send_signal(signum)) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while True:
+            try:
+                rc = proc.wait(timeout=every_s)
+                break
+            except subprocess.TimeoutExpired:
+                if (Path(workdir) / results_dir).is_dir():
+                    checkpoint(live=True)
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    if (Path(workdir) / results_dir).is_dir():
+        checkpoint(live=bool(_active_locks(workdir)))  # a killed Snakemake leaves its lock behind
+    return rc
+
+
 def _summary(manifest: dict[str, Any], cells_total: int | None = None, sources_total: int | None = None) -> str:
     files = manifest["files"]
     kept = [f for f in files if f["left_out"] is None]
@@ -408,6 +456,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             p.add_argument("--force", action="store_true", help="restore into a results folder that already holds files")
         else:
             p.add_argument("--live", action="store_true", help="save while Snakemake runs (the running jobs' outputs are left out)")
+    run = sub.add_parser(
+        "run",
+        help="restore the snapshot if the results folder is empty, run Snakemake, and save a snapshot every --every seconds and at the end",
+    )
+    run.add_argument("--configfile", required=True)
+    run.add_argument("--archive", help="default: resources/snapshots/<name>.tar.xz")
+    run.add_argument("--cores", type=int, default=2)
+    run.add_argument("--every", type=float, default=1800.0, help="seconds between live snapshots (default 1800)")
+    run.add_argument("snakemake_args", nargs="*", help="more Snakemake arguments (after --)")
     show = sub.add_parser("show", help="what a snapshot holds")
     show.add_argument("archive")
     show.add_argument("--configfile", help="the run's config: also say how many of its cells and sources are finished")
@@ -424,6 +481,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         name = load(args.configfile).name
         archive = Path(args.archive) if args.archive else default_archive(name)
+        if args.command == "run":
+            results = Path("results") / name
+            if archive.exists() and not (results.is_dir() and any(results.iterdir())):
+                rep = restore(archive, configfile=args.configfile, cores=args.cores)
+                for w in rep.warnings:
+                    print(f"warning: {w}", file=sys.stderr)
+                print(f"restored {rep.restored} files from {archive}")
+            cmd = [*_snakemake(), "--cores", str(args.cores), "--configfile", args.configfile, "--rerun-incomplete", *args.snakemake_args]
+            return checkpointed_run(cmd, results.as_posix(), archive, every_s=args.every, config_path=args.configfile)
         if args.command == "save":
             manifest = save(f"results/{name}", archive, config_path=args.configfile, live=args.live)
             print(_summary(manifest))
