@@ -123,6 +123,18 @@ def test_save_refuses_while_snakemake_holds_a_lock_and_restore_rejects_a_damaged
         snapshot.read_manifest(tmp_path / "junk.tar.xz")
 
 
+def test_restore_warns_when_a_setting_changed_not_when_a_comment_did(run_dir: Path, tmp_path: Path):
+    cfg = _write(tmp_path / "demo.yaml", "name: demo\nfinetune: {seeds: [0, 1]}\n")
+    archive = tmp_path / "snap.tar.xz"
+    snapshot.save("results/demo", archive, workdir=tmp_path, config_path=cfg)
+    cfg.write_text("# how this run spans machines\nname: demo\nfinetune:\n  seeds: [0, 1]\n")
+    rep = snapshot.restore(archive, workdir=tmp_path / "a", configfile=cfg, regenerate=False)
+    assert not [w for w in rep.warnings if "differs from the config" in w], rep.warnings
+    cfg.write_text("name: demo\nfinetune: {seeds: [0, 1, 2]}\n")
+    rep = snapshot.restore(archive, workdir=tmp_path / "b", configfile=cfg, regenerate=False)
+    assert [w for w in rep.warnings if "differs from the config" in w], rep.warnings
+
+
 def test_a_live_save_beside_a_running_job_keeps_what_was_whole_and_leaves_out_what_started(run_dir: Path, tmp_path: Path, monkeypatch):
     _write(tmp_path / ".snakemake" / "locks" / "0.input.lock")  # Snakemake is running
     state = run_dir / "finetune/log_kvrh/n100/scratch/runs/s0/state.pt"

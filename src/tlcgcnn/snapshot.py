@@ -208,7 +208,7 @@ def save(
         "results_dir": Path(results_dir).as_posix(),
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "code": code_version(workdir),  # the checkout that ran the results, which a live save may read from another
-        "config": None if config_path is None else {"path": str(config_path), "sha256": io.sha256_file(config_path)},
+        "config": None if config_path is None else {"path": str(config_path), "sha256": io.sha256_file(config_path), "settings_sha256": _settings_sha256(config_path)},
         "regenerated": list(regenerate),
         "files": [e.as_dict() for e in entries],
     }
@@ -261,6 +261,13 @@ def _read_kept(results: Path, entries: list[Entry], attempts: int = 5) -> dict[s
         else:
             raise SnapshotError(f"{path} kept changing while it was read ({attempts} attempts): try again")
     return contents
+
+
+def _settings_sha256(config_path: str | os.PathLike[str]) -> str:
+    """sha256 of the config's settings (its comments and layout may change freely)."""
+    import yaml
+
+    return io.sha256_json(yaml.safe_load(Path(config_path).read_text()))
 
 
 def read_manifest(archive: str | os.PathLike[str]) -> dict[str, Any]:
@@ -316,9 +323,12 @@ def restore(
         )
     report = RestoreReport()
     entries = [Entry(**f) for f in manifest["files"]]
-    if configfile is not None and manifest.get("config") and io.sha256_file(configfile) != manifest["config"]["sha256"]:
+    saved_config = manifest.get("config") or {}
+    if configfile is not None and saved_config and (
+        _settings_sha256(configfile) != saved_config["settings_sha256"] if "settings_sha256" in saved_config else io.sha256_file(configfile) != saved_config["sha256"]
+    ):
         report.warnings.append(
-            f"{configfile} differs from the config the snapshot was saved with ({manifest['config']['path']}): "
+            f"{configfile} differs from the config the snapshot was saved with ({saved_config['path']}): "
             "Snakemake cannot tell whether a changed setting concerns a restored result"
         )
     saved_commit, commit = manifest["code"].get("git_commit"), code_version().get("git_commit")
