@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -82,10 +83,15 @@ def test_restore_brings_back_bytes_and_mtimes_and_refuses_to_overwrite(run_dir: 
     assert sorted(rep.regenerated_missing) == [
         "data/ingest_summary.json", "data/structures.parquet", "graphs/abc/.snakemake_timestamp", "graphs/abc/shard_000.npz", "splits/log_kvrh.split.json",
     ]
-    for f in manifest["files"]:
-        if f["left_out"] is None:
-            path = new / "results" / "demo" / f["path"]
-            assert path.read_text() == f"content of {f['path']}" and path.stat().st_mtime_ns == f["mtime_ns"]
+    kept = sorted((f for f in manifest["files"] if f["left_out"] is None), key=lambda f: f["mtime_ns"])
+    script = _write(new / "workflow" / "scripts" / "finetune.py")  # a fresh clone: newer than any saved result
+    assert script.stat().st_mtime_ns > kept[-1]["mtime_ns"]
+    snapshot.restore(archive, workdir=new, regenerate=False, force=True)
+    stamps = [(new / "results" / "demo" / f["path"]).stat().st_mtime_ns for f in kept]
+    for f in kept:
+        assert (new / "results" / "demo" / f["path"]).read_text() == f"content of {f['path']}"
+    assert stamps == sorted(set(stamps)) and stamps[0] > script.stat().st_mtime_ns  # the run's order, after the checkout
+    assert stamps[-1] <= time.time_ns()
     with pytest.raises(SnapshotError, match="already holds files"):
         snapshot.restore(archive, workdir=new, regenerate=False)
 
@@ -193,15 +199,32 @@ def test_a_checkpointed_run_saves_while_it_runs_and_passes_sigterm_on(tmp_path: 
     assert kept == {"finetune/t/n50/scratch/metrics.json", "finetune/t/n50/scratch/predictions.parquet", "logs/stopped.log"}
 
 
+def _checkout_copy(dest: Path) -> Path:
+    """A copy of this checkout's files as a fresh clone has them: every mtime is now."""
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True)
+    for rel in listed.stdout.split():
+        if (ROOT / rel).is_file() and not rel.startswith("results/"):
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(ROOT / rel, dest / rel)
+    return dest
+
+
 @pytest.mark.e2e
 def test_an_unfinished_run_restored_on_a_clean_checkout_resumes_where_it_stopped(tmp_path):
-    """Run a small workflow, make one cell unfinished (its seeds done, the cell's outputs
-    gone, as after a kill), save, wipe the results and Snakemake's records of them, restore:
-    Snakemake wants exactly the jobs it wanted before, and the cell keeps its seeds. Restored
-    after the dataset changed, the regenerated table differs and everything runs again."""
-    from test_workflow import ran_rules, smk
+    """Run a small workflow in one checkout, make one cell unfinished (its seeds done, the
+    cell's outputs gone, as after a kill), save; restore into a fresh copy of the checkout
+    (every file newer than the saved results, as after a clone on a new machine): Snakemake
+    wants exactly the jobs it wanted before, and the cell keeps its seeds. `snapshot run`
+    restores, resumes and saves in one go. Restored after the dataset changed, the
+    regenerated table differs and everything runs again."""
+    from test_workflow import SNAKEMAKE, ran_rules
 
-    name = f"snapshot-test-{os.getpid()}"
+    def smk(workdir: Path, *args: str) -> str:
+        res = subprocess.run([*SNAKEMAKE, *args, "--cores", "2", "--configfile", str(path)], cwd=workdir, capture_output=True, text=True, timeout=1500)
+        assert res.returncode == 0, res.stderr[-4000:]
+        return res.stdout + res.stderr
+
+    name = "snapshot-test"
     cfg = yaml.safe_load((ROOT / "config" / "mp500.yaml").read_text())
     cfg["name"] = name
     data = tmp_path / MP500.name
@@ -213,61 +236,49 @@ def test_an_unfinished_run_restored_on_a_clean_checkout_resumes_where_it_stopped
     cfg["finetune"].update(sizes=[25, 50], seeds=[0, 1], modes={"scratch": {}, "rf": {"estimator": "rf"}})
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    out = ROOT / "results" / name
+    first = _checkout_copy(tmp_path / "first")
+    out = first / "results" / name
     cell = out / "finetune" / "gap_nonmetal" / "n50" / "scratch"
     archive = tmp_path / "snap.tar.xz"
 
-    def wipe() -> None:
-        shutil.rmtree(out, ignore_errors=True)
-        for rel, rec in snapshot.snakemake_records(ROOT, "metadata").items():
-            if rel.startswith(f"results/{name}/"):
-                rec.unlink()
+    cells = [f"results/{name}/finetune/gap_nonmetal/n{n}/{m}/metrics.json" for n in (25, 50) for m in ("scratch", "rf")]
+    smk(first, *cells)  # the cells, not yet the stats and figures
+    (cell / "metrics.json").unlink()
+    (cell / "predictions.parquet").unlink()
+    before = sorted(ran_rules(smk(first, "-n")))
+    assert before == ["all", "figure", "finetune", "stats"], before
 
-    try:
-        cells = [f"results/{name}/finetune/gap_nonmetal/n{n}/{m}/metrics.json" for n in (25, 50) for m in ("scratch", "rf")]
-        smk(*cells, "--cores", "2", "--configfile", str(path))  # the cells, not yet the stats and figures
-        (cell / "metrics.json").unlink()
-        (cell / "predictions.parquet").unlink()
-        res = smk("-n", "--cores", "2", "--configfile", str(path))
-        before = sorted(ran_rules(res.stdout + res.stderr))
-        assert before == ["all", "figure", "finetune", "stats"], before
+    manifest = snapshot.save(f"results/{name}", archive, workdir=first, config_path=path)
+    shown = snapshot._summary(manifest, 4, 0)
+    assert "finished: 3 of 4 fine-tuning cells (+ 2 seeds of unfinished ones), 0 of 0 pretrained sources" in shown, shown
+    why = {f["path"]: f["left_out"] for f in manifest["files"]}
+    assert any(p.startswith("graphs/") for p in why) and all(w == "regenerated" for p, w in why.items() if p.startswith(("graphs/", "data/", "splits/")))
+    assert why["finetune/gap_nonmetal/n50/scratch/runs/s0/metrics.json"] is None  # the unfinished cell's seeds travel
+    assert why["finetune/gap_nonmetal/n25/scratch/runs/s0/metrics.json"] == snapshot.FINISHED_SEEDS
+    assert any(p.startswith("splits/") for p in why)
+    assert why["finetune/gap_nonmetal/n50/scratch/runs/s0/model.pt"] is not None
 
-        manifest = snapshot.save(f"results/{name}", archive, workdir=ROOT, config_path=path)
-        shown = snapshot._summary(manifest, 4, 0)
-        assert "finished: 3 of 4 fine-tuning cells (+ 2 seeds of unfinished ones), 0 of 0 pretrained sources" in shown, shown
-        why = {f["path"]: f["left_out"] for f in manifest["files"]}
-        assert any(p.startswith("graphs/") for p in why) and all(w == "regenerated" for p, w in why.items() if p.startswith(("graphs/", "data/", "splits/")))
-        assert why["finetune/gap_nonmetal/n50/scratch/runs/s0/metrics.json"] is None  # the unfinished cell's seeds travel
-        assert why["finetune/gap_nonmetal/n25/scratch/runs/s0/metrics.json"] == snapshot.FINISHED_SEEDS
-        assert any(p.startswith("splits/") for p in why)
-        assert why["finetune/gap_nonmetal/n50/scratch/runs/s0/model.pt"] is not None
+    second = _checkout_copy(tmp_path / "second")  # a new machine: its scripts are newer than every saved result
+    rep = snapshot.restore(archive, workdir=second, configfile=path, cores=2)
+    assert not rep.regenerated_changed and not rep.regenerated_missing, rep
+    assert any(p.startswith("graphs/") for p in rep.regenerated_same) and "data/structures.parquet" in rep.regenerated_same
+    dry = smk(second, "-n")
+    assert sorted(ran_rules(dry)) == before, dry[-3000:]
 
-        wipe()
-        rep = snapshot.restore(archive, workdir=ROOT, configfile=path, cores=2)
-        assert not rep.regenerated_changed and not rep.regenerated_missing, rep
-        assert any(p.startswith("graphs/") for p in rep.regenerated_same) and "data/structures.parquet" in rep.regenerated_same
-        res = smk("-n", "--cores", "2", "--configfile", str(path))
-        assert sorted(ran_rules(res.stdout + res.stderr)) == before, res.stdout[-3000:]
+    third = _checkout_copy(tmp_path / "third")  # `snapshot run` restores into the empty results folder, resumes, saves at the end
+    cmd = [sys.executable, "-m", "tlcgcnn.snapshot", "run", "--configfile", str(path), "--archive", str(archive), "--every", "600"]
+    res = subprocess.run(cmd, cwd=third, capture_output=True, text=True, timeout=1500)
+    assert res.returncode == 0, res.stderr[-4000:]
+    rules = ran_rules(res.stdout + res.stderr)  # the regeneration's, then the run's
+    assert "restored" in res.stdout and rules.count("finetune") == 1 and rules.count("stats") == 1, rules
+    assert "(final)" in res.stderr
+    cell_log = (third / "results" / name / "logs" / "finetune" / "gap_nonmetal" / "n50" / "scratch.log").read_text()
+    assert "seed 0: finished before" in cell_log and "seed 1: finished before" in cell_log, cell_log[-2000:]
+    assert "finished: 4 of 4 fine-tuning cells" in snapshot._summary(snapshot.read_manifest(archive), 4, 0)
+    assert "Nothing to be done" in smk(third, "-n")
 
-        wipe()  # `snapshot run` restores into the empty results folder, resumes, saves at the end
-        cmd = [sys.executable, "-m", "tlcgcnn.snapshot", "run", "--configfile", str(path), "--archive", str(archive), "--every", "600"]
-        res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1500)
-        assert res.returncode == 0, res.stderr[-4000:]
-        rules = ran_rules(res.stdout + res.stderr)  # the regeneration's, then the run's
-        assert "restored" in res.stdout and rules.count("finetune") == 1 and rules.count("stats") == 1, rules
-        assert "(final)" in res.stderr
-        cell_log = (out / "logs" / "finetune" / "gap_nonmetal" / "n50" / "scratch.log").read_text()
-        assert "seed 0: finished before" in cell_log and "seed 1: finished before" in cell_log, cell_log[-2000:]
-        assert "finished: 4 of 4 fine-tuning cells" in snapshot._summary(snapshot.read_manifest(archive), 4, 0)
-        res = smk("-n", "--cores", "2", "--configfile", str(path))
-        assert "Nothing to be done" in res.stdout + res.stderr
-
-        wipe()
-        pd.read_csv(data).iloc[1:].to_csv(data, index=False, compression="gzip")
-        rep = snapshot.restore(archive, workdir=ROOT, configfile=path, cores=2)
-        assert "data/structures.parquet" in rep.regenerated_changed
-        res = smk("-n", "--cores", "2", "--configfile", str(path))
-        again = ran_rules(res.stdout + res.stderr)
-        assert again.count("finetune") == 2 and again.count("finetune_baseline") == 2 and "stats" in again, again
-    finally:
-        wipe()
+    pd.read_csv(data).iloc[1:].to_csv(data, index=False, compression="gzip")  # the dataset changed since
+    rep = snapshot.restore(archive, workdir=_checkout_copy(tmp_path / "fourth"), configfile=path, cores=2)
+    assert "data/structures.parquet" in rep.regenerated_changed
+    again = ran_rules(smk(tmp_path / "fourth", "-n"))
+    assert again.count("finetune") == 2 and again.count("finetune_baseline") == 2 and "stats" in again, again

@@ -15,12 +15,15 @@ every file with its size, mtime and sha256:
   own outputs hold them) and atomic-write temporaries. The resumable state of a run that was
   stopped mid-training (``state.pt``; the loop deletes it when the run ends) travels, so
   a stopped source or seed goes on from its last checkpointed epoch.
-* ``restore``: unpack into a clean checkout with every file's recorded mtime, run Snakemake
-  for the regenerated files only, and give each regenerated file whose content is identical
-  (same sha256) its recorded mtime back. Snakemake then sees the run exactly as it was left:
-  a ``snakemake -n`` lists only the unfinished jobs. A regenerated file whose content
-  differs (the dataset or the featurizer changed) keeps its new mtime, so everything that
-  depends on it runs again: a snapshot can never make stale results look current.
+* ``restore``: unpack into a clean checkout, run Snakemake for the regenerated files only,
+  and give every restored file and every regenerated file whose content is identical (same
+  sha256) its place in the run's timeline back: mtimes in the recorded order, all newer
+  than the checkout's own files (a fresh clone's scripts are newer than any saved result,
+  and Snakemake reruns a job whose output is older than its script). Snakemake then sees
+  the run exactly as it was left: a ``snakemake -n`` lists only the unfinished jobs. A
+  regenerated file whose content differs (the dataset or the featurizer changed) keeps its
+  new mtime, newer than every restored file, so everything that depends on it runs again:
+  a snapshot can never make stale results look current.
 
 * ``save --live``: the same while Snakemake runs; the running jobs' outputs are left out.
 * ``run``: restore if the results folder is empty, run Snakemake, save a live snapshot
@@ -309,7 +312,7 @@ def restore(
     regenerate: bool = True,
 ) -> RestoreReport:
     """Unpack ``archive`` under ``workdir``, rebuild its regenerated files with Snakemake
-    (unless ``regenerate`` is False) and give every identical one its recorded mtime (see
+    (unless ``regenerate`` is False) and restamp the run's files in their recorded order (see
     the module docstring)."""
     from tlcgcnn.provenance import code_version
 
@@ -335,6 +338,7 @@ def restore(
     if saved_commit and commit and saved_commit != commit:
         report.warnings.append(f"saved at commit {saved_commit[:10]}, restored at {commit[:10]}: a rule whose code changed is not rerun for restored results")
     stored = {e.path: e for e in entries if e.left_out is None}
+    stamps: list[Entry] = []  # the files that get their place in the run's timeline back
     with tarfile.open(archive, "r:xz") as tar:
         for member in tar.getmembers():
             if not member.name.startswith("files/"):
@@ -350,7 +354,7 @@ def restore(
                 tmp.write_bytes(src.read())
             if io.sha256_file(dest) != entry.sha256:
                 raise SnapshotError(f"{archive}: {rel} does not match its sha256 in the manifest (a damaged archive)")
-            os.utime(dest, ns=(entry.mtime_ns, entry.mtime_ns))
+            stamps.append(entry)
             report.restored += 1
             report.restored_bytes += entry.size
     if report.restored != len(stored):
@@ -383,9 +387,52 @@ def restore(
         if e.path.endswith("/" + DIR_STAMP) and any(b == folder or b.startswith(folder + "/") for b in bad_dirs):
             report.regenerated_changed.append(e.path)  # the directory's content differs: it stays new
             continue
-        os.utime(results / e.path, ns=(e.mtime_ns, e.mtime_ns))
+        stamps.append(e)
         report.regenerated_same.append(e.path)
+    plan = restamp_plan([e.mtime_ns for e in stamps], _newest_mtime_ns(Path(workdir), ["results", results_dir], configfile))
+    for e in stamps:
+        os.utime(results / e.path, ns=(plan[e.mtime_ns], plan[e.mtime_ns]))
+    for rel in report.regenerated_changed:  # newer than every restored file: what depends on it reruns
+        if (results / rel).exists():
+            os.utime(results / rel)
     return report
+
+
+STAMP_STEP_NS = 1_000_000  # 1 ms between consecutive restored mtimes: above any filesystem's resolution
+
+
+def restamp_plan(recorded_ns: Iterable[int], floor_ns: int) -> dict[int, int]:
+    """New mtimes for the recorded ones: the same order (ties stay ties), 1 ms apart, all
+    after ``floor_ns`` (the newest file of the checkout) and none in the future.
+
+    The recorded mtimes themselves cannot be kept: a clean checkout's files are newer than
+    the run's results, and Snakemake reruns a job whose output is older than its script
+    ("Code has changed since last execution", whatever its metadata says) or than an input
+    (the zoo's checkpoints). Only the order among the run's own files carries meaning."""
+    times = sorted(set(recorded_ns))
+    start = floor_ns + 1_000_000_000
+    late = start + STAMP_STEP_NS * len(times) - time.time_ns()
+    if late > 0:  # the checkout changed a moment ago: wait rather than stamp the future
+        time.sleep(late / 1e9)
+    return {t: start + i * STAMP_STEP_NS for i, t in enumerate(times)}
+
+
+_NOT_CHECKOUT = {".git", ".snakemake", ".venv", "venv", "__pycache__", ".pytest_cache", ".mypy_cache", "node_modules"}
+
+
+def _newest_mtime_ns(workdir: Path, results: Sequence[str], configfile: str | os.PathLike[str] | None) -> int:
+    """The newest mtime among the checkout's files (workflow, scripts, configs, resources:
+    what a job may depend on), outside the results folders and tool folders."""
+    skip = {os.path.normpath(workdir / r) for r in results}
+    newest = Path(configfile).stat().st_mtime_ns if configfile is not None else 0
+    for dirpath, dirs, files in os.walk(workdir):
+        dirs[:] = [d for d in dirs if d not in _NOT_CHECKOUT and os.path.normpath(os.path.join(dirpath, d)) not in skip]
+        for name in files:
+            try:
+                newest = max(newest, os.stat(os.path.join(dirpath, name)).st_mtime_ns)
+            except FileNotFoundError:
+                continue
+    return newest
 
 
 def checkpointed_run(
@@ -509,7 +556,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for w in rep.warnings:
             print(f"warning: {w}", file=sys.stderr)
         print(f"restored {rep.restored} files ({rep.restored_bytes / 1e6:.1f} MB) into results/{name}")
-        print(f"regenerated {len(rep.regenerated_same)} files identical to the snapshot's (their mtimes restored)")
+        print(f"regenerated {len(rep.regenerated_same)} files identical to the snapshot's (restamped in the run's order)")
         for what, paths in (("differ from", rep.regenerated_changed), ("were not rebuilt as in", rep.regenerated_missing)):
             if paths:
                 print(f"{len(paths)} regenerated files {what} the snapshot; what depends on them will run again: {', '.join(paths[:5])}" + (" ..." if len(paths) > 5 else ""))
