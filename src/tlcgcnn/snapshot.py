@@ -334,7 +334,7 @@ def restore(
             f"{configfile} differs from the config the snapshot was saved with ({saved_config['path']}): "
             "Snakemake cannot tell whether a changed setting concerns a restored result"
         )
-    saved_commit, commit = manifest["code"].get("git_commit"), code_version().get("git_commit")
+    saved_commit, commit = manifest["code"].get("git_commit"), code_version(workdir).get("git_commit")
     if saved_commit and commit and saved_commit != commit:
         report.warnings.append(f"saved at commit {saved_commit[:10]}, restored at {commit[:10]}: a rule whose code changed is not rerun for restored results")
     stored = {e.path: e for e in entries if e.left_out is None}
