@@ -96,6 +96,33 @@ def test_restore_brings_back_bytes_and_mtimes_and_refuses_to_overwrite(run_dir: 
         snapshot.restore(archive, workdir=new, regenerate=False)
 
 
+def test_a_regenerated_file_that_differs_reruns_its_dependents_unless_trusted(run_dir: Path, tmp_path: Path):
+    """Another CPU rounds the last bits of featurized floats differently: the regenerated
+    bytes differ. By default that file is newest (what depends on it reruns); trusted, it
+    takes its recorded place in the run's order, older than the restored results."""
+    archive = tmp_path / "snap.tar.xz"
+    manifest = snapshot.save("results/demo", archive, workdir=tmp_path)
+    recorded = {f["path"]: f for f in manifest["files"]}
+    kept = sorted((f["path"] for f in manifest["files"] if f["left_out"] is None), key=lambda p: recorded[p]["mtime_ns"])
+    for trust in (False, True):
+        new = tmp_path / f"clone-{trust}"
+        for f in manifest["files"]:  # as the regeneration rebuilt them: one file's bytes differ
+            if f["left_out"] == "regenerated":
+                _write(new / "results" / "demo" / f["path"], f"content of {f['path']}" + (" (other rounding)" if f["path"].endswith(".npz") else ""))
+        rep = snapshot.restore(archive, workdir=new, regenerate=False, force=True, trust_regenerated=trust)
+        shard = (new / "results" / "demo" / "graphs/abc/shard_000.npz").stat().st_mtime_ns
+        newest_restored = max((new / "results" / "demo" / p).stat().st_mtime_ns for p in kept)
+        same = ["data/ingest_summary.json", "data/structures.parquet", "splits/log_kvrh.split.json"]
+        assert sorted(rep.regenerated_same) == sorted(same + ["graphs/abc/.snakemake_timestamp"] * trust)
+        if trust:
+            assert rep.regenerated_trusted == ["graphs/abc/shard_000.npz"] and not rep.regenerated_changed
+            ts = (new / "results" / "demo" / "graphs/abc/.snakemake_timestamp").stat().st_mtime_ns
+            assert shard < ts < (new / "results" / "demo" / "pretrain/ef/model.pt").stat().st_mtime_ns  # the recorded order
+        else:
+            assert rep.regenerated_changed == ["graphs/abc/shard_000.npz", "graphs/abc/.snakemake_timestamp"] and not rep.regenerated_trusted
+            assert shard > newest_restored  # newer than every restored result: its dependents rerun
+
+
 def test_regeneration_targets_ask_for_directory_outputs_whole():
     entries = [snapshot.Entry(p, 1, 1, "0", "regenerated") for p in ("data/a.parquet", "graphs/k/.snakemake_timestamp", "graphs/k/s0.npz", "graphs/k/sub/x")]
     assert snapshot.regeneration_targets(entries, "results/demo") == ["results/demo/graphs/k", "results/demo/data/a.parquet"]

@@ -96,6 +96,7 @@ class RestoreReport:
     regenerated_same: list[str] = field(default_factory=list)
     regenerated_changed: list[str] = field(default_factory=list)
     regenerated_missing: list[str] = field(default_factory=list)
+    regenerated_trusted: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -310,10 +311,16 @@ def restore(
     cores: int = 2,
     force: bool = False,
     regenerate: bool = True,
+    trust_regenerated: bool = False,
 ) -> RestoreReport:
     """Unpack ``archive`` under ``workdir``, rebuild its regenerated files with Snakemake
     (unless ``regenerate`` is False) and restamp the run's files in their recorded order (see
-    the module docstring)."""
+    the module docstring).
+
+    ``trust_regenerated``: a regenerated file whose bytes differ from the snapshot's is
+    restamped as if identical (listed in ``regenerated_trusted``), so nothing reruns for it.
+    For a run carried to a machine with another CPU, whose floating-point rounding differs in
+    the last bits; never for a changed dataset or featurizer."""
     from tlcgcnn.provenance import code_version
 
     manifest = read_manifest(archive)
@@ -376,6 +383,9 @@ def restore(
         if not path.exists():
             report.regenerated_missing.append(e.path)
         elif io.sha256_file(path) != e.sha256:
+            if trust_regenerated:
+                report.regenerated_trusted.append(e.path)
+                continue
             report.regenerated_changed.append(e.path)
         else:
             continue
@@ -388,7 +398,8 @@ def restore(
             report.regenerated_changed.append(e.path)  # the directory's content differs: it stays new
             continue
         stamps.append(e)
-        report.regenerated_same.append(e.path)
+        if e.path not in report.regenerated_trusted:
+            report.regenerated_same.append(e.path)
     plan = restamp_plan([e.mtime_ns for e in stamps], _newest_mtime_ns(Path(workdir), ["results", results_dir], configfile))
     for e in stamps:
         os.utime(results / e.path, ns=(plan[e.mtime_ns], plan[e.mtime_ns]))
@@ -501,6 +512,29 @@ def _summary(manifest: dict[str, Any], cells_total: int | None = None, sources_t
     return "\n".join(lines)
 
 
+TRUST_HELP = (
+    "restamp regenerated files whose bytes differ from the snapshot's as if identical, so nothing reruns for them: "
+    "for a run carried to a machine whose CPU rounds floats differently in the last bits, never for a changed dataset or featurizer"
+)
+
+
+def _print_report(rep: RestoreReport, configfile: str, cores: int, *, then: bool) -> None:
+    for w in rep.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    print(f"restored {rep.restored} files ({rep.restored_bytes / 1e6:.1f} MB)")
+    print(f"regenerated {len(rep.regenerated_same)} files identical to the snapshot's (restamped in the run's order)")
+    listed = (
+        ("differ from the snapshot; what depends on them will run again (--trust-regenerated if only the machine differs)", rep.regenerated_changed),
+        ("were not rebuilt as in the snapshot; what depends on them will run again", rep.regenerated_missing),
+        ("differ from the snapshot and were trusted (--trust-regenerated): restamped as if identical", rep.regenerated_trusted),
+    )
+    for what, paths in listed:
+        if paths:
+            print(f"{len(paths)} regenerated files {what}: {', '.join(paths[:5])}" + (" ..." if len(paths) > 5 else ""))
+    if then:
+        print(f"continue with: snakemake --cores {cores} --configfile {configfile}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tlcgcnn.snapshot", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -511,6 +545,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if name == "restore":
             p.add_argument("--cores", type=int, default=2, help="for Snakemake's regeneration of data/, graphs/ and splits/")
             p.add_argument("--force", action="store_true", help="restore into a results folder that already holds files")
+            p.add_argument("--trust-regenerated", action="store_true", help=TRUST_HELP)
         else:
             p.add_argument("--live", action="store_true", help="save while Snakemake runs (the running jobs' outputs are left out)")
     run = sub.add_parser(
@@ -520,6 +555,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--configfile", required=True)
     run.add_argument("--archive", help="default: resources/snapshots/<name>.tar.xz")
     run.add_argument("--cores", type=int, default=2)
+    run.add_argument("--trust-regenerated", action="store_true", help=TRUST_HELP)
     run.add_argument("--every", type=float, default=1800.0, help="seconds between live snapshots (default 1800)")
     run.add_argument("snakemake_args", nargs="*", help="more Snakemake arguments (after --)")
     show = sub.add_parser("show", help="what a snapshot holds")
@@ -541,10 +577,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             results = Path("results") / name
             if archive.exists() and not (results.is_dir() and any(results.iterdir())):
-                rep = restore(archive, configfile=args.configfile, cores=args.cores)
-                for w in rep.warnings:
-                    print(f"warning: {w}", file=sys.stderr)
-                print(f"restored {rep.restored} files from {archive}")
+                rep = restore(archive, configfile=args.configfile, cores=args.cores, trust_regenerated=args.trust_regenerated)
+                _print_report(rep, args.configfile, args.cores, then=False)
             cmd = [*_snakemake(), "--cores", str(args.cores), "--configfile", args.configfile, "--rerun-incomplete", *args.snakemake_args]
             return checkpointed_run(cmd, results.as_posix(), archive, every_s=args.every, config_path=args.configfile)
         if args.command == "save":
@@ -552,15 +586,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(_summary(manifest))
             print(f"wrote {archive} ({archive.stat().st_size / 1e6:.1f} MB)")
             return 0
-        rep = restore(archive, configfile=args.configfile, cores=args.cores, force=args.force)
-        for w in rep.warnings:
-            print(f"warning: {w}", file=sys.stderr)
-        print(f"restored {rep.restored} files ({rep.restored_bytes / 1e6:.1f} MB) into results/{name}")
-        print(f"regenerated {len(rep.regenerated_same)} files identical to the snapshot's (restamped in the run's order)")
-        for what, paths in (("differ from", rep.regenerated_changed), ("were not rebuilt as in", rep.regenerated_missing)):
-            if paths:
-                print(f"{len(paths)} regenerated files {what} the snapshot; what depends on them will run again: {', '.join(paths[:5])}" + (" ..." if len(paths) > 5 else ""))
-        print(f"continue with: snakemake --cores {args.cores} --configfile {args.configfile}")
+        rep = restore(archive, configfile=args.configfile, cores=args.cores, force=args.force, trust_regenerated=args.trust_regenerated)
+        _print_report(rep, args.configfile, args.cores, then=True)
         return 0
     except SnapshotError as err:
         print(f"tlcgcnn.snapshot: error: {err}", file=sys.stderr)
