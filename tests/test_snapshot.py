@@ -309,3 +309,68 @@ def test_an_unfinished_run_restored_on_a_clean_checkout_resumes_where_it_stopped
     assert "data/structures.parquet" in rep.regenerated_changed
     again = ran_rules(smk(tmp_path / "fourth", "-n"))
     assert again.count("finetune") == 2 and again.count("finetune_baseline") == 2 and "stats" in again, again
+
+
+def test_fingerprint_sees_through_float_rounding_but_not_a_real_change(tmp_path: Path):
+    import numpy as np
+
+    from tlcgcnn.fingerprint import close, fingerprint
+
+    rng = np.random.default_rng(0)
+    dist = rng.uniform(1.0, 8.0, (500, 12))
+    idx = rng.integers(0, 500, (500, 12))
+
+    def npz(name: str, d: np.ndarray, i: np.ndarray) -> dict:
+        np.savez_compressed(tmp_path / name, nbr_dist=d.astype(np.float32), nbr_idx=i)
+        return fingerprint(tmp_path / name)  # type: ignore[return-value]
+
+    ref = npz("a.npz", dist, idx)
+    rounded = dist.astype(np.float32)
+    rounded.flat[::7] = np.nextafter(rounded.flat[::7], np.float32(9))  # the last bit of every 7th value
+    assert close(ref, npz("b.npz", rounded, idx))
+    assert not close(ref, npz("c.npz", dist * 1.001, idx))  # another cut-off or cell: a real change
+    swapped = idx.copy()
+    swapped[0, 0] += 1
+    assert not close(ref, npz("d.npz", dist, swapped))  # an integer differs: never rounding
+    assert not close(ref, npz("e.npz", dist[:-1], idx[:-1]))  # a crystal fewer
+
+    table = pd.DataFrame({"material_id": ["mp-1", "mp-2"], "lattice": [[1.0, 0.0, 3.0], [2.5, 1.0, 0.5]], "k_vrh": [10.0, float("nan")]})
+    table.to_parquet(tmp_path / "t.parquet")
+    ref_t = fingerprint(tmp_path / "t.parquet")
+    table.at[0, "lattice"] = [np.nextafter(1.0, 2.0), 0.0, 3.0]
+    table.to_parquet(tmp_path / "t2.parquet")
+    assert close(ref_t, fingerprint(tmp_path / "t2.parquet"))
+    table.at[1, "material_id"] = "mp-3"
+    table.to_parquet(tmp_path / "t3.parquet")
+    assert not close(ref_t, fingerprint(tmp_path / "t3.parquet"))
+    (tmp_path / "m.json").write_text(json.dumps({"atoms": 10, "bytes_on_disk": 99, "table_sha256": "ab", "radius": 8.0}))
+    (tmp_path / "m2.json").write_text(json.dumps({"atoms": 10, "bytes_on_disk": 98, "table_sha256": "cd", "radius": 8.0}))
+    (tmp_path / "m3.json").write_text(json.dumps({"atoms": 10, "bytes_on_disk": 99, "table_sha256": "ab", "radius": 6.0}))
+    assert close(fingerprint(tmp_path / "m.json"), fingerprint(tmp_path / "m2.json"))
+    assert not close(fingerprint(tmp_path / "m.json"), fingerprint(tmp_path / "m3.json"))
+    assert fingerprint(tmp_path / "x.csv") is None
+
+
+def test_restore_restamps_a_regenerated_file_that_differs_only_by_rounding(tmp_path: Path):
+    import numpy as np
+
+    r = tmp_path / "results" / "demo"
+    shard = r / "graphs" / "k" / "shard-00000.npz"
+    shard.parent.mkdir(parents=True)
+    dist = np.linspace(1.0, 8.0, 1200, dtype=np.float32).reshape(100, 12)
+    np.savez_compressed(shard, nbr_dist=dist)
+    _write(r / "graphs" / "k" / ".snakemake_timestamp", "")
+    _write(r / "finetune" / "t" / "n50" / "scratch" / "metrics.json", "[]")
+    archive = tmp_path / "snap.tar.xz"
+    manifest = snapshot.save("results/demo", archive, workdir=tmp_path)
+    assert next(f for f in manifest["files"] if f["path"].endswith(".npz"))["fingerprint"]["npz"]["nbr_dist"]["shape"] == [100, 12]
+    new = tmp_path / "clone"
+    (new / "results" / "demo" / "graphs" / "k").mkdir(parents=True)
+    other = dist.copy()
+    other.flat[::3] = np.nextafter(other.flat[::3], np.float32(9))  # another machine's rounding
+    np.savez_compressed(new / "results" / "demo" / "graphs" / "k" / "shard-00000.npz", nbr_dist=other)
+    _write(new / "results" / "demo" / "graphs" / "k" / ".snakemake_timestamp", "")
+    rep = snapshot.restore(archive, workdir=new, regenerate=False, force=True)
+    assert rep.regenerated_rounding == ["graphs/k/shard-00000.npz"] and not rep.regenerated_changed
+    shard_t = (new / "results" / "demo" / "graphs" / "k" / "shard-00000.npz").stat().st_mtime_ns
+    assert shard_t < (new / "results" / "demo" / "finetune" / "t" / "n50" / "scratch" / "metrics.json").stat().st_mtime_ns

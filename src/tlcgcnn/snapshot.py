@@ -17,7 +17,8 @@ every file with its size, mtime and sha256:
   a stopped source or seed goes on from its last checkpointed epoch.
 * ``restore``: unpack into a clean checkout, run Snakemake for the regenerated files only,
   and give every restored file and every regenerated file whose content is identical (same
-  sha256) its place in the run's timeline back: mtimes in the recorded order, all newer
+  sha256, or the same values up to float rounding by its :mod:`tlcgcnn.fingerprint`, which
+  another machine's CPU changes) its place in the run's timeline back: mtimes in the recorded order, all newer
   than the checkout's own files (a fresh clone's scripts are newer than any saved result,
   and Snakemake reruns a job whose output is older than its script). Snakemake then sees
   the run exactly as it was left: a ``snakemake -n`` lists only the unfinished jobs. A
@@ -57,6 +58,7 @@ from pathlib import Path
 from typing import Any
 
 from tlcgcnn import io
+from tlcgcnn.fingerprint import close, fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +86,11 @@ class Entry:
     mtime_ns: int
     sha256: str
     left_out: str | None = None
+    fingerprint: dict[str, Any] | None = None  # a regenerated file's content, blind to float rounding (tlcgcnn.fingerprint)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "size": self.size, "mtime_ns": self.mtime_ns, "sha256": self.sha256, "left_out": self.left_out}
+        d = {"path": self.path, "size": self.size, "mtime_ns": self.mtime_ns, "sha256": self.sha256, "left_out": self.left_out}
+        return d if self.fingerprint is None else {**d, "fingerprint": self.fingerprint}
 
 
 @dataclass
@@ -97,6 +101,7 @@ class RestoreReport:
     regenerated_changed: list[str] = field(default_factory=list)
     regenerated_missing: list[str] = field(default_factory=list)
     regenerated_trusted: list[str] = field(default_factory=list)
+    regenerated_rounding: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -166,7 +171,8 @@ def scan(results_dir: str | os.PathLike[str], workdir: str | os.PathLike[str] = 
             digest = io.sha256_file(path)
         except FileNotFoundError:  # a live run removed it (a temporary renamed, a finished run's state.pt)
             continue
-        entries.append(Entry(rel, st.st_size, st.st_mtime_ns, digest, _left_out(rel, inc, regenerate, finished_cells)))
+        why = _left_out(rel, inc, regenerate, finished_cells)
+        entries.append(Entry(rel, st.st_size, st.st_mtime_ns, digest, why, fingerprint(path) if why == "regenerated" else None))
     return entries
 
 
@@ -383,6 +389,9 @@ def restore(
         if not path.exists():
             report.regenerated_missing.append(e.path)
         elif io.sha256_file(path) != e.sha256:
+            if e.fingerprint is not None and close(e.fingerprint, fingerprint(path)):
+                report.regenerated_rounding.append(e.path)  # the same values up to float rounding: another machine
+                continue
             if trust_regenerated:
                 report.regenerated_trusted.append(e.path)
                 continue
@@ -398,7 +407,7 @@ def restore(
             report.regenerated_changed.append(e.path)  # the directory's content differs: it stays new
             continue
         stamps.append(e)
-        if e.path not in report.regenerated_trusted:
+        if e.path not in report.regenerated_trusted and e.path not in report.regenerated_rounding:
             report.regenerated_same.append(e.path)
     plan = restamp_plan([e.mtime_ns for e in stamps], _newest_mtime_ns(Path(workdir), ["results", results_dir], configfile))
     for e in stamps:
@@ -526,6 +535,7 @@ def _print_report(rep: RestoreReport, configfile: str, cores: int, *, then: bool
     listed = (
         ("differ from the snapshot; what depends on them will run again (--trust-regenerated if only the machine differs)", rep.regenerated_changed),
         ("were not rebuilt as in the snapshot; what depends on them will run again", rep.regenerated_missing),
+        ("differ from the snapshot's bytes but hold the same values up to float rounding (another machine): restamped in the run's order", rep.regenerated_rounding),
         ("differ from the snapshot and were trusted (--trust-regenerated): restamped as if identical", rep.regenerated_trusted),
     )
     for what, paths in listed:
