@@ -374,3 +374,17 @@ def test_restore_restamps_a_regenerated_file_that_differs_only_by_rounding(tmp_p
     assert rep.regenerated_rounding == ["graphs/k/shard-00000.npz"] and not rep.regenerated_changed
     shard_t = (new / "results" / "demo" / "graphs" / "k" / "shard-00000.npz").stat().st_mtime_ns
     assert shard_t < (new / "results" / "demo" / "finetune" / "t" / "n50" / "scratch" / "metrics.json").stat().st_mtime_ns
+
+
+def test_snapshot_run_stops_before_redoing_restored_work(tmp_path: Path, monkeypatch, capsys):
+    """`run` restores; if rebuilt files differ, it does not start (the restored jobs would run
+    again and the next save would overwrite the archive) and says how to go on."""
+    shutil.copytree(ROOT / "config", tmp_path / "config")
+    name = yaml.safe_load((ROOT / "config" / "mp500.yaml").read_text())["name"]
+    _write(tmp_path / "resources" / "snapshots" / f"{name}.tar.xz", "an archive")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(snapshot, "restore", lambda *a, **k: snapshot.RestoreReport(restored=3, regenerated_changed=["data/structures.parquet"]))
+    monkeypatch.setattr(snapshot, "checkpointed_run", lambda *a, **k: pytest.fail("ran Snakemake over a changed rebuild"))
+    assert snapshot.main(["run", "--configfile", "config/mp500.yaml"]) == 3
+    err = capsys.readouterr().err
+    assert "stopped before running: 1 rebuilt files differ" in err and "--trust-regenerated" in err

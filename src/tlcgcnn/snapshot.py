@@ -589,6 +589,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             if archive.exists() and not (results.is_dir() and any(results.iterdir())):
                 rep = restore(archive, configfile=args.configfile, cores=args.cores, trust_regenerated=args.trust_regenerated)
                 _print_report(rep, args.configfile, args.cores, then=False)
+                if rep.regenerated_changed:  # running now would redo restored work, and the next save would overwrite the archive
+                    print(
+                        f"stopped before running: {len(rep.regenerated_changed)} rebuilt files differ from the snapshot, so restored jobs "
+                        f"would run again (`snakemake -n --configfile {args.configfile}` lists them). Run this command again to go on "
+                        f"anyway (results/{name} is no longer empty, so it does not restore again), or remove results/{name} and "
+                        "add --trust-regenerated if nothing but the machine changed.",
+                        file=sys.stderr,
+                    )
+                    return 3
             cmd = [*_snakemake(), "--cores", str(args.cores), "--configfile", args.configfile, "--rerun-incomplete", *args.snakemake_args]
             return checkpointed_run(cmd, results.as_posix(), archive, every_s=args.every, config_path=args.configfile)
         if args.command == "save":
