@@ -14,8 +14,8 @@ change confined to a few float values, smaller than ``ULPS`` epsilons of the who
 
 Readable kinds: ``.npz`` (each array), ``.parquet`` (each column, list columns flattened,
 their lengths hashed) and ``.json`` (the sha256 of the parsed document without the keys
-that only restate other files' bytes: ``*sha256`` and ``bytes*``). Other files have no fingerprint
-(``None``); for them only identical bytes count as the same.
+that only restate other files' bytes: ``*sha256`` and ``bytes*``). Other files have no
+fingerprint (``None``); for them only identical bytes count as the same.
 """
 
 from __future__ import annotations

@@ -18,9 +18,10 @@ every file with its size, mtime and sha256:
 * ``restore``: unpack into a clean checkout, run Snakemake for the regenerated files only,
   and give every restored file and every regenerated file whose content is identical (same
   sha256, or the same values up to float rounding by its :mod:`tlcgcnn.fingerprint`, which
-  another machine's CPU changes) its place in the run's timeline back: mtimes in the recorded order, all newer
-  than the checkout's own files (a fresh clone's scripts are newer than any saved result,
-  and Snakemake reruns a job whose output is older than its script). Snakemake then sees
+  another machine's CPU changes) its place in the run's timeline back: mtimes in the
+  recorded order, all newer than the checkout's own files (a fresh clone's scripts are
+  newer than any saved result, and Snakemake reruns a job whose output is older than its
+  script). Snakemake then sees
   the run exactly as it was left: a ``snakemake -n`` lists only the unfinished jobs. A
   regenerated file whose content differs (the dataset or the featurizer changed) keeps its
   new mtime, newer than every restored file, so everything that depends on it runs again:
