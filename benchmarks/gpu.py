@@ -43,10 +43,11 @@ sys.path.insert(0, str(ROOT / "src"))
 # --------------------------------------------------------------------------- here: pack
 
 
-def pack(configfile: Path, workdir: Path, sources: list[str], out: Path) -> dict[str, Any]:
-    """Write ``out/jobs.json`` (each source's pretrain-rule arguments, paths relative to the
-    repository root) and ``out/inputs.tar.gz`` (the table, graph shards and split files the
-    jobs read, taken from ``workdir``)."""
+def pack(configfile: Path, workdir: Path, sources: list[str], sizes: list[str], out: Path) -> dict[str, Any]:
+    """Write ``out/jobs.json`` (each job's rule arguments, paths relative to the repository
+    root: the pretraining ``sources`` named, and every graph-model fine-tuning cell of the
+    training ``sizes`` given that ``workdir`` has not started) and ``out/inputs.tar.gz`` (the
+    table, graph shards, split files and source checkpoints the jobs read, from ``workdir``)."""
     import yaml
 
     from tlcgcnn.config import load, resolve
@@ -60,39 +61,40 @@ def pack(configfile: Path, workdir: Path, sources: list[str], out: Path) -> dict
     graphs = f"{r}/graphs/{cfg.graph_key()}"
     target_splits = [f"{r}/splits/{t}.split.json" for t in cfg.transfer_target_names]
     atom_features = cfg.featurize.atom_features or "src/tlcgcnn/data/atom_features.csv"
-    jobs = []
+    common = {"table_path": f"{r}/data/structures.parquet", "graph_dir": graphs, "atom_features_path": atom_features, "split_cfg": cfg.split_settings(), "threads": int(cfg.train.threads)}
+    jobs: list[dict[str, Any]] = []
     for name in sources:
         done = workdir / r / "pretrain" / name / "model.pt"
         if done.exists():
             raise SystemExit(f"{done}: source {name} is already trained")
-        jobs.append(
-            {
-                "name": name,
-                "log": f"{r}/logs/pretrain/{name}.log",
-                "kwargs": {
-                    "source": cfg.pretrain_source(name).as_params(),
-                    "table_path": f"{r}/data/structures.parquet",
-                    "split_path": f"{r}/splits/{name}.split.json",
-                    "graph_dir": graphs,
-                    "atom_features_path": atom_features,
-                    "target_splits": target_splits,
-                    "split_cfg": cfg.split_settings(),
-                    "threads": int(cfg.train.threads),
-                    "config": resolve(raw).as_dict(),  # as the rule's script: resolve(snakemake.config)
-                    "out_checkpoint": f"{r}/pretrain/{name}/model.pt",
-                },
-            }
-        )
-    inputs = sorted({f"{r}/data/structures.parquet", graphs, *target_splits, *(j["kwargs"]["split_path"] for j in jobs)})
+        kw = {**common, "source": cfg.pretrain_source(name).as_params(), "split_path": f"{r}/splits/{name}.split.json", "target_splits": target_splits, "out_checkpoint": f"{r}/pretrain/{name}/model.pt"}
+        jobs.append({"rule": "pretrain", "name": name, "log": f"{r}/logs/pretrain/{name}.log", "outputs": [kw["out_checkpoint"]], "kwargs": kw})
+    cells = [c for c in cfg.cells() if c.mode.kind == "gnn" and str(c.size) in sizes]
+    for c in sorted(cells, key=lambda c: -_size_rank(c.size)):
+        d = f"{r}/finetune/{c.target.name}/n{c.size}/{c.mode.name}"
+        if (workdir / d / "metrics.json").exists() or (workdir / d / "runs").exists():
+            continue  # finished, or partly run there: the workflow finishes it
+        source = c.mode.pretrained
+        pretrained = [cfg.pretrained_checkpoint(source) or f"{r}/pretrain/{source}/model.pt"] if source else []
+        params = c.as_params()
+        kw = {**common, "cell": params, "split_path": f"{r}/splits/{c.target.name}.split.json", "pretrained": pretrained, "device": params["train"]["device"], "out_metrics": f"{d}/metrics.json", "out_predictions": f"{d}/predictions.parquet"}
+        name = f"{c.target.name}/n{c.size}/{c.mode.name}"
+        jobs.append({"rule": "finetune", "name": name, "log": f"{r}/logs/finetune/{name}.log", "outputs": [kw["out_metrics"], kw["out_predictions"]], "runs": f"{d}/runs", "kwargs": kw})
+    inputs = {common["table_path"], graphs}
+    for j in jobs:
+        kw = j["kwargs"]
+        inputs.add(kw["split_path"])
+        inputs.update(kw.get("target_splits", []))
+        inputs.update(p for p in kw.get("pretrained", []) if p.startswith("results/"))  # the zoo's travel with the repository
     out.mkdir(parents=True, exist_ok=True)
-    (out / "jobs.json").write_text(json.dumps({"config": str(configfile), "jobs": jobs}, indent=1))
+    (out / "jobs.json").write_text(json.dumps({"config_file": str(configfile), "config": resolve(raw).as_dict(), "jobs": jobs}, indent=1))
     with tarfile.open(out / "inputs.tar.gz", "w:gz", compresslevel=6) as tar:
-        for p in inputs:
+        for p in sorted(inputs):
             if not (workdir / p).exists():
-                raise SystemExit(f"{workdir / p}: input of the pretrain rule is missing (run the study's ingest, split and featurize rules first)")
+                raise SystemExit(f"{workdir / p}: a job's input is missing (run the study's ingest, split, featurize and pretrain rules first)")
             tar.add(workdir / p, arcname=p)
     size = (out / "inputs.tar.gz").stat().st_size
-    print(f"{out}/jobs.json: {len(jobs)} sources; {out}/inputs.tar.gz: {len(inputs)} paths, {size / 1e6:.1f} MB")
+    print(f"{out}/jobs.json: {len(jobs)} jobs; {out}/inputs.tar.gz: {len(inputs)} paths, {size / 1e6:.1f} MB")
     return {"jobs": len(jobs), "inputs_bytes": size}
 
 
@@ -113,8 +115,8 @@ def machine() -> dict[str, Any]:
     return info
 
 
-def epoch_times(job: dict[str, Any], epochs: int, out_dir: Path) -> dict[str, Any]:
-    """Seconds per epoch (training + validation, as the pretrain rule runs it) on the job's
+def epoch_times(job: dict[str, Any], config: dict[str, Any], epochs: int, out_dir: Path) -> dict[str, Any]:
+    """Seconds per epoch (training + validation, as the pretrain rule runs it) on a source's
     training set, alone on the device, in bf16 autocast and in fp32. The first epoch holds
     the start-up (CUDA context, kernels); the later ones are the steady state."""
     from tlcgcnn.train import run_training
@@ -128,7 +130,7 @@ def epoch_times(job: dict[str, Any], epochs: int, out_dir: Path) -> dict[str, An
             stage="benchmark", table_path=kw["table_path"], split_path=kw["split_path"], graph_dir=kw["graph_dir"],
             atom_features_path=kw["atom_features_path"], pretrained=[], spec=src["target"], size=src["size"], seed=int(src["seed"]),
             mode=None, split_cfg=kw["split_cfg"], model_cfg=src["model"], train_cfg={**src["train"], "epochs": epochs, "amp": amp, "device": "cuda"},
-            transfer=None, threads=kw["threads"], config=kw["config"], out_checkpoint=str(out_dir / f"epochs_{amp}.pt"), progress=False,
+            transfer=None, threads=kw["threads"], config=config, out_checkpoint=str(out_dir / f"epochs_{amp}.pt"), progress=False,
             exclude_ids=None,
         )
         el = ck["history"]["elapsed_s"]
@@ -142,72 +144,90 @@ def epoch_times(job: dict[str, Any], epochs: int, out_dir: Path) -> dict[str, An
 
 
 def run_job(pack_dir: Path, name: str) -> None:
-    """One source, as the pretrain rule's script runs it."""
-    from tlcgcnn.pretrain import pretrain
+    """One job, as its rule's script runs it (workflow/scripts/pretrain.py, finetune.py)."""
     from tlcgcnn.runtime import log_to
 
-    job = next(j for j in json.loads((pack_dir / "jobs.json").read_text())["jobs"] if j["name"] == name)
-    Path(job["log"]).parent.mkdir(parents=True, exist_ok=True)
-    Path(job["kwargs"]["out_checkpoint"]).parent.mkdir(parents=True, exist_ok=True)
+    spec = json.loads((pack_dir / "jobs.json").read_text())
+    job = next(j for j in spec["jobs"] if j["name"] == name)
+    for p in (job["log"], *job["outputs"]):
+        Path(p).parent.mkdir(parents=True, exist_ok=True)
     log_to(job["log"])
-    pretrain(**job["kwargs"])
+    if job["rule"] == "pretrain":
+        from tlcgcnn.pretrain import pretrain
+
+        pretrain(**job["kwargs"], config=spec["config"])
+    else:
+        from tlcgcnn.finetune import finetune_cell
+
+        finetune_cell(**job["kwargs"], config=spec["config"])
 
 
-def run(pack_dir: Path, deadline: float, bench_epochs: int, out: Path) -> dict[str, Any]:
-    """Unpack the inputs, time epochs solo, then train every source at once (one process
-    each) until they finish or ``deadline`` seconds after the start; pack what they left."""
+def run(pack_dir: Path, deadline: float, bench_epochs: int, max_parallel: int, out: Path) -> dict[str, Any]:
+    """Unpack the inputs, time epochs solo (if a source is packed), then run the jobs, at
+    most ``max_parallel`` at once (one process each, in the packed order), until they finish
+    or ``deadline`` seconds after the start; pack what they left in ``out/results.tar.gz``."""
     t_start = time.time()
     out.mkdir(parents=True, exist_ok=True)
     spec = json.loads((pack_dir / "jobs.json").read_text())
     jobs = spec["jobs"]
     with tarfile.open(pack_dir / "inputs.tar.gz") as tar:
         tar.extractall(ROOT, filter="data")
-    report: dict[str, Any] = {"machine": machine(), "config": spec["config"], "git_commit": os.environ.get("TLCGCNN_GIT_COMMIT"), "deadline_s": deadline}
+    report: dict[str, Any] = {"machine": machine(), "config": spec["config_file"], "git_commit": os.environ.get("TLCGCNN_GIT_COMMIT"), "deadline_s": deadline, "max_parallel": max_parallel}
     print(json.dumps(report["machine"]), flush=True)
-    if bench_epochs > 0:
-        biggest = max(jobs, key=lambda j: _size_rank(j["kwargs"]["source"]["size"]))
+    sources = [j for j in jobs if j["rule"] == "pretrain"]
+    if bench_epochs > 0 and sources:
+        biggest = max(sources, key=lambda j: _size_rank(j["kwargs"]["source"]["size"]))
         try:
-            report["epochs"] = epoch_times(biggest, bench_epochs, Path("/tmp"))
-        except Exception as err:  # noqa: BLE001 - the pretraining still runs; the report says why
+            report["epochs"] = epoch_times(biggest, spec["config"], bench_epochs, Path("/tmp"))
+        except Exception as err:  # noqa: BLE001 - the jobs still run; the report says why
             report["epochs"] = {"error": f"{type(err).__name__}: {err}"}
             print(f"epoch timing failed: {err}", flush=True)
-    procs: dict[str, tuple[subprocess.Popen[bytes], float]] = {}
-    for j in jobs:
-        procs[j["name"]] = (subprocess.Popen([sys.executable, __file__, "job", "--pack", str(pack_dir), "--name", j["name"]], cwd=ROOT, start_new_session=True), time.time())
-    print(f"started {len(procs)} sources at {time.time() - t_start:.0f} s", flush=True)
+    waiting = list(jobs)
+    running: dict[str, tuple[subprocess.Popen[bytes], float]] = {}
     ended: dict[str, dict[str, Any]] = {}
-    while len(ended) < len(procs):
-        for name, (p, t0) in procs.items():
-            if name not in ended and p.poll() is not None:
+    while waiting or running:
+        for name, (p, t0) in list(running.items()):
+            if p.poll() is not None:
                 ended[name] = {"returncode": p.returncode, "wall_s": round(time.time() - t0, 1)}
-                print(f"{name}: exit {p.returncode} after {ended[name]['wall_s']} s", flush=True)
+                del running[name]
+                print(f"{time.time() - t_start:5.0f} s  {name}: exit {p.returncode} after {ended[name]['wall_s']} s", flush=True)
         if time.time() - t_start > deadline:
-            for name, (p, t0) in procs.items():
-                if name not in ended:
-                    os.killpg(p.pid, signal.SIGKILL)
-                    p.wait()
-                    ended[name] = {"returncode": "killed at the deadline", "wall_s": round(time.time() - t0, 1)}
-                    print(f"{name}: stopped at the deadline after {ended[name]['wall_s']} s", flush=True)
+            for name, (p, t0) in running.items():
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+                ended[name] = {"returncode": "killed at the deadline", "wall_s": round(time.time() - t0, 1)}
+                print(f"{name}: stopped at the deadline after {ended[name]['wall_s']} s", flush=True)
+            for j in waiting:
+                ended[j["name"]] = {"returncode": "not started before the deadline", "wall_s": 0.0}
             break
-        time.sleep(2)
-    report["sources"] = {}
-    with tarfile.open(out / "pretrain.tar.gz", "w:gz") as tar:
+        while waiting and len(running) < max_parallel:
+            j = waiting.pop(0)
+            cmd = [sys.executable, __file__, "job", "--pack", str(pack_dir), "--name", j["name"]]
+            running[j["name"]] = (subprocess.Popen(cmd, cwd=ROOT, start_new_session=True), time.time())
+        time.sleep(1)
+    report["jobs"] = {}
+    with tarfile.open(out / "results.tar.gz", "w:gz") as tar:
         for j in jobs:
-            ck = Path(j["kwargs"]["out_checkpoint"])
-            state = ck.with_name("state.pt")
-            info = {**ended[j["name"]], "finished": ck.exists(), "resumable_state": state.exists()}
-            for p in (ck, state, Path(j["log"])):
+            outs = [Path(p) for p in j["outputs"]]
+            done = all(p.exists() for p in outs)
+            info = {"rule": j["rule"], **ended[j["name"]], "finished": done}
+            keep = [*outs, Path(j["log"])] if done else [Path(j["log"]), Path(j.get("runs") or Path(j["outputs"][0]).with_name("state.pt"))]
+            for p in keep:
                 if p.exists():
                     tar.add(p, arcname=str(p))
-            if ck.exists():
+            if done and j["rule"] == "pretrain":
                 import torch
 
-                res = torch.load(ck, map_location="cpu", weights_only=False)["result"]
+                res = torch.load(outs[0], map_location="cpu", weights_only=False)["result"]
                 info.update({k: res[k] for k in ("best_epoch", "best_val_mae", "epochs_run", "seconds", "device", "precision")})
-            report["sources"][j["name"]] = info
+            elif done:
+                recs = json.loads(outs[0].read_text())
+                info.update({"seeds": len(recs), "mean_error": round(sum(r["error"] for r in recs) / len(recs), 5)})
+            report["jobs"][j["name"]] = info
     report["wall_s"] = round(time.time() - t_start, 1)
     (out / "gpu.json").write_text(json.dumps(report, indent=1))
-    print(json.dumps(report["sources"], indent=1), flush=True)
+    n_done = sum(v["finished"] for v in report["jobs"].values())
+    print(f"{n_done} of {len(jobs)} jobs finished in {report['wall_s']} s", flush=True)
     return report
 
 
@@ -218,37 +238,31 @@ def _size_rank(size: Any) -> float:
 # --------------------------------------------------------------------------- here: unpack
 
 
-def _source_of(member: str) -> str:
-    """The source a packed path belongs to: ``.../pretrain/<name>/x`` or ``.../logs/pretrain/<name>.log``."""
-    p = Path(member)
-    return p.stem if p.parent.name == "pretrain" and p.parent.parent.name == "logs" else p.parent.name
-
-
-def unpack(archive: Path, workdir: Path) -> list[str]:
-    """Put the archive's checkpoints, logs and training states into ``workdir``. A source
-    trained there meanwhile is left alone (none of its files is overwritten)."""
-    placed, kept = [], set()
+def unpack(archive: Path, pack_dir: Path, workdir: Path) -> list[str]:
+    """Put the archive's finished outputs and logs, and the resumable state of unfinished
+    jobs, into ``workdir``. A job finished there meanwhile is left alone."""
+    jobs = json.loads((pack_dir / "jobs.json").read_text())["jobs"]
+    placed: list[str] = []
     with tarfile.open(archive) as tar:
-        members = [m for m in tar.getmembers() if m.isfile()]
-        for m in members:
-            if m.name.endswith("/model.pt") and (workdir / m.name).exists():
-                kept.add(_source_of(m.name))
-        for m in members:
-            if _source_of(m.name) in kept:
+        names = {m.name: m for m in tar.getmembers() if m.isfile()}
+        for j in jobs:
+            if all((workdir / p).exists() for p in j["outputs"]):
+                print(f"{j['name']}: already finished in {workdir}; left alone")
                 continue
-            dest = workdir / m.name
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            src = tar.extractfile(m)
-            assert src is not None
-            tmp = dest.with_name(dest.name + ".part")
-            with open(tmp, "wb") as fh:
-                shutil.copyfileobj(src, fh)
-            os.replace(tmp, dest)
-            placed.append(m.name)
-    for name in sorted(kept):
-        print(f"{name}: already trained in {workdir}; left alone")
-    for p in placed:
-        print(f"placed {p}")
+            prefixes = (j["log"], *j["outputs"], str(Path(j["outputs"][0]).with_name("state.pt")), *([j["runs"] + "/"] if j.get("runs") else []))
+            for name, m in names.items():
+                if not name.startswith(prefixes):
+                    continue
+                dest = workdir / name
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                src = tar.extractfile(m)
+                assert src is not None
+                tmp = dest.with_name(dest.name + ".part")
+                with open(tmp, "wb") as fh:
+                    shutil.copyfileobj(src, fh)
+                os.replace(tmp, dest)
+                placed.append(name)
+    print(f"placed {len(placed)} files in {workdir}")
     return placed
 
 
@@ -258,28 +272,31 @@ def main() -> None:
     a = sub.add_parser("pack")
     a.add_argument("--configfile", type=Path, required=True)
     a.add_argument("--workdir", type=Path, default=ROOT)
-    a.add_argument("--sources", required=True, help="comma-separated pretrain source names")
+    a.add_argument("--sources", default="", help="comma-separated pretraining source names")
+    a.add_argument("--sizes", default="", help="comma-separated training sizes: every unfinished graph-model fine-tuning cell of these")
     a.add_argument("--out", type=Path, default=ROOT / ".gpu")
     b = sub.add_parser("run")
     b.add_argument("--pack", type=Path, default=ROOT / ".gpu")
     b.add_argument("--deadline", type=float, default=500.0, help="seconds after the start at which unfinished sources are stopped")
     b.add_argument("--bench-epochs", type=int, default=3)
+    b.add_argument("--max-parallel", type=int, default=16)
     b.add_argument("--out", type=Path, required=True)
     c = sub.add_parser("job")
     c.add_argument("--pack", type=Path, required=True)
     c.add_argument("--name", required=True)
     d = sub.add_parser("unpack")
     d.add_argument("--archive", type=Path, required=True)
+    d.add_argument("--pack", type=Path, default=ROOT / ".gpu")
     d.add_argument("--workdir", type=Path, required=True)
     args = ap.parse_args()
     if args.cmd == "pack":
-        pack(args.configfile, args.workdir, [s for s in args.sources.split(",") if s], args.out)
+        pack(args.configfile, args.workdir, [s for s in args.sources.split(",") if s], [s for s in args.sizes.split(",") if s], args.out)
     elif args.cmd == "run":
-        run(args.pack, args.deadline, args.bench_epochs, args.out)
+        run(args.pack, args.deadline, args.bench_epochs, args.max_parallel, args.out)
     elif args.cmd == "job":
         run_job(args.pack, args.name)
     else:
-        unpack(args.archive, args.workdir)
+        unpack(args.archive, args.pack, args.workdir)
 
 
 if __name__ == "__main__":
