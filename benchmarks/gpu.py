@@ -1,29 +1,34 @@
-"""Pretrain a study's sources on a borrowed GPU machine, and time training epochs there.
+"""Run a study's training jobs on a borrowed GPU machine; time training epochs there.
 
-For a machine that is lent for minutes, with no Snakemake, no network and no ``.git``: the
-pretrain rule's arguments are worked out here, shipped with its inputs, and each source is
-trained there by the same call the rule's script makes (:func:`tlcgcnn.pretrain.pretrain`).
-Outputs land under the same paths as the rule's, so Snakemake takes them as done.
+For a machine that is lent for minutes, with no Snakemake, no network and no ``.git``: each
+job's rule arguments are worked out here, shipped with its inputs, and the job runs there by
+the same call the rule's script makes (:func:`tlcgcnn.pretrain.pretrain`,
+:func:`tlcgcnn.finetune.finetune_cell`). Outputs land under the rule's own paths, so
+Snakemake takes them as done. The study's other jobs keep running here meanwhile (give
+Snakemake ``--omit-from`` the packed cells' ``metrics.json``).
 
 Three steps, run from the repository root:
 
-    # here: the rule's arguments for each source (jobs.json) and its inputs, under .gpu/
+    # here: the jobs' arguments (jobs.json) and inputs (inputs.tar.gz) under .gpu/ (ignored):
+    # pretraining sources by name, fine-tuning cells by training size (those not started)
     python benchmarks/gpu.py pack --configfile config/paper-cpu.yaml --workdir /work/run \\
-        --sources ef_16k,ef_8k --out .gpu
-    # there ($OUT comes back): epoch times solo, then every source at once until --deadline s
-    TLCGCNN_GIT_COMMIT=<commit> python3 benchmarks/gpu.py run --pack .gpu --deadline 500 --out $OUT
-    # here: finished checkpoints, logs and the resumable state of unfinished ones into the run
-    python benchmarks/gpu.py unpack --archive <files_at>/pretrain.tar.gz --workdir /work/run
+        --sources ef_16k,ef_8k --sizes 1000,2000 --out .gpu
+    # there ($OUT comes back): epoch times solo (if a source is packed), then the jobs,
+    # --max-parallel at a time, until they end or --deadline s have passed
+    TLCGCNN_GIT_COMMIT=<commit> python3 benchmarks/gpu.py run --pack .gpu --deadline 400 --out $OUT
+    # here: finished outputs and logs, and unfinished jobs' seeds and states, into the run
+    python benchmarks/gpu.py unpack --archive <files_at>/results.tar.gz* --workdir /work/run
 
-A source that did not finish leaves its ``state.pt`` beside ``model.pt``'s path; the pretrain
-rule resumes it (on any device) from its last epoch. ``run`` writes ``gpu.json``: the
-machine, per-precision epoch times on the largest source's training set, and per source its
-wall time, epochs and best validation MAE.
+A job stopped at the deadline brings back its resumable state (a source's ``state.pt``, a
+cell's finished seeds and its running seed's state); its rule resumes it, on any device.
+``run`` writes ``gpu.json``: the machine, per-precision epoch times on the largest packed
+source's training set, and per job its wall time and result.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import platform
@@ -81,11 +86,12 @@ def pack(configfile: Path, workdir: Path, sources: list[str], sizes: list[str], 
         name = f"{c.target.name}/n{c.size}/{c.mode.name}"
         jobs.append({"rule": "finetune", "name": name, "log": f"{r}/logs/finetune/{name}.log", "outputs": [kw["out_metrics"], kw["out_predictions"]], "runs": f"{d}/runs", "kwargs": kw})
     inputs = {common["table_path"], graphs}
+    made = {p for j in jobs for p in j["outputs"]}  # a packed source is trained there before its cells
     for j in jobs:
         kw = j["kwargs"]
         inputs.add(kw["split_path"])
         inputs.update(kw.get("target_splits", []))
-        inputs.update(p for p in kw.get("pretrained", []) if p.startswith("results/"))  # the zoo's travel with the repository
+        inputs.update(p for p in kw.get("pretrained", []) if p.startswith("results/") and p not in made)  # the zoo's travel with the repository
     out.mkdir(parents=True, exist_ok=True)
     (out / "jobs.json").write_text(json.dumps({"config_file": str(configfile), "config": resolve(raw).as_dict(), "jobs": jobs}, indent=1))
     with tarfile.open(out / "inputs.tar.gz", "w:gz", compresslevel=6) as tar:
@@ -162,10 +168,13 @@ def run_job(pack_dir: Path, name: str) -> None:
         finetune_cell(**job["kwargs"], config=spec["config"])
 
 
-def run(pack_dir: Path, deadline: float, bench_epochs: int, max_parallel: int, out: Path) -> dict[str, Any]:
+def run(pack_dir: Path, deadline: float, bench_epochs: int, max_parallel: int, out: Path, part_bytes: int = 15 * 2**20) -> dict[str, Any]:
     """Unpack the inputs, time epochs solo (if a source is packed), then run the jobs, at
     most ``max_parallel`` at once (one process each, in the packed order), until they finish
-    or ``deadline`` seconds after the start; pack what they left in ``out/results.tar.gz``."""
+    or ``deadline`` seconds after the start; pack what they left in ``out/results.tar.gz``
+    (cut into parts above ``part_bytes``). A finished job brings back its outputs and log
+    (not a fine-tuning cell's per-seed files); an unfinished one its log and its finished
+    seeds and resumable state."""
     t_start = time.time()
     out.mkdir(parents=True, exist_ok=True)
     spec = json.loads((pack_dir / "jobs.json").read_text())
@@ -214,7 +223,7 @@ def run(pack_dir: Path, deadline: float, bench_epochs: int, max_parallel: int, o
             keep = [*outs, Path(j["log"])] if done else [Path(j["log"]), Path(j.get("runs") or Path(j["outputs"][0]).with_name("state.pt"))]
             for p in keep:
                 if p.exists():
-                    tar.add(p, arcname=str(p))
+                    tar.add(p, arcname=str(p), filter=_whole_files)
             if done and j["rule"] == "pretrain":
                 import torch
 
@@ -224,11 +233,34 @@ def run(pack_dir: Path, deadline: float, bench_epochs: int, max_parallel: int, o
                 recs = json.loads(outs[0].read_text())
                 info.update({"seeds": len(recs), "mean_error": round(sum(r["error"] for r in recs) / len(recs), 5)})
             report["jobs"][j["name"]] = info
+    parts = split_file(out / "results.tar.gz", part_bytes)
     report["wall_s"] = round(time.time() - t_start, 1)
+    report["archive_parts"] = [p.name for p in parts]
     (out / "gpu.json").write_text(json.dumps(report, indent=1))
     n_done = sum(v["finished"] for v in report["jobs"].values())
     print(f"{n_done} of {len(jobs)} jobs finished in {report['wall_s']} s", flush=True)
     return report
+
+
+def _whole_files(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+    """Leave out a temporary file that a job killed at the deadline was writing
+    (:func:`tlcgcnn.io.atomic_path`: ``.<name>.<random>.tmp``)."""
+    name = Path(info.name).name
+    return None if name.startswith(".") and name.endswith(".tmp") else info
+
+
+def split_file(path: Path, part_bytes: int) -> list[Path]:
+    """Cut ``path`` into ``path.part-000``, ``-001``, ... of at most ``part_bytes`` each (a
+    lender may return files of a limited size); a file that fits stays whole."""
+    if path.stat().st_size <= part_bytes:
+        return [path]
+    parts = []
+    with open(path, "rb") as fh:
+        while chunk := fh.read(part_bytes):
+            parts.append(path.with_name(f"{path.name}.part-{len(parts):03d}"))
+            parts[-1].write_bytes(chunk)
+    path.unlink()
+    return parts
 
 
 def _size_rank(size: Any) -> float:
@@ -238,12 +270,13 @@ def _size_rank(size: Any) -> float:
 # --------------------------------------------------------------------------- here: unpack
 
 
-def unpack(archive: Path, pack_dir: Path, workdir: Path) -> list[str]:
+def unpack(archive: list[Path], pack_dir: Path, workdir: Path) -> list[str]:
     """Put the archive's finished outputs and logs, and the resumable state of unfinished
-    jobs, into ``workdir``. A job finished there meanwhile is left alone."""
+    jobs, into ``workdir``. ``archive``: the file, or its parts in order. A job finished
+    there meanwhile is left alone."""
     jobs = json.loads((pack_dir / "jobs.json").read_text())["jobs"]
     placed: list[str] = []
-    with tarfile.open(archive) as tar:
+    with tarfile.open(fileobj=io.BytesIO(b"".join(p.read_bytes() for p in archive)), mode="r:gz") as tar:
         names = {m.name: m for m in tar.getmembers() if m.isfile()}
         for j in jobs:
             if all((workdir / p).exists() for p in j["outputs"]):
@@ -251,7 +284,7 @@ def unpack(archive: Path, pack_dir: Path, workdir: Path) -> list[str]:
                 continue
             prefixes = (j["log"], *j["outputs"], str(Path(j["outputs"][0]).with_name("state.pt")), *([j["runs"] + "/"] if j.get("runs") else []))
             for name, m in names.items():
-                if not name.startswith(prefixes):
+                if not name.startswith(prefixes) or _whole_files(m) is None:
                     continue
                 dest = workdir / name
                 dest.parent.mkdir(parents=True, exist_ok=True)
@@ -280,19 +313,20 @@ def main() -> None:
     b.add_argument("--deadline", type=float, default=500.0, help="seconds after the start at which unfinished sources are stopped")
     b.add_argument("--bench-epochs", type=int, default=3)
     b.add_argument("--max-parallel", type=int, default=16)
+    b.add_argument("--part-mb", type=float, default=15.0, help="cut the returned archive into parts of at most this many MiB")
     b.add_argument("--out", type=Path, required=True)
     c = sub.add_parser("job")
     c.add_argument("--pack", type=Path, required=True)
     c.add_argument("--name", required=True)
     d = sub.add_parser("unpack")
-    d.add_argument("--archive", type=Path, required=True)
+    d.add_argument("--archive", type=Path, nargs="+", required=True, help="results.tar.gz, or its parts in order")
     d.add_argument("--pack", type=Path, default=ROOT / ".gpu")
     d.add_argument("--workdir", type=Path, required=True)
     args = ap.parse_args()
     if args.cmd == "pack":
         pack(args.configfile, args.workdir, [s for s in args.sources.split(",") if s], [s for s in args.sizes.split(",") if s], args.out)
     elif args.cmd == "run":
-        run(args.pack, args.deadline, args.bench_epochs, args.max_parallel, args.out)
+        run(args.pack, args.deadline, args.bench_epochs, args.max_parallel, args.out, int(args.part_mb * 2**20))
     elif args.cmd == "job":
         run_job(args.pack, args.name)
     else:
