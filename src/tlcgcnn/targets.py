@@ -59,10 +59,11 @@ TASKS = ("regression", "classification", "multitask")
 
 def labels(table_df: Any, ids: list[str], target: Target) -> np.ndarray:
     """Labels of ``ids``: a vector, or for a multi-task target a [n, properties] matrix in
-    which NaN marks a missing label (only the first property must be present)."""
+    which NaN marks a missing label (only the first property must be present). Always a
+    writable copy (the GPU machine's newer pandas handed out a read-only view, and torch warned)."""
     indexed = table_df.set_index("material_id")
     if target.task == "multitask" and target.properties:
-        mat = np.column_stack([indexed.loc[ids, p].to_numpy(dtype=np.float64, na_value=np.nan) for p in target.properties])
+        mat = np.column_stack([indexed.loc[ids, p].to_numpy(dtype=np.float64, na_value=np.nan, copy=True) for p in target.properties])
         if np.isnan(mat[:, 0]).any():
             raise ValueError(f"{int(np.isnan(mat[:, 0]).sum())} of the selected materials have no {target.properties[0]} label")
         out = np.full_like(mat, np.nan)
@@ -70,7 +71,7 @@ def labels(table_df: Any, ids: list[str], target: Target) -> np.ndarray:
         for j in range(mat.shape[1]):
             out[ok[:, j], j] = transform(mat[ok[:, j], j], target.transform)
         return out
-    col = indexed.loc[ids, target.property].to_numpy(dtype=np.float64, na_value=np.nan)
+    col = indexed.loc[ids, target.property].to_numpy(dtype=np.float64, na_value=np.nan, copy=True)
     if target.task == "classification":
         if np.isnan(col).any():
             raise ValueError(f"{int(np.isnan(col).sum())} of the selected materials have no {target.property} label")
