@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import MP500, ROOT, require_shared
+from conftest import tiny_mp500_config
 from test_snapshot import _checkout_copy
 from test_workflow import SNAKEMAKE, ran_rules
 from tlcgcnn.config import load
@@ -32,12 +32,7 @@ def _run(cwd: Path, *args: str, env: dict[str, str] | None = None) -> str:
 @pytest.mark.e2e
 def test_jobs_run_elsewhere_come_back_as_done_or_resumable(tmp_path: Path):
     name = "offload-test"
-    cfg = yaml.safe_load((ROOT / "config" / "mp500.yaml").read_text())
-    cfg["name"] = name
-    data = tmp_path / MP500.name
-    shutil.copyfile(require_shared(MP500), data)
-    cfg["dataset"]["path"] = str(data)
-    cfg["model"] = {"atom_fea_len": 16, "n_conv": 1, "h_fea_len": 16}
+    cfg, _ = tiny_mp500_config(tmp_path, name)
     cfg["train"].update(epochs=4, patience=4)
     cfg["pretrain"] = [{"name": "ef_small", "property": "formation_energy_per_atom", "subset": "all", "size": 100, "seed": 0}]
     cfg["finetune"].update(sizes=[25, 50], seeds=[0, 1], modes={"scratch": {}, "transfer": {"pretrained": "ef_small"}})

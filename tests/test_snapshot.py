@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import MP500, ROOT, require_shared
+from conftest import ROOT, tiny_mp500_config
 from tlcgcnn import snapshot
 from tlcgcnn.snapshot import SnapshotError
 
@@ -252,12 +252,7 @@ def test_an_unfinished_run_restored_on_a_clean_checkout_resumes_where_it_stopped
         return res.stdout + res.stderr
 
     name = "snapshot-test"
-    cfg = yaml.safe_load((ROOT / "config" / "mp500.yaml").read_text())
-    cfg["name"] = name
-    data = tmp_path / MP500.name
-    shutil.copyfile(require_shared(MP500), data)
-    cfg["dataset"]["path"] = str(data)
-    cfg["model"] = {"atom_fea_len": 16, "n_conv": 1, "h_fea_len": 16}
+    cfg, data = tiny_mp500_config(tmp_path, name)
     cfg["train"].update(epochs=15, patience=15)
     cfg["pretrain"] = []
     cfg["finetune"].update(sizes=[25, 50], seeds=[0, 1], modes={"scratch": {}, "rf": {"estimator": "rf"}})
