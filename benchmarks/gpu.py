@@ -44,6 +44,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from tlcgcnn import io as tlio  # noqa: E402  (torch-free: atomic writes)
+
 
 # --------------------------------------------------------------------------- here: pack
 
@@ -73,7 +75,7 @@ def pack(configfile: Path, workdir: Path, sources: list[str], sizes: list[str], 
         if done.exists():
             raise SystemExit(f"{done}: source {name} is already trained")
         kw = {**common, "source": cfg.pretrain_source(name).as_params(), "split_path": f"{r}/splits/{name}.split.json", "target_splits": target_splits, "out_checkpoint": f"{r}/pretrain/{name}/model.pt"}
-        jobs.append({"rule": "pretrain", "name": name, "log": f"{r}/logs/pretrain/{name}.log", "outputs": [kw["out_checkpoint"]], "kwargs": kw})
+        jobs.append({"rule": "pretrain", "name": name, "log": f"{r}/logs/pretrain/{name}.log", "outputs": [kw["out_checkpoint"]], "resume": f"{r}/pretrain/{name}/state.pt", "kwargs": kw})
     cells = [c for c in cfg.cells() if c.mode.kind == "gnn" and str(c.size) in sizes]
     for c in sorted(cells, key=lambda c: -_size_rank(c.size)):
         d = f"{r}/finetune/{c.target.name}/n{c.size}/{c.mode.name}"
@@ -84,7 +86,7 @@ def pack(configfile: Path, workdir: Path, sources: list[str], sizes: list[str], 
         params = c.as_params()
         kw = {**common, "cell": params, "split_path": f"{r}/splits/{c.target.name}.split.json", "pretrained": pretrained, "device": params["train"]["device"], "out_metrics": f"{d}/metrics.json", "out_predictions": f"{d}/predictions.parquet"}
         name = f"{c.target.name}/n{c.size}/{c.mode.name}"
-        jobs.append({"rule": "finetune", "name": name, "log": f"{r}/logs/finetune/{name}.log", "outputs": [kw["out_metrics"], kw["out_predictions"]], "runs": f"{d}/runs", "kwargs": kw})
+        jobs.append({"rule": "finetune", "name": name, "log": f"{r}/logs/finetune/{name}.log", "outputs": [kw["out_metrics"], kw["out_predictions"]], "resume": f"{d}/runs", "kwargs": kw})
     inputs = {common["table_path"], graphs}
     made = {p for j in jobs for p in j["outputs"]}  # a packed source is trained there before its cells
     for j in jobs:
@@ -220,7 +222,7 @@ def run(pack_dir: Path, deadline: float, bench_epochs: int, max_parallel: int, o
             outs = [Path(p) for p in j["outputs"]]
             done = all(p.exists() for p in outs)
             info = {"rule": j["rule"], **ended[j["name"]], "finished": done}
-            keep = [*outs, Path(j["log"])] if done else [Path(j["log"]), Path(j.get("runs") or Path(j["outputs"][0]).with_name("state.pt"))]
+            keep = [*outs, Path(j["log"])] if done else [Path(j["log"]), Path(j["resume"])]
             for p in keep:
                 if p.exists():
                     tar.add(p, arcname=str(p), filter=_whole_files)
@@ -282,18 +284,14 @@ def unpack(archive: list[Path], pack_dir: Path, workdir: Path) -> list[str]:
             if all((workdir / p).exists() for p in j["outputs"]):
                 print(f"{j['name']}: already finished in {workdir}; left alone")
                 continue
-            prefixes = (j["log"], *j["outputs"], str(Path(j["outputs"][0]).with_name("state.pt")), *([j["runs"] + "/"] if j.get("runs") else []))
+            own = (j["log"], *j["outputs"], j["resume"])  # files, or the folder of a cell's seeds
             for name, m in names.items():
-                if not name.startswith(prefixes) or _whole_files(m) is None:
+                if not any(name == p or name.startswith(p + "/") for p in own) or _whole_files(m) is None:
                     continue
-                dest = workdir / name
-                dest.parent.mkdir(parents=True, exist_ok=True)
                 src = tar.extractfile(m)
                 assert src is not None
-                tmp = dest.with_name(dest.name + ".part")
-                with open(tmp, "wb") as fh:
+                with tlio.atomic_path(workdir / name) as tmp, open(tmp, "wb") as fh:
                     shutil.copyfileobj(src, fh)
-                os.replace(tmp, dest)
                 placed.append(name)
     print(f"placed {len(placed)} files in {workdir}")
     return placed
@@ -310,7 +308,7 @@ def main() -> None:
     a.add_argument("--out", type=Path, default=ROOT / ".gpu")
     b = sub.add_parser("run")
     b.add_argument("--pack", type=Path, default=ROOT / ".gpu")
-    b.add_argument("--deadline", type=float, default=500.0, help="seconds after the start at which unfinished sources are stopped")
+    b.add_argument("--deadline", type=float, default=500.0, help="seconds after the start at which unfinished jobs are stopped")
     b.add_argument("--bench-epochs", type=int, default=3)
     b.add_argument("--max-parallel", type=int, default=16)
     b.add_argument("--part-mb", type=float, default=15.0, help="cut the returned archive into parts of at most this many MiB")
