@@ -17,12 +17,15 @@ Three steps, run from the repository root:
     # --max-parallel at a time, until they end or --deadline s have passed
     TLCGCNN_GIT_COMMIT=<commit> python3 benchmarks/gpu.py run --pack .gpu --deadline 400 --out $OUT
     # here: finished outputs and logs, and unfinished jobs' seeds and states, into the run
-    python benchmarks/gpu.py unpack --archive <files_at>/results.tar.gz* --workdir /work/run
+    python benchmarks/gpu.py unpack --archive <files_at>/results.tar.gz* --workdir /work/run \\
+        --report <files_at>/gpu.json
 
 A job stopped at the deadline brings back its resumable state (a source's ``state.pt``, a
 cell's finished seeds and its running seed's state); its rule resumes it, on any device.
 ``run`` writes ``gpu.json``: the machine, per-precision epoch times on the largest packed
-source's training set, and per job its wall time and result.
+source's training set, and per job its wall time and result. ``unpack --report`` (or
+``timings``) writes those wall times as benchmark files under the study's
+``benchmarks/offload/``, which the report sums per rule and device.
 """
 
 from __future__ import annotations
@@ -95,7 +98,7 @@ def pack(configfile: Path, workdir: Path, sources: list[str], sizes: list[str], 
         inputs.update(kw.get("target_splits", []))
         inputs.update(p for p in kw.get("pretrained", []) if p.startswith("results/") and p not in made)  # the zoo's travel with the repository
     out.mkdir(parents=True, exist_ok=True)
-    (out / "jobs.json").write_text(json.dumps({"config_file": str(configfile), "config": resolve(raw).as_dict(), "jobs": jobs}, indent=1))
+    (out / "jobs.json").write_text(json.dumps({"config_file": str(configfile), "results": r, "config": resolve(raw).as_dict(), "jobs": jobs}, indent=1))
     with tarfile.open(out / "inputs.tar.gz", "w:gz", compresslevel=6) as tar:
         for p in sorted(inputs):
             if not (workdir / p).exists():
@@ -112,7 +115,9 @@ def pack(configfile: Path, workdir: Path, sources: list[str], sizes: list[str], 
 def machine() -> dict[str, Any]:
     import torch
 
-    info: dict[str, Any] = {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda, "cpus": os.cpu_count()}
+    from tlcgcnn.provenance import cpu_model
+
+    info: dict[str, Any] = {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda, "cpus": os.cpu_count(), "cpu": cpu_model()}
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
         info["bf16"] = torch.cuda.is_bf16_supported()
@@ -183,7 +188,10 @@ def run(pack_dir: Path, deadline: float, bench_epochs: int, max_parallel: int, o
     jobs = spec["jobs"]
     with tarfile.open(pack_dir / "inputs.tar.gz") as tar:
         tar.extractall(ROOT, filter="data")
-    report: dict[str, Any] = {"machine": machine(), "config": spec["config_file"], "git_commit": os.environ.get("TLCGCNN_GIT_COMMIT"), "deadline_s": deadline, "max_parallel": max_parallel}
+    report: dict[str, Any] = {
+        "machine": machine(), "config": spec["config_file"], "results": spec.get("results"), "git_commit": os.environ.get("TLCGCNN_GIT_COMMIT"),
+        "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t_start)), "deadline_s": deadline, "max_parallel": max_parallel,
+    }
     print(json.dumps(report["machine"]), flush=True)
     sources = [j for j in jobs if j["rule"] == "pretrain"]
     if bench_epochs > 0 and sources:
@@ -272,10 +280,48 @@ def _size_rank(size: Any) -> float:
 # --------------------------------------------------------------------------- here: unpack
 
 
-def unpack(archive: list[Path], pack_dir: Path, workdir: Path) -> list[str]:
+def device_name(report: dict[str, Any]) -> str:
+    """The machine a ``run`` report ran on, as its timing files name it: the GPU, else its CPU."""
+    m = report.get("machine") or {}
+    return str(m.get("gpu") or f"CPU {m.get('cpu') or ''}".strip())
+
+
+def timing_files(report: dict[str, Any], results: str, workdir: Path) -> list[Path]:
+    """Write each job's wall time on the other machine as a benchmark file under
+    ``<results>/benchmarks/offload/`` at its rule's own benchmark path (rules/pretrain.smk,
+    rules/finetune.smk), so the study's per-rule compute (:func:`tlcgcnn.report.wall_times`)
+    counts it, as ``<rule> on <device>``. Columns: Snakemake's ``s`` and ``h:m:s``, plus
+    ``device``, ``finished`` (a job stopped at the deadline still did work: its seeds or
+    state came back) and ``git_commit``. A row already there (same commit and seconds) is
+    not written twice. ``report``: ``run``'s gpu.json (the first version kept sources
+    under ``sources``)."""
+    import pandas as pd
+
+    jobs = report.get("jobs") or {name: {"rule": "pretrain", **info} for name, info in (report.get("sources") or {}).items()}
+    written = []
+    for name, info in jobs.items():
+        wall = float(info.get("wall_s") or 0.0)
+        if wall <= 0:
+            continue  # not started before the deadline
+        path = workdir / results / "benchmarks" / "offload" / str(info["rule"]) / f"{name}.tsv"
+        row = pd.DataFrame([{"s": round(wall, 4), "h:m:s": time.strftime("%H:%M:%S", time.gmtime(wall)), "device": device_name(report),
+                             "finished": bool(info.get("finished")), "git_commit": report.get("git_commit")}])
+        old = pd.read_csv(path, sep="\t", dtype={"git_commit": str}) if path.exists() else None
+        if old is not None and ((old["git_commit"].astype(str) == str(report.get("git_commit"))) & (old["s"].round(4) == row["s"].iloc[0])).any():
+            continue
+        table = row if old is None else pd.concat([old, row], ignore_index=True)
+        with tlio.atomic_path(path) as tmp:
+            table.to_csv(tmp, sep="\t", index=False)
+        written.append(path)
+    print(f"{len(written)} timing files under {workdir / results / 'benchmarks' / 'offload'}")
+    return written
+
+
+def unpack(archive: list[Path], pack_dir: Path, workdir: Path, report: Path | None = None) -> list[str]:
     """Put the archive's finished outputs and logs, and the resumable state of unfinished
     jobs, into ``workdir``. ``archive``: the file, or its parts in order. A job finished
-    there meanwhile is left alone."""
+    there meanwhile is left alone. ``report``: ``run``'s gpu.json, whose job times become
+    benchmark files (:func:`timing_files`)."""
     jobs = json.loads((pack_dir / "jobs.json").read_text())["jobs"]
     placed: list[str] = []
     with tarfile.open(fileobj=io.BytesIO(b"".join(p.read_bytes() for p in archive)), mode="r:gz") as tar:
@@ -294,6 +340,9 @@ def unpack(archive: list[Path], pack_dir: Path, workdir: Path) -> list[str]:
                     shutil.copyfileobj(src, fh)
                 placed.append(name)
     print(f"placed {len(placed)} files in {workdir}")
+    if report is not None:
+        spec = json.loads((pack_dir / "jobs.json").read_text())
+        timing_files(json.loads(report.read_text()), spec.get("results") or f"results/{spec['config']['name']}", workdir)
     return placed
 
 
@@ -320,6 +369,11 @@ def main() -> None:
     d.add_argument("--archive", type=Path, nargs="+", required=True, help="results.tar.gz, or its parts in order")
     d.add_argument("--pack", type=Path, default=ROOT / ".gpu")
     d.add_argument("--workdir", type=Path, required=True)
+    d.add_argument("--report", type=Path, help="run's gpu.json: its job times become benchmark files under results/<name>/benchmarks/offload/")
+    e = sub.add_parser("timings", help="only write the benchmark files of a run's gpu.json (as unpack --report)")
+    e.add_argument("--report", type=Path, required=True)
+    e.add_argument("--results", required=True, help="the study's results folder, e.g. results/paper-cpu")
+    e.add_argument("--workdir", type=Path, default=ROOT)
     args = ap.parse_args()
     if args.cmd == "pack":
         pack(args.configfile, args.workdir, [s for s in args.sources.split(",") if s], [s for s in args.sizes.split(",") if s], args.out)
@@ -327,8 +381,10 @@ def main() -> None:
         run(args.pack, args.deadline, args.bench_epochs, args.max_parallel, args.out, int(args.part_mb * 2**20))
     elif args.cmd == "job":
         run_job(args.pack, args.name)
+    elif args.cmd == "timings":
+        timing_files(json.loads(args.report.read_text()), args.results, args.workdir)
     else:
-        unpack(args.archive, args.pack, args.workdir)
+        unpack(args.archive, args.pack, args.workdir, args.report)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ from conftest import tiny_mp500_config
 from test_snapshot import _checkout_copy
 from test_workflow import SNAKEMAKE, ran_rules
 from tlcgcnn.config import load
+from tlcgcnn.provenance import cpu_model
+from tlcgcnn.report import wall_times
 
 GPU = ["benchmarks/gpu.py"]
 
@@ -64,12 +66,21 @@ def test_jobs_run_elsewhere_come_back_as_done_or_resumable(tmp_path: Path):
 
     parts = sorted(out.glob("results.tar.gz*"))  # cut into parts for a lender that returns small files only
     assert len(parts) > 1 and report["archive_parts"] == [p.name for p in parts]
-    _run(here, sys.executable, *GPU, "unpack", "--archive", *map(str, parts), "--pack", str(pack), "--workdir", str(here))
+    _run(here, sys.executable, *GPU, "unpack", "--archive", *map(str, parts), "--pack", str(pack), "--workdir", str(here), "--report", str(out / "gpu.json"))
+    # each job's time there is a benchmark file of its rule, summed apart (this CPU-only run: "CPU <model>")
+    device = f"CPU {cpu_model()}" if not report["machine"].get("gpu") else report["machine"]["gpu"]
+    wall = wall_times(here / r / "benchmarks")["per_rule"]
+    assert wall[f"pretrain on {device}"]["jobs"] == 1 and wall[f"finetune on {device}"]["jobs"] == len(report["jobs"]) - 1, wall
+    assert wall[f"finetune on {device}"]["s"] == pytest.approx(sum(j["wall_s"] for j in report["jobs"].values() if j["rule"] == "finetune"), abs=0.01)
+    _run(here, sys.executable, *GPU, "timings", "--report", str(out / "gpu.json"), "--results", r, "--workdir", str(here))
+    assert wall_times(here / r / "benchmarks")["per_rule"] == wall  # written once, not summed twice
     model = torch.load(here / r / "pretrain" / "ef_small" / "model.pt", map_location="cpu", weights_only=False)
     assert model["meta"]["git_commit"] == "0" * 40  # the shipped tree's commit, named by the caller
     after = ran_rules(smk("-n"))
     assert "pretrain" not in after and after.count("finetune") == 2, after  # only the n = 25 cells are left
     assert "seed 1: error" in (here / r / "logs" / "finetune" / "gap_nonmetal" / "n50" / "transfer.log").read_text()
+    recs = json.loads((here / r / "finetune" / "gap_nonmetal" / "n50" / "transfer" / "metrics.json").read_text())
+    assert {(x["device"], x["hardware"]) for x in recs} == {("cpu", cpu_model())}  # each run names the chip it ran on
 
     # a deadline that stops a job midway: its state comes back and is put in place
     pack2 = tmp_path / "pack2"

@@ -496,3 +496,49 @@ def test_wall_times_sum_cpu_time_where_the_benchmarks_have_it(tmp_path):
     wall = report.wall_times(tmp_path)
     assert wall["per_rule"] == {"finetune": {"s": 150.0, "jobs": 2, "cpu_s": 100.5}, "stats": {"s": 2.0, "jobs": 1, "cpu_s": 1.5}}
     assert wall["total_s"] == 152.0 and wall["total_cpu_s"] == 102.0
+
+
+def test_wall_times_count_jobs_run_on_another_machine_apart(tmp_path):
+    """A job timed under offload/ (benchmarks/gpu.py unpack --report) counts as
+    `<rule> on <device>`, beside the same rule's jobs here; a file without a device says
+    it was offloaded."""
+    files = {
+        "finetune/t/n50/a.tsv": "s\tcpu_time\n100.0\t90.0\n",
+        "offload/finetune/t/n50/b.tsv": "s\th:m:s\tdevice\tfinished\tgit_commit\n30.0\t00:00:30\tNVIDIA H200\tTrue\tabc\n12.5\t00:00:12\tNVIDIA H200\tFalse\tdef\n",
+        "offload/pretrain/ef.tsv": "s\th:m:s\tdevice\n20.0\t00:00:20\tNVIDIA H200\n",
+        "offload/pretrain/eg.tsv": "s\n5.0\n",
+    }
+    for rel, text in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    per = report.wall_times(tmp_path)["per_rule"]
+    assert per == {
+        "finetune": {"s": 100.0, "jobs": 1, "cpu_s": 90.0},
+        "finetune on NVIDIA H200": {"s": 42.5, "jobs": 1},
+        "pretrain (offloaded)": {"s": 5.0, "jobs": 1},
+        "pretrain on NVIDIA H200": {"s": 20.0, "jobs": 1},
+    }
+
+
+def test_devices_name_the_cells_and_sources_that_ran_elsewhere():
+    """The summary says which cells had seeds on another device and where each source was
+    trained, from the run records (old records without `hardware` give the device type)."""
+    rows = [
+        {"target": "t", "size": 100.0, "mode": "scratch", "seed": s, "device": "cpu", "hardware": "Intel Xeon", "precision": "bf16"} for s in range(3)
+    ] + [
+        {"target": "t", "size": 2000.0, "mode": "ft", "seed": 0, "device": "cuda", "hardware": "NVIDIA H200", "precision": "bf16"},
+        {"target": "t", "size": 2000.0, "mode": "ft", "seed": 1, "device": "cpu", "hardware": "Intel Xeon", "precision": "bf16"},
+        {"target": "t", "size": 100.0, "mode": "rf", "seed": 0, "device": None, "precision": None},  # a baseline: no device
+        {"target": "t", "size": 100.0, "mode": "old", "seed": 0, "device": "cpu", "precision": "fp32"},
+    ]
+    dev = report.devices(pd.DataFrame(rows), [{"pretrain": "ef", "device": "cuda", "hardware": "NVIDIA H200"}, {"pretrain": "eg", "device": "cpu"}])
+    assert dev["main_device"] == "cpu (Intel Xeon)"
+    assert dev["finetune_runs"] == {"cpu (Intel Xeon)": {"bf16": 4}, "cuda (NVIDIA H200)": {"bf16": 1}, "cpu": {"fp32": 1}}
+    assert dev["cells_off_main_device"] == {
+        "t/n100/old": {"seeds": {"cpu": 1}, "of": 1},
+        "t/n2000/ft": {"seeds": {"cpu (Intel Xeon)": 1, "cuda (NVIDIA H200)": 1}, "of": 2},
+    }
+    text = "\n".join(report._devices_text(dev))
+    assert "fine-tuning runs 4 on cpu (Intel Xeon) (bf16 4); 1 on cuda (NVIDIA H200) (bf16 1); 1 on cpu (fp32 1)." in text
+    assert "`t/n2000/ft` (1 of 2 on cuda (NVIDIA H200))" in text and "`t/n100/scratch`" not in text
+    assert "Pretraining sources by device: cpu: `eg`; cuda (NVIDIA H200): `ef`." in text

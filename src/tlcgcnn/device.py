@@ -25,6 +25,17 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def processor(device: torch.device | str) -> str | None:
+    """The chip behind ``device``: the GPU's name for CUDA ("NVIDIA H200"), else the CPU's
+    model name. Recorded with each run, next to the device type and precision."""
+    dev = torch.device(device)
+    if dev.type == "cuda" and torch.cuda.is_available():
+        return torch.cuda.get_device_name(dev)
+    from tlcgcnn.provenance import cpu_model
+
+    return cpu_model() if dev.type == "cpu" else None
+
+
 def pick_device(name: str = "auto") -> torch.device:
     if name == "auto":
         if torch.cuda.is_available():

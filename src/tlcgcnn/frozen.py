@@ -87,7 +87,7 @@ def frozen_cell(
     from tlcgcnn import provenance
     from tlcgcnn.baselines import fit_predict
     from tlcgcnn.checkpoint import load_checkpoint
-    from tlcgcnn.device import pick_device
+    from tlcgcnn.device import pick_device, processor
     from tlcgcnn.evaluate import classification_metrics, embed_ids, regression_metrics, run_record
     from tlcgcnn.finetune import mode_fields
     from tlcgcnn.targets import inverse_transform, labels, target_from_spec
@@ -138,7 +138,7 @@ def frozen_cell(
             mode=fields["mode"], size=size,
             extra={
                 "best_val_mae": best_val, "n_params": None, "seconds": info["seconds"], "embed_seconds": embed_seconds,
-                "device": dev, **fields, "best_params": info["best_params"], "cv_score": info["cv_score"],
+                "device": dev, "hardware": processor(dev), **fields, "best_params": info["best_params"], "cv_score": info["cv_score"],
                 "cv_folds": info["cv_folds"], "n_features": int(X.shape[1]), "source_checkpoint": str(pretrained),
                 "config_sha256": prov["config_sha256"], "data_sha256": prov["data_sha256"], "git_commit": prov["code"]["git_commit"],
                 "package_version": prov["code"]["package"], "torch_version": prov["torch"],

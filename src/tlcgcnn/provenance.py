@@ -13,6 +13,19 @@ from tlcgcnn import __version__, io
 
 
 @functools.lru_cache(maxsize=1)
+def cpu_model() -> str | None:
+    """The CPU's model name ("AMD EPYC 9R14", "Intel(R) Xeon(R) Processor"; /proc/cpuinfo,
+    else :func:`platform.processor`): one machine's CPU, to tell runs on different hosts of
+    the same cloud apart. None where neither says."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip() or None
+    return platform.processor() or None
+
+
+@functools.lru_cache(maxsize=1)
 def code_version(root: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """The package version and the git commit of ``root`` (default: this package's checkout).
 

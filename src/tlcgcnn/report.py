@@ -106,6 +106,9 @@ _BENCHMARK_RULES: tuple[tuple[str, str], ...] = (
     (r"([^/]+)\.tsv", r"\1"),
 )
 REPORT_BENCHMARKS = "report"  # the report rules' own benchmark folder: not summed
+# jobs run on another machine (benchmarks/gpu.py unpack): the rule's own path below this
+# folder, with the machine's device in a `device` column; summed apart from the rule's
+OFFLOAD_BENCHMARKS = "offload"
 
 
 class ReportError(ValueError):
@@ -437,12 +440,79 @@ def _what_ran(s: Mapping[str, Any], ingest: Mapping[str, Any], pretrain: Sequenc
     if not metrics.empty:
         cells = metrics.drop_duplicates(["target", "size", "mode"]).shape[0]
         out.append(f"* Runs: {_thousands(len(metrics))} fine-tuning runs in {_thousands(cells)} cells, each scored on its target's fixed test set.")
+    out.extend(_devices_text(devices(metrics, pretrain)))
     if wall.get("jobs"):
         out.append(
             f"* Job time: {_duration(wall['total_s'])}, the wall times of {_thousands(wall['jobs'])} jobs summed (jobs that ran "
             "in parallel overlap, so the run itself took less; per rule in provenance.json)"
             + (f"; CPU time {_duration(wall['total_cpu_s'])}." if wall.get("total_cpu_s") is not None else ".")
         )
+    return out
+
+
+def _where(rec: Mapping[str, Any]) -> str | None:
+    """A run's device in words: "cuda (NVIDIA H200)", "cpu (Intel(R) Xeon(R) Processor)";
+    runs recorded before the chip was (``hardware``) give the device type alone."""
+    dev = rec.get("device")
+    if not isinstance(dev, str) or not dev:
+        return None
+    hw = rec.get("hardware")
+    return f"{dev} ({hw})" if isinstance(hw, str) and hw else dev
+
+
+def devices(metrics: pd.DataFrame, pretrain: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Where the runs computed: fine-tuning runs counted per device and precision; the
+    cells (target/n<size>/mode) with seeds off the most common device, with how many of
+    their seeds; and each pretraining source's device. A study that moved between machines
+    (a borrowed GPU, a new host) says so here rather than in logs."""
+    runs: dict[str, dict[str, int]] = {}
+    per_cell: dict[str, dict[str, int]] = {}
+    cols = [c for c in ("target", "size", "mode") if c in metrics.columns]
+    for rec in metrics.to_dict("records") if len(cols) == 3 else []:
+        where = _where(rec)
+        if where is None:
+            continue  # a scikit-learn baseline: no device recorded
+        prec = rec.get("precision") if isinstance(rec.get("precision"), str) else "not recorded"
+        runs.setdefault(where, {}).setdefault(prec, 0)
+        runs[where][prec] += 1
+        size = rec["size"]
+        cell = f"{rec['target']}/n{int(size) if isinstance(size, float) and size.is_integer() else size}/{rec['mode']}"
+        per_cell.setdefault(cell, {}).setdefault(where, 0)
+        per_cell[cell][where] += 1
+    main = max(runs, key=lambda w: sum(runs[w].values())) if runs else None
+    off = {
+        cell: {"seeds": dict(sorted(by.items())), "of": sum(by.values())}
+        for cell, by in sorted(per_cell.items(), key=lambda kv: (kv[0].split("/")[0], _size_key(kv[0].split("/")[1][1:]), kv[0]))
+        if set(by) - {main}
+    }
+    sources = {str(p.get("pretrain", p.get("target"))): _where(p) for p in pretrain}
+    return {"finetune_runs": runs, "main_device": main, "cells_off_main_device": off, "pretrain": sources}
+
+
+def _devices_text(dev: Mapping[str, Any]) -> list[str]:
+    runs = dev["finetune_runs"]
+    out = []
+    if runs:
+        parts = [
+            f"{_thousands(sum(by.values()))} on {where} ({', '.join(f'{p} {_thousands(n)}' for p, n in sorted(by.items()))})"
+            for where, by in sorted(runs.items(), key=lambda kv: -sum(kv[1].values()))
+        ]
+        line = "* Devices: fine-tuning runs " + "; ".join(parts) + "."
+        off = dev["cells_off_main_device"]
+        if off:
+            cells = []
+            for cell, v in off.items():
+                seeds = "; ".join(f"{n} of {v['of']} on {w}" for w, n in v["seeds"].items() if w != dev["main_device"])
+                cells.append(f"`{cell}` ({seeds})")
+            line += f" Cells with seeds off {dev['main_device']}: " + ", ".join(cells) + "."
+        out.append(line)
+    by_where: dict[str, list[str]] = {}
+    for name, where in dev["pretrain"].items():
+        by_where.setdefault(where or "device not recorded", []).append(f"`{name}`")
+    if len(by_where) > 1:
+        out.append("* Pretraining sources by device: " + "; ".join(f"{w}: {', '.join(n)}" for w, n in sorted(by_where.items())) + ".")
+    elif by_where:
+        out.append(f"* Pretraining sources: all on {next(iter(by_where))}.")
     return out
 
 
@@ -579,16 +649,21 @@ def wall_times(bench_dir: str | Path, baseline_modes: Iterable[str] = (), frozen
     """Wall time (the ``s`` column of Snakemake's benchmark files) summed per rule, with the
     number of jobs, and the total; the report rules' own files are left out. Where the files
     have Snakemake's ``cpu_time`` column its sum is ``cpu_s`` (CPU seconds: unlike the wall
-    time, not inflated when other work shared the machine)."""
+    time, not inflated when other work shared the machine). Jobs (or parts of jobs) run on
+    another machine, timed below ``offload/``, count as ``<rule> on <device>``."""
     root = Path(bench_dir)
     per: dict[str, dict[str, Any]] = {}
     for path in sorted(root.rglob("*.tsv")) if root.is_dir() else []:
-        rule = benchmark_rule(str(path.relative_to(root)), baseline_modes, frozen_modes)
+        rel = path.relative_to(root)
+        offloaded = len(rel.parts) > 1 and rel.parts[0] == OFFLOAD_BENCHMARKS
+        rule = benchmark_rule(str(Path(*rel.parts[1:]) if offloaded else rel), baseline_modes, frozen_modes)
         if rule is None:
             continue
         df = pd.read_csv(path, sep="\t")
         if "s" not in df.columns:
             raise ReportError(f"{path}: a benchmark file without the `s` (seconds) column")
+        if offloaded:
+            rule = f"{rule} on {df['device'].iloc[0]}" if "device" in df.columns and len(df) else f"{rule} (offloaded)"
         entry = per.setdefault(rule, {"s": 0.0, "jobs": 0})
         entry["s"] += float(df["s"].sum())
         entry["jobs"] += 1
@@ -626,13 +701,9 @@ def machine() -> dict[str, Any]:
     (without importing torch). The training jobs' devices are in the run records."""
     from importlib import metadata
 
-    cpu = platform.processor() or None
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text(errors="replace").splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    from tlcgcnn.provenance import cpu_model
+
+    cpu = cpu_model()
     try:
         ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     except (ValueError, OSError, AttributeError):
@@ -663,7 +734,7 @@ def provenance(
 ) -> dict[str, Any]:
     """Everything a reader needs to trust or repeat the published numbers."""
     records = [*metrics.to_dict("records"), *pretrain]
-    recorded = {k: _distinct(records, k) for k in ("data_sha256", "config_sha256", "git_commit", "torch_version", "device", "precision")}
+    recorded = {k: _distinct(records, k) for k in ("data_sha256", "config_sha256", "git_commit", "torch_version", "device", "hardware", "precision")}
     return {
         "name": settings["config"]["name"],
         "generated_utc": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -679,7 +750,8 @@ def provenance(
         },
         "code": {**code, "git_commits_of_runs": recorded["git_commit"]},
         "runs": {"n_finetune_runs": len(metrics), "n_pretrain_runs": len(pretrain), "torch_versions": recorded["torch_version"],
-                 "devices": recorded["device"], "precisions": recorded["precision"], "config_sha256": recorded["config_sha256"]},
+                 "devices": recorded["device"], "hardware": recorded["hardware"], "precisions": recorded["precision"], "config_sha256": recorded["config_sha256"],
+                 "by_device": devices(metrics, pretrain)},
         "machine": host,
         "wall_time": dict(wall),
     }

@@ -41,7 +41,7 @@ KEYS = ("target", "size")
 TEXT_COLUMNS = (
     "target", "property", "transform", "subset", "mode", "stage", "pretrained", "baseline",
     "checkpoint", "config_sha256", "data_sha256", "git_commit", "package_version",
-    "torch_version", "device", "model", "source", "holm_family", "external", "mt_source", "st_source",
+    "torch_version", "device", "hardware", "model", "source", "holm_family", "external", "mt_source", "st_source",
 )
 
 

@@ -23,7 +23,7 @@ from torch import nn
 from tlcgcnn import atom_features, graphs, io
 from tlcgcnn.checkpoint import CHECKPOINT_VERSION, load_checkpoint, save_checkpoint
 from tlcgcnn.config import TrainSettings
-from tlcgcnn.device import pick_device, set_seed
+from tlcgcnn.device import pick_device, processor, set_seed
 from tlcgcnn.graphs import GraphSet
 from tlcgcnn.models import ModelConfig, build_model
 from tlcgcnn.normalize import MultiNormalizer, Normalizer
@@ -338,6 +338,7 @@ def train(
             "n_params": n_params,
             "n_trainable": n_trainable,
             "device": str(device),
+            "hardware": processor(device),
             "precision": result.precision,
         },
         "history": result.history,
