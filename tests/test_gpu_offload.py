@@ -81,6 +81,12 @@ def test_jobs_run_elsewhere_come_back_as_done_or_resumable(tmp_path: Path):
     assert "seed 1: error" in (here / r / "logs" / "finetune" / "gap_nonmetal" / "n50" / "transfer.log").read_text()
     recs = json.loads((here / r / "finetune" / "gap_nonmetal" / "n50" / "transfer" / "metrics.json").read_text())
     assert {(x["device"], x["hardware"]) for x in recs} == {("cpu", cpu_model())}  # each run names the chip it ran on
+    # the pack's arguments are the rule's: the same cell run here by Snakemake gives the same runs
+    assert ran_rules(smk(f"{r}/finetune/gap_nonmetal/n50/transfer/metrics.json", "--forcerun", "finetune")) == ["finetune"]
+    again = json.loads((here / r / "finetune" / "gap_nonmetal" / "n50" / "transfer" / "metrics.json").read_text())
+    assert {x["git_commit"] for x in recs} == {"0" * 40} != {x["git_commit"] for x in again}  # these ran here
+    same = ("seed", "run_key", "config_sha256", "data_sha256", "n_train", "n_val", "lr", "epochs_run", "best_epoch", "error")
+    assert [{k: x[k] for k in same} for x in again] == [{k: x[k] for k in same} for x in recs]
 
     # a deadline that stops a job midway: its state comes back and is put in place
     pack2 = tmp_path / "pack2"
