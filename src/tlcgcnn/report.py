@@ -472,7 +472,7 @@ def devices(metrics: pd.DataFrame, pretrain: Sequence[Mapping[str, Any]]) -> dic
         where = _where(rec)
         if where is None:
             continue  # a scikit-learn baseline: no device recorded
-        prec = rec.get("precision") if isinstance(rec.get("precision"), str) else "not recorded"
+        prec = rec.get("precision") if isinstance(rec.get("precision"), str) else "precision not recorded"  # frozen-feature fits
         runs.setdefault(where, {}).setdefault(prec, 0)
         runs[where][prec] += 1
         size = rec["size"]
