@@ -271,6 +271,8 @@ def _publish(tmp_path: Path, name: str = "demo") -> Path:
     for rel, s in (("finetune/gap/n50/eg_ft.tsv", 10.0), ("finetune/gap/n50/scratch.tsv", 5.5), ("stats.tsv", 1.0), ("report/report.tsv", 99.0)):
         (bench / rel).parent.mkdir(parents=True, exist_ok=True)
         (bench / rel).write_text(f"s\th:m:s\n{s}\t0:00:{int(s):02d}\n")
+    (bench / "offload" / "finetune" / "gap" / "n100").mkdir(parents=True)  # a cell run on a lent GPU (benchmarks/gpu.py)
+    (bench / "offload" / "finetune" / "gap" / "n100" / "eg_ft.tsv").write_text("s\th:m:s\tdevice\n7.0\t00:00:07\tNVIDIA H200\n")
     pub = tmp_path / "docs" / "results" / name
     tables = []
     for t in ("metrics", "ttests", "protocol", "multitask"):
@@ -311,8 +313,9 @@ def test_published_folder_summary_and_provenance(tmp_path):
     assert "beats scratch \\| really" in summary  # a pipe in a claim does not break the table
     prov = io.read_json(pub / "provenance.json")
     wall = prov["wall_time"]
-    assert wall["per_rule"] == {"finetune": {"s": 15.5, "jobs": 2}, "stats": {"s": 1.0, "jobs": 1}}  # report's own left out
-    assert wall["total_s"] == 16.5 and wall["jobs"] == 3
+    assert wall["per_rule"] == {"finetune": {"s": 15.5, "jobs": 2}, "finetune on NVIDIA H200": {"s": 7.0, "jobs": 1}, "stats": {"s": 1.0, "jobs": 1}}  # report's own left out
+    assert wall["total_s"] == 23.5 and wall["jobs"] == 4 and wall["offloaded"] == {"s": 7.0, "jobs": 1}
+    assert "Job time: 0 min 24 s, the wall times of 4 jobs summed" in summary and "Of these, 0 min 7 s (1 job, or parts of jobs" in summary
     assert prov["data"]["data_sha256_of_runs"] == ["d" * 64] and prov["config_matches_runs"] is True
     assert prov["machine"]["cores"] and "git_commit" in prov["code"]
     claims = pd.read_csv(pub / "claims.csv")
@@ -511,7 +514,9 @@ def test_wall_times_count_jobs_run_on_another_machine_apart(tmp_path):
     for rel, text in files.items():
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text(text)
-    per = report.wall_times(tmp_path)["per_rule"]
+    wall = report.wall_times(tmp_path)
+    assert wall["offloaded"] == {"s": 67.5, "jobs": 3} and wall["total_s"] == 167.5 and wall["total_cpu_s"] == 90.0
+    per = wall["per_rule"]
     assert per == {
         "finetune": {"s": 100.0, "jobs": 1, "cpu_s": 90.0},
         "finetune on NVIDIA H200": {"s": 42.5, "jobs": 1},

@@ -445,7 +445,12 @@ def _what_ran(s: Mapping[str, Any], ingest: Mapping[str, Any], pretrain: Sequenc
         out.append(
             f"* Job time: {_duration(wall['total_s'])}, the wall times of {_thousands(wall['jobs'])} jobs summed (jobs that ran "
             "in parallel overlap, so the run itself took less; per rule in provenance.json)"
-            + (f"; CPU time {_duration(wall['total_cpu_s'])}." if wall.get("total_cpu_s") is not None else ".")
+            + (f"; CPU time {_duration(wall['total_cpu_s'])}" if wall.get("total_cpu_s") is not None else "")
+            + (f". Of these, {_duration(wall['offloaded']['s'])} ({_thousands(wall['offloaded']['jobs'])} job"
+               f"{'' if wall['offloaded']['jobs'] == 1 else 's'}, or parts of jobs finished here) ran on another machine "
+               "(`benchmarks/gpu.py`), per rule and device in provenance.json" if wall.get("offloaded") else "")
+            + ("; the CPU time is this machine's" if wall.get("offloaded") and wall.get("total_cpu_s") is not None else "")
+            + "."
         )
     return out
 
@@ -511,7 +516,7 @@ def _devices_text(dev: Mapping[str, Any]) -> list[str]:
         by_where.setdefault(where or "device not recorded", []).append(f"`{name}`")
     if len(by_where) > 1:
         out.append("* Pretraining sources by device: " + "; ".join(f"{w}: {', '.join(n)}" for w, n in sorted(by_where.items())) + ".")
-    elif by_where:
+    elif by_where and "device not recorded" not in by_where:
         out.append(f"* Pretraining sources: all on {next(iter(by_where))}.")
     return out
 
@@ -653,6 +658,7 @@ def wall_times(bench_dir: str | Path, baseline_modes: Iterable[str] = (), frozen
     another machine, timed below ``offload/``, count as ``<rule> on <device>``."""
     root = Path(bench_dir)
     per: dict[str, dict[str, Any]] = {}
+    away = {"s": 0.0, "jobs": 0}
     for path in sorted(root.rglob("*.tsv")) if root.is_dir() else []:
         rel = path.relative_to(root)
         offloaded = len(rel.parts) > 1 and rel.parts[0] == OFFLOAD_BENCHMARKS
@@ -664,6 +670,8 @@ def wall_times(bench_dir: str | Path, baseline_modes: Iterable[str] = (), frozen
             raise ReportError(f"{path}: a benchmark file without the `s` (seconds) column")
         if offloaded:
             rule = f"{rule} on {df['device'].iloc[0]}" if "device" in df.columns and len(df) else f"{rule} (offloaded)"
+            away["s"] += float(df["s"].sum())
+            away["jobs"] += 1
         entry = per.setdefault(rule, {"s": 0.0, "jobs": 0})
         entry["s"] += float(df["s"].sum())
         entry["jobs"] += 1
@@ -673,6 +681,8 @@ def wall_times(bench_dir: str | Path, baseline_modes: Iterable[str] = (), frozen
     out = {"per_rule": per, "total_s": round(sum(v["s"] for v in per.values()), 2), "jobs": sum(v["jobs"] for v in per.values()), "source": str(root)}
     if any("cpu_s" in v for v in per.values()):
         out["total_cpu_s"] = round(sum(v.get("cpu_s", 0.0) for v in per.values()), 2)
+    if away["jobs"]:
+        out["offloaded"] = {"s": round(away["s"], 2), "jobs": away["jobs"]}
     return out
 
 
