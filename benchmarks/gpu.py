@@ -10,7 +10,8 @@ Snakemake ``--omit-from`` the packed cells' ``metrics.json``).
 Three steps, run from the repository root:
 
     # here: the jobs' arguments (jobs.json) and inputs (inputs.tar.gz) under .gpu/ (ignored):
-    # pretraining sources by name, fine-tuning cells by training size (those not started)
+    # pretraining sources by name, fine-tuning cells by training size (those not started;
+    # with --started also those started here, with their finished seeds and resumable state)
     python benchmarks/gpu.py pack --configfile config/paper-cpu.yaml --workdir /work/run \\
         --sources ef_16k,ef_8k --sizes 1000,2000 --out .gpu
     # there ($OUT comes back): epoch times solo (if a source is packed), then the jobs,
@@ -53,11 +54,14 @@ from tlcgcnn import io as tlio  # noqa: E402  (torch-free: atomic writes)
 # --------------------------------------------------------------------------- here: pack
 
 
-def pack(configfile: Path, workdir: Path, sources: list[str], sizes: list[str], out: Path) -> dict[str, Any]:
+def pack(configfile: Path, workdir: Path, sources: list[str], sizes: list[str], out: Path, started: bool = False) -> dict[str, Any]:
     """Write ``out/jobs.json`` (each job's rule arguments, paths relative to the repository
     root: the pretraining ``sources`` named, and every graph-model fine-tuning cell of the
     training ``sizes`` given that ``workdir`` has not started) and ``out/inputs.tar.gz`` (the
-    table, graph shards, split files and source checkpoints the jobs read, from ``workdir``)."""
+    table, graph shards, split files and source checkpoints the jobs read, from ``workdir``).
+    ``started``: also the unfinished cells ``workdir`` has started, shipped with their
+    ``runs/`` (finished seeds' records and predictions, the running seed's ``state.pt``;
+    not the seeds' weights), which the cell keeps and resumes there."""
     import yaml
 
     from tlcgcnn.config import load, resolve
@@ -82,14 +86,16 @@ def pack(configfile: Path, workdir: Path, sources: list[str], sizes: list[str], 
     cells = [c for c in cfg.cells() if c.mode.kind == "gnn" and str(c.size) in sizes]
     for c in sorted(cells, key=lambda c: -_size_rank(c.size)):
         d = f"{r}/finetune/{c.target.name}/n{c.size}/{c.mode.name}"
-        if (workdir / d / "metrics.json").exists() or (workdir / d / "runs").exists():
-            continue  # finished, or partly run there: the workflow finishes it
+        runs = workdir / d / "runs"
+        if (workdir / d / "metrics.json").exists() or (runs.exists() and not started):
+            continue  # finished, or partly run there: the workflow finishes it (unless `started`)
         source = c.mode.pretrained
         pretrained = [cfg.pretrained_checkpoint(source) or f"{r}/pretrain/{source}/model.pt"] if source else []
         params = c.as_params()
         kw = {**common, "cell": params, "split_path": f"{r}/splits/{c.target.name}.split.json", "pretrained": pretrained, "device": params["train"]["device"], "out_metrics": f"{d}/metrics.json", "out_predictions": f"{d}/predictions.parquet"}
         name = f"{c.target.name}/n{c.size}/{c.mode.name}"
-        jobs.append({"rule": "finetune", "name": name, "log": f"{r}/logs/finetune/{name}.log", "outputs": [kw["out_metrics"], kw["out_predictions"]], "resume": f"{d}/runs", "kwargs": kw})
+        ship = sorted(str(f.relative_to(workdir)) for f in runs.rglob("*") if f.is_file() and f.name != "model.pt" and _whole_files(tarfile.TarInfo(f.name)) is not None) if runs.exists() else []
+        jobs.append({"rule": "finetune", "name": name, "log": f"{r}/logs/finetune/{name}.log", "outputs": [kw["out_metrics"], kw["out_predictions"]], "resume": f"{d}/runs", "kwargs": kw, "ship": ship})
     inputs = {common["table_path"], graphs}
     made = {p for j in jobs for p in j["outputs"]}  # a packed source is trained there before its cells
     for j in jobs:
@@ -97,6 +103,7 @@ def pack(configfile: Path, workdir: Path, sources: list[str], sizes: list[str], 
         inputs.add(kw["split_path"])
         inputs.update(kw.get("target_splits", []))
         inputs.update(p for p in kw.get("pretrained", []) if p.startswith("results/") and p not in made)  # the zoo's travel with the repository
+        inputs.update(j.get("ship", []))  # a started cell's finished seeds and resumable state
     out.mkdir(parents=True, exist_ok=True)
     (out / "jobs.json").write_text(json.dumps({"config_file": str(configfile), "results": r, "config": resolve(raw).as_dict(), "jobs": jobs}, indent=1))
     with tarfile.open(out / "inputs.tar.gz", "w:gz", compresslevel=6) as tar:
@@ -355,6 +362,7 @@ def main() -> None:
     a.add_argument("--sources", default="", help="comma-separated pretraining source names")
     a.add_argument("--sizes", default="", help="comma-separated training sizes: every unfinished graph-model fine-tuning cell of these")
     a.add_argument("--out", type=Path, default=ROOT / ".gpu")
+    a.add_argument("--started", action="store_true", help="also the cells of these sizes that the workdir has started (with their finished seeds and resumable state)")
     b = sub.add_parser("run")
     b.add_argument("--pack", type=Path, default=ROOT / ".gpu")
     b.add_argument("--deadline", type=float, default=500.0, help="seconds after the start at which unfinished jobs are stopped")
@@ -376,7 +384,7 @@ def main() -> None:
     e.add_argument("--workdir", type=Path, default=ROOT)
     args = ap.parse_args()
     if args.cmd == "pack":
-        pack(args.configfile, args.workdir, [s for s in args.sources.split(",") if s], [s for s in args.sizes.split(",") if s], args.out)
+        pack(args.configfile, args.workdir, [s for s in args.sources.split(",") if s], [s for s in args.sizes.split(",") if s], args.out, args.started)
     elif args.cmd == "run":
         run(args.pack, args.deadline, args.bench_epochs, args.max_parallel, args.out, int(args.part_mb * 2**20))
     elif args.cmd == "job":

@@ -104,3 +104,21 @@ def test_jobs_run_elsewhere_come_back_as_done_or_resumable(tmp_path: Path):
     placed = _run(here, sys.executable, *GPU, "unpack", "--archive", str(out2 / "results.tar.gz"), "--pack", str(pack2), "--workdir", str(here))
     assert "placed" in placed
     assert (here / r / "finetune" / "gap_nonmetal" / "n25" / "scratch" / "runs" / "s0" / "state.pt").exists()
+
+    # a started cell is packed only when asked (--started); its runs/ travel, and it resumes there
+    def packed(out_dir: Path, *extra: str) -> dict:
+        _run(here, sys.executable, *GPU, "pack", "--configfile", str(path), "--workdir", str(here), "--sizes", "25", *extra, "--out", str(out_dir))
+        return json.loads((out_dir / "jobs.json").read_text())
+
+    cell = "gap_nonmetal/n25/scratch"
+    assert cell not in [j["name"] for j in packed(tmp_path / "pack3a")["jobs"]]
+    jobs3 = packed(tmp_path / "pack3", "--started")
+    job3 = next(j for j in jobs3["jobs"] if j["name"] == cell)
+    assert f"{r}/finetune/{cell}/runs/s0/state.pt" in job3["ship"] and not any(f.endswith("model.pt") for f in job3["ship"])
+    job3["kwargs"]["cell"]["train"].update(epochs=100000, patience=100000)  # the settings it started with
+    jobs3["jobs"] = [job3]
+    (tmp_path / "pack3" / "jobs.json").write_text(json.dumps(jobs3))
+    there3 = _checkout_copy(tmp_path / "there3")
+    shutil.copytree(tmp_path / "pack3", there3 / ".gpu")
+    _run(there3, sys.executable, *GPU, "run", "--pack", ".gpu", "--bench-epochs", "0", "--deadline", "15", "--out", str(tmp_path / "out3"))
+    assert "resumed from" in (there3 / r / "logs" / "finetune" / f"{cell}.log").read_text()
