@@ -465,10 +465,16 @@ def _where(rec: Mapping[str, Any]) -> str | None:
     return f"{dev} ({hw})" if isinstance(hw, str) and hw else dev
 
 
+def _kind(where: str) -> str:
+    """The device type of :func:`_where`'s words ("cuda (NVIDIA H200)" → "cuda")."""
+    return where.split(" (", 1)[0].split(":", 1)[0]
+
+
 def devices(metrics: pd.DataFrame, pretrain: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Where the runs computed: fine-tuning runs counted per device and precision; the
-    cells (target/n<size>/mode) with seeds off the most common device, with how many of
-    their seeds; and each pretraining source's device. A study that moved between machines
+    """Where the runs computed: fine-tuning runs counted per device (and chip, where
+    recorded) and precision; the cells (target/n<size>/mode) with seeds on another device
+    type than most runs (cpu / cuda), with how many of their seeds; and each pretraining
+    source's device. A study that moved between machines
     (a borrowed GPU, a new host) says so here rather than in logs."""
     runs: dict[str, dict[str, int]] = {}
     per_cell: dict[str, dict[str, int]] = {}
@@ -484,11 +490,14 @@ def devices(metrics: pd.DataFrame, pretrain: Sequence[Mapping[str, Any]]) -> dic
         cell = f"{rec['target']}/n{int(size) if isinstance(size, float) and size.is_integer() else size}/{rec['mode']}"
         per_cell.setdefault(cell, {}).setdefault(where, 0)
         per_cell[cell][where] += 1
-    main = max(runs, key=lambda w: sum(runs[w].values())) if runs else None
+    kinds: dict[str, int] = {}
+    for where, by in runs.items():
+        kinds[_kind(where)] = kinds.get(_kind(where), 0) + sum(by.values())
+    main = max(kinds, key=lambda k: kinds[k]) if kinds else None
     off = {
         cell: {"seeds": dict(sorted(by.items())), "of": sum(by.values())}
         for cell, by in sorted(per_cell.items(), key=lambda kv: (kv[0].split("/")[0], _size_key(kv[0].split("/")[1][1:]), kv[0]))
-        if set(by) - {main}
+        if {_kind(w) for w in by} - {main}
     }
     sources = {str(p.get("pretrain", p.get("target"))): _where(p) for p in pretrain}
     return {"finetune_runs": runs, "main_device": main, "cells_off_main_device": off, "pretrain": sources}
@@ -507,7 +516,7 @@ def _devices_text(dev: Mapping[str, Any]) -> list[str]:
         if off:
             cells = []
             for cell, v in off.items():
-                seeds = "; ".join(f"{n} of {v['of']} on {w}" for w, n in v["seeds"].items() if w != dev["main_device"])
+                seeds = "; ".join(f"{n} of {v['of']} on {w}" for w, n in v["seeds"].items() if _kind(w) != dev["main_device"])
                 cells.append(f"`{cell}` ({seeds})")
             line += f" Cells with seeds off {dev['main_device']}: " + ", ".join(cells) + "."
         out.append(line)
