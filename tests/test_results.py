@@ -314,8 +314,8 @@ def test_published_folder_summary_and_provenance(tmp_path):
     prov = io.read_json(pub / "provenance.json")
     wall = prov["wall_time"]
     assert wall["per_rule"] == {"finetune": {"s": 15.5, "jobs": 2}, "finetune on NVIDIA H200": {"s": 7.0, "jobs": 1}, "stats": {"s": 1.0, "jobs": 1}}  # report's own left out
-    assert wall["total_s"] == 23.5 and wall["jobs"] == 4 and wall["offloaded"] == {"s": 7.0, "jobs": 1}
-    assert "Job time: 0 min 24 s, the wall times of 4 jobs summed" in summary and "Of these, 0 min 7 s (1 job, or parts of jobs" in summary
+    assert wall["total_s"] == 23.5 and wall["jobs"] == 4 and wall["offloaded"] == {"s": 7.0, "jobs": 1, "finished_here": 0}
+    assert "Job time: 0 min 24 s, the wall times of 4 jobs summed" in summary and "Of these, 0 min 7 s (1 job, 0 of them also timed here" in summary
     assert prov["data"]["data_sha256_of_runs"] == ["d" * 64] and prov["config_matches_runs"] is True
     assert prov["machine"]["cores"] and "git_commit" in prov["code"]
     claims = pd.read_csv(pub / "claims.csv")
@@ -507,6 +507,7 @@ def test_wall_times_count_jobs_run_on_another_machine_apart(tmp_path):
     it was offloaded."""
     files = {
         "finetune/t/n50/a.tsv": "s\tcpu_time\n100.0\t90.0\n",
+        "finetune/t/n50/b.tsv": "s\tcpu_time\n10.0\t9.0\n",  # b began on the GPU, finished here
         "offload/finetune/t/n50/b.tsv": "s\th:m:s\tdevice\tfinished\tgit_commit\n30.0\t00:00:30\tNVIDIA H200\tTrue\tabc\n12.5\t00:00:12\tNVIDIA H200\tFalse\tdef\n",
         "offload/pretrain/ef.tsv": "s\th:m:s\tdevice\n20.0\t00:00:20\tNVIDIA H200\n",
         "offload/pretrain/eg.tsv": "s\n5.0\n",
@@ -515,10 +516,11 @@ def test_wall_times_count_jobs_run_on_another_machine_apart(tmp_path):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text(text)
     wall = report.wall_times(tmp_path)
-    assert wall["offloaded"] == {"s": 67.5, "jobs": 3} and wall["total_s"] == 167.5 and wall["total_cpu_s"] == 90.0
+    assert wall["offloaded"] == {"s": 67.5, "jobs": 3, "finished_here": 1} and wall["total_s"] == 177.5 and wall["total_cpu_s"] == 99.0
+    assert wall["jobs"] == 4  # b once, though timed on both machines
     per = wall["per_rule"]
     assert per == {
-        "finetune": {"s": 100.0, "jobs": 1, "cpu_s": 90.0},
+        "finetune": {"s": 110.0, "jobs": 2, "cpu_s": 99.0},
         "finetune on NVIDIA H200": {"s": 42.5, "jobs": 1},
         "pretrain (offloaded)": {"s": 5.0, "jobs": 1},
         "pretrain on NVIDIA H200": {"s": 20.0, "jobs": 1},

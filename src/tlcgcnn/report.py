@@ -447,7 +447,8 @@ def _what_ran(s: Mapping[str, Any], ingest: Mapping[str, Any], pretrain: Sequenc
             "in parallel overlap, so the run itself took less; per rule in provenance.json)"
             + (f"; CPU time {_duration(wall['total_cpu_s'])}" if wall.get("total_cpu_s") is not None else "")
             + (f". Of these, {_duration(wall['offloaded']['s'])} ({_thousands(wall['offloaded']['jobs'])} job"
-               f"{'' if wall['offloaded']['jobs'] == 1 else 's'}, or parts of jobs finished here) ran on another machine "
+               f"{'' if wall['offloaded']['jobs'] == 1 else 's'}, {_thousands(wall['offloaded'].get('finished_here', 0))} of them "
+               "also timed here: begun there, finished here) ran on another machine "
                "(`benchmarks/gpu.py`), per rule and device in provenance.json" if wall.get("offloaded") else "")
             + ("; the CPU time is this machine's" if wall.get("offloaded") and wall.get("total_cpu_s") is not None else "")
             + "."
@@ -664,10 +665,14 @@ def wall_times(bench_dir: str | Path, baseline_modes: Iterable[str] = (), frozen
     number of jobs, and the total; the report rules' own files are left out. Where the files
     have Snakemake's ``cpu_time`` column its sum is ``cpu_s`` (CPU seconds: unlike the wall
     time, not inflated when other work shared the machine). Jobs (or parts of jobs) run on
-    another machine, timed below ``offload/``, count as ``<rule> on <device>``."""
+    another machine, timed below ``offload/``, count as ``<rule> on <device>``; ``jobs`` counts
+    each job once, and ``offloaded["finished_here"]`` the offloaded jobs also timed here (begun
+    there and finished here, or the reverse)."""
     root = Path(bench_dir)
     per: dict[str, dict[str, Any]] = {}
     away = {"s": 0.0, "jobs": 0}
+    here: set[Path] = set()
+    there: set[Path] = set()
     for path in sorted(root.rglob("*.tsv")) if root.is_dir() else []:
         rel = path.relative_to(root)
         offloaded = len(rel.parts) > 1 and rel.parts[0] == OFFLOAD_BENCHMARKS
@@ -681,17 +686,18 @@ def wall_times(bench_dir: str | Path, baseline_modes: Iterable[str] = (), frozen
             rule = f"{rule} on {df['device'].iloc[0]}" if "device" in df.columns and len(df) else f"{rule} (offloaded)"
             away["s"] += float(df["s"].sum())
             away["jobs"] += 1
+        (there if offloaded else here).add(Path(*rel.parts[1:]) if offloaded else rel)
         entry = per.setdefault(rule, {"s": 0.0, "jobs": 0})
         entry["s"] += float(df["s"].sum())
         entry["jobs"] += 1
         if "cpu_time" in df.columns:
             entry["cpu_s"] = entry.get("cpu_s", 0.0) + float(pd.to_numeric(df["cpu_time"], errors="coerce").fillna(0.0).sum())
     per = {k: {"s": round(v["s"], 2), "jobs": v["jobs"], **({"cpu_s": round(v["cpu_s"], 2)} if "cpu_s" in v else {})} for k, v in sorted(per.items())}
-    out = {"per_rule": per, "total_s": round(sum(v["s"] for v in per.values()), 2), "jobs": sum(v["jobs"] for v in per.values()), "source": str(root)}
+    out = {"per_rule": per, "total_s": round(sum(v["s"] for v in per.values()), 2), "jobs": len(here | there), "source": str(root)}
     if any("cpu_s" in v for v in per.values()):
         out["total_cpu_s"] = round(sum(v.get("cpu_s", 0.0) for v in per.values()), 2)
     if away["jobs"]:
-        out["offloaded"] = {"s": round(away["s"], 2), "jobs": away["jobs"]}
+        out["offloaded"] = {"s": round(away["s"], 2), "jobs": away["jobs"], "finished_here": len(here & there)}
     return out
 
 
