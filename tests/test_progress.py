@@ -1,0 +1,88 @@
+"""tlcgcnn.progress: the cells of an unfinished run, its time left, and its interim claims."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from tlcgcnn import config as C
+from tlcgcnn import io, progress
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRATCH = np.array([1.00, 1.10, 0.95, 1.05, 1.02])
+
+
+def _cfg() -> C.Config:
+    """The quickstart config with two claims: one whose cells are finished, one waiting."""
+    raw = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    claim = {"paper": "TL-CGCNN", "claim": "x", "paper_value": "y", "size": 50, "direction": "lower"}
+    raw["report"] = {"claims": [{**claim, "id": "eg_hse", "target": "hse_gap", "mode": "eg_ft"},
+                                {**claim, "id": "ef_kvrh", "target": "log_kvrh", "mode": "ef_ft"}]}
+    return C.load(raw)
+
+
+def _cell(results: Path, target: str, mode: str, errors: np.ndarray, seconds: float | None, devices: list[str] | None = None, size: int = 50) -> None:
+    devices = devices or ["cpu"] * len(errors)
+    records = [{"target": target, "size": size, "mode": mode, "seed": s, "error": float(e), "mae": float(e), "task": "regression",
+                "family": "scratch" if mode == "scratch" else "transfer", "pretrained": None if mode == "scratch" else mode.split("_")[0],
+                "best_val_mae": float(e), "device": dev} for s, (e, dev) in enumerate(zip(errors, devices, strict=True))]
+    io.write_json(progress.cell_dir(results, target, size, mode) / "metrics.json", records)
+    if seconds is not None:
+        bench = results / "benchmarks" / "finetune" / target / f"n{size}" / f"{mode}.tsv"
+        bench.parent.mkdir(parents=True, exist_ok=True)
+        bench.write_text(f"s\th:m:s\n{seconds}\t0:00:{int(seconds) % 60:02d}\n")
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> Path:
+    results = tmp_path / "results" / "quickstart"
+    _cell(results, "hse_gap", "scratch", SCRATCH, 50.0)  # 10 s a seed
+    _cell(results, "hse_gap", "eg_ft", SCRATCH - np.array([0.40, 0.42, 0.38, 0.41, 0.39]), 50.0)
+    # begun on a lent GPU (3 seeds), finished here: 2 seeds in 60 s -> 30 s a seed
+    _cell(results, "log_kvrh", "scratch", SCRATCH, 60.0, devices=["cuda", "cuda", "cuda", "cpu", "cpu"])
+    for seed in (0, 1):  # ef_ft at n = 50 has 2 of its 5 seeds
+        io.write_json(progress.cell_dir(results, "log_kvrh", 50, "ef_ft") / "runs" / f"s{seed}" / "metrics.json", {"seed": seed})
+    return results
+
+
+def test_cells_and_the_time_they_have_left(run):
+    cells = progress.cell_status(_cfg(), run)
+    assert len(cells) == 2 * 8 * 4 and int(cells["done"].sum()) == 3
+    ef = cells[(cells["target"] == "log_kvrh") & (cells["mode"] == "ef_ft") & (cells["size"] == 50)].iloc[0]
+    assert not ef["done"] and ef["seeds_done"] == 2 and ef["seeds"] == 5
+    seed_s = cells.set_index(["target", "size", "mode"])["seed_s"]
+    assert seed_s[("hse_gap", 50, "scratch")] == 10.0 and seed_s[("log_kvrh", 50, "scratch")] == 30.0  # GPU seeds not counted
+    left = progress.estimate_left(cells).set_index(["target", "size", "mode"])
+    assert len(left) == 64 - 3
+    assert left.loc[("log_kvrh", 50, "ef_ft"), "estimate_s"] == pytest.approx(10.0 * 3)  # median of 10, 10, 30 a seed, 3 seeds left
+    assert left.loc[("log_kvrh", 200, "scratch"), "estimate_s"] == pytest.approx(10.0 * 200 / 50 * 5)  # scaled from n = 50
+    assert "scaled to n = 200" in left.loc[("log_kvrh", 200, "scratch"), "basis"]
+    frozen = left.loc[("hse_gap", 50, "zoo_mt_ridge")]
+    assert math.isnan(frozen["estimate_s"]) and frozen["basis"] == "no finished frozen cell to compare with"
+
+
+def test_interim_claims_test_the_finished_cells_and_name_what_the_others_wait_for(run):
+    cfg = _cfg()
+    claims, waiting = progress.interim_claims(cfg, run, progress.cell_status(cfg, run))
+    assert list(claims["id"]) == ["eg_hse"] and claims.iloc[0]["verdict"] == "held" and claims.iloc[0]["n_seeds"] == 5
+    assert waiting == [("ef_kvrh", "log_kvrh: waiting for ef_ft at n = 50")]
+    text = progress.progress_markdown(cfg, run, parallel=2)
+    assert "**3 of 64 finished**" in text and "| hse_gap | 50 | 2 / 8 | 10 / 40 |" in text
+    assert "| eg_hse | TL-CGCNN |" in text and "* `ef_kvrh`: log_kvrh: waiting for ef_ft at n = 50" in text
+    assert "Not estimated (no finished cell of their kind): 8 cells." in text
+
+
+def test_cli_reads_a_config_and_refuses_a_missing_results_folder(run, tmp_path, capsys, monkeypatch):
+    cfg_file = tmp_path / "quick.yaml"
+    raw = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    cfg_file.write_text(yaml.safe_dump(raw))
+    assert progress.main(["--configfile", str(cfg_file), "--results", str(tmp_path / "nope")]) == 2
+    assert "no results folder" in capsys.readouterr().err
+    out = tmp_path / "progress.md"
+    assert progress.main(["--configfile", str(cfg_file), "--results", str(run), "--out", str(out)]) == 0
+    assert out.read_text() == capsys.readouterr().out and "# Progress of `quickstart`" in out.read_text()
