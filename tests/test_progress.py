@@ -75,6 +75,10 @@ def test_interim_claims_test_the_finished_cells_and_name_what_the_others_wait_fo
     assert "**3 of 64 finished**" in text and "| hse_gap | 50 | 2 / 8 | 10 / 40 |" in text
     assert "| eg_hse | TL-CGCNN |" in text and "* `ef_kvrh`: log_kvrh: waiting for ef_ft at n = 50" in text
     assert "Not estimated (no finished cell of their kind): 8 cells." in text
+    line = progress.progress_line(cfg, run, parallel=2)
+    total = progress.estimate_left(progress.cell_status(cfg, run))["estimate_s"].sum()
+    assert line.startswith("3 of 64 fine-tuning cells finished; about ") and line.endswith("; 8 cells not estimated)")
+    assert progress._hours(total) in line and progress._hours(total / 2) in line
 
 
 def test_cli_reads_a_config_and_refuses_a_missing_results_folder(run, tmp_path, capsys, monkeypatch):

@@ -219,9 +219,13 @@ def test_a_checkpointed_run_saves_while_it_runs_and_passes_sigterm_on(tmp_path: 
     archive = tmp_path / "snap.tar.xz"
     threading.Timer(2.0, os.kill, (os.getpid(), signal.SIGTERM)).start()
     with caplog.at_level("INFO", logger="tlcgcnn.snapshot"):
-        rc = snapshot.checkpointed_run([sys.executable, str(job)], "results/demo", archive, every_s=0.5, workdir=tmp_path)
+        rc = snapshot.checkpointed_run([sys.executable, str(job)], "results/demo", archive, every_s=0.5, workdir=tmp_path,
+                                       config_path=ROOT / "config" / "config.yaml")
     assert rc == 0
-    assert any("(live)" in r.message for r in caplog.records) and "(final)" in caplog.records[-1].message
+    messages = [r.message for r in caplog.records]
+    assert any("(live)" in m for m in messages) and "(final)" in messages[-2]
+    # after each snapshot, how far the run is (the quickstart config's 64 cells; none of them in results/demo)
+    assert messages[-1] == "progress: 0 of 64 fine-tuning cells finished; about 0 min of job time left (≈ 0 min with 2 at once; 64 cells not estimated)"
     kept = {f["path"] for f in snapshot.read_manifest(archive)["files"] if f["left_out"] is None}
     assert kept == {"finetune/t/n50/scratch/metrics.json", "finetune/t/n50/scratch/predictions.parquet", "logs/stopped.log"}
 

@@ -205,6 +205,26 @@ def progress_markdown(cfg: Config, results: Path, parallel: int = 1) -> str:
     return "\n".join(out) + "\n"
 
 
+def progress_line(cfg: Config, results: Path, parallel: int = 1) -> str:
+    """One line for a run's log: cells finished and the job time left (as the report)."""
+    cells = cell_status(cfg, results)
+    left = estimate_left(cells)
+    total = float(left["estimate_s"].dropna().sum())
+    unknown = int(left["estimate_s"].isna().sum())
+    return (f"{int(cells['done'].sum())} of {len(cells)} fine-tuning cells finished; about {_hours(total)} of job time left"
+            f" (≈ {_hours(total / max(parallel, 1))} with {parallel} at once" + (f"; {unknown} cells not estimated" if unknown else "") + ")")
+
+
+def load_config(path: str | Path) -> Config:
+    """The config a run was given (a ``--configfile`` is the whole config, as in the Snakefile)."""
+    return load(yaml.safe_load(Path(path).read_text()))
+
+
+def default_parallel(cfg: Config, cores: int = 2) -> int:
+    """Jobs at once: ``cores`` over the training threads per job, at least 1."""
+    return max(1, cores // max(1, int(cfg.train.threads or 1)))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tlcgcnn.progress", description=__doc__.split("\n\n")[0])
     ap.add_argument("--configfile", required=True, type=Path, help="the run's config (as given to Snakemake)")
@@ -213,8 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, help="also write the Markdown here")
     args = ap.parse_args(argv)
     try:
-        raw = yaml.safe_load(args.configfile.read_text())
-        cfg = load(raw)
+        cfg = load_config(args.configfile)
     except (OSError, ValueError) as err:
         print(f"error: {args.configfile}: {err}", file=sys.stderr)
         return 2
@@ -222,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not results.is_dir():
         print(f"error: {results}: no results folder (has the run started? is this the repository root?)", file=sys.stderr)
         return 2
-    parallel = args.parallel or max(1, 2 // max(1, int(cfg.train.threads or 1)))
+    parallel = args.parallel or default_parallel(cfg)
     try:
         text = progress_markdown(cfg, results, parallel)
     except (report.ReportError, ValueError) as err:

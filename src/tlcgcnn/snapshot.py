@@ -464,12 +464,14 @@ def checkpointed_run(
     every_s: float,
     workdir: str | os.PathLike[str] = ".",
     config_path: str | os.PathLike[str] | None = None,
+    cores: int = 2,
 ) -> int:
     """Run ``command`` (Snakemake) and save a live snapshot of ``results_dir`` every
     ``every_s`` seconds while it runs and a last one when it ends, so that a machine lost
     without warning loses at most ``every_s`` of work. SIGTERM and SIGINT are passed on to
-    the command (Snakemake then lets its running jobs finish). Returns the command's exit
-    status."""
+    the command (Snakemake then lets its running jobs finish). After each snapshot the log
+    says how far the run is (:func:`tlcgcnn.progress.progress_line`; ``cores`` for its wall
+    time). Returns the command's exit status."""
     import signal
 
     def checkpoint(live: bool) -> None:
@@ -480,6 +482,14 @@ def checkpointed_run(
             return
         kept = [f for f in manifest["files"] if f["left_out"] is None]
         log.info("snapshot saved to %s: %d files (%s)", archive, len(kept), "live" if live else "final")
+        if config_path is not None:
+            try:  # how far the run is, for a person reading the log (never fails the run)
+                from . import progress
+
+                cfg = progress.load_config(config_path)
+                log.info("progress: %s", progress.progress_line(cfg, Path(workdir) / results_dir, progress.default_parallel(cfg, cores)))
+            except Exception as err:  # noqa: BLE001 - a log line must not stop a long run
+                log.warning("progress not estimated: %s", err)
 
     proc = subprocess.Popen(list(command), cwd=workdir)
     handlers = {sig: signal.signal(sig, lambda signum, _frame: proc.send_signal(signum)) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -600,7 +610,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     )
                     return 3
             cmd = [*_snakemake(), "--cores", str(args.cores), "--configfile", args.configfile, "--rerun-incomplete", *args.snakemake_args]
-            return checkpointed_run(cmd, results.as_posix(), archive, every_s=args.every, config_path=args.configfile)
+            return checkpointed_run(cmd, results.as_posix(), archive, every_s=args.every, config_path=args.configfile, cores=args.cores)
         if args.command == "save":
             manifest = save(f"results/{name}", archive, config_path=args.configfile, live=args.live)
             print(_summary(manifest))
