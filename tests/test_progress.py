@@ -26,11 +26,13 @@ def _cfg() -> C.Config:
     return C.load(raw)
 
 
-def _cell(results: Path, target: str, mode: str, errors: np.ndarray, seconds: float | None, devices: list[str] | None = None, size: int = 50) -> None:
+def _cell(results: Path, target: str, mode: str, errors: np.ndarray, seconds: float | None, devices: list[str] | None = None, size: int = 50,
+          hardware: str | None = None) -> None:
     devices = devices or ["cpu"] * len(errors)
     records = [{"target": target, "size": size, "mode": mode, "seed": s, "error": float(e), "mae": float(e), "task": "regression",
                 "family": "scratch" if mode == "scratch" else "transfer", "pretrained": None if mode == "scratch" else mode.split("_")[0],
-                "best_val_mae": float(e), "device": dev} for s, (e, dev) in enumerate(zip(errors, devices, strict=True))]
+                "best_val_mae": float(e), "device": dev, **({"hardware": hardware} if hardware else {})}
+               for s, (e, dev) in enumerate(zip(errors, devices, strict=True))]
     io.write_json(progress.cell_dir(results, target, size, mode) / "metrics.json", records)
     if seconds is not None:
         bench = results / "benchmarks" / "finetune" / target / f"n{size}" / f"{mode}.tsv"
@@ -64,6 +66,33 @@ def test_cells_and_the_time_they_have_left(run):
     assert "scaled to n = 200" in left.loc[("log_kvrh", 200, "scratch"), "basis"]
     frozen = left.loc[("hse_gap", 50, "zoo_mt_ridge")]
     assert math.isnan(frozen["estimate_s"]) and frozen["basis"] == "no finished frozen cell to compare with"
+
+
+def test_a_cell_snakemake_marks_incomplete_is_not_finished(run):
+    """A run stopped just as a job wrote its outputs: Snakemake's incomplete marker stays,
+    and the job runs again."""
+    import base64
+
+    marker = run.parents[1] / ".snakemake" / "incomplete" / base64.urlsafe_b64encode(b"results/quickstart/finetune/hse_gap/n50/eg_ft/metrics.json").decode()
+    marker.parent.mkdir(parents=True)
+    marker.write_text("")
+    cells = progress.cell_status(_cfg(), run).set_index(["target", "size", "mode"])
+    assert int(cells["done"].sum()) == 2 and not cells.loc[("hse_gap", 50, "eg_ft"), "done"]
+
+
+def test_times_from_another_cpu_are_scaled_by_what_cells_timed_on_both_say(run):
+    """A run carried from a faster host: eg_ft ran on this CPU at 25 s a seed, the two
+    scratch cells on another at 10 and 30 s -> this CPU takes 25 / 20 = 1.25x theirs."""
+    _cell(run, "hse_gap", "eg_ft", SCRATCH - 0.4, 125.0, hardware="Test CPU")
+    cells = progress.cell_status(_cfg(), run, cpu="Test CPU")
+    assert sorted(cells.loc[cells["done"], "this_cpu"]) == [False, False, True]
+    factor, groups = progress.cpu_factor(cells)
+    assert factor == pytest.approx(1.25) and groups == 1
+    left = progress.estimate_left(cells).set_index(["target", "size", "mode"])
+    assert left.loc[("log_kvrh", 50, "ef_ft"), "estimate_s"] == pytest.approx(25.0 * 3)  # median of 12.5, 25, 37.5 a seed
+    text = progress.progress_markdown(_cfg(), run, parallel=2)
+    assert "scaled by ×" not in text  # this machine's CPU is not "Test CPU": no factor there
+    assert progress.cpu_factor(progress.cell_status(_cfg(), run, cpu="Another"))[0] is None
 
 
 def test_interim_claims_test_the_finished_cells_and_name_what_the_others_wait_for(run):

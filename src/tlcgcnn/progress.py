@@ -7,9 +7,10 @@ the run's results folder (never writes to it) and answers three questions:
 * **Cells**: per target and training size, how many fine-tuning cells (target, size, mode)
   are finished, and how many seeds the unfinished ones have.
 * **Time left**: each unfinished cell's seeds left times the time per seed of the finished
-  cells of the same rule and size on this machine (their benchmark files; else the nearest
-  size, scaled linearly with the training size). Seeds trained on a lent GPU are not
-  counted in that time per seed. Pretraining and the report's
+  cells of the same rule and size (their benchmark files; else the nearest size, scaled
+  linearly with the training size). Seeds trained on a lent GPU are not counted in that
+  time per seed; cells timed on another CPU (a run carried between machines) are scaled
+  to this one by the ratio seen on cells of the same rule and size timed on both. Pretraining and the report's
   jobs are not estimated.
 * **Claims so far**: each of the config's ``report.claims`` whose cells are all finished,
   tested as the report will test it (:func:`tlcgcnn.report.build_claims`) on the finished
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -35,6 +37,7 @@ import yaml
 
 from . import io, report, stats
 from .config import Cell, Config, load
+from .provenance import cpu_model
 
 #: how a finished cell's rule names its benchmark folder (rules/finetune.smk, frozen.smk)
 KIND_RULE = {"gnn": "finetune", "baseline": "finetune_baseline", "frozen": "finetune_frozen"}
@@ -45,33 +48,59 @@ def cell_dir(results: Path, target: str, size: Any, mode: str) -> Path:
     return results / "finetune" / target / f"n{size}" / mode
 
 
-def cell_status(cfg: Config, results: Path) -> pd.DataFrame:
-    """One row per cell of the config: ``done`` (its metrics.json exists), ``seeds`` and
+def cell_status(cfg: Config, results: Path, cpu: str | None = None) -> pd.DataFrame:
+    """One row per cell of the config: ``done`` (its metrics.json exists, and Snakemake
+    does not mark it incomplete: a run stopped as the job ended reruns it), ``seeds`` and
     ``seeds_done`` (an unfinished cell's seeds with their own ``runs/s<seed>/metrics.json``),
-    and ``seed_s``: a finished cell's wall time on this machine per seed trained here (its
-    benchmark file over its records not on a GPU: a cell begun on a lent GPU and finished
-    here is timed here for its last seeds only; NaN where not timed)."""
+    ``seed_s``: a finished cell's wall time per seed trained on a CPU (its benchmark file's
+    time, or the sum of those seeds' own training times where larger, over its records not
+    on a GPU: a job resumed after a stop, or begun on a lent GPU, is timed for its last
+    seeds only; NaN where not timed), and ``this_cpu``: whether every one of
+    those records names ``cpu`` (default: this machine's, :func:`provenance.cpu_model`) as
+    its chip (records older than the chip field name none: another CPU, as far as known)."""
+    from .snapshot import snakemake_records
+
+    cpu = cpu if cpu is not None else cpu_model()
+    root = results.parent.parent  # results/<name> lies in the working directory
+    incomplete = {os.path.normpath(root / p) for p in snakemake_records(root, "incomplete")}
     rows = []
     for c in cfg.cells():
         d = cell_dir(results, c.target.name, c.size, c.mode.name)
-        done = (d / "metrics.json").exists()
+        done = (d / "metrics.json").exists() and os.path.normpath(d / "metrics.json") not in incomplete
         seeds_done = len(c.seeds) if done else sum((d / "runs" / f"s{s}" / "metrics.json").exists() for s in c.seeds)
+        seed_s, this_cpu = _seconds_per_seed(results, c, d, cpu) if done else (math.nan, False)
         rows.append({"target": c.target.name, "size": c.size, "mode": c.mode.name, "kind": c.kind, "seeds": len(c.seeds),
-                     "seeds_done": seeds_done, "done": done, "seed_s": _seconds_per_seed(results, c, d) if done else math.nan})
+                     "seeds_done": seeds_done, "done": done, "seed_s": seed_s, "this_cpu": this_cpu})
     return pd.DataFrame(rows)
 
 
-def _seconds_per_seed(results: Path, c: Cell, d: Path) -> float:
+def _seconds_per_seed(results: Path, c: Cell, d: Path, cpu: str | None) -> tuple[float, bool]:
     path = results / "benchmarks" / "finetune" / c.target.name / f"n{c.size}" / f"{c.mode.name}.tsv"
-    if not path.exists():
-        return math.nan
-    bench = pd.read_csv(path, sep="\t")
     records = io.read_json(d / "metrics.json")
-    records = records if isinstance(records, list) else [records]
-    here = sum(str(r.get("device") or "cpu") == "cpu" for r in records)
-    if "s" not in bench.columns or bench.empty or here == 0:
-        return math.nan
-    return float(bench["s"].iloc[-1]) / here
+    on_cpu = [r for r in (records if isinstance(records, list) else [records]) if str(r.get("device") or "cpu") == "cpu"]
+    this_cpu = bool(on_cpu) and cpu is not None and all(r.get("hardware") == cpu for r in on_cpu)
+    if not path.exists() or not on_cpu:
+        return math.nan, this_cpu
+    bench = pd.read_csv(path, sep="\t")
+    if "s" not in bench.columns or bench.empty:
+        return math.nan, this_cpu
+    # a job resumed after a stop is timed for its last seeds only, while its seeds' own
+    # training times (``seconds``) cover them all: the larger of the two, per seed
+    trained = sum(float(r.get("seconds") or 0.0) for r in on_cpu)
+    return max(float(bench["s"].iloc[-1]), trained) / len(on_cpu), this_cpu
+
+
+def cpu_factor(cells: pd.DataFrame) -> tuple[float | None, int]:
+    """This CPU's time per seed over another CPU's, for finished cells timed on both: the
+    median, over the (kind, size) groups with cells of each, of the ratio of their medians;
+    and the number of such groups (None, 0 where there is none)."""
+    timed = cells[cells["done"] & cells["seed_s"].notna()]
+    ratios = []
+    for _, g in timed.groupby([timed["kind"], timed["size"].astype(str)]):
+        here, other = g[g["this_cpu"]], g[~g["this_cpu"]]
+        if len(here) and len(other):
+            ratios.append(float(here["seed_s"].median()) / float(other["seed_s"].median()))
+    return (float(pd.Series(ratios).median()), len(ratios)) if ratios else (None, 0)
 
 
 def _size_number(size: Any) -> float | None:
@@ -82,8 +111,12 @@ def estimate_left(cells: pd.DataFrame) -> pd.DataFrame:
     """The unfinished cells with ``estimate_s``: their seeds not done times the median time
     per seed of finished cells of the same kind and size, else of the same kind at the
     nearest numeric size scaled by size / that size; ``basis`` says which (NaN and ``no
-    finished ... cell`` where there is none)."""
-    timed = cells[cells["done"] & cells["seed_s"].notna()]
+    finished ... cell`` where there is none). Times from another CPU are first scaled to
+    this one by :func:`cpu_factor` where it is known."""
+    factor, _ = cpu_factor(cells)
+    timed = cells[cells["done"] & cells["seed_s"].notna()].copy()
+    if factor is not None:
+        timed.loc[~timed["this_cpu"], "seed_s"] *= factor
     left = cells[~cells["done"]].copy()
     est, basis = [], []
     for r in left.itertuples():
@@ -186,6 +219,10 @@ def progress_markdown(cfg: Config, results: Path, parallel: int = 1) -> str:
         out.append(f"{len(left)} cells left; their job time, estimated from the finished cells' benchmark files on this machine: "
                    f"**{_hours(total)}** (about {_hours(total / max(parallel, 1))} of wall time with {parallel} job(s) at once). "
                    "Pretraining and the report's own jobs are not counted.")
+        factor, groups = cpu_factor(cells)
+        if factor is not None:
+            out.append(f"Times of cells run on another CPU are scaled by ×{factor:.2f}, this CPU's time per seed over theirs "
+                       f"(median over {groups} groups of finished cells of one rule and size timed on both).")
         unknown = left[left["estimate_s"].isna()]
         if len(unknown):
             out.append(f"Not estimated (no finished cell of their kind): {len(unknown)} cells.")
