@@ -39,7 +39,8 @@ from . import io, report, stats
 from .config import Cell, Config, load
 from .provenance import cpu_model
 
-#: how a finished cell's rule names its benchmark folder (rules/finetune.smk, frozen.smk)
+#: the rule that runs a cell of each kind (rules/finetune.smk, rules/frozen.smk); all of
+#: them write their benchmark files under benchmarks/finetune/<target>/n<size>/<mode>.tsv
 KIND_RULE = {"gnn": "finetune", "baseline": "finetune_baseline", "frozen": "finetune_frozen"}
 
 
@@ -75,19 +76,16 @@ def cell_status(cfg: Config, results: Path, cpu: str | None = None) -> pd.DataFr
 
 
 def _seconds_per_seed(results: Path, c: Cell, d: Path, cpu: str | None) -> tuple[float, bool]:
-    path = results / "benchmarks" / "finetune" / c.target.name / f"n{c.size}" / f"{c.mode.name}.tsv"
     records = io.read_json(d / "metrics.json")
     on_cpu = [r for r in (records if isinstance(records, list) else [records]) if str(r.get("device") or "cpu") == "cpu"]
     this_cpu = bool(on_cpu) and cpu is not None and all(r.get("hardware") == cpu for r in on_cpu)
-    if not path.exists() or not on_cpu:
-        return math.nan, this_cpu
-    bench = pd.read_csv(path, sep="\t")
-    if "s" not in bench.columns or bench.empty:
-        return math.nan, this_cpu
+    path = results / "benchmarks" / "finetune" / c.target.name / f"n{c.size}" / f"{c.mode.name}.tsv"
+    bench = pd.read_csv(path, sep="\t") if path.exists() else pd.DataFrame()
+    job_s = float(bench["s"].iloc[-1]) if "s" in bench.columns and len(bench) else 0.0
     # a job resumed after a stop is timed for its last seeds only, while its seeds' own
     # training times (``seconds``) cover them all: the larger of the two, per seed
     trained = sum(float(r.get("seconds") or 0.0) for r in on_cpu)
-    return max(float(bench["s"].iloc[-1]), trained) / len(on_cpu), this_cpu
+    return (max(job_s, trained) / len(on_cpu) if on_cpu and max(job_s, trained) > 0 else math.nan), this_cpu
 
 
 def cpu_factor(cells: pd.DataFrame) -> tuple[float | None, int]:
