@@ -31,7 +31,8 @@ def _cell(results: Path, target: str, mode: str, errors: np.ndarray, seconds: fl
     devices = devices or ["cpu"] * len(errors)
     records = [{"target": target, "size": size, "mode": mode, "seed": s, "error": float(e), "mae": float(e), "task": "regression",
                 "family": "scratch" if mode == "scratch" else "transfer", "pretrained": None if mode == "scratch" else mode.split("_")[0],
-                "best_val_mae": float(e), "device": dev, **({"hardware": hardware} if hardware else {})}
+                "best_val_mae": float(e), "device": dev, **({"hardware": hardware} if hardware else {}),
+                **({"seconds": seconds / len(errors), "epochs_run": 10} if seconds else {})}
                for s, (e, dev) in enumerate(zip(errors, devices, strict=True))]
     io.write_json(progress.cell_dir(results, target, size, mode) / "metrics.json", records)
     if seconds is not None:
@@ -81,15 +82,18 @@ def test_a_cell_snakemake_marks_incomplete_is_not_finished(run):
 
 
 def test_times_from_another_cpu_are_scaled_by_what_cells_timed_on_both_say(run):
-    """A run carried from a faster host: eg_ft ran on this CPU at 25 s a seed, the two
-    scratch cells on another at 10 and 30 s -> this CPU takes 25 / 20 = 1.25x theirs."""
+    """A run carried from a faster host: eg_ft ran on this CPU at 2.5 s an epoch, the two
+    scratch cells on another at 1.0 and 1.2 s (per epoch: early stopping varies the epochs
+    of a seed) -> this CPU takes 2.5 / 1.1 of their time."""
     _cell(run, "hse_gap", "eg_ft", SCRATCH - 0.4, 125.0, hardware="Test CPU")
     cells = progress.cell_status(_cfg(), run, cpu="Test CPU")
     assert sorted(cells.loc[cells["done"], "this_cpu"]) == [False, False, True]
+    assert sorted(cells.loc[cells["done"], "epoch_s"]) == pytest.approx([1.0, 1.2, 2.5])
     factor, groups = progress.cpu_factor(cells)
-    assert factor == pytest.approx(1.25) and groups == 1
+    assert factor == pytest.approx(2.5 / 1.1) and groups == 1
     left = progress.estimate_left(cells).set_index(["target", "size", "mode"])
-    assert left.loc[("log_kvrh", 50, "ef_ft"), "estimate_s"] == pytest.approx(25.0 * 3)  # median of 12.5, 25, 37.5 a seed
+    assert left.loc[("log_kvrh", 50, "ef_ft"), "estimate_s"] == pytest.approx(25.0 * 3)  # median of 10 f, 25, 30 f a seed (f = 2.27)
+    assert left.loc[("log_kvrh", 200, "scratch"), "estimate_s"] == pytest.approx(25.0 * 200 / 50 * 5)
     text = progress.progress_markdown(_cfg(), run, parallel=2)
     assert "scaled by ×" not in text  # this machine's CPU is not "Test CPU": no factor there
     assert progress.cpu_factor(progress.cell_status(_cfg(), run, cpu="Another"))[0] is None

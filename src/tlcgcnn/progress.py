@@ -56,7 +56,8 @@ def cell_status(cfg: Config, results: Path, cpu: str | None = None) -> pd.DataFr
     ``seed_s``: a finished cell's wall time per seed trained on a CPU (its benchmark file's
     time, or the sum of those seeds' own training times where larger, over its records not
     on a GPU: a job resumed after a stop, or begun on a lent GPU, is timed for its last
-    seeds only; NaN where not timed), and ``this_cpu``: whether every one of
+    seeds only; NaN where not timed), ``epoch_s``: the median of those seeds' training time
+    per epoch, and ``this_cpu``: whether every one of
     those records names ``cpu`` (default: this machine's, :func:`provenance.cpu_model`) as
     its chip (records older than the chip field name none: another CPU, as far as known)."""
     from .snapshot import snakemake_records
@@ -69,13 +70,13 @@ def cell_status(cfg: Config, results: Path, cpu: str | None = None) -> pd.DataFr
         d = cell_dir(results, c.target.name, c.size, c.mode.name)
         done = (d / "metrics.json").exists() and os.path.normpath(d / "metrics.json") not in incomplete
         seeds_done = len(c.seeds) if done else sum((d / "runs" / f"s{s}" / "metrics.json").exists() for s in c.seeds)
-        seed_s, this_cpu = _seconds_per_seed(results, c, d, cpu) if done else (math.nan, False)
+        seed_s, epoch_s, this_cpu = _seconds_per_seed(results, c, d, cpu) if done else (math.nan, math.nan, False)
         rows.append({"target": c.target.name, "size": c.size, "mode": c.mode.name, "kind": c.kind, "seeds": len(c.seeds),
-                     "seeds_done": seeds_done, "done": done, "seed_s": seed_s, "this_cpu": this_cpu})
+                     "seeds_done": seeds_done, "done": done, "seed_s": seed_s, "epoch_s": epoch_s, "this_cpu": this_cpu})
     return pd.DataFrame(rows)
 
 
-def _seconds_per_seed(results: Path, c: Cell, d: Path, cpu: str | None) -> tuple[float, bool]:
+def _seconds_per_seed(results: Path, c: Cell, d: Path, cpu: str | None) -> tuple[float, float, bool]:
     records = io.read_json(d / "metrics.json")
     on_cpu = [r for r in (records if isinstance(records, list) else [records]) if str(r.get("device") or "cpu") == "cpu"]
     this_cpu = bool(on_cpu) and cpu is not None and all(r.get("hardware") == cpu for r in on_cpu)
@@ -85,19 +86,22 @@ def _seconds_per_seed(results: Path, c: Cell, d: Path, cpu: str | None) -> tuple
     # a job resumed after a stop is timed for its last seeds only, while its seeds' own
     # training times (``seconds``) cover them all: the larger of the two, per seed
     trained = sum(float(r.get("seconds") or 0.0) for r in on_cpu)
-    return (max(job_s, trained) / len(on_cpu) if on_cpu and max(job_s, trained) > 0 else math.nan), this_cpu
+    seed_s = max(job_s, trained) / len(on_cpu) if on_cpu and max(job_s, trained) > 0 else math.nan
+    epochs = [float(r["seconds"]) / float(r["epochs_run"]) for r in on_cpu if r.get("seconds") and r.get("epochs_run")]
+    return seed_s, (float(pd.Series(epochs).median()) if epochs else math.nan), this_cpu
 
 
 def cpu_factor(cells: pd.DataFrame) -> tuple[float | None, int]:
-    """This CPU's time per seed over another CPU's, for finished cells timed on both: the
-    median, over the (kind, size) groups with cells of each, of the ratio of their medians;
-    and the number of such groups (None, 0 where there is none)."""
-    timed = cells[cells["done"] & cells["seed_s"].notna()]
+    """This CPU's time per epoch over another CPU's (per epoch: early stopping makes the
+    epochs per seed differ from cell to cell), for finished cells of one kind and size
+    timed on both: the median over such groups of the ratio of their medians, and the
+    number of groups (None, 0 where there is none)."""
+    timed = cells[cells["done"] & cells["epoch_s"].notna()]
     ratios = []
     for _, g in timed.groupby([timed["kind"], timed["size"].astype(str)]):
         here, other = g[g["this_cpu"]], g[~g["this_cpu"]]
         if len(here) and len(other):
-            ratios.append(float(here["seed_s"].median()) / float(other["seed_s"].median()))
+            ratios.append(float(here["epoch_s"].median()) / float(other["epoch_s"].median()))
     return (float(pd.Series(ratios).median()), len(ratios)) if ratios else (None, 0)
 
 
@@ -219,7 +223,7 @@ def progress_markdown(cfg: Config, results: Path, parallel: int = 1) -> str:
                    "Pretraining and the report's own jobs are not counted.")
         factor, groups = cpu_factor(cells)
         if factor is not None:
-            out.append(f"Times of cells run on another CPU are scaled by ×{factor:.2f}, this CPU's time per seed over theirs "
+            out.append(f"Times of cells run on another CPU are scaled by ×{factor:.2f}, this CPU's time per epoch over theirs "
                        f"(median over {groups} groups of finished cells of one rule and size timed on both).")
         unknown = left[left["estimate_s"].isna()]
         if len(unknown):
