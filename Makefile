@@ -10,7 +10,7 @@ NAME ?=
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test venv dry-run lint clean-results results-readme snapshot restore resume
+.PHONY: run test venv dry-run lint clean-results results-readme snapshot restore resume progress
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,3 +56,7 @@ restore: $(STAMP)
 # restore if results/<name> is empty, run Snakemake, save a live snapshot every 30 min and at the end
 resume: $(STAMP)
 	$(PY) -m tlcgcnn.snapshot run --configfile $(CONFIG) --cores $(CORES) $(RESTORE_FLAGS) -- --keep-going
+
+# how far an unfinished run is: cells, job time left, interim claims (tlcgcnn.progress; reads only)
+progress: $(STAMP)
+	$(PY) -m tlcgcnn.progress --configfile $(CONFIG) --cores $(CORES)

@@ -268,7 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tlcgcnn.progress", description=__doc__.split("\n\n")[0])
     ap.add_argument("--configfile", required=True, type=Path, help="the run's config (as given to Snakemake)")
     ap.add_argument("--results", type=Path, help="the run's results folder (default: results/<name>)")
-    ap.add_argument("--parallel", type=int, default=None, help="jobs at once, for the wall time (default: 2 cores / train.threads, at least 1)")
+    ap.add_argument("--cores", type=int, default=2, help="the run's --cores: with train.threads, how many jobs run at once (for the wall time)")
     ap.add_argument("--out", type=Path, help="also write the Markdown here")
     args = ap.parse_args(argv)
     try:
@@ -280,7 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not results.is_dir():
         print(f"error: {results}: no results folder (has the run started? is this the repository root?)", file=sys.stderr)
         return 2
-    parallel = args.parallel or default_parallel(cfg)
+    parallel = default_parallel(cfg, args.cores)
     try:
         text = progress_markdown(cfg, results, parallel)
     except (report.ReportError, ValueError) as err:
