@@ -218,7 +218,7 @@ def progress_markdown(cfg: Config, results: Path, parallel: int = 1) -> str:
         out.append("Every fine-tuning cell is finished.")
     else:
         total = float(known.sum())
-        out.append(f"{len(left)} cells left; their job time, estimated from the finished cells' benchmark files on this machine: "
+        out.append(f"{len(left)} cells left; their job time, estimated from the finished cells' times: "
                    f"**{_hours(total)}** (about {_hours(total / max(parallel, 1))} of wall time with {parallel} job(s) at once). "
                    "Pretraining and the report's own jobs are not counted.")
         factor, groups = cpu_factor(cells)
