@@ -7,16 +7,17 @@ the run's results folder (never writes to it) and answers three questions:
 * **Cells**: per target and training size, how many fine-tuning cells (target, size, mode)
   are finished, and how many seeds the unfinished ones have.
 * **Time left**: each unfinished cell's seeds left times the time per seed of the finished
-  cells of the same rule and size (their benchmark files; else the nearest size, scaled
-  linearly with the training size). Seeds trained on a lent GPU are not counted in that
-  time per seed; cells timed on another CPU (a run carried between machines) are scaled
-  to this one by the ratio seen on cells of the same rule and size timed on both. Pretraining and the report's
-  jobs are not estimated.
+  cells of the same rule and size (their benchmark files and seeds' own times; else the
+  nearest size, scaled linearly with the training size). Seeds trained on a lent GPU are
+  not counted in that time per seed; cells timed on another CPU (a run carried between
+  machines) are scaled to this one by the ratio of time per epoch seen on cells of the
+  same rule and size timed on both. Pretraining and the report's jobs are not estimated.
 * **Claims so far**: each of the config's ``report.claims`` whose cells are all finished,
   tested as the report will test it (:func:`tlcgcnn.report.build_claims`) on the finished
   cells. These are **interim**: the Holm correction runs over the finished cells' tests
-  only, so the published p-values (over every cell) can only be larger or equal within a
-  family that grows. A claim waiting for cells lists them.
+  only, so the published p-values (over every cell) can only be larger or equal: a family
+  that grows never lowers a Holm-adjusted p-value, and a finished cell's runs do not
+  change. A claim waiting for cells lists them.
 
 Run: ``python -m tlcgcnn.progress --configfile config/paper-cpu.yaml`` (``--out FILE``
 writes the Markdown there too).
@@ -234,7 +235,9 @@ def progress_markdown(cfg: Config, results: Path, parallel: int = 1) -> str:
     claims, waiting = interim_claims(cfg, results, cells)
     out += ["", "## Claims so far (interim)", "",
             "Tested on the finished cells only: the Holm correction covers the finished cells' tests, so these p-values are "
-            "not the published ones. Not a result until the run is finished and published.", ""]
+            "not the published ones. A finished cell's runs do not change and Holm's adjusted p-values only grow with "
+            "the family, so a published p-value will be at least the one here: a claim not significant here stays so. "
+            "Not a result until the run is finished and published.", ""]
     if len(claims):
         out.append(report.claims_table(claims))
     else:
