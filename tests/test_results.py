@@ -316,6 +316,10 @@ def test_published_folder_summary_and_provenance(tmp_path):
     assert wall["per_rule"] == {"finetune": {"s": 15.5, "jobs": 2}, "finetune on NVIDIA H200": {"s": 7.0, "jobs": 1}, "stats": {"s": 1.0, "jobs": 1}}  # report's own left out
     assert wall["total_s"] == 23.5 and wall["jobs"] == 4 and wall["offloaded"] == {"s": 7.0, "jobs": 1, "finished_here": 0}
     assert "Job time: 0 min 24 s, the wall times of 4 jobs summed" in summary and "Of these, 0 min 7 s (1 job, 0 of them also timed here" in summary
+    # the compute per rule, longest first, with the total (the closing note's table)
+    compute = summary.split("## Compute per rule", 1)[1].split("## Tables", 1)[0]
+    assert ("| `finetune` | 2 | 0 min 16 s | – |\n| `finetune on NVIDIA H200` | 1 | 0 min 7 s | – |\n| `stats` | 1 | 0 min 1 s | – |\n"
+            "| **total** | 4 | 0 min 24 s | – |") in compute
     assert prov["data"]["data_sha256_of_runs"] == ["d" * 64] and prov["config_matches_runs"] is True
     assert prov["machine"]["cores"] and "git_commit" in prov["code"]
     claims = pd.read_csv(pub / "claims.csv")

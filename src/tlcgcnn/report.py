@@ -538,6 +538,16 @@ def _duration(seconds: float) -> str:
     return f"{h} h {m} min {sec} s" if h else f"{m} min {sec} s"
 
 
+def compute_table(wall: Mapping[str, Any]) -> str:
+    """Job time per rule (:func:`wall_times`), longest first, with the total: the rule,
+    its jobs, the summed wall time of its jobs and, where recorded, their CPU time."""
+    per = sorted((wall.get("per_rule") or {}).items(), key=lambda kv: -kv[1]["s"])
+    rows = [(f"`{rule}`", _thousands(v["jobs"]), _duration(v["s"]), _duration(v["cpu_s"]) if "cpu_s" in v else "–") for rule, v in per]
+    cpu_total = wall.get("total_cpu_s")
+    rows.append(("**total**", _thousands(wall.get("jobs", 0)), _duration(float(wall.get("total_s", 0.0))), _duration(cpu_total) if cpu_total is not None else "–"))
+    return _table(("rule", "jobs", "job time", "CPU time"), rows)
+
+
 def _family_table(tests: pd.DataFrame, labels: Mapping[str, str]) -> str:
     header = ("target", "n", "mode", "compared with", "error (compared)", "error (mode)", "change", "p", "p (Holm)", "pairs")
     rows = []
@@ -635,6 +645,13 @@ def summary_markdown(
     for stem, link in figures:
         caption = _caption_text(captions.get(stem, stem))
         parts.append(f"**{stem}.** {caption}\n\n![{caption.replace('[', '(').replace(']', ')')}]({link})")
+    if wall.get("per_rule"):
+        parts.append("## Compute per rule")
+        parts.append(
+            "The wall time of each rule's jobs summed from Snakemake's benchmark files (jobs that ran in parallel overlap; "
+            "`<rule> on <device>`: jobs or parts of jobs run on a lent machine), and their CPU time where recorded."
+        )
+        parts.append(compute_table(wall))
     parts.append("## Tables")
     parts.append("\n".join(f"* [{Path(t).name}]({t})" for t in tables) or "None.")
     return "\n\n".join(parts) + "\n"
