@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from . import io, report, stats
 from .config import Cell, Config, load
@@ -257,11 +256,6 @@ def progress_line(cfg: Config, results: Path, parallel: int = 1) -> str:
             f" (≈ {_hours(total / max(parallel, 1))} with {parallel} at once" + (f"; {unknown} cells not estimated" if unknown else "") + ")")
 
 
-def load_config(path: str | Path) -> Config:
-    """The config a run was given (a ``--configfile`` is the whole config, as in the Snakefile)."""
-    return load(yaml.safe_load(Path(path).read_text()))
-
-
 def default_parallel(cfg: Config, cores: int = 2) -> int:
     """Jobs at once: ``cores`` over the training threads per job, at least 1."""
     return max(1, cores // max(1, int(cfg.train.threads or 1)))
@@ -275,7 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, help="also write the Markdown here")
     args = ap.parse_args(argv)
     try:
-        cfg = load_config(args.configfile)
+        cfg = load(args.configfile)  # a --configfile is the whole config, as in the Snakefile
     except (OSError, ValueError) as err:
         print(f"error: {args.configfile}: {err}", file=sys.stderr)
         return 2

@@ -693,7 +693,8 @@ def wall_times(bench_dir: str | Path, baseline_modes: Iterable[str] = (), frozen
     for path in sorted(root.rglob("*.tsv")) if root.is_dir() else []:
         rel = path.relative_to(root)
         offloaded = len(rel.parts) > 1 and rel.parts[0] == OFFLOAD_BENCHMARKS
-        rule = benchmark_rule(str(Path(*rel.parts[1:]) if offloaded else rel), baseline_modes, frozen_modes)
+        job = Path(*rel.parts[1:]) if offloaded else rel  # the job's own benchmark path
+        rule = benchmark_rule(str(job), baseline_modes, frozen_modes)
         if rule is None:
             continue
         df = pd.read_csv(path, sep="\t")
@@ -703,7 +704,7 @@ def wall_times(bench_dir: str | Path, baseline_modes: Iterable[str] = (), frozen
             rule = f"{rule} on {df['device'].iloc[0]}" if "device" in df.columns and len(df) else f"{rule} (offloaded)"
             away["s"] += float(df["s"].sum())
             away["jobs"] += 1
-        (there if offloaded else here).add(Path(*rel.parts[1:]) if offloaded else rel)
+        (there if offloaded else here).add(job)
         entry = per.setdefault(rule, {"s": 0.0, "jobs": 0})
         entry["s"] += float(df["s"].sum())
         entry["jobs"] += 1

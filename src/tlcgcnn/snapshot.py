@@ -485,8 +485,9 @@ def checkpointed_run(
         if config_path is not None:
             try:  # how far the run is, for a person reading the log (never fails the run)
                 from . import progress
+                from .config import load
 
-                cfg = progress.load_config(config_path)
+                cfg = load(config_path)
                 log.info("progress: %s", progress.progress_line(cfg, Path(workdir) / results_dir, progress.default_parallel(cfg, cores)))
             except Exception as err:  # noqa: BLE001 - a log line must not stop a long run
                 log.warning("progress not estimated: %s", err)
