@@ -387,3 +387,11 @@ def test_snapshot_run_stops_before_redoing_restored_work(tmp_path: Path, monkeyp
     assert snapshot.main(["run", "--configfile", "config/mp500.yaml"]) == 3
     err = capsys.readouterr().err
     assert "stopped before running: 1 rebuilt files differ" in err and "--trust-regenerated" in err
+
+
+def test_snapshot_run_refuses_its_own_option_after_the_snakemake_separator(capsys):
+    """`run ... -- --trust-regenerated` would hand the flag to Snakemake and restore untrusted."""
+    with pytest.raises(SystemExit) as exc:
+        snapshot.main(["run", "--configfile", "config/mp500.yaml", "--", "--keep-going", "--trust-regenerated"])
+    assert exc.value.code == 2
+    assert "--trust-regenerated is an option of `snapshot run`, not of Snakemake: put it before `--`" in capsys.readouterr().err

@@ -585,6 +585,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     show.add_argument("--configfile", help="the run's config: also say how many of its cells and sources are finished")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.command == "run":
+        own = sorted({a.split("=")[0] for a in args.snakemake_args} & {"--trust-regenerated", "--every", "--archive"})
+        if own:  # after `--` they would go to Snakemake, not to this command
+            parser.error(f"{', '.join(own)} is an option of `snapshot run`, not of Snakemake: put it before `--`")
     try:
         from tlcgcnn.config import load
 
