@@ -36,12 +36,14 @@ def improvement(metrics: pd.DataFrame, tests: pd.DataFrame, target_labels: dict[
     if not targets:
         empty(axes[0, 0], "no transfer modes")
     modes = sorted(t["mode"].unique()) if len(t) else []
-    palette = dict(zip(modes, sns.color_palette("tab20", len(modes)), strict=True))
+    # one colour per mode (tab20 repeats past 20 modes); neighbours in the legend also differ in line style
+    palette = dict(zip(modes, sns.color_palette("tab20" if len(modes) <= 20 else "husl", len(modes)), strict=True))
+    dashes = {mode: ("-", "--", "-.", ":")[i % 4] for i, mode in enumerate(modes)}
     for ax, target in zip(axes.flat, targets, strict=False):
         sub = t[t["target"] == target].copy()
         sub["size_n"] = numeric_size(sub["size"])
         for mode, g in sub.sort_values("size_n").groupby("mode"):
-            ax.plot(g["size_n"], 100 * g["improvement_rate"], "-", color=palette[mode], lw=1.2, label=labels.get(mode, mode))
+            ax.plot(g["size_n"], 100 * g["improvement_rate"], dashes[mode], color=palette[mode], lw=1.2, label=labels.get(mode, mode))
             sig = g["p_holm"] < 0.05
             ax.scatter(g["size_n"][sig], 100 * g["improvement_rate"][sig], color=palette[mode], s=30, zorder=3)
             ax.scatter(g["size_n"][~sig], 100 * g["improvement_rate"][~sig], facecolor="white", edgecolor=palette[mode], s=30, zorder=3)
@@ -61,7 +63,8 @@ def improvement(metrics: pd.DataFrame, tests: pd.DataFrame, target_labels: dict[
                 handles.append(hh)
                 names.append(nn)
     if handles:
-        fig.legend(handles, names, fontsize=7, loc="lower center", ncol=2, frameon=False, bbox_to_anchor=(0.5, -0.06 - 0.03 * len(names) / 2))
+        # the legend hangs from the bottom edge of the panels; bbox_inches="tight" keeps it in the file without a gap
+        fig.legend(handles, names, fontsize=7, loc="upper center", ncol=2, frameon=False, bbox_to_anchor=(0.5, 0.0))
     fig.suptitle("Improvement rate (MAE_scratch − MAE_TL) / MAE_scratch; filled: Holm p < 0.05", fontsize=10)
     finish(fig, png, pdf)
 
