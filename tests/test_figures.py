@@ -261,6 +261,27 @@ def test_learning_curve_of_size_all_sits_at_the_mean_training_size(tmp_path):
     assert (tmp_path / "lc.png").stat().st_size > 1000 and (tmp_path / "lc.pdf").exists()
 
 
+def test_many_targets_wrap_into_rows_of_three(tmp_path):
+    """paper-cpu has 9 targets: the pooled learning curve and the freezing heatmap were one
+    row of 9 panels (9,328 and 14,683 px wide, 843 / 739 px high, legends over the curves).
+    Panels now wrap into rows of 3, with one legend under them once modes are many."""
+    from matplotlib.image import imread
+
+    from tlcgcnn.figures.curves import learning_curve
+    from tlcgcnn.figures.transfer import freeze_heatmap
+
+    gap = _runs().query("target == 'gap'")
+    many = pd.concat([gap.assign(target=f"t{i}") for i in range(7)], ignore_index=True)
+    # more modes than one panel's legend can hold: the same runs under other source names
+    many = pd.concat([many, many[many["family"] == "transfer"].assign(mode=lambda d: d["mode"] + "_b", pretrain_size=900)], ignore_index=True)
+    tests = stats.error_tests(many)
+    for name, draw in (("lc", lambda png, pdf: learning_curve(many, tests, png, pdf)), ("freeze", lambda png, pdf: freeze_heatmap(many, tests, {}, png, pdf))):
+        png = tmp_path / f"{name}.png"
+        draw(png, tmp_path / f"{name}.pdf")
+        h, w = imread(png).shape[:2]
+        assert w / h < 2.0, (name, w, h)  # 3 columns × 3 rows (+ the legend), not 7 × 1
+
+
 def test_pretrain_size_figure_draws_a_head_reinitialised_sweep_and_its_scratch(monkeypatch):
     """The pretraining-size sweep need not fine-tune every layer as it is: sources of one
     property at several sizes, each fine-tuned with the head re-initialised (paper-cpu's

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from tlcgcnn.figures.labels import SHORT, mode_labels, scheme, source_label
-from tlcgcnn.figures.style import empty, error_label, finish, numeric_size, plain_log_axis, plain_log_ticks, setup
+from tlcgcnn.figures.style import empty, error_label, finish, legend_below, numeric_size, plain_log_axis, plain_log_ticks, setup
 
 log = logging.getLogger(__name__)
 
@@ -27,15 +27,25 @@ def learning_curve(metrics: pd.DataFrame, tests: pd.DataFrame | None, png: str |
     import seaborn as sns
 
     targets = list(dict.fromkeys(metrics["target"]))
-    fig, axes = plt.subplots(1, len(targets), figsize=(4.6 * len(targets), 4.0), squeeze=False)
-    for ax, target in zip(axes[0], targets, strict=True):
-        sub = metrics[metrics["target"] == target].copy()
+    named = metrics.copy()
+    if "family" in named:  # say what each mode does (source and scheme), not its config key
+        named["mode"] = named["mode"].map(mode_labels(named))
+    modes = list(dict.fromkeys(named["mode"]))
+    # one colour and marker per mode in every panel; past a few modes one legend under the panels
+    palette = dict(zip(modes, sns.color_palette("tab10" if len(modes) <= 10 else "husl", len(modes)), strict=True))
+    shared_legend = len(modes) > 8
+    ncol = min(3, len(targets))
+    nrow = -(-len(targets) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.6 * ncol, 4.0 * nrow), squeeze=False)
+    for ax in list(axes.flat)[len(targets):]:
+        ax.set_axis_off()
+    for ax, target in zip(axes.flat, targets, strict=False):
+        sub = named[named["target"] == target].copy()
         # size "all" (the whole training pool) sits at its runs' mean training-set size
         n_all = float(sub.loc[numeric_size(sub["size"]).isna(), "n_train"].mean()) if "n_train" in sub else float("nan")
         sub["size"] = numeric_size(sub["size"]).fillna(n_all)
-        if "family" in sub:  # say what each mode does (source and scheme), not its config key
-            sub["mode"] = sub["mode"].map(mode_labels(sub))
-        sns.lineplot(data=sub, x="size", y=metric, hue="mode", style="mode", markers=True, dashes=False, errorbar="sd", err_style="bars", ax=ax)
+        order = [m for m in modes if m in set(sub["mode"])]
+        sns.lineplot(data=sub, x="size", y=metric, hue="mode", style="mode", hue_order=order, style_order=order, palette=palette, markers=True, dashes=False, errorbar="sd", err_style="bars", ax=ax)
         ax.set_xscale("log")
         ax.set_yscale("log")
         plain_log_ticks(ax, sorted(sub["size"].unique()))
@@ -48,7 +58,12 @@ def learning_curve(metrics: pd.DataFrame, tests: pd.DataFrame | None, png: str |
             for r in tests[(tests["target"] == target) & (tests["p_holm"] < 0.05)].itertuples():
                 x = n_all if str(r.size) == "all" else float(r.size)
                 ax.annotate("*", (x, min(r.mae_mode, r.mae_baseline)), textcoords="offset points", xytext=(0, -14), ha="center", fontsize=14)
-        ax.legend(title=None, fontsize=8)
+        if shared_legend:
+            ax.get_legend().remove()
+        else:
+            ax.legend(title=None, fontsize=8)
+    if shared_legend:
+        legend_below(fig, axes)
     n_seeds = metrics.groupby(["target", "size", "mode"])["seed"].nunique().max()
     fig.suptitle(f"Scratch vs transfer learning (mean ± sd over {n_seeds} seeds; * Holm p < 0.05)", fontsize=11)
     finish(fig, png, pdf)

@@ -40,6 +40,19 @@ def finish(fig: Any, png: str | Path, pdf: str | Path | None) -> None:
     plt.close(fig)
 
 
+def legend_below(fig: Any, axes: Any) -> None:
+    """One legend for all panels, each label once, hung from the panels' bottom edge in two
+    columns (``save``'s tight bounding box keeps it in the file without a gap)."""
+    handles, names = [], []
+    for ax in axes.flat:
+        for h, n in zip(*ax.get_legend_handles_labels(), strict=True):
+            if n not in names:
+                handles.append(h)
+                names.append(n)
+    if handles:
+        fig.legend(handles, names, fontsize=7, loc="upper center", ncol=2, frameon=False, bbox_to_anchor=(0.5, 0.0))
+
+
 def plain_log_ticks(ax: Any, sizes: list[int]) -> None:
     """Label a log x axis at the training sizes only, as plain numbers (log y axis too)."""
     from matplotlib.ticker import FixedLocator, LogLocator, NullFormatter, NullLocator, ScalarFormatter

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from tlcgcnn.figures.labels import mode_labels, protocol_labels, scheme, scheme_key, source_label
-from tlcgcnn.figures.style import empty, finish, numeric_size, plain_log_axis, setup
+from tlcgcnn.figures.style import empty, finish, legend_below, numeric_size, plain_log_axis, setup
 
 
 def improvement(metrics: pd.DataFrame, tests: pd.DataFrame, target_labels: dict[str, str], png: str | Path, pdf: str | Path) -> None:
@@ -55,16 +55,7 @@ def improvement(metrics: pd.DataFrame, tests: pd.DataFrame, target_labels: dict[
         ax.set_ylabel("improvement over scratch (%)")
     for ax in list(axes.flat)[len(targets):]:
         ax.set_axis_off()
-    handles, names = [], []
-    for ax in axes.flat:
-        h, n = ax.get_legend_handles_labels()
-        for hh, nn in zip(h, n, strict=True):
-            if nn not in names:
-                handles.append(hh)
-                names.append(nn)
-    if handles:
-        # the legend hangs from the bottom edge of the panels; bbox_inches="tight" keeps it in the file without a gap
-        fig.legend(handles, names, fontsize=7, loc="upper center", ncol=2, frameon=False, bbox_to_anchor=(0.5, 0.0))
+    legend_below(fig, axes)
     fig.suptitle("Improvement rate (MAE_scratch − MAE_TL) / MAE_scratch; filled: Holm p < 0.05", fontsize=10)
     finish(fig, png, pdf)
 
@@ -95,11 +86,17 @@ def freeze_heatmap(metrics: pd.DataFrame, tests: pd.DataFrame, target_labels: di
         t = t[t["size_n"] == t.groupby("target")["size_n"].transform("min")]
     targets = [x for x in dict.fromkeys(t["target"]) if (t[t["target"] == x]["scheme"].nunique() > 1)] if len(t) else []
     n_src = max([t[t["target"] == x]["source"].nunique() for x in targets] or [1])
+    n_schemes = max([t[t["target"] == x]["scheme"].nunique() for x in targets] or [1])
     width = 3.4 + 1.2 * n_src  # the wrapped scheme labels take ~1.8 in
-    fig, axes = plt.subplots(1, max(1, len(targets)), figsize=(width * max(1, len(targets)), 3.8), squeeze=False)
+    height = 1.9 + 0.5 * n_schemes
+    ncol = min(3, max(1, len(targets)))  # panels wrap into rows of 3: one row of 9 was 70 in wide
+    nrow = max(1, -(-len(targets) // ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(width * ncol, height * nrow), squeeze=False)
     if not targets:
         empty(axes[0, 0], "no target with more than one transfer scheme")
-    for ax, target in zip(axes[0], targets, strict=False):
+    for ax in list(axes.flat)[max(1, len(targets)):]:
+        ax.set_axis_off()
+    for ax, target in zip(axes.flat, targets, strict=False):
         sub = t[t["target"] == target]
         val = sub.pivot_table(index="scheme", columns="source", values="improvement_rate", aggfunc="mean") * 100
         order = sub.drop_duplicates("scheme").sort_values("scheme_key")["scheme"]
