@@ -282,6 +282,19 @@ def test_many_targets_wrap_into_rows_of_three(tmp_path):
         assert w / h < 2.0, (name, w, h)  # 3 columns × 3 rows (+ the legend), not 7 × 1
 
 
+def test_learning_curve_draws_a_classifier_by_its_error(monkeypatch):
+    """A classifier's runs have no MAE (paper-cpu's metal / non-metal panel was empty): the
+    pooled learning curve draws its 1 − ROC-AUC."""
+    from tlcgcnn.figures import curves
+
+    drawn = {}
+    monkeypatch.setattr(curves, "finish", lambda fig, png, pdf: drawn.update(axes=fig.axes))
+    runs = _runs().query("target == 'metal'").assign(mae=np.nan)
+    curves.learning_curve(runs, None, "unused.png")
+    ax = drawn["axes"][0]
+    assert ax.get_ylabel() == "1 − ROC-AUC" and any(len(line.get_xdata()) for line in ax.lines)
+
+
 def test_pretrain_size_figure_draws_a_head_reinitialised_sweep_and_its_scratch(monkeypatch):
     """The pretraining-size sweep need not fine-tune every layer as it is: sources of one
     property at several sizes, each fine-tuned with the head re-initialised (paper-cpu's

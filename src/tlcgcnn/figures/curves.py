@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from tlcgcnn.figures.labels import SHORT, mode_labels, scheme, source_label
-from tlcgcnn.figures.style import empty, error_label, finish, legend_below, numeric_size, plain_log_axis, plain_log_ticks, setup
+from tlcgcnn.figures.style import empty, error_label, finish, legend_below, mode_palette, numeric_size, plain_log_axis, plain_log_ticks, setup
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def learning_curve(metrics: pd.DataFrame, tests: pd.DataFrame | None, png: str |
         named["mode"] = named["mode"].map(mode_labels(named))
     modes = list(dict.fromkeys(named["mode"]))
     # one colour and marker per mode in every panel; past a few modes one legend under the panels
-    palette = dict(zip(modes, sns.color_palette("tab10" if len(modes) <= 10 else "husl", len(modes)), strict=True))
+    palette = mode_palette(modes)
     shared_legend = len(modes) > 8
     ncol = min(3, len(targets))
     nrow = -(-len(targets) // ncol)
@@ -45,15 +45,15 @@ def learning_curve(metrics: pd.DataFrame, tests: pd.DataFrame | None, png: str |
         n_all = float(sub.loc[numeric_size(sub["size"]).isna(), "n_train"].mean()) if "n_train" in sub else float("nan")
         sub["size"] = numeric_size(sub["size"]).fillna(n_all)
         order = [m for m in modes if m in set(sub["mode"])]
-        sns.lineplot(data=sub, x="size", y=metric, hue="mode", style="mode", hue_order=order, style_order=order, palette=palette, markers=True, dashes=False, errorbar="sd", err_style="bars", ax=ax)
+        # a classifier's runs have no MAE: its error is 1 − ROC-AUC
+        y = "error" if "error" in sub and sub[metric].isna().all() else metric
+        sns.lineplot(data=sub, x="size", y=y, hue="mode", style="mode", hue_order=order, style_order=order, palette=palette, markers=True, dashes=False, errorbar="sd", err_style="bars", ax=ax)
         ax.set_xscale("log")
         ax.set_yscale("log")
         plain_log_ticks(ax, sorted(sub["size"].unique()))
-        prop = sub["property"].iloc[0]
-        unit = "log10 " + prop if sub["transform"].iloc[0] == "log10" else prop
         ax.set_title((labels or {}).get(target, target))
         ax.set_xlabel("training set size")
-        ax.set_ylabel(f"test MAE ({unit})")
+        ax.set_ylabel(error_label(sub))
         if tests is not None and len(tests):
             for r in tests[(tests["target"] == target) & (tests["p_holm"] < 0.05)].itertuples():
                 x = n_all if str(r.size) == "all" else float(r.size)

@@ -40,6 +40,23 @@ def finish(fig: Any, png: str | Path, pdf: str | Path | None) -> None:
     plt.close(fig)
 
 
+def mode_palette(keys: list[str]) -> dict[str, Any]:
+    """One colour per key: tab10 / tab20 while they suffice, else evenly spaced hues handed out
+    with a golden-ratio stride, so that keys next to each other (one panel's modes) differ."""
+    import math
+
+    import seaborn as sns
+
+    n = len(keys)
+    if n <= 20:
+        return dict(zip(keys, sns.color_palette("tab10" if n <= 10 else "tab20", n), strict=True))
+    colors = sns.color_palette("husl", n)
+    stride = max(1, round(n * 0.382))
+    while math.gcd(stride, n) != 1:
+        stride += 1
+    return {key: colors[(i * stride) % n] for i, key in enumerate(keys)}
+
+
 def legend_below(fig: Any, axes: Any) -> None:
     """One legend for all panels, each label once, hung from the panels' bottom edge in two
     columns (``save``'s tight bounding box keeps it in the file without a gap)."""
@@ -94,7 +111,7 @@ def numeric_size(s: pd.Series) -> pd.Series:
 
 def error_label(sub: pd.DataFrame) -> str:
     """Axis label of a target's error: 1 − ROC-AUC for a classifier, else the test MAE."""
-    if (sub.get("task") == "classification").any():
+    if "task" in sub and (sub["task"] == "classification").any():
         return "1 − ROC-AUC"
     prop = sub["property"].iloc[0]
     return f"test MAE ({'log10 ' if sub['transform'].iloc[0] == 'log10' else ''}{prop})"

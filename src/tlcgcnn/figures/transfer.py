@@ -17,14 +17,13 @@ import numpy as np
 import pandas as pd
 
 from tlcgcnn.figures.labels import mode_labels, protocol_labels, scheme, scheme_key, source_label
-from tlcgcnn.figures.style import empty, finish, legend_below, numeric_size, plain_log_axis, setup
+from tlcgcnn.figures.style import empty, finish, legend_below, mode_palette, numeric_size, plain_log_axis, setup
 
 
 def improvement(metrics: pd.DataFrame, tests: pd.DataFrame, target_labels: dict[str, str], png: str | Path, pdf: str | Path) -> None:
     """Improvement rate of every transfer mode over scratch vs training size, per target."""
     setup()
     import matplotlib.pyplot as plt
-    import seaborn as sns
 
     labels = mode_labels(metrics)
     fam = metrics.drop_duplicates("mode").set_index("mode")["family"]
@@ -36,8 +35,8 @@ def improvement(metrics: pd.DataFrame, tests: pd.DataFrame, target_labels: dict[
     if not targets:
         empty(axes[0, 0], "no transfer modes")
     modes = sorted(t["mode"].unique()) if len(t) else []
-    # one colour per mode (tab20 repeats past 20 modes); neighbours in the legend also differ in line style
-    palette = dict(zip(modes, sns.color_palette("tab20" if len(modes) <= 20 else "husl", len(modes)), strict=True))
+    # one colour per mode; neighbours in the legend also differ in line style
+    palette = mode_palette(modes)
     dashes = {mode: ("-", "--", "-.", ":")[i % 4] for i, mode in enumerate(modes)}
     for ax, target in zip(axes.flat, targets, strict=False):
         sub = t[t["target"] == target].copy()
