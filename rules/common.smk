@@ -11,6 +11,7 @@ SRC = str(Path(workflow.basedir) / "src")
 if SRC not in sys.path:
     sys.path.insert(0, SRC)
 
+from tlcgcnn import inputs as tlinputs  # noqa: E402
 from tlcgcnn import io as tlio  # noqa: E402
 from tlcgcnn.config import load as _load_config  # noqa: E402
 
@@ -59,18 +60,26 @@ def test_ids_input():
 
 
 def ingest_input():
-    """The dataset file. A local file is compared by content (ingest's data_sha256 param),
-    not by mtime: a shared, read-only copy that is mounted again with a new mtime must not
-    make every finished job of a long run stale."""
+    """The dataset: a file or a folder (and a folder's labels file). A local input is
+    compared by content (ingest's data_sha256 param), not by mtime: a shared, read-only copy
+    that is mounted again with a new mtime must not make every finished job of a long run
+    stale."""
     src = CFG.dataset.source
-    return ancient(CFG.dataset.path) if src == "local" else f"{R}/raw/{src}.parquet"
+    if src != "local":
+        return f"{R}/raw/{src}.parquet"
+    return [ancient(CFG.dataset.path)] + ([ancient(CFG.dataset.labels)] if CFG.dataset.labels else [])
 
 
 def local_data_sha256():
-    """sha256 of the local dataset file (None for a download, whose file Snakemake made)."""
+    """sha256 of the local dataset: a file's bytes, or a folder's sorted file names and
+    contents (tlcgcnn.inputs.input_sha256); None for a download, whose file Snakemake made,
+    or an input that does not exist (the ingest job then says so)."""
     if CFG.dataset.source != "local" or not os.path.exists(CFG.dataset.path):
         return None
-    return tlio.sha256_file(CFG.dataset.path)
+    digest = tlinputs.input_sha256(CFG.dataset.path)
+    if CFG.dataset.labels and os.path.isfile(CFG.dataset.labels):
+        digest += "+" + tlio.sha256_file(CFG.dataset.labels)
+    return digest
 
 
 def finetune_dir(target="{target}", size="{size}", mode="{mode}"):

@@ -92,15 +92,16 @@ def test_cif_folder_with_id_prop(tmp_path, nacl, bcc_fe):
     assert report.iloc[0]["material_id"] == "c" and report.iloc[0]["reason"] == "missing_structure"
 
 
-def test_required_property_without_values_fails_clearly(nacl):
-    raw = pd.DataFrame({"material_id": ["x"], "cif": [cif(nacl)], "k_vrh": [-5.0]})
+def test_required_property_without_values_fails_clearly(tmp_path, nacl):
+    src = tmp_path / "toy.csv"
+    pd.DataFrame({"material_id": ["x"], "cif": [cif(nacl)], "k_vrh": [-5.0]}).to_csv(src, index=False)
     with pytest.raises(IngestError, match=r"no usable values left for required properties \['k_vrh'\]"):
-        ingest_frame(raw, IngestOptions(required_properties=["k_vrh"]), path="toy.csv", progress=False)
+        ingest(src, tmp_path / "s.parquet", tmp_path / "d.csv", tmp_path / "s.json", IngestOptions(required_properties=["k_vrh"]), progress=False)
 
 
 def test_missing_columns_name_the_file(nacl):
     with pytest.raises(IngestError, match="toy.csv: no structure column"):
-        ingest_frame(pd.DataFrame({"material_id": ["x"], "poscar": ["?"]}), IngestOptions(), path="toy.csv")
+        ingest_frame(pd.DataFrame({"material_id": ["x"], "crystal": ["?"]}), IngestOptions(), path="toy.csv")
     with pytest.raises(IngestError, match="does not exist"):
         read_input("/nonexistent/file.csv")
 

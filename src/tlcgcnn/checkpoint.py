@@ -75,12 +75,18 @@ def load_checkpoint(
 
 
 def _load_failure(exc: Exception) -> str:
-    """The informative line of a torch.load error (torch's weights-only message is long)."""
+    """Why torch.load refused the file, in the user's terms (torch's weights-only message
+    is long and asks the reader to file an issue with torch: left out)."""
+    if isinstance(exc, KeyError) or "invalid load key" in str(exc):
+        return "the file is neither a torch zip archive nor a pickle"
     lines = [re.sub(r"\x1b\[[0-9;]*m", "", ln).strip() for ln in str(exc).splitlines()]
-    lines = [ln for ln in lines if ln]
-    for ln in lines:
-        if "WeightsUnpickler error" in ln or "Unsupported" in ln:
-            return ln.split(" by default")[0][:300]  # not torch's advice to allow-list the class
+    lines = [ln for ln in lines if ln and not ln.startswith(("Weights only load failed", "Check the documentation"))]
+    for k, ln in enumerate(lines):
+        if "WeightsUnpickler error" in ln:
+            detail = ln.split("WeightsUnpickler error:", 1)[1].strip() or (lines[k + 1] if k + 1 < len(lines) else "")
+            return f"it holds objects other than tensors and plain values ({detail.split(' by default')[0][:200]})"
+        if "Unsupported" in ln:
+            return ln.split(" by default")[0][:300]
     return (lines[0] if lines else type(exc).__name__)[:300]
 
 
@@ -199,9 +205,10 @@ def describe_checkpoint(path: str | Path) -> dict[str, Any]:
     metrics (test metrics from a ``metrics.json`` next to it, if any), code and transfer."""
     from dataclasses import asdict
 
-    from tlcgcnn.properties import units_of
+    from tlcgcnn.properties import register_specs, units_of
 
     ckpt = load_checkpoint(path)
+    register_specs(ckpt.get("property_specs"))
     t = ckpt["target"]
     meta = ckpt.get("meta") or {}
     result = ckpt.get("result") or {}
@@ -215,9 +222,13 @@ def describe_checkpoint(path: str | Path) -> dict[str, Any]:
         featurization = {"recorded": False, "assumed": asdict(FeaturizeParams())}
     metrics_path = Path(path).with_name("metrics.json")
     test = None
+    card_path = Path(path).with_name("card.json")
     if metrics_path.is_file():
         rec = io.read_json(metrics_path)
         test = {k: rec[k] for k in TEST_METRIC_KEYS if k in rec}
+    elif card_path.is_file():  # a published model: its card holds the test metrics
+        metrics_path = card_path
+        test = card_test_metrics(io.read_json(card_path), ckpt.get("seed"))
     transfer = ckpt.get("transfer")
     return {
         "file": str(path),
@@ -266,6 +277,24 @@ def describe_checkpoint(path: str | Path) -> dict[str, Any]:
     }
 
 
+def card_test_metrics(card: dict[str, Any], seed: int | None) -> dict[str, Any] | None:
+    """A model card's test metrics for one seed's checkpoint (a multi-task model: per
+    property, flattened as ``<property>.<metric>``), with the seed ensemble's MAE beside."""
+    test = card.get("test") or {}
+    out: dict[str, Any] = {}
+    per_seed = [r for r in test.get("per_seed") or [] if r.get("seed") == seed]
+    if per_seed:
+        out = {k: per_seed[0][k] for k in TEST_METRIC_KEYS if k in per_seed[0]}
+    for prop, rec in (test.get("per_property") or {}).items():
+        out.update({f"{prop}.{k}": v for k, v in rec.items() if k in TEST_METRIC_KEYS})
+    ens = test.get("ensemble") or {}
+    if ens.get("mae") is not None and len(test.get("per_seed") or []) > 1:
+        out["ensemble_mae"] = ens["mae"]
+    if not out and ens:
+        out = {k: ens[k] for k in TEST_METRIC_KEYS if k in ens}
+    return out or None
+
+
 def format_description(d: dict[str, Any]) -> str:
     """:func:`describe_checkpoint` as readable text."""
     t, data, feat, model, m = d["target"], d["training_data"], d["featurization"], d["model"], d["metrics"]
@@ -289,7 +318,7 @@ def format_description(d: dict[str, Any]) -> str:
     if m["test"]:
         lines.append("test            " + ", ".join(f"{k} {v:.6g}" if isinstance(v, float) else f"{k} {v}" for k, v in m["test"].items()) + f" (from {m['test_metrics_file']})")
     else:
-        lines.append("test            no metrics.json next to the checkpoint")
+        lines.append("test            no metrics.json or card.json next to the checkpoint")
     c = d["code"]
     lines.append(f"code            tlcgcnn {c['package_version'] or '?'}, git {c['git_commit'] or '?'}, config sha256 {c['config_sha256'] or '?'}; torch {d['torch_version'] or '?'}")
     tr = d["transfer"]

@@ -1,8 +1,9 @@
-"""The ``tlcgcnn`` command: use trained checkpoints outside the pipeline.
+"""The ``tlcgcnn`` command: published and trained models on your own crystals.
 
-* ``tlcgcnn predict --model M.pt [--model M2.pt ...] INPUT... -o predictions.csv``
-* ``tlcgcnn finetune --pretrained M.pt --data my.csv --property k_vrh [...]``
-* ``tlcgcnn info M.pt [--json]``
+* ``tlcgcnn models``: the published models (the zoo), what each predicts and how well;
+* ``tlcgcnn predict --model NAME|M.pt|FOLDER INPUT... -o predictions.csv``;
+* ``tlcgcnn finetune --pretrained NAME|M.pt --data DATA --label COLUMN [...]``;
+* ``tlcgcnn info NAME|M.pt [--json]``.
 
 Thin: argument parsing and messages only; the work is in :mod:`tlcgcnn.predict`,
 :mod:`tlcgcnn.runner` (which runs the Snakemake workflow) and :mod:`tlcgcnn.checkpoint`. A user error (a bad checkpoint, an unreadable input) prints one
@@ -40,25 +41,40 @@ def _parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="tlcgcnn",
-        description="Use models trained by the tlcgcnn pipeline: predict properties of your own crystals, inspect a checkpoint.",
+        description=(
+            "Transfer learning on crystal graphs: predict properties of your own crystals with published or trained "
+            "models, fine-tune a pretrained model on your own labels, inspect a model."
+        ),
     )
+    parser.add_argument("--version", action="version", version=f"tlcgcnn {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    sub.add_parser(
+        "models",
+        help="list the published models: what each predicts (units), training size, test MAE, seeds",
+        description="List the published models (the model zoo). A name works wherever a checkpoint path does.",
+    ).add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     p = sub.add_parser(
         "predict",
-        help="predict a property for CIF files, CIF folders or tables of structures",
+        help="predict a property for structure files, folders or tables of structures",
         description=(
-            "Predict the property a checkpoint was trained on for new crystals. INPUT: CIF files, folders of *.cif "
-            "files (id = file name), or CSV/Parquet/JSON tables with a 'cif' or pymatgen 'structure' column (and an "
-            "optional id column such as material_id). Structures are validated as in ingest; every dropped input is "
-            "listed with its reason in the dropped report. Outputs are in the property's units (a log10 target also "
-            "as log10_<property>); with several --model, each column is the mean over the models and <column>_std "
-            "their standard deviation."
+            "Predict the property a model was trained on for new crystals. INPUT: structure files (CIF, POSCAR/CONTCAR, "
+            ".vasp, extended XYZ), folders of them (id = file name), or CSV/Parquet/JSON tables with a structure column "
+            "(cif, structure, poscar: CIF, POSCAR, extended-XYZ text or pymatgen JSON) and an optional id column such "
+            "as material_id. Structures are validated as in ingest; every dropped input is listed with its reason in "
+            "the dropped report. Outputs are in the property's units (a log10 target also as log10_<property>); with "
+            "several seeds each column is their mean and <column>_std their standard deviation; a published model "
+            "adds its calibrated 90 %% interval (<column>_lo90, <column>_hi90)."
         ),
     )
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="CIF file, folder of CIF files, or table (.csv[.gz], .parquet, .json)")
-    p.add_argument("--model", "-m", action="append", required=True, metavar="M.pt", help="checkpoint (repeat for an ensemble, e.g. the seeds of a cell)")
-    p.add_argument("-o", "--output", required=True, metavar="predictions.csv", help="predictions table (CSV)")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="structure file, folder of structure files, or table (.csv[.gz], .parquet, .json)")
+    p.add_argument(
+        "--model", "-m", action="append", required=True, metavar="MODEL",
+        help="a published model's name (tlcgcnn models), a checkpoint, or a folder of seed checkpoints (a zoo folder or a "
+        "fine-tuning cell's results/.../n<size>/<mode>); repeat for an ensemble",
+    )
+    p.add_argument("-o", "--output", required=True, metavar="predictions.csv", help="predictions table: .csv, .csv.gz, .parquet or .json")
     p.add_argument("--dropped", metavar="dropped.csv", help="report of dropped inputs with reasons (default: <output stem>.dropped.csv next to -o)")
     p.add_argument("--device", default="auto", type=_device, help="auto (CUDA if available), cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--batch-size", type=_positive, default=512, help="crystals per forward pass (default: 512)")
@@ -77,10 +93,22 @@ def _parser() -> argparse.ArgumentParser:
             + "; ".join(f"{k}: {v}" for k, v in MODE_HELP.items()) + "."
         ),
     )
-    f.add_argument("--pretrained", required=True, metavar="M.pt", help="the pretrained checkpoint (e.g. results/<run>/pretrain/<source>/model.pt)")
-    f.add_argument("--data", required=True, metavar="my.csv", help="table (csv/parquet/json with an id and a cif or structure column) or CIF folder with id_prop.csv")
-    f.add_argument("--property", required=True, help="the label column's canonical property name (e.g. k_vrh, band_gap)")
-    f.add_argument("--transform", choices=("none", "log10"), default="none", help="fit log10 of the property (default: none)")
+    f.add_argument("--pretrained", required=True, metavar="MODEL", help="a published model's name (e.g. mp2018-ef) or a pretrained checkpoint")
+    f.add_argument(
+        "--data", required=True, metavar="DATA",
+        help="a CIF folder with id_prop.csv (cgcnn's layout, header optional); a folder of structure files (CIF, POSCAR, "
+        "extxyz) with a labels CSV; or a table (csv/parquet/json) with an id column, a structure column and the label",
+    )
+    f.add_argument(
+        "--label", "--property", dest="label", required=True, metavar="COLUMN",
+        help="the label column: any name (a built-in property name such as k_vrh or band_gap keeps its units and valid "
+        "range; id_prop.csv without a header: the name to give its values)",
+    )
+    f.add_argument("--unit", help="units of a label the package does not know (e.g. GPa; default: dimensionless)")
+    f.add_argument("--task", choices=("regression", "classification"), default="regression", help="regression, or binary classification of a 0/1 label (default: regression)")
+    f.add_argument("--range", nargs=2, type=float, metavar=("LOW", "HIGH"), dest="valid_range", help="valid range of a new label: values outside are set to missing and listed")
+    f.add_argument("--labels", metavar="labels.csv", help="the labels CSV of a folder of structure files (default: the folder's only CSV)")
+    f.add_argument("--transform", choices=("none", "log10"), default="none", help="fit log10 of the label (default: none)")
     f.add_argument("--subset", choices=("all", "metal", "nonmetal"), default="all", help="fit only metals / non-metals (needs is_metal or band_gap; default: all)")
     f.add_argument("--sizes", nargs="+", default=["50", "100", "all"], metavar="N", help="training-set sizes, integers or 'all' (default: 50 100 all)")
     f.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], metavar="S", help="seeds of every (size, mode) (default: 0 1 2)")
@@ -101,7 +129,7 @@ def _parser() -> argparse.ArgumentParser:
             "a metrics.json next to the checkpoint, if any), code and torch versions, transfer settings."
         ),
     )
-    i.add_argument("checkpoint", metavar="M.pt")
+    i.add_argument("checkpoint", metavar="MODEL", help="a published model's name, a checkpoint, or a folder of seeds (the first is described)")
     i.add_argument("--json", action="store_true", help="print JSON instead of text")
     return parser
 
@@ -122,8 +150,9 @@ def _predict(args: argparse.Namespace) -> int:
     if not args.quiet:
         units = ", ".join(f"{c} [{u or 'dimensionless'}]" for c, u in summary["units"].items())
         reasons = ", ".join(f"{k}: {v}" for k, v in summary["dropped_by_reason"].items()) or "none"
+        interval = "; calibrated 90 % interval" if summary["interval"] else ""
         print(
-            f"predicted {summary['predicted']} crystals with {len(summary['models'])} model(s) of {summary['target']} ({units}) -> {summary['out']}\n"
+            f"predicted {summary['predicted']} crystals with {len(summary['models'])} model(s) of {summary['target']} ({units}{interval}) -> {summary['out']}\n"
             f"dropped {summary['dropped']} ({reasons}) -> {summary['dropped_report']}",
             file=sys.stderr,
         )
@@ -133,19 +162,44 @@ def _predict(args: argparse.Namespace) -> int:
 def _finetune(args: argparse.Namespace) -> int:
     from tlcgcnn import runner
 
-    return runner.run(
-        pretrained=args.pretrained, data=args.data, prop=args.property, transform=args.transform, subset=args.subset,
-        sizes=args.sizes, seeds=args.seeds, modes=args.modes, name=args.name, train=runner.parse_overrides(args.train_overrides),
-        external=args.external, workdir=args.workdir, cores=args.cores, dry_run=args.dry_run,
+    outcome = runner.run(
+        pretrained=args.pretrained, data=args.data, prop=args.label, unit=args.unit, task=args.task, valid_range=args.valid_range,
+        labels=args.labels, transform=args.transform, subset=args.subset, sizes=args.sizes, seeds=args.seeds, modes=args.modes,
+        name=args.name, train=runner.parse_overrides(args.train_overrides), external=args.external, workdir=args.workdir,
+        cores=args.cores, dry_run=args.dry_run,
     )
+    return outcome.returncode
+
+
+def _models(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from tlcgcnn import zoo
+
+    models = zoo.list_models()
+    if args.json:
+        print(json.dumps([asdict(m) for m in models], indent=2, default=str))
+    else:
+        print(zoo.format_table(models))
+    return 0
 
 
 def _info(args: argparse.Namespace) -> int:
+    from tlcgcnn import zoo
     from tlcgcnn.checkpoint import describe_checkpoint, format_description
 
-    d = describe_checkpoint(args.checkpoint)
+    d = describe_checkpoint(zoo.resolve(args.checkpoint)[0])
     print(json.dumps(d, indent=2, default=str) if args.json else format_description(d))
     return 0
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("tlcgcnn")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -157,12 +211,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tlcgcnn.predict import PredictError
     from tlcgcnn.runner import RunnerError
 
-    command = {"predict": _predict, "finetune": _finetune, "info": _info}[args.command]
+    from tlcgcnn.zoo import ZooError
+
+    command = {"models": _models, "predict": _predict, "finetune": _finetune, "info": _info}[args.command]
     try:
         with warnings.catch_warnings():  # restores the default display afterwards
             warnings.showwarning = _show_warning
             return command(args)
-    except (CheckpointError, PredictError, IngestError, ConfigError, RunnerError, OSError) as exc:  # OSError: e.g. an unwritable -o
+    except (CheckpointError, PredictError, IngestError, ConfigError, RunnerError, ZooError, OSError) as exc:  # OSError: e.g. an unwritable -o
         print("tlcgcnn: error: " + " ".join(str(exc).split()), file=sys.stderr)
         return EXIT_USAGE
 

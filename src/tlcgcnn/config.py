@@ -27,7 +27,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from tlcgcnn import io
+from tlcgcnn import io, properties
+from tlcgcnn.properties import Property
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "config" / "schema"
 
@@ -110,6 +111,7 @@ class DatasetSettings:
 
     source: str = "local"
     path: str | None = None
+    labels: str | None = None
     id_column: str | None = None
     structure_column: str | None = None
     columns: dict[str, str] = field(default_factory=dict)
@@ -178,7 +180,7 @@ CLAIM_DEFAULTS: dict[str, Any] = {"kind": "compare", "versus": None, "direction"
 # a claim's mode / versus "selected:<pretrain name>": the mode from that source that
 # stats/protocol.csv selected on validation data for the claim's cell (tlcgcnn.report)
 SELECTED_MODE = "selected:"
-TOP_DEFAULTS: dict[str, Any] = {"regenerate_embedded": False, "model_variants": {}, "pretrain": [], "external": []}
+TOP_DEFAULTS: dict[str, Any] = {"regenerate_embedded": False, "model_variants": {}, "pretrain": [], "external": [], "properties": {}}
 
 SECTIONS: dict[str, type] = {
     "train": TrainSettings,
@@ -369,6 +371,11 @@ class Config:
 
     def __init__(self, raw: Mapping[str, Any]) -> None:
         self.name: str = raw["name"]
+        try:  # a user's own properties: known to this process from here on (tlcgcnn.properties)
+            self.properties: dict[str, Property] = properties.from_config(raw.get("properties", TOP_DEFAULTS["properties"]))
+            properties.register(self.properties)
+        except properties.PropertyError as err:
+            raise ConfigError(f"config: {err}") from None
         self.train = TrainSettings(**raw.get("train", {}))
         self.model = ModelSettings(**raw.get("model", {}))
         self.featurize = FeaturizeSettings(**raw.get("featurize", {}))
@@ -399,7 +406,7 @@ class Config:
         }
         self._targets = {t["name"]: {**TARGET_DEFAULTS, **t} for t in ft["targets"]}
         pre_raw = list(raw.get("pretrain", TOP_DEFAULTS["pretrain"]))
-        self._checkpoints = {p["name"]: str(p["checkpoint"]) for p in pre_raw if p.get("checkpoint")}
+        self._checkpoints = {p["name"]: checkpoint_path(p["checkpoint"]) for p in pre_raw if p.get("checkpoint")}
         self._check_checkpoint_entries(pre_raw)
         self._pretrain = {p["name"]: p if p.get("checkpoint") else {**PRETRAIN_DEFAULTS, **p} for p in pre_raw}
         self._external = {
@@ -426,8 +433,23 @@ class Config:
         return asdict(self.featurize)
 
     def dataset_settings(self) -> dict[str, Any]:
-        """``dataset:`` with defaults, download sections (validated by their schema) included."""
-        return {**asdict(self.dataset), **self.download}
+        """``dataset:`` with defaults, download sections (validated by their schema) included.
+        ``labels`` appears only when set (so the settings of a table dataset are unchanged)."""
+        out = {**asdict(self.dataset), **self.download}
+        if out.get("labels") is None:
+            out.pop("labels", None)
+        return out
+
+    def property_specs(self) -> dict[str, dict[str, Any]]:
+        """The run's own properties (``properties:``) as declarations, for the rules' scripts."""
+        return {name: properties.spec_of(name) for name in self.properties}
+
+    @property
+    def subsets_needed(self) -> bool:
+        """Whether a target or trained source asks for the metal or non-metal subset: only
+        then must the data hold the column of ``split.metal_rule``."""
+        trained = [p for n, p in self._pretrain.items() if n not in self._checkpoints]
+        return any(t["subset"] != "all" for t in self._targets.values()) or any(p["subset"] != "all" for p in trained)
 
     def split_settings(self) -> dict[str, Any]:
         """``split:`` with defaults."""
@@ -691,13 +713,51 @@ class Config:
             "pretrain": [s.as_params() for s in self.pretrain_sources()],
             "finetune": {**self._ft, "modes": {m: s.as_dict() for m, s in self.modes.items()}, "targets": list(self._targets.values())},
             **({"external": [asdict(e) for e in self._external.values()]} if self._external else {}),
+            **({"properties": self.property_specs()} if self.properties else {}),
         }
 
     def sha256(self) -> str:
         return io.sha256_json(self.as_dict())
 
+    def _check_properties(self) -> None:
+        """Every property named by a target, trained source, external set or column mapping is
+        built in or declared under ``properties:``; a metal / non-metal subset is asked for
+        only of data that holds the column deciding it (read from the input's header where
+        that is cheap: a CSV, a Parquet schema, an id_prop.csv or labels file)."""
+        named = [(f"finetune.targets {t}", s["property"]) for t, s in self._targets.items()]
+        for n, p in self._pretrain.items():
+            if n not in self._checkpoints:
+                named += [(f"pretrain {n}", q) for q in [p["property"], *(p.get("properties") or []), *(p.get("labelled_with") or [])]]
+        named += [(f"external {e.name}", e.property) for e in self._external.values()]
+        named += [(f"dataset.columns.{c}", q) for c, q in self.dataset.columns.items()]
+        for where, prop in named:
+            if prop not in properties.PROPERTIES:
+                raise ConfigError(
+                    f"config: {where}: unknown property {prop!r}; declare it under properties: (unit, range, kind), e.g. "
+                    f"properties: {{{prop}: {{unit: GPa}}}}, or use a built-in one: {sorted(properties.BUILTIN)}"
+                )
+        if self.subsets_needed and self.dataset.source == "local" and self.dataset.path:
+            from tlcgcnn import inputs, split
+
+            column = split.metal_column(self.split.metal_rule)
+            try:
+                cols = inputs.input_columns(self.dataset.path, self.dataset.labels)
+            except (OSError, ValueError):
+                cols = None
+            if cols is not None:
+                mapped = {properties.canonical_name(str(c)) for c in cols} | set(self.dataset.columns.values())
+                if column not in mapped:
+                    other = "band_gap" if column == "is_metal" else "is_metal"
+                    hint = f" (it has {other}: set split.metal_rule: {other})" if other in mapped else ""
+                    raise ConfigError(
+                        f"config: a target or source asks for a metal / non-metal subset, which split.metal_rule "
+                        f"{self.split.metal_rule!r} decides by the column {column!r}, but {self.dataset.path} has no such "
+                        f"column{hint}; its columns: {cols}. Use subset: all, or add the column"
+                    )
+
     def _check(self) -> None:
         """Cross-references the schema cannot express."""
+        self._check_properties()
         pre, targets, modes = self._pretrain, self._targets, self.modes
         clash = set(pre) & set(targets)
         if clash:
@@ -905,6 +965,20 @@ class Config:
                     f"config: external {name}: no fine-tuning target with a graph model has property {e.property!r} and "
                     f"transform {e.transform!r} (targets have {have})"
                 )
+
+
+def checkpoint_path(value: str | Path) -> str:
+    """A ``checkpoint:`` value as a file: a published model's name (``mp2018-ef``: see
+    ``tlcgcnn models``) becomes its seed-0 checkpoint; a path stays as written."""
+    text = str(value)
+    if Path(text).exists() or "/" in text or text.endswith(".pt"):
+        return text
+    from tlcgcnn import zoo
+
+    try:
+        return str(zoo.resolve(text)[0])
+    except zoo.ZooError as err:
+        raise ConfigError(f"config: pretrain checkpoint {text!r}: {err}") from None
 
 
 def featurize_params(settings: Mapping[str, Any]) -> Any:

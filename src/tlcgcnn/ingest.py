@@ -1,10 +1,9 @@
 """Ingest a local dataset into the canonical structure table.
 
-Accepted inputs:
-
-* a CSV / Parquet / JSON table with an id column and a structure column holding either CIF
-  text (``cif``) or a pymatgen ``Structure.as_dict()`` (``structure``, a dict or JSON string);
-* a folder of CIF files with cgcnn's ``id_prop.csv`` (``id,value`` rows, no header).
+Accepted inputs (read by :mod:`tlcgcnn.inputs`): a CSV / Parquet / JSON table with an id
+column and a structure column (CIF, POSCAR or extended-XYZ text, or a pymatgen
+``Structure.as_dict()``); a folder of CIF files with cgcnn's ``id_prop.csv`` (header
+optional); a folder of structure files (CIF, POSCAR, extended XYZ) with a labels CSV.
 
 Each row is validated. A row is dropped (and listed in ``dropped.csv`` with its reason) for
 an unparsable structure, partial occupancy / disordered sites, overlapping atoms or a
@@ -14,10 +13,8 @@ and listed too. Nothing is lost silently.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import warnings
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -28,13 +25,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tlcgcnn import io, table
+from tlcgcnn import inputs, io, table
 from tlcgcnn.properties import PROPERTIES, canonical_name
 
 log = logging.getLogger(__name__)
 
-STRUCTURE_COLUMNS = ("cif", "structure")
-ID_COLUMNS = ("material_id", "id", "mp_id", "task_id", "entry_id")
+STRUCTURE_COLUMNS = inputs.STRUCTURE_COLUMNS
+ID_COLUMNS = inputs.ID_COLUMNS
 REASONS = (
     "missing_structure",
     "unparsable_structure",
@@ -59,6 +56,7 @@ class IngestOptions:
     threads: int = 1
     chunk_size: int = 256
     source: str | None = None
+    labels: str | None = None  # labels CSV of a folder of structure files (else the folder's only CSV)
     cif_parser: str = "auto"  # "auto": gemmi fast path for plain P1 CIFs, else pymatgen; "pymatgen": always pymatgen
     sample: dict[str, Any] | None = None  # see sample_rows
 
@@ -74,41 +72,13 @@ class ParsedRow:
 # --------------------------------------------------------------------------- reading input
 
 
-def read_input(path: str | Path) -> pd.DataFrame:
-    """Read a raw table (CSV, CSV.gz, Parquet, JSON) or a CIF folder with ``id_prop.csv``."""
-    p = Path(path)
-    if not p.exists():
-        raise IngestError(f"{p}: input does not exist")
-    if p.is_dir():
-        return _read_cif_folder(p)
-    name = p.name.lower()
+def read_input(path: str | Path, labels: str | Path | None = None) -> pd.DataFrame:
+    """The raw table of a table file, CIF folder with ``id_prop.csv`` or folder of structure
+    files (:func:`tlcgcnn.inputs.read_input`); an unreadable input raises :class:`IngestError`."""
     try:
-        if name.endswith((".parquet", ".pq")):
-            return pd.read_parquet(p)
-        if name.endswith((".csv", ".csv.gz", ".csv.bz2", ".csv.xz")):
-            # ids stay text: "1e5" or a hex id must not become a number
-            return pd.read_csv(p, low_memory=False, dtype={c: str for c in ID_COLUMNS})
-        if name.endswith((".json", ".json.gz", ".jsonl", ".jsonl.gz")):
-            return pd.read_json(p, lines=".jsonl" in name)
-    except (ValueError, OSError) as exc:
-        raise IngestError(f"{p}: cannot read table: {exc}") from exc
-    raise IngestError(f"{p}: unsupported input format (expected .csv[.gz], .parquet, .json or a CIF folder)")
-
-
-def _read_cif_folder(folder: Path) -> pd.DataFrame:
-    id_prop = folder / "id_prop.csv"
-    if not id_prop.exists():
-        raise IngestError(f"{folder}: a CIF folder needs an id_prop.csv (rows: id,value)")
-    props = pd.read_csv(id_prop, header=None, dtype={0: str})
-    if props.shape[1] < 2:
-        raise IngestError(f"{id_prop}: expected at least two columns (id,value), found {props.shape[1]}")
-    rows = []
-    for i, rec in enumerate(props.itertuples(index=False), start=1):
-        cid = str(rec[0]).strip()
-        cif_path = folder / f"{cid}.cif"
-        cif = cif_path.read_text(errors="replace") if cif_path.exists() else None
-        rows.append({"material_id": cid, "cif": cif, "target": rec[1], "_file": str(cif_path), "_line": i})
-    return pd.DataFrame(rows)
+        return inputs.read_input(path, labels)
+    except inputs.InputError as exc:
+        raise IngestError(str(exc)) from None
 
 
 def pick_column(columns: Iterable[str], wanted: str | None, candidates: Sequence[str], what: str, path: str) -> str:
@@ -128,24 +98,9 @@ def pick_column(columns: Iterable[str], wanted: str | None, candidates: Sequence
 
 
 def parse_structure(value: Any) -> Any:
-    """Build a pymatgen Structure from CIF text or a pymatgen dict / JSON string."""
-    from pymatgen.core import Structure
-
-    if isinstance(value, dict):
-        return Structure.from_dict(value)
-    text = str(value)
-    stripped = text.lstrip()
-    if stripped.startswith("{"):
-        return Structure.from_dict(json.loads(stripped))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from pymatgen.io.cif import CifParser
-
-        parser = CifParser.from_str(text, occupancy_tolerance=1.0)
-        structures = parser.parse_structures(primitive=False, on_error="raise")
-    if not structures:
-        raise ValueError("CIF holds no structure")
-    return structures[0]
+    """A pymatgen Structure from CIF, POSCAR or extended-XYZ text or a pymatgen dict / JSON
+    (:func:`tlcgcnn.inputs.parse_structure`)."""
+    return inputs.parse_structure(value)
 
 
 def min_pair_distance(structure: Any, cutoff: float) -> float:
@@ -348,8 +303,11 @@ def ingest_frame(raw: pd.DataFrame, options: IngestOptions, path: str = "<table>
 
     explicit = dict(options.columns)
     if "target" in raw.columns and "_file" in raw.columns and "target" not in explicit:
-        # cgcnn id_prop.csv: the single target column must be named by the user
-        raise IngestError(f"{path}: id_prop.csv has an unnamed target; set dataset.columns: {{target: <property>}}")
+        # cgcnn id_prop.csv without a header: the single target column must be named by the user
+        raise IngestError(
+            f"{path}: id_prop.csv has an unnamed target; name it: dataset.columns: {{target: <property>}} "
+            "(tlcgcnn finetune --label <property>), or give id_prop.csv a header row"
+        )
     mapping = map_property_columns(raw.drop(columns=[id_col, st_col]), explicit)
 
     keep, arrays, dropped = validate_rows(raw[st_col], ids, rows, id_col, options, progress=progress)
@@ -376,13 +334,27 @@ def ingest_frame(raw: pd.DataFrame, options: IngestOptions, path: str = "<table>
     report = pd.DataFrame(dropped + label_issues, columns=["row", "material_id", "property", "value", "reason", "action", "detail"])
     report.insert(0, "file", path)
     summary = _summary(path, raw, out, dropped, label_issues, mapping, options)
-    missing_req = [p for p in options.required_properties if summary["labels"].get(p, 0) == 0]
-    if missing_req:
-        raise IngestError(
-            f"{path}: no usable values left for required properties {missing_req} "
-            f"(label counts: {summary['labels']}; see the dropped report for reasons)"
-        )
     return out, report, summary
+
+
+def check_required(path: str, summary: dict[str, Any], required: Sequence[str], columns: Sequence[str], report_path: str) -> None:
+    """Stop before any training when a property the run needs has no usable label: a
+    property with no column at all is named with the columns there are; one whose values
+    were all dropped points at the dropped report (written before this check)."""
+    absent = [p for p in required if p not in summary["column_mapping"].values()]
+    if absent:
+        raise IngestError(
+            f"{path}: no column for {absent} (label columns found: {sorted(summary['column_mapping'])}; all columns: "
+            f"{[c for c in columns if not str(c).startswith('_')]}); name the column in dataset.columns "
+            "(or tlcgcnn finetune --label COLUMN), or declare the property under properties:"
+        )
+    empty = [p for p in required if summary["labels"].get(p, 0) == 0]
+    if empty:
+        raise IngestError(
+            f"{path}: no usable values left for required properties {empty} "
+            f"(label counts: {summary['labels']}; kept {summary['rows_kept']} of {summary['rows_in']} rows; "
+            f"every dropped row and label with its reason: {report_path})"
+        )
 
 
 def _summary(path: str, raw: pd.DataFrame, out: pd.DataFrame, dropped: list[dict[str, Any]], issues: list[dict[str, Any]], mapping: dict[str, str], options: IngestOptions) -> dict[str, Any]:
@@ -412,14 +384,15 @@ def ingest(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Read ``path``, validate it and write the canonical table, dropped report and summary."""
-    raw = read_input(path)
+    raw = read_input(path, options.labels)
     log.info("read %d rows from %s", len(raw), path)
     if options.sample:
         raw = sample_rows(raw, **options.sample)
     out, report, summary = ingest_frame(raw, options, path=str(path), progress=progress)
-    summary["input_sha256"] = io.sha256_file(path) if Path(path).is_file() else None
+    summary["input_sha256"] = inputs.input_sha256(path)
+    io.write_csv(report, out_dropped)  # first: a run that stops below names this report
+    check_required(str(path), summary, options.required_properties, list(raw.columns), str(out_dropped))
     table.write(out, out_table)
-    io.write_csv(report, out_dropped)
     io.write_json(out_summary, summary)
     log.info(
         "kept %d of %d rows; dropped %d (%s); %d labels set missing",

@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tlcgcnn import io
-from tlcgcnn.ingest import ID_COLUMNS, STRUCTURE_COLUMNS, IngestError, IngestOptions, pick_column, read_input, validate_rows
+from tlcgcnn import inputs, io
+from tlcgcnn.ingest import ID_COLUMNS, STRUCTURE_COLUMNS, IngestError, IngestOptions, pick_column, validate_rows
 
 log = logging.getLogger(__name__)
 
@@ -48,23 +48,23 @@ class PredictError(ValueError):
 # --------------------------------------------------------------------------- inputs
 
 
-def _cif_rows(files: Sequence[Path]) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
-    rows, unreadable = [], []
-    for f in files:
-        try:
-            text: str | None = f.read_text(errors="replace")
-        except OSError as exc:
-            unreadable.append({"input": str(f), "row": 1, "material_id": f.stem, "reason": "unreadable_file", "detail": str(exc)[:300]})
-            continue
-        rows.append({"material_id": f.stem, "structure": text, "input": str(f), "row": 1})
-    return pd.DataFrame(rows, columns=["material_id", "structure", "input", "row"]), unreadable
+def _file_rows(path: Path) -> pd.DataFrame:
+    """Rows of a structure file or folder (CIF, POSCAR, extended XYZ; an id_prop.csv folder's
+    labels are not needed to predict and are left out)."""
+    try:
+        raw = inputs.read_input(path)
+    except inputs.InputError as exc:
+        raise PredictError(str(exc)) from None
+    return pd.DataFrame({"material_id": raw["material_id"].astype("string").to_numpy(), "structure": raw["structure"].to_numpy(),
+                         "input": raw["_file"].to_numpy(), "row": raw["_line"].to_numpy()})
 
 
 def _table_rows(path: Path) -> pd.DataFrame:
-    raw = read_input(path)
-    if "_file" in raw.columns:  # read_input read a CIF folder with id_prop.csv
-        raise PredictError(f"{path}: internal error: expected a table")
-    st_col = pick_column(raw.columns, None, STRUCTURE_COLUMNS, "structure", str(path))
+    try:
+        raw = inputs.read_table(path)
+        st_col = pick_column(raw.columns, None, STRUCTURE_COLUMNS, "structure", str(path))
+    except (inputs.InputError, IngestError) as exc:
+        raise PredictError(str(exc)) from None
     id_col = next((c for c in ID_COLUMNS if c in raw.columns), None)
     n = len(raw)
     row = np.arange(1, n + 1)
@@ -72,33 +72,46 @@ def _table_rows(path: Path) -> pd.DataFrame:
     return pd.DataFrame({"material_id": ids, "structure": raw[st_col].to_numpy(), "input": str(path), "row": row})
 
 
-def read_structures(inputs: Sequence[str | Path], options: IngestOptions | None = None, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Read and validate every input. Returns (canonical structures with ``input`` and
-    ``row`` columns, dropped report with ``input, row, material_id, reason, detail``)."""
+def _object_rows(objects: Sequence[Any], start: int) -> pd.DataFrame:
+    """Rows of in-memory structures (pymatgen ``Structure`` or ASE ``Atoms``): the id is the
+    position in the list given to :meth:`tlcgcnn.api.Model.predict` (``structure:<i>``)."""
+    ids = [f"structure:{start + k}" for k in range(len(objects))]
+    return pd.DataFrame({"material_id": ids, "structure": list(objects), "input": "<memory>", "row": np.arange(start, start + len(objects))})
+
+
+def is_structure_object(value: Any) -> bool:
+    """A pymatgen ``Structure`` or an ASE ``Atoms`` (not a path)."""
+    return type(value).__name__ in ("Structure", "IStructure", "Atoms") and not isinstance(value, (str, Path))
+
+
+def read_structures(inputs_: Sequence[Any], options: IngestOptions | None = None, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Read and validate every input: paths (structure files, folders, tables) and in-memory
+    structures. Returns (canonical structures with ``input`` and ``row`` columns, dropped
+    report with ``input, row, material_id, reason, detail``)."""
     options = options or IngestOptions()
     parts: list[pd.DataFrame] = []
-    dropped: list[dict[str, Any]] = []
-    if not inputs:
-        raise PredictError("no input given (CIF files, CIF folders or tables)")
-    for inp in inputs:
+    if not inputs_:
+        raise PredictError("no input given (structure files, folders or tables)")
+    run: list[Any] = []  # consecutive in-memory structures, kept in the order given
+    n_objects = 0
+    for inp in [*inputs_, None]:
+        if inp is not None and is_structure_object(inp):
+            run.append(inp)
+            continue
+        if run:
+            parts.append(_object_rows(run, n_objects))
+            n_objects += len(run)
+            run = []
+        if inp is None:
+            break
+        if not isinstance(inp, (str, Path)):
+            raise PredictError(f"{type(inp).__name__} is not a structure (pymatgen Structure, ASE Atoms) or a path")
         p = Path(inp)
         if not p.exists():
             raise PredictError(f"{p}: input does not exist")
-        if p.is_dir():
-            files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() == ".cif")
-            if not files:
-                raise PredictError(f"{p}: folder holds no .cif files")
-            frame, bad = _cif_rows(files)
-        elif p.suffix.lower() == ".cif":
-            frame, bad = _cif_rows([p])
-        else:
-            try:
-                frame, bad = _table_rows(p), []
-            except IngestError as exc:
-                raise PredictError(str(exc)) from None
-        parts.append(frame)
-        dropped.extend(bad)
-    raw = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["material_id", "structure", "input", "row"])
+        parts.append(_file_rows(p) if p.is_dir() or inputs.structure_kind(p) else _table_rows(p))
+    raw = pd.concat(parts, ignore_index=True)
+    dropped: list[dict[str, Any]] = []
     ids = raw["material_id"].astype("string").str.strip()
     keep, arrays, drops = validate_rows(raw["structure"], ids, raw["row"], "id", options, progress=progress and len(raw) >= PROGRESS_MIN)
     for d in drops:
@@ -192,9 +205,12 @@ def load_models(paths: Sequence[str | Path]) -> list[LoadedModel]:
 
     if not paths:
         raise PredictError("no model given (--model M.pt)")
+    from tlcgcnn.properties import register_specs
+
     out = []
     for p in paths:
         ckpt = load_checkpoint(p)
+        register_specs(ckpt.get("property_specs"))  # a user's own property: its units
         target = Target(**ckpt["target"])
         out.append(LoadedModel(str(p), ckpt, model_from_checkpoint(ckpt, p), target, featurize_params(ckpt, p)))
     first = out[0]
@@ -289,19 +305,61 @@ def units_of(models: Sequence[LoadedModel]) -> dict[str, str]:
 # --------------------------------------------------------------------------- entry point
 
 
+OUTPUT_FORMATS = {".csv": "csv", ".csv.gz": "csv", ".parquet": "parquet", ".pq": "parquet", ".json": "json"}
+
+
+def output_format(path: str | Path) -> str:
+    """The table format an output name asks for (csv, parquet, json); any other suffix is
+    refused before any work is done."""
+    name = Path(path).name.lower()
+    for suffix, fmt in sorted(OUTPUT_FORMATS.items(), key=lambda kv: -len(kv[0])):
+        if name.endswith(suffix):
+            return fmt
+    raise PredictError(f"{path}: unknown output format; name it .csv, .csv.gz, .parquet or .json")
+
+
+def write_table(df: pd.DataFrame, path: str | Path) -> None:
+    """Write ``df`` atomically in the format its suffix names (:func:`output_format`)."""
+    fmt = output_format(path)
+    if fmt == "csv":
+        io.write_csv(df, path)
+    elif fmt == "parquet":
+        io.write_parquet(df, path)
+    else:
+        io.write_text(path, df.to_json(orient="records", indent=1, double_precision=15))
+
+
+def strict_device(name: str) -> Any:
+    """The torch device for ``name`` (auto, cpu, cuda, cuda:N, mps); asking for one this
+    machine does not have is an error, not a silent fall-back."""
+    import torch
+
+    from tlcgcnn.device import pick_device
+
+    if name != "auto":
+        dev = torch.device(name)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise PredictError(f"--device {name}: torch {torch.__version__} sees no CUDA device here; use --device cpu or auto")
+        if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise PredictError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
+        if dev.type == "mps" and not torch.backends.mps.is_available():
+            raise PredictError(f"--device {name}: MPS is not available here; use --device cpu or auto")
+    return pick_device(name)
+
+
 def default_dropped_path(out: str | Path) -> Path:
     """``predictions.csv`` -> ``predictions.dropped.csv`` next to it."""
     p = Path(out)
     name = p.name
-    for suffix in (".csv.gz", ".csv"):
+    for suffix in (".csv.gz", ".csv", ".parquet", ".pq", ".json"):
         if name.lower().endswith(suffix):
-            return p.with_name(name[: -len(suffix)] + ".dropped" + name[-len(suffix) :])
+            return p.with_name(name[: -len(suffix)] + ".dropped.csv")
     return p.with_name(name + ".dropped.csv")
 
 
 def run(
     models: Sequence[str | Path],
-    inputs: Sequence[str | Path],
+    inputs_: Sequence[str | Path],
     out: str | Path,
     dropped: str | Path | None = None,
     device: str = "auto",
@@ -309,33 +367,37 @@ def run(
     threads: int = 1,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Predict every valid input crystal with the models; write the predictions and the
-    dropped report. Returns a summary (counts, output columns and their units)."""
-    import torch
+    """``tlcgcnn predict``: :meth:`tlcgcnn.api.Model.predict` of the models (zoo names,
+    checkpoints, folders of seeds) on the inputs; writes the predictions in the format of
+    ``out``'s suffix and the dropped report. Returns a summary (counts, columns, units)."""
+    from tlcgcnn.api import load_model
 
-    torch.set_num_threads(max(1, threads))
-    loaded = load_models(models)  # first: a bad checkpoint fails before any parsing
-    params = loaded[0].params
-    structures, report = read_structures(inputs, IngestOptions(threads=threads), progress=progress)
+    output_format(out)  # refuse an unknown format before any work
+    strict_device(device)
+    model = load_model(list(models))  # a bad checkpoint fails before any parsing
     dropped_path = Path(dropped) if dropped is not None else default_dropped_path(out)
-    if len(structures) == 0:
-        io.write_csv(report, dropped_path)
-        raise PredictError(f"no valid crystal among the inputs; {len(report)} dropped, reasons in {dropped_path}")
-    graphs = build_graphs(structures, params, threads=threads, progress=progress)
-    preds = predict_frame(loaded, graphs, device=device, batch_size=batch_size, progress=progress)
-    result = pd.concat([structures[STRUCTURE_OUT].reset_index(drop=True), preds], axis=1)
-    io.write_csv(result, out)
+    try:
+        result = model.predict(list(inputs_), device=device, batch_size=batch_size, threads=threads, progress=progress)
+    except PredictError as exc:
+        report = getattr(exc, "dropped", None)
+        if report is not None:
+            io.write_csv(report, dropped_path)
+            raise PredictError(f"no valid crystal among the inputs; {len(report)} dropped, reasons in {dropped_path}") from None
+        raise
+    report = result.attrs.pop("dropped")
+    write_table(result, out)
     io.write_csv(report, dropped_path)
     summary = {
         "predicted": len(result),
         "dropped": len(report),
         "dropped_by_reason": report["reason"].value_counts().to_dict(),
-        "models": [lm.path for lm in loaded],
-        "target": loaded[0].target.name,
-        "units": units_of(loaded),
-        "columns": list(preds.columns),
+        "models": [str(p) for p in model.paths],
+        "target": model.target.name,
+        "units": model.units,
+        "interval": bool(model.calibration),
+        "columns": [c for c in result.columns if c not in STRUCTURE_OUT],
         "out": str(out),
         "dropped_report": str(dropped_path),
     }
-    log.info("predicted %d crystals (%d dropped) with %d model(s) -> %s", len(result), len(report), len(loaded), out)
+    log.info("predicted %d crystals (%d dropped) with %d model(s) -> %s", len(result), len(report), len(model.paths), out)
     return summary

@@ -19,6 +19,7 @@ import shlex
 import subprocess
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,29 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+def declare_label(
+    prop: str, unit: str | None = None, task: str = "regression", valid_range: Sequence[float | None] | None = None
+) -> dict[str, Any] | None:
+    """The ``properties:`` entry for a label the package does not know (None for a built-in
+    property, whose units and range are fixed: giving another unit for it is an error)."""
+    from tlcgcnn import properties
+
+    if prop in properties.BUILTIN:
+        known = properties.PROPERTIES[prop]
+        if unit is not None and unit != known.unit:
+            raise RunnerError(f"--unit {unit!r}: {prop} is a built-in property in {known.unit or 'no units'}; name your column otherwise")
+        return None
+    if re.fullmatch(properties.NAME_PATTERN, prop) is None:
+        raise RunnerError(f"--label {prop!r}: a label name is a letter then letters, digits or _ (rename the column)")
+    spec: dict[str, Any] = {"unit": unit or "", "kind": "bool" if task == "classification" else "float"}
+    low, high = (list(valid_range) + [None, None])[:2] if valid_range else (None, None)
+    if low is not None:
+        spec["low"] = float(low)
+    if high is not None:
+        spec["high"] = float(high)
+    return spec
+
+
 def build_config(
     *,
     pretrained: str | Path,
@@ -88,6 +112,10 @@ def build_config(
     prop: str,
     transform: str = "none",
     subset: str = "all",
+    unit: str | None = None,
+    task: str = "regression",
+    valid_range: Sequence[float | None] | None = None,
+    labels: str | Path | None = None,
     sizes: Sequence[int | str] = (50, 100, "all"),
     seeds: Sequence[int] = (0, 1, 2),
     modes: Sequence[str] = ("scratch", "transfer"),
@@ -95,18 +123,39 @@ def build_config(
     train: dict[str, Any] | None = None,
     external: Sequence[str | Path] = (),
 ) -> dict[str, Any]:
-    """The configuration of a fine-tuning run of ``pretrained`` on the table ``data``,
-    validated by :func:`tlcgcnn.config.load` (raises its ConfigError with the reason)."""
-    from tlcgcnn import config
+    """The configuration of a fine-tuning run of ``pretrained`` (a zoo name or checkpoint) on
+    ``data`` (a table, a CIF folder with id_prop.csv, or a folder of structure files with a
+    labels CSV), validated by :func:`tlcgcnn.config.load` (raises its ConfigError with the
+    reason). ``prop`` is the label column; a name the package does not know is declared
+    under ``properties:`` with ``unit``, ``task`` and ``valid_range``."""
+    from tlcgcnn import config, inputs
     from tlcgcnn.checkpoint_info import CheckpointInfoError, summary
 
+    pretrained = pretrained_file(pretrained)
     try:
         info = summary(pretrained)
     except CheckpointInfoError as err:
         raise RunnerError(str(err)) from None
     data_path = Path(data)
     if not data_path.exists():
-        raise RunnerError(f"{data_path}: no such data file")
+        raise RunnerError(f"{data_path}: no such data file or folder")
+    if task not in ("regression", "classification"):
+        raise RunnerError(f"--task {task!r}: choose regression or classification")
+    if task == "classification" and transform != "none":
+        raise RunnerError("--transform log10 is for a regression label, not a classification one")
+    declared = declare_label(prop, unit, task, valid_range)
+    columns: dict[str, str] = {}
+    try:
+        raw_cols = inputs.input_columns(data_path, labels)
+    except (OSError, ValueError) as exc:
+        raise RunnerError(f"{data_path}: cannot read its columns: {exc}") from None
+    if raw_cols is not None:
+        from tlcgcnn.properties import canonical_name
+
+        if data_path.is_dir() and labels is None and (data_path / inputs.ID_PROP).is_file() and raw_cols == ["material_id", "target"]:
+            columns = {"target": prop}  # cgcnn's id_prop.csv without a header: its one label is --label
+        elif prop not in raw_cols and not any(canonical_name(c) == prop for c in raw_cols):
+            raise RunnerError(f"--label {prop!r}: {data_path} has no such column; its columns: {raw_cols}")
     unknown = [m for m in modes if m not in MODES]
     if unknown:
         raise RunnerError(f"--modes: unknown {unknown}; choose from {sorted(MODES)}")
@@ -123,15 +172,21 @@ def build_config(
             spec["freeze"] = int(model.get("n_conv", 3))
         mode_cfg[m] = spec
     target = prop + ("_log10" if transform == "log10" else "") + ("" if subset == "all" else f"_{subset}")
+    dataset: dict[str, Any] = {"source": "local", "path": str(data_path.resolve())}
+    if labels is not None:
+        dataset["labels"] = str(Path(labels).resolve())
+    if columns:
+        dataset["columns"] = columns
     raw: dict[str, Any] = {
         "name": name or default_name(data_path, prop),
-        "dataset": {"source": "local", "path": str(data_path.resolve())},
+        **({"properties": {prop: declared}} if declared is not None else {}),
+        "dataset": dataset,
         "featurize": featurize,
         "model": model,
         "train": dict(train or {}),
         "pretrain": [{"name": SOURCE, "checkpoint": str(Path(pretrained).resolve())}],
         "finetune": {
-            "targets": [{"name": target, "property": prop, "transform": transform, "subset": subset}],
+            "targets": [{"name": target, "property": prop, "transform": transform, "subset": subset, "task": task}],
             "sizes": [config.parse_size(s) for s in sizes],
             "seeds": [int(s) for s in seeds],
             "modes": mode_cfg,
@@ -147,6 +202,18 @@ def build_config(
     return raw
 
 
+def pretrained_file(spec: str | Path) -> Path:
+    """The checkpoint a ``--pretrained`` names: a zoo name (its seed 0, the source every
+    published pretraining model has), or a checkpoint file."""
+    from tlcgcnn import zoo
+
+    try:
+        files = zoo.resolve(spec)
+    except zoo.ZooError as err:
+        raise RunnerError(str(err)) from None
+    return Path(files[0]).resolve()
+
+
 def check_atom_table(pretrained: str | Path) -> None:
     """The checkpoint must use the package's atom-feature table (what the written config
     uses); said here, before any job starts (the transfer jobs check it again)."""
@@ -156,7 +223,7 @@ def check_atom_table(pretrained: str | Path) -> None:
     from tlcgcnn.checkpoint import check_compatible, load_checkpoint
 
     table = Path(__file__).resolve().parent / "data" / "atom_features.csv"
-    ckpt = load_checkpoint(pretrained)
+    ckpt = load_checkpoint(pretrained_file(pretrained))
     check_compatible(ckpt, pretrained, atom_table=torch.from_numpy(atom_features.load_matrix(table)), table_name=f"the package's {table.name}")
 
 
@@ -183,6 +250,16 @@ def outputs(raw: dict[str, Any], workdir: Path) -> dict[str, str]:
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class RunOutcome:
+    """A finished (or failed) fine-tuning run: Snakemake's exit status and where it wrote."""
+
+    returncode: int
+    workdir: Path
+    results: Path
+    target: str
+
+
 def run(
     *,
     pretrained: str | Path,
@@ -192,9 +269,8 @@ def run(
     cores: int = 1,
     dry_run: bool = False,
     **kwargs: Any,
-) -> int:
-    """Write ``<workdir>/config.yaml``, print the snakemake command and run it; returns
-    Snakemake's exit status."""
+) -> RunOutcome:
+    """Write ``<workdir>/config.yaml``, print the snakemake command and run it."""
     import yaml
 
     from tlcgcnn import io
@@ -211,4 +287,6 @@ def run(
     if code == 0 and not dry_run:
         lines = "\n".join(f"  {k}: {v}" for k, v in outputs(raw, wd).items())
         print(f"tlcgcnn: finished. Results:\n{lines}\n  report: run the command above with --report report.html", file=sys.stderr)
-    return code
+    elif code != 0:
+        print(f"tlcgcnn: the run failed (snakemake exit status {code}); each job's log is under {wd / 'results' / raw['name'] / 'logs'}", file=sys.stderr)
+    return RunOutcome(returncode=code, workdir=wd, results=wd / "results" / raw["name"], target=raw["finetune"]["targets"][0]["name"])

@@ -7,6 +7,7 @@ import os
 import socket
 import sys
 import warnings
+from typing import Any
 
 
 def log_to(path: str | None, level: int = logging.INFO) -> logging.Logger:
@@ -26,6 +27,16 @@ def log_to(path: str | None, level: int = logging.INFO) -> logging.Logger:
     sys.excepthook = excepthook
     logger = logging.getLogger("tlcgcnn")
     logger.info("%s", job_context())
+    return logger
+
+
+def script_setup(smk: Any) -> logging.Logger:
+    """What every workflow script does first: log into the rule's log file and make the
+    run's own properties (``properties:`` of its configuration) known to this process."""
+    from tlcgcnn import properties
+
+    logger = log_to(smk.log[0] if smk.log else None)
+    properties.register(properties.from_config((smk.config or {}).get("properties")))
     return logger
 
 

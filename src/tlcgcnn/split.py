@@ -32,11 +32,19 @@ SUBSETS = ("all", "metal", "nonmetal")
 TRAIN_POOLS = ("subset", "all")
 
 
+def metal_column(rule: str) -> str:
+    """The table column the metal / non-metal subsets are decided by under ``split.metal_rule``."""
+    if rule not in ("is_metal", "band_gap"):
+        raise ValueError(f"unknown metal_rule {rule!r}; choose is_metal or band_gap")
+    return rule
+
+
 def metal_flags(df: pd.DataFrame, rule: str = "is_metal", threshold: float = 0.0) -> pd.Series:
     """Boolean metal flag per row (NA where it cannot be decided)."""
     if rule == "is_metal":
         if "is_metal" not in df.columns:
-            raise ValueError("split.metal_rule is 'is_metal' but the table has no is_metal column; use metal_rule: band_gap")
+            hint = "; or use metal_rule: band_gap" if "band_gap" in df.columns else " (a metal flag, or a band_gap column with metal_rule: band_gap)"
+            raise ValueError(f"split.metal_rule is 'is_metal' but the table has no is_metal column{hint}")
         return df["is_metal"].astype("boolean")
     if rule == "band_gap":
         if "band_gap" not in df.columns:
@@ -46,9 +54,14 @@ def metal_flags(df: pd.DataFrame, rule: str = "is_metal", threshold: float = 0.0
     raise ValueError(f"unknown metal_rule {rule!r}; choose is_metal or band_gap")
 
 
-def subsets(df: pd.DataFrame, rule: str = "is_metal", threshold: float = 0.0) -> dict[str, list[str]]:
-    flags = metal_flags(df, rule, threshold)
+def subsets(df: pd.DataFrame, rule: str = "is_metal", threshold: float = 0.0, needed: bool = True) -> dict[str, list[str]]:
+    """Ids of ``all``, ``metal`` and ``nonmetal``. When no target or source asks for a metal or
+    non-metal subset (``needed`` False) a table without the rule's column is fine: the two
+    subsets are then empty."""
     ids = df["material_id"].astype(str)
+    if not needed and metal_column(rule) not in df.columns:
+        return {"all": ids.tolist(), "metal": [], "nonmetal": []}
+    flags = metal_flags(df, rule, threshold)
     return {
         "all": ids.tolist(),
         "metal": ids[flags.fillna(False).to_numpy(dtype=bool)].tolist(),
@@ -202,7 +215,10 @@ def run(
             keep = ~df["material_id"].astype(str).isin(excluded)
             log.info("leaving out %d crystals with isolated atoms (featurize.isolated: drop)", int((~keep).sum()))
             df = df[keep]
-        result: dict[str, Any] = subsets(df, split_cfg["metal_rule"], split_cfg["band_gap_threshold"])
+        needed = bool(split_cfg.get("subsets_needed", True))
+        result: dict[str, Any] = subsets(df, split_cfg["metal_rule"], split_cfg["band_gap_threshold"], needed=needed)
+        if not needed and metal_column(split_cfg["metal_rule"]) not in df.columns:
+            log.info("no %s column and no target asks for a metal / non-metal subset: those subsets are left empty", split_cfg["metal_rule"])
         log.info("subsets: %s", {k: len(v) for k, v in result.items()})
         result["excluded"] = [{"material_id": k, "reason": v} for k, v in sorted(excluded.items())]
     else:

@@ -28,6 +28,7 @@ from tlcgcnn.graphs import GraphSet
 from tlcgcnn.models import ModelConfig, build_model
 from tlcgcnn.normalize import MultiNormalizer, Normalizer
 from tlcgcnn.objectives import Objective
+from tlcgcnn.properties import user_specs
 from tlcgcnn.targets import Target, labels, target_from_spec
 from tlcgcnn.transfer import TransferConfig, apply_transfer, param_groups, pretrained_parameter_names, set_train_mode
 
@@ -343,6 +344,7 @@ def train(
         },
         "history": result.history,
         "meta": meta or {},
+        "property_specs": user_specs([target.property, *(target.properties or [])]),
     }
     save_checkpoint(ckpt, out_checkpoint)
     if resume_path is not None:

@@ -5,8 +5,8 @@ import sys
 
 sys.path.insert(0, os.path.join(snakemake.scriptdir, "..", "..", "src"))  # noqa: F821
 
-from tlcgcnn.runtime import log_to  # noqa: E402
+from tlcgcnn.runtime import script_setup  # noqa: E402
 from tlcgcnn.stats import correlation  # noqa: E402
 
-log_to(snakemake.log[0])  # noqa: F821
+script_setup(snakemake)  # noqa: F821
 correlation(snakemake.input[0], snakemake.output[0])  # noqa: F821

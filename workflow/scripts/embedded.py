@@ -6,9 +6,9 @@ import sys
 sys.path.insert(0, os.path.join(snakemake.scriptdir, "..", "..", "src"))  # noqa: F821
 
 from tlcgcnn.embedded import build  # noqa: E402
-from tlcgcnn.runtime import log_to  # noqa: E402
+from tlcgcnn.runtime import script_setup  # noqa: E402
 
-log_to(snakemake.log[0])  # noqa: F821
+script_setup(snakemake)  # noqa: F821
 s = snakemake.params.settings  # noqa: F821
 build(
     snakemake.input[0],  # noqa: F821

@@ -8,9 +8,9 @@ sys.path.insert(0, os.path.join(snakemake.scriptdir, "..", "..", "src"))  # noqa
 import pandas as pd  # noqa: E402
 
 from tlcgcnn.evaluate import evaluate  # noqa: E402
-from tlcgcnn.runtime import log_to  # noqa: E402
+from tlcgcnn.runtime import script_setup  # noqa: E402
 
-log_to(snakemake.log[0])  # noqa: F821
+script_setup(snakemake)  # noqa: F821
 evaluate(
     snakemake.input.model,  # noqa: F821
     pd.read_parquet(snakemake.input.table),  # noqa: F821

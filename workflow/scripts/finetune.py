@@ -8,9 +8,9 @@ sys.path.insert(0, os.path.join(snakemake.scriptdir, "..", "..", "src"))  # noqa
 
 from tlcgcnn.finetune import finetune_cell  # noqa: E402
 from tlcgcnn.config import resolve  # noqa: E402
-from tlcgcnn.runtime import log_to  # noqa: E402
+from tlcgcnn.runtime import script_setup  # noqa: E402
 
-log_to(snakemake.log[0])  # noqa: F821
+script_setup(snakemake)  # noqa: F821
 inp, params = snakemake.input, snakemake.params  # noqa: F821
 finetune_cell(
     cell=params.cell,

@@ -6,9 +6,9 @@ import sys
 sys.path.insert(0, os.path.join(snakemake.scriptdir, "..", "..", "src"))  # noqa: F821
 
 from tlcgcnn.ingest import IngestOptions, ingest  # noqa: E402
-from tlcgcnn.runtime import log_to  # noqa: E402
+from tlcgcnn.runtime import script_setup  # noqa: E402
 
-log_to(snakemake.log[0])  # noqa: F821
+script_setup(snakemake)  # noqa: F821
 ds = snakemake.params.dataset  # noqa: F821
 ingest(
     snakemake.input[0],  # noqa: F821
@@ -23,6 +23,7 @@ ingest(
         required_properties=snakemake.params.required,  # noqa: F821
         threads=snakemake.threads,  # noqa: F821
         source=ds["source_label"],
+        labels=ds.get("labels"),
         sample=ds["sample"],
     ),
 )

@@ -6,9 +6,9 @@ import sys
 sys.path.insert(0, os.path.join(snakemake.scriptdir, "..", "..", "src"))  # noqa: F821
 
 from tlcgcnn.cards import publish  # noqa: E402
-from tlcgcnn.runtime import log_to  # noqa: E402
+from tlcgcnn.runtime import script_setup  # noqa: E402
 
-log_to(snakemake.log[0])  # noqa: F821
+script_setup(snakemake)  # noqa: F821
 z = snakemake.params.zoo  # noqa: F821
 publish(
     z["model"],
@@ -18,4 +18,6 @@ publish(
     out_dir=snakemake.output[0],  # noqa: F821
     config_name=z["config_name"],
     target_label=z["label"],
+    structures=snakemake.input.structures,  # noqa: F821
+    threads=snakemake.threads,  # noqa: F821
 )

@@ -7,9 +7,9 @@ sys.path.insert(0, os.path.join(snakemake.scriptdir, "..", "..", "src"))  # noqa
 
 from tlcgcnn.config import resolve  # noqa: E402
 from tlcgcnn.pretrain import pretrain  # noqa: E402
-from tlcgcnn.runtime import log_to  # noqa: E402
+from tlcgcnn.runtime import script_setup  # noqa: E402
 
-log_to(snakemake.log[0])  # noqa: F821
+script_setup(snakemake)  # noqa: F821
 pretrain(
     source=snakemake.params.source,  # noqa: F821
     table_path=snakemake.input.table,  # noqa: F821

@@ -7,9 +7,9 @@ sys.path.insert(0, os.path.join(snakemake.scriptdir, "..", "..", "src"))  # noqa
 
 from tlcgcnn.featurize import isolated_ids  # noqa: E402
 from tlcgcnn.split import run  # noqa: E402
-from tlcgcnn.runtime import log_to  # noqa: E402
+from tlcgcnn.runtime import script_setup  # noqa: E402
 
-log_to(snakemake.log[0])  # noqa: F821
+script_setup(snakemake)  # noqa: F821
 run(
     table_path=snakemake.input[0],  # noqa: F821
     out=snakemake.output[0],  # noqa: F821

@@ -5,10 +5,10 @@ import sys
 
 sys.path.insert(0, os.path.join(snakemake.scriptdir, "..", "..", "src"))  # noqa: F821
 
-from tlcgcnn.runtime import log_to  # noqa: E402
+from tlcgcnn.runtime import script_setup  # noqa: E402
 from tlcgcnn.stats import run  # noqa: E402
 
-log_to(snakemake.log[0])  # noqa: F821
+script_setup(snakemake)  # noqa: F821
 run(
     list(snakemake.input),  # noqa: F821
     snakemake.output.metrics,  # noqa: F821
