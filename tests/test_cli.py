@@ -179,7 +179,7 @@ def test_cli_errors_are_one_line_with_status_2(trained, tmp_path, capsys):
     assert "not a tlcgcnn checkpoint" in capsys.readouterr().err
     assert main(["predict", "-m", str(trained["models"][0]), str(tmp_path / "nothing.csv"), "-o", str(tmp_path / "o.csv")]) == 2
     assert "input does not exist" in capsys.readouterr().err
-    (tmp_path / "nostruct.csv").write_text("material_id,poscar\nx,?\n")
+    (tmp_path / "nostruct.csv").write_text("material_id,crystal\nx,?\n")
     assert main(["predict", "-m", str(trained["models"][0]), str(tmp_path / "nostruct.csv"), "-o", str(tmp_path / "o.csv")]) == 2
     assert "no structure column" in capsys.readouterr().err
 

@@ -46,6 +46,7 @@ DISTRIBUTIONS: dict[str, tuple[set[str], set[str]]] = {
     "seaborn": ({"seaborn-base", "seaborn"}, {"seaborn"}),
     "pymatgen": ({"pymatgen"}, {"pymatgen"}),
     "gemmi": ({"gemmi"}, {"gemmi"}),
+    "ase": ({"ase"}, {"ase"}),
     "tqdm": ({"tqdm"}, {"tqdm"}),
     "requests": ({"requests"}, {"requests"}),
     "yaml": ({"pyyaml"}, {"pyyaml"}),

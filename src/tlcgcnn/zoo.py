@@ -46,7 +46,9 @@ def zoo_dirs() -> list[Path]:
         if not p.is_dir():
             raise ZooError(f"{ENV_VAR}={env}: not a folder (it should name a folder of published models)")
         out.append(p)
-    for p in (Path(tlcgcnn.__file__).resolve().parent / "_zoo", Path(__file__).resolve().parents[2] / "resources" / "pretrained"):
+    package_copy = Path(tlcgcnn.__file__).resolve().parent / "_zoo"
+    repository = Path(__file__).resolve().parents[2] / "resources" / "pretrained"
+    for p in (package_copy, repository):
         if p.is_dir() and all(p.resolve() != q.resolve() for q in out):
             out.append(p)
     return out
@@ -124,7 +126,9 @@ class ZooModel:
     def coverage(self) -> dict[str, float]:
         """Measured test coverage of the 90 % interval, per property (empty: no calibration)."""
         test = (self.calibration or {}).get("test") or {}
-        return {p: float(v["coverage"]) for p, v in test.items() if isinstance(v, Mapping) and v.get("coverage") is not None}
+        return {
+            p: float(v["coverage"]) for p, v in test.items() if isinstance(v, Mapping) and v.get("coverage") is not None
+        }
 
     @classmethod
     def from_folder(cls, folder: Path) -> ZooModel:
@@ -202,10 +206,8 @@ def resolve(spec: str | Path) -> list[Path]:
     folder (``model_s*.pt``) or a fine-tuning cell folder (``runs/s*/model.pt``, e.g.
     ``results/<run>/finetune/<target>/n<size>/<mode>``), sorted by seed."""
     p = Path(spec).expanduser()
-    if p.is_file():
-        if p.suffix == ".pt":
-            return [p]
-        raise ZooError(f"{spec}: not a model name, checkpoint file (.pt) or model folder; known names: {_known()}")
+    if p.is_file():  # any file: the checkpoint loader says what is wrong with one that is not a checkpoint
+        return [p]
     if p.is_dir():
         files = _seed_files(p)
         if files:
@@ -240,7 +242,8 @@ def _row(m: ZooModel) -> list[str]:
     outs = m.outputs
     if outs:
         predicts = ", ".join(
-            o["output"] if o.get("unit") != o.get("property_unit") else f"{o['property']} [{o.get('unit')}]" for o in outs
+            o["output"] if o.get("unit") != o.get("property_unit") else f"{o['property']} [{o.get('unit')}]"
+            for o in outs
         )
         out_units = [o["unit"] if o.get("unit") == o.get("property_unit") else "log10" for o in outs]
     else:
