@@ -37,9 +37,9 @@ lint: $(STAMP)
 clean-results:
 	rm -rf results/
 
-# the README's results table from the published folders (tlcgcnn.report)
+# the claims table of docs/results.md from the published folders (tlcgcnn.report)
 results-readme: $(STAMP)
-	$(PY) -m tlcgcnn.report readme $(if $(NAME),$(RESULTS_DIR)/$(NAME),$(patsubst %/summary.md,%,$(wildcard $(RESULTS_DIR)/*/summary.md))) README.md
+	$(PY) -m tlcgcnn.report readme $(if $(NAME),$(RESULTS_DIR)/$(NAME),$(patsubst %/summary.md,%,$(wildcard $(RESULTS_DIR)/*/summary.md))) docs/results.md
 
 # carry an unfinished run to another machine or session (tlcgcnn.snapshot): save writes
 # resources/snapshots/<name>.tar.xz (stop the run first); restore unpacks it into a clean

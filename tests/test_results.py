@@ -459,18 +459,18 @@ def test_published_files_are_asked_for_not_part_of_all():
 def test_readme_results_table_is_the_committed_csvs():
     """Every row of README.md's results table is a claim of a committed claims.csv, with the
     numbers it gives; no claim of a folder the README shows is left out."""
-    assert report.check_readme(ROOT / "README.md") == []
+    assert report.check_readme(ROOT / "docs" / "results.md") == []
 
 
 def test_committed_results_are_complete_and_shown_in_the_readme():
     if not PUBLISHED:
         pytest.skip("no docs/results/<name>/summary.md committed yet (publish a run: docs/paper-study.md, 'Published results')")
-    shown = set(report.readme_folders(ROOT / "README.md"))
+    shown = set(report.readme_folders(ROOT / "docs" / "results.md"))
     problems = []
     for folder in PUBLISHED:
         problems += report.check_published(folder)
         if folder.resolve() not in shown:
-            problems.append(f"{folder} is published but README.md's results table does not show it (make results-readme)")
+            problems.append(f"{folder} is published but docs/results.md's claims table does not show it (make results-readme)")
     assert not problems, "\n".join(problems)
 
 

@@ -994,13 +994,16 @@ def check_published(folder: str | Path) -> list[str]:
     return problems
 
 
+RESULTS_PAGE = "docs/results.md"  # the page whose claims table `readme` writes and `check` checks
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tlcgcnn.report", description="The README's results table from published results folders.")
+    parser = argparse.ArgumentParser(prog="python -m tlcgcnn.report", description="The results page's claims table (docs/results.md) from published results folders.")
     sub = parser.add_subparsers(dest="command", required=True)
-    rd = sub.add_parser("readme", help="rewrite the block between the README's results markers")
-    rd.add_argument("paths", nargs="+", metavar="PATH", help="published folders (docs/results/<name>), then the README file last")
-    ck = sub.add_parser("check", help="check the README's results table and the folders it shows against their CSVs")
-    ck.add_argument("readme", nargs="?", default="README.md")
+    rd = sub.add_parser("readme", help="rewrite the block between the results page's markers")
+    rd.add_argument("paths", nargs="+", metavar="PATH", help="published folders (docs/results/<name>), then the results page (docs/results.md) last")
+    ck = sub.add_parser("check", help="check the results page's claims table and the folders it shows against their CSVs")
+    ck.add_argument("readme", nargs="?", default=RESULTS_PAGE)
     args = parser.parse_args(argv)
     try:
         if args.command == "readme":
