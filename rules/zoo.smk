@@ -1,6 +1,8 @@
 # The model zoo: each `zoo.models` entry (a pretraining source, or the seeds of one
 # fine-tuning cell) is published to <zoo.dir>/<name>/ with its checkpoints, model card and
-# parity figure (tlcgcnn.cards). Configs without zoo.models request nothing from here.
+# parity figure (tlcgcnn.cards). The structure table gives the card its calibrated 90 %
+# intervals (fitted on the checkpoints' validation crystals, coverage measured on their test
+# crystals). Configs without zoo.models request nothing from here.
 ZOO_DIR = CFG.zoo.dir
 
 
@@ -11,6 +13,7 @@ wildcard_constraints:
 rule model_card:
     input:
         unpack(zoo_inputs),
+        structures=f"{R}/data/structures.parquet",
     output:
         directory(f"{ZOO_DIR}/{{zoo_model}}"),
     log:

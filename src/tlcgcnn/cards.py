@@ -11,6 +11,14 @@ pretraining source, or the seeds of one fine-tuning cell) and writes its folder:
 
 For ``mode: best`` the cell is chosen among several modes by the mean of the seeds' best
 *validation* scores (never by the test set); the card lists the comparison.
+
+:func:`calibrate` fits the model's 90 % prediction intervals (:mod:`tlcgcnn.calibration`)
+on its validation crystals, measures their coverage on its test crystals and writes both
+into the card (``card["calibration"]`` and an "Uncertainty" section of ``card.md``).
+:func:`publish` calls it when given the run's structure table; published models are
+(re)calibrated from a structure source with::
+
+    python -m tlcgcnn.cards calibrate resources/pretrained/<name> --data mp2018_36737.csv.gz
 """
 
 from __future__ import annotations
@@ -24,12 +32,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tlcgcnn import io
+from tlcgcnn import calibration, io
 from tlcgcnn.metrics import regression_metrics
 from tlcgcnn.properties import PROPERTIES, units_of
 
 log = logging.getLogger(__name__)
 
+# the order of a CGCNN's options in card.md (card.json sorts its keys; a card re-rendered from it keeps this order)
+CONFIG_ORDER = (
+    "kind", "atom_fea_len", "n_conv", "h_fea_len", "n_h", "radius", "gaussian_step", "n_out", "orig_atom_fea_len",
+)
+# the data licence and citations a card states (card.json: data.licence)
+DATA_LICENCE = (
+    "Materials Project data, CC-BY 4.0 (cite A. Jain et al., APL Materials 1, 011002 (2013) and "
+    "T. Xie and J. C. Grossman, PRL 120, 145301 (2018); see resources/mp2018/README.md)"
+)
 CARD_METRICS = ("mae", "rmse", "r2", "pearson_r", "spearman_rho", "mae_original_units", "roc_auc", "accuracy", "n_test")
 
 
@@ -116,13 +133,17 @@ def publish(
     out_dir: str | Path,
     config_name: str,
     target_label: str | None = None,
+    structures: str | Path | None = None,
+    threads: int = 1,
 ) -> dict[str, Any]:
     """Write the folder of one published model (see the module docstring).
 
     ``model`` is :meth:`tlcgcnn.config.Config.zoo_model`'s answer; ``metrics`` and
     ``predictions`` map each candidate (the pretraining source's name, or each mode) to its
     ``metrics.json`` / ``predictions.parquet``; ``ingest_summary`` is the run's
-    ``ingest_summary.json`` (the raw input file and its sha256)."""
+    ``ingest_summary.json`` (the raw input file and its sha256). With ``structures`` (the
+    run's canonical ``structures.parquet``) the card carries the calibrated 90 % intervals
+    (:func:`fit_calibration`); without, it has none."""
     from tlcgcnn.checkpoint import describe_checkpoint
 
     out = Path(out_dir)
@@ -180,6 +201,7 @@ def publish(
             "rows_in": summary.get("rows_in"),
             "rows_kept": summary.get("rows_kept"),
             "structures_sha256": first["training_data"]["data_sha256"],
+            "licence": DATA_LICENCE,
         },
         "training": [
             {
@@ -207,6 +229,13 @@ def publish(
         "code": {**first["code"], "config_name": config_name, "torch_version": first["torch_version"]},
         "source_metrics": {"stage": first_ckpt_meta.get("stage"), "mode": first_ckpt_meta.get("mode")},
     }
+    if structures is not None:
+        files_out = [out / f for f in files]
+        section = fit_calibration(files_out, read_structures(structures, needed_ids(files_out)), threads=threads)
+        if section is not None:
+            section["data"] = {"structures": Path(structures).name}
+            section["data"].update({k: card["data"][k] for k in ("input", "input_sha256")})
+            card["calibration"] = section
     parity(ens, target["outputs"], f"{model['name']}: {card['label']} (fixed test set)", out / "parity.png")
     io.write_json(out / "card.json", card)
     io.write_text(out / "card.md", markdown(card, out))
@@ -220,6 +249,11 @@ def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
     return str(v)
+
+
+def _in_order(by_prop: Mapping[str, Any], order: list[str]) -> list[tuple[str, Any]]:
+    """Items of a per-property mapping in the target's order (card.json sorts its keys)."""
+    return sorted(by_prop.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order))
 
 
 def markdown(card: Mapping[str, Any], folder: str | Path) -> str:
@@ -242,7 +276,8 @@ def markdown(card: Mapping[str, Any], folder: str | Path) -> str:
         headline += f"; the mean of the seeds' predictions: MAE {_fmt(ens['mae'])}"
     per_prop = ""
     if test.get("per_property"):
-        per_prop = "\n\nPer property (seed 0): " + "; ".join(f"`{p}` MAE {_fmt(m.get('mae'))}" for p, m in test["per_property"].items())
+        ordered = _in_order(test["per_property"], t["properties"])
+        per_prop = "\n\nPer property (seed 0): " + "; ".join(f"`{p}` MAE {_fmt(m.get('mae'))}" for p, m in ordered)
     units_note = ""
     if "mae_original_units" in keys:
         units_note = f"\nmae_original_units: the MAE after undoing the log10, in {t['outputs'][0]['property_unit']}.\n"
@@ -255,7 +290,9 @@ def markdown(card: Mapping[str, Any], folder: str | Path) -> str:
         x = card["transfer"]
         transfer = f"fine-tuned from the pretraining source `{x.get('pretrained')}` (freeze {x.get('freeze')}, reinit {x.get('reinit')})"
     models = " ".join(f"--model {folder}/{f}" for f in card["files"])
-    cfg = ", ".join(f"{k}={v}" for k, v in card["model"]["config"].items())
+    mc = card["model"]["config"]
+    order = [*(k for k in CONFIG_ORDER if k in mc), *(k for k in mc if k not in CONFIG_ORDER)]
+    cfg = ", ".join(f"{k}={mc[k]}" for k in order)
     return f"""# {card['name']}: {card['label']}
 
 {headline} on the fixed test set ({test['n_test']:,} materials, held out from training and validation).
@@ -270,7 +307,7 @@ Task {t['task']}; materials: {t['subset']}. Mode: {card.get('mode') or 'pretrain
 
 - input: `{d['input']}` ({_fmt(d['rows_in'])} rows, {_fmt(d['rows_kept'])} kept by ingest), sha256 `{d['input_sha256']}`
 - canonical structure table sha256 `{d['structures_sha256']}`
-- Materials Project data, CC-BY 4.0 (cite A. Jain et al., APL Materials 1, 011002 (2013) and T. Xie and J. C. Grossman, PRL 120, 145301 (2018); see resources/mp2018/README.md)
+- {d.get('licence') or DATA_LICENCE}
 
 ## Training
 
@@ -287,7 +324,7 @@ Validation score: {tr[0]['best_val_score_is']}.{compared}
 {test_rows}{per_prop}
 {units_note}
 ![parity](parity.png)
-
+{uncertainty_markdown(card)}
 ## Model and code
 
 - {cfg}; {card['model']['n_params']:,} parameters
@@ -315,3 +352,372 @@ finetune:
 
 The graphs must be built with the featurization above (the pipeline checks it).
 """
+
+
+# --------------------------------------------------------------------------- calibration
+
+CALIBRATION_NOTE = (
+    "outside data may be covered less: the interval is calibrated on crystals like the training data (not "
+    "another chemistry, structure type or database), and early stopping on the same validation set makes it "
+    "slightly optimistic"
+)
+
+
+def _predict_module() -> Any:
+    """:mod:`tlcgcnn.predict`, imported by name. The model_card rule runs only its model loading,
+    graph building and forward pass (numpy, scipy, torch: envs/cards.yaml); the module's top level
+    also binds the structure parsers of :mod:`tlcgcnn.ingest` (gemmi, pymatgen), which the static
+    import check of tests/test_envs.py would charge to the rule although it never calls them (its
+    run-time check imports the module without them)."""
+    import importlib
+
+    return importlib.import_module("tlcgcnn.predict")
+
+
+def _load(files: list[Path]) -> list[Any]:
+    return _predict_module().load_models(files)
+
+
+def needed_ids(files: list[Path]) -> set[str]:
+    """The validation and test ids of the checkpoints (what a calibration predicts)."""
+    from tlcgcnn.checkpoint import load_checkpoint
+
+    ids: set[str] = set()
+    for f in files:
+        split = load_checkpoint(f).get("split") or {}
+        ids |= {str(i) for i in split.get("val", [])} | {str(i) for i in split.get("test", [])}
+    return ids
+
+
+def read_structures(path: str | Path, ids: set[str] | None = None) -> pd.DataFrame:
+    """Rows of a canonical structure table (``structures.parquet``), only ``ids`` if given."""
+    filters = [("material_id", "in", sorted(ids))] if ids else None
+    try:
+        return pd.read_parquet(path, filters=filters)
+    except (OSError, ValueError) as exc:
+        raise CardError(f"{path}: cannot read the structure table ({exc})") from None
+
+
+def _splits(models: list[Any]) -> tuple[list[list[str]], list[str], bool]:
+    """(each seed's validation ids, the common test ids, whether the seeds share one validation
+    set); the seeds' test sets must be the same crystals."""
+    vals, tests = [], []
+    for lm in models:
+        split = lm.ckpt.get("split") or {}
+        if not split.get("val") or not split.get("test"):
+            raise CardError(f"{lm.path}: the checkpoint records no validation or test ids; it cannot be calibrated")
+        vals.append([str(i) for i in split["val"]])
+        tests.append([str(i) for i in split["test"]])
+    for lm, t in zip(models[1:], tests[1:], strict=True):
+        if set(t) != set(tests[0]):
+            raise CardError(
+                f"{lm.path}: its test set ({len(t)} crystals) is not the test set of {models[0].path} "
+                f"({len(tests[0])}); seeds of one model must share their test set"
+            )
+    shared = all(set(v) == set(vals[0]) for v in vals[1:])
+    return vals, tests[0], shared
+
+
+def _rows(structures: pd.DataFrame, ids: list[str], what: str, where: Path) -> pd.DataFrame:
+    """The rows of ``ids`` in that order; :class:`CardError` naming the model folder if any is missing."""
+    by_id = structures.assign(material_id=structures["material_id"].astype(str)).drop_duplicates("material_id")
+    by_id = by_id.set_index("material_id", drop=False)
+    missing = [i for i in ids if i not in by_id.index]
+    if missing:
+        raise CardError(
+            f"{where}: the structure table lacks {len(missing)} of the {len(ids)} {what} crystals "
+            f"(e.g. {', '.join(missing[:3])}); "
+            "give the table the model was trained on"
+        )
+    return by_id.loc[ids].reset_index(drop=True)
+
+
+def _predict(models: list[Any], rows: pd.DataFrame, threads: int, device: str) -> pd.DataFrame:
+    pm = _predict_module()
+    graphs = pm.build_graphs(rows, models[0].params, threads=threads, progress=False)
+    return pm.predict_frame(models, graphs, device=device, progress=False)
+
+
+def _labels(rows: pd.DataFrame, target: Any, what: str, where: Path) -> np.ndarray:
+    """Labels in the model's output space (log10 for a log10 target), [n, properties]."""
+    from tlcgcnn.targets import labels
+
+    props = list(target.properties) if target.task == "multitask" and target.properties else [target.property]
+    absent = [p for p in props if p not in rows.columns]
+    if absent:
+        raise CardError(
+            f"{where}: the structure table has no column {absent} of the model's target; "
+            "give the table it was trained on"
+        )
+    try:
+        y = labels(rows, rows["material_id"].astype(str).tolist(), target)
+    except ValueError as exc:
+        raise CardError(f"{where}: {what} labels: {exc}") from None
+    return np.asarray(y, dtype=np.float64).reshape(len(rows), -1)
+
+
+def fit_calibration(
+    files: list[Path],
+    structures: pd.DataFrame,
+    *,
+    level: float = calibration.LEVEL,
+    threads: int = 1,
+    device: str = "cpu",
+) -> dict[str, Any] | None:
+    """The ``calibration`` section of a card for the seeds ``files`` (None for a classifier).
+
+    The checkpoints' own split ids say which crystals are validation and test; their
+    structures and labels come from ``structures`` (the canonical table the model was trained
+    on). Predictions are in the model's output space (``log10_<property>`` for a log10
+    target), the ensemble's mean (and std) over the seeds as :func:`tlcgcnn.predict.predict_frame`
+    computes them.
+
+    Validation set of an ensemble: where every seed was validated on the same crystals (and
+    none trained on them) the ensemble's mean and std there are honest, and the scaled method is
+    fitted. The pipeline's fine-tuning cells instead draw each seed's validation set from the
+    pool with the seed (mp2018-log_kvrh: 171 per seed, 1 crystal common to all three; the other
+    seeds trained on the rest), so the crystals common to all seeds' validation sets are far
+    too few and an ensemble prediction on any other validation crystal has seen its label.
+    There each seed's model predicts its own validation set and the residuals of all seeds are
+    pooled (n = seeds × validation size); no honest spread exists, so the binned (or absolute)
+    method is fitted and applied to the ensemble mean, which is at least as accurate as one seed.
+    Coverage is measured on the test crystals, which every seed held out."""
+    where = Path(files[0]).parent
+    models = _load(files)
+    target = models[0].target
+    if target.task == "classification":
+        return None
+    vals, test_ids, shared = _splits(models)
+    props = list(target.properties) if target.task == "multitask" and target.properties else [target.property]
+    cols = [p if target.transform == "none" else f"{target.transform}_{p}" for p in props]
+    k = len(models)
+    if shared or k == 1:
+        rows = _rows(structures, vals[0], "validation", where)
+        pf = _predict(models, rows, threads, device)
+        y_val = _labels(rows, target, "validation", where)
+        m_val = np.column_stack([pf[c].to_numpy(float) for c in cols])
+        s_val = np.column_stack([pf[f"{c}_std"].to_numpy(float) for c in cols]) if k >= 2 else None
+        shared_text = "the seeds' mean prediction on their shared validation set"
+        scores = shared_text if k >= 2 else "the model on its validation set"
+        n_crystals = len(rows)
+    else:
+        ys, ms = [], []
+        for lm, ids in zip(models, vals, strict=True):
+            rows = _rows(structures, ids, f"validation ({Path(lm.path).name})", where)
+            pf = _predict([lm], rows, threads, device)
+            ys.append(_labels(rows, target, "validation", where))
+            ms.append(np.column_stack([pf[c].to_numpy(float) for c in cols]))
+        y_val, m_val, s_val = np.vstack(ys), np.vstack(ms), None
+        scores = "each seed's model on its own validation set, pooled (the seeds were validated on different crystals)"
+        n_crystals = len(set().union(*map(set, vals)))
+    rows = _rows(structures, test_ids, "test", where)
+    pf = _predict(models, rows, threads, device)
+    y_test = _labels(rows, target, "test", where)
+    outputs, test = {}, {}
+    for j, (p, c) in enumerate(zip(props, cols, strict=True)):
+        cal = calibration.fit(y_val[:, j], m_val[:, j], None if s_val is None else s_val[:, j], level=level)
+        mean = pf[c].to_numpy(float)
+        std = pf[f"{c}_std"].to_numpy(float) if f"{c}_std" in pf.columns else None
+        ok = np.isfinite(y_test[:, j])
+        width = cal.half_width(mean[ok], None if std is None else std[ok])
+        outputs[p] = cal.to_dict()
+        test[p] = {
+            "n": int(ok.sum()),
+            "coverage": calibration.coverage(cal, y_test[:, j], mean, std),
+            "mean_half_width": float(np.mean(width)) if len(width) else None,
+        }
+        log.info("%s: %s 90 %% interval, q %.4g on %d validation scores; test coverage %.3f (n %d)",
+                 where.name, cal.method, cal.q, cal.n_val, test[p]["coverage"], test[p]["n"])
+    return {
+        "level": level,
+        "space": {p: c for p, c in zip(props, cols, strict=True)},
+        "outputs": outputs,
+        "validation": {"n": outputs[props[0]]["n_val"], "crystals": n_crystals, "seeds": k, "scores": scores},
+        "test": test,
+        "note": CALIBRATION_NOTE,
+    }
+
+
+def _display_folder(folder: Path) -> str:
+    """The folder as card.md names it: relative to the working directory where it lies below it."""
+    try:
+        return folder.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return folder.as_posix()
+
+
+def calibrate(
+    folder: str | Path,
+    structures_table: str | Path | pd.DataFrame,
+    *,
+    threads: int = 1,
+    device: str = "cpu",
+    data: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """(Re)calibrate the published model in ``folder``: fit its 90 % intervals on its
+    validation crystals, measure their coverage on its test crystals (:func:`fit_calibration`)
+    and write them into its ``card.json`` and ``card.md``. ``structures_table``: the canonical
+    table (a DataFrame, or a ``structures.parquet`` path) holding those crystals and their
+    labels; ``data``: where it came from, recorded in the card. Returns the card's
+    ``calibration`` section (empty for a classifier, whose card gets none)."""
+    out = Path(folder)
+    card_path = out / "card.json"
+    if not card_path.is_file():
+        raise CardError(f"{out}: no card.json (not a published model folder)")
+    card = io.read_json(card_path)
+    files = [out / f for f in card.get("files") or []]
+    if not files or not all(f.is_file() for f in files):
+        raise CardError(f"{card_path}: lists checkpoints {card.get('files')} that are not all in {out}")
+    if isinstance(structures_table, pd.DataFrame):
+        structures, source = structures_table, {}
+    else:
+        structures = read_structures(structures_table, needed_ids(files))
+        source = {"structures": Path(structures_table).name}
+    section = fit_calibration(files, structures, threads=threads, device=device)
+    if section is None:
+        card.pop("calibration", None)
+    else:
+        section["data"] = {**source, **(data or {})}
+        card["calibration"] = section
+    io.write_json(card_path, card)
+    io.write_text(out / "card.md", markdown(card, _display_folder(out)))
+    return section or {}
+
+
+def _half_widths(c: Mapping[str, Any], unit: str) -> str:
+    """A calibration's half-width in words."""
+    if c["method"] == "binned":
+        qs = [q for q in c.get("bin_q") or [] if q is not None]
+        return f"{_fmt(min(qs))}–{_fmt(max(qs))} {unit} by predicted value" if qs else "unbounded"
+    if c["method"] == "scaled":
+        return f"{_fmt(c['q'])} × (the seeds' std + {_fmt(c['s0'])} {unit})"
+    return f"{_fmt(c['q'])} {unit}" if c["q"] is not None else "unbounded"
+
+
+def _method_text(c: Mapping[str, Any]) -> str:
+    if c["method"] == "binned":
+        return (
+            f"split-conformal per bin of the predicted value ({len(c.get('bin_q') or [])} bins cut at the validation "
+            "predictions' quantiles; Mondrian), so that a set with more large (or small) predicted values than the "
+            "validation set is covered as well"
+        )
+    if c["method"] == "scaled":
+        return "split-conformal, the half-width proportional to the seeds' spread plus the median validation spread"
+    return "split-conformal, one half-width for every prediction"
+
+
+def uncertainty_markdown(card: Mapping[str, Any]) -> str:
+    """The "Uncertainty" section of card.md ("" for a card without calibration)."""
+    cal = card.get("calibration")
+    if not cal:
+        return ""
+    t = card["predicts"]
+    outs = {o["property"]: o for o in t["outputs"]}
+    v = cal["validation"]
+    level = round(100 * cal["level"])
+    fitted = f"{v['crystals']:,} validation crystals"
+    if v["n"] != v["crystals"] or v["seeds"] > 1:
+        fitted += f" ({v['n']:,} residuals of {v['seeds']} seeds)"
+    lines = []
+    for p, test in _in_order(cal["test"], t["properties"]):
+        o, c = outs.get(p, {"output": p, "unit": ""}), cal["outputs"][p]
+        lines.append(
+            f"- `{o['output']}`: {level} % interval, coverage on the {test['n']:,} test crystals: "
+            f"{100 * test['coverage']:.1f} %; fitted on {fitted}; half-width {_half_widths(c, o['unit'])} "
+            f"(mean {_fmt(test.get('mean_half_width'))} on test)"
+        )
+    how = "; ".join(sorted({_method_text(c) for c in cal["outputs"].values()}))
+    back = ""
+    if t.get("transform", "none") != "none":
+        unit = t["outputs"][0]["property_unit"]
+        back = f" The interval is fitted in {t['transform']} units; its bounds convert back to {unit}."
+    return f"""
+## Uncertainty
+
+{chr(10).join(lines)}
+
+Method: {how}. Validation residuals: {v['scores']}.{back}
+Outside data may be covered less: crystals unlike the training data (another chemistry, structure
+type or database), and early stopping on the same validation set makes its residuals slightly optimistic.
+`tlcgcnn.load_model("{card['name']}").predict(...)` adds the bounds as `<column>_lo{level}`, `<column>_hi{level}`.
+"""
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def _structures_from(path: Path, ids: set[str], threads: int) -> pd.DataFrame:
+    """The crystals ``ids`` of a structure source: a canonical ``structures.parquet``, or a raw
+    table / CIF folder that is ingested (only its rows with those ids are parsed)."""
+    import importlib
+
+    # Imported by name: the model_card rule, whose env (envs/cards.yaml) has no structure parsers,
+    # imports this module but never runs this command; tests/test_envs.py follows static imports
+    # from the module's top level, which calls main() under ``__main__``.
+    ingest = importlib.import_module("tlcgcnn.ingest")
+    if path.suffix in (".parquet", ".pq"):
+        import pyarrow.parquet as pq
+
+        if {"lattice", "frac_coords", "atomic_numbers"} <= set(pq.read_schema(path).names):
+            return read_structures(path, ids)
+    raw = ingest.read_input(path)
+    id_col = ingest.pick_column(raw.columns, None, ingest.ID_COLUMNS, "id", str(path))
+    keep = raw[id_col].astype("string").str.strip().isin(ids).fillna(False).to_numpy(bool)
+    if not keep.any():
+        raise CardError(f"{path}: none of the model's {len(ids)} validation and test crystals is in it")
+    options = ingest.IngestOptions(threads=threads)
+    structures, _, summary = ingest.ingest_frame(raw[keep], options, path=str(path), progress=False)
+    log.info("%s: %d of %d rows needed, %d kept by ingest", path, int(keep.sum()), len(raw), summary["rows_kept"])
+    return structures
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tlcgcnn.cards calibrate FOLDER... --data PATH``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m tlcgcnn.cards", description="Model cards of published models.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    c = sub.add_parser(
+        "calibrate",
+        help="fit the 90 %% intervals of published models on their validation crystals and write them into their cards",
+    )
+    c.add_argument("folders", nargs="+", type=Path, help="published model folders (card.json, model_s<seed>.pt)")
+    c.add_argument(
+        "--data", required=True, type=Path,
+        help="the structures the models were trained on: the raw table (mp2018_36737.csv.gz) or structures.parquet",
+    )
+    c.add_argument("--threads", type=int, default=2)
+    c.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    import torch
+
+    torch.set_num_threads(max(1, args.threads))
+    if not args.data.exists():
+        parser.error(f"--data {args.data}: no such file or folder")
+    sha = io.sha256_file(args.data) if args.data.is_file() else None
+    for folder in args.folders:
+        card_path = folder / "card.json"
+        if not card_path.is_file():
+            parser.error(f"{folder}: no card.json (not a published model folder)")
+        card = io.read_json(card_path)
+        files = [folder / f for f in card.get("files") or []]
+        expected = (card.get("data") or {}).get("input_sha256")
+        if sha and expected and sha != expected:
+            log.warning("%s: sha256 %s differs from the card's training input %s", args.data, sha, expected)
+        structures = _structures_from(args.data, needed_ids(files), args.threads)
+        data = {"input": args.data.name, "input_sha256": sha, "matches_training_input": bool(sha and sha == expected)}
+        section = calibrate(folder, structures, threads=args.threads, device=args.device, data=data)
+        for p, t in (section.get("test") or {}).items():
+            m = section["outputs"][p]
+            print(
+                f"{folder.name} {p}: {m['method']}, validation n {m['n_val']}, test n {t['n']}, "
+                f"coverage {100 * t['coverage']:.1f} %"
+            )
+        if not section:
+            print(f"{folder.name}: a classifier; no interval calibration")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

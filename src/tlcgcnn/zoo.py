@@ -202,9 +202,11 @@ def get(name: str) -> ZooModel:
 
 
 def resolve(spec: str | Path) -> list[Path]:
-    """The checkpoint files of a model specification: a zoo name; a ``.pt`` file; a zoo
-    folder (``model_s*.pt``) or a fine-tuning cell folder (``runs/s*/model.pt``, e.g.
-    ``results/<run>/finetune/<target>/n<size>/<mode>``), sorted by seed."""
+    """The checkpoint files of a model specification: a zoo name; a checkpoint file (any
+    existing file is passed on as it is: the checkpoint loader says what is wrong with one that
+    is not a checkpoint); a zoo folder (``model_s*.pt``) or a fine-tuning cell folder
+    (``runs/s*/model.pt``, e.g. ``results/<run>/finetune/<target>/n<size>/<mode>``), sorted by
+    seed. Anything else raises :class:`ZooError` listing the known names."""
     p = Path(spec).expanduser()
     if p.is_file():  # any file: the checkpoint loader says what is wrong with one that is not a checkpoint
         return [p]
@@ -245,15 +247,15 @@ def _row(m: ZooModel) -> list[str]:
             o["output"] if o.get("unit") != o.get("property_unit") else f"{o['property']} [{o.get('unit')}]"
             for o in outs
         )
-        out_units = [o["unit"] if o.get("unit") == o.get("property_unit") else "log10" for o in outs]
+        out_units = [str(o.get("unit") or "") for o in outs]
     else:
         predicts, out_units = m.predicts, [""] * len(m.properties)
     per_prop = m.test_metrics if m.task == "multitask" else {}
     if per_prop and all(isinstance(per_prop.get(p), Mapping) for p in m.properties):
-        mae = " / ".join(_g(per_prop[p].get("mae")) for p in m.properties)
-        mae_unit = " / ".join(out_units) if len(set(out_units)) > 1 else out_units[0]
+        pairs = zip(m.properties, out_units, strict=False)
+        mae = " / ".join(f"{_g(per_prop[p].get('mae'))} {u}".strip() for p, u in pairs)
     else:
-        mae, mae_unit = _g(m.test_mae), out_units[0] if out_units else ""
+        mae = f"{_g(m.test_mae)} {out_units[0] if out_units else ''}".strip()
     cov = m.coverage()
     test_n = [((m.calibration or {}).get("test") or {}).get(p, {}).get("n") for p in m.properties]
     if cov:
@@ -266,7 +268,7 @@ def _row(m: ZooModel) -> list[str]:
         m.name,
         predicts,
         f"{m.train_size:,}" if m.train_size is not None else "–",
-        f"{mae} {mae_unit}".strip(),
+        mae,
         str(m.seeds),
         coverage,
     ]
