@@ -10,7 +10,7 @@ NAME ?=
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test venv dry-run lint clean-results results-readme snapshot restore resume progress
+.PHONY: run test venv dry-run lint clean-results results-readme progress
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,22 +40,6 @@ clean-results:
 # the claims table of docs/results.md from the published folders (tlcgcnn.report)
 results-readme: $(STAMP)
 	$(PY) -m tlcgcnn.report readme $(if $(NAME),$(RESULTS_DIR)/$(NAME),$(patsubst %/summary.md,%,$(wildcard $(RESULTS_DIR)/*/summary.md))) docs/results.md
-
-# carry an unfinished run to another machine or session (tlcgcnn.snapshot): save writes
-# resources/snapshots/<name>.tar.xz (stop the run first); restore unpacks it into a clean
-# checkout and rebuilds data/, graphs/, splits/ so that Snakemake resumes where the run stopped
-snapshot: $(STAMP)
-	$(PY) -m tlcgcnn.snapshot save --configfile $(CONFIG)
-
-# RESTORE_FLAGS=--trust-regenerated: the rebuilt data/ and graphs/ differ from the snapshot's
-# only because this machine's CPU rounds floats differently (see the README)
-RESTORE_FLAGS ?=
-restore: $(STAMP)
-	$(PY) -m tlcgcnn.snapshot restore --configfile $(CONFIG) --cores $(CORES) $(RESTORE_FLAGS)
-
-# restore if results/<name> is empty, run Snakemake, save a live snapshot every 30 min and at the end
-resume: $(STAMP)
-	$(PY) -m tlcgcnn.snapshot run --configfile $(CONFIG) --cores $(CORES) $(RESTORE_FLAGS) -- --keep-going
 
 # how far an unfinished run is: cells, job time left, interim claims (tlcgcnn.progress; reads only)
 progress: $(STAMP)

@@ -67,7 +67,8 @@ def ingest_input():
     src = CFG.dataset.source
     if src != "local":
         return f"{R}/raw/{src}.parquet"
-    return [ancient(CFG.dataset.path)] + ([ancient(CFG.dataset.labels)] if CFG.dataset.labels else [])
+    files = [CFG.dataset.path, *([CFG.dataset.labels] if CFG.dataset.labels else [])]
+    return [ancient(f) for f in files]
 
 
 def local_data_sha256():
@@ -76,10 +77,10 @@ def local_data_sha256():
     or an input that does not exist (the ingest job then says so)."""
     if CFG.dataset.source != "local" or not os.path.exists(CFG.dataset.path):
         return None
-    digest = tlinputs.input_sha256(CFG.dataset.path)
+    digests = [tlinputs.input_sha256(CFG.dataset.path)]
     if CFG.dataset.labels and os.path.isfile(CFG.dataset.labels):
-        digest += "+" + tlio.sha256_file(CFG.dataset.labels)
-    return digest
+        digests.append(tlio.sha256_file(CFG.dataset.labels))
+    return ",".join(digests)
 
 
 def finetune_dir(target="{target}", size="{size}", mode="{mode}"):

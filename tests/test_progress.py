@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -26,14 +25,12 @@ def _cfg() -> C.Config:
     return C.load(raw)
 
 
-def _cell(results: Path, target: str, mode: str, errors: np.ndarray, seconds: float | None, devices: list[str] | None = None, size: int = 50,
-          hardware: str | None = None) -> None:
-    devices = devices or ["cpu"] * len(errors)
+def _cell(results: Path, target: str, mode: str, errors: np.ndarray, seconds: float | None, size: int = 50, hardware: str | None = None) -> None:
     records = [{"target": target, "size": size, "mode": mode, "seed": s, "error": float(e), "mae": float(e), "task": "regression",
                 "family": "scratch" if mode == "scratch" else "transfer", "pretrained": None if mode == "scratch" else mode.split("_")[0],
-                "best_val_mae": float(e), "device": dev, **({"hardware": hardware} if hardware else {}),
+                "best_val_mae": float(e), "device": "cpu", **({"hardware": hardware} if hardware else {}),
                 **({"seconds": seconds / len(errors), "epochs_run": 10} if seconds else {})}
-               for s, (e, dev) in enumerate(zip(errors, devices, strict=True))]
+               for s, e in enumerate(errors)]
     io.write_json(progress.cell_dir(results, target, size, mode) / "metrics.json", records)
     if seconds is not None:
         bench = results / "benchmarks" / "finetune" / target / f"n{size}" / f"{mode}.tsv"
@@ -46,8 +43,7 @@ def run(tmp_path: Path) -> Path:
     results = tmp_path / "results" / "quickstart"
     _cell(results, "hse_gap", "scratch", SCRATCH, 50.0)  # 10 s a seed
     _cell(results, "hse_gap", "eg_ft", SCRATCH - np.array([0.40, 0.42, 0.38, 0.41, 0.39]), 50.0)
-    # begun on a lent GPU (3 seeds), finished here: 2 seeds in 60 s -> 30 s a seed
-    _cell(results, "log_kvrh", "scratch", SCRATCH, 60.0, devices=["cuda", "cuda", "cuda", "cpu", "cpu"])
+    _cell(results, "log_kvrh", "scratch", SCRATCH, 60.0)  # 12 s a seed
     for seed in (0, 1):  # ef_ft at n = 50 has 2 of its 5 seeds
         io.write_json(progress.cell_dir(results, "log_kvrh", 50, "ef_ft") / "runs" / f"s{seed}" / "metrics.json", {"seed": seed})
     return results
@@ -59,30 +55,18 @@ def test_cells_and_the_time_they_have_left(run):
     ef = cells[(cells["target"] == "log_kvrh") & (cells["mode"] == "ef_ft") & (cells["size"] == 50)].iloc[0]
     assert not ef["done"] and ef["seeds_done"] == 2 and ef["seeds"] == 5
     seed_s = cells.set_index(["target", "size", "mode"])["seed_s"]
-    assert seed_s[("hse_gap", 50, "scratch")] == 10.0 and seed_s[("log_kvrh", 50, "scratch")] == 30.0  # GPU seeds not counted
+    assert seed_s[("hse_gap", 50, "scratch")] == 10.0 and seed_s[("log_kvrh", 50, "scratch")] == 12.0
     left = progress.estimate_left(cells).set_index(["target", "size", "mode"])
     assert len(left) == 64 - 3
-    assert left.loc[("log_kvrh", 50, "ef_ft"), "estimate_s"] == pytest.approx(10.0 * 3)  # median of 10, 10, 30 a seed, 3 seeds left
+    assert left.loc[("log_kvrh", 50, "ef_ft"), "estimate_s"] == pytest.approx(10.0 * 3)  # median of 10, 10, 12 a seed, 3 seeds left
     assert left.loc[("log_kvrh", 200, "scratch"), "estimate_s"] == pytest.approx(10.0 * 200 / 50 * 5)  # scaled from n = 50
     assert "scaled to n = 200" in left.loc[("log_kvrh", 200, "scratch"), "basis"]
     frozen = left.loc[("hse_gap", 50, "zoo_mt_ridge")]
     assert math.isnan(frozen["estimate_s"]) and frozen["basis"] == "no finished frozen cell to compare with"
 
 
-def test_a_cell_snakemake_marks_incomplete_is_not_finished(run):
-    """A run stopped just as a job wrote its outputs: Snakemake's incomplete marker stays,
-    and the job runs again."""
-    import base64
-
-    marker = run.parents[1] / ".snakemake" / "incomplete" / base64.urlsafe_b64encode(b"results/quickstart/finetune/hse_gap/n50/eg_ft/metrics.json").decode()
-    marker.parent.mkdir(parents=True)
-    marker.write_text("")
-    cells = progress.cell_status(_cfg(), run).set_index(["target", "size", "mode"])
-    assert int(cells["done"].sum()) == 2 and not cells.loc[("hse_gap", 50, "eg_ft"), "done"]
-
-
 def test_times_from_another_cpu_are_scaled_by_what_cells_timed_on_both_say(run):
-    """A run carried from a faster host: eg_ft ran on this CPU at 2.5 s an epoch, the two
+    """A results folder copied from a faster host: eg_ft ran on this CPU at 2.5 s an epoch, the two
     scratch cells on another at 1.0 and 1.2 s (per epoch: early stopping varies the epochs
     of a seed) -> this CPU takes 2.5 / 1.1 of their time."""
     _cell(run, "hse_gap", "eg_ft", SCRATCH - 0.4, 125.0, hardware="Test CPU")
@@ -92,7 +76,7 @@ def test_times_from_another_cpu_are_scaled_by_what_cells_timed_on_both_say(run):
     factor, groups = progress.cpu_factor(cells)
     assert factor == pytest.approx(2.5 / 1.1) and groups == 1
     left = progress.estimate_left(cells).set_index(["target", "size", "mode"])
-    assert left.loc[("log_kvrh", 50, "ef_ft"), "estimate_s"] == pytest.approx(25.0 * 3)  # median of 10 f, 25, 30 f a seed (f = 2.27)
+    assert left.loc[("log_kvrh", 50, "ef_ft"), "estimate_s"] == pytest.approx(25.0 * 3)  # median of 10 f, 25, 12 f a seed (f = 2.27)
     assert left.loc[("log_kvrh", 200, "scratch"), "estimate_s"] == pytest.approx(25.0 * 200 / 50 * 5)
     text = progress.progress_markdown(_cfg(), run, parallel=2)
     assert "scaled by ×" not in text  # this machine's CPU is not "Test CPU": no factor there
@@ -108,10 +92,6 @@ def test_interim_claims_test_the_finished_cells_and_name_what_the_others_wait_fo
     assert "**3 of 64 finished**" in text and "| hse_gap | 50 | 2 / 8 | 10 / 40 |" in text
     assert "| eg_hse | TL-CGCNN |" in text and "* `ef_kvrh`: log_kvrh: waiting for ef_ft at n = 50" in text
     assert "Not estimated (no finished cell of their kind): 8 cells." in text
-    line = progress.progress_line(cfg, run, parallel=2)
-    total = progress.estimate_left(progress.cell_status(cfg, run))["estimate_s"].sum()
-    assert line.startswith("3 of 64 fine-tuning cells finished; about ") and line.endswith("; 8 cells not estimated)")
-    assert progress._hours(total) in line and progress._hours(total / 2) in line
 
 
 def test_cli_reads_a_config_and_refuses_a_missing_results_folder(run, tmp_path, capsys, monkeypatch):

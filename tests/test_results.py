@@ -271,8 +271,6 @@ def _publish(tmp_path: Path, name: str = "demo") -> Path:
     for rel, s in (("finetune/gap/n50/eg_ft.tsv", 10.0), ("finetune/gap/n50/scratch.tsv", 5.5), ("stats.tsv", 1.0), ("report/report.tsv", 99.0)):
         (bench / rel).parent.mkdir(parents=True, exist_ok=True)
         (bench / rel).write_text(f"s\th:m:s\n{s}\t0:00:{int(s):02d}\n")
-    (bench / "offload" / "finetune" / "gap" / "n100").mkdir(parents=True)  # a cell run on a lent GPU (benchmarks/gpu.py)
-    (bench / "offload" / "finetune" / "gap" / "n100" / "eg_ft.tsv").write_text("s\th:m:s\tdevice\n7.0\t00:00:07\tNVIDIA H200\n")
     pub = tmp_path / "docs" / "results" / name
     tables = []
     for t in ("metrics", "ttests", "protocol", "multitask"):
@@ -313,13 +311,12 @@ def test_published_folder_summary_and_provenance(tmp_path):
     assert "beats scratch \\| really" in summary  # a pipe in a claim does not break the table
     prov = io.read_json(pub / "provenance.json")
     wall = prov["wall_time"]
-    assert wall["per_rule"] == {"finetune": {"s": 15.5, "jobs": 2}, "finetune on NVIDIA H200": {"s": 7.0, "jobs": 1}, "stats": {"s": 1.0, "jobs": 1}}  # report's own left out
-    assert wall["total_s"] == 23.5 and wall["jobs"] == 4 and wall["offloaded"] == {"s": 7.0, "jobs": 1, "finished_here": 0}
-    assert "Job time: 0 min 24 s, the wall times of 4 jobs summed" in summary and "Of these, 0 min 7 s (1 job, 0 of them also timed here" in summary
+    assert wall["per_rule"] == {"finetune": {"s": 15.5, "jobs": 2}, "stats": {"s": 1.0, "jobs": 1}}  # report's own left out
+    assert wall["total_s"] == 16.5 and wall["jobs"] == 3
+    assert "Job time: 0 min 16 s, the wall times of 3 jobs summed" in summary
     # the compute per rule, longest first, with the total (the closing note's table)
     compute = summary.split("## Compute per rule", 1)[1].split("## Tables", 1)[0]
-    assert ("| `finetune` | 2 | 0 min 16 s | – |\n| `finetune on NVIDIA H200` | 1 | 0 min 7 s | – |\n| `stats` | 1 | 0 min 1 s | – |\n"
-            "| **total** | 4 | 0 min 24 s | – |") in compute
+    assert "| `finetune` | 2 | 0 min 16 s | – |\n| `stats` | 1 | 0 min 1 s | – |\n| **total** | 3 | 0 min 16 s | – |" in compute
     assert prov["data"]["data_sha256_of_runs"] == ["d" * 64] and prov["config_matches_runs"] is True
     assert prov["machine"]["cores"] and "git_commit" in prov["code"]
     claims = pd.read_csv(pub / "claims.csv")
@@ -503,32 +500,6 @@ def test_wall_times_sum_cpu_time_where_the_benchmarks_have_it(tmp_path):
     wall = report.wall_times(tmp_path)
     assert wall["per_rule"] == {"finetune": {"s": 150.0, "jobs": 2, "cpu_s": 100.5}, "stats": {"s": 2.0, "jobs": 1, "cpu_s": 1.5}}
     assert wall["total_s"] == 152.0 and wall["total_cpu_s"] == 102.0
-
-
-def test_wall_times_count_jobs_run_on_another_machine_apart(tmp_path):
-    """A job timed under offload/ (benchmarks/gpu.py unpack --report) counts as
-    `<rule> on <device>`, beside the same rule's jobs here; a file without a device says
-    it was offloaded."""
-    files = {
-        "finetune/t/n50/a.tsv": "s\tcpu_time\n100.0\t90.0\n",
-        "finetune/t/n50/b.tsv": "s\tcpu_time\n10.0\t9.0\n",  # b began on the GPU, finished here
-        "offload/finetune/t/n50/b.tsv": "s\th:m:s\tdevice\tfinished\tgit_commit\n30.0\t00:00:30\tNVIDIA H200\tTrue\tabc\n12.5\t00:00:12\tNVIDIA H200\tFalse\tdef\n",
-        "offload/pretrain/ef.tsv": "s\th:m:s\tdevice\n20.0\t00:00:20\tNVIDIA H200\n",
-        "offload/pretrain/eg.tsv": "s\n5.0\n",
-    }
-    for rel, text in files.items():
-        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / rel).write_text(text)
-    wall = report.wall_times(tmp_path)
-    assert wall["offloaded"] == {"s": 67.5, "jobs": 3, "finished_here": 1} and wall["total_s"] == 177.5 and wall["total_cpu_s"] == 99.0
-    assert wall["jobs"] == 4  # b once, though timed on both machines
-    per = wall["per_rule"]
-    assert per == {
-        "finetune": {"s": 110.0, "jobs": 2, "cpu_s": 99.0},
-        "finetune on NVIDIA H200": {"s": 42.5, "jobs": 1},
-        "pretrain (offloaded)": {"s": 5.0, "jobs": 1},
-        "pretrain on NVIDIA H200": {"s": 20.0, "jobs": 1},
-    }
 
 
 def test_devices_name_the_cells_and_sources_that_ran_elsewhere():

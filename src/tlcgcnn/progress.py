@@ -5,13 +5,14 @@ A study such as ``config/paper-cpu.yaml`` runs for hours, over several sessions.
 the run's results folder (never writes to it) and answers three questions:
 
 * **Cells**: per target and training size, how many fine-tuning cells (target, size, mode)
-  are finished, and how many seeds the unfinished ones have.
+  are finished (their ``metrics.json`` is written), and how many seeds the unfinished ones
+  have.
 * **Time left**: each unfinished cell's seeds left times the time per seed of the finished
   cells of the same rule and size (their benchmark files and seeds' own times; else the
-  nearest size, scaled linearly with the training size). Seeds trained on a lent GPU are
-  not counted in that time per seed; cells timed on another CPU (a run carried between
-  machines) are scaled to this one by the ratio of time per epoch seen on cells of the
-  same rule and size timed on both. Pretraining and the report's jobs are not estimated.
+  nearest size, scaled linearly with the training size). Cells timed on another CPU (a
+  results folder copied from another machine) are scaled to this one by the ratio of time
+  per epoch seen on cells of the same rule and size timed on both. Pretraining and the
+  report's jobs are not estimated.
 * **Claims so far**: each of the config's ``report.claims`` whose cells are all finished,
   tested as the report will test it (:func:`tlcgcnn.report.build_claims`) on the finished
   cells. These are **interim**: the Holm correction runs over the finished cells' tests
@@ -27,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -50,25 +50,20 @@ def cell_dir(results: Path, target: str, size: Any, mode: str) -> Path:
 
 
 def cell_status(cfg: Config, results: Path, cpu: str | None = None) -> pd.DataFrame:
-    """One row per cell of the config: ``done`` (its metrics.json exists, and Snakemake
-    does not mark it incomplete: a run stopped as the job ended reruns it), ``seeds`` and
-    ``seeds_done`` (an unfinished cell's seeds with their own ``runs/s<seed>/metrics.json``),
-    ``seed_s``: a finished cell's wall time per seed trained on a CPU (its benchmark file's
-    time, or the sum of those seeds' own training times where larger, over its records not
-    on a GPU: a job resumed after a stop, or begun on a lent GPU, is timed for its last
-    seeds only; NaN where not timed), ``epoch_s``: the median of those seeds' training time
-    per epoch, and ``this_cpu``: whether every one of
-    those records names ``cpu`` (default: this machine's, :func:`provenance.cpu_model`) as
-    its chip (records older than the chip field name none: another CPU, as far as known)."""
-    from .snapshot import snakemake_records
-
+    """One row per cell of the config: ``done`` (its metrics.json exists: the rule writes
+    it last), ``seeds`` and ``seeds_done`` (an unfinished cell's seeds with their own
+    ``runs/s<seed>/metrics.json``), ``seed_s``: a finished cell's wall time per seed (its
+    benchmark file's time, or the sum of its seeds' own training times where larger: a job
+    resumed after a stop is timed for its last seeds only; NaN where not timed),
+    ``epoch_s``: the median of its seeds' training time per epoch, and ``this_cpu``: whether
+    every one of its records names ``cpu`` (default: this machine's,
+    :func:`provenance.cpu_model`) as its chip (records older than the chip field name none:
+    another CPU, as far as known)."""
     cpu = cpu if cpu is not None else cpu_model()
-    root = results.parent.parent  # results/<name> lies in the working directory
-    incomplete = {os.path.normpath(root / p) for p in snakemake_records(root, "incomplete")}
     rows = []
     for c in cfg.cells():
         d = cell_dir(results, c.target.name, c.size, c.mode.name)
-        done = (d / "metrics.json").exists() and os.path.normpath(d / "metrics.json") not in incomplete
+        done = (d / "metrics.json").exists()
         seeds_done = len(c.seeds) if done else sum((d / "runs" / f"s{s}" / "metrics.json").exists() for s in c.seeds)
         seed_s, epoch_s, this_cpu = _seconds_per_seed(results, c, d, cpu) if done else (math.nan, math.nan, False)
         rows.append({"target": c.target.name, "size": c.size, "mode": c.mode.name, "kind": c.kind, "seeds": len(c.seeds),
@@ -78,16 +73,16 @@ def cell_status(cfg: Config, results: Path, cpu: str | None = None) -> pd.DataFr
 
 def _seconds_per_seed(results: Path, c: Cell, d: Path, cpu: str | None) -> tuple[float, float, bool]:
     records = io.read_json(d / "metrics.json")
-    on_cpu = [r for r in (records if isinstance(records, list) else [records]) if str(r.get("device") or "cpu") == "cpu"]
-    this_cpu = bool(on_cpu) and cpu is not None and all(r.get("hardware") == cpu for r in on_cpu)
+    runs = records if isinstance(records, list) else [records]
+    this_cpu = bool(runs) and cpu is not None and all(r.get("hardware") == cpu for r in runs)
     path = results / "benchmarks" / "finetune" / c.target.name / f"n{c.size}" / f"{c.mode.name}.tsv"
     bench = pd.read_csv(path, sep="\t") if path.exists() else pd.DataFrame()
     job_s = float(bench["s"].iloc[-1]) if "s" in bench.columns and len(bench) else 0.0
     # a job resumed after a stop is timed for its last seeds only, while its seeds' own
     # training times (``seconds``) cover them all: the larger of the two, per seed
-    trained = sum(float(r.get("seconds") or 0.0) for r in on_cpu)
-    seed_s = max(job_s, trained) / len(on_cpu) if on_cpu and max(job_s, trained) > 0 else math.nan
-    epochs = [float(r["seconds"]) / float(r["epochs_run"]) for r in on_cpu if r.get("seconds") and r.get("epochs_run")]
+    trained = sum(float(r.get("seconds") or 0.0) for r in runs)
+    seed_s = max(job_s, trained) / len(runs) if runs and max(job_s, trained) > 0 else math.nan
+    epochs = [float(r["seconds"]) / float(r["epochs_run"]) for r in runs if r.get("seconds") and r.get("epochs_run")]
     return seed_s, (float(pd.Series(epochs).median()) if epochs else math.nan), this_cpu
 
 
@@ -244,16 +239,6 @@ def progress_markdown(cfg: Config, results: Path, parallel: int = 1) -> str:
     if waiting:
         out += ["", "Waiting:", ""] + [f"* `{cid}`: {why}" for cid, why in waiting]
     return "\n".join(out) + "\n"
-
-
-def progress_line(cfg: Config, results: Path, parallel: int = 1) -> str:
-    """One line for a run's log: cells finished and the job time left (as the report)."""
-    cells = cell_status(cfg, results)
-    left = estimate_left(cells)
-    total = float(left["estimate_s"].dropna().sum())
-    unknown = int(left["estimate_s"].isna().sum())
-    return (f"{int(cells['done'].sum())} of {len(cells)} fine-tuning cells finished; about {_hours(total)} of job time left"
-            f" (≈ {_hours(total / max(parallel, 1))} with {parallel} at once" + (f"; {unknown} cells not estimated" if unknown else "") + ")")
 
 
 def default_parallel(cfg: Config, cores: int = 2) -> int:

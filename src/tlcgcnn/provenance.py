@@ -27,14 +27,10 @@ def cpu_model() -> str | None:
 
 @functools.lru_cache(maxsize=1)
 def code_version(root: str | os.PathLike[str] | None = None) -> dict[str, Any]:
-    """The package version and the git commit of ``root`` (default: this package's checkout).
-
-    A copy of a clean checkout without its ``.git`` (a tree shipped to a compute node) names
-    its commit in ``TLCGCNN_GIT_COMMIT``; it is recorded with ``git_dirty`` unknown."""
+    """The package version and the git commit of ``root`` (default: this package's checkout);
+    both git fields are None outside a git checkout."""
     root = Path(__file__).resolve().parents[2] if root is None else Path(root)
     info: dict[str, Any] = {"package": __version__, "git_commit": None, "git_dirty": None}
-    if os.environ.get("TLCGCNN_GIT_COMMIT"):
-        return {**info, "git_commit": os.environ["TLCGCNN_GIT_COMMIT"], "git_source": "TLCGCNN_GIT_COMMIT"}
     try:
         commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
         if commit.returncode == 0:

@@ -106,9 +106,6 @@ _BENCHMARK_RULES: tuple[tuple[str, str], ...] = (
     (r"([^/]+)\.tsv", r"\1"),
 )
 REPORT_BENCHMARKS = "report"  # the report rules' own benchmark folder: not summed
-# jobs run on another machine (benchmarks/gpu.py unpack): the rule's own path below this
-# folder, with the machine's device in a `device` column; summed apart from the rule's
-OFFLOAD_BENCHMARKS = "offload"
 
 
 class ReportError(ValueError):
@@ -446,11 +443,6 @@ def _what_ran(s: Mapping[str, Any], ingest: Mapping[str, Any], pretrain: Sequenc
             f"* Job time: {_duration(wall['total_s'])}, the wall times of {_thousands(wall['jobs'])} jobs summed (jobs that ran "
             "in parallel overlap, so the run itself took less; per rule in provenance.json)"
             + (f"; CPU time {_duration(wall['total_cpu_s'])}" if wall.get("total_cpu_s") is not None else "")
-            + (f". Of these, {_duration(wall['offloaded']['s'])} ({_thousands(wall['offloaded']['jobs'])} job"
-               f"{'' if wall['offloaded']['jobs'] == 1 else 's'}, {_thousands(wall['offloaded'].get('finished_here', 0))} of them "
-               "also timed here: begun there, finished here) ran on another machine "
-               "(`benchmarks/gpu.py`), per rule and device in provenance.json" if wall.get("offloaded") else "")
-            + ("; the CPU time is this machine's" if wall.get("offloaded") and wall.get("total_cpu_s") is not None else "")
             + "."
         )
     return out
@@ -648,8 +640,8 @@ def summary_markdown(
     if wall.get("per_rule"):
         parts.append("## Compute per rule")
         parts.append(
-            "The wall time of each rule's jobs summed from Snakemake's benchmark files (jobs that ran in parallel overlap; "
-            "`<rule> on <device>`: jobs or parts of jobs run on a lent machine), and their CPU time where recorded."
+            "The wall time of each rule's jobs summed from Snakemake's benchmark files (jobs that ran in parallel overlap), "
+            "and their CPU time where recorded."
         )
         parts.append(compute_table(wall))
     parts.append("## Tables")
@@ -681,41 +673,28 @@ def wall_times(bench_dir: str | Path, baseline_modes: Iterable[str] = (), frozen
     """Wall time (the ``s`` column of Snakemake's benchmark files) summed per rule, with the
     number of jobs, and the total; the report rules' own files are left out. Where the files
     have Snakemake's ``cpu_time`` column its sum is ``cpu_s`` (CPU seconds: unlike the wall
-    time, not inflated when other work shared the machine). Jobs (or parts of jobs) run on
-    another machine, timed below ``offload/``, count as ``<rule> on <device>``; ``jobs`` counts
-    each job once, and ``offloaded["finished_here"]`` the offloaded jobs also timed here (begun
-    there and finished here, or the reverse)."""
+    time, not inflated when other work shared the machine); ``jobs`` counts the benchmark
+    files (one per job)."""
     root = Path(bench_dir)
     per: dict[str, dict[str, Any]] = {}
-    away = {"s": 0.0, "jobs": 0}
-    here: set[Path] = set()
-    there: set[Path] = set()
+    jobs = 0
     for path in sorted(root.rglob("*.tsv")) if root.is_dir() else []:
-        rel = path.relative_to(root)
-        offloaded = len(rel.parts) > 1 and rel.parts[0] == OFFLOAD_BENCHMARKS
-        job = Path(*rel.parts[1:]) if offloaded else rel  # the job's own benchmark path
-        rule = benchmark_rule(str(job), baseline_modes, frozen_modes)
+        rule = benchmark_rule(str(path.relative_to(root)), baseline_modes, frozen_modes)
         if rule is None:
             continue
         df = pd.read_csv(path, sep="\t")
         if "s" not in df.columns:
             raise ReportError(f"{path}: a benchmark file without the `s` (seconds) column")
-        if offloaded:
-            rule = f"{rule} on {df['device'].iloc[0]}" if "device" in df.columns and len(df) else f"{rule} (offloaded)"
-            away["s"] += float(df["s"].sum())
-            away["jobs"] += 1
-        (there if offloaded else here).add(job)
+        jobs += 1
         entry = per.setdefault(rule, {"s": 0.0, "jobs": 0})
         entry["s"] += float(df["s"].sum())
         entry["jobs"] += 1
         if "cpu_time" in df.columns:
             entry["cpu_s"] = entry.get("cpu_s", 0.0) + float(pd.to_numeric(df["cpu_time"], errors="coerce").fillna(0.0).sum())
     per = {k: {"s": round(v["s"], 2), "jobs": v["jobs"], **({"cpu_s": round(v["cpu_s"], 2)} if "cpu_s" in v else {})} for k, v in sorted(per.items())}
-    out = {"per_rule": per, "total_s": round(sum(v["s"] for v in per.values()), 2), "jobs": len(here | there), "source": str(root)}
+    out = {"per_rule": per, "total_s": round(sum(v["s"] for v in per.values()), 2), "jobs": jobs, "source": str(root)}
     if any("cpu_s" in v for v in per.values()):
         out["total_cpu_s"] = round(sum(v.get("cpu_s", 0.0) for v in per.values()), 2)
-    if away["jobs"]:
-        out["offloaded"] = {"s": round(away["s"], 2), "jobs": away["jobs"], "finished_here": len(here & there)}
     return out
 
 
