@@ -4,8 +4,8 @@
 #   bash benchmarks/gpu.sh ../shared/data/mp2018_36737.csv.gz > gpu.jsonl
 #
 # (a) one epoch of ΔEf pretraining on the table (the pretrain rule's own call,
-# tlcgcnn.pretrain.pretrain) and (b) one fine-tuning cell of log10 K_VRH at n = 1,000, 10
-# seeds one after the other (the finetune rule's own call, tlcgcnn.finetune.finetune_cell;
+# tlcgcnn.train.pretrain.pretrain) and (b) one fine-tuning cell of log10 K_VRH at n = 1,000, 10
+# seeds one after the other (the finetune rule's own call, tlcgcnn.train.finetune.finetune_cell;
 # the settings of benchmarks/configs/finetune_cell_fast.yaml). One JSON line per measurement
 # on stdout (device, seconds, accuracy); the log is results/gpu_timing/gpu_timing.log.
 # Further arguments go to benchmarks/gpu_timing.py (--epochs, --size, --seeds, --amp,

@@ -1,10 +1,10 @@
 """Time the two training rules on this machine's GPU (benchmarks/gpu.sh runs it).
 
 (a) ``--epochs`` epochs (default 1) of ΔEf pretraining on the whole table, through the
-pretrain rule's own call (:func:`tlcgcnn.pretrain.pretrain`, workflow/scripts/pretrain.py);
+pretrain rule's own call (:func:`tlcgcnn.train.pretrain.pretrain`, workflow/scripts/pretrain.py);
 (b) one fine-tuning cell, log10 K_VRH at n = ``--size`` (default 1,000) from scratch with
 ``--seeds`` seeds (default 10) one after the other, through the finetune rule's own call
-(:func:`tlcgcnn.finetune.finetune_cell`, workflow/scripts/finetune.py), with the settings of
+(:func:`tlcgcnn.train.finetune.finetune_cell`, workflow/scripts/finetune.py), with the settings of
 ``benchmarks/configs/finetune_cell_fast.yaml`` (the CPU figure of benchmarks/README.md).
 
 The table is first ingested, featurized and split as the ingest, featurize and split rules do
@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from tlcgcnn.config import load  # noqa: E402
-from tlcgcnn.runtime import log_to  # noqa: E402
+from tlcgcnn.utils.runtime import log_to  # noqa: E402
 
 CONFIG = ROOT / "benchmarks" / "configs" / "finetune_cell_fast.yaml"
 
@@ -65,13 +65,13 @@ def main() -> None:
     w.mkdir(parents=True, exist_ok=True)
     log = log_to(str(w / "gpu_timing.log"))
     table, graphs = w / "data" / "structures.parquet", w / "graphs" / cfg.graph_key()
-    atom_features = cfg.featurize.atom_features or str(ROOT / "src" / "tlcgcnn" / "data" / "atom_features.csv")
+    atom_features = cfg.featurize.atom_features or str(ROOT / "src" / "tlcgcnn" / "features" / "atom_features.csv")
     t0 = time.perf_counter()
     prepare(cfg, w, table, graphs, split_cfg)
     log.info("prepared %s and %s in %.0f s", table, graphs, time.perf_counter() - t0)
 
-    from tlcgcnn.finetune import finetune_cell
-    from tlcgcnn.pretrain import pretrain
+    from tlcgcnn.train.finetune import finetune_cell
+    from tlcgcnn.train.pretrain import pretrain
 
     out = w / "pretrain" / "ef"
     shutil.rmtree(out, ignore_errors=True)  # no resumable state from an earlier call
@@ -110,9 +110,9 @@ def main() -> None:
 def prepare(cfg: Any, w: Path, table: Path, graphs: Path, split_cfg: dict[str, Any]) -> None:
     """The ingest, featurize and split rules' calls (workflow/scripts/ingest.py, featurize.py,
     split.py) into ``w``; skipped where their outputs exist."""
-    from tlcgcnn.featurize import featurize, isolated_ids
-    from tlcgcnn.ingest import IngestOptions, ingest
-    from tlcgcnn.split import run as split
+    from tlcgcnn.features.featurize import featurize, isolated_ids
+    from tlcgcnn.data.ingest import IngestOptions, ingest
+    from tlcgcnn.data.split import run as split
 
     cores = os.cpu_count() or 1
     if not table.exists():

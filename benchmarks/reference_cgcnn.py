@@ -7,7 +7,7 @@
 * Convolution: z = v_i ⊕ v_j ⊕ u_ij concatenated per edge, then ``Linear(2A + B, 2A)``.
 * Pooling: a Python list of per-crystal index tensors, ``mean`` per crystal, ``cat``.
 
-Same hyper-parameters and parameter count as ``tlcgcnn.models.cgcnn.CGCNN``;
+Same hyper-parameters and parameter count as ``tlcgcnn.nn.cgcnn.CGCNN``;
 :func:`copy_weights_from` maps our factored weights onto ``fc_full`` so that both compute
 the same function (checked by the benchmark).
 """

@@ -39,7 +39,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 warnings.filterwarnings("ignore")
 
 import allocator  # noqa: E402  (benchmarks/allocator.py)
-from tlcgcnn import featurize, ingest, table  # noqa: E402  (graphs imports torch: lazily)
+from tlcgcnn.features import featurize  # noqa: E402  (graphs imports torch: lazily)
+from tlcgcnn.data import ingest  # noqa: E402  (graphs imports torch: lazily)
+from tlcgcnn.data import table  # noqa: E402  (graphs imports torch: lazily)
 
 TARGET = "formation_energy_per_atom"
 
@@ -102,7 +104,7 @@ def prepare(data: Path, n: int, seed: int, work: Path) -> dict[str, Any]:
 def bench_parsing(work: Path, n: int, repeats: int) -> dict[str, Any]:
     import gemmi
 
-    from tlcgcnn import cif_fast
+    from tlcgcnn.data import cif_fast
 
     cifs = pd.read_parquet(work / "cifs.parquet")["cif"].tolist()[:n]
     t_pm, _ = median_time(lambda: [table.structure_arrays(ingest.parse_structure(c)) for c in cifs], repeats)
@@ -156,7 +158,7 @@ def bench_featurize(work: Path, ref_n: int, repeats: int) -> dict[str, Any]:
 
 
 def compare_neighbors(graph_dir: Path, ref_out: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict[str, int]:
-    from tlcgcnn import graphs
+    from tlcgcnn.nn import graphs
 
     gs = graphs.load(graph_dir)
     off = gs.offsets.numpy()
@@ -176,7 +178,7 @@ def compare_neighbors(graph_dir: Path, ref_out: list[tuple[np.ndarray, np.ndarra
 
 
 def bench_cache(work: Path, repeats: int) -> dict[str, Any]:
-    from tlcgcnn import graphs
+    from tlcgcnn.nn import graphs
 
     root = work / "graphs"
     manifest = json.loads((root / "manifest.json").read_text())
@@ -212,7 +214,8 @@ class TrainData:
         import torch
 
         import reference_cgcnn as ref
-        from tlcgcnn import atom_features, graphs
+        from tlcgcnn.features import atom_features
+        from tlcgcnn.nn import graphs
 
         split = json.loads((work / "split.json").read_text())
         ids = split["train"] + split["val"]
@@ -246,7 +249,7 @@ def _models(d: TrainData, seed: int) -> tuple[Any, Any]:
     import torch
 
     import reference_cgcnn as ref
-    from tlcgcnn.models import build_model
+    from tlcgcnn.nn import build_model
 
     torch.manual_seed(seed)
     ours = build_model({}, d.atom_table)
@@ -316,7 +319,7 @@ def epoch_reference_model_our_batches(model: Any, d: TrainData, opt: Any, gen: A
 def val_mae_ours(model: Any, d: TrainData, amp: bool) -> float:
     import torch
 
-    from tlcgcnn.train import predict
+    from tlcgcnn.train.loop import predict
 
     pos = torch.arange(d.n_train, len(d.y))
     pred = predict(model, d.graphs, pos, 512, "bf16" if amp else "none").squeeze(-1) * d.std + d.mean
@@ -339,10 +342,10 @@ def val_mae_reference(model: Any, d: TrainData) -> float:
 
 
 def _our_optimizer(model: Any, lr: float) -> Any:
-    """The pipeline's optimizer (tlcgcnn.train.make_optimizer: fused AdamW on CPU)."""
+    """The pipeline's optimizer (tlcgcnn.train.loop.make_optimizer: fused AdamW on CPU)."""
     import torch
 
-    from tlcgcnn.train import TrainConfig, make_optimizer
+    from tlcgcnn.train.loop import TrainConfig, make_optimizer
 
     return make_optimizer(list(model.parameters()), TrainConfig(lr=lr), torch.device("cpu"))
 
@@ -409,8 +412,8 @@ def worker_accuracy(work: Path, threads: int, epochs: int, batch_size: int, lr: 
 def worker_ensemble(work: Path, threads: int, members: int, repeats: int, batch_size: int) -> dict[str, Any]:
     import torch
 
-    from tlcgcnn import ensemble
-    from tlcgcnn.models import build_model
+    from tlcgcnn.train import ensemble
+    from tlcgcnn.nn import build_model
 
     torch.set_num_threads(threads)
     torch.set_flush_denormal(True)

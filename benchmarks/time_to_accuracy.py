@@ -12,7 +12,7 @@ Sections, each in its own worker process (so that peak RSS is per section):
   fp32), ours in fp32, ours as configured by default (``amp: auto``) and the reference
   (txie-93/cgcnn formulation: per-sample collate, padded Gaussian edges, concatenated linear
   layer; ``benchmarks/reference_cgcnn.py``).
-* ``ours``: :func:`tlcgcnn.train.fit` exactly as the pretrain rule runs it (validation every
+* ``ours``: :func:`tlcgcnn.train.loop.fit` exactly as the pretrain rule runs it (validation every
   epoch), for ``--ours-epochs`` epochs with the configured schedule; validation MAE against
   wall seconds.
 * ``reference``: the reference model and collate with the original code's default optimiser
@@ -54,7 +54,9 @@ def load_avg() -> list[float]:
 
 def prepare(data: Path, work: Path, seed: int = 0) -> dict[str, Any]:
     """Ingest and featurize the whole table once (cached in ``work``); write the split."""
-    from tlcgcnn import featurize, ingest, table
+    from tlcgcnn.features import featurize
+    from tlcgcnn.data import ingest
+    from tlcgcnn.data import table
 
     work.mkdir(parents=True, exist_ok=True)
     info: dict[str, Any] = {}
@@ -107,8 +109,8 @@ def worker_epochs(work: Path, variant: str, batch_size: int, epochs: int) -> dic
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
     y_norm = d.y_norm
-    from tlcgcnn.models import build_model
-    from tlcgcnn.train import TrainConfig, make_optimizer, resolve_amp
+    from tlcgcnn.nn import build_model
+    from tlcgcnn.train.loop import TrainConfig, make_optimizer, resolve_amp
 
     if variant == "reference":
         import reference_cgcnn as ref
@@ -149,9 +151,9 @@ def worker_ours(work: Path, epochs: int, batch_size: int, lr: float, schedule: s
     """The pipeline's own fit(), as the pretrain rule runs it."""
     import torch
 
-    from tlcgcnn.models import build_model
-    from tlcgcnn.normalize import Normalizer
-    from tlcgcnn.train import TrainConfig, fit
+    from tlcgcnn.nn import build_model
+    from tlcgcnn.nn.normalize import Normalizer
+    from tlcgcnn.train.loop import TrainConfig, fit
 
     torch.set_num_threads(2)
     torch.set_flush_denormal(True)

@@ -11,8 +11,8 @@ SRC = str(Path(workflow.basedir) / "src")
 if SRC not in sys.path:
     sys.path.insert(0, SRC)
 
-from tlcgcnn import inputs as tlinputs  # noqa: E402
-from tlcgcnn import io as tlio  # noqa: E402
+from tlcgcnn.data import inputs as tlinputs  # noqa: E402
+from tlcgcnn.utils import fileio as tlio  # noqa: E402
 from tlcgcnn.config import load as _load_config  # noqa: E402
 
 try:
@@ -27,7 +27,9 @@ EXTERNAL = CFG.external_names
 GROUP_SEEDS = CFG.group_seeds
 GRAPHS = f"{R}/graphs/{CFG.graph_key()}"
 # the atom feature table: a user's (featurize.atom_features) or the one shipped in the package
-ATOM_FEATURES = CFG.featurize.atom_features or f"{SRC}/tlcgcnn/data/atom_features.csv"
+ATOM_FEATURES = (
+    CFG.featurize.atom_features or f"{SRC}/tlcgcnn/features/atom_features.csv"
+)
 TRAIN_THREADS = CFG.train.threads
 DEVICE = CFG.train.device
 SPLIT = CFG.split_settings()
@@ -73,7 +75,7 @@ def ingest_input():
 
 def local_data_sha256():
     """sha256 of the local dataset: a file's bytes, or a folder's sorted file names and
-    contents (tlcgcnn.inputs.input_sha256); None for a download, whose file Snakemake made,
+    contents (tlcgcnn.data.inputs.input_sha256); None for a download, whose file Snakemake made,
     or an input that does not exist (the ingest job then says so)."""
     if CFG.dataset.source != "local" or not os.path.exists(CFG.dataset.path):
         return None
@@ -196,9 +198,9 @@ def zoo_params(wildcards):
     }
 
 
-# MT-CGCNN's multi-task vs single-task comparison (tlcgcnn.multitask): the pairs of trained
+# MT-CGCNN's multi-task vs single-task comparison (tlcgcnn.analysis.multitask): the pairs of trained
 # pretraining sources that share a split; stats/multitask.csv only where the config has some
-from tlcgcnn.multitask import source_pairs as _source_pairs  # noqa: E402
+from tlcgcnn.analysis.multitask import source_pairs as _source_pairs  # noqa: E402
 
 MT_PAIRS = _source_pairs(config)
 
@@ -223,7 +225,7 @@ def multitask_files():
 
 
 # figures: the registry in src/tlcgcnn/figures answers; these map the {figure} wildcard
-from tlcgcnn import figures as figure_registry  # noqa: E402
+from tlcgcnn.report import figures as figure_registry  # noqa: E402
 
 FIGURE_STEMS = figure_registry.stem_pattern(config)
 
@@ -304,7 +306,7 @@ def published_source(wildcards):
 
 
 def report_params():
-    """Plain values for tlcgcnn.report.publish (see its docstring)."""
+    """Plain values for tlcgcnn.report.published.publish (see its docstring)."""
     stems = figure_registry.requested(config)
     return {
         "config": CFG.as_dict(),

@@ -1,4 +1,4 @@
-# Download stage: Materials Project / OQMD / matbench -> raw table + manifest (tlcgcnn.download).
+# Download stage: Materials Project / OQMD / matbench -> raw table + manifest (tlcgcnn.data.download).
 # Partial downloads live in results/{name}/raw/{source}.work/ and are resumed by a re-run.
 DL = f"{R}/raw"
 

@@ -1,4 +1,4 @@
-# The real-data subset committed under resources/ (tlcgcnn.embedded): a seeded, documented
+# The real-data subset committed under resources/ (tlcgcnn.data.embedded): a seeded, documented
 # selection of a full Materials Project table. Its output is committed, so this rule joins
 # the DAG only when asked for (see the Snakefile):
 #   snakemake --cores 2 --config regenerate_embedded=True --forcerun embedded_subset -- resources/mp2018/mp2018_subset.parquet

@@ -1,7 +1,7 @@
 # Outside labelled sets (config `external:`): ingested and featurized by the main data set's
 # own scripts (same validation, same graph parameters), compared with the main table for
 # materials that also occur there, and predicted by every fine-tuned graph model of the
-# targets with the same property and transform (tlcgcnn.external).
+# targets with the same property and transform (tlcgcnn.analysis.external).
 EXT = f"{R}/external/{{external}}"
 
 

@@ -1,5 +1,5 @@
 # Fine-tuning: one job per (target, training size, mode) cell trains and evaluates every
-# seed (tlcgcnn.finetune). Seeds live in runs/s<seed>/ next to the cell's outputs, outside
+# seed (tlcgcnn.train.finetune). Seeds live in runs/s<seed>/ next to the cell's outputs, outside
 # its declared outputs, so that Snakemake keeps them when a killed cell is started again:
 # finished seeds are reused, an unfinished one resumes from its state.
 

@@ -1,6 +1,6 @@
 # Frozen features: the pretrained source's crystal vectors (the input of its output layer)
 # fed to a scikit-learn estimator, one job per (target, training size, mode) cell with
-# every seed inside (tlcgcnn.frozen). Same outputs as the other fine-tuning rules, so the
+# every seed inside (tlcgcnn.train.frozen). Same outputs as the other fine-tuning rules, so the
 # statistics test it against scratch with the other transfer modes.
 
 

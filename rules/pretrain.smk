@@ -1,4 +1,4 @@
-# Pretraining: one source model per `pretrain` entry (tlcgcnn.pretrain). Its pool leaves out
+# Pretraining: one source model per `pretrain` entry (tlcgcnn.train.pretrain). Its pool leaves out
 # the test set of every fine-tuning target with a transfer mode (target_splits()).
 
 

@@ -1,4 +1,4 @@
-# The published results (tlcgcnn.report): <report.dir>/<name>/ (default docs/results/<name>/)
+# The published results (tlcgcnn.report.published): <report.dir>/<name>/ (default docs/results/<name>/)
 # with copies of the stats tables and requested figures, claims.csv, summary.md and
 # provenance.json. Not part of `all` (it writes into the repository): ask for its files, e.g.
 #   snakemake docs/results/quickstart/summary.md --cores 2 --configfile config/config.yaml

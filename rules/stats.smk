@@ -117,7 +117,7 @@ rule pretrain_table:
 
 
 # MT-CGCNN: each multi-task source against the single-task sources of its properties on the
-# same split (tlcgcnn.multitask; pairs from the config, none: not in the DAG of `all`)
+# same split (tlcgcnn.analysis.multitask; pairs from the config, none: not in the DAG of `all`)
 rule multitask_table:
     input:
         multitask_predictions(),

@@ -1,6 +1,6 @@
 # The model zoo: each `zoo.models` entry (a pretraining source, or the seeds of one
 # fine-tuning cell) is published to <zoo.dir>/<name>/ with its checkpoints, model card and
-# parity figure (tlcgcnn.cards). The structure table gives the card its calibrated 90 %
+# parity figure (tlcgcnn.report.cards). The structure table gives the card its calibrated 90 %
 # intervals (fitted on the checkpoints' validation crystals, coverage measured on their test
 # crystals). Configs without zoo.models request nothing from here.
 ZOO_DIR = CFG.zoo.dir

@@ -16,10 +16,10 @@ SRC = ROOT / "src"
 if str(SRC) not in sys.path:
     sys.path.insert(0, str(SRC))
 
-from tlcgcnn import io  # noqa: E402
-from tlcgcnn.graphs import GraphSet  # noqa: E402
+from tlcgcnn.utils import fileio as io  # noqa: E402
+from tlcgcnn.nn.graphs import GraphSet  # noqa: E402
 
-ATOM_FEATURES = SRC / "tlcgcnn" / "data" / "atom_features.csv"
+ATOM_FEATURES = SRC / "tlcgcnn" / "features" / "atom_features.csv"
 SHARED_DATA = Path(os.environ.get("TLCGCNN_SHARED_DATA", ROOT.parent / "shared" / "data"))
 MP500 = SHARED_DATA / "mp2018_random500.csv.gz"
 
@@ -97,7 +97,7 @@ def save_graphs(g: GraphSet, folder: Path, radius: float = 8.0) -> Path:
     pd.DataFrame({"material_id": g.ids, "shard": 0, "position": np.arange(len(g))}).to_parquet(folder / "index.parquet")
     from dataclasses import asdict
 
-    from tlcgcnn.featurize import FORMAT_VERSION, FeaturizeParams
+    from tlcgcnn.features.featurize import FORMAT_VERSION, FeaturizeParams
 
     params = FeaturizeParams(radius=radius)
     io.write_json(folder / "manifest.json", {"format_version": FORMAT_VERSION, "params": asdict(params), "key": params.key(), "shards": ["shard-00000.npz"]})
@@ -111,6 +111,6 @@ def graphs() -> GraphSet:
 
 @pytest.fixture
 def atom_table():
-    from tlcgcnn import atom_features
+    from tlcgcnn.features import atom_features
 
     return torch.from_numpy(atom_features.load_matrix(ATOM_FEATURES))

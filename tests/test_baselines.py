@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.model_selection import GridSearchCV
 
-from tlcgcnn import baselines
+from tlcgcnn.train import baselines
 
 
 def _data(n=80, seed=0, classification=False):
@@ -73,8 +73,9 @@ def test_a_train_pool_all_baseline_cell_fits_on_every_subset(monkeypatch, tmp_pa
 
     from conftest import ROOT
     from tlcgcnn import config as C
-    from tlcgcnn import io, split
-    from tlcgcnn.finetune import baseline_cell
+    from tlcgcnn.utils import fileio as io
+    from tlcgcnn.data import split
+    from tlcgcnn.train.finetune import baseline_cell
 
     X, y, ids = _data(n=120)
     metals = set(ids[::2])

@@ -1,5 +1,5 @@
-"""Calibrated 90 % intervals (tlcgcnn.calibration) and their place in the model cards
-(tlcgcnn.cards.calibrate / publish / ``python -m tlcgcnn.cards calibrate``).
+"""Calibrated 90 % intervals (tlcgcnn.analysis.calibration) and their place in the model cards
+(tlcgcnn.report.cards.calibrate / publish / ``python -m tlcgcnn.report.cards calibrate``).
 
 Synthetic Gaussian data: each method covers about 90 % of fresh draws; the binned (Mondrian)
 method keeps its coverage when the new data hold more large predicted values than the
@@ -19,9 +19,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tlcgcnn import calibration as C
-from tlcgcnn import cards, ingest, io, table
-from tlcgcnn.checkpoint import load_checkpoint, save_checkpoint
+from tlcgcnn.analysis import calibration as C
+from tlcgcnn.report import cards
+from tlcgcnn.data import ingest
+from tlcgcnn.utils import fileio as io
+from tlcgcnn.data import table
+from tlcgcnn.train.checkpoint import load_checkpoint, save_checkpoint
 
 from conftest import ROOT
 
@@ -208,7 +211,7 @@ def test_calibrate_writes_the_card_for_each_kind_of_validation_set(small):
 def test_calibration_reproduces_a_direct_prediction(small):
     """Test coverage as recomputed from tlcgcnn.predict's ensemble mean and the fitted rule."""
     from tlcgcnn.predict import build_graphs, load_models, predict_frame
-    from tlcgcnn.targets import labels
+    from tlcgcnn.data.targets import labels
 
     folder = small["folders"]["per_seed"]
     section = cards.calibrate(folder, small["df"])
@@ -226,7 +229,7 @@ def test_the_command_ingests_only_the_rows_it_needs(small, tmp_path, capsys, cap
     extra = pd.read_parquet(SUBSET).iloc[[0]].assign(material_id="not-needed", cif="not a CIF")
     raw = pd.concat([pd.read_csv(small["dir"] / "raw.csv"), extra[["material_id", "cif", "k_vrh"]]])
     raw.to_csv(tmp_path / "raw.csv", index=False)  # an unparsable row the models do not need: never parsed
-    caplog.set_level(logging.INFO, logger="tlcgcnn.cards")
+    caplog.set_level(logging.INFO, logger="tlcgcnn.report.cards")
     assert cards.main(["calibrate", str(folder), "--data", str(tmp_path / "raw.csv"), "--threads", "1"]) == 0
     assert "150 of 151 rows needed, 150 kept by ingest" in caplog.text  # the seeds' validation (100) and test (50)
     out = capsys.readouterr().out

@@ -1,4 +1,4 @@
-"""Model cards (tlcgcnn.cards) of tiny checkpoints trained here on the committed real-data
+"""Model cards (tlcgcnn.report.cards) of tiny checkpoints trained here on the committed real-data
 subset (resources/mp2018/, so this runs on a fresh clone): a fine-tuned cell of two seeds
 chosen by validation score (``mode: best``) and a pretraining source; the published
 checkpoints load with weights_only=True and predict through ``tlcgcnn predict``."""
@@ -16,12 +16,20 @@ import pytest
 import torch
 import yaml
 
-from tlcgcnn import cards, evaluate, ingest, io, table
-from tlcgcnn.checkpoint import load_checkpoint
-from tlcgcnn.cli import main
-from tlcgcnn.featurize import FeaturizeParams, featurize
-from tlcgcnn.targets import Target
-from tlcgcnn.train import TrainConfig, train
+from tlcgcnn.report import cards
+
+from tlcgcnn.analysis import evaluate
+
+from tlcgcnn.data import ingest
+
+from tlcgcnn.utils import fileio as io
+
+from tlcgcnn.data import table
+from tlcgcnn.train.checkpoint import load_checkpoint
+from tlcgcnn.cli.main import main
+from tlcgcnn.features.featurize import FeaturizeParams, featurize
+from tlcgcnn.data.targets import Target
+from tlcgcnn.train.loop import TrainConfig, train
 
 from conftest import ATOM_FEATURES, ROOT
 

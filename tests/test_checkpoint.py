@@ -9,7 +9,7 @@ from dataclasses import asdict
 import pytest
 import torch
 
-from tlcgcnn.checkpoint import (
+from tlcgcnn.train.checkpoint import (
     CHECKPOINT_VERSION,
     CheckpointError,
     check_compatible,
@@ -18,9 +18,9 @@ from tlcgcnn.checkpoint import (
     model_from_checkpoint,
     save_checkpoint,
 )
-from tlcgcnn.featurize import FORMAT_VERSION, FeaturizeParams
-from tlcgcnn.models import build_model
-from tlcgcnn.transfer import TransferConfig, apply_transfer
+from tlcgcnn.features.featurize import FORMAT_VERSION, FeaturizeParams
+from tlcgcnn.nn import build_model
+from tlcgcnn.train.transfer import TransferConfig, apply_transfer
 
 CFG = {"atom_fea_len": 16, "n_conv": 2, "h_fea_len": 16}
 

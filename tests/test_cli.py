@@ -15,13 +15,19 @@ import pandas as pd
 import pytest
 import torch
 
-from tlcgcnn import evaluate, ingest, io, table
-from tlcgcnn.checkpoint import load_checkpoint, save_checkpoint
-from tlcgcnn.cli import main
-from tlcgcnn.featurize import FeaturizeParams, featurize
+from tlcgcnn.analysis import evaluate
+
+from tlcgcnn.data import ingest
+
+from tlcgcnn.utils import fileio as io
+
+from tlcgcnn.data import table
+from tlcgcnn.train.checkpoint import load_checkpoint, save_checkpoint
+from tlcgcnn.cli.main import main
+from tlcgcnn.features.featurize import FeaturizeParams, featurize
 from tlcgcnn.predict import default_dropped_path
-from tlcgcnn.targets import Target
-from tlcgcnn.train import TrainConfig, train
+from tlcgcnn.data.targets import Target
+from tlcgcnn.train.loop import TrainConfig, train
 
 from conftest import ATOM_FEATURES, MP500, ROOT, require_shared
 
@@ -185,8 +191,8 @@ def test_cli_errors_are_one_line_with_status_2(trained, tmp_path, capsys):
 
 
 def test_other_atom_table_and_architecture_name_the_file(trained, tmp_path):
-    from tlcgcnn import atom_features
-    from tlcgcnn.checkpoint import CheckpointError
+    from tlcgcnn.features import atom_features
+    from tlcgcnn.train.checkpoint import CheckpointError
 
     _bad_checkpoints(trained, tmp_path)
     table_now = torch.from_numpy(atom_features.load_matrix(ATOM_FEATURES))
@@ -198,7 +204,7 @@ def test_other_atom_table_and_architecture_name_the_file(trained, tmp_path):
 
 def _run(*args):
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    return subprocess.run([sys.executable, "-m", "tlcgcnn.cli", *args], capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run([sys.executable, "-m", "tlcgcnn", *args], capture_output=True, text=True, env=env, timeout=120)
 
 
 def test_help_and_exit_status_in_a_subprocess(tmp_path):
@@ -216,8 +222,8 @@ def test_help_and_exit_status_in_a_subprocess(tmp_path):
 
 def _synthetic(tmp_path, atom_table, target, n_out, featurize_entry=True):
     """An untrained checkpoint (weights need not be good to test the output layout)."""
-    from tlcgcnn.checkpoint import CHECKPOINT_VERSION
-    from tlcgcnn.models import build_model
+    from tlcgcnn.train.checkpoint import CHECKPOINT_VERSION
+    from tlcgcnn.nn import build_model
 
     torch.manual_seed(0)
     model = build_model({"atom_fea_len": 8, "n_conv": 1, "h_fea_len": 8, "n_out": n_out}, atom_table).eval()

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 import tlcgcnn
-from tlcgcnn.cli import main
+from tlcgcnn.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 SUBSET = ROOT / "resources" / "mp2018" / "mp2018_subset.parquet"

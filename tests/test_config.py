@@ -15,7 +15,7 @@ import yaml
 
 from conftest import ROOT
 from tlcgcnn import config as C
-from tlcgcnn.featurize import FeaturizeParams
+from tlcgcnn.features.featurize import FeaturizeParams
 
 SCHEMA = yaml.safe_load((ROOT / "config" / "schema" / "config.schema.yaml").read_text())
 
@@ -161,8 +161,8 @@ def test_package_dataclass_defaults_agree_with_the_config_module():
     use; the workflow always passes complete settings, but the copies must not drift."""
     from dataclasses import asdict
 
-    from tlcgcnn.models import ModelConfig
-    from tlcgcnn.train import TrainConfig
+    from tlcgcnn.nn import ModelConfig
+    from tlcgcnn.train.loop import TrainConfig
 
     assert asdict(TrainConfig()) == asdict(C.TrainSettings())
     model = {k: v for k, v in ModelConfig().to_dict().items() if k not in ("n_out", "orig_atom_fea_len")}
@@ -210,7 +210,7 @@ def test_bad_mode_protocols_fail_with_the_reason(mode, message):
 
 
 def test_run_records_carry_the_resolved_protocol():
-    from tlcgcnn.finetune import mode_fields, train_fields
+    from tlcgcnn.train.finetune import mode_fields, train_fields
 
     raw = _cfg()
     raw["finetune"]["modes"]["slow"] = {"pretrained": "ef_all", "reinit": "head", "backbone_lr_scale": 0.1, "train": {"lr": 0.0003, "warmup_epochs": 2}}
@@ -290,7 +290,7 @@ def test_unknown_train_pool_is_refused():
 
 
 def test_run_records_say_train_pool_only_when_set():
-    from tlcgcnn.finetune import mode_fields
+    from tlcgcnn.train.finetune import mode_fields
 
     cfg = C.load(_with_pool_all_target(_cfg()))
     fields = {m: mode_fields(cfg.cell("gap_nm_all", 25, m).as_params(), None) for m in ("scratch", "scratch_all", "rf", "rf_all")}

@@ -7,7 +7,9 @@ import pandas as pd
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from tlcgcnn import descriptors, table
+from tlcgcnn.features import descriptors
+
+from tlcgcnn.data import table
 
 
 def _nacl(a=5.64):

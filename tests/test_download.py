@@ -19,9 +19,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fake_servers as fs  # noqa: E402
 
-from tlcgcnn.download import DownloadError, run  # noqa: E402
-from tlcgcnn.download import http as dl_http  # noqa: E402
-from tlcgcnn.download import oqmd as dl_oqmd  # noqa: E402
+from tlcgcnn.data.download import DownloadError, run  # noqa: E402
+from tlcgcnn.data.download import http as dl_http  # noqa: E402
+from tlcgcnn.data.download import oqmd as dl_oqmd  # noqa: E402
 
 pytestmark = [
     pytest.mark.skipif(not fs.MP2018.exists(), reason=f"real MP data {fs.MP2018} is absent (shared data folder)"),

@@ -1,4 +1,4 @@
-"""The committed real-data subset (resources/mp2018/) and its rule's module, tlcgcnn.embedded.
+"""The committed real-data subset (resources/mp2018/) and its rule's module, tlcgcnn.data.embedded.
 
 The checks of the committed files run everywhere (a fresh clone has them); rebuilding from
 the full MP table needs ../shared/data and skips, with the reason, where it is absent."""
@@ -9,9 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tlcgcnn import embedded, io
-from tlcgcnn.ingest import IngestOptions, ingest_frame
-from tlcgcnn.properties import PROPERTIES
+from tlcgcnn.data import embedded
+
+from tlcgcnn.utils import fileio as io
+from tlcgcnn.data.ingest import IngestOptions, ingest_frame
+from tlcgcnn.data.properties import PROPERTIES
 
 from conftest import ROOT, SHARED_DATA, require_shared
 

@@ -294,10 +294,10 @@ def test_package_data_is_shipped() -> None:
     pkg = SRC / "tlcgcnn"
     for pattern in data:
         assert list(pkg.glob(pattern)), f"pyproject.toml package-data {pattern!r} matches no file under {pkg}"
-    assert any(PurePosixPath("data/atom_features.csv").match(p) for p in data), data
-    from tlcgcnn import atom_features
+    assert any(PurePosixPath("features/atom_features.csv").match(p) for p in data), data
+    from tlcgcnn.features import atom_features
 
-    assert atom_features.default_path() == (pkg / "data" / "atom_features.csv").resolve()
+    assert atom_features.default_path() == (pkg / "features" / "atom_features.csv").resolve()
     assert atom_features.load_matrix().shape == (101, atom_features.N_FEATURES)
 
 

@@ -10,12 +10,20 @@ import pandas as pd
 import pytest
 import yaml
 
-from tlcgcnn import checkpoint_info, external, ingest, io, table
+from tlcgcnn.train import checkpoint_info
+
+from tlcgcnn.analysis import external
+
+from tlcgcnn.data import ingest
+
+from tlcgcnn.utils import fileio as io
+
+from tlcgcnn.data import table
 from tlcgcnn import config as C
-from tlcgcnn.checkpoint import CHECKPOINT_VERSION, CheckpointError, load_checkpoint, save_checkpoint
-from tlcgcnn.featurize import FeaturizeParams, featurize
-from tlcgcnn.targets import Target
-from tlcgcnn.train import TrainConfig, train
+from tlcgcnn.train.checkpoint import CHECKPOINT_VERSION, CheckpointError, load_checkpoint, save_checkpoint
+from tlcgcnn.features.featurize import FeaturizeParams, featurize
+from tlcgcnn.data.targets import Target
+from tlcgcnn.train.loop import TrainConfig, train
 
 from conftest import ATOM_FEATURES, MP500, ROOT, require_shared
 
@@ -120,7 +128,7 @@ def test_a_file_that_is_not_a_checkpoint_is_named(world, tmp_path):
 
 def test_another_atom_table_is_refused_when_the_job_starts(world, tmp_path):
     """The atom-feature table is a tensor, compared at job start (and by tlcgcnn finetune)."""
-    from tlcgcnn.runner import check_atom_table
+    from tlcgcnn.cli.runner import check_atom_table
 
     ck = copy.deepcopy(load_checkpoint(world["model"]))
     ck["state_dict"]["atom_table"][26] += 1.0
@@ -183,7 +191,7 @@ def test_external_set_flags_training_materials_and_reports_mae_with_and_without(
     assert rec["mae_external"] != pytest.approx(rec["mae_external_no_overlap"]) and rec["mae_test"] == 0.5
     np.testing.assert_allclose(preds.loc[same_train, "y_true"], by_id.loc[same_train, "band_gap"])
     # the same model on the main graphs gives the same predictions for the same crystals
-    from tlcgcnn.evaluate import predict_ids
+    from tlcgcnn.analysis.evaluate import predict_ids
 
     main_pred = predict_ids(load_checkpoint(world["model"]), world["model"], world["dir"] / "graphs", same_train, device="cpu")
     np.testing.assert_allclose(preds.loc[same_train, "y_pred"], main_pred, rtol=1e-5, atol=1e-5)
@@ -200,7 +208,7 @@ def test_external_set_flags_training_materials_and_reports_mae_with_and_without(
     assert rec_nm["n_external"] == int((~ext_raw["is_metal"].astype(bool)).sum())
 
     table_df = external.collect([str(d / "metrics.json"), str(d / "m2.json")], [str(d / "predictions.parquet")], tmp_path / "external.csv", tmp_path / "all.parquet")
-    from tlcgcnn.stats import read_table
+    from tlcgcnn.analysis.stats import read_table
 
     back = read_table(tmp_path / "external.csv")
     assert len(back) == 2 and {"mae_external", "mae_external_no_overlap", "mae_test", "n_in_training"} <= set(back.columns)
@@ -208,7 +216,7 @@ def test_external_set_flags_training_materials_and_reports_mae_with_and_without(
 
 
 def test_external_parity_figure_draws(world, tmp_path):
-    from tlcgcnn import figures
+    from tlcgcnn.report import figures
 
     rng = np.random.default_rng(0)
     rows, preds = [], []

@@ -5,8 +5,10 @@ import pandas as pd
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from tlcgcnn import graphs, table
-from tlcgcnn.featurize import FeaturizeParams, brute_force_neighbors, featurize, neighbor_graph
+from tlcgcnn.nn import graphs
+
+from tlcgcnn.data import table
+from tlcgcnn.features.featurize import FeaturizeParams, brute_force_neighbors, featurize, neighbor_graph
 
 
 def graph_of(s: Structure, **kw):
@@ -131,7 +133,7 @@ def _isolated_table(tmp_path, nacl):
 
 
 def test_isolated_crystals_are_reported_and_kept(tmp_path, nacl):
-    from tlcgcnn.featurize import isolated_ids
+    from tlcgcnn.features.featurize import isolated_ids
 
     path = _isolated_table(tmp_path, nacl)
     manifest = featurize(path, tmp_path / "g", FeaturizeParams(), shard_size=2, progress=False)
@@ -154,8 +156,9 @@ def test_isolated_crystals_are_reported_and_kept(tmp_path, nacl):
 
 
 def test_dropped_isolated_crystals_leave_every_split(tmp_path, nacl):
-    from tlcgcnn import io, split
-    from tlcgcnn.featurize import isolated_ids
+    from tlcgcnn.utils import fileio as io
+    from tlcgcnn.data import split
+    from tlcgcnn.features.featurize import isolated_ids
 
     path = _isolated_table(tmp_path, nacl)
     featurize(path, tmp_path / "g", FeaturizeParams(), progress=False)
@@ -168,6 +171,6 @@ def test_dropped_isolated_crystals_leave_every_split(tmp_path, nacl):
     spec = {"name": "gap", "property": "band_gap", "subset": "all"}
     sp = split.run(str(path), str(tmp_path / "gap.json"), cfg, subsets_path=str(tmp_path / "drop.json"), spec=spec)
     assert set(sp["test"]) | set(sp["pool"]) == {"ok-1", "ok-2", "ok-3", "ok-4"}
-    # what training asks for has a graph (tlcgcnn.graphs.load raises for a missing id)
+    # what training asks for has a graph (tlcgcnn.nn.graphs.load raises for a missing id)
     assert len(graphs.load(tmp_path / "g", [*sp["test"], *sp["pool"]]).ids) == 4
     assert io.read_json(tmp_path / "drop.json")["excluded"][0]["reason"].startswith("2 of 2 atoms")

@@ -10,8 +10,9 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from tlcgcnn import figures, stats
-from tlcgcnn.figures import labels
+from tlcgcnn.report import figures
+from tlcgcnn.analysis import stats
+from tlcgcnn.report.figures import labels
 
 PAPER_FIGURES = ["ef_eg_density", "subset_scaling", "improvement", "freeze_heatmap", "protocol_sensitivity", "multitask", "multitask_sources", "pretrain_size", "models"]
 
@@ -190,7 +191,7 @@ def _runs() -> pd.DataFrame:
 
 
 def test_every_registered_figure_draws(tmp_path, monkeypatch):
-    from tlcgcnn.figures import curves, external, models, transfer
+    from tlcgcnn.report.figures import curves, external, models, transfer
 
     def nothing_to_draw(ax, text):
         raise AssertionError(f"placeholder panel drawn: {text}")
@@ -249,7 +250,7 @@ def test_every_registered_figure_draws(tmp_path, monkeypatch):
 def test_learning_curve_of_size_all_sits_at_the_mean_training_size(tmp_path):
     """config/zoo.yaml fine-tunes on the whole pool (size "all"): the curve is drawn at the
     runs' mean training-set size instead of failing on a text x value."""
-    from tlcgcnn.figures.curves import learning_curve
+    from tlcgcnn.report.figures.curves import learning_curve
 
     rng = np.random.default_rng(0)
     rows = [
@@ -267,8 +268,8 @@ def test_many_targets_wrap_into_rows_of_three(tmp_path):
     Panels now wrap into rows of 3, with one legend under them once modes are many."""
     from matplotlib.image import imread
 
-    from tlcgcnn.figures.curves import learning_curve
-    from tlcgcnn.figures.transfer import freeze_heatmap
+    from tlcgcnn.report.figures.curves import learning_curve
+    from tlcgcnn.report.figures.transfer import freeze_heatmap
 
     gap = _runs().query("target == 'gap'")
     many = pd.concat([gap.assign(target=f"t{i}") for i in range(7)], ignore_index=True)
@@ -285,7 +286,7 @@ def test_many_targets_wrap_into_rows_of_three(tmp_path):
 def test_learning_curve_draws_a_classifier_by_its_error(monkeypatch):
     """A classifier's runs have no MAE (paper-cpu's metal / non-metal panel was empty): the
     pooled learning curve draws its 1 − ROC-AUC."""
-    from tlcgcnn.figures import curves
+    from tlcgcnn.report.figures import curves
 
     drawn = {}
     monkeypatch.setattr(curves, "finish", lambda fig, png, pdf: drawn.update(axes=fig.axes))
@@ -301,7 +302,7 @@ def test_pretrain_size_figure_draws_a_head_reinitialised_sweep_and_its_scratch(m
     log_kvrh_sources), give one line per training size; a scheme at one size draws none."""
     import matplotlib.pyplot as plt
 
-    from tlcgcnn.figures import curves
+    from tlcgcnn.report.figures import curves
 
     rows = []
     for size in (100, 500):

@@ -15,12 +15,18 @@ import pandas as pd
 import pytest
 import yaml
 
-from tlcgcnn import figures, ingest, runner, table
-from tlcgcnn.cli import main
-from tlcgcnn.featurize import FeaturizeParams, featurize
-from tlcgcnn.stats import read_table
-from tlcgcnn.targets import Target
-from tlcgcnn.train import TrainConfig, train
+from tlcgcnn.report import figures
+
+from tlcgcnn.data import ingest
+
+from tlcgcnn.cli import runner
+
+from tlcgcnn.data import table
+from tlcgcnn.cli.main import main
+from tlcgcnn.features.featurize import FeaturizeParams, featurize
+from tlcgcnn.analysis.stats import read_table
+from tlcgcnn.data.targets import Target
+from tlcgcnn.train.loop import TrainConfig, train
 
 from conftest import ATOM_FEATURES, MP500, require_shared
 

@@ -22,8 +22,8 @@ from sklearn.model_selection import GridSearchCV
 
 from conftest import ROOT, random_graphs, save_graphs
 from tlcgcnn import config as C
-from tlcgcnn import io
-from tlcgcnn.figures import labels, needs
+from tlcgcnn.utils import fileio as io
+from tlcgcnn.report.figures import labels, needs
 
 FROZEN = {"pretrained": "ef_all", "estimator": "ridge", "features": "frozen"}
 
@@ -105,12 +105,12 @@ def test_figures_describe_frozen_modes_as_transfer_schemes():
 
 # --------------------------------------------------------------------------- crystal vectors
 def _checkpoint(kind: str, tmp_path: Path, h_fea_len: int = 24) -> tuple[dict, Path]:
-    from tlcgcnn import atom_features
-    from tlcgcnn.checkpoint import save_checkpoint
-    from tlcgcnn.models import build_model
+    from tlcgcnn.features import atom_features
+    from tlcgcnn.train.checkpoint import save_checkpoint
+    from tlcgcnn.nn import build_model
 
     torch.manual_seed(0)
-    table = torch.from_numpy(atom_features.load_matrix(ROOT / "src" / "tlcgcnn" / "data" / "atom_features.csv"))
+    table = torch.from_numpy(atom_features.load_matrix(ROOT / "src" / "tlcgcnn" / "features" / "atom_features.csv"))
     model = build_model({"kind": kind, "atom_fea_len": 8, "n_conv": 2, "h_fea_len": h_fea_len, "n_h": 2}, table)
     for m in model.modules():  # non-trivial running statistics: eval mode must use them
         if isinstance(m, torch.nn.BatchNorm1d):
@@ -142,8 +142,8 @@ def test_a_checkpoint_source_of_another_architecture_serves_frozen_features(tmp_
 
 @pytest.mark.parametrize("kind", ["cgcnn", "attention"])
 def test_crystal_vectors_are_deterministic_have_h_fea_len_columns_and_feed_the_output_layer(kind, tmp_path):
-    from tlcgcnn.evaluate import embed_ids, predict_ids
-    from tlcgcnn.models import build_model
+    from tlcgcnn.analysis.evaluate import embed_ids, predict_ids
+    from tlcgcnn.nn import build_model
 
     graphs = save_graphs(random_graphs(n=23, seed=1), tmp_path / "graphs")
     ckpt, path = _checkpoint(kind, tmp_path)
@@ -182,7 +182,7 @@ def cell_inputs(tmp_path):
 
 
 def _run_cell(inp, tmp_path):
-    from tlcgcnn.frozen import frozen_cell
+    from tlcgcnn.train.frozen import frozen_cell
 
     return frozen_cell(
         cell=inp["cell"], table_path=inp["table"], split_path=inp["split"], graph_dir=inp["graphs"], pretrained=inp["ckpt"],
@@ -194,10 +194,10 @@ def _run_cell(inp, tmp_path):
 def test_no_test_crystal_reaches_the_estimator(cell_inputs, monkeypatch, tmp_path):
     """The embedding gets one extra column, the id's row number; a spy on the estimator's
     fit reads which crystals it was given: exactly the seed's training ids, never a test id."""
-    import tlcgcnn.evaluate
-    from tlcgcnn.split import train_val
+    import tlcgcnn.analysis.evaluate
+    from tlcgcnn.data.split import train_val
 
-    real_embed = tlcgcnn.evaluate.embed_ids
+    real_embed = tlcgcnn.analysis.evaluate.embed_ids
     all_ids = cell_inputs["ids"]
     tagged: list[str] = []
 
@@ -213,7 +213,7 @@ def test_no_test_crystal_reaches_the_estimator(cell_inputs, monkeypatch, tmp_pat
         assert len(fitted[-1]) == len(X_fit) and not np.isnan(y_fit).any()
         return real_fit(self, X_fit, y_fit, **kw)
 
-    monkeypatch.setattr(tlcgcnn.evaluate, "embed_ids", embed_with_row_tags)
+    monkeypatch.setattr(tlcgcnn.analysis.evaluate, "embed_ids", embed_with_row_tags)
     monkeypatch.setattr(GridSearchCV, "fit", spy)
     records = _run_cell(cell_inputs, tmp_path)
     test = set(all_ids[:30])
@@ -226,7 +226,7 @@ def test_no_test_crystal_reaches_the_estimator(cell_inputs, monkeypatch, tmp_pat
 
 
 def test_cell_writes_the_records_the_statistics_read(cell_inputs, tmp_path):
-    from tlcgcnn import stats
+    from tlcgcnn.analysis import stats
 
     records = _run_cell(cell_inputs, tmp_path)
     assert [r["seed"] for r in records] == [0, 1, 2]
@@ -299,9 +299,9 @@ def test_tiny_workflow_runs_a_frozen_cell_and_tests_it_against_scratch(tmp_path)
 def test_a_train_pool_all_frozen_cell_draws_from_pool_all(cell_inputs, monkeypatch, tmp_path):
     """A frozen-features mode with train_pool: all embeds and fits the draws of pool_all
     (the other subset's crystals too) and is tested on the same test set."""
-    import tlcgcnn.evaluate
-    from tlcgcnn.frozen import cell_ids
-    from tlcgcnn.split import train_val
+    import tlcgcnn.analysis.evaluate
+    from tlcgcnn.train.frozen import cell_ids
+    from tlcgcnn.data.split import train_val
 
     ids = cell_inputs["ids"]
     test, pool, other = ids[:30], ids[30:60], ids[60:]
@@ -311,13 +311,13 @@ def test_a_train_pool_all_frozen_cell_draws_from_pool_all(cell_inputs, monkeypat
     cell = cfg.cell("gap_nonmetal", 25, "ef_ridge_all").as_params()
     assert cell["mode"]["train_pool"] == "all"
     embedded: list[str] = []
-    real_embed = tlcgcnn.evaluate.embed_ids
+    real_embed = tlcgcnn.analysis.evaluate.embed_ids
 
     def spy(ckpt, checkpoint, graph_dir, want, device="auto"):
         embedded[:] = list(want)
         return real_embed(ckpt, checkpoint, graph_dir, want, device)
 
-    monkeypatch.setattr(tlcgcnn.evaluate, "embed_ids", spy)
+    monkeypatch.setattr(tlcgcnn.analysis.evaluate, "embed_ids", spy)
     records = _run_cell({**cell_inputs, "cell": cell}, tmp_path)
     draws = {s: train_val(other + pool, 25, s, 0.2, 10) for s in (0, 1, 2)}
     assert embedded == cell_ids(sp, 25, [0, 1, 2], cell_inputs["split_cfg"], "all")[1]

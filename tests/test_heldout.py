@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from tlcgcnn import heldout, io, split
+from tlcgcnn.data import heldout
+
+from tlcgcnn.utils import fileio as io
+
+from tlcgcnn.data import split
 from tlcgcnn.config import load
 
 from conftest import ROOT, SHARED_DATA, require_shared

@@ -8,8 +8,8 @@ import pytest
 from pymatgen.core import Lattice, Structure
 from pymatgen.io.cif import CifWriter
 
-from tlcgcnn import table
-from tlcgcnn.ingest import IngestError, IngestOptions, ingest, ingest_frame, read_input
+from tlcgcnn.data import table
+from tlcgcnn.data.ingest import IngestError, IngestOptions, ingest, ingest_frame, read_input
 
 
 def cif(s: Structure) -> str:

@@ -5,11 +5,11 @@ import pandas as pd
 import torch
 from torch.nn import functional as F
 
-from tlcgcnn import atom_features
-from tlcgcnn.featurize import FeaturizeParams, neighbor_graph
-from tlcgcnn.graphs import GraphSet
-from tlcgcnn.models import ModelConfig, build_model
-from tlcgcnn.models.cgcnn import ConvLayer, count_parameters
+from tlcgcnn.features import atom_features
+from tlcgcnn.features.featurize import FeaturizeParams, neighbor_graph
+from tlcgcnn.nn.graphs import GraphSet
+from tlcgcnn.nn import ModelConfig, build_model
+from tlcgcnn.nn.cgcnn import ConvLayer, count_parameters
 
 from conftest import ROOT
 
@@ -81,7 +81,7 @@ def test_parameter_count_matches_original_cgcnn(atom_table):
 
 
 def test_gaussians_have_no_denormals():
-    from tlcgcnn.models.cgcnn import GaussianExpansion
+    from tlcgcnn.nn.cgcnn import GaussianExpansion
 
     g = GaussianExpansion(8.0, 0.2)(torch.linspace(0, 17, 500))
     tiny = (g > 0) & (g < torch.finfo(torch.float32).tiny)
@@ -99,7 +99,7 @@ def _plain_conv(conv: ConvLayer, v: torch.Tensor, nbr_idx: torch.Tensor, edge: t
 
 
 def test_fast_gather_equals_advanced_indexing_forward_and_backward():
-    from tlcgcnn.models.cgcnn import gather_neighbors
+    from tlcgcnn.nn.cgcnn import gather_neighbors
 
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(50, 16, generator=gen, requires_grad=True)
@@ -117,7 +117,7 @@ def test_fast_path_predictions_equal_plain_path(nacl, bcc_fe):
     """The model's convolution (fast gather) equals the plain formulation; bf16 autocast
     (on by default where the CPU computes bf16 natively) stays within bf16 tolerance of
     fp32; one fused AdamW step equals the unfused one to float rounding."""
-    from tlcgcnn.train import TrainConfig, make_optimizer
+    from tlcgcnn.train.loop import TrainConfig, make_optimizer
 
     torch.manual_seed(0)
     table = torch.from_numpy(atom_features.load_matrix())
@@ -129,7 +129,7 @@ def test_fast_path_predictions_equal_plain_path(nacl, bcc_fe):
     edge = model.gauss(batch.nbr_dist)
     for conv in model.convs:
         v = _plain_conv(conv, v, batch.nbr_idx, edge)
-    from tlcgcnn.models.cgcnn import mean_pool
+    from tlcgcnn.nn.cgcnn import mean_pool
 
     h = F.softplus(model.conv_to_fc(F.softplus(mean_pool(v, batch.crystal, batch.counts, batch.n))))
     torch.testing.assert_close(fast, model.fc_out(h), rtol=1e-6, atol=1e-6)

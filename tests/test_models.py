@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from tlcgcnn.models import AttentionCGCNN, build_model, count_parameters
-from tlcgcnn.models.attention import AttentionConvLayer
-from tlcgcnn.models.cgcnn import ConvLayer
+from tlcgcnn.nn import AttentionCGCNN, build_model, count_parameters
+from tlcgcnn.nn.attention import AttentionConvLayer
+from tlcgcnn.nn.cgcnn import ConvLayer
 
 CFG = {"atom_fea_len": 16, "n_conv": 3, "h_fea_len": 24, "radius": 6.0, "gaussian_step": 0.5}
 

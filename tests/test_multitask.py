@@ -10,9 +10,10 @@ import yaml
 from scipy import stats as sstats
 
 from conftest import ROOT
-from tlcgcnn import figures, multitask
-from tlcgcnn.multitask import COLUMNS, PairMismatchError, SourcePair, multitask_table, source_pairs, write_table
-from tlcgcnn.stats import read_table
+from tlcgcnn.report import figures
+from tlcgcnn.analysis import multitask
+from tlcgcnn.analysis.multitask import COLUMNS, PairMismatchError, SourcePair, multitask_table, source_pairs, write_table
+from tlcgcnn.analysis.stats import read_table
 
 PROPS = ["formation_energy_per_atom", "band_gap", "efermi"]
 ST_NAMES = dict(zip(PROPS, ["ef", "eg", "efermi"], strict=True))
@@ -197,7 +198,7 @@ def test_figure_marks_and_annotations(tmp_path, monkeypatch):
     single-task line through the sizes, the Holm p at each size."""
     import matplotlib.pyplot as plt
 
-    from tlcgcnn.figures import curves
+    from tlcgcnn.report.figures import curves
 
     seen = []
     monkeypatch.setattr(curves, "finish", lambda fig, png, pdf: (seen.append(fig), plt.close(fig)))

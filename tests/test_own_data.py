@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 import tlcgcnn
-from tlcgcnn import cli
+from tlcgcnn.cli.main import main as cli
 
 ROOT = Path(__file__).resolve().parents[1]
 SUBSET = ROOT / "resources" / "mp2018" / "mp2018_subset.parquet"

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tlcgcnn.figures import requested
+from tlcgcnn.report.figures import requested
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "mp2018_36737.csv.gz"
@@ -35,7 +35,7 @@ def slice_config() -> dict:
     cfg["dataset"]["path"] = str(DATA)
     cfg["dataset"]["sample"] = {"n": 300, "seed": 0, "keep": {"k_vrh": 120, "band_gap_hse": 60, "band_gap_gllbsc": 60, "dielectric_total": 0}}
     cfg["split"]["test_max"] = 60
-    cfg["featurize"]["atom_features"] = str(ROOT / "src" / "tlcgcnn" / "data" / "atom_features.csv")
+    cfg["featurize"]["atom_features"] = str(ROOT / "src" / "tlcgcnn" / "features" / "atom_features.csv")
     cfg["model"].update(atom_fea_len=16, h_fea_len=32)
     cfg["train"].update(epochs=3, patience=3)
     sizes = {"ef_all": 150, "eg_all": 150, "mt_all": 150}

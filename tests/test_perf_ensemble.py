@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from conftest import ROOT
-from tlcgcnn import ensemble
-from tlcgcnn.graphs import GraphSet
-from tlcgcnn.models import build_model
+from tlcgcnn.train import ensemble
+from tlcgcnn.nn.graphs import GraphSet
+from tlcgcnn.nn import build_model
 
 CFG = {"atom_fea_len": 16, "n_conv": 2, "h_fea_len": 32}
 

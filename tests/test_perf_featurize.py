@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tlcgcnn import featurize, table
-from tlcgcnn.ingest import parse_structure
+from tlcgcnn.features import featurize
+
+from tlcgcnn.data import table
+from tlcgcnn.data.ingest import parse_structure
 from perf_data import mp_rows
 
 PARAMS = featurize.FeaturizeParams()

@@ -5,7 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from tlcgcnn import cif_fast, ingest, table
+from tlcgcnn.data import cif_fast
+
+from tlcgcnn.data import ingest
+
+from tlcgcnn.data import table
 from perf_data import mp_rows
 
 CIF_HEAD = """data_test

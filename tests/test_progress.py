@@ -1,4 +1,4 @@
-"""tlcgcnn.progress: the cells of an unfinished run, its time left, and its interim claims."""
+"""tlcgcnn.report.progress: the cells of an unfinished run, its time left, and its interim claims."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from tlcgcnn import config as C
-from tlcgcnn import io, progress
+from tlcgcnn.utils import fileio as io
+from tlcgcnn.report import progress
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRATCH = np.array([1.00, 1.10, 0.95, 1.05, 1.02])

@@ -54,7 +54,7 @@ def test_readme_is_short_and_speaks_to_users():
 
 def test_readme_commands_are_known():
     """Each README command parses with the CLI it documents (a renamed option fails here)."""
-    from tlcgcnn.cli import _parser
+    from tlcgcnn.cli.main import _parser
 
     cmds = tlcgcnn_commands()
     assert {c[1] for c in cmds} >= {"models", "predict", "finetune"}

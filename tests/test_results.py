@@ -1,4 +1,4 @@
-"""Published results (tlcgcnn.report): claims and their verdicts, the README's results table,
+"""Published results (tlcgcnn.report.published): claims and their verdicts, the README's results table,
 and the committed docs/results/ folders against their own CSVs and figures."""
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import yaml
 
 from conftest import ROOT
 from tlcgcnn import config as C
-from tlcgcnn import io, report
+from tlcgcnn.utils import fileio as io
+from tlcgcnn.report import published as report
 
 PUBLISHED = sorted(p.parent for p in (ROOT / "docs" / "results").glob("*/summary.md"))
 
@@ -47,14 +48,14 @@ def _metrics() -> pd.DataFrame:
 
 
 def _tests(metrics: pd.DataFrame) -> pd.DataFrame:
-    """stats/ttests.csv as tlcgcnn.stats.run writes it: the selected modes' tests appended."""
-    from tlcgcnn.stats import error_tests, selected_tests
+    """stats/ttests.csv as tlcgcnn.analysis.stats.run writes it: the selected modes' tests appended."""
+    from tlcgcnn.analysis.stats import error_tests, selected_tests
 
     return pd.concat([error_tests(metrics, baseline="scratch"), selected_tests(metrics, _protocol(metrics))], ignore_index=True)
 
 
 def _protocol(metrics: pd.DataFrame) -> pd.DataFrame:
-    from tlcgcnn.stats import protocol_table
+    from tlcgcnn.analysis.stats import protocol_table
 
     return protocol_table(metrics, baseline="scratch", mode_order=list(ERRORS))
 
@@ -253,7 +254,7 @@ def test_config_checks_multitask_claims_against_its_sources():
 
 # --------------------------------------------------------------------------- a published folder
 def _publish(tmp_path: Path, name: str = "demo") -> Path:
-    """A published folder written by tlcgcnn.report.publish from a synthetic run."""
+    """A published folder written by tlcgcnn.report.published.publish from a synthetic run."""
     run = tmp_path / "results" / name
     (run / "stats").mkdir(parents=True)
     (run / "figures").mkdir()

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tlcgcnn.ingest import IngestError, sample_rows
+from tlcgcnn.data.ingest import IngestError, sample_rows
 
 
 def _raw(n=1000):

@@ -262,7 +262,7 @@ def test_pipeline_through_slurm(slurm_cluster, tmp_path, capsys):
         else:
             assert gpus == "unset", f"CPU job {j} ({rule}) got CUDA_VISIBLE_DEVICES={gpus}: {log}"
         if rule.startswith("evaluate"):
-            assert re.search(r"tlcgcnn.evaluate: device: (cpu|cuda)", body), log
+            assert re.search(r"tlcgcnn.analysis.evaluate: device: (cpu|cuda)", body), log
     for cell in ("scratch", "transfer"):
         records = json.loads((results / "finetune" / "gap_nonmetal" / "n25" / cell / "metrics.json").read_text())
         assert [r["seed"] for r in records] == [0, 1] and all(r["mode"] == cell for r in records)

@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from tlcgcnn import config as C
-from tlcgcnn import io, split
+from tlcgcnn.utils import fileio as io
+from tlcgcnn.data import split
 
 from conftest import ROOT
 

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sstats
 
-from tlcgcnn.stats import holm, paired_tests
+from tlcgcnn.analysis.stats import holm, paired_tests
 
 
 def test_holm_matches_definition():
@@ -128,7 +128,7 @@ def _protocol_runs(n_seeds: int = 5) -> pd.DataFrame:
 
 
 def test_protocol_is_chosen_on_validation_scores_only():
-    from tlcgcnn.stats import protocol_table
+    from tlcgcnn.analysis.stats import protocol_table
 
     df = _protocol_runs()
     p = protocol_table(df, mode_order=["scratch", "ef_slow", "ef_ft", "ef_head", "eg_ft"])
@@ -160,8 +160,8 @@ def test_protocol_is_chosen_on_validation_scores_only():
 
 
 def test_selected_modes_form_their_own_holm_family(tmp_path):
-    from tlcgcnn import io
-    from tlcgcnn.stats import SELECTED_FAMILY, error_tests, mode_tests, read_table, run
+    from tlcgcnn.utils import fileio as io
+    from tlcgcnn.analysis.stats import SELECTED_FAMILY, error_tests, mode_tests, read_table, run
 
     df = _protocol_runs()
     files = []

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tlcgcnn import stats
-from tlcgcnn.evaluate import classification_metrics
+from tlcgcnn.analysis import stats
+from tlcgcnn.analysis.evaluate import classification_metrics
 
 
 def _runs():

@@ -7,13 +7,15 @@ import pandas as pd
 import pytest
 import torch
 
-from tlcgcnn import split, table
-from tlcgcnn.featurize import FeaturizeParams, featurize
-from tlcgcnn.normalize import Normalizer, inverse_transform, transform
-from tlcgcnn.checkpoint import load_checkpoint, model_from_checkpoint
-from tlcgcnn.targets import Target
-from tlcgcnn.train import TrainConfig, train
-from tlcgcnn.transfer import TransferConfig, apply_transfer, set_train_mode
+from tlcgcnn.data import split
+
+from tlcgcnn.data import table
+from tlcgcnn.features.featurize import FeaturizeParams, featurize
+from tlcgcnn.nn.normalize import Normalizer, inverse_transform, transform
+from tlcgcnn.train.checkpoint import load_checkpoint, model_from_checkpoint
+from tlcgcnn.data.targets import Target
+from tlcgcnn.train.loop import TrainConfig, train
+from tlcgcnn.train.transfer import TransferConfig, apply_transfer, set_train_mode
 
 from conftest import ROOT
 
@@ -73,7 +75,7 @@ def toy_set(tmp_path_factory):
 def _train(toy_set, out, transfer=None, epochs=5):
     df, d, sp = toy_set
     return train(
-        table_df=df, graph_dir=d / "g", atom_table_path=ROOT / "src" / "tlcgcnn" / "data" / "atom_features.csv", split_ids=sp,
+        table_df=df, graph_dir=d / "g", atom_table_path=ROOT / "src" / "tlcgcnn" / "features" / "atom_features.csv", split_ids=sp,
         target=Target("k", "k_vrh", "log10"), model_cfg={"atom_fea_len": 16, "n_conv": 3, "h_fea_len": 16},
         train_cfg=TrainConfig(epochs=epochs, batch_size=16, patience=50), seed=3, out_checkpoint=out, transfer=transfer, progress=False,
     )
@@ -111,7 +113,7 @@ def test_frozen_layers_stay_frozen(toy_set, tmp_path):
 def test_reinit_head_and_unfrozen(toy_set, tmp_path, atom_table):
     _train(toy_set, tmp_path / "pre.pt", epochs=2)
     pre = load_checkpoint(tmp_path / "pre.pt")
-    from tlcgcnn.models import build_model
+    from tlcgcnn.nn import build_model
 
     m = build_model(pre["model_config"], atom_table)
     frozen = apply_transfer(m, pre, TransferConfig("x", freeze=1, reinit="unfrozen"))
@@ -127,10 +129,10 @@ def test_reinit_head_and_unfrozen(toy_set, tmp_path, atom_table):
 def test_discriminative_learning_rates_per_parameter_group(atom_table, graphs, monkeypatch):
     """backbone_lr_scale: trained parameters that keep pretrained values learn at lr × scale,
     re-initialised (and not loaded) ones at lr; warm-up / schedule scale each group's own lr."""
-    import tlcgcnn.train as T
-    from tlcgcnn.models import build_model
-    from tlcgcnn.normalize import Normalizer
-    from tlcgcnn.transfer import param_groups, pretrained_parameter_names
+    import tlcgcnn.train.loop as T
+    from tlcgcnn.nn import build_model
+    from tlcgcnn.nn.normalize import Normalizer
+    from tlcgcnn.train.transfer import param_groups, pretrained_parameter_names
 
     cfg = {"atom_fea_len": 8, "n_conv": 2, "h_fea_len": 8, "radius": 6.0, "gaussian_step": 0.5}
     torch.manual_seed(0)
@@ -187,10 +189,10 @@ def test_resumed_fit_keeps_each_groups_learning_rate(atom_table, graphs, tmp_pat
     """A run with two learning-rate groups, resumed from its state after epoch 1, ends
     bitwise-identical to the uninterrupted run (the groups' starting lrs are not taken from
     the resumed optimizer's scheduled ones)."""
-    import tlcgcnn.train as T
-    from tlcgcnn.models import build_model
-    from tlcgcnn.normalize import Normalizer
-    from tlcgcnn.transfer import param_groups, pretrained_parameter_names
+    import tlcgcnn.train.loop as T
+    from tlcgcnn.nn import build_model
+    from tlcgcnn.nn.normalize import Normalizer
+    from tlcgcnn.train.transfer import param_groups, pretrained_parameter_names
 
     cfg = {"atom_fea_len": 8, "n_conv": 2, "h_fea_len": 8, "radius": 6.0, "gaussian_step": 0.5}
     torch.manual_seed(0)
@@ -230,8 +232,8 @@ def test_a_train_pool_all_cell_trains_on_metals_and_tests_on_its_subset(toy_set,
     pool, scratch_all (train_pool: all) from pool_all, metals included; both test on the
     same non-metal test set, and only scratch_all's records say train_pool."""
     from tlcgcnn import config as C
-    from tlcgcnn import io
-    from tlcgcnn.finetune import finetune_cell
+    from tlcgcnn.utils import fileio as io
+    from tlcgcnn.train.finetune import finetune_cell
 
     df, d, _ = toy_set
     ids = df["material_id"].tolist()
@@ -255,7 +257,7 @@ def test_a_train_pool_all_cell_trains_on_metals_and_tests_on_its_subset(toy_set,
         cell_dir = tmp_path / mode
         records = finetune_cell(
             cell=cfg.cell("k_nm", 10, mode).as_params(), table_path=str(d / "t.parquet"), split_path=str(tmp_path / "k_nm.split.json"),
-            graph_dir=str(d / "g"), atom_features_path=str(ROOT / "src" / "tlcgcnn" / "data" / "atom_features.csv"), pretrained=[],
+            graph_dir=str(d / "g"), atom_features_path=str(ROOT / "src" / "tlcgcnn" / "features" / "atom_features.csv"), pretrained=[],
             split_cfg=cfg.split_settings(), threads=1, config=None, out_metrics=str(cell_dir / "metrics.json"),
             out_predictions=str(cell_dir / "predictions.parquet"), device="cpu",
         )

@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from conftest import ATOM_FEATURES, ROOT, random_graphs, save_graphs
-from tlcgcnn.targets import Target
-from tlcgcnn.train import NonFiniteError, TrainConfig, train
+from tlcgcnn.data.targets import Target
+from tlcgcnn.train.loop import NonFiniteError, TrainConfig, train
 
 CFG = {"kind": "cgcnn", "atom_fea_len": 16, "n_conv": 2, "h_fea_len": 24, "radius": 8.0, "gaussian_step": 0.5}
 N = 160
@@ -46,16 +46,16 @@ def test_nan_training_loss_names_target_epoch_and_seed(tmp_path):
 
 
 def test_nan_validation_score_is_an_error_not_a_silent_best(tmp_path):
-    from tlcgcnn import graphs
-    from tlcgcnn.models import build_model
-    from tlcgcnn.normalize import Normalizer
-    from tlcgcnn.train import fit
+    from tlcgcnn.nn import graphs
+    from tlcgcnn.nn import build_model
+    from tlcgcnn.nn.normalize import Normalizer
+    from tlcgcnn.train.loop import fit
 
     df, gdir, ids = _data(tmp_path)
     data = graphs.load(gdir, ids)
     y = torch.tensor(df["y"].to_numpy(), dtype=torch.float32)
     y[130] = float("nan")  # one validation label NaN: the validation MAE is NaN
-    from tlcgcnn import atom_features
+    from tlcgcnn.features import atom_features
 
     model = build_model(CFG, torch.from_numpy(atom_features.load_matrix(ATOM_FEATURES)))
     with pytest.raises(NonFiniteError, match="non-finite validation score .* at epoch 0, seed 1"):
@@ -66,8 +66,8 @@ RUNNER = """
 import sys
 sys.path[:0] = [{src!r}, {tests!r}]
 import pandas as pd
-from tlcgcnn.targets import Target
-from tlcgcnn.train import TrainConfig, train
+from tlcgcnn.data.targets import Target
+from tlcgcnn.train.loop import TrainConfig, train
 import test_train_faults as T
 df = pd.read_parquet({table!r})
 ids = list(df["material_id"])

@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from conftest import ATOM_FEATURES, random_graphs, save_graphs
-from tlcgcnn.models import build_model
-from tlcgcnn.normalize import MultiNormalizer, Normalizer
-from tlcgcnn.objectives import Objective, masked_mse
-from tlcgcnn.targets import Target, target_from_spec
-from tlcgcnn.train import TrainConfig, fit, train
-from tlcgcnn.transfer import TransferConfig, apply_transfer
+from tlcgcnn.nn import build_model
+from tlcgcnn.nn.normalize import MultiNormalizer, Normalizer
+from tlcgcnn.train.objectives import Objective, masked_mse
+from tlcgcnn.data.targets import Target, target_from_spec
+from tlcgcnn.train.loop import TrainConfig, fit, train
+from tlcgcnn.train.transfer import TransferConfig, apply_transfer
 
 CFG = {"atom_fea_len": 16, "n_conv": 3, "h_fea_len": 24, "radius": 6.0, "gaussian_step": 0.5}
 
@@ -146,7 +146,7 @@ def test_finetuned_checkpoint_has_the_targets_normalizer(tmp_path, atom_table):
 
 
 def test_classification_training_and_evaluation(tmp_path, atom_table):
-    from tlcgcnn.evaluate import evaluate
+    from tlcgcnn.analysis.evaluate import evaluate
 
     _, df, gdir, ids, model_cfg, cfg = _ckpt_file(tmp_path, atom_table, labels_mean=0.0)
     ck = train(table_df=df, graph_dir=gdir, atom_table_path=ATOM_FEATURES, split_ids={"train": ids[:20], "val": ids[20:30], "test": ids[30:]},
@@ -159,7 +159,7 @@ def test_classification_training_and_evaluation(tmp_path, atom_table):
 
 
 def test_multitask_training_with_missing_labels(tmp_path, atom_table):
-    from tlcgcnn.evaluate import evaluate
+    from tlcgcnn.analysis.evaluate import evaluate
 
     _, df, gdir, ids, model_cfg, cfg = _ckpt_file(tmp_path, atom_table, labels_mean=0.0)
     df["other"] = np.where(np.arange(40) % 3 == 0, np.nan, np.arange(40.0))

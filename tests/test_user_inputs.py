@@ -13,8 +13,14 @@ import pandas as pd
 import pytest
 import yaml
 
-from tlcgcnn import config, inputs, properties, split
-from tlcgcnn.ingest import IngestError, IngestOptions, ingest, ingest_frame, read_input
+from tlcgcnn import config
+
+from tlcgcnn.data import inputs
+
+from tlcgcnn.data import properties
+
+from tlcgcnn.data import split
+from tlcgcnn.data.ingest import IngestError, IngestOptions, ingest, ingest_frame, read_input
 
 ROOT = Path(__file__).resolve().parents[1]
 

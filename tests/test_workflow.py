@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from conftest import MP500, ROOT, require_shared
-from tlcgcnn.stats import read_table
+from tlcgcnn.analysis.stats import read_table
 
 BIN = Path(sys.executable).parent
 SNAKEMAKE = [str(BIN / "snakemake")] if (BIN / "snakemake").exists() else [sys.executable, "-m", "snakemake"]

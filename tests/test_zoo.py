@@ -11,9 +11,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tlcgcnn import split
-from tlcgcnn.checkpoint import load_checkpoint
-from tlcgcnn.cli import main
+from tlcgcnn.data import split
+from tlcgcnn.train.checkpoint import load_checkpoint
+from tlcgcnn.cli.main import main
 from tlcgcnn.config import load
 
 from conftest import ROOT

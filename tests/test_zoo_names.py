@@ -118,7 +118,7 @@ def test_the_user_zoo_comes_first_and_a_bad_one_is_named(tmp_path, monkeypatch):
 
 
 def test_zoo_and_calibration_import_without_torch():
-    code = "import sys, tlcgcnn.zoo, tlcgcnn.calibration; tlcgcnn.zoo.list_models(); assert 'torch' not in sys.modules"
+    code = "import sys, tlcgcnn.zoo, tlcgcnn.analysis.calibration; tlcgcnn.zoo.list_models(); assert 'torch' not in sys.modules"
     res = subprocess.run(
         [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60, cwd=ROOT
     )
@@ -161,4 +161,4 @@ def test_the_wheel_ships_the_zoo(tmp_path):
         shipped = {"card.json", "card.md", *(f.name for f in folder.glob("model_s*.pt"))}
         assert {f"tlcgcnn/_zoo/{folder.name}/{f}" for f in shipped} <= names, folder.name
     assert not any(n.endswith("parity.png") or "/heldout/" in n for n in names)
-    assert "tlcgcnn/zoo.py" in names and "tlcgcnn/calibration.py" in names
+    assert "tlcgcnn/zoo.py" in names and "tlcgcnn/analysis/calibration.py" in names

@@ -2,6 +2,6 @@
 
 import sys
 
-from tlcgcnn.cli import main
+from tlcgcnn.cli.main import main
 
 sys.exit(main())

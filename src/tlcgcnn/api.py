@@ -6,7 +6,7 @@
 
     model = tlcgcnn.load_model("mp2018-log_kvrh")   # a zoo name, a checkpoint, or a folder of seeds
     df = model.predict([structure, "my.cif", atoms])  # pymatgen Structures, ASE Atoms, paths
-    run = tlcgcnn.finetune(pretrained="mp2018-ef", data="my_cifs/", label="my_modulus",
+    run = tlcgcnn.train.finetune(pretrained="mp2018-ef", data="my_cifs/", label="my_modulus",
                            unit="GPa", transform="log10", workdir="my_run")
 
 :func:`load_model` loads every seed of a model as one ensemble. :meth:`Model.predict`
@@ -14,7 +14,7 @@ returns one row per valid crystal: the prediction in the property's units (a log
 also as ``log10_<property>``), with several seeds their standard deviation
 (``<column>_std``), and where the model carries a calibration (every published zoo model)
 a 90 % interval (``<column>_lo90``, ``<column>_hi90``) fitted on its validation set
-(:mod:`tlcgcnn.calibration`). Inputs that fail validation are listed with their reason in
+(:mod:`tlcgcnn.analysis.calibration`). Inputs that fail validation are listed with their reason in
 ``df.attrs["dropped"]``. ``tlcgcnn predict`` is this same call (:func:`tlcgcnn.predict.run`).
 
 :func:`finetune` is ``tlcgcnn finetune``: it writes the run's configuration and runs the
@@ -41,9 +41,9 @@ class Model:
     """A trained model: the checkpoints of its seeds, used together as one ensemble.
 
     ``name``: the zoo name or the path it was loaded from; ``target``: what it predicts
-    (:class:`tlcgcnn.targets.Target`); ``units``: each output column's units; ``card``: the
+    (:class:`tlcgcnn.data.targets.Target`); ``units``: each output column's units; ``card``: the
     model card (published models) or None; ``calibration``: per property, the 90 % interval
-    calibration (:class:`tlcgcnn.calibration.Calibration`), or empty."""
+    calibration (:class:`tlcgcnn.analysis.calibration.Calibration`), or empty."""
 
     name: str
     paths: list[Path]
@@ -84,7 +84,7 @@ class Model:
         ``material_id, input, formula, nsites``, the predictions, their spread and interval);
         ``.attrs["dropped"]`` lists every input left out, with its reason. Raises
         :class:`tlcgcnn.predict.PredictError` when no input is valid."""
-        from tlcgcnn.ingest import IngestOptions
+        from tlcgcnn.data.ingest import IngestOptions
         from tlcgcnn.predict import PredictError, STRUCTURE_OUT, build_graphs, predict_frame, read_structures, strict_device
 
         import torch
@@ -118,7 +118,7 @@ class Model:
     def _with_intervals(self, preds: pd.DataFrame) -> pd.DataFrame:
         """Add the calibrated 90 % interval of each calibrated property: computed in the
         model's output space (log10 for a log10 target) and converted to the property's units."""
-        from tlcgcnn.targets import inverse_transform
+        from tlcgcnn.data.targets import inverse_transform
 
         t = self.target
         for prop, cal in self.calibration.items():
@@ -140,8 +140,9 @@ def load_model(spec: str | Path | Sequence[str | Path]) -> Model:
     checkpoints (a zoo folder, or a fine-tuning cell's ``results/.../n<size>/<mode>``), or a
     list of checkpoint files; every seed becomes one member of the ensemble. Raises
     :class:`tlcgcnn.zoo.ZooError` for an unknown name and
-    :class:`tlcgcnn.checkpoint.CheckpointError` for a file that is not a usable checkpoint."""
-    from tlcgcnn import calibration, zoo
+    :class:`tlcgcnn.train.checkpoint.CheckpointError` for a file that is not a usable checkpoint."""
+    from tlcgcnn.analysis import calibration
+    from tlcgcnn import zoo
     from tlcgcnn.predict import load_models
 
     specs = [spec] if isinstance(spec, (str, Path)) else list(spec)
@@ -207,8 +208,8 @@ def finetune(
     property name keeps its units and valid range); ``unit``, ``task`` (regression or
     classification) and ``valid_range`` (low, high) declare a new one. Other keywords as the
     CLI options: sizes, seeds, modes, subset, name, train (overrides), external, dry_run.
-    Raises :class:`tlcgcnn.runner.RunnerError` when the run fails."""
-    from tlcgcnn import runner
+    Raises :class:`tlcgcnn.cli.runner.RunnerError` when the run fails."""
+    from tlcgcnn.cli import runner
 
     outcome = runner.run(
         pretrained=pretrained, data=data, prop=label, unit=unit, transform=transform, task=task,

@@ -9,7 +9,7 @@ checks both ways) and returns a :class:`Config` whose methods answer, from plain
 * which pretraining sources exist (:meth:`Config.pretrain_sources`) with their target, size,
   seed, model and training settings; a source that names a ``checkpoint`` file is not
   trained: its target, size, seed and model are read from the file (torch-free, by
-  :mod:`tlcgcnn.checkpoint_info`) and checked against the modes that use it;
+  :mod:`tlcgcnn.train.checkpoint_info`) and checked against the modes that use it;
 * which fine-tuning cells exist (:meth:`Config.cells`): one per (target, training size,
   mode), with the seeds, the model (the mode's variant applied), training and transfer
   settings and the pretraining source;
@@ -27,8 +27,10 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from tlcgcnn import io, properties
-from tlcgcnn.properties import Property
+from tlcgcnn.utils import fileio as io
+
+from tlcgcnn.data import properties
+from tlcgcnn.data.properties import Property
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "config" / "schema"
 
@@ -126,7 +128,7 @@ SAMPLE_DEFAULTS: dict[str, Any] = {"seed": 0, "keep": {}}
 @dataclass(frozen=True)
 class EmbeddedSettings:
     """The committed real-data subset and its rule (``embedded:``, rules/embedded.smk,
-    tlcgcnn.embedded). ``input``: a full table, or ``download`` (this config's download)."""
+    tlcgcnn.data.embedded). ``input``: a full table, or ``download`` (this config's download)."""
 
     input: str = "../shared/data/mp2018_36737.csv.gz"
     dir: str = "resources/mp2018"
@@ -141,7 +143,7 @@ class EmbeddedSettings:
 
 @dataclass(frozen=True)
 class ZooSettings:
-    """Published models with their cards (``zoo:``, rules/zoo.smk, tlcgcnn.cards)."""
+    """Published models with their cards (``zoo:``, rules/zoo.smk, tlcgcnn.report.cards)."""
 
     dir: str = "resources/pretrained"
     models: list[dict[str, Any]] = field(default_factory=list)
@@ -149,7 +151,7 @@ class ZooSettings:
 
 @dataclass(frozen=True)
 class ReportSettings:
-    """The published results (``report:``, rules/report.smk, tlcgcnn.report): the folder and
+    """The published results (``report:``, rules/report.smk, tlcgcnn.report.published): the folder and
     the papers' claims the run tests (entries get :data:`CLAIM_DEFAULTS`)."""
 
     dir: str = "docs/results"
@@ -178,7 +180,7 @@ ZOO_MODEL_DEFAULTS: dict[str, Any] = {"size": "all"}
 # versus None: the claim compares its mode with finetune.baseline
 CLAIM_DEFAULTS: dict[str, Any] = {"kind": "compare", "versus": None, "direction": "lower"}
 # a claim's mode / versus "selected:<pretrain name>": the mode from that source that
-# stats/protocol.csv selected on validation data for the claim's cell (tlcgcnn.report)
+# stats/protocol.csv selected on validation data for the claim's cell (tlcgcnn.report.published)
 SELECTED_MODE = "selected:"
 TOP_DEFAULTS: dict[str, Any] = {"regenerate_embedded": False, "model_variants": {}, "pretrain": [], "external": [], "properties": {}}
 
@@ -239,7 +241,7 @@ def _merged(cls: type, base: Mapping[str, Any], *overrides: Mapping[str, Any] | 
 
 @dataclass(frozen=True)
 class TargetSpec:
-    """What a model learns (the fields of :class:`tlcgcnn.targets.Target`)."""
+    """What a model learns (the fields of :class:`tlcgcnn.data.targets.Target`)."""
 
     name: str
     property: str
@@ -291,13 +293,13 @@ class Mode:
     """How a fine-tuning cell trains: from scratch, from a pretrained source (freeze /
     re-initialise layers), a model variant, a scikit-learn baseline on composition
     descriptors (``estimator``), or a scikit-learn estimator on the source's frozen crystal
-    vectors (``pretrained`` + ``estimator`` + ``features: frozen``; tlcgcnn.frozen).
+    vectors (``pretrained`` + ``estimator`` + ``features: frozen``; tlcgcnn.train.frozen).
     ``backbone_lr_scale``: learning-rate factor of the pretrained parameters that are
     trained (re-initialised ones get ``lr``); ``train``: this mode's training overrides,
     applied after ``finetune.train``; ``train_pool``: where the training and validation
     crystals come from on a metal or non-metal target: its subset (``subset``, the split's
     ``pool``) or every subset (``all``, the split's ``pool_all``), the test set being the
-    subset's either way (tlcgcnn.split)."""
+    subset's either way (tlcgcnn.data.split)."""
 
     name: str
     pretrained: str | None
@@ -371,7 +373,7 @@ class Config:
 
     def __init__(self, raw: Mapping[str, Any]) -> None:
         self.name: str = raw["name"]
-        try:  # a user's own properties: known to this process from here on (tlcgcnn.properties)
+        try:  # a user's own properties: known to this process from here on (tlcgcnn.data.properties)
             self.properties: dict[str, Property] = properties.from_config(raw.get("properties", TOP_DEFAULTS["properties"]))
             properties.register(self.properties)
         except properties.PropertyError as err:
@@ -469,7 +471,7 @@ class Config:
         return f"results/{self.name}/raw/{self.dataset.source}.parquet"
 
     def featurize_params(self) -> Any:
-        """The :class:`tlcgcnn.featurize.FeaturizeParams` of the graph cache."""
+        """The :class:`tlcgcnn.features.featurize.FeaturizeParams` of the graph cache."""
         return featurize_params(self.featurize_settings())
 
     def graph_key(self) -> str:
@@ -532,7 +534,7 @@ class Config:
         )
 
     def _checkpoint_source(self, name: str, path: str) -> PretrainSource:
-        from tlcgcnn.checkpoint_info import CheckpointInfoError, summary
+        from tlcgcnn.train.checkpoint_info import CheckpointInfoError, summary
 
         try:
             info = summary(path)
@@ -693,7 +695,7 @@ class Config:
     # ---------------------------------------------------------------- published results
     def claims(self) -> list[dict[str, Any]]:
         """The papers' claims (``report.claims``) as plain values: ``versus`` filled with the
-        baseline mode where absent and ``size`` parsed (tlcgcnn.report reads these). A
+        baseline mode where absent and ``size`` parsed (tlcgcnn.report.published reads these). A
         ``mode`` or ``versus`` of ``selected:<source>`` stays as written: the report resolves
         it from ``stats/protocol.csv``."""
         return [
@@ -737,7 +739,8 @@ class Config:
                     f"properties: {{{prop}: {{unit: GPa}}}}, or use a built-in one: {sorted(properties.BUILTIN)}"
                 )
         if self.subsets_needed and self.dataset.source == "local" and self.dataset.path:
-            from tlcgcnn import inputs, split
+            from tlcgcnn.data import inputs
+            from tlcgcnn.data import split
 
             column = split.metal_column(self.split.metal_rule)
             try:
@@ -861,8 +864,8 @@ class Config:
     def _check_multitask_claim(self, c: Mapping[str, Any], where: str) -> None:
         """A multi-task vs single-task claim: a pair of trained sources, multi-task and
         single-task, of the property at that size on one split: the pairs stats/multitask.csv
-        compares (tlcgcnn.multitask.source_pairs), so the report finds the claim's row."""
-        from tlcgcnn.multitask import source_pairs  # it imports this module
+        compares (tlcgcnn.analysis.multitask.source_pairs), so the report finds the claim's row."""
+        from tlcgcnn.analysis.multitask import source_pairs  # it imports this module
         extra = [k for k in ("target", "mode", "versus") if c.get(k)]
         if extra:
             raise ConfigError(f"{where}: a kind: multitask claim compares two pretraining sources; it sets property and size, not {extra}")
@@ -929,8 +932,8 @@ class Config:
         """Every mode that starts from a checkpoint file must build the file's architecture,
         and the graphs must be featurized as the file's were: one message per file, naming
         every difference. (The atom-feature table, a tensor, is compared when the job starts:
-        tlcgcnn.transfer.apply_transfer.)"""
-        from tlcgcnn.checkpoint_info import summary
+        tlcgcnn.train.transfer.apply_transfer.)"""
+        from tlcgcnn.train.checkpoint_info import summary
 
         for name, path in sorted(self._checkpoints.items()):
             info = summary(path)
@@ -982,9 +985,9 @@ def checkpoint_path(value: str | Path) -> str:
 
 
 def featurize_params(settings: Mapping[str, Any]) -> Any:
-    """:class:`tlcgcnn.featurize.FeaturizeParams` of resolved featurize settings (the
+    """:class:`tlcgcnn.features.featurize.FeaturizeParams` of resolved featurize settings (the
     ``featurize`` dict a rule hands to its script; every key present)."""
-    from tlcgcnn.featurize import FeaturizeParams
+    from tlcgcnn.features.featurize import FeaturizeParams
 
     return FeaturizeParams(
         radius=float(settings["radius"]),

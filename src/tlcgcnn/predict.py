@@ -3,7 +3,7 @@
 Inputs are CIF files, folders of CIF files (``*.cif``; the file name without ``.cif`` is
 the id), or tables (CSV, Parquet, JSON) with a ``cif`` or pymatgen ``structure`` column and,
 optionally, an id column (else ``<file>:<row>`` is the id). Every structure goes through
-the same validation as :mod:`tlcgcnn.ingest`; a dropped input is listed with its reason in
+the same validation as :mod:`tlcgcnn.data.ingest`; a dropped input is listed with its reason in
 the dropped report, never skipped silently.
 
 Graphs are built in memory with the featurization parameters stored in the checkpoint (all
@@ -31,8 +31,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tlcgcnn import inputs, io
-from tlcgcnn.ingest import ID_COLUMNS, STRUCTURE_COLUMNS, IngestError, IngestOptions, pick_column, validate_rows
+from tlcgcnn.data import inputs
+
+from tlcgcnn.utils import fileio as io
+from tlcgcnn.data.ingest import ID_COLUMNS, STRUCTURE_COLUMNS, IngestError, IngestOptions, pick_column, validate_rows
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +140,7 @@ def read_structures(inputs_: Sequence[Any], options: IngestOptions | None = None
 
 
 def _graph_chunk(job: tuple[list[np.ndarray], list[np.ndarray], Any]) -> list[tuple[np.ndarray, np.ndarray]]:
-    from tlcgcnn.featurize import neighbor_graph
+    from tlcgcnn.features.featurize import neighbor_graph
 
     lattices, fracs, params = job
     out = []
@@ -149,12 +151,12 @@ def _graph_chunk(job: tuple[list[np.ndarray], list[np.ndarray], Any]) -> list[tu
 
 
 def build_graphs(structures: pd.DataFrame, params: Any, threads: int = 1, progress: bool = True, chunk_size: int = 128) -> Any:
-    """A :class:`tlcgcnn.graphs.GraphSet` of the structures, built in memory exactly as the
-    featurize stage builds its shards (:func:`tlcgcnn.featurize.neighbor_graph`)."""
+    """A :class:`tlcgcnn.nn.graphs.GraphSet` of the structures, built in memory exactly as the
+    featurize stage builds its shards (:func:`tlcgcnn.features.featurize.neighbor_graph`)."""
     import torch
     from tqdm.auto import tqdm
 
-    from tlcgcnn.graphs import GraphSet
+    from tlcgcnn.nn.graphs import GraphSet
 
     n = len(structures)
     lat, frac = list(structures["lattice"]), list(structures["frac_coords"])
@@ -193,19 +195,19 @@ class LoadedModel:
     path: str
     ckpt: dict[str, Any]
     model: Any  # torch.nn.Module
-    target: Any  # tlcgcnn.targets.Target
-    params: Any  # tlcgcnn.featurize.FeaturizeParams
+    target: Any  # tlcgcnn.data.targets.Target
+    params: Any  # tlcgcnn.features.featurize.FeaturizeParams
 
 
 def load_models(paths: Sequence[str | Path]) -> list[LoadedModel]:
     """Load the checkpoints (on CPU) and check that they can be combined: the same
     featurization parameters and the same target, else :class:`CheckpointError`."""
-    from tlcgcnn.checkpoint import CheckpointError, featurize_params, load_checkpoint, model_from_checkpoint
-    from tlcgcnn.targets import Target
+    from tlcgcnn.train.checkpoint import CheckpointError, featurize_params, load_checkpoint, model_from_checkpoint
+    from tlcgcnn.data.targets import Target
 
     if not paths:
         raise PredictError("no model given (--model M.pt)")
-    from tlcgcnn.properties import register_specs
+    from tlcgcnn.data.properties import register_specs
 
     out = []
     for p in paths:
@@ -235,9 +237,9 @@ def _model_columns(lm: LoadedModel, graphs: Any, device: Any, batch_size: int, d
     import torch
     from tqdm.auto import tqdm
 
-    from tlcgcnn.normalize import normalizer_from_dict
-    from tlcgcnn.targets import inverse_transform
-    from tlcgcnn.train import predict as forward
+    from tlcgcnn.nn.normalize import normalizer_from_dict
+    from tlcgcnn.data.targets import inverse_transform
+    from tlcgcnn.train.loop import predict as forward
 
     t = lm.target
     model = lm.model.to(device)
@@ -269,7 +271,7 @@ def _model_columns(lm: LoadedModel, graphs: Any, device: Any, batch_size: int, d
 
 def predict_frame(models: Sequence[LoadedModel], graphs: Any, device: str = "auto", batch_size: int = 512, progress: bool = True) -> pd.DataFrame:
     """Mean (and with two or more models the sample std) of each output column."""
-    from tlcgcnn.device import pick_device
+    from tlcgcnn.train.device import pick_device
 
     dev = pick_device(device)
     on_dev = graphs.to(dev)
@@ -287,7 +289,7 @@ def predict_frame(models: Sequence[LoadedModel], graphs: Any, device: str = "aut
 
 def units_of(models: Sequence[LoadedModel]) -> dict[str, str]:
     """Units of each output column (empty for dimensionless values and probabilities)."""
-    from tlcgcnn.properties import units_of as prop_units
+    from tlcgcnn.data.properties import units_of as prop_units
 
     t = models[0].target
     out: dict[str, str] = {}
@@ -334,7 +336,7 @@ def strict_device(name: str) -> Any:
     machine does not have is an error, not a silent fall-back."""
     import torch
 
-    from tlcgcnn.device import pick_device
+    from tlcgcnn.train.device import pick_device
 
     if name != "auto":
         dev = torch.device(name)

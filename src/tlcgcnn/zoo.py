@@ -3,7 +3,7 @@ specification (a zoo name, a checkpoint file or a folder of seed checkpoints) be
 checkpoint files to load.
 
 A published model is a folder ``<name>/`` holding ``model_s<seed>.pt`` and the model card
-``card.json`` written by :mod:`tlcgcnn.cards`. Folders are looked up, in order, in
+``card.json`` written by :mod:`tlcgcnn.report.cards`. Folders are looked up, in order, in
 :func:`zoo_dirs`: the folder named by the environment variable ``TLCGCNN_ZOO``, the copy
 inside the installed package (``tlcgcnn/_zoo``, present in a wheel built from the repository,
 see ``setup.py``) and the repository's ``resources/pretrained`` (an editable install). On a

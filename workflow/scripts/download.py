@@ -1,4 +1,4 @@
-"""Snakemake adapter: download one source into a raw table + manifest (tlcgcnn.download)."""
+"""Snakemake adapter: download one source into a raw table + manifest (tlcgcnn.data.download)."""
 
 import logging
 import os
@@ -6,7 +6,7 @@ import sys
 
 sys.path.insert(0, os.path.join(snakemake.scriptdir, "..", "..", "src"))  # noqa: F821
 
-from tlcgcnn.download import run  # noqa: E402
+from tlcgcnn.data.download import run  # noqa: E402
 
 handler = logging.FileHandler(snakemake.log[0], mode="w", encoding="utf-8")  # noqa: F821
 handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))

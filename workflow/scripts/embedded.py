@@ -1,12 +1,12 @@
-"""Snakemake adapter: the committed real-data subset (tlcgcnn.embedded)."""
+"""Snakemake adapter: the committed real-data subset (tlcgcnn.data.embedded)."""
 
 import os
 import sys
 
 sys.path.insert(0, os.path.join(snakemake.scriptdir, "..", "..", "src"))  # noqa: F821
 
-from tlcgcnn.embedded import build  # noqa: E402
-from tlcgcnn.runtime import script_setup  # noqa: E402
+from tlcgcnn.data.embedded import build  # noqa: E402
+from tlcgcnn.utils.runtime import script_setup  # noqa: E402
 
 script_setup(snakemake)  # noqa: F821
 s = snakemake.params.settings  # noqa: F821

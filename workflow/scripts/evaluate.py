@@ -1,4 +1,4 @@
-"""Snakemake adapter: test-set metrics and predictions of a pretraining source (tlcgcnn.evaluate)."""
+"""Snakemake adapter: test-set metrics and predictions of a pretraining source (tlcgcnn.analysis.evaluate)."""
 
 import os
 import sys
@@ -7,8 +7,8 @@ sys.path.insert(0, os.path.join(snakemake.scriptdir, "..", "..", "src"))  # noqa
 
 import pandas as pd  # noqa: E402
 
-from tlcgcnn.evaluate import evaluate  # noqa: E402
-from tlcgcnn.runtime import script_setup  # noqa: E402
+from tlcgcnn.analysis.evaluate import evaluate  # noqa: E402
+from tlcgcnn.utils.runtime import script_setup  # noqa: E402
 
 script_setup(snakemake)  # noqa: F821
 evaluate(

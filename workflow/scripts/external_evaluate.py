@@ -1,13 +1,13 @@
 """Snakemake adapter: every fine-tuned graph model of a target predicts an external set
-(tlcgcnn.external.evaluate_target)."""
+(tlcgcnn.analysis.external.evaluate_target)."""
 
 import os
 import sys
 
 sys.path.insert(0, os.path.join(snakemake.scriptdir, "..", "..", "src"))  # noqa: F821
 
-from tlcgcnn.external import evaluate_target  # noqa: E402
-from tlcgcnn.runtime import script_setup  # noqa: E402
+from tlcgcnn.analysis.external import evaluate_target  # noqa: E402
+from tlcgcnn.utils.runtime import script_setup  # noqa: E402
 
 script_setup(snakemake)  # noqa: F821
 inp, params = snakemake.input, snakemake.params  # noqa: F821

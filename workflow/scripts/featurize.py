@@ -1,4 +1,4 @@
-"""Snakemake adapter: canonical table -> CGCNN graph shards (tlcgcnn.featurize)."""
+"""Snakemake adapter: canonical table -> CGCNN graph shards (tlcgcnn.features.featurize)."""
 
 import os
 import sys
@@ -6,8 +6,8 @@ import sys
 sys.path.insert(0, os.path.join(snakemake.scriptdir, "..", "..", "src"))  # noqa: F821
 
 from tlcgcnn.config import featurize_params  # noqa: E402
-from tlcgcnn.featurize import featurize  # noqa: E402
-from tlcgcnn.runtime import script_setup  # noqa: E402
+from tlcgcnn.features.featurize import featurize  # noqa: E402
+from tlcgcnn.utils.runtime import script_setup  # noqa: E402
 
 script_setup(snakemake)  # noqa: F821
 cfg = snakemake.params.featurize  # noqa: F821

@@ -1,12 +1,12 @@
-"""Snakemake adapter: one figure of the registry (tlcgcnn.figures), named by the wildcard."""
+"""Snakemake adapter: one figure of the registry (tlcgcnn.report.figures), named by the wildcard."""
 
 import os
 import sys
 
 sys.path.insert(0, os.path.join(snakemake.scriptdir, "..", "..", "src"))  # noqa: F821
 
-from tlcgcnn.figures import draw  # noqa: E402
-from tlcgcnn.runtime import script_setup  # noqa: E402
+from tlcgcnn.report.figures import draw  # noqa: E402
+from tlcgcnn.utils.runtime import script_setup  # noqa: E402
 
 script_setup(snakemake)  # noqa: F821
 draw(

@@ -1,4 +1,4 @@
-"""Snakemake adapter: every seed of one graph-model fine-tuning cell (tlcgcnn.finetune.finetune_cell;
+"""Snakemake adapter: every seed of one graph-model fine-tuning cell (tlcgcnn.train.finetune.finetune_cell;
 the baselines have their own adapter, finetune_baseline.py)."""
 
 import os
@@ -6,9 +6,9 @@ import sys
 
 sys.path.insert(0, os.path.join(snakemake.scriptdir, "..", "..", "src"))  # noqa: F821
 
-from tlcgcnn.finetune import finetune_cell  # noqa: E402
+from tlcgcnn.train.finetune import finetune_cell  # noqa: E402
 from tlcgcnn.config import resolve  # noqa: E402
-from tlcgcnn.runtime import script_setup  # noqa: E402
+from tlcgcnn.utils.runtime import script_setup  # noqa: E402
 
 script_setup(snakemake)  # noqa: F821
 inp, params = snakemake.input, snakemake.params  # noqa: F821

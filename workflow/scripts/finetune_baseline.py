@@ -1,4 +1,4 @@
-"""Snakemake adapter: every seed of one baseline cell (tlcgcnn.finetune.baseline_cell; a
+"""Snakemake adapter: every seed of one baseline cell (tlcgcnn.train.finetune.baseline_cell; a
 scikit-learn model on composition descriptors; torch-free)."""
 
 import os
@@ -6,8 +6,8 @@ import sys
 
 sys.path.insert(0, os.path.join(snakemake.scriptdir, "..", "..", "src"))  # noqa: F821
 
-from tlcgcnn.finetune import baseline_cell  # noqa: E402
-from tlcgcnn.runtime import script_setup  # noqa: E402
+from tlcgcnn.train.finetune import baseline_cell  # noqa: E402
+from tlcgcnn.utils.runtime import script_setup  # noqa: E402
 
 script_setup(snakemake)  # noqa: F821
 inp, params = snakemake.input, snakemake.params  # noqa: F821

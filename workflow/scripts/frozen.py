@@ -1,4 +1,4 @@
-"""Snakemake adapter: every seed of one frozen-features cell (tlcgcnn.frozen.frozen_cell: the
+"""Snakemake adapter: every seed of one frozen-features cell (tlcgcnn.train.frozen.frozen_cell: the
 pretrained source's crystal vectors fed to a scikit-learn estimator)."""
 
 import os
@@ -7,8 +7,8 @@ import sys
 sys.path.insert(0, os.path.join(snakemake.scriptdir, "..", "..", "src"))  # noqa: F821
 
 from tlcgcnn.config import resolve  # noqa: E402
-from tlcgcnn.frozen import frozen_cell  # noqa: E402
-from tlcgcnn.runtime import script_setup  # noqa: E402
+from tlcgcnn.train.frozen import frozen_cell  # noqa: E402
+from tlcgcnn.utils.runtime import script_setup  # noqa: E402
 
 script_setup(snakemake)  # noqa: F821
 inp, params = snakemake.input, snakemake.params  # noqa: F821

@@ -1,12 +1,12 @@
-"""Snakemake adapter: raw table -> canonical structures.parquet (tlcgcnn.ingest)."""
+"""Snakemake adapter: raw table -> canonical structures.parquet (tlcgcnn.data.ingest)."""
 
 import os
 import sys
 
 sys.path.insert(0, os.path.join(snakemake.scriptdir, "..", "..", "src"))  # noqa: F821
 
-from tlcgcnn.ingest import IngestOptions, ingest  # noqa: E402
-from tlcgcnn.runtime import script_setup  # noqa: E402
+from tlcgcnn.data.ingest import IngestOptions, ingest  # noqa: E402
+from tlcgcnn.utils.runtime import script_setup  # noqa: E402
 
 script_setup(snakemake)  # noqa: F821
 ds = snakemake.params.dataset  # noqa: F821

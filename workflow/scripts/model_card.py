@@ -1,12 +1,12 @@
-"""Snakemake adapter: publish one zoo model with its model card (tlcgcnn.cards)."""
+"""Snakemake adapter: publish one zoo model with its model card (tlcgcnn.report.cards)."""
 
 import os
 import sys
 
 sys.path.insert(0, os.path.join(snakemake.scriptdir, "..", "..", "src"))  # noqa: F821
 
-from tlcgcnn.cards import publish  # noqa: E402
-from tlcgcnn.runtime import script_setup  # noqa: E402
+from tlcgcnn.report.cards import publish  # noqa: E402
+from tlcgcnn.utils.runtime import script_setup  # noqa: E402
 
 script_setup(snakemake)  # noqa: F821
 z = snakemake.params.zoo  # noqa: F821

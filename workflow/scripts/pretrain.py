@@ -1,4 +1,4 @@
-"""Snakemake adapter: train one pretraining source (tlcgcnn.pretrain)."""
+"""Snakemake adapter: train one pretraining source (tlcgcnn.train.pretrain)."""
 
 import os
 import sys
@@ -6,8 +6,8 @@ import sys
 sys.path.insert(0, os.path.join(snakemake.scriptdir, "..", "..", "src"))  # noqa: F821
 
 from tlcgcnn.config import resolve  # noqa: E402
-from tlcgcnn.pretrain import pretrain  # noqa: E402
-from tlcgcnn.runtime import script_setup  # noqa: E402
+from tlcgcnn.train.pretrain import pretrain  # noqa: E402
+from tlcgcnn.utils.runtime import script_setup  # noqa: E402
 
 script_setup(snakemake)  # noqa: F821
 pretrain(

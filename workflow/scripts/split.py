@@ -1,13 +1,13 @@
-"""Snakemake adapter: metal / non-metal subsets and per-target test splits (tlcgcnn.split)."""
+"""Snakemake adapter: metal / non-metal subsets and per-target test splits (tlcgcnn.data.split)."""
 
 import os
 import sys
 
 sys.path.insert(0, os.path.join(snakemake.scriptdir, "..", "..", "src"))  # noqa: F821
 
-from tlcgcnn.featurize import isolated_ids  # noqa: E402
-from tlcgcnn.split import run  # noqa: E402
-from tlcgcnn.runtime import script_setup  # noqa: E402
+from tlcgcnn.features.featurize import isolated_ids  # noqa: E402
+from tlcgcnn.data.split import run  # noqa: E402
+from tlcgcnn.utils.runtime import script_setup  # noqa: E402
 
 script_setup(snakemake)  # noqa: F821
 run(

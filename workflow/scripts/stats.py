@@ -1,12 +1,12 @@
-"""Snakemake adapter: metrics table, paired t-tests and the protocol chosen on validation data (tlcgcnn.stats)."""
+"""Snakemake adapter: metrics table, paired t-tests and the protocol chosen on validation data (tlcgcnn.analysis.stats)."""
 
 import os
 import sys
 
 sys.path.insert(0, os.path.join(snakemake.scriptdir, "..", "..", "src"))  # noqa: F821
 
-from tlcgcnn.runtime import script_setup  # noqa: E402
-from tlcgcnn.stats import run  # noqa: E402
+from tlcgcnn.utils.runtime import script_setup  # noqa: E402
+from tlcgcnn.analysis.stats import run  # noqa: E402
 
 script_setup(snakemake)  # noqa: F821
 run(

@@ -1,0 +1,152 @@
+"""The frozen-features transfer mode: a pretrained network's crystal vectors fed to a
+scikit-learn estimator (ridge, random forest, SVR, ...), no layer fine-tuned.
+
+Config: ``finetune.modes.<m>: {pretrained: <source>, estimator: ridge, features: frozen}``.
+One job per (target, training size, mode) cell, like every other cell:
+
+1. the source checkpoint embeds, once per cell, every crystal the cell's seeds need (their
+   training and validation ids and the fixed test set): the vector its output layer reads
+   (``crystal_features``, ``h_fea_len`` wide), in eval mode, without gradients
+   (:func:`tlcgcnn.analysis.evaluate.embed_ids`);
+2. per seed, the training and validation ids are those of the graph-model cells of the same
+   (size, seed) (:func:`tlcgcnn.data.split.train_val` with the same split settings); the
+   estimator is chosen by k-fold CV on the training ids only and fitted on them
+   (:func:`tlcgcnn.train.baselines.fit_predict`: standardisation inside its pipeline); it predicts
+   the validation ids (``best_val_mae``: the estimator's error on the ids the graph models
+   early-stop on; validation binary cross-entropy for a classification target, as theirs) and
+   the fixed test set (the reported metrics). No test label is read before the predictions
+   exist, and no test crystal reaches the fit.
+
+Writes ``metrics.json`` (one record per seed, the fields of the other cells: test metrics,
+target, seed, sizes, mode description with ``family: transfer``, ``best_val_mae``,
+provenance) and ``predictions.parquet`` (all seeds, ``seed`` column), so the statistics
+test the mode against scratch in the ``transfer_vs_scratch`` family.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tlcgcnn.utils import fileio as io
+from tlcgcnn.config import parse_size
+
+log = logging.getLogger(__name__)
+
+
+def cell_ids(
+    split: dict[str, Any], size: int | str, seeds: list[int], split_cfg: dict[str, Any], train_pool: str | None = None
+) -> tuple[dict[int, Any], list[str]]:
+    """Per seed the training / validation draw (:class:`tlcgcnn.data.split.TrainVal`, the graph
+    models' own, from the pool ``train_pool`` names), and every id the cell embeds: those
+    draws' ids, then the test ids."""
+    from tlcgcnn.data.split import pool_ids, train_val
+
+    pool = pool_ids(split, train_pool)
+    draws = {int(s): train_val(pool, size, int(s), split_cfg["val_fraction"], split_cfg["val_min"]) for s in seeds}
+    ids = list(dict.fromkeys([i for tv in draws.values() for i in (*tv.train, *tv.val)]))
+    test = list(split["test"])
+    overlap = set(ids) & set(test)
+    if overlap:
+        raise ValueError(f"{len(overlap)} test ids (first: {sorted(overlap)[0]!r}) are in the training pool of the split")
+    return draws, ids + test
+
+
+def val_score(task: str, y_val: np.ndarray, pred: np.ndarray) -> float:
+    """What the graph models early-stop on: validation MAE in target units (regression), or
+    validation binary cross-entropy (classification)."""
+    from tlcgcnn.analysis.metrics import classification_metrics
+
+    if task == "classification":
+        return float(classification_metrics(y_val, pred)["log_loss"])
+    return float(np.abs(np.asarray(pred, dtype=float) - y_val).mean())
+
+
+def frozen_cell(
+    *,
+    cell: dict[str, Any],
+    table_path: str,
+    split_path: str,
+    graph_dir: str,
+    pretrained: str,
+    split_cfg: dict[str, Any],
+    threads: int,
+    config: dict[str, Any] | None,
+    out_metrics: str,
+    out_predictions: str,
+    device: str = "auto",
+) -> list[dict[str, Any]]:
+    """Embed the cell's crystals with the ``pretrained`` checkpoint, then fit, validate and
+    test the mode's estimator for every seed of the cell."""
+    import torch
+
+    from tlcgcnn.report import provenance
+    from tlcgcnn.train.baselines import fit_predict
+    from tlcgcnn.train.checkpoint import load_checkpoint
+    from tlcgcnn.train.device import pick_device, processor
+    from tlcgcnn.analysis.evaluate import classification_metrics, embed_ids, regression_metrics, run_record
+    from tlcgcnn.train.finetune import mode_fields
+    from tlcgcnn.data.targets import inverse_transform, labels, target_from_spec
+
+    mode = cell["mode"]
+    if mode.get("features") != "frozen" or not mode.get("estimator"):
+        raise ValueError(f"mode {mode['name']}: not a frozen-features mode (needs estimator and features: frozen)")
+    torch.set_num_threads(max(1, int(threads)))
+    target = target_from_spec(cell["target"])
+    size = parse_size(cell["size"])
+    sp = io.read_json(split_path)
+    test_ids = list(sp["test"])
+    draws, ids = cell_ids(sp, size, cell["seeds"], split_cfg, mode.get("train_pool"))
+
+    ckpt = load_checkpoint(pretrained)
+    dev = str(pick_device(device))
+    t0 = time.perf_counter()
+    X = pd.DataFrame(embed_ids(ckpt, pretrained, graph_dir, ids, device=dev), index=pd.Index(ids, name="material_id"))
+    embed_seconds = time.perf_counter() - t0
+    if not np.isfinite(X.to_numpy()).all():
+        raise ValueError(f"{pretrained}: non-finite crystal vectors for {int((~np.isfinite(X.to_numpy())).any(axis=1).sum())} crystals of {graph_dir}")
+    log.info("%s: %d crystals embedded by %s (%d features) in %.1f s", target.name, len(ids), pretrained, X.shape[1], embed_seconds)
+
+    df = pd.read_parquet(table_path, columns=["material_id", target.property])
+    fields = mode_fields(cell, len(ckpt["split"]["train"]))
+    prov = provenance.record(config, io.sha256_file(table_path))
+    estimator = mode["estimator"]
+    records, preds = [], []
+    for seed in cell["seeds"]:
+        tv = draws[int(seed)]
+        y_train = pd.Series(labels(df, tv.train, target), index=tv.train)
+        pred, info = fit_predict(estimator, target.task, X, y_train, tv.train, [*tv.val, *test_ids], int(seed), threads)
+        pred_val, pred_test = pred[: len(tv.val)], np.asarray(pred[len(tv.val) :], dtype=np.float64)
+        best_val = val_score(target.task, labels(df, tv.val, target), pred_val)
+        y_true = labels(df, test_ids, target)  # read once the test predictions exist
+        if target.task == "classification":
+            metrics = classification_metrics(y_true, pred_test)
+        else:
+            metrics = regression_metrics(y_true, pred_test)
+            metrics["error"] = metrics["mae"]
+        frame = pd.DataFrame({"material_id": test_ids, "y_true": y_true, "y_pred": pred_test})
+        if target.transform != "none" and target.task == "regression":
+            t_true, t_pred = inverse_transform(y_true, target.transform), inverse_transform(pred_test, target.transform)
+            frame["y_true_" + target.property], frame["y_pred_" + target.property] = t_true, t_pred
+            metrics["mae_original_units"] = float(np.abs(t_pred - t_true).mean())
+        rec = run_record(
+            metrics=metrics, target=target, seed=int(seed), n_train=len(tv.train), n_val=len(tv.val), stage="finetune",
+            mode=fields["mode"], size=size,
+            extra={
+                "best_val_mae": best_val, "n_params": None, "seconds": info["seconds"], "embed_seconds": embed_seconds,
+                "device": dev, "hardware": processor(dev), **fields, "best_params": info["best_params"], "cv_score": info["cv_score"],
+                "cv_folds": info["cv_folds"], "n_features": int(X.shape[1]), "source_checkpoint": str(pretrained),
+                "config_sha256": prov["config_sha256"], "data_sha256": prov["data_sha256"], "git_commit": prov["code"]["git_commit"],
+                "package_version": prov["code"]["package"], "torch_version": prov["torch"],
+            },
+        )
+        log.info("%s n=%s %s seed %d: error %.4f, validation %.4f, CV best %s", target.name, size, fields["mode"], seed, rec["error"], best_val, info["best_params"])
+        records.append(rec)
+        preds.append(frame.assign(seed=int(seed)))
+    io.write_parquet(pd.concat(preds, ignore_index=True), out_predictions)
+    io.write_json(out_metrics, records)
+    return records
