@@ -32,7 +32,11 @@ def run(protocol: str, cores: int) -> dict[str, Any]:
     name = next(line.split(":", 1)[1].strip() for line in cfg.read_text().splitlines() if line.startswith("name:"))
     before = [round(x, 2) for x in os.getloadavg()]
     t = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "snakemake", "--cores", str(cores), "--configfile", str(cfg), "--quiet", "rules"], cwd=ROOT, check=True)
+    subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", str(cores), "--configfile", str(cfg), "--quiet", "rules"],
+        cwd=ROOT,
+        check=True,
+    )
     wall = time.perf_counter() - t
     res = ROOT / "results" / name
     with open(res / "benchmarks" / "finetune" / "log_kvrh" / "n1000" / "scratch.tsv") as fh:
@@ -69,7 +73,10 @@ def main(argv: list[str] | None = None) -> None:
         out[p] = run(p, args.cores)
         args.out.write_text(json.dumps(out, indent=1))
         r = out[p]
-        print(f"{p}: cell {r['cell_s']:.0f} s for {r['seeds']} seeds; test MAE {r['test_mae_mean']:.4f} ± {r['test_mae_sd']:.4f}; load {r['load_before']} -> {r['load_after']}", flush=True)
+        print(
+            f"{p}: cell {r['cell_s']:.0f} s for {r['seeds']} seeds; test MAE {r['test_mae_mean']:.4f} ± {r['test_mae_sd']:.4f}; load {r['load_before']} -> {r['load_after']}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

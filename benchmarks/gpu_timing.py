@@ -38,14 +38,20 @@ CONFIG = ROOT / "benchmarks" / "configs" / "finetune_cell_fast.yaml"
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--table", required=True, help="the raw table (a file the config's dataset.path could name: .csv.gz, .parquet)")
+    ap.add_argument(
+        "--table", required=True, help="the raw table (a file the config's dataset.path could name: .csv.gz, .parquet)"
+    )
     ap.add_argument("--work", type=Path, default=ROOT / "results" / "gpu_timing")
     ap.add_argument("--device", default="cuda", help="cuda (default), cuda:N, or cpu for a dry run")
-    ap.add_argument("--amp", default="auto", choices=["auto", "bf16", "none"], help="train.amp (auto: bf16 where the device has it)")
+    ap.add_argument(
+        "--amp", default="auto", choices=["auto", "bf16", "none"], help="train.amp (auto: bf16 where the device has it)"
+    )
     ap.add_argument("--epochs", type=int, default=1, help="pretraining epochs")
     ap.add_argument("--size", type=int, default=1000, help="the fine-tuning cell's training size")
     ap.add_argument("--seeds", type=int, default=10)
-    ap.add_argument("--sample", type=int, help="a seeded subsample of this many rows, half labelled with K_VRH (dry runs)")
+    ap.add_argument(
+        "--sample", type=int, help="a seeded subsample of this many rows, half labelled with K_VRH (dry runs)"
+    )
     args = ap.parse_args()
 
     raw = yaml.safe_load(CONFIG.read_text())
@@ -55,7 +61,9 @@ def main() -> None:
         raw["dataset"]["sample"] = {"n": args.sample - args.sample // 2, "keep": {"k_vrh": args.sample // 2}}
     raw["train"].update(device=args.device, amp=args.amp)
     raw["finetune"].update(sizes=[args.size], seeds=list(range(args.seeds)))
-    raw["pretrain"] = [{"name": "ef", "property": "formation_energy_per_atom", "train": {"epochs": args.epochs, "warmup_epochs": 0}}]
+    raw["pretrain"] = [
+        {"name": "ef", "property": "formation_energy_per_atom", "train": {"epochs": args.epochs, "warmup_epochs": 0}}
+    ]
     cfg = load(raw, ROOT / "config" / "schema")
     config = cfg.as_dict()
     split_cfg = cfg.split_settings()
@@ -77,17 +85,35 @@ def main() -> None:
     shutil.rmtree(out, ignore_errors=True)  # no resumable state from an earlier call
     t = time.perf_counter()
     ck = pretrain(
-        source=cfg.pretrain_source("ef").as_params(), table_path=str(table), split_path=str(w / "splits" / "ef.split.json"),
-        graph_dir=str(graphs), atom_features_path=atom_features, target_splits=[str(w / "splits" / f"{n}.split.json") for n in cfg.transfer_target_names],
-        split_cfg=split_cfg, threads=threads, config=config, out_checkpoint=str(out / "model.pt"),
+        source=cfg.pretrain_source("ef").as_params(),
+        table_path=str(table),
+        split_path=str(w / "splits" / "ef.split.json"),
+        graph_dir=str(graphs),
+        atom_features_path=atom_features,
+        target_splits=[str(w / "splits" / f"{n}.split.json") for n in cfg.transfer_target_names],
+        split_cfg=split_cfg,
+        threads=threads,
+        config=config,
+        out_checkpoint=str(out / "model.pt"),
     )
     seconds = time.perf_counter() - t
     res = ck["result"]
     el = ck["history"]["elapsed_s"]
-    emit({"measurement": "pretrain", "property": "formation_energy_per_atom", "device": res["hardware"], "precision": res["precision"],
-          "seconds": round(seconds, 2), "epochs": res["epochs_run"], "epoch_s": [round(b - a, 3) for a, b in zip([0.0, *el[:-1]], el, strict=True)],
-          "train_crystals": len(ck["split"]["train"]), "val_crystals": len(ck["split"]["val"]), "batch_size": ck["train_config"]["batch_size"],
-          "accuracy": {"val_mae_eV_per_atom": round(float(res["best_val_mae"]), 5)}})
+    emit(
+        {
+            "measurement": "pretrain",
+            "property": "formation_energy_per_atom",
+            "device": res["hardware"],
+            "precision": res["precision"],
+            "seconds": round(seconds, 2),
+            "epochs": res["epochs_run"],
+            "epoch_s": [round(b - a, 3) for a, b in zip([0.0, *el[:-1]], el, strict=True)],
+            "train_crystals": len(ck["split"]["train"]),
+            "val_crystals": len(ck["split"]["val"]),
+            "batch_size": ck["train_config"]["batch_size"],
+            "accuracy": {"val_mae_eV_per_atom": round(float(res["best_val_mae"]), 5)},
+        }
+    )
 
     cell = cfg.cell("log_kvrh", args.size, "scratch")
     params = cell.as_params()
@@ -95,42 +121,96 @@ def main() -> None:
     shutil.rmtree(d, ignore_errors=True)  # finished seeds would be reused
     t = time.perf_counter()
     records = finetune_cell(
-        cell=params, table_path=str(table), split_path=str(w / "splits" / "log_kvrh.split.json"), graph_dir=str(graphs),
-        atom_features_path=atom_features, pretrained=[], split_cfg=split_cfg, threads=threads, config=config,
-        device=params["train"]["device"], out_metrics=str(d / "metrics.json"), out_predictions=str(d / "predictions.parquet"),
+        cell=params,
+        table_path=str(table),
+        split_path=str(w / "splits" / "log_kvrh.split.json"),
+        graph_dir=str(graphs),
+        atom_features_path=atom_features,
+        pretrained=[],
+        split_cfg=split_cfg,
+        threads=threads,
+        config=config,
+        device=params["train"]["device"],
+        out_metrics=str(d / "metrics.json"),
+        out_predictions=str(d / "predictions.parquet"),
     )
     seconds = time.perf_counter() - t
     maes = [float(r["mae"]) for r in records]
-    emit({"measurement": "finetune_cell", "target": "log_kvrh", "size": args.size, "mode": "scratch", "device": records[0].get("hardware"),
-          "precision": records[0].get("precision"), "seconds": round(seconds, 2), "seeds": len(records), "epochs_run": [r.get("epochs_run") for r in records],
-          "accuracy": {"test_mae_log10_GPa_mean": round(statistics.mean(maes), 5), "test_mae_sd": round(statistics.stdev(maes), 5) if len(maes) > 1 else None,
-                       "test_crystals": records[0].get("n_test")}})
+    emit(
+        {
+            "measurement": "finetune_cell",
+            "target": "log_kvrh",
+            "size": args.size,
+            "mode": "scratch",
+            "device": records[0].get("hardware"),
+            "precision": records[0].get("precision"),
+            "seconds": round(seconds, 2),
+            "seeds": len(records),
+            "epochs_run": [r.get("epochs_run") for r in records],
+            "accuracy": {
+                "test_mae_log10_GPa_mean": round(statistics.mean(maes), 5),
+                "test_mae_sd": round(statistics.stdev(maes), 5) if len(maes) > 1 else None,
+                "test_crystals": records[0].get("n_test"),
+            },
+        }
+    )
 
 
 def prepare(cfg: Any, w: Path, table: Path, graphs: Path, split_cfg: dict[str, Any]) -> None:
     """The ingest, featurize and split rules' calls (workflow/scripts/ingest.py, featurize.py,
     split.py) into ``w``; skipped where their outputs exist."""
-    from tlcgcnn.features.featurize import featurize, isolated_ids
     from tlcgcnn.data.ingest import IngestOptions, ingest
     from tlcgcnn.data.split import run as split
+    from tlcgcnn.features.featurize import featurize, isolated_ids
 
     cores = os.cpu_count() or 1
     if not table.exists():
         ds = cfg.dataset_settings()
-        ingest(ds["path"], str(table), str(w / "data" / "dropped.csv"), str(w / "data" / "ingest_summary.json"), IngestOptions(
-            min_distance=ds["min_distance"], id_column=ds["id_column"], structure_column=ds["structure_column"], columns=ds["columns"],
-            required_properties=cfg.required_properties(), threads=cores, source=ds["source_label"], labels=ds.get("labels"), sample=ds["sample"],
-        ))
+        ingest(
+            ds["path"],
+            str(table),
+            str(w / "data" / "dropped.csv"),
+            str(w / "data" / "ingest_summary.json"),
+            IngestOptions(
+                min_distance=ds["min_distance"],
+                id_column=ds["id_column"],
+                structure_column=ds["structure_column"],
+                columns=ds["columns"],
+                required_properties=cfg.required_properties(),
+                threads=cores,
+                source=ds["source_label"],
+                labels=ds.get("labels"),
+                sample=ds["sample"],
+            ),
+        )
     if not (graphs / "manifest.json").exists():
-        featurize(str(table), str(graphs), cfg.featurize_params(), threads=cores, shard_size=cfg.featurize_settings()["shard_size"], progress=False)
+        featurize(
+            str(table),
+            str(graphs),
+            cfg.featurize_params(),
+            threads=cores,
+            shard_size=cfg.featurize_settings()["shard_size"],
+            progress=False,
+        )
     subsets = w / "splits" / "subsets.json"
     if not subsets.exists():
         policy = cfg.featurize.isolated
-        split(table_path=str(table), out=str(subsets), split_cfg=split_cfg, exclude=isolated_ids(str(graphs) if policy == "drop" else None, policy))
+        split(
+            table_path=str(table),
+            out=str(subsets),
+            split_cfg=split_cfg,
+            exclude=isolated_ids(str(graphs) if policy == "drop" else None, policy),
+        )
     for name in ("ef", "log_kvrh"):
         path = w / "splits" / f"{name}.split.json"
         if not path.exists():
-            split(table_path=str(table), out=str(path), split_cfg=split_cfg, subsets_path=str(subsets), spec=cfg.split_spec(name))
+            split(
+                table_path=str(table),
+                out=str(path),
+                split_cfg=split_cfg,
+                subsets_path=str(subsets),
+                spec=cfg.split_spec(name),
+            )
 
 
 def emit(rec: dict[str, Any]) -> None:

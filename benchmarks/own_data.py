@@ -49,7 +49,12 @@ def main() -> int:
     df = pd.read_parquet(SUBSET, columns=["material_id", "k_vrh", "cif"]).sort_values("material_id")
     labelled = df.dropna(subset=["k_vrh"]).iloc[: args.n]
     others = df[~df["material_id"].isin(labelled["material_id"])].iloc[: args.predict]
-    record: dict = {"cpu": cpu_model(), "cores": args.cores, "load_before": os.getloadavg()[0], "n_labelled": len(labelled)}
+    record: dict = {
+        "cpu": cpu_model(),
+        "cores": args.cores,
+        "load_before": os.getloadavg()[0],
+        "n_labelled": len(labelled),
+    }
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         cifs, new = root / "my_cifs", root / "new_cifs"
@@ -62,9 +67,35 @@ def main() -> int:
             (new / f"{rec.material_id}.cif").write_text(rec.cif)
 
         exe = Path(sys.executable).parent / "tlcgcnn"
-        cmd = [str(exe), "finetune", "--pretrained", "mp2018-ef", "--data", str(cifs), "--label", "my_modulus", "--unit", "GPa",
-               "--transform", "log10", "--sizes", "50", "100", "all", "--seeds", "0", "1", "2", "--modes", "scratch", "transfer",
-               "--workdir", str(root / "run"), "--cores", str(args.cores)]
+        cmd = [
+            str(exe),
+            "finetune",
+            "--pretrained",
+            "mp2018-ef",
+            "--data",
+            str(cifs),
+            "--label",
+            "my_modulus",
+            "--unit",
+            "GPa",
+            "--transform",
+            "log10",
+            "--sizes",
+            "50",
+            "100",
+            "all",
+            "--seeds",
+            "0",
+            "1",
+            "2",
+            "--modes",
+            "scratch",
+            "transfer",
+            "--workdir",
+            str(root / "run"),
+            "--cores",
+            str(args.cores),
+        ]
         t0 = time.perf_counter()
         res = subprocess.run(cmd, capture_output=True, text=True)
         record["finetune_seconds"] = time.perf_counter() - t0

@@ -33,7 +33,9 @@ def gaussian_expand(distances: np.ndarray, dmin: float = 0.0, dmax: float = 8.0,
     return np.exp(-((distances[..., np.newaxis] - centers) ** 2) / step**2)
 
 
-def featurize_structure(structure: Any, radius: float = 8.0, max_num_nbr: int = 12) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def featurize_structure(
+    structure: Any, radius: float = 8.0, max_num_nbr: int = 12
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """cgcnn's ``CIFData.__getitem__`` neighbour part: (nbr_idx [n,M], nbr_dist [n,M], gaussians [n,M,41]).
 
     Ties are broken by index after rounding distances to 1e-8 Å (the original sorts by
@@ -56,7 +58,13 @@ def featurize_structure(structure: Any, radius: float = 8.0, max_num_nbr: int = 
 # --------------------------------------------------------------------------- batching
 
 
-def make_samples(atom_table: torch.Tensor, z: Sequence[np.ndarray], nbr_idx: Sequence[np.ndarray], gaussians: Sequence[np.ndarray], targets: np.ndarray) -> list[Sample]:
+def make_samples(
+    atom_table: torch.Tensor,
+    z: Sequence[np.ndarray],
+    nbr_idx: Sequence[np.ndarray],
+    gaussians: Sequence[np.ndarray],
+    targets: np.ndarray,
+) -> list[Sample]:
     """Per-crystal tensors as cgcnn's dataset returns them (atom features looked up per crystal)."""
     return [
         (
@@ -69,7 +77,9 @@ def make_samples(atom_table: torch.Tensor, z: Sequence[np.ndarray], nbr_idx: Seq
     ]
 
 
-def collate_pool(dataset_list: Sequence[Sample]) -> tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[torch.Tensor]], torch.Tensor]:
+def collate_pool(
+    dataset_list: Sequence[Sample],
+) -> tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[torch.Tensor]], torch.Tensor]:
     """cgcnn's ``collate_pool``, one sample at a time in Python."""
     batch_atom_fea, batch_nbr_fea, batch_nbr_fea_idx = [], [], []
     crystal_atom_idx, batch_target = [], []
@@ -83,7 +93,12 @@ def collate_pool(dataset_list: Sequence[Sample]) -> tuple[tuple[torch.Tensor, to
         batch_target.append(target)
         base_idx += n_i
     return (
-        (torch.cat(batch_atom_fea, dim=0), torch.cat(batch_nbr_fea, dim=0), torch.cat(batch_nbr_fea_idx, dim=0), crystal_atom_idx),
+        (
+            torch.cat(batch_atom_fea, dim=0),
+            torch.cat(batch_nbr_fea, dim=0),
+            torch.cat(batch_nbr_fea_idx, dim=0),
+            crystal_atom_idx,
+        ),
         torch.stack(batch_target, dim=0),
     )
 
@@ -108,7 +123,9 @@ class ConvLayer(nn.Module):
     def forward(self, atom_in_fea: torch.Tensor, nbr_fea: torch.Tensor, nbr_fea_idx: torch.Tensor) -> torch.Tensor:
         n, m = nbr_fea_idx.shape
         atom_nbr_fea = atom_in_fea[nbr_fea_idx, :]
-        total_nbr_fea = torch.cat([atom_in_fea.unsqueeze(1).expand(n, m, self.atom_fea_len), atom_nbr_fea, nbr_fea], dim=2)
+        total_nbr_fea = torch.cat(
+            [atom_in_fea.unsqueeze(1).expand(n, m, self.atom_fea_len), atom_nbr_fea, nbr_fea], dim=2
+        )
         total_gated_fea = self.fc_full(total_nbr_fea)
         total_gated_fea = self.bn1(total_gated_fea.view(-1, self.atom_fea_len * 2)).view(n, m, self.atom_fea_len * 2)
         nbr_filter, nbr_core = total_gated_fea.chunk(2, dim=2)
@@ -122,7 +139,15 @@ class ConvLayer(nn.Module):
 class CrystalGraphConvNet(nn.Module):
     """cgcnn's ``CrystalGraphConvNet`` (regression)."""
 
-    def __init__(self, orig_atom_fea_len: int, nbr_fea_len: int, atom_fea_len: int = 64, n_conv: int = 3, h_fea_len: int = 128, n_h: int = 1) -> None:
+    def __init__(
+        self,
+        orig_atom_fea_len: int,
+        nbr_fea_len: int,
+        atom_fea_len: int = 64,
+        n_conv: int = 3,
+        h_fea_len: int = 128,
+        n_h: int = 1,
+    ) -> None:
         super().__init__()
         self.embedding = nn.Linear(orig_atom_fea_len, atom_fea_len)
         self.convs = nn.ModuleList([ConvLayer(atom_fea_len, nbr_fea_len) for _ in range(n_conv)])
@@ -132,7 +157,13 @@ class CrystalGraphConvNet(nn.Module):
         self.softpluses = nn.ModuleList([nn.Softplus() for _ in range(n_h - 1)])
         self.fc_out = nn.Linear(h_fea_len, 1)
 
-    def forward(self, atom_fea: torch.Tensor, nbr_fea: torch.Tensor, nbr_fea_idx: torch.Tensor, crystal_atom_idx: list[torch.Tensor]) -> torch.Tensor:
+    def forward(
+        self,
+        atom_fea: torch.Tensor,
+        nbr_fea: torch.Tensor,
+        nbr_fea_idx: torch.Tensor,
+        crystal_atom_idx: list[torch.Tensor],
+    ) -> torch.Tensor:
         atom_fea = self.embedding(atom_fea)
         for conv_func in self.convs:
             atom_fea = conv_func(atom_fea, nbr_fea, nbr_fea_idx)

@@ -39,9 +39,12 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 warnings.filterwarnings("ignore")
 
 import allocator  # noqa: E402  (benchmarks/allocator.py)
+
+from tlcgcnn.data import (
+    ingest,  # noqa: E402  (graphs imports torch: lazily)
+    table,  # noqa: E402  (graphs imports torch: lazily)
+)
 from tlcgcnn.features import featurize  # noqa: E402  (graphs imports torch: lazily)
-from tlcgcnn.data import ingest  # noqa: E402  (graphs imports torch: lazily)
-from tlcgcnn.data import table  # noqa: E402  (graphs imports torch: lazily)
 
 TARGET = "formation_energy_per_atom"
 
@@ -62,7 +65,14 @@ def median_time(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
 def machine() -> dict[str, Any]:
     import torch
 
-    model = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("model name")), platform.processor())
+    model = next(
+        (
+            ln.split(":", 1)[1].strip()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if ln.startswith("model name")
+        ),
+        platform.processor(),
+    )
     return {
         "cpu": model,
         "cores": len(os.sched_getaffinity(0)),
@@ -95,7 +105,12 @@ def prepare(data: Path, n: int, seed: int, work: Path) -> dict[str, Any]:
     n_val = len(ids) // 5
     split = {"train": ids[n_val:].tolist(), "val": ids[:n_val].tolist()}
     (work / "split.json").write_text(json.dumps(split))
-    return {"crystals": len(df), "atoms": int(df["nsites"].sum()), "ingest_s": ingest_s, "dropped": summary["rows_dropped"]}
+    return {
+        "crystals": len(df),
+        "atoms": int(df["nsites"].sum()),
+        "ingest_s": ingest_s,
+        "dropped": summary["rows_dropped"],
+    }
 
 
 # --------------------------------------------------------------------------- 1. parsing
@@ -108,7 +123,9 @@ def bench_parsing(work: Path, n: int, repeats: int) -> dict[str, Any]:
 
     cifs = pd.read_parquet(work / "cifs.parquet")["cif"].tolist()[:n]
     t_pm, _ = median_time(lambda: [table.structure_arrays(ingest.parse_structure(c)) for c in cifs], repeats)
-    t_gemmi_raw, _ = median_time(lambda: [gemmi.make_small_structure_from_block(gemmi.cif.read_string(c).sole_block()) for c in cifs], repeats)
+    t_gemmi_raw, _ = median_time(
+        lambda: [gemmi.make_small_structure_from_block(gemmi.cif.read_string(c).sole_block()) for c in cifs], repeats
+    )
     t_fast, fast = median_time(lambda: [cif_fast.parse_p1_cif(c) for c in cifs], repeats)
     return {
         "cifs": len(cifs),
@@ -168,7 +185,9 @@ def compare_neighbors(graph_dir: Path, ref_out: list[tuple[np.ndarray, np.ndarra
         if np.any(r_dist > 8.0):  # the reference padded (< 12 neighbours within 8 Å); ours grew the radius
             skipped += 1
             continue
-        ok = featurize.same_neighbors(gs.nbr_idx[a:b].numpy(), gs.nbr_dist[a:b].numpy(), r_idx, r_dist.astype(np.float32))
+        ok = featurize.same_neighbors(
+            gs.nbr_idx[a:b].numpy(), gs.nbr_dist[a:b].numpy(), r_idx, r_dist.astype(np.float32)
+        )
         same += ok
         differ += not ok
     return {"crystals_equal": same, "crystals_different": differ, "crystals_skipped_padded": skipped}
@@ -211,9 +230,9 @@ class TrainData:
     (Gaussian-expanded edges, ~2 kB an atom)."""
 
     def __init__(self, work: Path, reference: bool = True) -> None:
+        import reference_cgcnn as ref
         import torch
 
-        import reference_cgcnn as ref
         from tlcgcnn.features import atom_features
         from tlcgcnn.nn import graphs
 
@@ -235,7 +254,10 @@ class TrainData:
             self.atom_table,
             [g.z[off[i] : off[i + 1]].numpy() for i in range(len(ids))],
             [g.nbr_idx[off[i] : off[i + 1]].numpy() for i in range(len(ids))],
-            [ref.gaussian_expand(g.nbr_dist[off[i] : off[i + 1]].numpy().astype(np.float64)).astype(np.float32) for i in range(len(ids))],
+            [
+                ref.gaussian_expand(g.nbr_dist[off[i] : off[i + 1]].numpy().astype(np.float64)).astype(np.float32)
+                for i in range(len(ids))
+            ],
             self.y_norm.numpy(),
         )
 
@@ -246,9 +268,9 @@ class TrainData:
 
 
 def _models(d: TrainData, seed: int) -> tuple[Any, Any]:
+    import reference_cgcnn as ref
     import torch
 
-    import reference_cgcnn as ref
     from tlcgcnn.nn import build_model
 
     torch.manual_seed(seed)
@@ -261,7 +283,9 @@ def _models(d: TrainData, seed: int) -> tuple[Any, Any]:
     return ours, reference
 
 
-def epoch_ours(model: Any, d: TrainData, opt: Any, gen: Any, batch_size: int, amp: bool, max_batches: int | None = None) -> None:
+def epoch_ours(
+    model: Any, d: TrainData, opt: Any, gen: Any, batch_size: int, amp: bool, max_batches: int | None = None
+) -> None:
     import torch
 
     model.train()
@@ -277,10 +301,11 @@ def epoch_ours(model: Any, d: TrainData, opt: Any, gen: Any, batch_size: int, am
         opt.step()
 
 
-def epoch_reference(model: Any, d: TrainData, opt: Any, gen: Any, batch_size: int, max_batches: int | None = None) -> None:
-    import torch
-
+def epoch_reference(
+    model: Any, d: TrainData, opt: Any, gen: Any, batch_size: int, max_batches: int | None = None
+) -> None:
     import reference_cgcnn as ref
+    import torch
 
     model.train()
     for b in d.train_perm(gen).split(batch_size)[:max_batches]:
@@ -294,7 +319,9 @@ def epoch_reference(model: Any, d: TrainData, opt: Any, gen: Any, batch_size: in
         opt.step()
 
 
-def epoch_reference_model_our_batches(model: Any, d: TrainData, opt: Any, gen: Any, batch_size: int, max_batches: int | None = None) -> None:
+def epoch_reference_model_our_batches(
+    model: Any, d: TrainData, opt: Any, gen: Any, batch_size: int, max_batches: int | None = None
+) -> None:
     """Lever isolation: the original concatenating model fed by our vectorised batches."""
     import torch
 
@@ -327,9 +354,8 @@ def val_mae_ours(model: Any, d: TrainData, amp: bool) -> float:
 
 
 def val_mae_reference(model: Any, d: TrainData) -> float:
-    import torch
-
     import reference_cgcnn as ref
+    import torch
 
     model.eval()
     preds = []
@@ -361,7 +387,9 @@ def worker_throughput(work: Path, threads: int, repeats: int, batch_size: int, v
     opt_ours = _our_optimizer(ours, 1e-3)
     runners: dict[str, Callable[[Any, int | None], None]] = {
         "reference": lambda g, k: epoch_reference(reference, d, opt_ref, g, batch_size, k),
-        "reference_model_our_batches": lambda g, k: epoch_reference_model_our_batches(reference, d, opt_ref, g, batch_size, k),
+        "reference_model_our_batches": lambda g, k: epoch_reference_model_our_batches(
+            reference, d, opt_ref, g, batch_size, k
+        ),
         "ours_fp32": lambda g, k: epoch_ours(ours, d, opt_ours, g, batch_size, False, k),
         "ours_bf16": lambda g, k: epoch_ours(ours, d, opt_ours, g, batch_size, True, k),
     }
@@ -390,7 +418,13 @@ def worker_accuracy(work: Path, threads: int, epochs: int, batch_size: int, lr: 
     torch.set_num_threads(threads)
     torch.set_flush_denormal(True)
     d = TrainData(work)
-    out: dict[str, Any] = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "threads": threads, "tcmalloc": allocator.active()}
+    out: dict[str, Any] = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "threads": threads,
+        "tcmalloc": allocator.active(),
+    }
     for name in ("reference", "ours_fp32", "ours_bf16"):
         ours, reference = _models(d, 0)
         model = reference if name == "reference" else ours
@@ -412,8 +446,8 @@ def worker_accuracy(work: Path, threads: int, epochs: int, batch_size: int, lr: 
 def worker_ensemble(work: Path, threads: int, members: int, repeats: int, batch_size: int) -> dict[str, Any]:
     import torch
 
-    from tlcgcnn.train import ensemble
     from tlcgcnn.nn import build_model
+    from tlcgcnn.train import ensemble
 
     torch.set_num_threads(threads)
     torch.set_flush_denormal(True)
@@ -469,7 +503,12 @@ def worker_memory(work: Path, what: str, ref_n: int) -> dict[str, Any]:
             reference_featurize(work / "table_sub.parquet")
         peak = tracemalloc.get_traced_memory()[1] / 2**20
         tracemalloc.stop()
-        return {"what": what, "method": "tracemalloc peak", "peak_minus_baseline_mb": peak, "peak_rss_mb": peak_rss_mb()}
+        return {
+            "what": what,
+            "method": "tracemalloc peak",
+            "peak_minus_baseline_mb": peak,
+            "peak_rss_mb": peak_rss_mb(),
+        }
     if what in ("train_ours", "train_reference"):
         import torch
 
@@ -480,10 +519,18 @@ def worker_memory(work: Path, what: str, ref_n: int) -> dict[str, Any]:
         if what == "train_ours":
             epoch_ours(ours, d, torch.optim.AdamW(ours.parameters()), torch.Generator().manual_seed(0), 256, amp=False)
         else:
-            epoch_reference(reference, d, torch.optim.AdamW(reference.parameters()), torch.Generator().manual_seed(0), 256)
+            epoch_reference(
+                reference, d, torch.optim.AdamW(reference.parameters()), torch.Generator().manual_seed(0), 256
+            )
     else:
         raise ValueError(what)
-    return {"what": what, "method": "ru_maxrss above the loaded data", "peak_rss_mb": peak_rss_mb(), "baseline_rss_mb": base, "peak_minus_baseline_mb": peak_rss_mb() - base}
+    return {
+        "what": what,
+        "method": "ru_maxrss above the loaded data",
+        "peak_rss_mb": peak_rss_mb(),
+        "baseline_rss_mb": base,
+        "peak_minus_baseline_mb": peak_rss_mb() - base,
+    }
 
 
 def run_worker(args: list[str], tcmalloc: bool) -> dict[str, Any]:
@@ -506,7 +553,10 @@ def paper_grid_config(path: Path, data: Path) -> dict[str, int]:
 
     targets = ["gap_nonmetal", "bulk_modulus", "shear_modulus", "gap_hse", "dielectric"]
     props = ["band_gap", "k_vrh", "g_vrh", "band_gap_hse", "diel_total_mp"]
-    pretrain = [{"name": n, "property": p, "subset": "all", "size": "all", "seed": 0} for n, p in (("ef_all", "formation_energy_per_atom"), ("gap_all", "band_gap"), ("efermi_all", "efermi"))]
+    pretrain = [
+        {"name": n, "property": p, "subset": "all", "size": "all", "seed": 0}
+        for n, p in (("ef_all", "formation_energy_per_atom"), ("gap_all", "band_gap"), ("efermi_all", "efermi"))
+    ]
     # config/config.yaml (always loaded first) has modes scratch and transfer: reuse those names
     modes: dict[str, Any] = {"scratch": {}, "transfer": {"pretrained": "ef_all"}}
     for pre in ("gap_all", "efermi_all"):
@@ -522,7 +572,10 @@ def paper_grid_config(path: Path, data: Path) -> dict[str, int]:
         "train": {"epochs": 100, "batch_size": 64, "lr": 0.002, "patience": 20, "threads": 1},
         "pretrain": pretrain,
         "finetune": {
-            "targets": [{"name": t, "property": p, "subset": "nonmetal" if t.startswith("gap") else "all"} for t, p in zip(targets, props, strict=True)],
+            "targets": [
+                {"name": t, "property": p, "subset": "nonmetal" if t.startswith("gap") else "all"}
+                for t, p in zip(targets, props, strict=True)
+            ],
             "sizes": [25, 50, 100, 200, 500, 1000],
             "seeds": list(range(10)),
             "modes": modes,
@@ -530,7 +583,14 @@ def paper_grid_config(path: Path, data: Path) -> dict[str, int]:
         },
     }
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    return {"targets": len(targets), "sizes": 6, "seeds": 10, "modes": len(modes), "pretrain": len(pretrain), "finetune_cells": len(targets) * 6 * 10 * len(modes)}
+    return {
+        "targets": len(targets),
+        "sizes": 6,
+        "seeds": 10,
+        "modes": len(modes),
+        "pretrain": len(pretrain),
+        "finetune_cells": len(targets) * 6 * 10 * len(modes),
+    }
 
 
 def bench_dag(work: Path, data: Path, repeats: int) -> dict[str, Any]:
@@ -551,7 +611,13 @@ def bench_dag(work: Path, data: Path, repeats: int) -> dict[str, Any]:
 
     t, out = median_time(run, repeats)
     jobs = next((int(ln.split()[-1]) for ln in out.splitlines() if ln.strip().startswith("total")), None)
-    return {"grid": grid, "jobs": jobs, "seconds": t, "target_s": 10.0, "command": " ".join(cmd[:1] + ["-n", "--quiet", "rules", "--cores", "2", "--configfile", "<grid>"])}
+    return {
+        "grid": grid,
+        "jobs": jobs,
+        "seconds": t,
+        "target_s": 10.0,
+        "command": " ".join(cmd[:1] + ["-n", "--quiet", "rules", "--cores", "2", "--configfile", "<grid>"]),
+    }
 
 
 # --------------------------------------------------------------------------- report
@@ -561,15 +627,57 @@ def table_rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     """(measure, ours, reference, ratio) rows of the summary table."""
     rows = []
     p = r["parsing"]
-    rows.append(("CIF parse, ms/CIF (gemmi raw)", f"{p['gemmi_raw_ms_per_cif']:.3f}", f"{p['pymatgen_ms_per_cif']:.2f}", f"{p['speedup_raw']:.0f}x"))
-    rows.append(("CIF -> canonical arrays, ms/CIF (gemmi path)", f"{p['gemmi_canonical_ms_per_cif']:.3f}", f"{p['pymatgen_ms_per_cif']:.2f}", f"{p['speedup_canonical']:.1f}x"))
+    rows.append(
+        (
+            "CIF parse, ms/CIF (gemmi raw)",
+            f"{p['gemmi_raw_ms_per_cif']:.3f}",
+            f"{p['pymatgen_ms_per_cif']:.2f}",
+            f"{p['speedup_raw']:.0f}x",
+        )
+    )
+    rows.append(
+        (
+            "CIF -> canonical arrays, ms/CIF (gemmi path)",
+            f"{p['gemmi_canonical_ms_per_cif']:.3f}",
+            f"{p['pymatgen_ms_per_cif']:.2f}",
+            f"{p['speedup_canonical']:.1f}x",
+        )
+    )
     f = r["featurize"]
-    rows.append((f"featurize, crystals/s/core (same {f['reference_crystals']} crystals)", f"{f['ours_same_crystals_per_s']:.0f}", f"{f['reference_crystals_per_s']:.1f}", f"{f['speedup_same_crystals']:.0f}x"))
-    rows.append((f"featurize, crystals/s/core (ours on all {r['data']['crystals']})", f"{f['ours_all_crystals_per_s']:.0f}", f"{f['reference_crystals_per_s']:.1f}", f"{f['speedup_vs_ours_all']:.0f}x"))
+    rows.append(
+        (
+            f"featurize, crystals/s/core (same {f['reference_crystals']} crystals)",
+            f"{f['ours_same_crystals_per_s']:.0f}",
+            f"{f['reference_crystals_per_s']:.1f}",
+            f"{f['speedup_same_crystals']:.0f}x",
+        )
+    )
+    rows.append(
+        (
+            f"featurize, crystals/s/core (ours on all {r['data']['crystals']})",
+            f"{f['ours_all_crystals_per_s']:.0f}",
+            f"{f['reference_crystals_per_s']:.1f}",
+            f"{f['speedup_vs_ours_all']:.0f}x",
+        )
+    )
     c = f["check"]
-    rows.append(("neighbour lists equal (crystals)", f"{c['crystals_equal']} equal / {c['crystals_different']} differ", f"{c['crystals_skipped_padded']} padded skipped", ""))
+    rows.append(
+        (
+            "neighbour lists equal (crystals)",
+            f"{c['crystals_equal']} equal / {c['crystals_different']} differ",
+            f"{c['crystals_skipped_padded']} padded skipped",
+            "",
+        )
+    )
     k = r["cache"]
-    rows.append(("cache, bytes/atom on disk", f"{k['bytes_per_atom']:.1f}", f"{k['reference_bytes_per_atom_in_memory']} (in memory)", f"{k['reference_bytes_per_atom_in_memory'] / k['bytes_per_atom']:.0f}x smaller"))
+    rows.append(
+        (
+            "cache, bytes/atom on disk",
+            f"{k['bytes_per_atom']:.1f}",
+            f"{k['reference_bytes_per_atom_in_memory']} (in memory)",
+            f"{k['reference_bytes_per_atom_in_memory'] / k['bytes_per_atom']:.0f}x smaller",
+        )
+    )
     rows.append((f"load one shard ({k['shard_crystals']} crystals), ms", f"{k['shard_load_ms']:.1f}", "", ""))
     for key, tp in r["training"].items():
         if "skipped" in tp:
@@ -578,20 +686,62 @@ def table_rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         cps, sp = tp["crystals_per_s"], tp["speedup_vs_reference"]
         for name in cps:
             if name != "reference":
-                rows.append((f"train crystals/s, {key}, {name}", f"{cps[name]:.0f}", f"{cps['reference']:.0f}", f"{sp[name]:.2f}x"))
+                rows.append(
+                    (
+                        f"train crystals/s, {key}, {name}",
+                        f"{cps[name]:.0f}",
+                        f"{cps['reference']:.0f}",
+                        f"{sp[name]:.2f}x",
+                    )
+                )
     if "cross" in r:
         for name, val in r["cross"].items():
-            rows.append((f"train crystals/s, {name} (tcmalloc) vs reference (glibc)", f"{val['ours']:.0f}", f"{val['reference']:.0f}", f"{val['speedup']:.2f}x"))  # only with tcmalloc installed
+            rows.append(
+                (
+                    f"train crystals/s, {name} (tcmalloc) vs reference (glibc)",
+                    f"{val['ours']:.0f}",
+                    f"{val['reference']:.0f}",
+                    f"{val['speedup']:.2f}x",
+                )
+            )  # only with tcmalloc installed
     for name, value in levers(r).items():
         rows.append((f"lever: {name}", "", "", f"{value:.2f}x"))
     a = r["accuracy"]
     for name in ("ours_fp32", "ours_bf16"):
-        rows.append((f"val MAE eV/atom after {a['epochs']} epochs, {name}", f"{a[name]['val_mae']:.4f}", f"{a['reference']['val_mae']:.4f}", f"{a[name]['val_mae'] / a['reference']['val_mae']:.3f}"))
+        rows.append(
+            (
+                f"val MAE eV/atom after {a['epochs']} epochs, {name}",
+                f"{a[name]['val_mae']:.4f}",
+                f"{a['reference']['val_mae']:.4f}",
+                f"{a[name]['val_mae'] / a['reference']['val_mae']:.3f}",
+            )
+        )
     m = r["memory"]
-    rows.append((f"peak memory featurize {f['reference_crystals']} crystals, MB (tracemalloc)", f"{m['featurize_ours']['peak_minus_baseline_mb']:.1f}", f"{m['featurize_reference']['peak_minus_baseline_mb']:.1f}", ""))
-    rows.append(("peak memory 1 training epoch, MB above data", f"{m['train_ours']['peak_minus_baseline_mb']:.0f}", f"{m['train_reference']['peak_minus_baseline_mb']:.0f}", ""))
+    rows.append(
+        (
+            f"peak memory featurize {f['reference_crystals']} crystals, MB (tracemalloc)",
+            f"{m['featurize_ours']['peak_minus_baseline_mb']:.1f}",
+            f"{m['featurize_reference']['peak_minus_baseline_mb']:.1f}",
+            "",
+        )
+    )
+    rows.append(
+        (
+            "peak memory 1 training epoch, MB above data",
+            f"{m['train_ours']['peak_minus_baseline_mb']:.0f}",
+            f"{m['train_reference']['peak_minus_baseline_mb']:.0f}",
+            "",
+        )
+    )
     e = r["ensemble"]
-    rows.append((f"ensemble of {e['members']} seeds, member-crystals/s (vmap vs one by one)", f"{e['member_crystals_per_s']['ensemble']:.0f}", f"{e['member_crystals_per_s']['one_by_one']:.0f}", f"{e['speedup_ensemble_vs_one_by_one']:.2f}x"))
+    rows.append(
+        (
+            f"ensemble of {e['members']} seeds, member-crystals/s (vmap vs one by one)",
+            f"{e['member_crystals_per_s']['ensemble']:.0f}",
+            f"{e['member_crystals_per_s']['one_by_one']:.0f}",
+            f"{e['speedup_ensemble_vs_one_by_one']:.2f}x",
+        )
+    )
     g = r["dag"]
     rows.append((f"snakemake -n, {g['jobs']} jobs, s", f"{g['seconds']:.1f}", "target 10", ""))
     return rows
@@ -604,13 +754,19 @@ def levers(r: dict[str, Any]) -> dict[str, float]:
     out: dict[str, float] = {}
     if "crystals_per_s" in glibc:
         c = glibc["crystals_per_s"]
-        out["contiguous vectorised batching (reference model, our batches vs Python collate)"] = c["reference_model_our_batches"] / c["reference"]
-        out["factored convolution + index_select gather + fused AdamW (ours fp32 vs reference model on our batches)"] = c["ours_fp32"] / c["reference_model_our_batches"]
+        out["contiguous vectorised batching (reference model, our batches vs Python collate)"] = (
+            c["reference_model_our_batches"] / c["reference"]
+        )
+        out[
+            "factored convolution + index_select gather + fused AdamW (ours fp32 vs reference model on our batches)"
+        ] = c["ours_fp32"] / c["reference_model_our_batches"]
         out["bf16 autocast (ours bf16 vs ours fp32, 1 thread)"] = c["ours_bf16"] / c["ours_fp32"]
         if "crystals_per_s" in two:
             out["2 threads vs 1 (ours bf16)"] = two["crystals_per_s"]["ours_bf16"] / c["ours_bf16"]
     if "crystals_per_s" in two and "crystals_per_s" in two_tcm:
-        out["tcmalloc (ours bf16, 2 threads, tcmalloc vs glibc process)"] = two_tcm["crystals_per_s"]["ours_bf16"] / two["crystals_per_s"]["ours_bf16"]
+        out["tcmalloc (ours bf16, 2 threads, tcmalloc vs glibc process)"] = (
+            two_tcm["crystals_per_s"]["ours_bf16"] / two["crystals_per_s"]["ours_bf16"]
+        )
     return out
 
 
@@ -645,7 +801,10 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="tlcgcnn-bench-"))
     try:
-        results: dict[str, Any] = {"machine": machine(), "args": {k: str(v) for k, v in vars(args).items() if k not in ("worker", "work", "threads", "variants")}}
+        results: dict[str, Any] = {
+            "machine": machine(),
+            "args": {k: str(v) for k, v in vars(args).items() if k not in ("worker", "work", "threads", "variants")},
+        }
         say = lambda msg: print(f"[{time.perf_counter() - t0:6.0f} s] {msg}", flush=True)  # noqa: E731
         say("preparing the sample")
         results["data"] = prepare(args.data, args.n, args.seed, work)
@@ -668,15 +827,24 @@ def main(argv: list[str] | None = None) -> None:
         for threads, tcm, variants in configs:
             key = f"{threads} thread{'s' if threads > 1 else ''}, {'tcmalloc' if tcm else 'glibc'}"
             say(f"   {key}")
-            results["training"][key] = run_worker(["--worker", "throughput", "--threads", str(threads), "--variants", variants, *common], tcm)
+            results["training"][key] = run_worker(
+                ["--worker", "throughput", "--threads", str(threads), "--variants", variants, *common], tcm
+            )
         results["cross"] = cross_allocator(results["training"])
         say("   accuracy")
-        results["accuracy"] = run_worker(["--worker", "accuracy", "--threads", "2", "--epochs", str(args.epochs), *common], False)
+        results["accuracy"] = run_worker(
+            ["--worker", "accuracy", "--threads", "2", "--epochs", str(args.epochs), *common], False
+        )
         say("   ensemble")
         ens_args = ["--work", str(work), "--repeats", "1", "--batch-size", str(args.batch_size)]
-        results["ensemble"] = run_worker(["--worker", "ensemble", "--threads", "1", "--members", str(args.members), *ens_args], False)
+        results["ensemble"] = run_worker(
+            ["--worker", "ensemble", "--threads", "1", "--members", str(args.members), *ens_args], False
+        )
         say("5. peak memory")
-        results["memory"] = {w: run_worker(["--worker", "memory", "--variants", w, "--ref-n", str(args.ref_n), *common], False) for w in ("featurize_ours", "featurize_reference", "train_ours", "train_reference")}
+        results["memory"] = {
+            w: run_worker(["--worker", "memory", "--variants", w, "--ref-n", str(args.ref_n), *common], False)
+            for w in ("featurize_ours", "featurize_reference", "train_ours", "train_reference")
+        }
         say("6. DAG")
         results["dag"] = bench_dag(work, args.data, min(args.repeats, 2))
         results["machine"]["loadavg_end"] = list(os.getloadavg())
@@ -686,7 +854,9 @@ def main(argv: list[str] | None = None) -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=2, default=float))
         print(results["table_markdown"])
-        print(f"machine: {results['machine']['cpu']}, {results['machine']['cores']} cores, load {results['machine']['loadavg_start']} -> {results['machine']['loadavg_end']}; {results['seconds']:.0f} s; -> {args.out}")
+        print(
+            f"machine: {results['machine']['cpu']}, {results['machine']['cores']} cores, load {results['machine']['loadavg_start']} -> {results['machine']['loadavg_end']}; {results['seconds']:.0f} s; -> {args.out}"
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

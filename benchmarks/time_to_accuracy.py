@@ -54,9 +54,8 @@ def load_avg() -> list[float]:
 
 def prepare(data: Path, work: Path, seed: int = 0) -> dict[str, Any]:
     """Ingest and featurize the whole table once (cached in ``work``); write the split."""
+    from tlcgcnn.data import ingest, table
     from tlcgcnn.features import featurize
-    from tlcgcnn.data import ingest
-    from tlcgcnn.data import table
 
     work.mkdir(parents=True, exist_ok=True)
     info: dict[str, Any] = {}
@@ -67,7 +66,9 @@ def prepare(data: Path, work: Path, seed: int = 0) -> dict[str, Any]:
         info["ingest_s"] = time.perf_counter() - t
         table.write(df, work / "table.parquet")
         t = time.perf_counter()
-        featurize.featurize(work / "table.parquet", work / "graphs", featurize.FeaturizeParams(), threads=2, progress=False)
+        featurize.featurize(
+            work / "table.parquet", work / "graphs", featurize.FeaturizeParams(), threads=2, progress=False
+        )
         info["featurize_s"] = time.perf_counter() - t
     df = pd.read_parquet(work / "table.parquet", columns=["material_id", TARGET])
     df = df[df[TARGET].notna()]
@@ -76,7 +77,9 @@ def prepare(data: Path, work: Path, seed: int = 0) -> dict[str, Any]:
     n_val = len(rest) // 10
     split = {"train": rest[n_val:].tolist(), "val": rest[:n_val].tolist(), "test": test.tolist()}
     (work / "split.json").write_text(json.dumps(split))
-    info.update({"crystals": int(len(df)), "train": len(split["train"]), "val": len(split["val"]), "test": len(split["test"])})
+    info.update(
+        {"crystals": int(len(df)), "train": len(split["train"]), "val": len(split["val"]), "test": len(split["test"])}
+    )
     return info
 
 
@@ -143,11 +146,19 @@ def worker_epochs(work: Path, variant: str, batch_size: int, epochs: int) -> dic
             loss.backward()
             opt.step()
         times.append(time.perf_counter() - t)
-    return {"variant": variant, "precision": amp if amp == "bf16" else "fp32", "epoch_s": times, "train_crystals": d.n_train,
-            "crystals_per_s": d.n_train / float(np.median(times)), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {
+        "variant": variant,
+        "precision": amp if amp == "bf16" else "fp32",
+        "epoch_s": times,
+        "train_crystals": d.n_train,
+        "crystals_per_s": d.n_train / float(np.median(times)),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
-def worker_ours(work: Path, epochs: int, batch_size: int, lr: float, schedule: str, warmup: float, amp: str) -> dict[str, Any]:
+def worker_ours(
+    work: Path, epochs: int, batch_size: int, lr: float, schedule: str, warmup: float, amp: str
+) -> dict[str, Any]:
     """The pipeline's own fit(), as the pretrain rule runs it."""
     import torch
 
@@ -162,19 +173,50 @@ def worker_ours(work: Path, epochs: int, batch_size: int, lr: float, schedule: s
     load_s = time.perf_counter() - t0
     torch.manual_seed(0)
     model = build_model({}, d.atom_table)
-    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule, warmup_epochs=warmup, amp=amp, patience=epochs, threads=2)
+    cfg = TrainConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        schedule=schedule,
+        warmup_epochs=warmup,
+        amp=amp,
+        patience=epochs,
+        threads=2,
+    )
     norm = Normalizer.fit(d.y[: d.n_train].numpy())
-    res = fit(model, d.graphs, d.y, torch.arange(d.n_train), torch.arange(d.n_train, len(d.y)), norm, cfg, seed=0, progress=False)
-    return {"config": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "schedule": schedule, "warmup_epochs": warmup, "amp": amp},
-            "precision": res.precision, "load_s": load_s, "elapsed_s": res.history["elapsed_s"], "val_mae": res.history["val_mae"],
-            "best_val_mae": res.best_val_mae, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    res = fit(
+        model,
+        d.graphs,
+        d.y,
+        torch.arange(d.n_train),
+        torch.arange(d.n_train, len(d.y)),
+        norm,
+        cfg,
+        seed=0,
+        progress=False,
+    )
+    return {
+        "config": {
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "lr": lr,
+            "schedule": schedule,
+            "warmup_epochs": warmup,
+            "amp": amp,
+        },
+        "precision": res.precision,
+        "load_s": load_s,
+        "elapsed_s": res.history["elapsed_s"],
+        "val_mae": res.history["val_mae"],
+        "best_val_mae": res.best_val_mae,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def worker_reference(work: Path, budget_s: float) -> dict[str, Any]:
     """txie-93/cgcnn's way with its default optimiser (SGD 0.01, momentum 0.9, batch 256)."""
-    import torch
-
     import reference_cgcnn as ref
+    import torch
 
     torch.set_num_threads(2)
     torch.set_flush_denormal(True)
@@ -205,9 +247,17 @@ def worker_reference(work: Path, budget_s: float) -> dict[str, Any]:
                 preds.append(model(atom_fea, nbr_fea, nbr_idx, cai).squeeze(-1))
         maes.append(float((torch.cat(preds) * d.std + d.mean - d.y[d.n_train :]).abs().mean()))
         elapsed.append(time.perf_counter() - t0)
-        print(f"reference epoch {len(maes)}: val MAE {maes[-1]:.4f} at {elapsed[-1]:.0f} s", file=sys.stderr, flush=True)
-    return {"config": {"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "batch_size": 256}, "load_s": load_s, "elapsed_s": elapsed, "val_mae": maes,
-            "best_val_mae": min(maes), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+        print(
+            f"reference epoch {len(maes)}: val MAE {maes[-1]:.4f} at {elapsed[-1]:.0f} s", file=sys.stderr, flush=True
+        )
+    return {
+        "config": {"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "batch_size": 256},
+        "load_s": load_s,
+        "elapsed_s": elapsed,
+        "val_mae": maes,
+        "best_val_mae": min(maes),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def run_worker(args: list[str]) -> dict[str, Any]:
@@ -231,7 +281,10 @@ def figure(result: dict[str, Any], png: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for key, label, color in (("ours", "tlcgcnn (this pipeline)", "#1f77b4"), ("reference", "original CGCNN approach", "#d62728")):
+    for key, label, color in (
+        ("ours", "tlcgcnn (this pipeline)", "#1f77b4"),
+        ("reference", "original CGCNN approach", "#d62728"),
+    ):
         r = result.get(key)
         if not r:
             continue
@@ -286,13 +339,19 @@ def main(argv: list[str] | None = None) -> None:
         if kind == "epochs":
             res = worker_epochs(args.work, rest[0], args.batch_size, args.epoch_repeats)
         elif kind == "ours":
-            res = worker_ours(args.work, args.ours_epochs, args.batch_size, args.lr, args.schedule, args.warmup, args.amp)
+            res = worker_ours(
+                args.work, args.ours_epochs, args.batch_size, args.lr, args.schedule, args.warmup, args.amp
+            )
         else:
             res = worker_reference(args.work, args.ref_budget)
         print(json.dumps(res))
         return
     result: dict[str, Any] = json.loads(args.out.read_text()) if args.out.exists() else {}
-    result["machine"] = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "python": platform.python_version()}
+    result["machine"] = {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+    }
     result["data"] = prepare(args.data, args.work)
     common = ["--work", str(args.work), "--batch-size", str(args.batch_size)]
     for section in args.sections.split(","):
@@ -305,18 +364,39 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"epoch {v}: {rows[v]['epoch_s']} s", file=sys.stderr, flush=True)
             res: dict[str, Any] = {"variants": rows}
         elif section == "ours":
-            res = run_worker([*common, "--worker", "ours", "--ours-epochs", str(args.ours_epochs), "--lr", str(args.lr), "--schedule", args.schedule,
-                              "--warmup", str(args.warmup), "--amp", args.amp])
+            res = run_worker(
+                [
+                    *common,
+                    "--worker",
+                    "ours",
+                    "--ours-epochs",
+                    str(args.ours_epochs),
+                    "--lr",
+                    str(args.lr),
+                    "--schedule",
+                    args.schedule,
+                    "--warmup",
+                    str(args.warmup),
+                    "--amp",
+                    args.amp,
+                ]
+            )
         elif section == "reference":
             res = run_worker(["--work", str(args.work), "--worker", "reference", "--ref-budget", str(args.ref_budget)])
         else:
             raise SystemExit(f"unknown section {section!r}")
         res["load_before"], res["load_after"], res["wall_s"] = before, load_avg(), time.perf_counter() - t
         if section in ("ours", "reference"):
-            res["time_to"] = {f"{thr:.3f}": time_to(res["elapsed_s"], res["val_mae"], thr) for thr in (0.080, 0.060, 0.045)}
+            res["time_to"] = {
+                f"{thr:.3f}": time_to(res["elapsed_s"], res["val_mae"], thr) for thr in (0.080, 0.060, 0.045)
+            }
         result[section] = res
         args.out.write_text(json.dumps(result, indent=1))
-        print(f"{section}: done in {res['wall_s']:.0f} s (load {before} -> {res['load_after']})", file=sys.stderr, flush=True)
+        print(
+            f"{section}: done in {res['wall_s']:.0f} s (load {before} -> {res['load_after']})",
+            file=sys.stderr,
+            flush=True,
+        )
     figure(result, args.out.with_suffix(".png"))
 
 

@@ -16,8 +16,8 @@ SRC = ROOT / "src"
 if str(SRC) not in sys.path:
     sys.path.insert(0, str(SRC))
 
-from tlcgcnn.utils import fileio as io  # noqa: E402
 from tlcgcnn.nn.graphs import GraphSet  # noqa: E402
+from tlcgcnn.utils import fileio as io  # noqa: E402
 
 ATOM_FEATURES = SRC / "tlcgcnn" / "features" / "atom_features.csv"
 SHARED_DATA = Path(os.environ.get("TLCGCNN_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -100,7 +100,15 @@ def save_graphs(g: GraphSet, folder: Path, radius: float = 8.0) -> Path:
     from tlcgcnn.features.featurize import FORMAT_VERSION, FeaturizeParams
 
     params = FeaturizeParams(radius=radius)
-    io.write_json(folder / "manifest.json", {"format_version": FORMAT_VERSION, "params": asdict(params), "key": params.key(), "shards": ["shard-00000.npz"]})
+    io.write_json(
+        folder / "manifest.json",
+        {
+            "format_version": FORMAT_VERSION,
+            "params": asdict(params),
+            "key": params.key(),
+            "shards": ["shard-00000.npz"],
+        },
+    )
     return folder
 
 

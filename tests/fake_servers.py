@@ -101,8 +101,14 @@ class FakeServer:
         except (BrokenPipeError, ConnectionResetError):
             pass
 
-    def _answer(self, handler: BaseHTTPRequestHandler, path: str, params: dict[str, str],
-                headers: dict[str, str], fault: tuple[Any, ...] | None) -> None:
+    def _answer(
+        self,
+        handler: BaseHTTPRequestHandler,
+        path: str,
+        params: dict[str, str],
+        headers: dict[str, str],
+        fault: tuple[Any, ...] | None,
+    ) -> None:
         kind = fault[0] if fault else None
         if kind == "status":
             extra = {"Retry-After": str(fault[2])} if fault[2] is not None else {}
@@ -242,7 +248,11 @@ class MPServer(FakeServer):
             return False
         if "exclude_elements" in p and set(p["exclude_elements"].split(",")) & set(doc["elements"]):
             return False
-        for key, field_name in (("nsites", "nsites"), ("nelements", "nelements"), ("energy_above_hull", "energy_above_hull")):
+        for key, field_name in (
+            ("nsites", "nsites"),
+            ("nelements", "nelements"),
+            ("energy_above_hull", "energy_above_hull"),
+        ):
             value = doc.get(field_name)
             lo, hi = p.get(f"{key}_min"), p.get(f"{key}_max")
             if (lo is not None or hi is not None) and value is None:
@@ -274,8 +284,10 @@ def oqmd_record(row: dict[str, Any], entry_id: int) -> dict[str, Any]:
         "ntypes": len(s.composition.elements),
         "natoms": len(s),
         "unit_cell": s.lattice.matrix.tolist(),
-        "sites": [f"{site.specie.symbol} @ {site.frac_coords[0]:.6f} {site.frac_coords[1]:.6f} {site.frac_coords[2]:.6f}"
-                  for site in s],
+        "sites": [
+            f"{site.specie.symbol} @ {site.frac_coords[0]:.6f} {site.frac_coords[1]:.6f} {site.frac_coords[2]:.6f}"
+            for site in s
+        ],
         "band_gap": _num(row["band_gap"]),
         "delta_e": _num(row["formation_energy_per_atom"]),
         "stability": None,  # not in mp2018_random500
@@ -310,17 +322,28 @@ class OQMDServer(FakeServer):
             page = [{k: r.get(k) for k in keep} for r in page]
         more = offset + len(page) < len(selected)
         base = f"{self.url}/oqmdapi/formationenergy"
-        return json_reply({
-            "links": {"next": f"{base}?limit={limit}&offset={offset + limit}" if more else None,
-                      "previous": None, "base_url": {"href": base, "meta": {"_oqmd_version": "1.0"}}},
-            "resource": {},
-            "data": page,
-            "meta": {"query": {"representation": f"/formationenergy?{params}"}, "api_version": "1.0",
-                     "time_stamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                     "data_returned": len(page), "data_available": len(selected), "comments": "",
-                     "query_tree": "", "more_data_available": more},
-            "response_message": "OK",
-        })
+        return json_reply(
+            {
+                "links": {
+                    "next": f"{base}?limit={limit}&offset={offset + limit}" if more else None,
+                    "previous": None,
+                    "base_url": {"href": base, "meta": {"_oqmd_version": "1.0"}},
+                },
+                "resource": {},
+                "data": page,
+                "meta": {
+                    "query": {"representation": f"/formationenergy?{params}"},
+                    "api_version": "1.0",
+                    "time_stamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "data_returned": len(page),
+                    "data_available": len(selected),
+                    "comments": "",
+                    "query_tree": "",
+                    "more_data_available": more,
+                },
+                "response_message": "OK",
+            }
+        )
 
     @staticmethod
     def _term(record: dict[str, Any], term: str) -> bool:
@@ -348,8 +371,11 @@ class OQMDServer(FakeServer):
 # --------------------------------------------------------------------------- matbench files
 def matbench_file(rows: list[tuple[Any, Any]], target: str) -> bytes:
     """gzip-compressed pandas 'split' JSON with columns [structure, target]."""
-    doc = {"index": list(range(len(rows))), "columns": ["structure", target],
-           "data": [[s.as_dict(), value] for s, value in rows]}
+    doc = {
+        "index": list(range(len(rows))),
+        "columns": ["structure", target],
+        "data": [[s.as_dict(), value] for s, value in rows],
+    }
     return gzip.compress(json.dumps(doc).encode(), mtime=0)
 
 

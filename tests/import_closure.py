@@ -86,11 +86,7 @@ class ImportClosure:
 
     def _parse(self, modname: str, path: Path, is_package: bool) -> _Module:
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-        defs = {
-            n.name
-            for n in tree.body
-            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
-        }
+        defs = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
         mod = _Module(modname, path, is_package, defs, {})
         top_bindings = self._bindings(mod, tree.body, top_level=True)
         mod.bindings = top_bindings

@@ -70,22 +70,36 @@ def test_a_train_pool_all_baseline_cell_fits_on_every_subset(monkeypatch, tmp_pa
     """A baseline cell of a non-metal target with train_pool: all fits on pool_all (metals
     included) and predicts the target's own test set; its records say train_pool."""
     import yaml
-
     from conftest import ROOT
+
     from tlcgcnn import config as C
-    from tlcgcnn.utils import fileio as io
     from tlcgcnn.data import split
     from tlcgcnn.train.finetune import baseline_cell
+    from tlcgcnn.utils import fileio as io
 
     X, y, ids = _data(n=120)
     metals = set(ids[::2])
     X.rename_axis("material_id").reset_index().to_parquet(tmp_path / "descriptors.parquet")
     pd.DataFrame({"material_id": ids, "k": y.to_numpy()}).to_parquet(tmp_path / "t.parquet")
-    sp = split.target_split(pd.DataFrame({"material_id": ids, "k": y.to_numpy()}), "k", [i for i in ids if i not in metals], 0.2, None, 42, all_ids=ids)
+    sp = split.target_split(
+        pd.DataFrame({"material_id": ids, "k": y.to_numpy()}),
+        "k",
+        [i for i in ids if i not in metals],
+        0.2,
+        None,
+        42,
+        all_ids=ids,
+    )
     io.write_json(tmp_path / "k.split.json", {**sp, "name": "k_nm", "subset": "nonmetal"})
     raw = yaml.safe_load((ROOT / "config" / "mp500.yaml").read_text())
-    raw["finetune"]["modes"] = {"scratch": {}, "ridge": {"estimator": "ridge"}, "ridge_all": {"estimator": "ridge", "train_pool": "all"}}
-    raw["finetune"]["targets"] = [{"name": "k_nm", "property": "k", "subset": "nonmetal", "modes": ["scratch", "ridge", "ridge_all"]}]
+    raw["finetune"]["modes"] = {
+        "scratch": {},
+        "ridge": {"estimator": "ridge"},
+        "ridge_all": {"estimator": "ridge", "train_pool": "all"},
+    }
+    raw["finetune"]["targets"] = [
+        {"name": "k_nm", "property": "k", "subset": "nonmetal", "modes": ["scratch", "ridge", "ridge_all"]}
+    ]
     raw["finetune"]["sizes"], raw["finetune"]["seeds"] = [20], [0, 1]
     cfg = C.load(raw)
     fitted: list[list[str]] = []
@@ -100,15 +114,24 @@ def test_a_train_pool_all_baseline_cell_fits_on_every_subset(monkeypatch, tmp_pa
     records = {}
     for mode in ("ridge", "ridge_all"):
         records[mode] = baseline_cell(
-            cell=cfg.cell("k_nm", 20, mode).as_params(), table_path=str(tmp_path / "t.parquet"), descriptors_path=str(tmp_path / "descriptors.parquet"),
-            split_path=str(tmp_path / "k.split.json"), split_cfg=cfg.split_settings(), threads=1,
-            out_metrics=str(tmp_path / mode / "metrics.json"), out_predictions=str(tmp_path / mode / "predictions.parquet"),
+            cell=cfg.cell("k_nm", 20, mode).as_params(),
+            table_path=str(tmp_path / "t.parquet"),
+            descriptors_path=str(tmp_path / "descriptors.parquet"),
+            split_path=str(tmp_path / "k.split.json"),
+            split_cfg=cfg.split_settings(),
+            threads=1,
+            out_metrics=str(tmp_path / mode / "metrics.json"),
+            out_predictions=str(tmp_path / mode / "predictions.parquet"),
         )
     subset_fits, all_fits = fitted[:2], fitted[2:]
     assert all(set(f) <= set(sp["pool"]) and not set(f) & metals for f in subset_fits)
     assert all(set(f) <= set(sp["pool_all"]) and set(f) & metals for f in all_fits)
     assert all_fits[0] == split.train_val(sp["pool_all"], 20, 0, 0.2, cfg.split.val_min).train
-    assert [r["train_pool"] for r in records["ridge_all"]] == ["all", "all"] and not any("train_pool" in r for r in records["ridge"])
-    assert [r["n_test"] for r in records["ridge_all"]] == [r["n_test"] for r in records["ridge"]] == [len(sp["test"])] * 2
+    assert [r["train_pool"] for r in records["ridge_all"]] == ["all", "all"] and not any(
+        "train_pool" in r for r in records["ridge"]
+    )
+    assert (
+        [r["n_test"] for r in records["ridge_all"]] == [r["n_test"] for r in records["ridge"]] == [len(sp["test"])] * 2
+    )
     preds = pd.read_parquet(tmp_path / "ridge_all" / "predictions.parquet")
     assert sorted(set(preds["material_id"])) == sorted(sp["test"])

@@ -18,15 +18,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import ROOT
 
 from tlcgcnn.analysis import calibration as C
+from tlcgcnn.data import ingest, table
 from tlcgcnn.report import cards
-from tlcgcnn.data import ingest
-from tlcgcnn.utils import fileio as io
-from tlcgcnn.data import table
 from tlcgcnn.train.checkpoint import load_checkpoint, save_checkpoint
-
-from conftest import ROOT
+from tlcgcnn.utils import fileio as io
 
 ZOO = ROOT / "resources" / "pretrained"
 CARDS = sorted(ZOO.glob("*/card.json"))
@@ -210,8 +208,8 @@ def test_calibrate_writes_the_card_for_each_kind_of_validation_set(small):
 
 def test_calibration_reproduces_a_direct_prediction(small):
     """Test coverage as recomputed from tlcgcnn.predict's ensemble mean and the fitted rule."""
-    from tlcgcnn.predict import build_graphs, load_models, predict_frame
     from tlcgcnn.data.targets import labels
+    from tlcgcnn.predict import build_graphs, load_models, predict_frame
 
     folder = small["folders"]["per_seed"]
     section = cards.calibrate(folder, small["df"])
@@ -254,8 +252,11 @@ def test_publish_calibrates_when_given_the_structure_table(small, tmp_path):
     io.write_json(tmp_path / "ingest_summary.json", summary)
     card = cards.publish(
         {"name": "k", "kind": "finetune", "target": "log_kvrh", "size": "all", "seeds": [0, 1], "modes": ["ef_head"]},
-        metrics={"ef_head": tmp_path / "metrics.json"}, predictions={"ef_head": tmp_path / "predictions.parquet"},
-        ingest_summary=tmp_path / "ingest_summary.json", out_dir=tmp_path / "k", config_name="zoo",
+        metrics={"ef_head": tmp_path / "metrics.json"},
+        predictions={"ef_head": tmp_path / "predictions.parquet"},
+        ingest_summary=tmp_path / "ingest_summary.json",
+        out_dir=tmp_path / "k",
+        config_name="zoo",
         structures=small["dir"] / "structures.parquet",
     )
     cal = card["calibration"]
@@ -265,7 +266,10 @@ def test_publish_calibrates_when_given_the_structure_table(small, tmp_path):
     assert "## Uncertainty" in (tmp_path / "k" / "card.md").read_text()
     plain = cards.publish(
         {"name": "k2", "kind": "finetune", "target": "log_kvrh", "size": "all", "seeds": [0, 1], "modes": ["ef_head"]},
-        metrics={"ef_head": tmp_path / "metrics.json"}, predictions={"ef_head": tmp_path / "predictions.parquet"},
-        ingest_summary=tmp_path / "ingest_summary.json", out_dir=tmp_path / "k2", config_name="zoo",
+        metrics={"ef_head": tmp_path / "metrics.json"},
+        predictions={"ef_head": tmp_path / "predictions.parquet"},
+        ingest_summary=tmp_path / "ingest_summary.json",
+        out_dir=tmp_path / "k2",
+        config_name="zoo",
     )
     assert "calibration" not in plain and "## Uncertainty" not in (tmp_path / "k2" / "card.md").read_text()

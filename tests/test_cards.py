@@ -15,41 +15,62 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-
-from tlcgcnn.report import cards
+from conftest import ATOM_FEATURES, ROOT
 
 from tlcgcnn.analysis import evaluate
-
-from tlcgcnn.data import ingest
-
-from tlcgcnn.utils import fileio as io
-
-from tlcgcnn.data import table
-from tlcgcnn.train.checkpoint import load_checkpoint
 from tlcgcnn.cli.main import main
-from tlcgcnn.features.featurize import FeaturizeParams, featurize
+from tlcgcnn.data import ingest, table
 from tlcgcnn.data.targets import Target
+from tlcgcnn.features.featurize import FeaturizeParams, featurize
+from tlcgcnn.report import cards
+from tlcgcnn.train.checkpoint import load_checkpoint
 from tlcgcnn.train.loop import TrainConfig, train
-
-from conftest import ATOM_FEATURES, ROOT
+from tlcgcnn.utils import fileio as io
 
 SUBSET = ROOT / "resources" / "mp2018" / "mp2018_subset.parquet"
 PARAMS = FeaturizeParams(radius=6.0, max_neighbors=8)
 
 
-def _cell(d: Path, df: pd.DataFrame, split: dict, target: Target, seeds: tuple[int, ...], lr: float) -> tuple[Path, Path]:
+def _cell(
+    d: Path, df: pd.DataFrame, split: dict, target: Target, seeds: tuple[int, ...], lr: float
+) -> tuple[Path, Path]:
     """A fine-tuning cell's outputs as the finetune rule writes them: runs/s<seed>/ and the
     cell's metrics.json (one record per seed) and predictions.parquet (with a seed column)."""
     records, preds = [], []
     for seed in seeds:
         run = d / "runs" / f"s{seed}"
         train(
-            table_df=df, graph_dir=d.parent / "graphs", atom_table_path=ATOM_FEATURES, split_ids=split, target=target,
+            table_df=df,
+            graph_dir=d.parent / "graphs",
+            atom_table_path=ATOM_FEATURES,
+            split_ids=split,
+            target=target,
             model_cfg={"atom_fea_len": 8, "n_conv": 1, "h_fea_len": 8, "radius": PARAMS.radius},
-            train_cfg=TrainConfig(epochs=2, batch_size=16, lr=lr, patience=50, device="cpu"), seed=seed, out_checkpoint=run / "model.pt",
-            progress=False, meta={"data_sha256": "f" * 64, "package_version": "0.1.0", "git_commit": "abc", "config_sha256": "c" * 64, "torch_version": str(torch.__version__), "stage": "finetune", "mode": d.name, "size": len(split["train"])},
+            train_cfg=TrainConfig(epochs=2, batch_size=16, lr=lr, patience=50, device="cpu"),
+            seed=seed,
+            out_checkpoint=run / "model.pt",
+            progress=False,
+            meta={
+                "data_sha256": "f" * 64,
+                "package_version": "0.1.0",
+                "git_commit": "abc",
+                "config_sha256": "c" * 64,
+                "torch_version": str(torch.__version__),
+                "stage": "finetune",
+                "mode": d.name,
+                "size": len(split["train"]),
+            },
         )
-        records.append(evaluate.evaluate(run / "model.pt", df, d.parent / "graphs", run / "metrics.json", run / "predictions.parquet", device="cpu"))
+        records.append(
+            evaluate.evaluate(
+                run / "model.pt",
+                df,
+                d.parent / "graphs",
+                run / "metrics.json",
+                run / "predictions.parquet",
+                device="cpu",
+            )
+        )
         preds.append(pd.read_parquet(run / "predictions.parquet").assign(seed=seed))
     io.write_json(d / "metrics.json", records)
     io.write_parquet(pd.concat(preds, ignore_index=True), d / "predictions.parquet")
@@ -72,11 +93,27 @@ def trained(tmp_path_factory):
     cells = {mode: _cell(d / mode, df, split, k, (0, 1), lr) for mode, lr in (("ef_ft", 1e-3), ("mt_ft", 3e-3))}
     pre = d / "pretrain"
     train(
-        table_df=df, graph_dir=d / "graphs", atom_table_path=ATOM_FEATURES, split_ids=split, target=Target("ef", "formation_energy_per_atom"),
-        model_cfg={"atom_fea_len": 8, "n_conv": 1, "h_fea_len": 8, "radius": PARAMS.radius}, train_cfg=TrainConfig(epochs=2, batch_size=16, device="cpu"),
-        seed=0, out_checkpoint=pre / "model.pt", progress=False, meta={"stage": "pretrain", "mode": "pretrain", "size": "all"},
+        table_df=df,
+        graph_dir=d / "graphs",
+        atom_table_path=ATOM_FEATURES,
+        split_ids=split,
+        target=Target("ef", "formation_energy_per_atom"),
+        model_cfg={"atom_fea_len": 8, "n_conv": 1, "h_fea_len": 8, "radius": PARAMS.radius},
+        train_cfg=TrainConfig(epochs=2, batch_size=16, device="cpu"),
+        seed=0,
+        out_checkpoint=pre / "model.pt",
+        progress=False,
+        meta={"stage": "pretrain", "mode": "pretrain", "size": "all"},
     )
-    evaluate.evaluate(pre / "model.pt", df, d / "graphs", pre / "metrics.json", pre / "predictions.parquet", device="cpu", extra={"pretrain": "ef"})
+    evaluate.evaluate(
+        pre / "model.pt",
+        df,
+        d / "graphs",
+        pre / "metrics.json",
+        pre / "predictions.parquet",
+        device="cpu",
+        extra={"pretrain": "ef"},
+    )
     return {"dir": d, "df": df, "rows": rows, "cells": cells, "pre": pre, "split": split}
 
 
@@ -84,19 +121,38 @@ def test_card_of_a_fine_tuned_cell_chosen_by_validation(trained, tmp_path):
     cells = trained["cells"]
     vals = {m: np.mean([r["best_val_mae"] for r in io.read_json(c[0])]) for m, c in cells.items()}
     expected = min(vals, key=vals.get)
-    model = {"name": "mp2018-log_kvrh", "kind": "finetune", "target": "log_kvrh", "size": "all", "seeds": [0, 1], "modes": list(cells), "choice": "best"}
+    model = {
+        "name": "mp2018-log_kvrh",
+        "kind": "finetune",
+        "target": "log_kvrh",
+        "size": "all",
+        "seeds": [0, 1],
+        "modes": list(cells),
+        "choice": "best",
+    }
     out = tmp_path / "zoo" / "mp2018-log_kvrh"
     card = cards.publish(
-        model, metrics={m: c[0] for m, c in cells.items()}, predictions={m: c[1] for m, c in cells.items()},
-        ingest_summary=trained["dir"] / "ingest_summary.json", out_dir=out, config_name="zoo", target_label="log10 K_VRH",
+        model,
+        metrics={m: c[0] for m, c in cells.items()},
+        predictions={m: c[1] for m, c in cells.items()},
+        ingest_summary=trained["dir"] / "ingest_summary.json",
+        out_dir=out,
+        config_name="zoo",
+        target_label="log10 K_VRH",
     )
     assert card["mode"] == expected and {c["mode"] for c in card["compared"]} == set(cells)
     assert sorted(p.name for p in out.iterdir()) == ["card.json", "card.md", "model_s0.pt", "model_s1.pt", "parity.png"]
     written = json.loads((out / "card.json").read_text())
-    assert written["name"] == card["name"] and written["test"]["mae_mean"] == card["test"]["mae_mean"] and written["files"] == card["files"]
+    assert (
+        written["name"] == card["name"]
+        and written["test"]["mae_mean"] == card["test"]["mae_mean"]
+        and written["files"] == card["files"]
+    )
     # what it predicts, in what units
     o = card["predicts"]["outputs"][0]
-    assert o["output"] == "log10(k_vrh / GPa)" and o["property_unit"] == "GPa" and card["predicts"]["transform"] == "log10"
+    assert (
+        o["output"] == "log10(k_vrh / GPa)" and o["property_unit"] == "GPa" and card["predicts"]["transform"] == "log10"
+    )
     # data and training size
     assert card["data"]["input_sha256"] == io.sha256_file(SUBSET) and card["data"]["input"] == SUBSET.name
     assert [t["n_train"] for t in card["training"]] == [36, 36] and [t["n_val"] for t in card["training"]] == [12, 12]
@@ -106,7 +162,11 @@ def test_card_of_a_fine_tuned_cell_chosen_by_validation(trained, tmp_path):
     preds = pd.read_parquet(cells[expected][1]).groupby("material_id")[["y_true", "y_pred"]].mean()
     assert card["test"]["ensemble"]["mae"] == pytest.approx(float((preds["y_pred"] - preds["y_true"]).abs().mean()))
     # code and config version
-    assert card["code"]["git_commit"] == "abc" and card["code"]["config_sha256"] == "c" * 64 and card["code"]["config_name"] == "zoo"
+    assert (
+        card["code"]["git_commit"] == "abc"
+        and card["code"]["config_sha256"] == "c" * 64
+        and card["code"]["config_name"] == "zoo"
+    )
     # the copies are the trained checkpoints, loadable with weights_only=True
     for seed in (0, 1):
         src = trained["dir"] / expected / "runs" / f"s{seed}" / "model.pt"
@@ -114,7 +174,16 @@ def test_card_of_a_fine_tuned_cell_chosen_by_validation(trained, tmp_path):
         assert load_checkpoint(out / f"model_s{seed}.pt")["seed"] == seed
     assert (out / "parity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = (out / "card.md").read_text()
-    for needed in (f"{card['test']['mae_mean']:.4g}", "log10(k_vrh / GPa)", io.sha256_file(SUBSET), "tlcgcnn predict --model", "checkpoint:", "mean best validation score", "![parity](parity.png)", "CC-BY 4.0"):
+    for needed in (
+        f"{card['test']['mae_mean']:.4g}",
+        "log10(k_vrh / GPa)",
+        io.sha256_file(SUBSET),
+        "tlcgcnn predict --model",
+        "checkpoint:",
+        "mean best validation score",
+        "![parity](parity.png)",
+        "CC-BY 4.0",
+    ):
         assert needed in md, needed
 
 
@@ -122,13 +191,41 @@ def test_published_models_predict_through_the_cli(trained, tmp_path):
     cells = trained["cells"]
     out = tmp_path / "m"
     cards.publish(
-        {"name": "m", "kind": "finetune", "target": "log_kvrh", "size": 36, "seeds": [0, 1], "modes": ["ef_ft"], "choice": "ef_ft"},
-        metrics={"ef_ft": cells["ef_ft"][0]}, predictions={"ef_ft": cells["ef_ft"][1]},
-        ingest_summary=trained["dir"] / "ingest_summary.json", out_dir=out, config_name="zoo",
+        {
+            "name": "m",
+            "kind": "finetune",
+            "target": "log_kvrh",
+            "size": 36,
+            "seeds": [0, 1],
+            "modes": ["ef_ft"],
+            "choice": "ef_ft",
+        },
+        metrics={"ef_ft": cells["ef_ft"][0]},
+        predictions={"ef_ft": cells["ef_ft"][1]},
+        ingest_summary=trained["dir"] / "ingest_summary.json",
+        out_dir=out,
+        config_name="zoo",
     )
     structures = trained["rows"].tail(20)[["material_id", "cif"]]
     structures.to_csv(tmp_path / "s.csv", index=False)
-    assert main(["predict", "-m", str(out / "model_s0.pt"), "-m", str(out / "model_s1.pt"), str(tmp_path / "s.csv"), "-o", str(tmp_path / "p.csv"), "-q", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "-m",
+                str(out / "model_s0.pt"),
+                "-m",
+                str(out / "model_s1.pt"),
+                str(tmp_path / "s.csv"),
+                "-o",
+                str(tmp_path / "p.csv"),
+                "-q",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     pred = pd.read_csv(tmp_path / "p.csv")
     assert len(pred) == 20 and pred["k_vrh"].gt(0).all() and pred["k_vrh_std"].ge(0).all()
 
@@ -137,12 +234,25 @@ def test_card_of_a_pretraining_source(trained, tmp_path):
     pre = trained["pre"]
     out = tmp_path / "ef"
     card = cards.publish(
-        {"name": "mp2018-ef", "kind": "pretrain", "pretrain": "ef"}, metrics={"ef": pre / "metrics.json"}, predictions={"ef": pre / "predictions.parquet"},
-        ingest_summary=trained["dir"] / "ingest_summary.json", out_dir=out, config_name="zoo", target_label="ef",
+        {"name": "mp2018-ef", "kind": "pretrain", "pretrain": "ef"},
+        metrics={"ef": pre / "metrics.json"},
+        predictions={"ef": pre / "predictions.parquet"},
+        ingest_summary=trained["dir"] / "ingest_summary.json",
+        out_dir=out,
+        config_name="zoo",
+        target_label="ef",
     )
-    assert card["files"] == ["model_s0.pt"] and card["mode"] is None and card["compared"] is None and card["transfer"] is None
+    assert (
+        card["files"] == ["model_s0.pt"]
+        and card["mode"] is None
+        and card["compared"] is None
+        and card["transfer"] is None
+    )
     assert card["predicts"]["outputs"][0]["unit"] == "eV/atom"
-    assert card["test"]["mae_mean"] == pytest.approx(io.read_json(pre / "metrics.json")["mae"]) and card["test"]["mae_std"] is None
+    assert (
+        card["test"]["mae_mean"] == pytest.approx(io.read_json(pre / "metrics.json")["mae"])
+        and card["test"]["mae_std"] is None
+    )
     assert "eV/atom" in (out / "card.md").read_text()
 
 
@@ -153,8 +263,12 @@ def test_a_missing_checkpoint_is_named(trained, tmp_path):
     io.write_json(tmp_path / "metrics.json", rec)
     with pytest.raises(cards.CardError, match=r"gone.pt of seed 0 does not exist"):
         cards.publish(
-            {"name": "x", "kind": "pretrain", "pretrain": "ef"}, metrics={"ef": tmp_path / "metrics.json"}, predictions={"ef": pre / "predictions.parquet"},
-            ingest_summary=trained["dir"] / "ingest_summary.json", out_dir=tmp_path / "x", config_name="zoo",
+            {"name": "x", "kind": "pretrain", "pretrain": "ef"},
+            metrics={"ef": tmp_path / "metrics.json"},
+            predictions={"ef": pre / "predictions.parquet"},
+            ingest_summary=trained["dir"] / "ingest_summary.json",
+            out_dir=tmp_path / "x",
+            config_name="zoo",
         )
 
 
@@ -165,13 +279,24 @@ def test_zoo_config_resolves_published_models():
     assert cfg.zoo_names == ["mp2018-ef", "mp2018-eg", "mp2018-mt", "mp2018-log_kvrh", "mp2018-hse_gap"]
     assert cfg.zoo_model("mp2018-mt") == {"name": "mp2018-mt", "kind": "pretrain", "pretrain": "mt"}
     k = cfg.zoo_model("mp2018-log_kvrh")
-    assert k["modes"] == ["ef_head", "mt_head"] and k["size"] == "all" and k["seeds"] == [0, 1, 2] and k["choice"] == "best"
+    assert (
+        k["modes"] == ["ef_head", "mt_head"]
+        and k["size"] == "all"
+        and k["seeds"] == [0, 1, 2]
+        and k["choice"] == "best"
+    )
     assert cfg.zoo_model("mp2018-hse_gap")["modes"] == ["eg_ft", "mt_ft"]
     raw = yaml.safe_load((ROOT / "config" / "zoo.yaml").read_text())
     bad = [
         ({"name": "x", "pretrain": "nope"}, "pretrain 'nope' is not a pretrain name"),
-        ({"name": "x", "target": "log_kvrh", "mode": "eg_ft"}, "mode 'eg_ft' is not a graph-model mode of target log_kvrh"),
-        ({"name": "x", "target": "log_kvrh", "mode": "ef_head", "size": 100}, "size 100 is not a size of target log_kvrh"),
+        (
+            {"name": "x", "target": "log_kvrh", "mode": "eg_ft"},
+            "mode 'eg_ft' is not a graph-model mode of target log_kvrh",
+        ),
+        (
+            {"name": "x", "target": "log_kvrh", "mode": "ef_head", "size": 100},
+            "size 100 is not a size of target log_kvrh",
+        ),
         ({"name": "x", "target": "log_kvrh"}, "needs mode"),
         ({"name": "x", "pretrain": "ef", "target": "log_kvrh"}, "either pretrain"),
         ({"name": "mp2018-ef", "pretrain": "eg"}, "repeated names"),

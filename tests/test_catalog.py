@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 import yaml
-
 from conftest import ROOT
 
 SCHEMAS = [ROOT / "config" / "schema" / "config.schema.yaml", ROOT / "config" / "schema" / "download.schema.yaml"]
@@ -50,7 +49,9 @@ def test_config_readme_describes_every_schema_option() -> None:
 
 def test_undocumented_options_are_found() -> None:
     schema = {
-        "properties": {"a": {"type": "object", "properties": {"deep_option": {}, "properties": {"type": "array", "items": {}}}}},
+        "properties": {
+            "a": {"type": "object", "properties": {"deep_option": {}, "properties": {"type": "array", "items": {}}}}
+        },
         "$defs": {"x": {"properties": {"in_defs": {}}}},
     }
     assert schema_properties(schema) == {"a", "deep_option", "properties", "in_defs"}

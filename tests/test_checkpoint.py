@@ -9,6 +9,8 @@ from dataclasses import asdict
 import pytest
 import torch
 
+from tlcgcnn.features.featurize import FORMAT_VERSION, FeaturizeParams
+from tlcgcnn.nn import build_model
 from tlcgcnn.train.checkpoint import (
     CHECKPOINT_VERSION,
     CheckpointError,
@@ -18,8 +20,6 @@ from tlcgcnn.train.checkpoint import (
     model_from_checkpoint,
     save_checkpoint,
 )
-from tlcgcnn.features.featurize import FORMAT_VERSION, FeaturizeParams
-from tlcgcnn.nn import build_model
 from tlcgcnn.train.transfer import TransferConfig, apply_transfer
 
 CFG = {"atom_fea_len": 16, "n_conv": 2, "h_fea_len": 16}
@@ -125,7 +125,10 @@ def test_other_architecture(ckpt_path):
         load_checkpoint(ckpt_path, model_config={**CFG, "n_conv": 3, "kind": "attention"})
     msg = _one_line(exc, ckpt_path)
     assert "the architecture does not match" in msg
-    assert "n_conv: 2 in the checkpoint vs 3 expected" in msg and "kind: 'cgcnn' in the checkpoint vs 'attention' expected" in msg
+    assert (
+        "n_conv: 2 in the checkpoint vs 3 expected" in msg
+        and "kind: 'cgcnn' in the checkpoint vs 'attention' expected" in msg
+    )
     assert "atom_fea_len" not in msg  # equal keys are not listed
     # defaults fill a partial config: the same architecture spelled out in full passes
     load_checkpoint(ckpt_path, model_config={**CFG, "n_h": 1, "radius": 8.0})
@@ -151,12 +154,17 @@ def test_transfer_names_the_file(ckpt_path, atom_table):
     other[0, 0] = 0.5
     with pytest.raises(CheckpointError, match="the atom-feature table does not match"):
         apply_transfer(build_model({**CFG, "n_out": 2}, other), pre, TransferConfig(str(ckpt_path)))
-    assert apply_transfer(build_model({**CFG, "n_out": 2}, atom_table), pre, TransferConfig(str(ckpt_path), freeze=1)) != []
+    assert (
+        apply_transfer(build_model({**CFG, "n_out": 2}, atom_table), pre, TransferConfig(str(ckpt_path), freeze=1))
+        != []
+    )
 
 
 def test_featurize_params(tmp_path, atom_table):
     params = FeaturizeParams(radius=6.0, max_neighbors=8)
-    ck = _checkpoint(atom_table, featurize={"format_version": FORMAT_VERSION, "params": asdict(params), "key": params.key()})
+    ck = _checkpoint(
+        atom_table, featurize={"format_version": FORMAT_VERSION, "params": asdict(params), "key": params.key()}
+    )
     assert featurize_params(ck, "m.pt") == params
     with pytest.warns(UserWarning, match="m.pt: the checkpoint does not record its featurization parameters"):
         assert featurize_params(_checkpoint(atom_table), "m.pt") == FeaturizeParams()

@@ -14,22 +14,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import ATOM_FEATURES, MP500, ROOT, require_shared
 
 from tlcgcnn.analysis import evaluate
-
-from tlcgcnn.data import ingest
-
-from tlcgcnn.utils import fileio as io
-
-from tlcgcnn.data import table
-from tlcgcnn.train.checkpoint import load_checkpoint, save_checkpoint
 from tlcgcnn.cli.main import main
+from tlcgcnn.data import ingest, table
+from tlcgcnn.data.targets import Target
 from tlcgcnn.features.featurize import FeaturizeParams, featurize
 from tlcgcnn.predict import default_dropped_path
-from tlcgcnn.data.targets import Target
+from tlcgcnn.train.checkpoint import load_checkpoint, save_checkpoint
 from tlcgcnn.train.loop import TrainConfig, train
-
-from conftest import ATOM_FEATURES, MP500, ROOT, require_shared
 
 SEEDS = (0, 1, 2)
 PARAMS = FeaturizeParams(radius=6.0, max_neighbors=10)  # not the defaults: predict must use the stored ones
@@ -53,15 +47,36 @@ def trained(tmp_path_factory):
     for seed in SEEDS:
         out = d / f"seed{seed}" / "model.pt"
         train(
-            table_df=df, graph_dir=d / "graphs", atom_table_path=ATOM_FEATURES, split_ids=split,
-            target=Target("k_vrh_log", "k_vrh", "log10"), model_cfg={"atom_fea_len": 16, "n_conv": 1, "h_fea_len": 16, "radius": PARAMS.radius},
-            train_cfg=TrainConfig(epochs=2, batch_size=8, patience=50, device="cpu"), seed=seed, out_checkpoint=out, progress=False,
-            meta={"data_sha256": "abc123", "package_version": "0.1.0", "torch_version": str(torch.__version__), "stage": "finetune", "mode": "scratch", "size": "all"},
+            table_df=df,
+            graph_dir=d / "graphs",
+            atom_table_path=ATOM_FEATURES,
+            split_ids=split,
+            target=Target("k_vrh_log", "k_vrh", "log10"),
+            model_cfg={"atom_fea_len": 16, "n_conv": 1, "h_fea_len": 16, "radius": PARAMS.radius},
+            train_cfg=TrainConfig(epochs=2, batch_size=8, patience=50, device="cpu"),
+            seed=seed,
+            out_checkpoint=out,
+            progress=False,
+            meta={
+                "data_sha256": "abc123",
+                "package_version": "0.1.0",
+                "torch_version": str(torch.__version__),
+                "stage": "finetune",
+                "mode": "scratch",
+                "size": "all",
+            },
         )
         ck = load_checkpoint(out)
         assert ck["featurize"] == {k: manifest[k] for k in ("format_version", "params", "key")}  # written by train()
         models.append(out)
-    record = evaluate.evaluate(models[0], df, d / "graphs", models[0].parent / "metrics.json", models[0].parent / "predictions.parquet", device="cpu")
+    record = evaluate.evaluate(
+        models[0],
+        df,
+        d / "graphs",
+        models[0].parent / "metrics.json",
+        models[0].parent / "predictions.parquet",
+        device="cpu",
+    )
     return {"dir": d, "raw": labelled, "unlabelled": unlabelled, "split": split, "models": models, "record": record}
 
 
@@ -77,7 +92,22 @@ def test_predict_equals_pipeline_evaluation(trained, tmp_path):
     rows = trained["raw"].set_index("material_id").loc[test_ids].reset_index()
     rows[["material_id", "cif"]].to_csv(tmp_path / "mine.csv", index=False)
     out = tmp_path / "pred.csv"
-    assert main(["predict", "--model", str(trained["models"][0]), str(tmp_path / "mine.csv"), "-o", str(out), "--device", "cpu", "-q"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(trained["models"][0]),
+                str(tmp_path / "mine.csv"),
+                "-o",
+                str(out),
+                "--device",
+                "cpu",
+                "-q",
+            ]
+        )
+        == 0
+    )
     pred = pd.read_csv(out, dtype={"material_id": str})
     ref = pd.read_parquet(trained["models"][0].parent / "predictions.parquet")
     assert pred["material_id"].tolist() == ref["material_id"].tolist() == test_ids
@@ -94,7 +124,10 @@ def test_predict_cif_folder_with_a_bad_cif(trained, tmp_path):
     (folder / "broken.cif").write_text("data_broken\n_cell_length_a 4.0\nloop_\n_atom_site_label\nX1\n")
     (folder / "notes.txt").write_text("not an input")
     out, dropped = tmp_path / "p.csv", tmp_path / "why.csv"
-    assert main(["predict", "-m", str(trained["models"][0]), str(folder), "-o", str(out), "--dropped", str(dropped), "-q"]) == 0
+    assert (
+        main(["predict", "-m", str(trained["models"][0]), str(folder), "-o", str(out), "--dropped", str(dropped), "-q"])
+        == 0
+    )
     pred = pd.read_csv(out, dtype={"material_id": str})
     assert sorted(pred["material_id"]) == sorted(trained["unlabelled"].head(6)["material_id"])
     assert pred["k_vrh"].gt(0).all() and np.allclose(np.log10(pred["k_vrh"]), pred["log10_k_vrh"])
@@ -124,7 +157,9 @@ def test_predict_table_and_files_with_three_seeds(trained, tmp_path, capsys):
         assert (pred[f"{col}_std"] > 0).all(), col
     each = []
     for m in trained["models"]:
-        assert main(["predict", "-m", str(m), str(tmp_path / "t.csv"), *files, "-o", str(tmp_path / "one.csv"), "-q"]) == 0
+        assert (
+            main(["predict", "-m", str(m), str(tmp_path / "t.csv"), *files, "-o", str(tmp_path / "one.csv"), "-q"]) == 0
+        )
         each.append(pd.read_csv(tmp_path / "one.csv")["k_vrh"].to_numpy())
     np.testing.assert_allclose(pred["k_vrh"], np.mean(each, axis=0), rtol=1e-6)
     np.testing.assert_allclose(pred["k_vrh_std"], np.std(each, axis=0, ddof=1), rtol=1e-5)
@@ -139,9 +174,21 @@ def test_info(trained, capsys):
     path = trained["models"][0]
     assert main(["info", str(path)]) == 0
     text = capsys.readouterr().out
-    for part in ("k_vrh [GPa]", "transform log10", "sha256 abc123", f"{len(trained['split']['train'])} train / 8 val / 8 test",
-                 "'radius': 6.0", "'max_neighbors': 10", "atom_fea_len=16", "parameters", "at epoch", "mae_original_units",
-                 "tlcgcnn 0.1.0", f"torch {torch.__version__}", "transfer        none"):
+    for part in (
+        "k_vrh [GPa]",
+        "transform log10",
+        "sha256 abc123",
+        f"{len(trained['split']['train'])} train / 8 val / 8 test",
+        "'radius': 6.0",
+        "'max_neighbors': 10",
+        "atom_fea_len=16",
+        "parameters",
+        "at epoch",
+        "mae_original_units",
+        "tlcgcnn 0.1.0",
+        f"torch {torch.__version__}",
+        "transfer        none",
+    ):
         assert part in text, part
     assert main(["info", str(path), "--json"]) == 0
     d = json.loads(capsys.readouterr().out)
@@ -177,16 +224,34 @@ def test_cli_errors_are_one_line_with_status_2(trained, tmp_path, capsys):
     cases = _bad_checkpoints(trained, tmp_path)
     cif = tmp_path / "a.cif"
     for name, expected in cases.items():
-        argv = ["predict", "-m", str(trained["models"][0]), "-m", str(tmp_path / name), str(cif), "-o", str(tmp_path / "o.csv"), "-q"]
+        argv = [
+            "predict",
+            "-m",
+            str(trained["models"][0]),
+            "-m",
+            str(tmp_path / name),
+            str(cif),
+            "-o",
+            str(tmp_path / "o.csv"),
+            "-q",
+        ]
         assert main(argv) == 2, name
         err = capsys.readouterr().err.strip()
         assert err.count("\n") == 0 and err.startswith(f"tlcgcnn: error: {tmp_path / name}") and expected in err, err
     assert main(["info", str(cif)]) == 2
     assert "not a tlcgcnn checkpoint" in capsys.readouterr().err
-    assert main(["predict", "-m", str(trained["models"][0]), str(tmp_path / "nothing.csv"), "-o", str(tmp_path / "o.csv")]) == 2
+    assert (
+        main(["predict", "-m", str(trained["models"][0]), str(tmp_path / "nothing.csv"), "-o", str(tmp_path / "o.csv")])
+        == 2
+    )
     assert "input does not exist" in capsys.readouterr().err
     (tmp_path / "nostruct.csv").write_text("material_id,crystal\nx,?\n")
-    assert main(["predict", "-m", str(trained["models"][0]), str(tmp_path / "nostruct.csv"), "-o", str(tmp_path / "o.csv")]) == 2
+    assert (
+        main(
+            ["predict", "-m", str(trained["models"][0]), str(tmp_path / "nostruct.csv"), "-o", str(tmp_path / "o.csv")]
+        )
+        == 2
+    )
     assert "no structure column" in capsys.readouterr().err
 
 
@@ -196,7 +261,10 @@ def test_other_atom_table_and_architecture_name_the_file(trained, tmp_path):
 
     _bad_checkpoints(trained, tmp_path)
     table_now = torch.from_numpy(atom_features.load_matrix(ATOM_FEATURES))
-    with pytest.raises(CheckpointError, match=rf"^{tmp_path / 'table.pt'}: incompatible checkpoint: the atom-feature table does not match"):
+    with pytest.raises(
+        CheckpointError,
+        match=rf"^{tmp_path / 'table.pt'}: incompatible checkpoint: the atom-feature table does not match",
+    ):
         load_checkpoint(tmp_path / "table.pt", atom_table=table_now)
     with pytest.raises(CheckpointError, match="n_conv: 1 in the checkpoint vs 3 expected"):
         load_checkpoint(trained["models"][0], model_config={"atom_fea_len": 16, "n_conv": 3, "h_fea_len": 16})
@@ -204,7 +272,9 @@ def test_other_atom_table_and_architecture_name_the_file(trained, tmp_path):
 
 def _run(*args):
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    return subprocess.run([sys.executable, "-m", "tlcgcnn", *args], capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "tlcgcnn", *args], capture_output=True, text=True, env=env, timeout=120
+    )
 
 
 def test_help_and_exit_status_in_a_subprocess(tmp_path):
@@ -216,22 +286,34 @@ def test_help_and_exit_status_in_a_subprocess(tmp_path):
     (tmp_path / "x.pt").write_text("data_x\n")
     bad = _run("info", str(tmp_path / "x.pt"))
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
-    assert bad.stderr.strip().startswith(f"tlcgcnn: error: {tmp_path / 'x.pt'}: not a tlcgcnn checkpoint") and bad.stderr.strip().count("\n") == 0
+    assert (
+        bad.stderr.strip().startswith(f"tlcgcnn: error: {tmp_path / 'x.pt'}: not a tlcgcnn checkpoint")
+        and bad.stderr.strip().count("\n") == 0
+    )
     assert _run().returncode == 2  # no subcommand: usage error
 
 
 def _synthetic(tmp_path, atom_table, target, n_out, featurize_entry=True):
     """An untrained checkpoint (weights need not be good to test the output layout)."""
-    from tlcgcnn.train.checkpoint import CHECKPOINT_VERSION
     from tlcgcnn.nn import build_model
+    from tlcgcnn.train.checkpoint import CHECKPOINT_VERSION
 
     torch.manual_seed(0)
     model = build_model({"atom_fea_len": 8, "n_conv": 1, "h_fea_len": 8, "n_out": n_out}, atom_table).eval()
     norm = {"kind": "zscore", "mean": 1.0, "std": 2.0, "scale": 0.5}
     ck = {
-        "format_version": CHECKPOINT_VERSION, "model_config": model.config.to_dict(), "state_dict": model.state_dict(),
-        "normalizer": {"kind": "multi", "parts": [norm] * n_out} if n_out > 1 else norm, "target": target,
-        "split": {"train": [], "val": [], "test": []}, "seed": 0, "train_config": {}, "transfer": None, "result": {}, "history": {}, "meta": {},
+        "format_version": CHECKPOINT_VERSION,
+        "model_config": model.config.to_dict(),
+        "state_dict": model.state_dict(),
+        "normalizer": {"kind": "multi", "parts": [norm] * n_out} if n_out > 1 else norm,
+        "target": target,
+        "split": {"train": [], "val": [], "test": []},
+        "seed": 0,
+        "train_config": {},
+        "transfer": None,
+        "result": {},
+        "history": {},
+        "meta": {},
     }
     if featurize_entry:
         ck["featurize"] = {"format_version": 1, "params": asdict(FeaturizeParams()), "key": FeaturizeParams().key()}
@@ -250,14 +332,30 @@ def test_classification_multitask_and_old_checkpoints(tmp_path, atom_table, nacl
     assert main(["predict", "-m", str(cls), str(tmp_path / "in"), "-o", str(tmp_path / "c.csv"), "-q"]) == 0
     c = pd.read_csv(tmp_path / "c.csv")
     assert list(c.columns[4:]) == ["is_metal_probability"] and c["is_metal_probability"].between(0, 1).all()
-    mt = _synthetic(tmp_path, atom_table, {"name": "mt", "property": "band_gap", "properties": ["band_gap", "k_vrh"], "transform": "log10", "task": "multitask"}, 2)
+    mt = _synthetic(
+        tmp_path,
+        atom_table,
+        {
+            "name": "mt",
+            "property": "band_gap",
+            "properties": ["band_gap", "k_vrh"],
+            "transform": "log10",
+            "task": "multitask",
+        },
+        2,
+    )
     assert main(["predict", "-m", str(mt), str(tmp_path / "in"), "-o", str(tmp_path / "m.csv"), "-q"]) == 0
     m = pd.read_csv(tmp_path / "m.csv")
     assert list(m.columns[4:]) == ["log10_band_gap", "band_gap", "log10_k_vrh", "k_vrh"]
     np.testing.assert_allclose(m["k_vrh"], 10 ** m["log10_k_vrh"], rtol=1e-9)
     capsys.readouterr()
-    old = _synthetic(tmp_path / "old", atom_table, {"name": "ef", "property": "formation_energy_per_atom"}, 1, featurize_entry=False)
+    old = _synthetic(
+        tmp_path / "old", atom_table, {"name": "ef", "property": "formation_energy_per_atom"}, 1, featurize_entry=False
+    )
     assert main(["predict", "-m", str(old), str(tmp_path / "in"), "-o", str(tmp_path / "o.csv"), "-q"]) == 0
     err = capsys.readouterr().err.strip()
-    assert err.startswith(f"tlcgcnn: warning: {old}: the checkpoint does not record its featurization parameters") and err.count("\n") == 0
+    assert (
+        err.startswith(f"tlcgcnn: warning: {old}: the checkpoint does not record its featurization parameters")
+        and err.count("\n") == 0
+    )
     assert list(pd.read_csv(tmp_path / "o.csv").columns[4:]) == ["formation_energy_per_atom"]

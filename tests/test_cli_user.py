@@ -39,7 +39,9 @@ def test_models_lists_the_zoo(capsys):
     assert {m["name"] for m in json.loads(capsys.readouterr().out)} >= {"mp2018-ef", "mp2018-log_kvrh"}
 
 
-@pytest.mark.parametrize("suffix, reader", [(".parquet", pd.read_parquet), (".json", pd.read_json), (".csv", pd.read_csv)])
+@pytest.mark.parametrize(
+    "suffix, reader", [(".parquet", pd.read_parquet), (".json", pd.read_json), (".csv", pd.read_csv)]
+)
 def test_output_format_follows_the_suffix(tmp_path, cifs, suffix, reader):
     out = tmp_path / f"pred{suffix}"
     assert main(["predict", "--model", "mp2018-ef", str(cifs), "-o", str(out), "-q"]) == 0
@@ -57,7 +59,10 @@ def test_unknown_output_format_is_refused_before_work(tmp_path, cifs, capsys):
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has CUDA")
 def test_cuda_without_cuda_is_an_error(tmp_path, cifs, capsys):
-    assert main(["predict", "--model", "mp2018-ef", str(cifs), "-o", str(tmp_path / "p.csv"), "--device", "cuda", "-q"]) == 2
+    assert (
+        main(["predict", "--model", "mp2018-ef", str(cifs), "-o", str(tmp_path / "p.csv"), "--device", "cuda", "-q"])
+        == 2
+    )
     assert "no CUDA device" in capsys.readouterr().err
     with pytest.raises(ValueError, match="no CUDA device"):
         tlcgcnn.load_model("mp2018-ef").predict(cifs, device="cuda")

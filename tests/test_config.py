@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 import yaml
-
 from conftest import ROOT
+
 from tlcgcnn import config as C
 from tlcgcnn.features.featurize import FeaturizeParams
 
@@ -49,7 +49,9 @@ def test_every_default_is_the_schemas_and_vice_versa():
     _schema_defaults(SCHEMA, "", schema)
     module = C.defaults()
     assert set(module) == set(schema), (sorted(set(module) - set(schema)), sorted(set(schema) - set(module)))
-    differ = {k: (module[k], schema[k]) for k in module if module[k] != schema[k] or type(module[k]) is not type(schema[k])}
+    differ = {
+        k: (module[k], schema[k]) for k in module if module[k] != schema[k] or type(module[k]) is not type(schema[k])
+    }
     assert not differ, differ
     # the default radius is also the featurizer's (one graph cache for the default config)
     assert module["featurize.radius"] == FeaturizeParams().radius
@@ -71,13 +73,31 @@ def test_resolved_runs_of_mp500():
     assert cfg.target_names == ["gap_nonmetal"] and cfg.pretrain_names == ["ef_all"]
     src = cfg.pretrain_source("ef_all")
     assert src.size == "all" and src.seed == 0
-    assert src.model == {"kind": "cgcnn", "atom_fea_len": 64, "n_conv": 3, "h_fea_len": 128, "n_h": 1, "gaussian_step": 0.2, "radius": 8.0}
+    assert src.model == {
+        "kind": "cgcnn",
+        "atom_fea_len": 64,
+        "n_conv": 3,
+        "h_fea_len": 128,
+        "n_h": 1,
+        "gaussian_step": 0.2,
+        "radius": 8.0,
+    }
     assert src.train["epochs"] == 60 and src.train["eval_batch_size"] == 512
     cells = cfg.cells()
     assert [(c.size, c.mode.name) for c in cells] == [(n, m) for n in (25, 50, 100) for m in ("scratch", "transfer")]
     t = cells[1]
-    assert t.seeds == [0, 1, 2] and t.pretrain is not None and t.pretrain.name == "ef_all" and t.mode.family == "transfer"
-    assert t.target.as_dict() == {"name": "gap_nonmetal", "property": "band_gap", "transform": "none", "subset": "nonmetal", "task": "regression", "properties": None, "weights": None}
+    assert (
+        t.seeds == [0, 1, 2] and t.pretrain is not None and t.pretrain.name == "ef_all" and t.mode.family == "transfer"
+    )
+    assert t.target.as_dict() == {
+        "name": "gap_nonmetal",
+        "property": "band_gap",
+        "transform": "none",
+        "subset": "nonmetal",
+        "task": "regression",
+        "properties": None,
+        "weights": None,
+    }
     assert cfg.cell("gap_nonmetal", "25", "transfer") == cfg.cell("gap_nonmetal", 25, "transfer")
     with pytest.raises(C.ConfigError, match="no fine-tuning cell target=gap_nonmetal size=26"):
         cfg.cell("gap_nonmetal", 26, "scratch")
@@ -93,7 +113,12 @@ def test_mode_variant_reaches_the_cell_and_overrides_merge_once():
     raw["featurize"]["radius"] = 6.0
     raw["finetune"]["sizes"] = ["all"]
     cell = C.load(raw).cell("gap_nonmetal", "all", "attention")
-    assert cell.model is not None and cell.model["kind"] == "attention" and cell.model["n_conv"] == 2 and cell.model["radius"] == 6.0
+    assert (
+        cell.model is not None
+        and cell.model["kind"] == "attention"
+        and cell.model["n_conv"] == 2
+        and cell.model["radius"] == 6.0
+    )
     assert cell.train is not None and cell.train["epochs"] == 7 and cell.train["threads"] == 2 and cell.size == "all"
 
 
@@ -121,7 +146,10 @@ def test_parse_size_rejects(size):
         (lambda r: r["finetune"]["targets"][0].update(modes=["nope"]), "unknown modes"),
         (lambda r: r["finetune"]["targets"][0].update(name="ef_all"), "used both as a pretrain and a finetune"),
         (lambda r: r["pretrain"][0].update(properties=["band_gap", "efermi"]), "properties must start with property"),
-        (lambda r: r["finetune"]["modes"].update(pls={"estimator": "pls", "pretrained": "ef_all"}), "baseline mode pls cannot"),
+        (
+            lambda r: r["finetune"]["modes"].update(pls={"estimator": "pls", "pretrained": "ef_all"}),
+            "baseline mode pls cannot",
+        ),
         (lambda r: r["train"].update(epochz=3), "'epochz' was unexpected"),
         (lambda r: r["train"].update(epochs="many"), "train.epochs: 'many' is not of type 'integer'"),
     ],
@@ -143,7 +171,13 @@ def test_every_shipped_config_loads():
 
 def test_importable_without_torch():
     code = "import sys, tlcgcnn.config as c; c.load(sys.argv[1]).cells(); print('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code, str(ROOT / "config" / "mp500.yaml")], capture_output=True, text=True, cwd=ROOT, env={"PYTHONPATH": str(ROOT / "src")})
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(ROOT / "config" / "mp500.yaml")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT / "src")},
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
 
@@ -177,12 +211,26 @@ def test_mode_protocol_overrides_reach_the_cell_params():
     raw = _cfg()
     raw["finetune"]["train"] = {"epochs": 7, "lr": 0.002}
     plain = C.load(raw).cell("gap_nonmetal", 25, "transfer").as_params()
-    raw["finetune"]["modes"]["slow"] = {"pretrained": "ef_all", "reinit": "head", "backbone_lr_scale": 0.1, "train": {"lr": 0.0003, "warmup_epochs": 2, "patience": 30}}
+    raw["finetune"]["modes"]["slow"] = {
+        "pretrained": "ef_all",
+        "reinit": "head",
+        "backbone_lr_scale": 0.1,
+        "train": {"lr": 0.0003, "warmup_epochs": 2, "patience": 30},
+    }
     cfg = C.load(raw)
     cell = cfg.cell("gap_nonmetal", 25, "slow")
-    assert cell.train is not None and (cell.train["lr"], cell.train["warmup_epochs"], cell.train["patience"], cell.train["epochs"]) == (0.0003, 2, 30, 7)
+    assert cell.train is not None and (
+        cell.train["lr"],
+        cell.train["warmup_epochs"],
+        cell.train["patience"],
+        cell.train["epochs"],
+    ) == (0.0003, 2, 30, 7)
     params = cell.as_params()
-    assert params["mode"]["backbone_lr_scale"] == 0.1 and params["mode"]["train"] == {"lr": 0.0003, "warmup_epochs": 2, "patience": 30}
+    assert params["mode"]["backbone_lr_scale"] == 0.1 and params["mode"]["train"] == {
+        "lr": 0.0003,
+        "warmup_epochs": 2,
+        "patience": 30,
+    }
     assert params["train"]["lr"] == 0.0003
     # the other modes: unchanged settings, no protocol keys in their params (same run keys)
     assert cfg.cell("gap_nonmetal", 25, "transfer").as_params() == plain
@@ -196,7 +244,10 @@ def test_mode_protocol_overrides_reach_the_cell_params():
         ({"backbone_lr_scale": 0.1}, "backbone_lr_scale: only a transfer mode"),
         ({"estimator": "rf", "train": {"lr": 0.1}}, "baseline mode m (rf) has no training loop"),
         ({"pretrained": "ef_all", "backbone_lr_scale": 0}, "backbone_lr_scale: 0 is not a positive factor"),
-        ({"pretrained": "ef_all", "train": {"lr_scale": 0.1}}, "finetune.modes.m.train: unknown training options ['lr_scale']"),
+        (
+            {"pretrained": "ef_all", "train": {"lr_scale": 0.1}},
+            "finetune.modes.m.train: unknown training options ['lr_scale']",
+        ),
         ({"pretrained": "ef_all", "train": {"threads": 4}}, "unknown training options ['threads']"),
     ],
 )
@@ -213,7 +264,12 @@ def test_run_records_carry_the_resolved_protocol():
     from tlcgcnn.train.finetune import mode_fields, train_fields
 
     raw = _cfg()
-    raw["finetune"]["modes"]["slow"] = {"pretrained": "ef_all", "reinit": "head", "backbone_lr_scale": 0.1, "train": {"lr": 0.0003, "warmup_epochs": 2}}
+    raw["finetune"]["modes"]["slow"] = {
+        "pretrained": "ef_all",
+        "reinit": "head",
+        "backbone_lr_scale": 0.1,
+        "train": {"lr": 0.0003, "warmup_epochs": 2},
+    }
     cfg = C.load(raw)
 
     def record(mode: str) -> dict[str, Any]:
@@ -221,16 +277,32 @@ def test_run_records_carry_the_resolved_protocol():
         return {**mode_fields(params, 100), **train_fields(params)}
 
     slow, transfer, scratch = record("slow"), record("transfer"), record("scratch")
-    assert (slow["backbone_lr_scale"], slow["lr"], slow["warmup_epochs"], slow["epochs"]) == (0.1, 0.0003, 2, cfg.train.epochs)
-    assert transfer["backbone_lr_scale"] == 1.0 and transfer["lr"] == cfg.train.lr and scratch["backbone_lr_scale"] is None
+    assert (slow["backbone_lr_scale"], slow["lr"], slow["warmup_epochs"], slow["epochs"]) == (
+        0.1,
+        0.0003,
+        2,
+        cfg.train.epochs,
+    )
+    assert (
+        transfer["backbone_lr_scale"] == 1.0 and transfer["lr"] == cfg.train.lr and scratch["backbone_lr_scale"] is None
+    )
 
 
 # --------------------------------------------------------------------------- train_pool
 def _with_pool_all_target(raw: dict[str, Any]) -> dict[str, Any]:
     """mp500 plus a second non-metal target whose modes include train_pool: all ones."""
     raw = copy.deepcopy(raw)
-    raw["finetune"]["modes"].update(scratch_all={"train_pool": "all"}, rf={"estimator": "rf"}, rf_all={"estimator": "rf", "train_pool": "all"})
-    raw["finetune"]["targets"].append({"name": "gap_nm_all", "property": "band_gap", "subset": "nonmetal", "modes": ["scratch", "scratch_all", "rf", "rf_all"]})
+    raw["finetune"]["modes"].update(
+        scratch_all={"train_pool": "all"}, rf={"estimator": "rf"}, rf_all={"estimator": "rf", "train_pool": "all"}
+    )
+    raw["finetune"]["targets"].append(
+        {
+            "name": "gap_nm_all",
+            "property": "band_gap",
+            "subset": "nonmetal",
+            "modes": ["scratch", "scratch_all", "rf", "rf_all"],
+        }
+    )
     return raw
 
 
@@ -247,18 +319,36 @@ def test_train_pool_all_changes_only_its_own_modes_and_targets_split():
     assert before.split_spec("gap_nonmetal") == {"name": "gap_nonmetal", "property": "band_gap", "subset": "nonmetal"}
     for c in before.cells():
         assert json.dumps(after.cell(c.target.name, c.size, c.mode.name).as_params()) == json.dumps(c.as_params())
-    assert after.split_spec("gap_nm_all") == {"name": "gap_nm_all", "property": "band_gap", "subset": "nonmetal", "pool_all": True}
-    assert after.pool_all_modes("gap_nm_all") == ["scratch_all", "rf_all"] and after.pool_all_modes("gap_nonmetal") == []
+    assert after.split_spec("gap_nm_all") == {
+        "name": "gap_nm_all",
+        "property": "band_gap",
+        "subset": "nonmetal",
+        "pool_all": True,
+    }
+    assert (
+        after.pool_all_modes("gap_nm_all") == ["scratch_all", "rf_all"] and after.pool_all_modes("gap_nonmetal") == []
+    )
     scratch, scratch_all = (after.cell("gap_nm_all", 25, m).as_params() for m in ("scratch", "scratch_all"))
     assert "train_pool" not in scratch["mode"] and scratch_all["mode"]["train_pool"] == "all"
-    assert {k: v for k, v in scratch_all["mode"].items() if k not in ("name", "train_pool")} == {k: v for k, v in scratch["mode"].items() if k != "name"}
-    assert (scratch_all["model"], scratch_all["train"], scratch_all["seeds"]) == (scratch["model"], scratch["train"], scratch["seeds"])
+    assert {k: v for k, v in scratch_all["mode"].items() if k not in ("name", "train_pool")} == {
+        k: v for k, v in scratch["mode"].items() if k != "name"
+    }
+    assert (scratch_all["model"], scratch_all["train"], scratch_all["seeds"]) == (
+        scratch["model"],
+        scratch["train"],
+        scratch["seeds"],
+    )
     assert after.cell("gap_nm_all", 25, "rf_all").as_params()["mode"]["train_pool"] == "all"
     # an explicit train_pool: subset is the default: the mode's params are those of a mode without it
     raw = copy.deepcopy(before_raw)
     raw["finetune"]["modes"]["scratch"] = {"train_pool": "subset"}
-    assert json.dumps(C.load(raw).cell("gap_nonmetal", 25, "scratch").as_params()) == json.dumps(before.cell("gap_nonmetal", 25, "scratch").as_params())
-    assert "train_pool" not in after.as_dict()["finetune"]["modes"]["scratch"] and after.as_dict()["finetune"]["modes"]["rf_all"]["train_pool"] == "all"
+    assert json.dumps(C.load(raw).cell("gap_nonmetal", 25, "scratch").as_params()) == json.dumps(
+        before.cell("gap_nonmetal", 25, "scratch").as_params()
+    )
+    assert (
+        "train_pool" not in after.as_dict()["finetune"]["modes"]["scratch"]
+        and after.as_dict()["finetune"]["modes"]["rf_all"]["train_pool"] == "all"
+    )
     # pretraining leaves out the test sets of the targets with a transfer mode only
     assert after.transfer_target_names == before.transfer_target_names == ["gap_nonmetal"]
 
@@ -266,10 +356,16 @@ def test_train_pool_all_changes_only_its_own_modes_and_targets_split():
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
-        (lambda r: r["finetune"]["targets"].append({"name": "gap_all", "property": "band_gap", "modes": ["scratch", "scratch_all"]}),
-         "finetune.modes.scratch_all.train_pool: all on target gap_all, whose subset is all: "),
-        (lambda r: r["finetune"]["targets"].append({"name": "gap_all", "property": "band_gap", "subset": "all"}),
-         "finetune.modes.rf_all.train_pool: all on target gap_all, whose subset is all (a target without `modes` runs every mode: list its modes)"),
+        (
+            lambda r: r["finetune"]["targets"].append(
+                {"name": "gap_all", "property": "band_gap", "modes": ["scratch", "scratch_all"]}
+            ),
+            "finetune.modes.scratch_all.train_pool: all on target gap_all, whose subset is all: ",
+        ),
+        (
+            lambda r: r["finetune"]["targets"].append({"name": "gap_all", "property": "band_gap", "subset": "all"}),
+            "finetune.modes.rf_all.train_pool: all on target gap_all, whose subset is all (a target without `modes` runs every mode: list its modes)",
+        ),
     ],
 )
 def test_train_pool_all_on_a_target_of_every_subset_is_refused(mutate, message):
@@ -283,7 +379,9 @@ def test_train_pool_all_on_a_target_of_every_subset_is_refused(mutate, message):
 def test_unknown_train_pool_is_refused():
     raw = _cfg()
     raw["finetune"]["modes"]["m"] = {"train_pool": "metal"}
-    with pytest.raises(C.ConfigError, match=re.escape("finetune.modes.m.train_pool: 'metal' is not one of ['subset', 'all']")):
+    with pytest.raises(
+        C.ConfigError, match=re.escape("finetune.modes.m.train_pool: 'metal' is not one of ['subset', 'all']")
+    ):
         C.load(raw)
     with pytest.raises(C.ConfigError, match=re.escape("finetune.modes.m.train_pool: 'metal' is not subset or all")):
         C.resolve(raw)
@@ -293,10 +391,15 @@ def test_run_records_say_train_pool_only_when_set():
     from tlcgcnn.train.finetune import mode_fields
 
     cfg = C.load(_with_pool_all_target(_cfg()))
-    fields = {m: mode_fields(cfg.cell("gap_nm_all", 25, m).as_params(), None) for m in ("scratch", "scratch_all", "rf", "rf_all")}
+    fields = {
+        m: mode_fields(cfg.cell("gap_nm_all", 25, m).as_params(), None)
+        for m in ("scratch", "scratch_all", "rf", "rf_all")
+    }
     assert fields["scratch_all"]["train_pool"] == fields["rf_all"]["train_pool"] == "all"
     assert "train_pool" not in fields["scratch"] and "train_pool" not in fields["rf"]
-    assert {k: v for k, v in fields["scratch_all"].items() if k not in ("mode", "train_pool")} == {k: v for k, v in fields["scratch"].items() if k != "mode"}
+    assert {k: v for k, v in fields["scratch_all"].items() if k not in ("mode", "train_pool")} == {
+        k: v for k, v in fields["scratch"].items() if k != "mode"
+    }
 
 
 def test_paper_cpu_train_pool_additions_leave_the_other_jobs_alone():
@@ -305,12 +408,17 @@ def test_paper_cpu_train_pool_additions_leave_the_other_jobs_alone():
     pretraining input (the test sets it leaves out): a run started before it keeps its jobs."""
     raw = yaml.safe_load((ROOT / "config" / "paper-cpu.yaml").read_text())
     cfg = C.load(raw)
-    assert cfg.pool_all_modes("hse_gap_nm") == ["scratch_all", "rf_all"] and cfg.split_spec("hse_gap_nm")["pool_all"] is True
+    assert (
+        cfg.pool_all_modes("hse_gap_nm") == ["scratch_all", "rf_all"]
+        and cfg.split_spec("hse_gap_nm")["pool_all"] is True
+    )
     before = copy.deepcopy(raw)
     before["finetune"]["targets"] = [t for t in raw["finetune"]["targets"] if t["name"] != "hse_gap_nm"]
     for m in ("scratch_all", "rf_all"):
         del before["finetune"]["modes"][m]
-    before["report"]["claims"] = [c for c in raw["report"]["claims"] if c.get("target") != "hse_gap_nm"]  # its claim goes with it
+    before["report"]["claims"] = [
+        c for c in raw["report"]["claims"] if c.get("target") != "hse_gap_nm"
+    ]  # its claim goes with it
     old = C.load(before)
     for name in old.split_names():
         assert json.dumps(cfg.split_spec(name)) == json.dumps(old.split_spec(name)), name

@@ -7,9 +7,8 @@ import pandas as pd
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from tlcgcnn.features import descriptors
-
 from tlcgcnn.data import table
+from tlcgcnn.features import descriptors
 
 
 def _nacl(a=5.64):

@@ -80,10 +80,14 @@ def test_mp_faults_paging_malformed_and_secret(tmp_path, mp_rows, file_log, monk
     docs[5]["structure"]["lattice"] = None  # malformed structure among good ones
     monkeypatch.setenv("MP_API_KEY", API_KEY)
     with fs.MPServer(docs, API_KEY) as srv:
-        srv.faults.extend([("status", 429, 1), ("status", 500, None), ("status", 503, None),
-                           ("sleep", 1.0), ("truncate",), ("cut",)])
-        ds = {"source": "materials_project", "http": FAST,
-              "materials_project": {"endpoint": srv.url, "chunk_size": 5, "nsites_max": 24}}
+        srv.faults.extend(
+            [("status", 429, 1), ("status", 500, None), ("status", 503, None), ("sleep", 1.0), ("truncate",), ("cut",)]
+        )
+        ds = {
+            "source": "materials_project",
+            "http": FAST,
+            "materials_project": {"endpoint": srv.url, "chunk_size": 5, "nsites_max": 24},
+        }
         manifest = run(ds, tmp_path / "raw.parquet", tmp_path / "raw.manifest.json", tmp_path / "work")
         requests_seen = list(srv.requests)
 
@@ -105,8 +109,13 @@ def test_mp_faults_paging_malformed_and_secret(tmp_path, mp_rows, file_log, monk
     served = {d["material_id"] for d in docs}
     assert df["material_id"].is_unique
     assert set(df["material_id"]) == served - {bad_id}
-    assert manifest["records"] == {"requested": 16, "received": 16, "kept": 15, "dropped": 1,
-                                   "dropped_by_reason": {"cannot build structure": 1}}
+    assert manifest["records"] == {
+        "requested": 16,
+        "received": 16,
+        "kept": 15,
+        "dropped": 1,
+        "dropped_by_reason": {"cannot build structure": 1},
+    }
     assert manifest["dropped"][0]["material_id"] == bad_id
     assert manifest["database_version"] == fs.MPServer.DB_VERSION
     assert manifest["outputs"]["table"]["sha256"] == hashlib.sha256((tmp_path / "raw.parquet").read_bytes()).hexdigest()
@@ -133,9 +142,16 @@ def test_mp_killed_run_resumes_without_refetching(tmp_path, mp_rows, monkeypatch
     key_file.write_text(API_KEY + "\n")
     monkeypatch.delenv("MP_API_KEY", raising=False)
     with fs.MPServer(docs, API_KEY) as srv:
-        ds = {"source": "materials_project", "http": FAST,
-              "materials_project": {"endpoint": srv.url, "chunk_size": 3, "api_key_file": str(key_file),
-                                    "fields": ["material_id", "structure", "band_gap", "bulk_modulus"]}}
+        ds = {
+            "source": "materials_project",
+            "http": FAST,
+            "materials_project": {
+                "endpoint": srv.url,
+                "chunk_size": 3,
+                "api_key_file": str(key_file),
+                "fields": ["material_id", "structure", "band_gap", "bulk_modulus"],
+            },
+        }
 
         def kill_after_two(done: int, total: int) -> None:
             if done == 2:
@@ -166,9 +182,17 @@ def test_mp_filters_reach_server(tmp_path, mp_rows, monkeypatch):
     docs = [fs.summary_doc(r) for r in mp_rows[:24]]
     monkeypatch.setenv("MP_API_KEY", API_KEY)
     with fs.MPServer(docs, API_KEY) as srv:
-        ds = {"source": "materials_project", "http": FAST,
-              "materials_project": {"endpoint": srv.url, "elements": ["O"], "nsites_max": 10, "deprecated": False,
-                                    "fields": ["material_id", "structure", "formation_energy_per_atom"]}}
+        ds = {
+            "source": "materials_project",
+            "http": FAST,
+            "materials_project": {
+                "endpoint": srv.url,
+                "elements": ["O"],
+                "nsites_max": 10,
+                "deprecated": False,
+                "fields": ["material_id", "structure", "formation_energy_per_atom"],
+            },
+        }
         run(ds, tmp_path / "raw.parquet", tmp_path / "m.json", tmp_path / "work")
     listing = next(r for r in srv.requests if r.params.get("_fields") == "material_id")
     assert listing.params["elements"] == "O" and listing.params["nsites_max"] == "10"
@@ -183,8 +207,12 @@ def test_mp_missing_key_is_clear(tmp_path, monkeypatch):
     with pytest.raises(DownloadError, match="export MP_API_KEY"):
         run(ds, tmp_path / "t.parquet", tmp_path / "m.json", tmp_path / "work")
     with pytest.raises(DownloadError, match="does not exist"):
-        run({**ds, "materials_project": {"api_key_file": str(tmp_path / "nokey")}}, tmp_path / "t.parquet",
-            tmp_path / "m.json", tmp_path / "work")
+        run(
+            {**ds, "materials_project": {"api_key_file": str(tmp_path / "nokey")}},
+            tmp_path / "t.parquet",
+            tmp_path / "m.json",
+            tmp_path / "work",
+        )
 
 
 def closed_port() -> int:
@@ -200,7 +228,11 @@ def test_unreachable_host_names_host(tmp_path, monkeypatch):
     for ds in (
         {"source": "materials_project", "http": fast, "materials_project": {"endpoint": f"http://127.0.0.1:{port}"}},
         {"source": "oqmd", "http": fast, "oqmd": {"endpoint": f"http://127.0.0.1:{port}"}},
-        {"source": "matbench", "http": fast, "matbench": {"task": "dielectric", "base_url": f"http://127.0.0.1:{port}/p"}},
+        {
+            "source": "matbench",
+            "http": fast,
+            "matbench": {"task": "dielectric", "base_url": f"http://127.0.0.1:{port}/p"},
+        },
     ):
         with pytest.raises(DownloadError) as err:
             run(ds, tmp_path / "t.parquet", tmp_path / "m.json", tmp_path / "work")
@@ -236,8 +268,9 @@ def test_oqmd_faults_resume_and_exactly_once(tmp_path, mp_rows, monkeypatch):
     df = pd.read_parquet(tmp_path / "oqmd.parquet")
     served = {f"oqmd-{r['entry_id']}" for r in records}
     assert df["material_id"].is_unique and set(df["material_id"]) == served - {f"oqmd-{bad['entry_id']}"}
-    assert manifest["dropped"] == [{"material_id": f"oqmd-{bad['entry_id']}",
-                                    "reason": "cannot parse site 'not a site' (expected 'El @ x y z')"}]
+    assert manifest["dropped"] == [
+        {"material_id": f"oqmd-{bad['entry_id']}", "reason": "cannot parse site 'not a site' (expected 'El @ x y z')"}
+    ]
     assert manifest["records"]["received"] == 20 and manifest["records"]["kept"] == 19
     assert manifest["chunks"]["reused"] == 2 and manifest["chunks"]["fetched"] == 2
     row = df.set_index("material_id").loc[f"oqmd-{records[0]['entry_id']}"]
@@ -270,24 +303,35 @@ def test_oqmd_spacegroup_and_prototype_filters_reach_server(tmp_path, mp_rows):
         QMPYRester(srv.url).get_oqmd_phases(verbose=False, spacegroup=spacegroup, limit=5)
         assert "filter" not in srv.requests[-1].params
         element = sorted({s.split(" @")[0] for s in records[0]["sites"]})[0]
-        ds = {"source": "oqmd", "http": FAST, "oqmd": {"endpoint": srv.url, "spacegroup": spacegroup, "element_set": element}}
+        ds = {
+            "source": "oqmd",
+            "http": FAST,
+            "oqmd": {"endpoint": srv.url, "spacegroup": spacegroup, "element_set": element},
+        }
         manifest = run(ds, tmp_path / "o.parquet", tmp_path / "m.json", tmp_path / "work")
         sent = srv.requests[-1].params["filter"]
         assert f"spacegroup={spacegroup}" in sent and f"element_set={ds['oqmd']['element_set']}" in sent
-        want = {f"oqmd-{r['entry_id']}" for r in records if r["spacegroup"] == spacegroup
-                and ds["oqmd"]["element_set"] in {s.split(" @")[0] for s in r["sites"]}}
+        want = {
+            f"oqmd-{r['entry_id']}"
+            for r in records
+            if r["spacegroup"] == spacegroup and ds["oqmd"]["element_set"] in {s.split(" @")[0] for s in r["sites"]}
+        }
         assert set(pd.read_parquet(tmp_path / "o.parquet")["material_id"]) == want
         assert manifest["query"]["filter"] == sent
         with pytest.raises(DownloadError, match="no usable records"):
-            run({**ds, "oqmd": {"endpoint": srv.url, "prototype": "CsCl"}}, tmp_path / "p.parquet",
-                tmp_path / "p.json", tmp_path / "work")
+            run(
+                {**ds, "oqmd": {"endpoint": srv.url, "prototype": "CsCl"}},
+                tmp_path / "p.parquet",
+                tmp_path / "p.json",
+                tmp_path / "work",
+            )
         assert srv.requests[-1].params["filter"] == "prototype=CsCl"
 
 
 # ----------------------------------------------------------------------------- matbench
 def kvrh_file(mp_rows: list[dict[str, Any]]) -> tuple[bytes, dict[int, float]]:
     rows = [(r["structure"], math.log10(r["k_vrh"])) for r in mp_rows if not math.isnan(r["k_vrh"])]
-    return fs.matbench_file(rows, "log10(K_VRH)"), {i: 10 ** v for i, (_, v) in enumerate(rows)}
+    return fs.matbench_file(rows, "log10(K_VRH)"), {i: 10**v for i, (_, v) in enumerate(rows)}
 
 
 def test_matbench_checksum_rejects_corrupt_then_redownloads(tmp_path, mp_rows, file_log):
@@ -296,8 +340,11 @@ def test_matbench_checksum_rejects_corrupt_then_redownloads(tmp_path, mp_rows, f
     sha = hashlib.sha256(blob).hexdigest()
     with fs.FileServer({"matbench_log_kvrh.json.gz": blob}) as srv:
         srv.faults.extend([("corrupt",)])
-        ds = {"source": "matbench", "http": FAST,
-              "matbench": {"task": "log_kvrh", "base_url": srv.url + "/projects/", "checksums": {"log_kvrh": sha}}}
+        ds = {
+            "source": "matbench",
+            "http": FAST,
+            "matbench": {"task": "log_kvrh", "base_url": srv.url + "/projects/", "checksums": {"log_kvrh": sha}},
+        }
         manifest = run(ds, tmp_path / "mb.parquet", tmp_path / "m.json", tmp_path / "work")
     assert [r.fault for r in srv.requests] == [("corrupt",), None]
     assert "range" not in srv.requests[1].headers  # a rejected file is fetched from the start
@@ -315,8 +362,11 @@ def test_matbench_cut_transfer_resumes_with_range(tmp_path, mp_rows):
     sha = hashlib.sha256(blob).hexdigest()
     with fs.FileServer({"matbench_mp_gap.json.gz": blob}) as srv:
         srv.faults.extend([("cut",)])
-        ds = {"source": "matbench", "http": FAST,
-              "matbench": {"task": "mp_gap", "base_url": srv.url + "/projects", "checksums": {"mp_gap": sha}}}
+        ds = {
+            "source": "matbench",
+            "http": FAST,
+            "matbench": {"task": "mp_gap", "base_url": srv.url + "/projects", "checksums": {"mp_gap": sha}},
+        }
         manifest = run(ds, tmp_path / "mb.parquet", tmp_path / "m.json", tmp_path / "work")
         first, second = srv.requests
     assert first.fault == ("cut",) and "range" not in first.headers
@@ -332,8 +382,11 @@ def test_matbench_persistently_corrupt_is_an_error(tmp_path, mp_rows):
     blob, _ = kvrh_file(mp_rows)
     with fs.FileServer({"matbench_log_kvrh.json.gz": blob}) as srv:
         srv.faults.extend([("corrupt",)] * 3)
-        ds = {"source": "matbench", "http": {**FAST, "max_retries": 2},
-              "matbench": {"task": "log_kvrh", "base_url": srv.url + "/projects"}}  # shipped (real) checksum
+        ds = {
+            "source": "matbench",
+            "http": {**FAST, "max_retries": 2},
+            "matbench": {"task": "log_kvrh", "base_url": srv.url + "/projects"},
+        }  # shipped (real) checksum
         with pytest.raises(DownloadError, match=r"checksum mismatch for matbench_log_kvrh.json.gz .*expected 44b113dd"):
             run(ds, tmp_path / "mb.parquet", tmp_path / "m.json", tmp_path / "work")
     assert not list((tmp_path / "work").rglob("*.part"))

@@ -8,14 +8,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import ROOT, SHARED_DATA, require_shared
 
 from tlcgcnn.data import embedded
-
-from tlcgcnn.utils import fileio as io
 from tlcgcnn.data.ingest import IngestOptions, ingest_frame
 from tlcgcnn.data.properties import PROPERTIES
-
-from conftest import ROOT, SHARED_DATA, require_shared
+from tlcgcnn.utils import fileio as io
 
 SUBSET = ROOT / "resources" / "mp2018"
 FULL = SHARED_DATA / "mp2018_36737.csv.gz"
@@ -44,13 +42,28 @@ def test_committed_subset_is_small_labelled_and_documented(manifest, subset):
     assert labels["k_vrh"] >= 3000 and labels["band_gap_hse"] >= 1500
     assert 4000 <= manifest["rows"] <= 7000
     sel = manifest["selection"]
-    assert sel["seed"] == 2018 and sel["keep"] == [["k_vrh", 0], ["band_gap_hse", 1500]] and sel["require"] == ["formation_energy_per_atom", "band_gap"]
+    assert (
+        sel["seed"] == 2018
+        and sel["keep"] == [["k_vrh", 0], ["band_gap_hse", 1500]]
+        and sel["require"] == ["formation_energy_per_atom", "band_gap"]
+    )
     units = {c["column"]: c["unit"] for c in manifest["columns"]}
     assert [c["column"] for c in manifest["columns"]] == list(subset.columns)
-    assert units["formation_energy_per_atom"].startswith("eV/atom") and units["k_vrh"].startswith("GPa") and units["band_gap_hse"].startswith("eV")
+    assert (
+        units["formation_energy_per_atom"].startswith("eV/atom")
+        and units["k_vrh"].startswith("GPa")
+        and units["band_gap_hse"].startswith("eV")
+    )
     readme = (SUBSET / "README.md").read_text()
     assert readme == embedded.readme(manifest)
-    for needed in ("CC-BY 4.0", "APL Materials 1, 011002", "PRL 120, 145301", "Sci. Data 2, 150009", FULL_SHA256, manifest["sha256"]):
+    for needed in (
+        "CC-BY 4.0",
+        "APL Materials 1, 011002",
+        "PRL 120, 145301",
+        "Sci. Data 2, 150009",
+        FULL_SHA256,
+        manifest["sha256"],
+    ):
         assert needed in readme, needed
 
 
@@ -84,25 +97,39 @@ def _toy(n: int = 40) -> pd.DataFrame:
 
 def test_selection_rule():
     df = _toy()
-    pos, info = embedded.select(df, require=["formation_energy_per_atom", "band_gap"], keep={"k_vrh": 0, "band_gap_hse": 3}, n=5, seed=1)
+    pos, info = embedded.select(
+        df, require=["formation_energy_per_atom", "band_gap"], keep={"k_vrh": 0, "band_gap_hse": 3}, n=5, seed=1
+    )
     chosen = set(df.loc[pos, "material_id"])
     assert info["eligible"] == 40 - 4
     k_rows = {f"m{i}" for i in range(0, 40, 5)} - {"m5"}  # every valid K label (m5's is absurd)
     assert k_rows <= chosen
     steps = {s["step"]: s for s in info["steps"]}
-    assert steps["keep k_vrh"]["taken"] == 7 and steps["keep band_gap_hse"]["taken"] == 3 and steps["random rest"]["taken"] == 5
+    assert (
+        steps["keep k_vrh"]["taken"] == 7
+        and steps["keep band_gap_hse"]["taken"] == 3
+        and steps["random rest"]["taken"] == 5
+    )
     assert len(pos) == 15 and list(pos) == sorted(pos)  # the input's order
     assert not {"m1", "m2", "m7"} & chosen and "m11" not in chosen
-    again, _ = embedded.select(df, require=["formation_energy_per_atom", "band_gap"], keep={"k_vrh": 0, "band_gap_hse": 3}, n=5, seed=1)
-    other, _ = embedded.select(df, require=["formation_energy_per_atom", "band_gap"], keep={"k_vrh": 0, "band_gap_hse": 3}, n=5, seed=2)
+    again, _ = embedded.select(
+        df, require=["formation_energy_per_atom", "band_gap"], keep={"k_vrh": 0, "band_gap_hse": 3}, n=5, seed=1
+    )
+    other, _ = embedded.select(
+        df, require=["formation_energy_per_atom", "band_gap"], keep={"k_vrh": 0, "band_gap_hse": 3}, n=5, seed=2
+    )
     assert list(again) == list(pos) and list(other) != list(pos)
     with pytest.raises(embedded.EmbeddedError, match="no column holds 'dielectric_total'"):
-        embedded.select(df, require=["formation_energy_per_atom"], keep={"dielectric_total": 0}, n=0, seed=0, path="toy.csv")
+        embedded.select(
+            df, require=["formation_energy_per_atom"], keep={"dielectric_total": 0}, n=0, seed=0, path="toy.csv"
+        )
 
 
 def test_build_on_mp500(mp500, tmp_path):
     out = tmp_path / "s"
-    m = embedded.build(mp500, out / "t.parquet", out / "manifest.json", out / "README.md", keep={"k_vrh": 0}, n=60, seed=5)
+    m = embedded.build(
+        mp500, out / "t.parquet", out / "manifest.json", out / "README.md", keep={"k_vrh": 0}, n=60, seed=5
+    )
     df = pd.read_parquet(out / "t.parquet")
     raw = pd.read_csv(mp500)
     n_k = int(((raw["k_vrh"] > 0) & raw["formation_energy_per_atom"].notna() & raw["band_gap"].notna()).sum())
@@ -111,10 +138,16 @@ def test_build_on_mp500(mp500, tmp_path):
     assert m["labels"]["k_vrh"] == n_k and df["formation_energy_per_atom"].notna().all()
     assert m["source"]["sha256"] == io.sha256_file(mp500) and m["bytes"] == (out / "t.parquet").stat().st_size
     assert embedded.check_committed(out)["sha256"] == io.sha256_file(out / "t.parquet")
-    again = embedded.build(mp500, tmp_path / "b.parquet", tmp_path / "b.json", tmp_path / "b.md", keep={"k_vrh": 0}, n=60, seed=5)
+    again = embedded.build(
+        mp500, tmp_path / "b.parquet", tmp_path / "b.json", tmp_path / "b.md", keep={"k_vrh": 0}, n=60, seed=5
+    )
     assert pd.read_parquet(tmp_path / "b.parquet").equals(df) and again["labels"] == m["labels"]
-    with pytest.raises(embedded.EmbeddedError, match=r"c.parquet: the subset would take [\d,]+ bytes, over the limit of 1,000"):
-        embedded.build(mp500, tmp_path / "c.parquet", tmp_path / "c.json", tmp_path / "c.md", keep={}, n=60, seed=5, max_bytes=1000)
+    with pytest.raises(
+        embedded.EmbeddedError, match=r"c.parquet: the subset would take [\d,]+ bytes, over the limit of 1,000"
+    ):
+        embedded.build(
+            mp500, tmp_path / "c.parquet", tmp_path / "c.json", tmp_path / "c.md", keep={}, n=60, seed=5, max_bytes=1000
+        )
     assert not (tmp_path / "c.parquet").exists()
     (out / "manifest.json").write_text((out / "manifest.json").read_text().replace(f'"rows": {m["rows"]}', '"rows": 1'))
     with pytest.raises(embedded.EmbeddedError, match="rows, manifest says 1"):

@@ -23,12 +23,11 @@ import copy
 import re
 import sys
 import tomllib
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
-
 from conftest import ROOT
 from import_closure import ImportClosure
 
@@ -110,7 +109,7 @@ def env_packages(env: dict[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
     return conda, pip
 
 
-@lru_cache(maxsize=None)
+@cache
 def script_imports(script: str) -> dict[str, str]:
     needed, _ = ImportClosure(SRC).closure(ROOT / script)
     return {name: where.replace(f"{ROOT}/", "") for name, where in needed.items()}
@@ -132,8 +131,7 @@ def rule_problems(rule: str, env_file: str | None, env: dict[str, Any] | None, n
         conda_names, pip_names = DISTRIBUTIONS[name]
         if not (conda_names & set(conda) or {_norm(p) for p in pip_names} & set(pip)):
             problems.append(
-                f"rule {rule}: env {env_file} lacks {' / '.join(sorted(conda_names))} "
-                f"(import {name!r} at {where})"
+                f"rule {rule}: env {env_file} lacks {' / '.join(sorted(conda_names))} (import {name!r} at {where})"
             )
     return problems
 
@@ -143,7 +141,19 @@ def test_every_rule_env_holds_what_its_code_imports() -> None:
     rules = workflow_rules()
     names = {r[0] for r in rules}
     # the rules every run has, the zoo's and the opt-in subset rule: a parse that lost rules must fail
-    assert {"ingest", "featurize", "split_target", "pretrain", "evaluate_pretrain", "finetune", "finetune_baseline", "stats", "figure", "embedded_subset", "model_card"} <= names
+    assert {
+        "ingest",
+        "featurize",
+        "split_target",
+        "pretrain",
+        "evaluate_pretrain",
+        "finetune",
+        "finetune_baseline",
+        "stats",
+        "figure",
+        "embedded_subset",
+        "model_card",
+    } <= names
     problems: list[str] = []
     checked = 0
     for rule, env_file, script, kind in rules:
@@ -158,7 +168,9 @@ def test_every_rule_env_holds_what_its_code_imports() -> None:
             continue
         problems += rule_problems(rule, env_file, load_env(env_file), script_imports(script))
         checked += 1
-    assert checked >= 19, checked  # every rule with a script (18 after the fine-tuning and figure rules were merged; the demo generator went, the subset and model-card rules came)
+    assert checked >= 19, (
+        checked
+    )  # every rule with a script (18 after the fine-tuning and figure rules were merged; the demo generator went, the subset and model-card rules came)
     assert not problems, "\n".join(problems)
 
 
@@ -220,12 +232,15 @@ def test_reached_modules_import_without_what_the_env_lacks() -> None:
     for env_file, modules in sorted(by_env.items()):
         conda, pip = env_packages(load_env(env_file))
         blocked = [
-            name for name in BLOCKABLE
+            name
+            for name in BLOCKABLE
             if not (DISTRIBUTIONS[name][0] & set(conda) or {_norm(p) for p in DISTRIBUTIONS[name][1]} & set(pip))
         ]
         res = subprocess.run(
             [sys.executable, "-c", _BLOCKER, ",".join(blocked), f"{SRC}", ",".join(sorted(modules))],
-            capture_output=True, text=True, timeout=120,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         if res.returncode != 0:
             tail = " | ".join(line.strip() for line in res.stderr.strip().splitlines()[-4:])

@@ -9,23 +9,17 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-
-from tlcgcnn.train import checkpoint_info
-
-from tlcgcnn.analysis import external
-
-from tlcgcnn.data import ingest
-
-from tlcgcnn.utils import fileio as io
-
-from tlcgcnn.data import table
-from tlcgcnn import config as C
-from tlcgcnn.train.checkpoint import CHECKPOINT_VERSION, CheckpointError, load_checkpoint, save_checkpoint
-from tlcgcnn.features.featurize import FeaturizeParams, featurize
-from tlcgcnn.data.targets import Target
-from tlcgcnn.train.loop import TrainConfig, train
-
 from conftest import ATOM_FEATURES, MP500, ROOT, require_shared
+
+from tlcgcnn import config as C
+from tlcgcnn.analysis import external
+from tlcgcnn.data import ingest, table
+from tlcgcnn.data.targets import Target
+from tlcgcnn.features.featurize import FeaturizeParams, featurize
+from tlcgcnn.train import checkpoint_info
+from tlcgcnn.train.checkpoint import CHECKPOINT_VERSION, CheckpointError, load_checkpoint, save_checkpoint
+from tlcgcnn.train.loop import TrainConfig, train
+from tlcgcnn.utils import fileio as io
 
 TINY = {"atom_fea_len": 8, "n_conv": 1, "h_fea_len": 8, "radius": 8.0}
 PARAMS = FeaturizeParams(radius=8.0, max_neighbors=8)
@@ -46,9 +40,17 @@ def world(tmp_path_factory):
     split = {"train": ids[:60], "val": ids[60:80], "test": ids[80:100]}
     model = d / "model.pt"
     train(
-        table_df=df, graph_dir=d / "graphs", atom_table_path=ATOM_FEATURES, split_ids=split, target=Target("gap", "band_gap"),
-        model_cfg=TINY, train_cfg=TrainConfig(epochs=2, batch_size=16, patience=50, device="cpu", amp="none"), seed=0,
-        out_checkpoint=model, progress=False, meta={"stage": "pretrain", "mode": "pretrain", "size": 60},
+        table_df=df,
+        graph_dir=d / "graphs",
+        atom_table_path=ATOM_FEATURES,
+        split_ids=split,
+        target=Target("gap", "band_gap"),
+        model_cfg=TINY,
+        train_cfg=TrainConfig(epochs=2, batch_size=16, patience=50, device="cpu", amp="none"),
+        seed=0,
+        out_checkpoint=model,
+        progress=False,
+        meta={"stage": "pretrain", "mode": "pretrain", "size": 60},
     )
     return {"dir": d, "raw": raw, "df": df, "split": split, "model": model}
 
@@ -59,7 +61,11 @@ def _config(world, **model):
     raw["featurize"] = {"radius": PARAMS.radius, "max_neighbors": PARAMS.max_neighbors}
     raw["model"] = {"atom_fea_len": 8, "n_conv": 1, "h_fea_len": 8, **model}
     raw["pretrain"] = [{"name": "zoo", "checkpoint": str(world["model"])}]
-    raw["finetune"]["modes"] = {"scratch": {}, "transfer": {"pretrained": "zoo"}, "head": {"pretrained": "zoo", "reinit": "head"}}
+    raw["finetune"]["modes"] = {
+        "scratch": {},
+        "transfer": {"pretrained": "zoo"},
+        "head": {"pretrained": "zoo", "reinit": "head"},
+    }
     return raw
 
 
@@ -71,7 +77,9 @@ def test_checkpoint_info_reads_what_torch_reads(world):
     ck = load_checkpoint(world["model"])
     got = checkpoint_info.read(world["model"])
     assert got["model_config"] == ck["model_config"] and got["target"] == ck["target"] and got["split"] == ck["split"]
-    assert got["featurize"] == ck["featurize"] and isinstance(got["state_dict"]["atom_table"], checkpoint_info.TensorStub)
+    assert got["featurize"] == ck["featurize"] and isinstance(
+        got["state_dict"]["atom_table"], checkpoint_info.TensorStub
+    )
     s = checkpoint_info.summary(world["model"])
     assert s["size"] == 60 and s["n_train"] == 60 and s["featurize"]["max_neighbors"] == 8
 
@@ -83,10 +91,17 @@ def test_a_checkpoint_source_runs_no_pretraining_and_describes_itself(world):
     assert cfg.pretrained_checkpoint("zoo") == str(world["model"])
     cell = cfg.cell("gap_nonmetal", 25, "transfer")
     assert cell.pretrain is not None and cell.pretrain.checkpoint == str(world["model"])
-    assert cell.pretrain.target.property == "band_gap" and cell.pretrain.size == 60 and cell.pretrain.model == cell.model
+    assert (
+        cell.pretrain.target.property == "band_gap" and cell.pretrain.size == 60 and cell.pretrain.model == cell.model
+    )
     assert cell.as_params()["pretrain"]["checkpoint"] == str(world["model"])
     # a trained source's params keep their old shape (no rerun of existing results)
-    assert "checkpoint" not in C.load(yaml.safe_load((ROOT / "config" / "mp500.yaml").read_text())).cell("gap_nonmetal", 25, "transfer").as_params()["pretrain"]
+    assert (
+        "checkpoint"
+        not in C.load(yaml.safe_load((ROOT / "config" / "mp500.yaml").read_text()))
+        .cell("gap_nonmetal", 25, "transfer")
+        .as_params()["pretrain"]
+    )
 
 
 def test_incompatible_checkpoint_source_is_one_message_naming_file_and_differences(world):
@@ -105,8 +120,14 @@ def test_incompatible_checkpoint_source_is_one_message_naming_file_and_differenc
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda p: p.update(property="band_gap", size=100), r"a checkpoint source takes its target, size, seed and model from .*; remove \['property', 'size'\]"),
-        (lambda p: p.update(checkpoint="/nonexistent/model.pt"), r"pretrain zoo: /nonexistent/model.pt: no such checkpoint file"),
+        (
+            lambda p: p.update(property="band_gap", size=100),
+            r"a checkpoint source takes its target, size, seed and model from .*; remove \['property', 'size'\]",
+        ),
+        (
+            lambda p: p.update(checkpoint="/nonexistent/model.pt"),
+            r"pretrain zoo: /nonexistent/model.pt: no such checkpoint file",
+        ),
         (lambda p: p.pop("checkpoint"), r"pretrain zoo: needs a `property` to be trained, or a `checkpoint` file"),
     ],
 )
@@ -133,7 +154,10 @@ def test_another_atom_table_is_refused_when_the_job_starts(world, tmp_path):
     ck = copy.deepcopy(load_checkpoint(world["model"]))
     ck["state_dict"]["atom_table"][26] += 1.0
     save_checkpoint(ck, tmp_path / "other.pt")
-    with pytest.raises(CheckpointError, match=rf"^{tmp_path / 'other.pt'}: incompatible checkpoint: the atom-feature table does not match \(1 of .* Z = 26\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=rf"^{tmp_path / 'other.pt'}: incompatible checkpoint: the atom-feature table does not match \(1 of .* Z = 26\)",
+    ):
         check_atom_table(tmp_path / "other.pt")
     check_atom_table(world["model"])  # the package's own table: fine
 
@@ -141,13 +165,18 @@ def test_another_atom_table_is_refused_when_the_job_starts(world, tmp_path):
 def test_external_entries_are_validated(world):
     raw = _config(world)
     raw["external"] = [{"name": "other", "path": "x.csv", "property": "k_vrh"}]
-    with pytest.raises(C.ConfigError, match=r"external other: no fine-tuning target with a graph model has property 'k_vrh' and transform 'none'"):
+    with pytest.raises(
+        C.ConfigError,
+        match=r"external other: no fine-tuning target with a graph model has property 'k_vrh' and transform 'none'",
+    ):
         C.load(raw)
     raw["external"] = [{"name": "other", "path": "x.csv", "property": "band_gap"}]
     cfg = C.load(raw)
     assert cfg.external_pairs() == [("other", "gap_nonmetal")]
     assert {c.mode.name for c in cfg.external_cells("gap_nonmetal")} == {"scratch", "transfer", "head"}
-    assert cfg.external_ingest_settings("other")["path"] == "x.csv" and cfg.as_dict()["external"][0]["transform"] == "none"
+    assert (
+        cfg.external_ingest_settings("other")["path"] == "x.csv" and cfg.as_dict()["external"][0]["transform"] == "none"
+    )
 
 
 # --------------------------------------------------------------------------- external evaluation
@@ -166,20 +195,49 @@ def test_external_set_flags_training_materials_and_reports_mae_with_and_without(
     ext_raw[["material_id", "band_gap", "is_metal", "cif"]].to_csv(tmp_path / "ext.csv", index=False)
 
     d = tmp_path / "ext"
-    ingest.ingest(tmp_path / "ext.csv", d / "structures.parquet", d / "dropped.csv", d / "summary.json", ingest.IngestOptions(required_properties=["band_gap"]), progress=False)
+    ingest.ingest(
+        tmp_path / "ext.csv",
+        d / "structures.parquet",
+        d / "dropped.csv",
+        d / "summary.json",
+        ingest.IngestOptions(required_properties=["band_gap"]),
+        progress=False,
+    )
     featurize(d / "structures.parquet", d / "graphs", PARAMS, progress=False)
-    ov = external.overlap(d / "structures.parquet", world["dir"] / "structures.parquet", d / "overlap.parquet").set_index("material_id")
+    ov = external.overlap(
+        d / "structures.parquet", world["dir"] / "structures.parquet", d / "overlap.parquet"
+    ).set_index("material_id")
     assert ov.loc[same_train + same_test, "same_id"].all() and not ov.loc[renamed["material_id"], "same_id"].any()
     for r in renamed.itertuples():  # found by StructureMatcher among structures of the same formula
         assert r.material_id.removeprefix("copy-") in list(ov.at[r.material_id, "matches"])
 
     cell = tmp_path / "cell_metrics.json"
-    io.write_json(cell, [{"checkpoint": str(world["model"]), "target": "gap", "size": 60, "mode": "scratch", "family": "scratch", "seed": 0, "mae": 0.5, "error": 0.5}])
+    io.write_json(
+        cell,
+        [
+            {
+                "checkpoint": str(world["model"]),
+                "target": "gap",
+                "size": 60,
+                "mode": "scratch",
+                "family": "scratch",
+                "seed": 0,
+                "mae": 0.5,
+                "error": 0.5,
+            }
+        ],
+    )
     split_cfg = {"metal_rule": "is_metal", "band_gap_threshold": 0.0}
     recs = external.evaluate_target(
-        external="ext", cell_metrics=[str(cell)], table_path=str(d / "structures.parquet"), graph_dir=str(d / "graphs"),
-        overlap_path=str(d / "overlap.parquet"), split_cfg=split_cfg, out_metrics=str(d / "metrics.json"),
-        out_predictions=str(d / "predictions.parquet"), device="cpu",
+        external="ext",
+        cell_metrics=[str(cell)],
+        table_path=str(d / "structures.parquet"),
+        graph_dir=str(d / "graphs"),
+        overlap_path=str(d / "overlap.parquet"),
+        split_cfg=split_cfg,
+        out_metrics=str(d / "metrics.json"),
+        out_predictions=str(d / "predictions.parquet"),
+        device="cpu",
     )
     (rec,) = recs
     preds = pd.read_parquet(d / "predictions.parquet").set_index("material_id")
@@ -187,31 +245,61 @@ def test_external_set_flags_training_materials_and_reports_mae_with_and_without(
     assert flagged == set(same_train) | set(renamed["material_id"])
     assert rec["n_external"] == 60 and rec["n_in_training"] == 15
     err = (preds["y_pred"] - preds["y_true"]).abs()
-    assert rec["mae_external"] == pytest.approx(err.mean()) and rec["mae_external_no_overlap"] == pytest.approx(err[~preds["in_training"]].mean())
+    assert rec["mae_external"] == pytest.approx(err.mean()) and rec["mae_external_no_overlap"] == pytest.approx(
+        err[~preds["in_training"]].mean()
+    )
     assert rec["mae_external"] != pytest.approx(rec["mae_external_no_overlap"]) and rec["mae_test"] == 0.5
     np.testing.assert_allclose(preds.loc[same_train, "y_true"], by_id.loc[same_train, "band_gap"])
     # the same model on the main graphs gives the same predictions for the same crystals
     from tlcgcnn.analysis.evaluate import predict_ids
 
-    main_pred = predict_ids(load_checkpoint(world["model"]), world["model"], world["dir"] / "graphs", same_train, device="cpu")
+    main_pred = predict_ids(
+        load_checkpoint(world["model"]), world["model"], world["dir"] / "graphs", same_train, device="cpu"
+    )
     np.testing.assert_allclose(preds.loc[same_train, "y_pred"], main_pred, rtol=1e-5, atol=1e-5)
 
     # a non-metal target scores only the set's non-metals
     ck = load_checkpoint(world["model"])
     ck["target"] = {**ck["target"], "subset": "nonmetal"}
     save_checkpoint(ck, tmp_path / "nonmetal.pt")
-    io.write_json(cell, [{"checkpoint": str(tmp_path / "nonmetal.pt"), "target": "gap", "size": 60, "mode": "scratch", "seed": 0, "mae": 0.5}])
+    io.write_json(
+        cell,
+        [
+            {
+                "checkpoint": str(tmp_path / "nonmetal.pt"),
+                "target": "gap",
+                "size": 60,
+                "mode": "scratch",
+                "seed": 0,
+                "mae": 0.5,
+            }
+        ],
+    )
     (rec_nm,) = external.evaluate_target(
-        external="ext", cell_metrics=[str(cell)], table_path=str(d / "structures.parquet"), graph_dir=str(d / "graphs"),
-        overlap_path=str(d / "overlap.parquet"), split_cfg=split_cfg, out_metrics=str(d / "m2.json"), out_predictions=str(d / "p2.parquet"), device="cpu",
+        external="ext",
+        cell_metrics=[str(cell)],
+        table_path=str(d / "structures.parquet"),
+        graph_dir=str(d / "graphs"),
+        overlap_path=str(d / "overlap.parquet"),
+        split_cfg=split_cfg,
+        out_metrics=str(d / "m2.json"),
+        out_predictions=str(d / "p2.parquet"),
+        device="cpu",
     )
     assert rec_nm["n_external"] == int((~ext_raw["is_metal"].astype(bool)).sum())
 
-    table_df = external.collect([str(d / "metrics.json"), str(d / "m2.json")], [str(d / "predictions.parquet")], tmp_path / "external.csv", tmp_path / "all.parquet")
+    table_df = external.collect(
+        [str(d / "metrics.json"), str(d / "m2.json")],
+        [str(d / "predictions.parquet")],
+        tmp_path / "external.csv",
+        tmp_path / "all.parquet",
+    )
     from tlcgcnn.analysis.stats import read_table
 
     back = read_table(tmp_path / "external.csv")
-    assert len(back) == 2 and {"mae_external", "mae_external_no_overlap", "mae_test", "n_in_training"} <= set(back.columns)
+    assert len(back) == 2 and {"mae_external", "mae_external_no_overlap", "mae_test", "n_in_training"} <= set(
+        back.columns
+    )
     assert len(table_df) == 2 and len(pd.read_parquet(tmp_path / "all.parquet")) == 60
 
 
@@ -224,12 +312,50 @@ def test_external_parity_figure_draws(world, tmp_path):
         for seed in (0, 1):
             y = rng.normal(size=30)
             seen = np.arange(30) < 5
-            preds.append(pd.DataFrame({"external": "ext", "target": "gap", "size": "40", "mode": mode, "seed": seed, "material_id": [f"m{i}" for i in range(30)], "y_true": y, "y_pred": y + rng.normal(0, 0.2, 30), "in_training": seen}))
-            rows.append({"external": "ext", "target": "gap", "property": "band_gap", "transform": "none", "size": 40, "mode": mode, "seed": seed, "n_external": 30, "n_in_training": 5, "mae_external": 0.2, "mae_external_no_overlap": 0.21, "mae_test": 0.3})
+            preds.append(
+                pd.DataFrame(
+                    {
+                        "external": "ext",
+                        "target": "gap",
+                        "size": "40",
+                        "mode": mode,
+                        "seed": seed,
+                        "material_id": [f"m{i}" for i in range(30)],
+                        "y_true": y,
+                        "y_pred": y + rng.normal(0, 0.2, 30),
+                        "in_training": seen,
+                    }
+                )
+            )
+            rows.append(
+                {
+                    "external": "ext",
+                    "target": "gap",
+                    "property": "band_gap",
+                    "transform": "none",
+                    "size": 40,
+                    "mode": mode,
+                    "seed": seed,
+                    "n_external": 30,
+                    "n_in_training": 5,
+                    "mae_external": 0.2,
+                    "mae_external_no_overlap": 0.21,
+                    "mae_test": 0.3,
+                }
+            )
     io.write_csv(pd.DataFrame(rows), tmp_path / "stats" / "external.csv")
     io.write_parquet(pd.concat(preds), tmp_path / "stats" / "external_predictions.parquet")
-    assert figures.requested({"finetune": {"targets": [{"name": "gap"}]}, "external": [{"name": "ext"}]})[-1] == "external_parity"
+    assert (
+        figures.requested({"finetune": {"targets": [{"name": "gap"}]}, "external": [{"name": "ext"}]})[-1]
+        == "external_parity"
+    )
     assert "external_parity" not in figures.requested({"finetune": {"targets": [{"name": "gap"}]}})
-    figures.draw("external_parity", figures.input_paths("external_parity", str(tmp_path)), tmp_path / "p.png", tmp_path / "p.pdf", {"gap": "band gap"})
+    figures.draw(
+        "external_parity",
+        figures.input_paths("external_parity", str(tmp_path)),
+        tmp_path / "p.png",
+        tmp_path / "p.pdf",
+        {"gap": "band gap"},
+    )
     assert (tmp_path / "p.png").stat().st_size > 10_000 and (tmp_path / "p.pdf").stat().st_size > 1_000
     assert "StructureMatcher" in figures.caption("external_parity", ROOT / "report")

@@ -5,10 +5,9 @@ import pandas as pd
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from tlcgcnn.nn import graphs
-
 from tlcgcnn.data import table
 from tlcgcnn.features.featurize import FeaturizeParams, brute_force_neighbors, featurize, neighbor_graph
+from tlcgcnn.nn import graphs
 
 
 def graph_of(s: Structure, **kw):
@@ -78,7 +77,9 @@ def test_shards_round_trip_and_batches(tmp_path, nacl, bcc_fe):
         rows.append({"material_id": f"c{i}", "source": "t", **table.structure_arrays(s)})
     df = pd.DataFrame(rows)
     table.write(df, tmp_path / "t.parquet")
-    manifest = featurize(tmp_path / "t.parquet", tmp_path / "g", FeaturizeParams(), threads=2, shard_size=2, progress=False)
+    manifest = featurize(
+        tmp_path / "t.parquet", tmp_path / "g", FeaturizeParams(), threads=2, shard_size=2, progress=False
+    )
     assert manifest["crystals"] == 5 and manifest["atoms"] == 8 * 3 + 2 * 2 and len(manifest["shards"]) == 3
     gs = graphs.load(tmp_path / "g")
     assert list(gs.ids) == [f"c{i}" for i in range(5)]
@@ -140,10 +141,18 @@ def test_isolated_crystals_are_reported_and_kept(tmp_path, nacl):
     iso = manifest["isolated"]
     assert iso["crystals"] == 1 and iso["atoms"] == 2 and iso["file"] == "isolated.csv"
     assert [e["material_id"] for e in iso["list"]] == ["far-pair"]
-    assert "2 of 2 atoms" in iso["list"][0]["reason"] and "no neighbour within max_radius 16" in iso["list"][0]["reason"]
+    assert (
+        "2 of 2 atoms" in iso["list"][0]["reason"] and "no neighbour within max_radius 16" in iso["list"][0]["reason"]
+    )
     report = pd.read_csv(tmp_path / "g" / "isolated.csv")
     assert list(report.columns) == ["material_id", "nsites", "isolated_atoms", "atoms", "reason"]
-    assert report.to_dict("records")[0] | {"reason": ""} == {"material_id": "far-pair", "nsites": 2, "isolated_atoms": 2, "atoms": "0 1", "reason": ""}
+    assert report.to_dict("records")[0] | {"reason": ""} == {
+        "material_id": "far-pair",
+        "nsites": 2,
+        "isolated_atoms": 2,
+        "atoms": "0 1",
+        "reason": "",
+    }
     # the graphs do not depend on the policy: every crystal has its graph
     assert list(graphs.load(tmp_path / "g").ids) == ["ok-1", "far-pair", "ok-2", "ok-3", "ok-4"]
     assert isolated_ids(tmp_path / "g", "keep") == {}
@@ -156,9 +165,9 @@ def test_isolated_crystals_are_reported_and_kept(tmp_path, nacl):
 
 
 def test_dropped_isolated_crystals_leave_every_split(tmp_path, nacl):
-    from tlcgcnn.utils import fileio as io
     from tlcgcnn.data import split
     from tlcgcnn.features.featurize import isolated_ids
+    from tlcgcnn.utils import fileio as io
 
     path = _isolated_table(tmp_path, nacl)
     featurize(path, tmp_path / "g", FeaturizeParams(), progress=False)

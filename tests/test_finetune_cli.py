@@ -14,21 +14,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
-from tlcgcnn.report import figures
-
-from tlcgcnn.data import ingest
-
-from tlcgcnn.cli import runner
-
-from tlcgcnn.data import table
-from tlcgcnn.cli.main import main
-from tlcgcnn.features.featurize import FeaturizeParams, featurize
-from tlcgcnn.analysis.stats import read_table
-from tlcgcnn.data.targets import Target
-from tlcgcnn.train.loop import TrainConfig, train
-
 from conftest import ATOM_FEATURES, MP500, require_shared
+
+from tlcgcnn.analysis.stats import read_table
+from tlcgcnn.cli import runner
+from tlcgcnn.cli.main import main
+from tlcgcnn.data import ingest, table
+from tlcgcnn.data.targets import Target
+from tlcgcnn.features.featurize import FeaturizeParams, featurize
+from tlcgcnn.report import figures
+from tlcgcnn.train.loop import TrainConfig, train
 
 PARAMS = FeaturizeParams(radius=6.0, max_neighbors=8)  # not the defaults: the run must take the checkpoint's
 TRAIN = ["epochs=3", "batch_size=16", "patience=50", "device=cpu", "amp=none", "checkpoint_every=0"]
@@ -40,15 +35,24 @@ def pretrained(tmp_path_factory):
     fine-tuning table does not hold."""
     raw = pd.read_csv(require_shared(MP500))
     d = tmp_path_factory.mktemp("pretrained")
-    df, _, _ = ingest.ingest_frame(raw.iloc[300:][["material_id", "formation_energy_per_atom", "cif"]], ingest.IngestOptions(), progress=False)
+    df, _, _ = ingest.ingest_frame(
+        raw.iloc[300:][["material_id", "formation_energy_per_atom", "cif"]], ingest.IngestOptions(), progress=False
+    )
     table.write(df, d / "structures.parquet")
     featurize(d / "structures.parquet", d / "graphs", PARAMS, progress=False)
     ids = df["material_id"].tolist()
     train(
-        table_df=df, graph_dir=d / "graphs", atom_table_path=ATOM_FEATURES, split_ids={"train": ids[:150], "val": ids[150:180], "test": ids[180:]},
-        target=Target("ef", "formation_energy_per_atom"), model_cfg={"atom_fea_len": 8, "n_conv": 1, "h_fea_len": 8, "radius": PARAMS.radius},
-        train_cfg=TrainConfig(epochs=2, batch_size=32, patience=50, device="cpu", amp="none"), seed=0, out_checkpoint=d / "model.pt",
-        progress=False, meta={"stage": "pretrain", "mode": "pretrain", "size": "all"},
+        table_df=df,
+        graph_dir=d / "graphs",
+        atom_table_path=ATOM_FEATURES,
+        split_ids={"train": ids[:150], "val": ids[150:180], "test": ids[180:]},
+        target=Target("ef", "formation_energy_per_atom"),
+        model_cfg={"atom_fea_len": 8, "n_conv": 1, "h_fea_len": 8, "radius": PARAMS.radius},
+        train_cfg=TrainConfig(epochs=2, batch_size=32, patience=50, device="cpu", amp="none"),
+        seed=0,
+        out_checkpoint=d / "model.pt",
+        progress=False,
+        meta={"stage": "pretrain", "mode": "pretrain", "size": "all"},
     )
     return {"model": d / "model.pt", "raw": raw}
 
@@ -63,9 +67,32 @@ def run(pretrained, tmp_path_factory):
     pd.concat([raw.iloc[:100], raw.iloc[440:500]]).to_csv(d / "other.csv", index=False)
     wd = d / "wd"
     args = [
-        "finetune", "--pretrained", str(pretrained["model"]), "--data", str(d / "mine.csv"), "--property", "band_gap",
-        "--sizes", "40", "80", "--seeds", "0", "1", "--modes", "scratch", "transfer", "--external", str(d / "other.csv"),
-        "--train-overrides", *TRAIN, "--name", "ft", "--workdir", str(wd), "--cores", "2",
+        "finetune",
+        "--pretrained",
+        str(pretrained["model"]),
+        "--data",
+        str(d / "mine.csv"),
+        "--property",
+        "band_gap",
+        "--sizes",
+        "40",
+        "80",
+        "--seeds",
+        "0",
+        "1",
+        "--modes",
+        "scratch",
+        "transfer",
+        "--external",
+        str(d / "other.csv"),
+        "--train-overrides",
+        *TRAIN,
+        "--name",
+        "ft",
+        "--workdir",
+        str(wd),
+        "--cores",
+        "2",
     ]
     t0 = time.perf_counter()
     code = main(args)
@@ -78,7 +105,11 @@ def test_finetune_command_end_to_end(run, pretrained, capfd):
     print(f"tlcgcnn finetune wall time: {run['seconds']:.1f} s")
     cfg = yaml.safe_load((run["wd"] / "config.yaml").read_text())
     assert cfg["pretrain"] == [{"name": "pretrained", "checkpoint": str(pretrained["model"].resolve())}]
-    assert cfg["featurize"]["radius"] == 6.0 and cfg["featurize"]["max_neighbors"] == 8 and cfg["model"]["atom_fea_len"] == 8
+    assert (
+        cfg["featurize"]["radius"] == 6.0
+        and cfg["featurize"]["max_neighbors"] == 8
+        and cfg["model"]["atom_fea_len"] == 8
+    )
     r = run["r"]
     for size in (40, 80):
         for mode in ("scratch", "transfer"):
@@ -89,7 +120,9 @@ def test_finetune_command_end_to_end(run, pretrained, capfd):
     assert sorted(tests["size"]) == [40, 80] and set(tests["mode"]) == {"transfer"} and (tests["n_pairs"] == 2).all()
     metrics = read_table(r / "stats" / "metrics.csv")
     transfer = metrics[metrics["mode"] == "transfer"]
-    assert (transfer["pretrain_property"] == "formation_energy_per_atom").all() and (transfer["pretrain_size"] == 150).all()
+    assert (transfer["pretrain_property"] == "formation_energy_per_atom").all() and (
+        transfer["pretrain_size"] == 150
+    ).all()
     assert (r / "figures" / "learning_curve.png").stat().st_size > 10_000
     # the external set: 100 of its rows are rows of the table, some of them training materials
     ext = read_table(r / "stats" / "external.csv")
@@ -126,12 +159,25 @@ def test_report_holds_every_requested_figure_and_the_tables(run):
 def test_finetune_refusals_are_one_line(pretrained, tmp_path, capsys, monkeypatch):
     raw = pretrained["raw"]
     raw.iloc[:50].to_csv(tmp_path / "mine.csv", index=False)
-    base = ["finetune", "--pretrained", str(pretrained["model"]), "--data", str(tmp_path / "mine.csv"), "--property", "band_gap", "--workdir", str(tmp_path / "wd")]
+    base = [
+        "finetune",
+        "--pretrained",
+        str(pretrained["model"]),
+        "--data",
+        str(tmp_path / "mine.csv"),
+        "--property",
+        "band_gap",
+        "--workdir",
+        str(tmp_path / "wd"),
+    ]
     assert main([*base, "--modes", "transfer"]) == 2
     assert "--modes must include scratch" in capsys.readouterr().err
     assert main([*base, "--train-overrides", "epochz=3"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("tlcgcnn: error: config: train: Additional properties are not allowed ('epochz' was unexpected)") and err.count("\n") == 1
+    assert (
+        err.startswith("tlcgcnn: error: config: train: Additional properties are not allowed ('epochz' was unexpected)")
+        and err.count("\n") == 1
+    )
     (tmp_path / "junk.pt").write_text("junk")
     assert main([*base[:2], str(tmp_path / "junk.pt"), *base[3:]]) == 2
     assert f"{tmp_path / 'junk.pt'}: not a tlcgcnn checkpoint" in capsys.readouterr().err
@@ -147,8 +193,25 @@ def test_finetune_refusals_are_one_line(pretrained, tmp_path, capsys, monkeypatc
 def test_dry_run_writes_the_config_and_lists_the_jobs(pretrained, tmp_path, capfd):
     raw = pretrained["raw"]
     raw.iloc[:300].to_csv(tmp_path / "mine.csv", index=False)
-    code = main(["finetune", "--pretrained", str(pretrained["model"]), "--data", str(tmp_path / "mine.csv"), "--property", "band_gap",
-                 "--modes", "scratch", "transfer", "head_reinit", "freeze_convs", "--workdir", str(tmp_path / "wd"), "--dry-run"])
+    code = main(
+        [
+            "finetune",
+            "--pretrained",
+            str(pretrained["model"]),
+            "--data",
+            str(tmp_path / "mine.csv"),
+            "--property",
+            "band_gap",
+            "--modes",
+            "scratch",
+            "transfer",
+            "head_reinit",
+            "freeze_convs",
+            "--workdir",
+            str(tmp_path / "wd"),
+            "--dry-run",
+        ]
+    )
     out = capfd.readouterr()
     assert code == 0, out.err[-2000:]
     cfg = yaml.safe_load((tmp_path / "wd" / "config.yaml").read_text())
@@ -156,7 +219,10 @@ def test_dry_run_writes_the_config_and_lists_the_jobs(pretrained, tmp_path, capf
     assert cfg["finetune"]["sizes"] == [50, 100, "all"] and cfg["name"] == "mine_band_gap"
     assert f"--snakefile {runner.repo_root() / 'Snakefile'} --directory {tmp_path / 'wd'}" in out.err
     assert "finetune" in out.out + out.err and "rule pretrain:" not in out.out + out.err
-    assert runner.snakemake_command(runner.repo_root(), tmp_path, 1)[0] in (str(Path(sys.executable).parent / "snakemake"), sys.executable)
+    assert runner.snakemake_command(runner.repo_root(), tmp_path, 1)[0] in (
+        str(Path(sys.executable).parent / "snakemake"),
+        sys.executable,
+    )
 
 
 def test_snakemake_refuses_a_config_that_does_not_fit_its_checkpoint(run, pretrained, tmp_path):
@@ -166,9 +232,14 @@ def test_snakemake_refuses_a_config_that_does_not_fit_its_checkpoint(run, pretra
     wd = tmp_path / "wd"
     wd.mkdir()
     (wd / "config.yaml").write_text(yaml.safe_dump(cfg))
-    res = subprocess.run(runner.snakemake_command(runner.repo_root(), wd, 1, dry_run=True), capture_output=True, text=True)
+    res = subprocess.run(
+        runner.snakemake_command(runner.repo_root(), wd, 1, dry_run=True), capture_output=True, text=True
+    )
     out = res.stdout + res.stderr
     assert res.returncode != 0
-    assert f"config: pretrain pretrained: checkpoint {pretrained['model'].resolve()} does not fit this configuration" in out
+    assert (
+        f"config: pretrain pretrained: checkpoint {pretrained['model'].resolve()} does not fit this configuration"
+        in out
+    )
     assert "mode transfer: the architecture differs (atom_fea_len: 8 in the checkpoint vs 16 in model)" in out
     assert "Traceback" not in out

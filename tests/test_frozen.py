@@ -18,12 +18,12 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from conftest import ROOT, random_graphs, save_graphs
 from sklearn.model_selection import GridSearchCV
 
-from conftest import ROOT, random_graphs, save_graphs
 from tlcgcnn import config as C
-from tlcgcnn.utils import fileio as io
 from tlcgcnn.report.figures import labels, needs
+from tlcgcnn.utils import fileio as io
 
 FROZEN = {"pretrained": "ef_all", "estimator": "ridge", "features": "frozen"}
 
@@ -39,7 +39,11 @@ def test_frozen_mode_resolves_to_a_transfer_cell_of_its_own_rule():
     cfg = C.load(_raw(ef_ridge=FROZEN, rf={"estimator": "rf"}, ridge={"estimator": "ridge"}))
     mode = cfg.modes["ef_ridge"]
     assert (mode.family, mode.kind) == ("transfer", "frozen")
-    assert cfg.frozen_modes == ["ef_ridge"] and cfg.baseline_modes == ["rf", "ridge"] and cfg.gnn_modes == ["scratch", "transfer"]
+    assert (
+        cfg.frozen_modes == ["ef_ridge"]
+        and cfg.baseline_modes == ["rf", "ridge"]
+        and cfg.gnn_modes == ["scratch", "transfer"]
+    )
     assert (cfg.modes["ridge"].family, cfg.modes["ridge"].kind) == ("baseline", "baseline")
     cell = cfg.cell("gap_nonmetal", 25, "ef_ridge")
     assert cell.kind == "frozen" and cell.model is None and cell.train is None
@@ -63,7 +67,10 @@ def test_frozen_mode_takes_its_sources_network_whatever_its_model_variant():
 @pytest.mark.parametrize(
     ("mode", "message"),
     [
-        ({"pretrained": "nope", "estimator": "ridge", "features": "frozen"}, "pretrained = 'nope' is not a pretrain name"),
+        (
+            {"pretrained": "nope", "estimator": "ridge", "features": "frozen"},
+            "pretrained = 'nope' is not a pretrain name",
+        ),
         ({"pretrained": "ef_all", "features": "frozen"}, "features: frozen needs an estimator"),
         ({"estimator": "ridge", "features": "frozen"}, "features: frozen needs pretrained"),
         ({"pretrained": "ef_all", "estimator": "ridge"}, "add features: frozen"),
@@ -93,12 +100,28 @@ def test_zoo_best_never_picks_a_frozen_mode():
 def test_figures_describe_frozen_modes_as_transfer_schemes():
     assert labels.scheme(0, "none", "frozen", "ridge") == "frozen features + ridge"
     assert not labels.fine_tunes_all(0, "none", "frozen") and labels.fine_tunes_all(0, "none", np.nan)
-    assert labels.scheme_key(3, "unfrozen") < labels.scheme_key(0, "none", "frozen", "ridge") < labels.scheme_key(0, "none", "frozen", "rf")
-    row = {"family": "transfer", "model_kind": "ridge", "features": "frozen", "pretrain_property": "formation_energy_per_atom",
-           "pretrain_subset": "all", "pretrain_size": 2980, "freeze": 0, "reinit": "none"}
+    assert (
+        labels.scheme_key(3, "unfrozen")
+        < labels.scheme_key(0, "none", "frozen", "ridge")
+        < labels.scheme_key(0, "none", "frozen", "rf")
+    )
+    row = {
+        "family": "transfer",
+        "model_kind": "ridge",
+        "features": "frozen",
+        "pretrain_property": "formation_energy_per_atom",
+        "pretrain_subset": "all",
+        "pretrain_size": 2980,
+        "freeze": 0,
+        "reinit": "none",
+    }
     assert labels.mode_label(row) == "TL ΔEf, n=2980: frozen features + ridge"
     uses = {u.mode: u for u in needs.mode_uses(_raw(ef_ridge=FROZEN, ridge={"estimator": "ridge"}))}
-    assert (uses["ef_ridge"].family, uses["ef_ridge"].model_kind, uses["ridge"].family) == ("transfer", "ridge", "baseline")
+    assert (uses["ef_ridge"].family, uses["ef_ridge"].model_kind, uses["ridge"].family) == (
+        "transfer",
+        "ridge",
+        "baseline",
+    )
     # beside the fine-tuned transfer mode of the same source: two schemes, a freeze heatmap
     assert needs.has_scheme_comparison(_raw(ef_ridge=FROZEN)) and not needs.has_scheme_comparison(_raw())
 
@@ -106,8 +129,8 @@ def test_figures_describe_frozen_modes_as_transfer_schemes():
 # --------------------------------------------------------------------------- crystal vectors
 def _checkpoint(kind: str, tmp_path: Path, h_fea_len: int = 24) -> tuple[dict, Path]:
     from tlcgcnn.features import atom_features
-    from tlcgcnn.train.checkpoint import save_checkpoint
     from tlcgcnn.nn import build_model
+    from tlcgcnn.train.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     table = torch.from_numpy(atom_features.load_matrix(ROOT / "src" / "tlcgcnn" / "features" / "atom_features.csv"))
@@ -117,10 +140,14 @@ def _checkpoint(kind: str, tmp_path: Path, h_fea_len: int = 24) -> tuple[dict, P
             m.running_mean.uniform_(-0.5, 0.5)
             m.running_var.uniform_(0.5, 2.0)
     ckpt = {
-        "format_version": 1, "model_config": model.config.to_dict(),  # type: ignore[union-attr]
+        "format_version": 1,
+        "model_config": model.config.to_dict(),  # type: ignore[union-attr]
         "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
-        "normalizer": {"kind": "zscore", "mean": 1.5, "std": 2.0, "scale": 0.5}, "target": {"name": "ef", "property": "formation_energy_per_atom"},
-        "split": {"train": [f"p{i}" for i in range(7)], "val": [], "test": []}, "train_config": {"eval_batch_size": 5}, "featurize": None,
+        "normalizer": {"kind": "zscore", "mean": 1.5, "std": 2.0, "scale": 0.5},
+        "target": {"name": "ef", "property": "formation_energy_per_atom"},
+        "split": {"train": [f"p{i}" for i in range(7)], "val": [], "test": []},
+        "train_config": {"eval_batch_size": 5},
+        "featurize": None,
     }
     path = tmp_path / f"{kind}.pt"
     save_checkpoint(ckpt, path)
@@ -132,7 +159,10 @@ def test_a_checkpoint_source_of_another_architecture_serves_frozen_features(tmp_
     _, path = _checkpoint("cgcnn", tmp_path)  # 8 / 2 / 24 wide, unlike the config's model
     raw = _raw()
     raw["pretrain"] = [{"name": "shared", "checkpoint": str(path)}]
-    raw["finetune"]["modes"] = {"scratch": {}, "frozen": {"pretrained": "shared", "estimator": "rf", "features": "frozen"}}
+    raw["finetune"]["modes"] = {
+        "scratch": {},
+        "frozen": {"pretrained": "shared", "estimator": "rf", "features": "frozen"},
+    }
     cfg = C.load(raw)
     assert cfg.cell("gap_nonmetal", 25, "frozen").pretrain.checkpoint == str(path)  # type: ignore[union-attr]
     raw["finetune"]["modes"]["transfer"] = {"pretrained": "shared"}
@@ -158,7 +188,9 @@ def test_crystal_vectors_are_deterministic_have_h_fea_len_columns_and_feed_the_o
     fc = build_model(ckpt["model_config"], ckpt["state_dict"]["atom_table"]).fc_out
     fc.load_state_dict({"weight": ckpt["state_dict"]["fc_out.weight"], "bias": ckpt["state_dict"]["fc_out.bias"]})
     raw = fc(torch.from_numpy(vec).float()).detach().double().numpy().ravel()
-    np.testing.assert_allclose(predict_ids(ckpt, path, graphs, ids, device="cpu"), 1.5 + 2.0 * raw, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        predict_ids(ckpt, path, graphs, ids, device="cpu"), 1.5 + 2.0 * raw, rtol=1e-4, atol=1e-5
+    )
 
 
 # --------------------------------------------------------------------------- the cell
@@ -177,17 +209,33 @@ def cell_inputs(tmp_path):
     io.write_json(split, {"property": "band_gap", "test": ids[:30], "pool": ids[30:]})
     cfg = C.load(_raw(ef_ridge=FROZEN))
     cell = cfg.cell("gap_nonmetal", 25, "ef_ridge").as_params()
-    return {"cell": cell, "table": str(table), "split": str(split), "graphs": str(graphs), "ckpt": str(path), "ids": ids, "tmp": tmp_path,
-            "split_cfg": cfg.split_settings()}
+    return {
+        "cell": cell,
+        "table": str(table),
+        "split": str(split),
+        "graphs": str(graphs),
+        "ckpt": str(path),
+        "ids": ids,
+        "tmp": tmp_path,
+        "split_cfg": cfg.split_settings(),
+    }
 
 
 def _run_cell(inp, tmp_path):
     from tlcgcnn.train.frozen import frozen_cell
 
     return frozen_cell(
-        cell=inp["cell"], table_path=inp["table"], split_path=inp["split"], graph_dir=inp["graphs"], pretrained=inp["ckpt"],
-        split_cfg=inp["split_cfg"], threads=1, config=None, out_metrics=str(tmp_path / "cell" / "metrics.json"),
-        out_predictions=str(tmp_path / "cell" / "predictions.parquet"), device="cpu",
+        cell=inp["cell"],
+        table_path=inp["table"],
+        split_path=inp["split"],
+        graph_dir=inp["graphs"],
+        pretrained=inp["ckpt"],
+        split_cfg=inp["split_cfg"],
+        threads=1,
+        config=None,
+        out_metrics=str(tmp_path / "cell" / "metrics.json"),
+        out_predictions=str(tmp_path / "cell" / "predictions.parquet"),
+        device="cpu",
     )
 
 
@@ -231,11 +279,28 @@ def test_cell_writes_the_records_the_statistics_read(cell_inputs, tmp_path):
     records = _run_cell(cell_inputs, tmp_path)
     assert [r["seed"] for r in records] == [0, 1, 2]
     r = records[0]
-    assert (r["mode"], r["family"], r["model_kind"], r["features"], r["pretrained"], r["pretrain_size"]) == ("ef_ridge", "transfer", "ridge", "frozen", "ef_all", 7)
-    assert r["error"] == r["mae"] > 0 and r["n_test"] == 30 and r["best_val_mae"] > 0 and r["n_features"] == 24 and r["cv_folds"] == 5
+    assert (r["mode"], r["family"], r["model_kind"], r["features"], r["pretrained"], r["pretrain_size"]) == (
+        "ef_ridge",
+        "transfer",
+        "ridge",
+        "frozen",
+        "ef_all",
+        7,
+    )
+    assert (
+        r["error"] == r["mae"] > 0
+        and r["n_test"] == 30
+        and r["best_val_mae"] > 0
+        and r["n_features"] == 24
+        and r["cv_folds"] == 5
+    )
     assert set(r["best_params"]) == {"m__alpha"} and r["stage"] == "finetune" and r["size"] == 25
     preds = pd.read_parquet(tmp_path / "cell" / "predictions.parquet")
-    assert len(preds) == 90 and set(preds["seed"]) == {0, 1, 2} and set(preds["material_id"]) == set(cell_inputs["ids"][:30])
+    assert (
+        len(preds) == 90
+        and set(preds["seed"]) == {0, 1, 2}
+        and set(preds["material_id"]) == set(cell_inputs["ids"][:30])
+    )
     assert json.loads((tmp_path / "cell" / "metrics.json").read_text()) == json.loads(json.dumps(records))
     # the validation error is the estimator's on the graph models' validation ids of the seed
     scratch = [{**x, "mode": "scratch", "family": "scratch", "error": x["error"] * 1.2} for x in records]
@@ -252,14 +317,28 @@ def tiny_config(data: Path) -> dict:
     HSE gap at one size, three seeds, scratch and frozen ΔEf features + ridge."""
     return {
         "name": "frozen-tiny",
-        "dataset": {"source": "local", "path": str(data), "sample": {"n": 40, "seed": 0, "keep": {"band_gap_hse": 110}}},
+        "dataset": {
+            "source": "local",
+            "path": str(data),
+            "sample": {"n": 40, "seed": 0, "keep": {"band_gap_hse": 110}},
+        },
         "split": {"test_fraction": 0.2, "test_max": 25, "val_fraction": 0.2, "val_min": 10, "seed": 42},
         "model": {"atom_fea_len": 8, "n_conv": 1, "h_fea_len": 16},
-        "train": {"epochs": 2, "batch_size": 32, "patience": 5, "threads": 1, "device": "cpu", "amp": "none", "checkpoint_every": 0},
+        "train": {
+            "epochs": 2,
+            "batch_size": 32,
+            "patience": 5,
+            "threads": 1,
+            "device": "cpu",
+            "amp": "none",
+            "checkpoint_every": 0,
+        },
         "pretrain": [{"name": "ef", "property": "formation_energy_per_atom", "size": 60}],
         "finetune": {
             "targets": [{"name": "hse_gap", "property": "band_gap_hse", "label": "HSE gap"}],
-            "sizes": [30], "seeds": [0, 1, 2], "baseline": "scratch",
+            "sizes": [30],
+            "seeds": [0, 1, 2],
+            "baseline": "scratch",
             "modes": {"scratch": {}, "ef_ridge": {"pretrained": "ef", "estimator": "ridge", "features": "frozen"}},
         },
     }
@@ -272,21 +351,37 @@ def test_tiny_workflow_runs_a_frozen_cell_and_tests_it_against_scratch(tmp_path)
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(yaml.safe_dump(tiny_config(data)))
     res = tmp_path / "results" / "frozen-tiny"
-    cmd = [str(SNAKEMAKE), "results/frozen-tiny/stats/ttests.csv", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
-           "--cores", "2", "--configfile", str(cfg)]
+    cmd = [
+        str(SNAKEMAKE),
+        "results/frozen-tiny/stats/ttests.csv",
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "--cores",
+        "2",
+        "--configfile",
+        str(cfg),
+    ]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")}, timeout=600)
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")}, timeout=600
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     took = time.perf_counter() - t0
     cell = res / "finetune" / "hse_gap" / "n30" / "ef_ridge"
     records = json.loads((cell / "metrics.json").read_text())
     assert [r["seed"] for r in records] == [0, 1, 2] and {r["family"] for r in records} == {"transfer"}
-    assert all(r["n_train"] == 30 and r["n_val"] == 10 and r["best_val_mae"] > 0 and r["n_features"] == 16 for r in records)
+    assert all(
+        r["n_train"] == 30 and r["n_val"] == 10 and r["best_val_mae"] > 0 and r["n_features"] == 16 for r in records
+    )
     assert (res / "logs" / "finetune" / "hse_gap" / "n30" / "ef_ridge.log").exists()
     assert not (cell / "runs").exists()  # no graph model was trained for it
     scratch = json.loads((res / "finetune" / "hse_gap" / "n30" / "scratch" / "metrics.json").read_text())
     # the same training and validation sizes and the same fixed test set as the graph cell
-    assert [(r["n_train"], r["n_val"], r["n_test"]) for r in scratch] == [(r["n_train"], r["n_val"], r["n_test"]) for r in records]
+    assert [(r["n_train"], r["n_val"], r["n_test"]) for r in scratch] == [
+        (r["n_train"], r["n_val"], r["n_test"]) for r in records
+    ]
     test_ids = set(json.loads((res / "splits" / "hse_gap.split.json").read_text())["test"])
     assert set(pd.read_parquet(cell / "predictions.parquet")["material_id"]) == test_ids
     tests = pd.read_csv(res / "stats" / "ttests.csv")
@@ -300,8 +395,8 @@ def test_a_train_pool_all_frozen_cell_draws_from_pool_all(cell_inputs, monkeypat
     """A frozen-features mode with train_pool: all embeds and fits the draws of pool_all
     (the other subset's crystals too) and is tested on the same test set."""
     import tlcgcnn.analysis.evaluate
-    from tlcgcnn.train.frozen import cell_ids
     from tlcgcnn.data.split import train_val
+    from tlcgcnn.train.frozen import cell_ids
 
     ids = cell_inputs["ids"]
     test, pool, other = ids[:30], ids[30:60], ids[60:]
@@ -321,7 +416,9 @@ def test_a_train_pool_all_frozen_cell_draws_from_pool_all(cell_inputs, monkeypat
     records = _run_cell({**cell_inputs, "cell": cell}, tmp_path)
     draws = {s: train_val(other + pool, 25, s, 0.2, 10) for s in (0, 1, 2)}
     assert embedded == cell_ids(sp, 25, [0, 1, 2], cell_inputs["split_cfg"], "all")[1]
-    assert set(embedded) == {i for tv in draws.values() for i in (*tv.train, *tv.val)} | set(test) and set(embedded) & set(other)
+    assert set(embedded) == {i for tv in draws.values() for i in (*tv.train, *tv.val)} | set(test) and set(
+        embedded
+    ) & set(other)
     assert [r["train_pool"] for r in records] == ["all"] * 3 and all(r["n_test"] == 30 for r in records)
     with pytest.raises(ValueError, match="has no pool_all"):
         cell_ids({"property": "band_gap", "test": test, "pool": pool}, 25, [0], cell_inputs["split_cfg"], "all")

@@ -28,7 +28,22 @@ def test_script_parses_and_asks_for_a_table(tmp_path):
 
 def test_cpu_dry_run_times_both_rules_calls(tmp_path):
     work = tmp_path / "work"
-    res = _run(str(TABLE), "--device", "cpu", "--sample", "200", "--epochs", "1", "--size", "50", "--seeds", "2", "--work", str(work), work=tmp_path)
+    res = _run(
+        str(TABLE),
+        "--device",
+        "cpu",
+        "--sample",
+        "200",
+        "--epochs",
+        "1",
+        "--size",
+        "50",
+        "--seeds",
+        "2",
+        "--work",
+        str(work),
+        work=tmp_path,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     lines = [json.loads(line) for line in res.stdout.splitlines()]
     assert [r["measurement"] for r in lines] == ["pretrain", "finetune_cell"]

@@ -5,15 +5,11 @@ pipeline's own code (ingest, subsets, target_split) where the data is at hand.""
 from __future__ import annotations
 
 import pytest
-
-from tlcgcnn.data import heldout
-
-from tlcgcnn.utils import fileio as io
-
-from tlcgcnn.data import split
-from tlcgcnn.config import load
-
 from conftest import ROOT, SHARED_DATA, require_shared
+
+from tlcgcnn.config import load
+from tlcgcnn.data import heldout, split
+from tlcgcnn.utils import fileio as io
 
 STEM = ROOT / "resources" / "pretrained" / "heldout" / "mp2018"
 
@@ -78,7 +74,9 @@ def test_paper_cpu_test_sets_lie_inside(ids, record):
     cfg = load(ROOT / "config" / "paper-cpu.yaml")
     assert PAPER_CPU_NO_SOURCE <= set(cfg.target_names)
     for target in PAPER_CPU_NO_SOURCE:
-        assert not [m for m in cfg.target_modes(target) if cfg.modes[m].pretrained], f"{target} fine-tunes a source: it cannot be exempt"
+        assert not [m for m in cfg.target_modes(target) if cfg.modes[m].pretrained], (
+            f"{target} fine-tunes a source: it cannot be exempt"
+        )
     assert set(cfg.transfer_target_names) == set(cfg.target_names) - PAPER_CPU_NO_SOURCE
     got = heldout.fixed_test_sets(cfg, threads=2, root=ROOT)
     paper = next(r for r in record["configs"] if r["config_file"] == "config/paper.yaml")

@@ -22,7 +22,15 @@ def make_raw(nacl, bcc_fe) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "material_id": ["m-1", "m-2", "m-3", "m-4", "m-5", "m-1", "m-7"],
-            "cif": [cif(nacl), cif(bcc_fe), "data_broken\n_cell_length_a nonsense\n", cif(disordered), cif(overlap), cif(nacl), None],
+            "cif": [
+                cif(nacl),
+                cif(bcc_fe),
+                "data_broken\n_cell_length_a nonsense\n",
+                cif(disordered),
+                cif(overlap),
+                cif(nacl),
+                None,
+            ],
             "formation_energy_per_atom": [-2.1, 0.0, -1.0, -0.5, -0.3, -2.0, 0.1],
             "band_gap": [5.0, -0.4, 1.0, 0.0, 0.0, 5.0, 0.0],
             "k_vrh": [25.0, 1e12, np.nan, 140.0, 10.0, 25.0, 3.0],
@@ -74,7 +82,13 @@ def test_structure_arrays_round_trip(nacl):
 
 
 def test_pymatgen_dict_column_and_parallel(nacl, bcc_fe):
-    raw = pd.DataFrame({"id": [f"s{i}" for i in range(6)], "structure": [json.dumps((nacl if i % 2 else bcc_fe).as_dict()) for i in range(6)], "gap": [1.0] * 6})
+    raw = pd.DataFrame(
+        {
+            "id": [f"s{i}" for i in range(6)],
+            "structure": [json.dumps((nacl if i % 2 else bcc_fe).as_dict()) for i in range(6)],
+            "gap": [1.0] * 6,
+        }
+    )
     out, report, summary = ingest_frame(raw, IngestOptions(threads=2, chunk_size=2), progress=False)
     assert len(out) == 6 and report.empty
     assert summary["column_mapping"] == {"gap": "band_gap"}
@@ -96,7 +110,14 @@ def test_required_property_without_values_fails_clearly(tmp_path, nacl):
     src = tmp_path / "toy.csv"
     pd.DataFrame({"material_id": ["x"], "cif": [cif(nacl)], "k_vrh": [-5.0]}).to_csv(src, index=False)
     with pytest.raises(IngestError, match=r"no usable values left for required properties \['k_vrh'\]"):
-        ingest(src, tmp_path / "s.parquet", tmp_path / "d.csv", tmp_path / "s.json", IngestOptions(required_properties=["k_vrh"]), progress=False)
+        ingest(
+            src,
+            tmp_path / "s.parquet",
+            tmp_path / "d.csv",
+            tmp_path / "s.json",
+            IngestOptions(required_properties=["k_vrh"]),
+            progress=False,
+        )
 
 
 def test_missing_columns_name_the_file(nacl):
@@ -109,14 +130,18 @@ def test_missing_columns_name_the_file(nacl):
 def test_ingest_writes_outputs_atomically(tmp_path, nacl, bcc_fe):
     src = tmp_path / "in.csv"
     make_raw(nacl, bcc_fe).to_csv(src, index=False)
-    summary = ingest(src, tmp_path / "t.parquet", tmp_path / "dropped.csv", tmp_path / "s.json", IngestOptions(), progress=False)
+    summary = ingest(
+        src, tmp_path / "t.parquet", tmp_path / "dropped.csv", tmp_path / "s.json", IngestOptions(), progress=False
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dropped.csv", "in.csv", "s.json", "t.parquet"]
     assert len(pd.read_csv(tmp_path / "dropped.csv")) == 5 + 2
     assert summary["input_sha256"] and json.loads((tmp_path / "s.json").read_text())["rows_kept"] == 2
 
 
 def test_real_mp_rows(mp500, tmp_path):
-    summary = ingest(mp500, tmp_path / "t.parquet", tmp_path / "d.csv", tmp_path / "s.json", IngestOptions(threads=2), progress=False)
+    summary = ingest(
+        mp500, tmp_path / "t.parquet", tmp_path / "d.csv", tmp_path / "s.json", IngestOptions(threads=2), progress=False
+    )
     df = table.read(tmp_path / "t.parquet")
     assert summary["rows_in"] == 500 and len(df) == summary["rows_kept"] >= 495
     assert df["material_id"].is_unique and df["is_metal"].notna().all()

@@ -7,11 +7,9 @@ from torch.nn import functional as F
 
 from tlcgcnn.features import atom_features
 from tlcgcnn.features.featurize import FeaturizeParams, neighbor_graph
-from tlcgcnn.nn.graphs import GraphSet
 from tlcgcnn.nn import ModelConfig, build_model
 from tlcgcnn.nn.cgcnn import ConvLayer, count_parameters
-
-from conftest import ROOT
+from tlcgcnn.nn.graphs import GraphSet
 
 
 def test_atom_feature_table_shape_and_determinism():
@@ -69,7 +67,10 @@ def test_factored_convolution_equals_concatenated_linear():
     gate, core = z.chunk(2, dim=-1)
     ref = F.softplus(v + conv.bn2((torch.sigmoid(gate) * F.softplus(core)).sum(1)))
     assert torch.allclose(conv(v, nbr, edge), ref, atol=1e-5)
-    assert sum(p.numel() for p in conv.parameters() if p.dim() == 2 or p.shape[0] == 2 * a) - 2 * 2 * a == (2 * a + b) * 2 * a + 2 * a
+    assert (
+        sum(p.numel() for p in conv.parameters() if p.dim() == 2 or p.shape[0] == 2 * a) - 2 * 2 * a
+        == (2 * a + b) * 2 * a + 2 * a
+    )
 
 
 def test_parameter_count_matches_original_cgcnn(atom_table):
@@ -86,7 +87,6 @@ def test_gaussians_have_no_denormals():
     g = GaussianExpansion(8.0, 0.2)(torch.linspace(0, 17, 500))
     tiny = (g > 0) & (g < torch.finfo(torch.float32).tiny)
     assert g.shape == (500, 41) and not tiny.any()
-
 
 
 def _plain_conv(conv: ConvLayer, v: torch.Tensor, nbr_idx: torch.Tensor, edge: torch.Tensor) -> torch.Tensor:
@@ -139,8 +139,10 @@ def test_fast_path_predictions_equal_plain_path(nacl, bcc_fe):
 
     fused_model, plain_model = build_model({}, table), build_model({}, table)
     plain_model.load_state_dict(fused_model.state_dict())
-    opts = [make_optimizer(list(fused_model.parameters()), TrainConfig(), torch.device("cpu")),
-            torch.optim.AdamW(plain_model.parameters(), lr=1e-3, foreach=False)]
+    opts = [
+        make_optimizer(list(fused_model.parameters()), TrainConfig(), torch.device("cpu")),
+        torch.optim.AdamW(plain_model.parameters(), lr=1e-3, foreach=False),
+    ]
     assert opts[0].defaults["fused"]
     for m, opt in zip((fused_model, plain_model), opts, strict=True):
         m.train()

@@ -7,13 +7,20 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from conftest import ROOT
 from scipy import stats as sstats
 
-from conftest import ROOT
-from tlcgcnn.report import figures
 from tlcgcnn.analysis import multitask
-from tlcgcnn.analysis.multitask import COLUMNS, PairMismatchError, SourcePair, multitask_table, source_pairs, write_table
+from tlcgcnn.analysis.multitask import (
+    COLUMNS,
+    PairMismatchError,
+    SourcePair,
+    multitask_table,
+    source_pairs,
+    write_table,
+)
 from tlcgcnn.analysis.stats import read_table
+from tlcgcnn.report import figures
 
 PROPS = ["formation_energy_per_atom", "band_gap", "efermi"]
 ST_NAMES = dict(zip(PROPS, ["ef", "eg", "efermi"], strict=True))
@@ -34,22 +41,27 @@ def _mt(name: str, **kw) -> dict:
 # ----------------------------------------------------------------------------- pairing
 def test_pairs_share_size_seed_subset_labels_transform_and_model():
     lab = {"labelled_with": PROPS}
-    cfg = {"pretrain": [
-        {"name": "zoo_mt", "checkpoint": "resources/pretrained/mp2018-mt/model_s0.pt"},  # no evaluation: never pairs
-        _mt("mt_1k", size=1000, **lab),
-        _mt("mt_4k", size=4000, **lab),
-        _st("ef_1k", PROPS[0], size=1000, **lab),
-        _st("eg_1k", PROPS[1], size=1000, **lab),
-        _st("efermi_1k", PROPS[2], size=1000, **lab),
-        _st("ef_4k", PROPS[0], size=4000, seed=0, subset="all", **lab),  # defaults spelt out: still pairs
-        _st("eg_4k_seed1", PROPS[1], size=4000, seed=1, **lab),  # another seed: other training crystals
-        _st("eg_4k_metal", PROPS[1], size=4000, subset="metal", **lab),  # another subset
-        _st("eg_4k_unlabelled", PROPS[1], size=4000),  # no labelled_with: another test set
-        _st("eg_4k_log", PROPS[1], size=4000, transform="log10", **lab),  # another label scale
-        _st("eg_4k_att", PROPS[1], size=4000, model="attention", **lab),  # another architecture
-        _st("ef_8k", PROPS[0], size=8000, **lab),  # no multi-task source of that size
-        _st("kvrh_1k", "k_vrh", size=1000, **lab),  # not a property of the multi-task source
-    ]}
+    cfg = {
+        "pretrain": [
+            {
+                "name": "zoo_mt",
+                "checkpoint": "resources/pretrained/mp2018-mt/model_s0.pt",
+            },  # no evaluation: never pairs
+            _mt("mt_1k", size=1000, **lab),
+            _mt("mt_4k", size=4000, **lab),
+            _st("ef_1k", PROPS[0], size=1000, **lab),
+            _st("eg_1k", PROPS[1], size=1000, **lab),
+            _st("efermi_1k", PROPS[2], size=1000, **lab),
+            _st("ef_4k", PROPS[0], size=4000, seed=0, subset="all", **lab),  # defaults spelt out: still pairs
+            _st("eg_4k_seed1", PROPS[1], size=4000, seed=1, **lab),  # another seed: other training crystals
+            _st("eg_4k_metal", PROPS[1], size=4000, subset="metal", **lab),  # another subset
+            _st("eg_4k_unlabelled", PROPS[1], size=4000),  # no labelled_with: another test set
+            _st("eg_4k_log", PROPS[1], size=4000, transform="log10", **lab),  # another label scale
+            _st("eg_4k_att", PROPS[1], size=4000, model="attention", **lab),  # another architecture
+            _st("ef_8k", PROPS[0], size=8000, **lab),  # no multi-task source of that size
+            _st("kvrh_1k", "k_vrh", size=1000, **lab),  # not a property of the multi-task source
+        ]
+    }
     got = [(p.property, p.size, p.mt_source, p.st_source) for p in source_pairs(cfg)]
     assert got == [
         (PROPS[0], 1000, "mt_1k", "ef_1k"),
@@ -113,11 +125,19 @@ def test_table_on_synthetic_predictions(tmp_path):
     t = read_table(out)
     assert list(t.columns) == list(COLUMNS) and len(t) == 2
     ef, eg = t.iloc[0], t.iloc[1]
-    assert (ef["property"], ef["mt_source"], ef["st_source"], int(ef["size"]), ef["holm_family"]) == (PROPS[0], "mt", "ef", 1000, "multitask_vs_single")
+    assert (ef["property"], ef["mt_source"], ef["st_source"], int(ef["size"]), ef["holm_family"]) == (
+        PROPS[0],
+        "mt",
+        "ef",
+        1000,
+        "multitask_vs_single",
+    )
     assert ef["n_test"] == 40
     assert ef["mae_mt"] == pytest.approx(err[("mt", PROPS[0])].mean(), rel=1e-9)
     assert ef["mae_st"] == pytest.approx(err[("st", PROPS[0])].mean(), rel=1e-9)
-    assert ef["change_pct"] == pytest.approx(100 * (ef["mae_mt"] - ef["mae_st"]) / ef["mae_st"]) and ef["change_pct"] < -30
+    assert (
+        ef["change_pct"] == pytest.approx(100 * (ef["mae_mt"] - ef["mae_st"]) / ef["mae_st"]) and ef["change_pct"] < -30
+    )
     assert eg["mae_mt"] == pytest.approx(err[("mt", PROPS[1])].mean(), rel=1e-9)
     for row, prop in ((ef, PROPS[0]), (eg, PROPS[1])):
         ref = sstats.ttest_rel(err[("mt", prop)], err[("st", prop)])
@@ -133,10 +153,20 @@ def test_table_on_synthetic_predictions(tmp_path):
 def test_table_undoes_a_log10_transform(tmp_path):
     ids = ["a", "b", "c", "d"]
     true = np.array([1.0, 10.0, 100.0, 1000.0])
-    mt = pd.DataFrame({"material_id": ids, "y_true_k_vrh": np.log10(true), "y_pred_k_vrh": np.log10(true * 1.1), "y_true_g_vrh": 0.0, "y_pred_g_vrh": 0.0})
+    mt = pd.DataFrame(
+        {
+            "material_id": ids,
+            "y_true_k_vrh": np.log10(true),
+            "y_pred_k_vrh": np.log10(true * 1.1),
+            "y_true_g_vrh": 0.0,
+            "y_pred_g_vrh": 0.0,
+        }
+    )
     st = pd.DataFrame({"material_id": ids, "y_true": np.log10(true), "y_pred": np.log10(true * 0.8)})
     t = multitask_table([SourcePair("k_vrh", "all", "mt", "st", transform="log10")], {"mt": mt, "st": st})
-    assert t.loc[0, "mae_mt"] == pytest.approx((0.1 * true).mean()) and t.loc[0, "mae_st"] == pytest.approx((0.2 * true).mean())
+    assert t.loc[0, "mae_mt"] == pytest.approx((0.1 * true).mean()) and t.loc[0, "mae_st"] == pytest.approx(
+        (0.2 * true).mean()
+    )
     assert t.loc[0, "size"] == "all"
 
 
@@ -145,14 +175,20 @@ def test_sources_on_different_test_sets_are_refused(tmp_path):
     other = pd.read_parquet(files["eg"])
     other.loc[other.index[0], "material_id"] = "mp-elsewhere"
     other.to_parquet(files["eg"])
-    with pytest.raises(PairMismatchError, match=r"'mt_4k'.*'eg_4k' were not evaluated on the same test set .*mp-elsewhere"):
+    with pytest.raises(
+        PairMismatchError, match=r"'mt_4k'.*'eg_4k' were not evaluated on the same test set .*mp-elsewhere"
+    ):
         multitask_table([SourcePair(PROPS[1], 4000, "mt_4k", "eg_4k")], {"mt_4k": files["mt"], "eg_4k": files["eg"]})
     # same ids, other labels: not one split of one table either
     wrong = pd.read_parquet(files["ef"]).assign(y_true=lambda d: d["y_true"] + 1.0)
-    with pytest.raises(PairMismatchError, match=r"'mt'.*'ef' hold different formation_energy_per_atom labels for 40 of their 40"):
+    with pytest.raises(
+        PairMismatchError, match=r"'mt'.*'ef' hold different formation_energy_per_atom labels for 40 of their 40"
+    ):
         multitask_table([SourcePair(PROPS[0], 1000, "mt", "ef")], {"mt": files["mt"], "ef": wrong})
     # a single-task table given as the multi-task one: the per-property columns are missing
-    with pytest.raises(PairMismatchError, match=r"multi-task source 'ef' lack columns \['y_true_band_gap', 'y_pred_band_gap'\]"):
+    with pytest.raises(
+        PairMismatchError, match=r"multi-task source 'ef' lack columns \['y_true_band_gap', 'y_pred_band_gap'\]"
+    ):
         multitask_table([SourcePair(PROPS[1], 1000, "ef", "eg")], {"ef": files["ef"], "eg": files["eg"]})
 
 
@@ -172,9 +208,24 @@ def _table_csv(tmp_path) -> str:
         st = ST_NAMES[prop]
         for size, p_holm in ((1000, 0.2), (4000, 0.004), (8000, 1e-5)):
             mae_st = base * (size / 1000) ** -0.3
-            rows.append({"property": prop, "size": size, "mt_source": f"mt_{size // 1000}k", "st_source": f"{st}_{size // 1000}k", "n_test": 1000,
-                         "mae_mt": 0.9 * mae_st, "mae_st": mae_st, "change_pct": -10.0, "spearman_mt": 0.9, "spearman_st": 0.88, "t": -3.0, "p": p_holm / 9, "p_holm": p_holm,
-                         "holm_family": multitask.HOLM_FAMILY})
+            rows.append(
+                {
+                    "property": prop,
+                    "size": size,
+                    "mt_source": f"mt_{size // 1000}k",
+                    "st_source": f"{st}_{size // 1000}k",
+                    "n_test": 1000,
+                    "mae_mt": 0.9 * mae_st,
+                    "mae_st": mae_st,
+                    "change_pct": -10.0,
+                    "spearman_mt": 0.9,
+                    "spearman_st": 0.88,
+                    "t": -3.0,
+                    "p": p_holm / 9,
+                    "p_holm": p_holm,
+                    "holm_family": multitask.HOLM_FAMILY,
+                }
+            )
     path = tmp_path / "multitask.csv"
     pd.DataFrame(rows, columns=list(COLUMNS)).to_csv(path, index=False)
     return str(path)
@@ -190,7 +241,9 @@ def test_figure_is_registered_and_drawn(tmp_path):
     write_table([], {}, empty)
     figures.draw("multitask_sources", {"multitask": str(empty)}, tmp_path / "e.png", tmp_path / "e.pdf")
     assert (tmp_path / "e.png").stat().st_size > 1000
-    assert figures.caption("multitask_sources", ROOT / "report").startswith("Multi-task against single-task pretraining")
+    assert figures.caption("multitask_sources", ROOT / "report").startswith(
+        "Multi-task against single-task pretraining"
+    )
 
 
 def test_figure_marks_and_annotations(tmp_path, monkeypatch):
@@ -205,14 +258,21 @@ def test_figure_marks_and_annotations(tmp_path, monkeypatch):
     curves.multitask_sources(read_table(_table_csv(tmp_path)), tmp_path / "f.png", tmp_path / "f.pdf")
     axes = seen[0].axes
     assert len(axes) == 3
-    assert [ax.get_ylabel() for ax in axes] == ["test MAE of ΔEf (eV/atom)", "test MAE of Eg (eV)", "test MAE of E_F (eV)"]
+    assert [ax.get_ylabel() for ax in axes] == [
+        "test MAE of ΔEf (eV/atom)",
+        "test MAE of Eg (eV)",
+        "test MAE of E_F (eV)",
+    ]
     for ax, prop in zip(axes, PROPS, strict=True):
         assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
         lines = {ln.get_label(): ln for ln in ax.get_lines()}
         st = ST_NAMES[prop]
         assert sorted(lines) == ["multi-task (mt_1k, mt_4k, mt_8k)", f"single-task ({st}_1k, {st}_4k, {st}_8k)"]
         assert list(lines["multi-task (mt_1k, mt_4k, mt_8k)"].get_xdata()) == [1000, 4000, 8000]
-        assert lines["multi-task (mt_1k, mt_4k, mt_8k)"].get_ydata()[0] < lines[f"single-task ({st}_1k, {st}_4k, {st}_8k)"].get_ydata()[0]
+        assert (
+            lines["multi-task (mt_1k, mt_4k, mt_8k)"].get_ydata()[0]
+            < lines[f"single-task ({st}_1k, {st}_4k, {st}_8k)"].get_ydata()[0]
+        )
         texts = [t.get_text() for t in ax.texts]
         assert texts == ["n.s.\np=0.2", "**\np=0.004", "***\np=1e-05"]
 

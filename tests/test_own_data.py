@@ -22,8 +22,23 @@ ROOT = Path(__file__).resolve().parents[1]
 SUBSET = ROOT / "resources" / "mp2018" / "mp2018_subset.parquet"
 N_CRYSTALS = 64
 # small and quick: 4 epochs, sizes 20 and all, 2 seeds; the run's shape is what is tested
-FAST = ["--sizes", "20", "all", "--seeds", "0", "1", "--modes", "scratch", "transfer",
-        "--train-overrides", "epochs=4", "batch_size=16", "patience=4", "--cores", "2"]
+FAST = [
+    "--sizes",
+    "20",
+    "all",
+    "--seeds",
+    "0",
+    "1",
+    "--modes",
+    "scratch",
+    "transfer",
+    "--train-overrides",
+    "epochs=4",
+    "batch_size=16",
+    "patience=4",
+    "--cores",
+    "2",
+]
 
 
 def real_crystals(n: int = N_CRYSTALS) -> list[tuple[str, object, float]]:
@@ -58,11 +73,13 @@ def poscar_table(root: Path, crystals: list) -> Path:
     from pymatgen.io.vasp import Poscar
 
     path = root / "moduli.csv"
-    pd.DataFrame({
-        "material_id": [c[0] for c in crystals],
-        "poscar": [Poscar(c[1]).get_str() for c in crystals],
-        "my_modulus": [c[2] for c in crystals],
-    }).to_csv(path, index=False)
+    pd.DataFrame(
+        {
+            "material_id": [c[0] for c in crystals],
+            "poscar": [Poscar(c[1]).get_str() for c in crystals],
+            "my_modulus": [c[2] for c in crystals],
+        }
+    ).to_csv(path, index=False)
     return path
 
 
@@ -74,7 +91,9 @@ def extxyz_folder(root: Path, crystals: list) -> Path:
     folder.mkdir()
     for mid, s, _ in crystals:
         ase.io.write(folder / f"{mid}.extxyz", AseAtomsAdaptor.get_atoms(s), format="extxyz")
-    pd.DataFrame({"material_id": [c[0] for c in crystals], "my_modulus": [c[2] for c in crystals]}).to_csv(folder / "labels.csv", index=False)
+    pd.DataFrame({"material_id": [c[0] for c in crystals], "my_modulus": [c[2] for c in crystals]}).to_csv(
+        folder / "labels.csv", index=False
+    )
     return folder
 
 
@@ -87,8 +106,26 @@ def run_cli(args: list[str]) -> subprocess.CompletedProcess:
 def finetune_and_predict(tmp_path: Path, data: Path, name: str, predict_input: Path) -> None:
     """The whole own-data path: fine-tune, check the results, predict via CLI and API."""
     wd = tmp_path / "run"
-    res = run_cli(["finetune", "--pretrained", "mp2018-ef", "--data", str(data), "--label", "my_modulus", "--unit", "GPa",
-                   "--transform", "log10", "--name", name, "--workdir", str(wd), *FAST])
+    res = run_cli(
+        [
+            "finetune",
+            "--pretrained",
+            "mp2018-ef",
+            "--data",
+            str(data),
+            "--label",
+            "my_modulus",
+            "--unit",
+            "GPa",
+            "--transform",
+            "log10",
+            "--name",
+            name,
+            "--workdir",
+            str(wd),
+            *FAST,
+        ]
+    )
     assert res.returncode == 0, res.stderr[-4000:]
     results = wd / "results" / name
     dropped = pd.read_csv(results / "data" / "dropped.csv")

@@ -33,7 +33,11 @@ def slice_config() -> dict:
     cfg = copy.deepcopy(cfg)
     cfg["name"] = "paper-small-ci"
     cfg["dataset"]["path"] = str(DATA)
-    cfg["dataset"]["sample"] = {"n": 300, "seed": 0, "keep": {"k_vrh": 120, "band_gap_hse": 60, "band_gap_gllbsc": 60, "dielectric_total": 0}}
+    cfg["dataset"]["sample"] = {
+        "n": 300,
+        "seed": 0,
+        "keep": {"k_vrh": 120, "band_gap_hse": 60, "band_gap_gllbsc": 60, "dielectric_total": 0},
+    }
     cfg["split"]["test_max"] = 60
     cfg["featurize"]["atom_features"] = str(ROOT / "src" / "tlcgcnn" / "features" / "atom_features.csv")
     cfg["model"].update(atom_fea_len=16, h_fea_len=32)
@@ -58,17 +62,44 @@ def slice_config() -> dict:
 def test_paper_small_slice(tmp_path):
     cfg_path = tmp_path / "paper-small-ci.yaml"
     cfg_path.write_text(yaml.safe_dump(slice_config(), allow_unicode=True))
-    cmd = [str(SNAKEMAKE), "--snakefile", str(ROOT / "Snakefile"), "--directory", str(tmp_path), "--cores", "2", "--configfile", str(cfg_path), "--quiet", "all"]
+    cmd = [
+        str(SNAKEMAKE),
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "--cores",
+        "2",
+        "--configfile",
+        str(cfg_path),
+        "--quiet",
+        "all",
+    ]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")}, timeout=1200)
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")}, timeout=1200
+    )
     took = time.perf_counter() - t0
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     res = tmp_path / "results" / "paper-small-ci"
-    figures = ["ef_eg_density", "subset_scaling", "improvement", "freeze_heatmap", "protocol_sensitivity", "multitask", "multitask_sources", "pretrain_size", "models", "learning_curve"]
+    figures = [
+        "ef_eg_density",
+        "subset_scaling",
+        "improvement",
+        "freeze_heatmap",
+        "protocol_sensitivity",
+        "multitask",
+        "multitask_sources",
+        "pretrain_size",
+        "models",
+        "learning_curve",
+    ]
     figures += [f"learning_curve_{t}" for t in ("gap_nonmetal", "metal_cls", "log_kvrh", "eps_r")]
     # the slice still has what every figure needs, and nothing else is drawn
     assert sorted(requested(slice_config())) == sorted(figures)
-    assert sorted(p.name for p in (res / "figures").iterdir()) == sorted(f"{n}.{ext}" for n in figures for ext in ("png", "pdf"))
+    assert sorted(p.name for p in (res / "figures").iterdir()) == sorted(
+        f"{n}.{ext}" for n in figures for ext in ("png", "pdf")
+    )
     for name in figures:
         for ext in ("png", "pdf"):
             f = res / "figures" / f"{name}.{ext}"
@@ -79,17 +110,28 @@ def test_paper_small_slice(tmp_path):
     assert metrics.query("task == 'classification'")["roc_auc"].notna().all()
     tests = pd.read_csv(res / "stats" / "ttests.csv")
     assert tests["p_holm"].notna().any() and set(tests["metric"]) == {"mae", "1-roc_auc"}
-    assert set(tests["holm_family"]) == {"transfer_vs_scratch", "baseline_vs_scratch", "model_vs_scratch", "classification", "selected_vs_scratch"}
+    assert set(tests["holm_family"]) == {
+        "transfer_vs_scratch",
+        "baseline_vs_scratch",
+        "model_vs_scratch",
+        "classification",
+        "selected_vs_scratch",
+    }
     # gap_nonmetal uses ef_all in six ways (five fine-tunings, frozen features + ridge): one
     # protocol chosen on validation data per size
     protocol = pd.read_csv(res / "stats" / "protocol.csv")
     ef = protocol[(protocol["target"] == "gap_nonmetal") & (protocol["pretrained"] == "ef_all")]
-    assert set(ef["mode"]) == {"ef_ft", "ef_freeze1", "ef_freeze2", "ef_freeze3", "ef_head", "ef_ridge"} and ef.groupby("size")["selected"].sum().eq(1).all()
+    assert (
+        set(ef["mode"]) == {"ef_ft", "ef_freeze1", "ef_freeze2", "ef_freeze3", "ef_head", "ef_ridge"}
+        and ef.groupby("size")["selected"].sum().eq(1).all()
+    )
     pre = pd.read_csv(res / "stats" / "pretrain.csv")
     assert "mae_efermi" in pre.columns and set(pre["subset"]) == {"all", "metal", "nonmetal"}
     # MT-CGCNN vs single-task: mt_all and ef_all share a split (same size, seed, subset, labels)
     mt = pd.read_csv(res / "stats" / "multitask.csv")
-    assert list(mt[["property", "mt_source", "st_source"]].itertuples(index=False, name=None)) == [("formation_energy_per_atom", "mt_all", "ef_all")]
+    assert list(mt[["property", "mt_source", "st_source"]].itertuples(index=False, name=None)) == [
+        ("formation_energy_per_atom", "mt_all", "ef_all")
+    ]
     assert mt["mae_mt"].gt(0).all() and mt["n_test"].gt(0).all()
     for table in ("best_transfer", "improvement", "spearman", "classification", "models"):
         assert (res / "stats" / f"{table}.csv").stat().st_size > 10

@@ -6,11 +6,11 @@ import copy
 
 import pytest
 import torch
-
 from conftest import ROOT
-from tlcgcnn.train import ensemble
-from tlcgcnn.nn.graphs import GraphSet
+
 from tlcgcnn.nn import build_model
+from tlcgcnn.nn.graphs import GraphSet
+from tlcgcnn.train import ensemble
 
 CFG = {"atom_fea_len": 16, "n_conv": 2, "h_fea_len": 32}
 

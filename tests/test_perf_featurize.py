@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from tlcgcnn.features import featurize
+from perf_data import mp_rows
 
 from tlcgcnn.data import table
 from tlcgcnn.data.ingest import parse_structure
-from perf_data import mp_rows
+from tlcgcnn.features import featurize
 
 PARAMS = featurize.FeaturizeParams()
 

@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-
-from tlcgcnn.data import cif_fast
-
-from tlcgcnn.data import ingest
-
-from tlcgcnn.data import table
 from perf_data import mp_rows
+
+from tlcgcnn.data import cif_fast, ingest, table
 
 CIF_HEAD = """data_test
 _symmetry_space_group_name_H-M   'P 1'
@@ -65,7 +61,9 @@ def test_snapping_wrapping_and_species_order_match_pymatgen() -> None:
 def test_unsupported_cifs_fall_back_to_pymatgen() -> None:
     partial = CIF_HEAD + "  Na  Na0  0.0  0.0  0.0  0.5\n"
     uncertain = CIF_HEAD + "  Na  Na0  0.0(1)  0.0  0.0  1\n"
-    symmetric = CIF_HEAD.replace("  1  'x, y, z'", "  1  'x, y, z'\n  2  '-x, -y, -z'") + "  Na  Na0  0.1  0.0  0.0  1\n"
+    symmetric = (
+        CIF_HEAD.replace("  1  'x, y, z'", "  1  'x, y, z'\n  2  '-x, -y, -z'") + "  Na  Na0  0.1  0.0  0.0  1\n"
+    )
     noble = CIF_HEAD + "  Ar  Ar0  0.0  0.0  0.0  1\n"
     for cif in (partial, uncertain, symmetric, noble, "not a cif", ""):
         assert cif_fast.parse_p1_cif(cif) is None

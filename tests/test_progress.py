@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from tlcgcnn import config as C
-from tlcgcnn.utils import fileio as io
 from tlcgcnn.report import progress
+from tlcgcnn.utils import fileio as io
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRATCH = np.array([1.00, 1.10, 0.95, 1.05, 1.02])
@@ -21,17 +21,42 @@ def _cfg() -> C.Config:
     """The quickstart config with two claims: one whose cells are finished, one waiting."""
     raw = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     claim = {"paper": "TL-CGCNN", "claim": "x", "paper_value": "y", "size": 50, "direction": "lower"}
-    raw["report"] = {"claims": [{**claim, "id": "eg_hse", "target": "hse_gap", "mode": "eg_ft"},
-                                {**claim, "id": "ef_kvrh", "target": "log_kvrh", "mode": "ef_ft"}]}
+    raw["report"] = {
+        "claims": [
+            {**claim, "id": "eg_hse", "target": "hse_gap", "mode": "eg_ft"},
+            {**claim, "id": "ef_kvrh", "target": "log_kvrh", "mode": "ef_ft"},
+        ]
+    }
     return C.load(raw)
 
 
-def _cell(results: Path, target: str, mode: str, errors: np.ndarray, seconds: float | None, size: int = 50, hardware: str | None = None) -> None:
-    records = [{"target": target, "size": size, "mode": mode, "seed": s, "error": float(e), "mae": float(e), "task": "regression",
-                "family": "scratch" if mode == "scratch" else "transfer", "pretrained": None if mode == "scratch" else mode.split("_")[0],
-                "best_val_mae": float(e), "device": "cpu", **({"hardware": hardware} if hardware else {}),
-                **({"seconds": seconds / len(errors), "epochs_run": 10} if seconds else {})}
-               for s, e in enumerate(errors)]
+def _cell(
+    results: Path,
+    target: str,
+    mode: str,
+    errors: np.ndarray,
+    seconds: float | None,
+    size: int = 50,
+    hardware: str | None = None,
+) -> None:
+    records = [
+        {
+            "target": target,
+            "size": size,
+            "mode": mode,
+            "seed": s,
+            "error": float(e),
+            "mae": float(e),
+            "task": "regression",
+            "family": "scratch" if mode == "scratch" else "transfer",
+            "pretrained": None if mode == "scratch" else mode.split("_")[0],
+            "best_val_mae": float(e),
+            "device": "cpu",
+            **({"hardware": hardware} if hardware else {}),
+            **({"seconds": seconds / len(errors), "epochs_run": 10} if seconds else {}),
+        }
+        for s, e in enumerate(errors)
+    ]
     io.write_json(progress.cell_dir(results, target, size, mode) / "metrics.json", records)
     if seconds is not None:
         bench = results / "benchmarks" / "finetune" / target / f"n{size}" / f"{mode}.tsv"
@@ -46,7 +71,9 @@ def run(tmp_path: Path) -> Path:
     _cell(results, "hse_gap", "eg_ft", SCRATCH - np.array([0.40, 0.42, 0.38, 0.41, 0.39]), 50.0)
     _cell(results, "log_kvrh", "scratch", SCRATCH, 60.0)  # 12 s a seed
     for seed in (0, 1):  # ef_ft at n = 50 has 2 of its 5 seeds
-        io.write_json(progress.cell_dir(results, "log_kvrh", 50, "ef_ft") / "runs" / f"s{seed}" / "metrics.json", {"seed": seed})
+        io.write_json(
+            progress.cell_dir(results, "log_kvrh", 50, "ef_ft") / "runs" / f"s{seed}" / "metrics.json", {"seed": seed}
+        )
     return results
 
 
@@ -59,8 +86,12 @@ def test_cells_and_the_time_they_have_left(run):
     assert seed_s[("hse_gap", 50, "scratch")] == 10.0 and seed_s[("log_kvrh", 50, "scratch")] == 12.0
     left = progress.estimate_left(cells).set_index(["target", "size", "mode"])
     assert len(left) == 64 - 3
-    assert left.loc[("log_kvrh", 50, "ef_ft"), "estimate_s"] == pytest.approx(10.0 * 3)  # median of 10, 10, 12 a seed, 3 seeds left
-    assert left.loc[("log_kvrh", 200, "scratch"), "estimate_s"] == pytest.approx(10.0 * 200 / 50 * 5)  # scaled from n = 50
+    assert left.loc[("log_kvrh", 50, "ef_ft"), "estimate_s"] == pytest.approx(
+        10.0 * 3
+    )  # median of 10, 10, 12 a seed, 3 seeds left
+    assert left.loc[("log_kvrh", 200, "scratch"), "estimate_s"] == pytest.approx(
+        10.0 * 200 / 50 * 5
+    )  # scaled from n = 50
     assert "scaled to n = 200" in left.loc[("log_kvrh", 200, "scratch"), "basis"]
     frozen = left.loc[("hse_gap", 50, "zoo_mt_ridge")]
     assert math.isnan(frozen["estimate_s"]) and frozen["basis"] == "no finished frozen cell to compare with"
@@ -77,7 +108,9 @@ def test_times_from_another_cpu_are_scaled_by_what_cells_timed_on_both_say(run):
     factor, groups = progress.cpu_factor(cells)
     assert factor == pytest.approx(2.5 / 1.1) and groups == 1
     left = progress.estimate_left(cells).set_index(["target", "size", "mode"])
-    assert left.loc[("log_kvrh", 50, "ef_ft"), "estimate_s"] == pytest.approx(25.0 * 3)  # median of 10 f, 25, 12 f a seed (f = 2.27)
+    assert left.loc[("log_kvrh", 50, "ef_ft"), "estimate_s"] == pytest.approx(
+        25.0 * 3
+    )  # median of 10 f, 25, 12 f a seed (f = 2.27)
     assert left.loc[("log_kvrh", 200, "scratch"), "estimate_s"] == pytest.approx(25.0 * 200 / 50 * 5)
     text = progress.progress_markdown(_cfg(), run, parallel=2)
     assert "scaled by ×" not in text  # this machine's CPU is not "Test CPU": no factor there

@@ -65,7 +65,11 @@ def test_readme_commands_are_known():
 def layout(root: Path) -> None:
     """my_cifs/ (id_prop.csv without header, 160 crystals with bulk moduli in GPa, one of
     them mp-1234.cif as the README shows) and new_cifs/ (5 other crystals)."""
-    df = pd.read_parquet(SUBSET, columns=["material_id", "k_vrh", "cif"]).dropna(subset=["k_vrh"]).sort_values("material_id")
+    df = (
+        pd.read_parquet(SUBSET, columns=["material_id", "k_vrh", "cif"])
+        .dropna(subset=["k_vrh"])
+        .sort_values("material_id")
+    )
     small = df[df["cif"].str.count("\n") < 60]
     mine, new = small.iloc[:160], small.iloc[160:165]
     (root / "my_cifs").mkdir()
@@ -90,7 +94,9 @@ def test_readme_commands_run(tmp_path, monkeypatch):
     for argv in tlcgcnn_commands():
         if argv[1] == "finetune":
             argv = [*argv, "--train-overrides", *(f"{k}={v}" for k, v in FAST_TRAIN.items())]
-        res = subprocess.run([str(exe), *argv[1:]], capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+        res = subprocess.run(
+            [str(exe), *argv[1:]], capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"}
+        )
         assert res.returncode == 0, f"{shlex.join(argv)}\n{res.stdout[-2000:]}\n{res.stderr[-4000:]}"
     assert len(pd.read_csv(tmp_path / "predictions.csv")) == 160
     assert len(pd.read_csv(tmp_path / "new.csv")) == 5
@@ -98,7 +104,7 @@ def test_readme_commands_run(tmp_path, monkeypatch):
     structure = Structure.from_file(tmp_path / "new_cifs" / sorted(os.listdir(tmp_path / "new_cifs"))[0])
     namespace: dict = {"structure": structure}
     for block in blocks("python"):
-        code = block.replace('cores=2)', f'cores=2, train={FAST_TRAIN!r})')
+        code = block.replace("cores=2)", f"cores=2, train={FAST_TRAIN!r})")
         exec(compile(code, "README.md", "exec"), namespace)
     df = namespace["df"]
     assert len(df) == 2 and {"k_vrh", "k_vrh_std", "k_vrh_lo90", "k_vrh_hi90"} <= set(df.columns)

@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import ROOT
+
 from tlcgcnn import config as C
-from tlcgcnn.utils import fileio as io
 from tlcgcnn.report import published as report
+from tlcgcnn.utils import fileio as io
 
 PUBLISHED = sorted(p.parent for p in (ROOT / "docs" / "results").glob("*/summary.md"))
 
@@ -38,11 +38,27 @@ VAL = {"scratch": 0.9, "eg_ft": 0.6, "noisy": 0.5, "ef_ft": 0.8}
 
 def _metrics() -> pd.DataFrame:
     rows = [
-        {"target": "gap", "size": size, "mode": mode, "seed": seed, "error": float(err[seed]) * (1 if size == 50 else 0.8),
-         "mae": float(err[seed]) * (1 if size == 50 else 0.8), "task": "regression", "family": "scratch" if mode == "scratch" else "transfer",
-         "pretrained": SOURCE.get(mode), "best_val_mae": VAL[mode] + 0.01 * seed,
-         "data_sha256": "d" * 64, "config_sha256": "c" * 64, "git_commit": "a" * 40, "torch_version": "2.13.0", "device": "cpu", "precision": "fp32"}
-        for size in (50, 100) for mode, err in ERRORS.items() for seed in range(5)
+        {
+            "target": "gap",
+            "size": size,
+            "mode": mode,
+            "seed": seed,
+            "error": float(err[seed]) * (1 if size == 50 else 0.8),
+            "mae": float(err[seed]) * (1 if size == 50 else 0.8),
+            "task": "regression",
+            "family": "scratch" if mode == "scratch" else "transfer",
+            "pretrained": SOURCE.get(mode),
+            "best_val_mae": VAL[mode] + 0.01 * seed,
+            "data_sha256": "d" * 64,
+            "config_sha256": "c" * 64,
+            "git_commit": "a" * 40,
+            "torch_version": "2.13.0",
+            "device": "cpu",
+            "precision": "fp32",
+        }
+        for size in (50, 100)
+        for mode, err in ERRORS.items()
+        for seed in range(5)
     ]
     return pd.DataFrame(rows)
 
@@ -51,7 +67,9 @@ def _tests(metrics: pd.DataFrame) -> pd.DataFrame:
     """stats/ttests.csv as tlcgcnn.analysis.stats.run writes it: the selected modes' tests appended."""
     from tlcgcnn.analysis.stats import error_tests, selected_tests
 
-    return pd.concat([error_tests(metrics, baseline="scratch"), selected_tests(metrics, _protocol(metrics))], ignore_index=True)
+    return pd.concat(
+        [error_tests(metrics, baseline="scratch"), selected_tests(metrics, _protocol(metrics))], ignore_index=True
+    )
 
 
 def _protocol(metrics: pd.DataFrame) -> pd.DataFrame:
@@ -61,8 +79,18 @@ def _protocol(metrics: pd.DataFrame) -> pd.DataFrame:
 
 
 def _claim(cid: str, mode: str, **kw: Any) -> dict[str, Any]:
-    return {"id": cid, "paper": "TL-CGCNN", "claim": f"{mode} beats scratch | really", "paper_value": "p = 6.9e-5, −20 %",
-            "target": "gap", "size": 50, "mode": mode, "versus": None, "direction": "lower", **kw}
+    return {
+        "id": cid,
+        "paper": "TL-CGCNN",
+        "claim": f"{mode} beats scratch | really",
+        "paper_value": "p = 6.9e-5, −20 %",
+        "target": "gap",
+        "size": 50,
+        "mode": mode,
+        "versus": None,
+        "direction": "lower",
+        **kw,
+    }
 
 
 def test_claims_held_reversed_not_significant_and_other_comparisons():
@@ -102,22 +130,37 @@ def test_selected_claims_follow_the_validation_choice_not_the_test_set():
     tests, protocol = _tests(metrics), _protocol(metrics)
     group = protocol[(protocol["size"] == 50) & (protocol["pretrained"] == "eg")].set_index("mode")
     assert bool(group.loc["noisy", "selected"]) and not group["selected_is_test_best"].any()  # eg_ft is the test-best
-    claims = [_claim("sel", "selected:eg"), _claim("one", "selected:ef"), _claim("vs", "eg_ft", versus="selected:eg"), _claim("plain", "noisy")]
+    claims = [
+        _claim("sel", "selected:eg"),
+        _claim("one", "selected:ef"),
+        _claim("vs", "eg_ft", versus="selected:eg"),
+        _claim("plain", "noisy"),
+    ]
     df = report.build_claims(claims, tests, metrics, "scratch", protocol=protocol).set_index("id")
     assert df.loc["sel", "mode"] == "selected:eg" and df.loc["sel", "resolved_mode"] == "noisy"
-    chosen = tests[(tests["holm_family"] == "selected_vs_scratch") & (tests["size"] == 50) & (tests["pretrained"] == "eg")].iloc[0]
+    chosen = tests[
+        (tests["holm_family"] == "selected_vs_scratch") & (tests["size"] == 50) & (tests["pretrained"] == "eg")
+    ].iloc[0]
     assert df.loc["sel", "holm_family"] == "selected_vs_scratch" and df.loc["sel", "p_holm"] == chosen["p_holm"]
     assert df.loc["sel", "ours_mode_error"] == pytest.approx(ERRORS["noisy"].mean())
     # a plain claim on the same mode keeps the mode's own test (not the selected family's repeat)
     assert df.loc["plain", "holm_family"] == "transfer_vs_scratch" and df.loc["plain", "resolved_mode"] == "noisy"
     # one mode from ef: no protocol group, the mode itself
     assert df.loc["one", "resolved_mode"] == "ef_ft" and df.loc["one", "holm_family"] == "transfer_vs_scratch"
-    assert tuple(df.loc["vs", ["resolved_mode", "resolved_versus", "holm_family"]]) == ("eg_ft", "noisy", report.OTHER_FAMILY)
+    assert tuple(df.loc["vs", ["resolved_mode", "resolved_versus", "holm_family"]]) == (
+        "eg_ft",
+        "noisy",
+        report.OTHER_FAMILY,
+    )
     cells = report.claim_cells(df.reset_index().iloc[0].to_dict())
     assert cells[5].startswith("noisy (selected on validation from eg) ") and " vs scratch " in cells[5]
-    with pytest.raises(report.ReportError, match=r"claim sel: mode selected:eg: stats/protocol.csv selects 0 modes from eg"):
+    with pytest.raises(
+        report.ReportError, match=r"claim sel: mode selected:eg: stats/protocol.csv selects 0 modes from eg"
+    ):
         report.build_claims(claims[:1], tests, metrics, "scratch", protocol=protocol.assign(selected=False))
-    with pytest.raises(report.ReportError, match=r"no selection from eg for target gap at size 50, and stats/metrics.csv has 2 modes"):
+    with pytest.raises(
+        report.ReportError, match=r"no selection from eg for target gap at size 50, and stats/metrics.csv has 2 modes"
+    ):
         report.build_claims(claims[:1], tests, metrics, "scratch")  # two modes from eg need the protocol table
 
 
@@ -155,26 +198,56 @@ def _raw_config(claims: list[dict[str, Any]]) -> dict[str, Any]:
         ({"versus": "nope"}, "report.claims c1: versus 'nope' is not a mode of target hse_gap"),
         ({"mode": "scratch"}, "report.claims c1: mode and versus are both 'scratch'"),
         ({"mode": "selected:nope"}, "report.claims c1: mode 'selected:nope': 'nope' is not a pretrain name"),
-        ({"versus": "selected:hse_gap"}, "report.claims c1: versus 'selected:hse_gap': 'hse_gap' is not a pretrain name"),
+        (
+            {"versus": "selected:hse_gap"},
+            "report.claims c1: versus 'selected:hse_gap': 'hse_gap' is not a pretrain name",
+        ),
     ],
 )
 def test_config_refuses_a_claim_outside_the_grid(change, message):
-    claim = {"id": "c1", "paper": "TL-CGCNN", "claim": "x", "paper_value": "y", "target": "hse_gap", "size": 50, "mode": "eg_ft", **change}
+    claim = {
+        "id": "c1",
+        "paper": "TL-CGCNN",
+        "claim": "x",
+        "paper_value": "y",
+        "target": "hse_gap",
+        "size": 50,
+        "mode": "eg_ft",
+        **change,
+    }
     with pytest.raises(C.ConfigError, match=message):
         C.load(_raw_config([claim]))
 
 
 def test_config_checks_a_selected_claim_has_a_mode_from_its_source():
-    claim = {"id": "c1", "paper": "TL-CGCNN", "claim": "x", "paper_value": "y", "target": "hse_gap", "size": 50, "mode": "selected:ef"}
+    claim = {
+        "id": "c1",
+        "paper": "TL-CGCNN",
+        "claim": "x",
+        "paper_value": "y",
+        "target": "hse_gap",
+        "size": 50,
+        "mode": "selected:ef",
+    }
     assert C.load(_raw_config([claim])).claims()[0]["mode"] == "selected:ef"  # resolved by the report, not here
     raw = _raw_config([claim])
     next(t for t in raw["finetune"]["targets"] if t["name"] == "hse_gap")["modes"] = ["scratch", "eg_ft"]
-    with pytest.raises(C.ConfigError, match=r"report.claims c1: mode 'selected:ef': target hse_gap has no transfer mode from ef"):
+    with pytest.raises(
+        C.ConfigError, match=r"report.claims c1: mode 'selected:ef': target hse_gap has no transfer mode from ef"
+    ):
         C.load(raw)
 
 
 def test_config_resolves_claims_and_schema_checks_them():
-    claim = {"id": "c1", "paper": "MT-CGCNN", "claim": "x", "paper_value": "y", "target": "hse_gap", "size": 50, "mode": "eg_ft"}
+    claim = {
+        "id": "c1",
+        "paper": "MT-CGCNN",
+        "claim": "x",
+        "paper_value": "y",
+        "target": "hse_gap",
+        "size": 50,
+        "mode": "eg_ft",
+    }
     cfg = C.load(_raw_config([claim, {**claim, "id": "c2", "versus": "ef_ft", "direction": "higher"}]))
     assert cfg.report.dir == "docs/results"
     assert [(c["versus"], c["direction"]) for c in cfg.claims()] == [("scratch", "lower"), ("ef_ft", "higher")]
@@ -207,46 +280,96 @@ def _multitask_table() -> pd.DataFrame:
 
 
 def _mt_claim(cid: str, prop: str, size: int, **kw: Any) -> dict[str, Any]:
-    return {"id": cid, "kind": "multitask", "paper": "MT-CGCNN", "claim": "multi-task lowers the error", "paper_value": "up to −8 %",
-            "property": prop, "size": size, "direction": "lower", **kw}
+    return {
+        "id": cid,
+        "kind": "multitask",
+        "paper": "MT-CGCNN",
+        "claim": "multi-task lowers the error",
+        "paper_value": "up to −8 %",
+        "property": prop,
+        "size": size,
+        "direction": "lower",
+        **kw,
+    }
 
 
 def test_multitask_claims_take_their_numbers_from_the_multitask_table():
     metrics = _metrics()
-    claims = [_mt_claim("eg1k", "band_gap", 1000), _mt_claim("eg4k", "band_gap", 4000), _mt_claim("ef4k", "efermi", 4000), _claim("held", "eg_ft")]
-    df = report.build_claims(claims, _tests(metrics), metrics, "scratch", {"gap": "HSE gap"}, multitask=_multitask_table()).set_index("id")
+    claims = [
+        _mt_claim("eg1k", "band_gap", 1000),
+        _mt_claim("eg4k", "band_gap", 4000),
+        _mt_claim("ef4k", "efermi", 4000),
+        _claim("held", "eg_ft"),
+    ]
+    df = report.build_claims(
+        claims, _tests(metrics), metrics, "scratch", {"gap": "HSE gap"}, multitask=_multitask_table()
+    ).set_index("id")
     assert list(df["verdict"]) == ["held", "not significant", "reversed", "held"]
     assert list(df["kind"]) == ["multitask", "multitask", "multitask", "compare"]
     eg = df.loc["eg1k"]
-    assert (eg["target"], eg["resolved_mode"], eg["resolved_versus"], eg["n_seeds"]) == ("band_gap", "mt_1k", "eg_1k", 1000)
+    assert (eg["target"], eg["resolved_mode"], eg["resolved_versus"], eg["n_seeds"]) == (
+        "band_gap",
+        "mt_1k",
+        "eg_1k",
+        1000,
+    )
     assert eg["ours_mode_error"] == 0.50 and eg["ours_versus_error"] == 0.55 and eg["p_holm"] == 2e-4
-    assert eg["change_pct"] == pytest.approx(-100 * 0.05 / 0.55) and eg["target_label"] == report.property_label("band_gap")
+    assert eg["change_pct"] == pytest.approx(-100 * 0.05 / 0.55) and eg["target_label"] == report.property_label(
+        "band_gap"
+    )
     assert report.property_label("band_gap").endswith("(eV)") and report.property_label("nope") == "nope"
     cells = report.claim_cells(df.reset_index().iloc[0].to_dict())
-    assert "pretraining n = 1000 (1000 test crystals)" in cells[4] and cells[5].startswith("multi-task mt_1k 0.5 vs single-task eg_1k 0.55")
-    with pytest.raises(report.ReportError, match="claim nope: stats/multitask.csv has 0 rows for property band_gap at pretraining size 8000"):
-        report.build_claims([_mt_claim("nope", "band_gap", 8000)], _tests(metrics), metrics, "scratch", multitask=_multitask_table())
+    assert "pretraining n = 1000 (1000 test crystals)" in cells[4] and cells[5].startswith(
+        "multi-task mt_1k 0.5 vs single-task eg_1k 0.55"
+    )
+    with pytest.raises(
+        report.ReportError,
+        match="claim nope: stats/multitask.csv has 0 rows for property band_gap at pretraining size 8000",
+    ):
+        report.build_claims(
+            [_mt_claim("nope", "band_gap", 8000)], _tests(metrics), metrics, "scratch", multitask=_multitask_table()
+        )
     with pytest.raises(report.ReportError, match=r"claim bad: missing \['property'\]"):
-        report.build_claims([{**_mt_claim("bad", "band_gap", 1000), "property": None}], _tests(metrics), metrics, "scratch", multitask=_multitask_table())
+        report.build_claims(
+            [{**_mt_claim("bad", "band_gap", 1000), "property": None}],
+            _tests(metrics),
+            metrics,
+            "scratch",
+            multitask=_multitask_table(),
+        )
 
 
 def test_config_checks_multitask_claims_against_its_sources():
     raw = _raw_config([_mt_claim("m1", "band_gap", 100)])
     raw["pretrain"] = [
         *raw["pretrain"],
-        {"name": "mt_s", "property": "formation_energy_per_atom", "properties": ["formation_energy_per_atom", "band_gap"], "size": 100,
-         "labelled_with": ["band_gap"]},
+        {
+            "name": "mt_s",
+            "property": "formation_energy_per_atom",
+            "properties": ["formation_energy_per_atom", "band_gap"],
+            "size": 100,
+            "labelled_with": ["band_gap"],
+        },
         {"name": "eg_s", "property": "band_gap", "size": 100, "labelled_with": ["formation_energy_per_atom"]},
     ]
     cfg = C.load(raw)
     assert cfg.claims()[0]["kind"] == "multitask" and cfg.claims()[0]["versus"] is None
-    with pytest.raises(C.ConfigError, match=r"report.claims m1: needs a multi-task pretrain source with efermi and a single-task one"):
+    with pytest.raises(
+        C.ConfigError, match=r"report.claims m1: needs a multi-task pretrain source with efermi and a single-task one"
+    ):
         C.load({**raw, "report": {"claims": [_mt_claim("m1", "efermi", 100)]}})
     # both sources exist but on two splits: stats/multitask.csv would have no row for the claim
-    other_split = [{k: v for k, v in p.items() if k != "labelled_with"} if p["name"] == "eg_s" else p for p in raw["pretrain"]]
-    with pytest.raises(C.ConfigError, match=r"report.claims m1: .* on one split .*found multi-task \['mt_s'\], single-task \['eg_s'\]"):
+    other_split = [
+        {k: v for k, v in p.items() if k != "labelled_with"} if p["name"] == "eg_s" else p for p in raw["pretrain"]
+    ]
+    with pytest.raises(
+        C.ConfigError, match=r"report.claims m1: .* on one split .*found multi-task \['mt_s'\], single-task \['eg_s'\]"
+    ):
         C.load({**raw, "pretrain": other_split})
-    with pytest.raises(C.ConfigError, match=r"report.claims m1: a kind: multitask claim compares two pretraining sources; it sets property and size, not \['target'\]"):
+    with pytest.raises(
+        C.ConfigError,
+        match=r"report.claims m1: a kind: multitask claim compares two pretraining sources; it sets property and size, not \['target'\]",
+    ):
         C.load({**raw, "report": {"claims": [_mt_claim("m1", "band_gap", 100, target="hse_gap")]}})
     with pytest.raises(C.ConfigError, match="report.claims c1: a claim comparing two modes needs target and mode"):
         C.load(_raw_config([{"id": "c1", "paper": "TL-CGCNN", "claim": "x", "paper_value": "y", "size": 50}]))
@@ -263,13 +386,35 @@ def _publish(tmp_path: Path, name: str = "demo") -> Path:
     io.write_csv(_tests(metrics), run / "stats" / "ttests.csv")
     io.write_csv(_protocol(metrics), run / "stats" / "protocol.csv")
     io.write_csv(_multitask_table(), run / "stats" / "multitask.csv")
-    io.write_json(run / "stats" / "ef_eg_correlation.json", {"x": "formation_energy_per_atom", "y": "band_gap", "n": 36736, "pearson_r": -0.5742,
-                                                             "pearson_p": 0.0, "pearson_ci_low": -0.581, "pearson_ci_high": -0.5673, "spearman_rho": -0.6022})
+    io.write_json(
+        run / "stats" / "ef_eg_correlation.json",
+        {
+            "x": "formation_energy_per_atom",
+            "y": "band_gap",
+            "n": 36736,
+            "pearson_r": -0.5742,
+            "pearson_p": 0.0,
+            "pearson_ci_low": -0.581,
+            "pearson_ci_high": -0.5673,
+            "spearman_rho": -0.6022,
+        },
+    )
     (run / "figures" / "learning_curve.png").write_bytes(b"\x89PNG fake")
-    io.write_json(run / "data" / "ingest_summary.json", {"input": "t.csv", "input_sha256": "e" * 64, "rows_in": 10, "rows_kept": 9})
-    io.write_json(run / "pretrain" / "eg" / "metrics.json", {"pretrain": "eg", "mae": 0.4, "n_test": 5, "n_train": 20, "data_sha256": "d" * 64})
+    io.write_json(
+        run / "data" / "ingest_summary.json",
+        {"input": "t.csv", "input_sha256": "e" * 64, "rows_in": 10, "rows_kept": 9},
+    )
+    io.write_json(
+        run / "pretrain" / "eg" / "metrics.json",
+        {"pretrain": "eg", "mae": 0.4, "n_test": 5, "n_train": 20, "data_sha256": "d" * 64},
+    )
     bench = run / "benchmarks"
-    for rel, s in (("finetune/gap/n50/eg_ft.tsv", 10.0), ("finetune/gap/n50/scratch.tsv", 5.5), ("stats.tsv", 1.0), ("report/report.tsv", 99.0)):
+    for rel, s in (
+        ("finetune/gap/n50/eg_ft.tsv", 10.0),
+        ("finetune/gap/n50/scratch.tsv", 5.5),
+        ("stats.tsv", 1.0),
+        ("report/report.tsv", 99.0),
+    ):
         (bench / rel).parent.mkdir(parents=True, exist_ok=True)
         (bench / rel).write_text(f"s\th:m:s\n{s}\t0:00:{int(s):02d}\n")
     pub = tmp_path / "docs" / "results" / name
@@ -278,29 +423,73 @@ def _publish(tmp_path: Path, name: str = "demo") -> Path:
         report.copy_file(run / "stats" / f"{t}.csv", pub / "tables" / f"{t}.csv")
         tables.append(pub / "tables" / f"{t}.csv")
     report.copy_file(run / "figures" / "learning_curve.png", pub / "figures" / "learning_curve.png")
-    ft = {"targets": [{"name": "gap", "property": "band_gap_hse", "transform": "none", "subset": "all", "task": "regression", "label": "HSE gap"}],
-          "sizes": [50, 100], "seeds": [0, 1, 2, 3, 4], "baseline": "scratch",
-          "modes": {m: {"pretrained": SOURCE.get(m), "freeze": 0, "reinit": "none", "model": None, "estimator": None} for m in ERRORS}}
+    ft = {
+        "targets": [
+            {
+                "name": "gap",
+                "property": "band_gap_hse",
+                "transform": "none",
+                "subset": "all",
+                "task": "regression",
+                "label": "HSE gap",
+            }
+        ],
+        "sizes": [50, 100],
+        "seeds": [0, 1, 2, 3, 4],
+        "baseline": "scratch",
+        "modes": {
+            m: {"pretrained": SOURCE.get(m), "freeze": 0, "reinit": "none", "model": None, "estimator": None}
+            for m in ERRORS
+        },
+    }
     settings = {
-        "config": {"name": name, "finetune": ft, "pretrain": [{"name": "eg", "target": {"property": "band_gap", "subset": "all"}, "size": "all", "seed": 0}]},
-        "config_sha256": "c" * 64, "configfiles": [f"config/{name}.yaml"], "baseline": "scratch", "baseline_modes": [],
-        "claims": [_claim("held", "eg_ft"), _claim("reversed", "ef_ft"), _claim("noise", "noisy"), _claim("eg_vs_ef", "eg_ft", versus="ef_ft"),
-                   _claim("sel", "selected:eg"), _claim("one", "selected:ef"), _mt_claim("mt", "band_gap", 1000)],
-        "labels": {"gap": "HSE gap"}, "captions": {"learning_curve": "Test MAE ``x`` against size."},
-        "results": str(run), "repo": str(tmp_path), "report_dir": str(tmp_path / "docs" / "results"),
+        "config": {
+            "name": name,
+            "finetune": ft,
+            "pretrain": [{"name": "eg", "target": {"property": "band_gap", "subset": "all"}, "size": "all", "seed": 0}],
+        },
+        "config_sha256": "c" * 64,
+        "configfiles": [f"config/{name}.yaml"],
+        "baseline": "scratch",
+        "baseline_modes": [],
+        "claims": [
+            _claim("held", "eg_ft"),
+            _claim("reversed", "ef_ft"),
+            _claim("noise", "noisy"),
+            _claim("eg_vs_ef", "eg_ft", versus="ef_ft"),
+            _claim("sel", "selected:eg"),
+            _claim("one", "selected:ef"),
+            _mt_claim("mt", "band_gap", 1000),
+        ],
+        "labels": {"gap": "HSE gap"},
+        "captions": {"learning_curve": "Test MAE ``x`` against size."},
+        "results": str(run),
+        "repo": str(tmp_path),
+        "report_dir": str(tmp_path / "docs" / "results"),
     }
     report.publish(
-        tests=run / "stats" / "ttests.csv", metrics=run / "stats" / "metrics.csv", ingest_summary=run / "data" / "ingest_summary.json",
-        pretrain_metrics=[run / "pretrain" / "eg" / "metrics.json"], tables=tables, figures=[pub / "figures" / "learning_curve.png"],
-        out_claims=pub / "claims.csv", out_summary=pub / "summary.md", out_provenance=pub / "provenance.json", settings=settings,
-        protocol=run / "stats" / "protocol.csv", multitask=run / "stats" / "multitask.csv", correlation=run / "stats" / "ef_eg_correlation.json",
+        tests=run / "stats" / "ttests.csv",
+        metrics=run / "stats" / "metrics.csv",
+        ingest_summary=run / "data" / "ingest_summary.json",
+        pretrain_metrics=[run / "pretrain" / "eg" / "metrics.json"],
+        tables=tables,
+        figures=[pub / "figures" / "learning_curve.png"],
+        out_claims=pub / "claims.csv",
+        out_summary=pub / "summary.md",
+        out_provenance=pub / "provenance.json",
+        settings=settings,
+        protocol=run / "stats" / "protocol.csv",
+        multitask=run / "stats" / "multitask.csv",
+        correlation=run / "stats" / "ef_eg_correlation.json",
     )
     return pub
 
 
 def _readme(tmp_path: Path) -> Path:
     readme = tmp_path / "README.md"
-    readme.write_text(f"# Project\n\nProse stays.\n\n## Results\n\n{report.BEGIN}\n{report.EMPTY_STATE}\n{report.END}\n\n## Later\n\nMore prose.\n")
+    readme.write_text(
+        f"# Project\n\nProse stays.\n\n## Results\n\n{report.BEGIN}\n{report.EMPTY_STATE}\n{report.END}\n\n## Later\n\nMore prose.\n"
+    )
     return readme
 
 
@@ -312,19 +501,38 @@ def test_published_folder_summary_and_provenance(tmp_path):
     assert "beats scratch \\| really" in summary  # a pipe in a claim does not break the table
     prov = io.read_json(pub / "provenance.json")
     wall = prov["wall_time"]
-    assert wall["per_rule"] == {"finetune": {"s": 15.5, "jobs": 2}, "stats": {"s": 1.0, "jobs": 1}}  # report's own left out
+    assert wall["per_rule"] == {
+        "finetune": {"s": 15.5, "jobs": 2},
+        "stats": {"s": 1.0, "jobs": 1},
+    }  # report's own left out
     assert wall["total_s"] == 16.5 and wall["jobs"] == 3
     assert "Job time: 0 min 16 s, the wall times of 3 jobs summed" in summary
     # the compute per rule, longest first, with the total (the closing note's table)
     compute = summary.split("## Compute per rule", 1)[1].split("## Tables", 1)[0]
-    assert "| `finetune` | 2 | 0 min 16 s | – |\n| `stats` | 1 | 0 min 1 s | – |\n| **total** | 3 | 0 min 16 s | – |" in compute
+    assert (
+        "| `finetune` | 2 | 0 min 16 s | – |\n| `stats` | 1 | 0 min 1 s | – |\n| **total** | 3 | 0 min 16 s | – |"
+        in compute
+    )
     assert prov["data"]["data_sha256_of_runs"] == ["d" * 64] and prov["config_matches_runs"] is True
     assert prov["machine"]["cores"] and "git_commit" in prov["code"]
     claims = pd.read_csv(pub / "claims.csv")
-    assert list(claims["verdict"]) == ["held", "reversed", "not significant", "held", "not significant", "reversed", "held"]
+    assert list(claims["verdict"]) == [
+        "held",
+        "reversed",
+        "not significant",
+        "held",
+        "not significant",
+        "reversed",
+        "held",
+    ]
     assert list(claims["resolved_mode"]) == ["eg_ft", "ef_ft", "noisy", "eg_ft", "noisy", "ef_ft", "mt_1k"]
-    assert "## Multi-task vs single-task pretraining (MT-CGCNN)" in summary and "| mt_4k | efermi_4k | 1000 |" in summary
-    assert "Over the 36,736 crystals with both" in summary and "Pearson r = -0.574 (95 % CI -0.581 to -0.567, p = 0)" in summary
+    assert (
+        "## Multi-task vs single-task pretraining (MT-CGCNN)" in summary and "| mt_4k | efermi_4k | 1000 |" in summary
+    )
+    assert (
+        "Over the 36,736 crystals with both" in summary
+        and "Pearson r = -0.574 (95 % CI -0.581 to -0.567, p = 0)" in summary
+    )
     assert "| sel | TL-CGCNN |" in summary and "noisy (selected on validation from eg) " in summary
     assert "[protocol.csv](tables/protocol.csv)" in summary
     assert report.check_published(pub) == []
@@ -336,16 +544,22 @@ def test_published_check_resolves_selected_claims_from_the_published_protocol(tm
     good = claims.copy()
     claims.loc[claims["id"] == "sel", "resolved_mode"] = "eg_ft"
     claims.to_csv(pub / "claims.csv", index=False)
-    assert report.check_published(pub) == ["%s: claim sel: resolved_mode = 'eg_ft', its tables give 'noisy'" % (pub / "claims.csv")]
+    assert report.check_published(pub) == [
+        "%s: claim sel: resolved_mode = 'eg_ft', its tables give 'noisy'" % (pub / "claims.csv")
+    ]
     good.to_csv(pub / "claims.csv", index=False)
     protocol = pd.read_csv(pub / "tables" / "protocol.csv")
     eg = protocol["pretrained"] == "eg"
     protocol.loc[eg, "selected"] = protocol.loc[eg, "mode"] == "eg_ft"  # a selection the run's tests do not have
     protocol.to_csv(pub / "tables" / "protocol.csv", index=False)
     problems = report.check_published(pub)
-    assert len(problems) == 1 and "family selected_vs_scratch from eg for target gap, size 50, mode eg_ft" in problems[0], problems
+    assert (
+        len(problems) == 1 and "family selected_vs_scratch from eg for target gap, size 50, mode eg_ft" in problems[0]
+    ), problems
     (pub / "tables" / "protocol.csv").unlink()  # eg has two modes: no resolution without the table
-    assert any("cannot be recomputed from its tables" in p and "no selection from eg" in p for p in report.check_published(pub))
+    assert any(
+        "cannot be recomputed from its tables" in p and "no selection from eg" in p for p in report.check_published(pub)
+    )
 
 
 def test_readme_rewrite_is_idempotent_and_keeps_the_prose(tmp_path):
@@ -356,7 +570,11 @@ def test_readme_rewrite_is_idempotent_and_keeps_the_prose(tmp_path):
     first = readme.read_text()
     assert report.rewrite_readme(readme, [pub]) is False and readme.read_text() == first
     assert first.startswith("# Project\n\nProse stays.\n") and first.endswith("## Later\n\nMore prose.\n")
-    assert "| held | TL-CGCNN |" in first and "| eg_vs_ef |" in first and "[summary](docs/results/demo/summary.md)" in first
+    assert (
+        "| held | TL-CGCNN |" in first
+        and "| eg_vs_ef |" in first
+        and "[summary](docs/results/demo/summary.md)" in first
+    )
     assert report.check_readme(readme) == [] and report.readme_folders(readme) == [pub.resolve()]
     # back to no folders: the empty state again
     assert report.rewrite_readme(readme, []) is True and report.EMPTY_STATE in readme.read_text()
@@ -378,7 +596,9 @@ def test_readme_check_fails_on_a_wrong_number_a_lost_row_or_a_stray_row(tmp_path
     assert wrong != row
     readme.write_text(good.replace(row, wrong))
     problems = report.check_readme(readme)
-    assert len(problems) == 1 and "claim held" in problems[0] and "'0.5'" in problems[0] and repr(right) in problems[0], problems
+    assert (
+        len(problems) == 1 and "claim held" in problems[0] and "'0.5'" in problems[0] and repr(right) in problems[0]
+    ), problems
     # one digit of an error changed
     mode_err = report.fmt_error(float(claims.loc["held", "ours_mode_error"]))
     readme.write_text(good.replace(row, row.replace(mode_err, mode_err[:-1] + ("1" if mode_err[-1] != "1" else "2"))))
@@ -407,7 +627,13 @@ def test_benchmark_files_map_to_their_rules():
     from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings, StorageSettings
 
     with SnakemakeApi(OutputSettings(quiet={"all"})) as api:
-        wf = api.workflow(snakefile=ROOT / "Snakefile", workdir=ROOT, config_settings=ConfigSettings(), resource_settings=ResourceSettings(), storage_settings=StorageSettings())
+        wf = api.workflow(
+            snakefile=ROOT / "Snakefile",
+            workdir=ROOT,
+            config_settings=ConfigSettings(),
+            resource_settings=ResourceSettings(),
+            storage_settings=StorageSettings(),
+        )
         rules = [(r.name, str(r.benchmark)) for r in wf._workflow.rules if r.benchmark is not None]
     checked = 0
     for name, pattern in rules:
@@ -417,9 +643,15 @@ def test_benchmark_files_map_to_their_rules():
         rel = pattern.removeprefix(prefix)
         mode = {"finetune_baseline": "lasso", "finetune_frozen": "ef_ridge"}.get(name, "ef_ft")
         values = {"mode": mode, "published": "tables/x.csv"}
-        filled = re.sub(r"\{(\w+)(?:,[^{}]*)?\}", lambda m: values.get(m.group(1), "w"), rel)  # {name} or {name,constraint}
+        filled = re.sub(
+            r"\{(\w+)(?:,[^{}]*)?\}", lambda m: values.get(m.group(1), "w"), rel
+        )  # {name} or {name,constraint}
         want = None if name.startswith("report") else name
-        assert report.benchmark_rule(filled, baseline_modes=["lasso"], frozen_modes=["ef_ridge"]) == want, (name, pattern, filled)
+        assert report.benchmark_rule(filled, baseline_modes=["lasso"], frozen_modes=["ef_ridge"]) == want, (
+            name,
+            pattern,
+            filled,
+        )
         checked += 1
     assert checked >= 15, rules
 
@@ -431,8 +663,23 @@ def _dry_run(*targets: str) -> dict[str, int]:
 
     bin_dir = Path(sys.executable).parent
     cmd = [str(bin_dir / "snakemake")] if (bin_dir / "snakemake").exists() else [sys.executable, "-m", "snakemake"]
-    res = subprocess.run([*cmd, *targets, "-n", "--cores", "2", "--configfile", str(ROOT / "config" / "config.yaml"), "--config", "name=dry-report"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [
+            *cmd,
+            *targets,
+            "-n",
+            "--cores",
+            "2",
+            "--configfile",
+            str(ROOT / "config" / "config.yaml"),
+            "--config",
+            "name=dry-report",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     stats = res.stdout.split("Job stats:")[1].split("\n\n")[0]
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, flags=re.M)}
@@ -446,7 +693,9 @@ def test_published_files_are_asked_for_not_part_of_all():
     cells = load(ROOT / "config" / "config.yaml").cells()
     jobs = _dry_run("docs/results/dry-report/summary.md")
     assert jobs["report"] == 1 and jobs["report_copy"] == 4 and jobs["figure"] == 1  # 3 tables, 1 figure
-    assert jobs["finetune"] == sum(c.kind == "gnn" for c in cells) and jobs["finetune_frozen"] == sum(c.kind == "frozen" for c in cells)
+    assert jobs["finetune"] == sum(c.kind == "gnn" for c in cells) and jobs["finetune_frozen"] == sum(
+        c.kind == "frozen" for c in cells
+    )
     figure = _dry_run("docs/results/dry-report/figures/learning_curve.png")
     assert figure["report_copy"] == 1 and figure["figure"] == 1 and "report" not in figure
     default = _dry_run()
@@ -462,13 +711,17 @@ def test_readme_results_table_is_the_committed_csvs():
 
 def test_committed_results_are_complete_and_shown_in_the_readme():
     if not PUBLISHED:
-        pytest.skip("no docs/results/<name>/summary.md committed yet (publish a run: docs/paper-study.md, 'Published results')")
+        pytest.skip(
+            "no docs/results/<name>/summary.md committed yet (publish a run: docs/paper-study.md, 'Published results')"
+        )
     shown = set(report.readme_folders(ROOT / "docs" / "results.md"))
     problems = []
     for folder in PUBLISHED:
         problems += report.check_published(folder)
         if folder.resolve() not in shown:
-            problems.append(f"{folder} is published but docs/results.md's claims table does not show it (make results-readme)")
+            problems.append(
+                f"{folder} is published but docs/results.md's claims table does not show it (make results-readme)"
+            )
     assert not problems, "\n".join(problems)
 
 
@@ -494,12 +747,19 @@ def test_published_check_recomputes_multitask_claims_from_the_published_table(tm
 def test_wall_times_sum_cpu_time_where_the_benchmarks_have_it(tmp_path):
     """cpu_time (Snakemake's benchmark column) is summed per rule beside the wall time: the
     compute a rule needed even when other work shared the machine."""
-    for rel, s, cpu in (("finetune/t/n50/a.tsv", 100.0, 60.5), ("finetune/t/n50/b.tsv", 50.0, 40.0), ("stats.tsv", 2.0, 1.5)):
+    for rel, s, cpu in (
+        ("finetune/t/n50/a.tsv", 100.0, 60.5),
+        ("finetune/t/n50/b.tsv", 50.0, 40.0),
+        ("stats.tsv", 2.0, 1.5),
+    ):
         path = tmp_path / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(f"s\th:m:s\tmax_rss\tcpu_time\n{s}\t0:01:00\t10\t{cpu}\n")
     wall = report.wall_times(tmp_path)
-    assert wall["per_rule"] == {"finetune": {"s": 150.0, "jobs": 2, "cpu_s": 100.5}, "stats": {"s": 2.0, "jobs": 1, "cpu_s": 1.5}}
+    assert wall["per_rule"] == {
+        "finetune": {"s": 150.0, "jobs": 2, "cpu_s": 100.5},
+        "stats": {"s": 2.0, "jobs": 1, "cpu_s": 1.5},
+    }
     assert wall["total_s"] == 152.0 and wall["total_cpu_s"] == 102.0
 
 
@@ -507,18 +767,61 @@ def test_devices_name_the_cells_and_sources_that_ran_elsewhere():
     """The summary says which cells had seeds on another device and where each source was
     trained, from the run records (old records without `hardware` give the device type)."""
     rows = [
-        {"target": "t", "size": 100.0, "mode": "scratch", "seed": s, "device": "cpu", "hardware": "Intel Xeon", "precision": "bf16"} for s in range(3)
+        {
+            "target": "t",
+            "size": 100.0,
+            "mode": "scratch",
+            "seed": s,
+            "device": "cpu",
+            "hardware": "Intel Xeon",
+            "precision": "bf16",
+        }
+        for s in range(3)
     ] + [
-        {"target": "t", "size": 2000.0, "mode": "ft", "seed": 0, "device": "cuda", "hardware": "NVIDIA H200", "precision": "bf16"},
-        {"target": "t", "size": 2000.0, "mode": "ft", "seed": 1, "device": "cpu", "hardware": "Intel Xeon", "precision": "bf16"},
-        {"target": "t", "size": 100.0, "mode": "rf", "seed": 0, "device": None, "precision": None},  # a baseline: no device
+        {
+            "target": "t",
+            "size": 2000.0,
+            "mode": "ft",
+            "seed": 0,
+            "device": "cuda",
+            "hardware": "NVIDIA H200",
+            "precision": "bf16",
+        },
+        {
+            "target": "t",
+            "size": 2000.0,
+            "mode": "ft",
+            "seed": 1,
+            "device": "cpu",
+            "hardware": "Intel Xeon",
+            "precision": "bf16",
+        },
+        {
+            "target": "t",
+            "size": 100.0,
+            "mode": "rf",
+            "seed": 0,
+            "device": None,
+            "precision": None,
+        },  # a baseline: no device
         {"target": "t", "size": 100.0, "mode": "old", "seed": 0, "device": "cpu", "precision": "fp32"},
     ]
-    dev = report.devices(pd.DataFrame(rows), [{"pretrain": "ef", "device": "cuda", "hardware": "NVIDIA H200"}, {"pretrain": "eg", "device": "cpu"}])
+    dev = report.devices(
+        pd.DataFrame(rows),
+        [{"pretrain": "ef", "device": "cuda", "hardware": "NVIDIA H200"}, {"pretrain": "eg", "device": "cpu"}],
+    )
     assert dev["main_device"] == "cpu"  # cells are listed by device type: another CPU host is not "off"
-    assert dev["finetune_runs"] == {"cpu (Intel Xeon)": {"bf16": 4}, "cuda (NVIDIA H200)": {"bf16": 1}, "cpu": {"fp32": 1}}
-    assert dev["cells_off_main_device"] == {"t/n2000/ft": {"seeds": {"cpu (Intel Xeon)": 1, "cuda (NVIDIA H200)": 1}, "of": 2}}
+    assert dev["finetune_runs"] == {
+        "cpu (Intel Xeon)": {"bf16": 4},
+        "cuda (NVIDIA H200)": {"bf16": 1},
+        "cpu": {"fp32": 1},
+    }
+    assert dev["cells_off_main_device"] == {
+        "t/n2000/ft": {"seeds": {"cpu (Intel Xeon)": 1, "cuda (NVIDIA H200)": 1}, "of": 2}
+    }
     text = "\n".join(report._devices_text(dev))
-    assert "fine-tuning runs 4 on cpu (Intel Xeon) (bf16 4); 1 on cuda (NVIDIA H200) (bf16 1); 1 on cpu (fp32 1)." in text
+    assert (
+        "fine-tuning runs 4 on cpu (Intel Xeon) (bf16 4); 1 on cuda (NVIDIA H200) (bf16 1); 1 on cpu (fp32 1)." in text
+    )
     assert "`t/n2000/ft` (1 of 2 on cuda (NVIDIA H200))" in text and "`t/n100/scratch`" not in text
     assert "Pretraining sources by device: cpu: `eg`; cuda (NVIDIA H200): `ef`." in text

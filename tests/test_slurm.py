@@ -288,8 +288,14 @@ def test_pipeline_through_slurm(slurm_cluster, tmp_path, capsys):
         "figure_rerun_s": round(t_fig, 1),
         "test_total_s": round(time.monotonic() - t_start, 1),
         "jobs": [
-            {"jobid": j, "rule": _rule_of(i), "partition": i["Partition"], "comment": i["Comment"],
-             "gpus": seen[j][1], "state": i["JobState"]}
+            {
+                "jobid": j,
+                "rule": _rule_of(i),
+                "partition": i["Partition"],
+                "comment": i["Comment"],
+                "gpus": seen[j][1],
+                "state": i["JobState"],
+            }
             for j, i in sorted(jobs.items(), key=lambda kv: int(kv[0]))
         ],
         "figure_rerun_job": {"jobid": fig_ids[0], "partition": fig_job["Partition"]},

@@ -9,12 +9,11 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import ROOT
 
 from tlcgcnn import config as C
-from tlcgcnn.utils import fileio as io
 from tlcgcnn.data import split
-
-from conftest import ROOT
+from tlcgcnn.utils import fileio as io
 
 
 def _table() -> pd.DataFrame:
@@ -77,13 +76,24 @@ def test_split_stage_reads_the_configured_file(tmp_path):
         "name": "t",
         "dataset": {"source": "local", "path": "x.csv"},
         "split": {"test_ids": str(ids)},
-        "finetune": {"targets": [{"name": "log_k", "property": "k_vrh", "transform": "log10"}], "sizes": [10], "seeds": [0], "modes": {"scratch": {}}},
+        "finetune": {
+            "targets": [{"name": "log_k", "property": "k_vrh", "transform": "log10"}],
+            "sizes": [10],
+            "seeds": [0],
+            "modes": {"scratch": {}},
+        },
     }
     cfg = C.load(raw)
     settings = cfg.split_settings()
     assert settings["test_ids"] == str(ids) and C.load({**raw, "split": {}}).split_settings()["test_ids"] is None
     split.run(str(tmp_path / "structures.parquet"), str(tmp_path / "subsets.json"), settings)
-    out = split.run(str(tmp_path / "structures.parquet"), str(tmp_path / "log_k.split.json"), settings, str(tmp_path / "subsets.json"), cfg.split_spec("log_k"))
+    out = split.run(
+        str(tmp_path / "structures.parquet"),
+        str(tmp_path / "log_k.split.json"),
+        settings,
+        str(tmp_path / "subsets.json"),
+        cfg.split_spec("log_k"),
+    )
     written = io.read_json(tmp_path / "log_k.split.json")
     assert sorted(written["test"]) == ["mp-5", "mp-6", "mp-9"] == sorted(out["test"])
     assert written["test_ids_file"] == str(ids) and len(written["pool"]) == 75 - 3
@@ -93,6 +103,7 @@ def test_zoo_config_names_the_committed_heldout_file():
     cfg = C.load(ROOT / "config" / "zoo.yaml")
     assert cfg.split.test_ids == "resources/pretrained/heldout/mp2018.txt"
     assert len(split.read_test_ids(ROOT / cfg.split.test_ids)) > 1000
+
 
 def test_labelled_with_gives_sources_of_different_properties_one_split():
     """Sources of different properties that list the same labelled_with share one split:
@@ -129,7 +140,9 @@ def test_pool_all_is_every_subsets_labelled_material_but_the_test_set():
     assert list(wide) == [*plain, "n_labelled_all", "pool_all"]
     test, pool_all = set(wide["test"]), wide["pool_all"]
     assert test and test <= set(subs["nonmetal"])
-    assert set(pool_all) == labelled - test and len(pool_all) == len(set(pool_all)) == wide["n_labelled_all"] - len(test)
+    assert set(pool_all) == labelled - test and len(pool_all) == len(set(pool_all)) == wide["n_labelled_all"] - len(
+        test
+    )
     assert set(pool_all) & metals == labelled & metals and set(wide["pool"]) < set(pool_all)
     again = split.target_split(df, "k_vrh", subs["nonmetal"], 0.2, None, seed=3, all_ids=subs["all"])
     other = split.target_split(df, "k_vrh", subs["nonmetal"], 0.2, None, seed=4, all_ids=subs["all"])
@@ -165,7 +178,9 @@ def test_split_stage_writes_pool_all_only_for_a_target_with_such_a_mode(tmp_path
                 {"name": "k_nm", "property": "k_vrh", "subset": "nonmetal", "modes": ["scratch", "scratch_all"]},
                 {"name": "k_m", "property": "k_vrh", "subset": "metal", "modes": ["scratch"]},
             ],
-            "sizes": [10], "seeds": [0], "modes": {"scratch": {}, "scratch_all": {"train_pool": "all"}},
+            "sizes": [10],
+            "seeds": [0],
+            "modes": {"scratch": {}, "scratch_all": {"train_pool": "all"}},
         },
     }
     cfg = C.load(raw)
@@ -173,15 +188,39 @@ def test_split_stage_writes_pool_all_only_for_a_target_with_such_a_mode(tmp_path
     assert cfg.split_spec("k_m") == {"name": "k_m", "property": "k_vrh", "subset": "metal"}
     settings = cfg.split_settings()
     subsets = str(tmp_path / "subsets.json")
-    split.run(str(tmp_path / "structures.parquet"), subsets, settings, exclude={"mp-2": "isolated atoms", "mp-3": "isolated atoms"})
-    nm = split.run(str(tmp_path / "structures.parquet"), str(tmp_path / "k_nm.split.json"), settings, subsets, cfg.split_spec("k_nm"))
-    m = split.run(str(tmp_path / "structures.parquet"), str(tmp_path / "k_m.split.json"), settings, subsets, cfg.split_spec("k_m"))
+    split.run(
+        str(tmp_path / "structures.parquet"),
+        subsets,
+        settings,
+        exclude={"mp-2": "isolated atoms", "mp-3": "isolated atoms"},
+    )
+    nm = split.run(
+        str(tmp_path / "structures.parquet"),
+        str(tmp_path / "k_nm.split.json"),
+        settings,
+        subsets,
+        cfg.split_spec("k_nm"),
+    )
+    m = split.run(
+        str(tmp_path / "structures.parquet"), str(tmp_path / "k_m.split.json"), settings, subsets, cfg.split_spec("k_m")
+    )
     assert io.read_json(tmp_path / "k_nm.split.json") == json.loads(json.dumps(nm))
     labelled = set(df.loc[df["k_vrh"].notna(), "material_id"]) - {"mp-2", "mp-3"}
-    assert set(nm["pool_all"]) == labelled - set(nm["test"]) and "mp-2" not in nm["pool_all"] and "mp-3" not in nm["pool_all"]
+    assert (
+        set(nm["pool_all"]) == labelled - set(nm["test"])
+        and "mp-2" not in nm["pool_all"]
+        and "mp-3" not in nm["pool_all"]
+    )
     assert set(nm["pool_all"]) & set(m["pool"]) == set(m["pool"])  # the metals' pool lies inside
     # the metal target's file: no pool_all, and equal to the split made without any train_pool mode
     assert "pool_all" not in m and "n_labelled_all" not in m
     subs = io.read_json(subsets)
-    before = split.target_split(df, "k_vrh", subs["metal"], settings["test_fraction"], settings["test_max"], settings["seed"])
-    assert {k: v for k, v in m.items() if k in before} == before and set(m) == {*before, "name", "subset", "test_ids_file"}
+    before = split.target_split(
+        df, "k_vrh", subs["metal"], settings["test_fraction"], settings["test_max"], settings["seed"]
+    )
+    assert {k: v for k, v in m.items() if k in before} == before and set(m) == {
+        *before,
+        "name",
+        "subset",
+        "test_ids_file",
+    }

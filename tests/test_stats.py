@@ -118,12 +118,39 @@ def _protocol_runs(n_seeds: int = 5) -> pd.DataFrame:
     rows = []
     for seed in range(n_seeds):
         for mode, (fam, src, val, test) in modes.items():
-            rows.append({"target": "k", "property": "k_vrh", "transform": "log10", "task": "regression", "size": 50, "seed": seed, "mode": mode,
-                         "family": fam, "pretrained": src, "best_val_mae": val + 0.01 * rng.normal(), "error": test + 0.01 * rng.normal(), "n_val": 60})
+            rows.append(
+                {
+                    "target": "k",
+                    "property": "k_vrh",
+                    "transform": "log10",
+                    "task": "regression",
+                    "size": 50,
+                    "seed": seed,
+                    "mode": mode,
+                    "family": fam,
+                    "pretrained": src,
+                    "best_val_mae": val + 0.01 * rng.normal(),
+                    "error": test + 0.01 * rng.normal(),
+                    "n_val": 60,
+                }
+            )
         for mode, val, test in (("scratch", 0.6, 0.3), ("ef_ft", 0.5, 0.1), ("ef_head", 0.5, 0.2)):
-            rows.append({"target": "metal", "property": "is_metal", "transform": "none", "task": "classification", "size": 100, "seed": seed, "mode": mode,
-                         "family": "transfer" if mode != "scratch" else "scratch", "pretrained": "ef" if mode != "scratch" else None,
-                         "best_val_mae": val, "error": test + 0.01 * rng.normal(), "n_val": 60})
+            rows.append(
+                {
+                    "target": "metal",
+                    "property": "is_metal",
+                    "transform": "none",
+                    "task": "classification",
+                    "size": 100,
+                    "seed": seed,
+                    "mode": mode,
+                    "family": "transfer" if mode != "scratch" else "scratch",
+                    "pretrained": "ef" if mode != "scratch" else None,
+                    "best_val_mae": val,
+                    "error": test + 0.01 * rng.normal(),
+                    "n_val": 60,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -139,14 +166,20 @@ def test_protocol_is_chosen_on_validation_scores_only():
     assert r["selected_mode"] == "ef_head" and not r["selected_is_test_best"]
     ef_head, ef_ft, ef_slow = (k.set_index("mode").loc[m, "test_mean"] for m in ("ef_head", "ef_ft", "ef_slow"))
     assert r["choice_vs_best_pct"] == pytest.approx(100 * (ef_head - ef_ft) / ef_ft) and r["choice_vs_best_pct"] > 20
-    assert r["choice_vs_worst_pct"] == pytest.approx(100 * (ef_head - ef_slow) / ef_slow) and r["choice_vs_worst_pct"] < 0
+    assert (
+        r["choice_vs_worst_pct"] == pytest.approx(100 * (ef_head - ef_slow) / ef_slow) and r["choice_vs_worst_pct"] < 0
+    )
     assert r["spread_pct"] == pytest.approx(100 * (ef_slow - ef_ft) / ef_ft)
     assert (k["n_seeds"] == 5).all() and (k["val_metric"] == "mae").all() and (k["n_val"] == 60).all()
-    assert r["baseline_test_mean"] == pytest.approx(df[(df["target"] == "k") & (df["mode"] == "scratch")]["error"].mean())
+    assert r["baseline_test_mean"] == pytest.approx(
+        df[(df["target"] == "k") & (df["mode"] == "scratch")]["error"].mean()
+    )
     # swapping the test errors changes no choice; swapping validation scores does
     swapped = df.copy()
     swapped.loc[swapped["mode"] == "ef_ft", "error"], swapped.loc[swapped["mode"] == "ef_head", "error"] = (
-        df.loc[df["mode"] == "ef_head", "error"].to_numpy(), df.loc[df["mode"] == "ef_ft", "error"].to_numpy())
+        df.loc[df["mode"] == "ef_head", "error"].to_numpy(),
+        df.loc[df["mode"] == "ef_ft", "error"].to_numpy(),
+    )
     q = protocol_table(swapped, mode_order=["ef_slow", "ef_ft", "ef_head"])
     assert q.loc[q["selected"] & (q["target"] == "k"), "mode"].tolist() == ["ef_head"]
     # classification: validation BCE; equal scores: the first in config order wins
@@ -160,8 +193,8 @@ def test_protocol_is_chosen_on_validation_scores_only():
 
 
 def test_selected_modes_form_their_own_holm_family(tmp_path):
-    from tlcgcnn.utils import fileio as io
     from tlcgcnn.analysis.stats import SELECTED_FAMILY, error_tests, mode_tests, read_table, run
+    from tlcgcnn.utils import fileio as io
 
     df = _protocol_runs()
     files = []
@@ -169,11 +202,20 @@ def test_selected_modes_form_their_own_holm_family(tmp_path):
         files.append(tmp_path / f"{t}_{m}.json")
         io.write_json(files[-1], g.to_dict("records"))
     out = {k: tmp_path / f"{k}.csv" for k in ("metrics", "tests", "protocol")}
-    run([str(f) for f in files], out["metrics"], out["tests"], out_protocol=out["protocol"], mode_order=["scratch", "ef_ft", "ef_head", "ef_slow", "eg_ft"])
+    run(
+        [str(f) for f in files],
+        out["metrics"],
+        out["tests"],
+        out_protocol=out["protocol"],
+        mode_order=["scratch", "ef_ft", "ef_head", "ef_slow", "eg_ft"],
+    )
     tests, protocol = read_table(out["tests"]), read_table(out["protocol"])
     assert protocol["selected"].sum() == 2
     sel = tests[tests["holm_family"] == SELECTED_FAMILY]
-    assert sorted(zip(sel["target"], sel["mode"], sel["pretrained"])) == [("k", "ef_head", "ef"), ("metal", "ef_ft", "ef")]
+    assert sorted(zip(sel["target"], sel["mode"], sel["pretrained"])) == [
+        ("k", "ef_head", "ef"),
+        ("metal", "ef_ft", "ef"),
+    ]
     assert np.allclose(sel["p_holm"], holm(sel["p_value"].to_numpy()))
     # the other families and their Holm corrections are those of the tests alone
     before = error_tests(read_table(out["metrics"]))

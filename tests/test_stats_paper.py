@@ -19,12 +19,87 @@ def _runs():
         for size in (50, 200):
             base = 1.0 if size == 50 else 0.5
             noise = 0.01 * rng.normal()
-            rows.append({"target": "gap", "task": "regression", "property": "band_gap", "size": size, "seed": seed, "mode": "scratch", "family": "scratch", "model_kind": "cgcnn", "n_params": 100, "error": base + noise, "mae": base + noise, "spearman_rho": 0.5})
-            rows.append({"target": "gap", "task": "regression", "property": "band_gap", "size": size, "seed": seed, "mode": "tl", "family": "transfer", "model_kind": "cgcnn", "n_params": 100, "error": base * 0.8 + noise + 0.005 * rng.normal(), "mae": base * 0.8, "spearman_rho": 0.6})
-            rows.append({"target": "gap", "task": "regression", "property": "band_gap", "size": size, "seed": seed, "mode": "rf", "family": "baseline", "model_kind": "rf", "n_params": None, "error": base * 1.1 + 0.02 * rng.normal(), "mae": base * 1.1, "spearman_rho": 0.4})
+            rows.append(
+                {
+                    "target": "gap",
+                    "task": "regression",
+                    "property": "band_gap",
+                    "size": size,
+                    "seed": seed,
+                    "mode": "scratch",
+                    "family": "scratch",
+                    "model_kind": "cgcnn",
+                    "n_params": 100,
+                    "error": base + noise,
+                    "mae": base + noise,
+                    "spearman_rho": 0.5,
+                }
+            )
+            rows.append(
+                {
+                    "target": "gap",
+                    "task": "regression",
+                    "property": "band_gap",
+                    "size": size,
+                    "seed": seed,
+                    "mode": "tl",
+                    "family": "transfer",
+                    "model_kind": "cgcnn",
+                    "n_params": 100,
+                    "error": base * 0.8 + noise + 0.005 * rng.normal(),
+                    "mae": base * 0.8,
+                    "spearman_rho": 0.6,
+                }
+            )
+            rows.append(
+                {
+                    "target": "gap",
+                    "task": "regression",
+                    "property": "band_gap",
+                    "size": size,
+                    "seed": seed,
+                    "mode": "rf",
+                    "family": "baseline",
+                    "model_kind": "rf",
+                    "n_params": None,
+                    "error": base * 1.1 + 0.02 * rng.normal(),
+                    "mae": base * 1.1,
+                    "spearman_rho": 0.4,
+                }
+            )
         auc_s, auc_t = 0.80 + 0.01 * rng.normal(), 0.85 + 0.01 * rng.normal()
-        rows.append({"target": "metal", "task": "classification", "property": "is_metal", "size": 100, "seed": seed, "mode": "scratch", "family": "scratch", "model_kind": "cgcnn", "n_params": 100, "error": 1 - auc_s, "roc_auc": auc_s, "accuracy": 0.7})
-        rows.append({"target": "metal", "task": "classification", "property": "is_metal", "size": 100, "seed": seed, "mode": "tl", "family": "transfer", "model_kind": "cgcnn", "n_params": 100, "error": 1 - auc_t, "roc_auc": auc_t, "accuracy": 0.75})
+        rows.append(
+            {
+                "target": "metal",
+                "task": "classification",
+                "property": "is_metal",
+                "size": 100,
+                "seed": seed,
+                "mode": "scratch",
+                "family": "scratch",
+                "model_kind": "cgcnn",
+                "n_params": 100,
+                "error": 1 - auc_s,
+                "roc_auc": auc_s,
+                "accuracy": 0.7,
+            }
+        )
+        rows.append(
+            {
+                "target": "metal",
+                "task": "classification",
+                "property": "is_metal",
+                "size": 100,
+                "seed": seed,
+                "mode": "tl",
+                "family": "transfer",
+                "model_kind": "cgcnn",
+                "n_params": 100,
+                "error": 1 - auc_t,
+                "roc_auc": auc_t,
+                "accuracy": 0.75,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -61,14 +136,23 @@ def test_adding_baselines_leaves_the_transfer_family_alone():
 
 def test_families_of_an_other_model_from_scratch_and_of_records_without_family():
     runs = _runs()
-    att = runs[runs["mode"] == "scratch"].assign(mode="attention", model_kind="attention", error=lambda d: d["error"] * 0.9)
+    att = runs[runs["mode"] == "scratch"].assign(
+        mode="attention", model_kind="attention", error=lambda d: d["error"] * 0.9
+    )
     t = stats.error_tests(pd.concat([runs, att], ignore_index=True))
     assert set(t[(t["mode"] == "attention") & (t["target"] == "gap")]["holm_family"]) == {"model_vs_scratch"}
     assert set(t[(t["mode"] == "attention") & (t["target"] == "metal")]["holm_family"]) == {"classification"}
     # per-seed records (no family column) name the pretrained source instead
-    plain = runs[runs["target"] == "gap"].drop(columns=["family", "task", "error"]).assign(pretrained=lambda d: np.where(d["mode"] == "tl", "ef_all", None))
+    plain = (
+        runs[runs["target"] == "gap"]
+        .drop(columns=["family", "task", "error"])
+        .assign(pretrained=lambda d: np.where(d["mode"] == "tl", "ef_all", None))
+    )
     t = stats.paired_tests(plain)
-    assert dict(zip(t["mode"], t["holm_family"], strict=True)) == {"rf": "model_vs_scratch", "tl": "transfer_vs_scratch"}
+    assert dict(zip(t["mode"], t["holm_family"], strict=True)) == {
+        "rf": "model_vs_scratch",
+        "tl": "transfer_vs_scratch",
+    }
     with pytest.raises(ValueError, match="unknown run family 'other'"):
         stats.hypothesis_family("regression", "other")
 
@@ -82,7 +166,10 @@ def test_improvement_vs_size():
     mean = imp[imp["target"] == "(mean over targets)"]
     assert set(mean["mode"]) == {"tl", "rf"}
     assert (mean[mean["mode"] == "rf"]["improvement_rate"] < 0).all()
-    assert set(mean[mean["mode"] == "tl"]["holm_family"]) == {"classification", "transfer_vs_scratch"}  # sizes 100 and 50, 200
+    assert set(mean[mean["mode"] == "tl"]["holm_family"]) == {
+        "classification",
+        "transfer_vs_scratch",
+    }  # sizes 100 and 50, 200
 
 
 def test_rank_and_classification_summaries():
@@ -118,7 +205,11 @@ def test_property_correlation():
 
 
 def test_collect_reads_cells_of_seeds(tmp_path):
-    (tmp_path / "a.json").write_text(json.dumps([{"target": "t", "size": 1, "mode": "m", "seed": 0}, {"target": "t", "size": 1, "mode": "m", "seed": 1}]))
+    (tmp_path / "a.json").write_text(
+        json.dumps(
+            [{"target": "t", "size": 1, "mode": "m", "seed": 0}, {"target": "t", "size": 1, "mode": "m", "seed": 1}]
+        )
+    )
     (tmp_path / "b.json").write_text(json.dumps({"target": "t", "size": 1, "mode": "n", "seed": 0}))
     assert len(stats.collect([tmp_path / "a.json", tmp_path / "b.json"])) == 3
 

@@ -6,18 +6,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import ROOT
 
-from tlcgcnn.data import split
-
-from tlcgcnn.data import table
+from tlcgcnn.data import split, table
+from tlcgcnn.data.targets import Target
 from tlcgcnn.features.featurize import FeaturizeParams, featurize
 from tlcgcnn.nn.normalize import Normalizer, inverse_transform, transform
 from tlcgcnn.train.checkpoint import load_checkpoint, model_from_checkpoint
-from tlcgcnn.data.targets import Target
 from tlcgcnn.train.loop import TrainConfig, train
 from tlcgcnn.train.transfer import TransferConfig, apply_transfer, set_train_mode
-
-from conftest import ROOT
 
 
 def test_normalizer_round_trip():
@@ -35,7 +32,13 @@ def test_normalizer_round_trip():
 
 
 def test_split_reproducibility():
-    df = pd.DataFrame({"material_id": [f"m{i}" for i in range(200)], "k_vrh": np.r_[np.full(150, 50.0), np.full(50, np.nan)], "is_metal": [i % 3 == 0 for i in range(200)]})
+    df = pd.DataFrame(
+        {
+            "material_id": [f"m{i}" for i in range(200)],
+            "k_vrh": np.r_[np.full(150, 50.0), np.full(50, np.nan)],
+            "is_metal": [i % 3 == 0 for i in range(200)],
+        }
+    )
     subs = split.subsets(df)
     assert len(subs["metal"]) + len(subs["nonmetal"]) == 200
     a = split.target_split(df, "k_vrh", subs["all"], 0.2, None, seed=7)
@@ -62,7 +65,9 @@ def toy_set(tmp_path_factory):
     rows = []
     for i in range(60):
         a = 3.5 + rng.random() * 2.5
-        s = Structure.from_spacegroup("Fm-3m", Lattice.cubic(a), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]).get_primitive_structure()
+        s = Structure.from_spacegroup(
+            "Fm-3m", Lattice.cubic(a), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]
+        ).get_primitive_structure()
         rows.append({"material_id": f"t{i}", "source": "toy", **table.structure_arrays(s), "k_vrh": 400.0 / a**3 * 10})
     df = pd.DataFrame(rows)
     d = tmp_path_factory.mktemp("toy")
@@ -75,9 +80,17 @@ def toy_set(tmp_path_factory):
 def _train(toy_set, out, transfer=None, epochs=5):
     df, d, sp = toy_set
     return train(
-        table_df=df, graph_dir=d / "g", atom_table_path=ROOT / "src" / "tlcgcnn" / "features" / "atom_features.csv", split_ids=sp,
-        target=Target("k", "k_vrh", "log10"), model_cfg={"atom_fea_len": 16, "n_conv": 3, "h_fea_len": 16},
-        train_cfg=TrainConfig(epochs=epochs, batch_size=16, patience=50), seed=3, out_checkpoint=out, transfer=transfer, progress=False,
+        table_df=df,
+        graph_dir=d / "g",
+        atom_table_path=ROOT / "src" / "tlcgcnn" / "features" / "atom_features.csv",
+        split_ids=sp,
+        target=Target("k", "k_vrh", "log10"),
+        model_cfg={"atom_fea_len": 16, "n_conv": 3, "h_fea_len": 16},
+        train_cfg=TrainConfig(epochs=epochs, batch_size=16, patience=50),
+        seed=3,
+        out_checkpoint=out,
+        transfer=transfer,
+        progress=False,
     )
 
 
@@ -156,7 +169,11 @@ def test_discriminative_learning_rates_per_parameter_group(atom_table, graphs, m
     other = build_model({**cfg, "n_out": 1}, atom_table)
     ucfg = TransferConfig("x", freeze=1, reinit="unfrozen", backbone_lr_scale=0.1)
     apply_transfer(other, pre, ucfg)
-    assert {n.split(".")[0] + "." + n.split(".")[1] for n in pretrained_parameter_names(other, pre, ucfg) if n.startswith("convs.")} == {"convs.0"}
+    assert {
+        n.split(".")[0] + "." + n.split(".")[1]
+        for n in pretrained_parameter_names(other, pre, ucfg)
+        if n.startswith("convs.")
+    } == {"convs.0"}
     assert [g["name"] for g in param_groups(other, pretrained_parameter_names(other, pre, ucfg), 1e-3, 0.1)] == ["new"]
     assert len(param_groups(model, kept, 1e-3, 1.0)) == 1
 
@@ -166,8 +183,19 @@ def test_discriminative_learning_rates_per_parameter_group(atom_table, graphs, m
     y = torch.randn(len(graphs))
     pos = torch.arange(len(graphs))
     train_cfg = TrainConfig(epochs=2, batch_size=8, lr=1e-3, patience=10, warmup_epochs=4.0)
-    res = T.fit(model, graphs, y, pos[:30], pos[30:], Normalizer.fit(y[:30].numpy()), train_cfg, seed=0, frozen=frozen, progress=False,
-                param_groups=param_groups(model, kept, 1e-3, 0.1))
+    res = T.fit(
+        model,
+        graphs,
+        y,
+        pos[:30],
+        pos[30:],
+        Normalizer.fit(y[:30].numpy()),
+        train_cfg,
+        seed=0,
+        frozen=frozen,
+        progress=False,
+        param_groups=param_groups(model, kept, 1e-3, 0.1),
+    )
     lrs = {g["name"]: g["lr"] for g in made[0].param_groups}
     factor = T.lr_factor(train_cfg, 1 + 3 / 4)  # the last step: epoch 1, step 3 of 4, inside the warm-up
     assert 0 < factor < 1
@@ -181,7 +209,12 @@ def _prefix(model, module) -> str:
 
 def test_backbone_lr_scale_is_recorded_in_the_checkpoint(toy_set, tmp_path):
     _train(toy_set, tmp_path / "pre.pt", epochs=1)
-    ck = _train(toy_set, tmp_path / "ft.pt", TransferConfig(str(tmp_path / "pre.pt"), reinit="head", backbone_lr_scale=0.1), epochs=1)
+    ck = _train(
+        toy_set,
+        tmp_path / "ft.pt",
+        TransferConfig(str(tmp_path / "pre.pt"), reinit="head", backbone_lr_scale=0.1),
+        epochs=1,
+    )
     assert ck["transfer"]["backbone_lr_scale"] == 0.1 and ck["train_config"]["lr"] == TrainConfig().lr
 
 
@@ -201,7 +234,9 @@ def test_resumed_fit_keeps_each_groups_learning_rate(atom_table, graphs, tmp_pat
     tcfg = TransferConfig("x", reinit="head", backbone_lr_scale=0.1)
     y = torch.randn(len(graphs))
     pos = torch.arange(len(graphs))
-    train_cfg = TrainConfig(epochs=4, batch_size=8, lr=3e-3, patience=10, warmup_epochs=1.5, schedule="cosine", amp="none")
+    train_cfg = TrainConfig(
+        epochs=4, batch_size=8, lr=3e-3, patience=10, warmup_epochs=1.5, schedule="cosine", amp="none"
+    )
     save = torch.save
 
     def run(state: Path) -> tuple[dict, list[float]]:
@@ -209,7 +244,19 @@ def test_resumed_fit_keeps_each_groups_learning_rate(atom_table, graphs, tmp_pat
         model = build_model({**cfg, "n_out": 1}, atom_table)
         apply_transfer(model, pre, tcfg)
         groups = param_groups(model, pretrained_parameter_names(model, pre, tcfg), train_cfg.lr, 0.1)
-        res = T.fit(model, graphs, y, pos[:30], pos[30:], Normalizer.fit(y[:30].numpy()), train_cfg, seed=0, progress=False, state_path=state, param_groups=groups)
+        res = T.fit(
+            model,
+            graphs,
+            y,
+            pos[:30],
+            pos[30:],
+            Normalizer.fit(y[:30].numpy()),
+            train_cfg,
+            seed=0,
+            progress=False,
+            state_path=state,
+            param_groups=groups,
+        )
         return model.state_dict(), res.history["val_mae"]
 
     def keep_epoch_1(obj, f, *a, **k):
@@ -220,7 +267,9 @@ def test_resumed_fit_keeps_each_groups_learning_rate(atom_table, graphs, tmp_pat
     monkeypatch.setattr(torch, "save", keep_epoch_1)
     ref, ref_val = run(tmp_path / "full.pt")
     monkeypatch.setattr(torch, "save", save)
-    assert torch.load(tmp_path / "after1.pt", weights_only=True)["optimizer"]["param_groups"][0]["lr"] < 3e-4  # a scheduled lr was saved
+    assert (
+        torch.load(tmp_path / "after1.pt", weights_only=True)["optimizer"]["param_groups"][0]["lr"] < 3e-4
+    )  # a scheduled lr was saved
     got, got_val = run(tmp_path / "after1.pt")
     assert got_val == ref_val
     for key, tensor in ref.items():
@@ -232,8 +281,8 @@ def test_a_train_pool_all_cell_trains_on_metals_and_tests_on_its_subset(toy_set,
     pool, scratch_all (train_pool: all) from pool_all, metals included; both test on the
     same non-metal test set, and only scratch_all's records say train_pool."""
     from tlcgcnn import config as C
-    from tlcgcnn.utils import fileio as io
     from tlcgcnn.train.finetune import finetune_cell
+    from tlcgcnn.utils import fileio as io
 
     df, d, _ = toy_set
     ids = df["material_id"].tolist()
@@ -242,32 +291,63 @@ def test_a_train_pool_all_cell_trains_on_metals_and_tests_on_its_subset(toy_set,
     sp = split.target_split(df, "k_vrh", nonmetals, 0.2, None, 42, all_ids=ids)
     sp.update(name="k_nm", subset="nonmetal")
     io.write_json(tmp_path / "k_nm.split.json", sp)
-    cfg = C.load({
-        "name": "t", "dataset": {"source": "local", "path": "x.csv"},
-        "split": {"val_fraction": 0.2, "val_min": 5},
-        "model": {"atom_fea_len": 16, "n_conv": 1, "h_fea_len": 16},
-        "train": {"epochs": 2, "batch_size": 16, "patience": 5, "device": "cpu", "amp": "none", "checkpoint_every": 0},
-        "finetune": {
-            "targets": [{"name": "k_nm", "property": "k_vrh", "transform": "log10", "subset": "nonmetal"}],
-            "sizes": [10], "seeds": [0], "modes": {"scratch": {}, "scratch_all": {"train_pool": "all"}},
-        },
-    })
+    cfg = C.load(
+        {
+            "name": "t",
+            "dataset": {"source": "local", "path": "x.csv"},
+            "split": {"val_fraction": 0.2, "val_min": 5},
+            "model": {"atom_fea_len": 16, "n_conv": 1, "h_fea_len": 16},
+            "train": {
+                "epochs": 2,
+                "batch_size": 16,
+                "patience": 5,
+                "device": "cpu",
+                "amp": "none",
+                "checkpoint_every": 0,
+            },
+            "finetune": {
+                "targets": [{"name": "k_nm", "property": "k_vrh", "transform": "log10", "subset": "nonmetal"}],
+                "sizes": [10],
+                "seeds": [0],
+                "modes": {"scratch": {}, "scratch_all": {"train_pool": "all"}},
+            },
+        }
+    )
     out = {}
     for mode in ("scratch", "scratch_all"):
         cell_dir = tmp_path / mode
         records = finetune_cell(
-            cell=cfg.cell("k_nm", 10, mode).as_params(), table_path=str(d / "t.parquet"), split_path=str(tmp_path / "k_nm.split.json"),
-            graph_dir=str(d / "g"), atom_features_path=str(ROOT / "src" / "tlcgcnn" / "features" / "atom_features.csv"), pretrained=[],
-            split_cfg=cfg.split_settings(), threads=1, config=None, out_metrics=str(cell_dir / "metrics.json"),
-            out_predictions=str(cell_dir / "predictions.parquet"), device="cpu",
+            cell=cfg.cell("k_nm", 10, mode).as_params(),
+            table_path=str(d / "t.parquet"),
+            split_path=str(tmp_path / "k_nm.split.json"),
+            graph_dir=str(d / "g"),
+            atom_features_path=str(ROOT / "src" / "tlcgcnn" / "features" / "atom_features.csv"),
+            pretrained=[],
+            split_cfg=cfg.split_settings(),
+            threads=1,
+            config=None,
+            out_metrics=str(cell_dir / "metrics.json"),
+            out_predictions=str(cell_dir / "predictions.parquet"),
+            device="cpu",
         )
-        out[mode] = (records[0], load_checkpoint(cell_dir / "runs" / "s0" / "model.pt")["split"], pd.read_parquet(cell_dir / "predictions.parquet"))
+        out[mode] = (
+            records[0],
+            load_checkpoint(cell_dir / "runs" / "s0" / "model.pt")["split"],
+            pd.read_parquet(cell_dir / "predictions.parquet"),
+        )
     (rec, sp_scratch, pred), (rec_all, sp_all, pred_all) = out["scratch"], out["scratch_all"]
-    assert sp_scratch["test"] == sp_all["test"] == sp["test"] and sorted(pred["material_id"]) == sorted(pred_all["material_id"]) == sorted(sp["test"])
-    assert set(sp_scratch["train"] + sp_scratch["val"]) <= set(sp["pool"]) and not metals & set(sp_scratch["train"] + sp_scratch["val"])
+    assert sp_scratch["test"] == sp_all["test"] == sp["test"] and sorted(pred["material_id"]) == sorted(
+        pred_all["material_id"]
+    ) == sorted(sp["test"])
+    assert set(sp_scratch["train"] + sp_scratch["val"]) <= set(sp["pool"]) and not metals & set(
+        sp_scratch["train"] + sp_scratch["val"]
+    )
     drawn = sp_all["train"] + sp_all["val"]
     assert set(drawn) <= set(sp["pool_all"]) and metals & set(sp_all["train"]) and not set(drawn) & set(sp["test"])
-    assert sp_all["train"] == split.train_val(sp["pool_all"], 10, 0, 0.2, 5).train and len(sp_all["val"]) == len(sp_scratch["val"]) == 5
+    assert (
+        sp_all["train"] == split.train_val(sp["pool_all"], 10, 0, 0.2, 5).train
+        and len(sp_all["val"]) == len(sp_scratch["val"]) == 5
+    )
     assert rec_all["train_pool"] == "all" and "train_pool" not in rec and rec_all["n_train"] == rec["n_train"] == 10
     assert rec_all["n_test"] == rec["n_test"] == len(sp["test"])
     assert load_checkpoint(tmp_path / "scratch_all" / "runs" / "s0" / "model.pt")["meta"]["train_pool"] == "all"

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from conftest import ATOM_FEATURES, ROOT, random_graphs, save_graphs
+
 from tlcgcnn.data.targets import Target
 from tlcgcnn.train.loop import NonFiniteError, TrainConfig, train
 
@@ -39,15 +39,26 @@ def _split(ids: list[str]) -> dict[str, list[str]]:
 def test_nan_training_loss_names_target_epoch_and_seed(tmp_path):
     df, gdir, ids = _data(tmp_path)
     cfg = TrainConfig(epochs=3, batch_size=16, lr=1e9, amp="none")  # diverges to inf / NaN
-    with pytest.raises(NonFiniteError, match=r"dft_gap seed 7: non-finite (training loss|validation score) .* at epoch \d+.*seed 7"):
-        train(table_df=df, graph_dir=gdir, atom_table_path=ATOM_FEATURES, split_ids=_split(ids), target=Target("dft_gap", "y"),
-              model_cfg=CFG, train_cfg=cfg, seed=7, out_checkpoint=tmp_path / "m.pt", progress=False)
+    with pytest.raises(
+        NonFiniteError, match=r"dft_gap seed 7: non-finite (training loss|validation score) .* at epoch \d+.*seed 7"
+    ):
+        train(
+            table_df=df,
+            graph_dir=gdir,
+            atom_table_path=ATOM_FEATURES,
+            split_ids=_split(ids),
+            target=Target("dft_gap", "y"),
+            model_cfg=CFG,
+            train_cfg=cfg,
+            seed=7,
+            out_checkpoint=tmp_path / "m.pt",
+            progress=False,
+        )
     assert not (tmp_path / "m.pt").exists()  # no checkpoint that looks finished
 
 
 def test_nan_validation_score_is_an_error_not_a_silent_best(tmp_path):
-    from tlcgcnn.nn import graphs
-    from tlcgcnn.nn import build_model
+    from tlcgcnn.nn import build_model, graphs
     from tlcgcnn.nn.normalize import Normalizer
     from tlcgcnn.train.loop import fit
 
@@ -59,7 +70,17 @@ def test_nan_validation_score_is_an_error_not_a_silent_best(tmp_path):
 
     model = build_model(CFG, torch.from_numpy(atom_features.load_matrix(ATOM_FEATURES)))
     with pytest.raises(NonFiniteError, match="non-finite validation score .* at epoch 0, seed 1"):
-        fit(model, data, y, torch.arange(120), torch.arange(120, 145), Normalizer("zscore", 0.0, 1.0), TrainConfig(epochs=2, amp="none"), seed=1, progress=False)
+        fit(
+            model,
+            data,
+            y,
+            torch.arange(120),
+            torch.arange(120, 145),
+            Normalizer("zscore", 0.0, 1.0),
+            TrainConfig(epochs=2, amp="none"),
+            seed=1,
+            progress=False,
+        )
 
 
 RUNNER = """
@@ -80,8 +101,16 @@ train(table_df=df, graph_dir={gdir!r}, atom_table_path={atoms!r}, split_ids=T._s
 def _runner(tmp_path: Path, df: pd.DataFrame, gdir: Path, name: str, epochs: int) -> tuple[list[str], Path, Path]:
     df.to_parquet(tmp_path / "table.parquet")
     out, state = tmp_path / f"{name}.pt", tmp_path / f"{name}.state.pt"
-    code = RUNNER.format(src=str(ROOT / "src"), tests=str(ROOT / "tests"), table=str(tmp_path / "table.parquet"), gdir=str(gdir),
-                         atoms=str(ATOM_FEATURES), epochs=epochs, out=str(out), state=str(state))
+    code = RUNNER.format(
+        src=str(ROOT / "src"),
+        tests=str(ROOT / "tests"),
+        table=str(tmp_path / "table.parquet"),
+        gdir=str(gdir),
+        atoms=str(ATOM_FEATURES),
+        epochs=epochs,
+        out=str(out),
+        state=str(state),
+    )
     return [sys.executable, "-c", code], out, state
 
 

@@ -8,13 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from conftest import ATOM_FEATURES, random_graphs, save_graphs
+
+from tlcgcnn.data.targets import Target, target_from_spec
 from tlcgcnn.nn import build_model
 from tlcgcnn.nn.normalize import MultiNormalizer, Normalizer
-from tlcgcnn.train.objectives import Objective, masked_mse
-from tlcgcnn.data.targets import Target, target_from_spec
 from tlcgcnn.train.loop import TrainConfig, fit, train
+from tlcgcnn.train.objectives import Objective, masked_mse
 from tlcgcnn.train.transfer import TransferConfig, apply_transfer
 
 CFG = {"atom_fea_len": 16, "n_conv": 3, "h_fea_len": 24, "radius": 6.0, "gaussian_step": 0.5}
@@ -93,7 +93,18 @@ def test_frozen_layers_and_bn_stats_unchanged_after_training(atom_table, graphs,
         assert not torch.equal(before[f"convs.{k}.lin_self.weight"], pre["state_dict"][f"convs.{k}.lin_self.weight"])
     y = torch.randn(len(graphs))
     pos = torch.arange(len(graphs))
-    fit(model, graphs, y, pos[:30], pos[30:], Normalizer.fit(y[:30].numpy()), TrainConfig(epochs=3, batch_size=8, lr=0.01, patience=10), seed=0, frozen=frozen, progress=False)
+    fit(
+        model,
+        graphs,
+        y,
+        pos[:30],
+        pos[30:],
+        Normalizer.fit(y[:30].numpy()),
+        TrainConfig(epochs=3, batch_size=8, lr=0.01, patience=10),
+        seed=0,
+        frozen=frozen,
+        progress=False,
+    )
     after = model.state_dict()
     frozen_prefixes = ["embedding."] + [f"convs.{i}." for i in range(k)]
     for key, val in after.items():
@@ -126,20 +137,47 @@ def _ckpt_file(tmp_path, atom_table, labels_mean):
     g = random_graphs(40, seed=3)
     gdir = save_graphs(g, tmp_path / "graphs", radius=CFG["radius"])
     ids = [str(i) for i in g.ids]
-    df = pd.DataFrame({"material_id": ids, "src": labels_mean + np.arange(40.0), "tgt": np.linspace(-1, 1, 40), "flag": np.arange(40) % 2 == 0})
+    df = pd.DataFrame(
+        {
+            "material_id": ids,
+            "src": labels_mean + np.arange(40.0),
+            "tgt": np.linspace(-1, 1, 40),
+            "flag": np.arange(40) % 2 == 0,
+        }
+    )
     model_cfg = {**CFG, "kind": "cgcnn"}
     cfg = TrainConfig(epochs=2, batch_size=8, patience=5)
-    ck = train(table_df=df, graph_dir=gdir, atom_table_path=ATOM_FEATURES, split_ids={"train": ids[:25], "val": ids[25:32], "test": ids[32:]},
-               target=Target("src", "src"), model_cfg=model_cfg, train_cfg=cfg, seed=0, out_checkpoint=tmp_path / "pre.pt", progress=False)
+    ck = train(
+        table_df=df,
+        graph_dir=gdir,
+        atom_table_path=ATOM_FEATURES,
+        split_ids={"train": ids[:25], "val": ids[25:32], "test": ids[32:]},
+        target=Target("src", "src"),
+        model_cfg=model_cfg,
+        train_cfg=cfg,
+        seed=0,
+        out_checkpoint=tmp_path / "pre.pt",
+        progress=False,
+    )
     return ck, df, gdir, ids, model_cfg, cfg
 
 
 def test_finetuned_checkpoint_has_the_targets_normalizer(tmp_path, atom_table):
     pre, df, gdir, ids, model_cfg, cfg = _ckpt_file(tmp_path, atom_table, labels_mean=1000.0)
     assert pre["normalizer"]["mean"] > 900
-    ck = train(table_df=df, graph_dir=gdir, atom_table_path=ATOM_FEATURES, split_ids={"train": ids[:20], "val": ids[20:30], "test": ids[30:]},
-               target=Target("tgt", "tgt"), model_cfg=model_cfg, train_cfg=cfg, seed=0, out_checkpoint=tmp_path / "ft.pt",
-               transfer=TransferConfig(checkpoint=str(tmp_path / "pre.pt"), freeze=1, reinit="unfrozen"), progress=False)
+    ck = train(
+        table_df=df,
+        graph_dir=gdir,
+        atom_table_path=ATOM_FEATURES,
+        split_ids={"train": ids[:20], "val": ids[20:30], "test": ids[30:]},
+        target=Target("tgt", "tgt"),
+        model_cfg=model_cfg,
+        train_cfg=cfg,
+        seed=0,
+        out_checkpoint=tmp_path / "ft.pt",
+        transfer=TransferConfig(checkpoint=str(tmp_path / "pre.pt"), freeze=1, reinit="unfrozen"),
+        progress=False,
+    )
     expected = df.set_index("material_id").loc[ids[:20], "tgt"]
     assert ck["normalizer"]["mean"] == pytest.approx(float(expected.mean()))
     assert ck["normalizer"]["std"] == pytest.approx(float(expected.std(ddof=0)))
@@ -149,8 +187,18 @@ def test_classification_training_and_evaluation(tmp_path, atom_table):
     from tlcgcnn.analysis.evaluate import evaluate
 
     _, df, gdir, ids, model_cfg, cfg = _ckpt_file(tmp_path, atom_table, labels_mean=0.0)
-    ck = train(table_df=df, graph_dir=gdir, atom_table_path=ATOM_FEATURES, split_ids={"train": ids[:20], "val": ids[20:30], "test": ids[30:]},
-               target=Target("metal", "flag", task="classification"), model_cfg=model_cfg, train_cfg=cfg, seed=0, out_checkpoint=tmp_path / "cls.pt", progress=False)
+    ck = train(
+        table_df=df,
+        graph_dir=gdir,
+        atom_table_path=ATOM_FEATURES,
+        split_ids={"train": ids[:20], "val": ids[20:30], "test": ids[30:]},
+        target=Target("metal", "flag", task="classification"),
+        model_cfg=model_cfg,
+        train_cfg=cfg,
+        seed=0,
+        out_checkpoint=tmp_path / "cls.pt",
+        progress=False,
+    )
     assert ck["normalizer"] == {"kind": "zscore", "mean": 0.0, "std": 1.0, "scale": 0.5}  # logits, not scaled labels
     rec = evaluate(tmp_path / "cls.pt", df, gdir, tmp_path / "m.json", tmp_path / "p.parquet", device="cpu")
     assert 0.0 <= rec["roc_auc"] <= 1.0 and rec["error"] == pytest.approx(1 - rec["roc_auc"])
@@ -164,8 +212,18 @@ def test_multitask_training_with_missing_labels(tmp_path, atom_table):
     _, df, gdir, ids, model_cfg, cfg = _ckpt_file(tmp_path, atom_table, labels_mean=0.0)
     df["other"] = np.where(np.arange(40) % 3 == 0, np.nan, np.arange(40.0))
     tgt = target_from_spec({"name": "mt", "property": "tgt", "properties": ["tgt", "other"], "weights": [1.0, 0.5]})
-    ck = train(table_df=df, graph_dir=gdir, atom_table_path=ATOM_FEATURES, split_ids={"train": ids[:20], "val": ids[20:30], "test": ids[30:]},
-               target=tgt, model_cfg=model_cfg, train_cfg=cfg, seed=0, out_checkpoint=tmp_path / "mt.pt", progress=False)
+    ck = train(
+        table_df=df,
+        graph_dir=gdir,
+        atom_table_path=ATOM_FEATURES,
+        split_ids={"train": ids[:20], "val": ids[20:30], "test": ids[30:]},
+        target=tgt,
+        model_cfg=model_cfg,
+        train_cfg=cfg,
+        seed=0,
+        out_checkpoint=tmp_path / "mt.pt",
+        progress=False,
+    )
     assert ck["model_config"]["n_out"] == 2
     assert np.isfinite(ck["result"]["best_val_mae"])
     rec = evaluate(tmp_path / "mt.pt", df, gdir, tmp_path / "m.json", tmp_path / "p.parquet", device="cpu")

@@ -14,12 +14,7 @@ import pytest
 import yaml
 
 from tlcgcnn import config
-
-from tlcgcnn.data import inputs
-
-from tlcgcnn.data import properties
-
-from tlcgcnn.data import split
+from tlcgcnn.data import inputs, properties, split
 from tlcgcnn.data.ingest import IngestError, IngestOptions, ingest, ingest_frame, read_input
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,9 +69,13 @@ def test_structure_folder_of_mixed_formats_with_labels(tmp_path, nacl, bcc_fe):
 def test_table_of_poscar_and_xyz_text(nacl, bcc_fe):
     from pymatgen.io.vasp import Poscar
 
-    raw = pd.DataFrame({"material_id": ["p", "x", "bad"],
-                        "structure": [Poscar(nacl).get_str(), extxyz_text(bcc_fe), "not a crystal at all"],
-                        "k_vrh": [25.0, 170.0, 1.0]})
+    raw = pd.DataFrame(
+        {
+            "material_id": ["p", "x", "bad"],
+            "structure": [Poscar(nacl).get_str(), extxyz_text(bcc_fe), "not a crystal at all"],
+            "k_vrh": [25.0, 170.0, 1.0],
+        }
+    )
     out, report, _ = ingest_frame(raw, IngestOptions(), path="t.csv", progress=False)
     assert out["formula"].tolist() == ["NaCl", "Fe"]
     assert report["material_id"].tolist() == ["bad"] and report["reason"].tolist() == ["unparsable_structure"]
@@ -122,8 +121,12 @@ def small_config(tmp_path: Path, data: Path, prop: str, subset: str = "all", dec
     raw = {
         "name": "own",
         "dataset": {"source": "local", "path": str(data)},
-        "finetune": {"targets": [{"name": "t", "property": prop, "subset": subset}], "sizes": [10], "seeds": [0],
-                     "modes": {"scratch": {}}},
+        "finetune": {
+            "targets": [{"name": "t", "property": prop, "subset": subset}],
+            "sizes": [10],
+            "seeds": [0],
+            "modes": {"scratch": {}},
+        },
     }
     if declare is not None:
         raw["properties"] = declare
@@ -155,11 +158,27 @@ def test_missing_label_column_stops_naming_columns_and_report(tmp_path, nacl):
     data = tmp_path / "t.csv"
     pd.DataFrame({"material_id": ["a"], "cif": [nacl.to(fmt="cif")], "modulus": [1.0]}).to_csv(data, index=False)
     out = tmp_path / "out"
-    with pytest.raises(IngestError, match=r"no column for \['k_vrh'\].*all columns: \['material_id', 'cif', 'modulus'\]"):
-        ingest(data, out / "s.parquet", out / "dropped.csv", out / "summary.json", IngestOptions(required_properties=["k_vrh"]), progress=False)
+    with pytest.raises(
+        IngestError, match=r"no column for \['k_vrh'\].*all columns: \['material_id', 'cif', 'modulus'\]"
+    ):
+        ingest(
+            data,
+            out / "s.parquet",
+            out / "dropped.csv",
+            out / "summary.json",
+            IngestOptions(required_properties=["k_vrh"]),
+            progress=False,
+        )
     pd.DataFrame({"material_id": ["a"], "cif": [nacl.to(fmt="cif")], "k_vrh": [-1.0]}).to_csv(data, index=False)
     with pytest.raises(IngestError, match=r"no usable values left .*dropped\.csv"):
-        ingest(data, out / "s.parquet", out / "dropped.csv", out / "summary.json", IngestOptions(required_properties=["k_vrh"]), progress=False)
+        ingest(
+            data,
+            out / "s.parquet",
+            out / "dropped.csv",
+            out / "summary.json",
+            IngestOptions(required_properties=["k_vrh"]),
+            progress=False,
+        )
     assert pd.read_csv(out / "dropped.csv")["reason"].tolist() == ["absurd_label"]  # the report it names exists
     assert not (out / "s.parquet").exists()
 
@@ -175,7 +194,21 @@ def test_snakemake_parses_a_folder_dataset(tmp_path, nacl, bcc_fe):
     raw["dataset"]["columns"] = {"target": "my_modulus"}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(raw))
     exe = Path(sys.executable).parent / "snakemake"
-    res = subprocess.run([str(exe), "-n", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
-                          "--configfile", str(tmp_path / "config.yaml"), "--cores", "1"], capture_output=True, text=True)
+    res = subprocess.run(
+        [
+            str(exe),
+            "-n",
+            "--snakefile",
+            str(ROOT / "Snakefile"),
+            "--directory",
+            str(tmp_path),
+            "--configfile",
+            str(tmp_path / "config.yaml"),
+            "--cores",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert "ingest" in res.stdout

@@ -12,8 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import MP500, ROOT, require_shared
+
 from tlcgcnn.analysis.stats import read_table
 
 BIN = Path(sys.executable).parent
@@ -147,15 +147,33 @@ def test_killed_finetune_cell_resumes_without_retraining_finished_seeds(tmp_path
     cell = out / "finetune" / "gap_nonmetal" / "n25" / "scratch"
     target = str((cell / "metrics.json").relative_to(ROOT))
     try:
-        smk(f"{out.relative_to(ROOT)}/graphs", "--cores", "1", "--configfile", str(path), "--allowed-rules", "ingest", "featurize", check=False)
-        proc = subprocess.Popen([*SNAKEMAKE, target, "--cores", "1", "--configfile", str(path)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        smk(
+            f"{out.relative_to(ROOT)}/graphs",
+            "--cores",
+            "1",
+            "--configfile",
+            str(path),
+            "--allowed-rules",
+            "ingest",
+            "featurize",
+            check=False,
+        )
+        proc = subprocess.Popen(
+            [*SNAKEMAKE, target, "--cores", "1", "--configfile", str(path)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         seed0 = cell / "runs" / "s0" / "metrics.json"
         deadline = time.monotonic() + 600
         while not seed0.exists():
             assert proc.poll() is None, f"snakemake ended before seed 0 finished:\n{proc.stdout.read()[-4000:]}"
             assert time.monotonic() < deadline, "seed 0 did not finish in 10 min"
             time.sleep(0.2)
-        jobs = [p for p in psutil.Process(proc.pid).children(recursive=True) if any("finetune.py" in a for a in p.cmdline())]
+        jobs = [
+            p for p in psutil.Process(proc.pid).children(recursive=True) if any("finetune.py" in a for a in p.cmdline())
+        ]
         assert jobs, "the cell's job process was not found"
         for p in jobs:
             p.send_signal(signal.SIGKILL)

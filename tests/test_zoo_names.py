@@ -14,10 +14,9 @@ import sys
 import zipfile
 
 import pytest
+from conftest import ROOT
 
 from tlcgcnn import zoo
-
-from conftest import ROOT
 
 ZOO = ROOT / "resources" / "pretrained"
 NAMES = ["mp2018-ef", "mp2018-eg", "mp2018-hse_gap", "mp2018-log_kvrh", "mp2018-mt"]
@@ -151,7 +150,10 @@ def test_the_wheel_ships_the_zoo(tmp_path):
     out = tmp_path / "whl"
     res = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(src)],
-        check=False, capture_output=True, text=True, timeout=300,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     (wheel,) = out.glob("tlcgcnn-*.whl")

@@ -84,10 +84,17 @@ class Model:
         ``material_id, input, formula, nsites``, the predictions, their spread and interval);
         ``.attrs["dropped"]`` lists every input left out, with its reason. Raises
         :class:`tlcgcnn.predict.PredictError` when no input is valid."""
-        from tlcgcnn.data.ingest import IngestOptions
-        from tlcgcnn.predict import PredictError, STRUCTURE_OUT, build_graphs, predict_frame, read_structures, strict_device
-
         import torch
+
+        from tlcgcnn.data.ingest import IngestOptions
+        from tlcgcnn.predict import (
+            STRUCTURE_OUT,
+            PredictError,
+            build_graphs,
+            predict_frame,
+            read_structures,
+            strict_device,
+        )
 
         dev = strict_device(device)
         items = structures if isinstance(structures, (list, tuple)) else [structures]
@@ -96,8 +103,10 @@ class Model:
         try:
             table, report = read_structures(items, IngestOptions(threads=threads), progress=progress)
             if len(table) == 0:
-                err = PredictError(f"no valid crystal among the inputs; {len(report)} dropped: "
-                                   + "; ".join(f"{r.material_id}: {r.reason} ({r.detail})" for r in report.head(5).itertuples()))
+                err = PredictError(
+                    f"no valid crystal among the inputs; {len(report)} dropped: "
+                    + "; ".join(f"{r.material_id}: {r.reason} ({r.detail})" for r in report.head(5).itertuples())
+                )
                 err.dropped = report  # type: ignore[attr-defined]
                 raise err
             graphs = build_graphs(table, self.loaded[0].params, threads=threads, progress=progress)
@@ -141,8 +150,8 @@ def load_model(spec: str | Path | Sequence[str | Path]) -> Model:
     list of checkpoint files; every seed becomes one member of the ensemble. Raises
     :class:`tlcgcnn.zoo.ZooError` for an unknown name and
     :class:`tlcgcnn.train.checkpoint.CheckpointError` for a file that is not a usable checkpoint."""
-    from tlcgcnn.analysis import calibration
     from tlcgcnn import zoo
+    from tlcgcnn.analysis import calibration
     from tlcgcnn.predict import load_models
 
     specs = [spec] if isinstance(spec, (str, Path)) else list(spec)
@@ -212,12 +221,26 @@ def finetune(
     from tlcgcnn.cli import runner
 
     outcome = runner.run(
-        pretrained=pretrained, data=data, prop=label, unit=unit, transform=transform, task=task,
-        valid_range=valid_range, labels=labels, workdir=workdir, cores=cores, **kwargs,
+        pretrained=pretrained,
+        data=data,
+        prop=label,
+        unit=unit,
+        transform=transform,
+        task=task,
+        valid_range=valid_range,
+        labels=labels,
+        workdir=workdir,
+        cores=cores,
+        **kwargs,
     )
     if outcome.returncode != 0:
-        raise runner.RunnerError(f"the Snakemake run failed (exit status {outcome.returncode}); its log: {outcome.workdir}")
+        raise runner.RunnerError(
+            f"the Snakemake run failed (exit status {outcome.returncode}); its log: {outcome.workdir}"
+        )
     return FinetuneResult(
-        workdir=outcome.workdir, config=outcome.workdir / "config.yaml", results=outcome.results,
-        target=outcome.target, returncode=outcome.returncode,
+        workdir=outcome.workdir,
+        config=outcome.workdir / "config.yaml",
+        results=outcome.results,
+        target=outcome.target,
+        returncode=outcome.returncode,
     )

@@ -27,10 +27,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from tlcgcnn.utils import fileio as io
-
 from tlcgcnn.data import properties
 from tlcgcnn.data.properties import Property
+from tlcgcnn.utils import fileio as io
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "config" / "schema"
 
@@ -170,9 +169,27 @@ class ResourceSettings:
 TARGET_DEFAULTS: dict[str, Any] = {"transform": "none", "subset": "all", "task": "regression"}
 PRETRAIN_DEFAULTS: dict[str, Any] = {"transform": "none", "subset": "all", "size": "all", "seed": 0, "model": None}
 # keys a pretrain entry with a `checkpoint` must not set: the file says them
-CHECKPOINT_SOURCE_KEYS = ("property", "transform", "subset", "size", "seed", "train", "properties", "weights", "labelled_with", "model")
+CHECKPOINT_SOURCE_KEYS = (
+    "property",
+    "transform",
+    "subset",
+    "size",
+    "seed",
+    "train",
+    "properties",
+    "weights",
+    "labelled_with",
+    "model",
+)
 EXTERNAL_DEFAULTS: dict[str, Any] = {"transform": "none", "id_column": None, "structure_column": None, "columns": {}}
-MODE_DEFAULTS: dict[str, Any] = {"pretrained": None, "freeze": 0, "reinit": "none", "model": None, "backbone_lr_scale": 1.0, "train_pool": "subset"}
+MODE_DEFAULTS: dict[str, Any] = {
+    "pretrained": None,
+    "freeze": 0,
+    "reinit": "none",
+    "model": None,
+    "backbone_lr_scale": 1.0,
+    "train_pool": "subset",
+}
 # what finetune.modes.<m>.train may override (as pretrain[].train and finetune.train)
 MODE_TRAIN_KEYS = frozenset(f.name for f in fields(TrainSettings)) - {"device", "threads"}
 FINETUNE_DEFAULTS: dict[str, Any] = {"baseline": "scratch", "group_seeds": False}
@@ -182,7 +199,13 @@ CLAIM_DEFAULTS: dict[str, Any] = {"kind": "compare", "versus": None, "direction"
 # a claim's mode / versus "selected:<pretrain name>": the mode from that source that
 # stats/protocol.csv selected on validation data for the claim's cell (tlcgcnn.report.published)
 SELECTED_MODE = "selected:"
-TOP_DEFAULTS: dict[str, Any] = {"regenerate_embedded": False, "model_variants": {}, "pretrain": [], "external": [], "properties": {}}
+TOP_DEFAULTS: dict[str, Any] = {
+    "regenerate_embedded": False,
+    "model_variants": {},
+    "pretrain": [],
+    "external": [],
+    "properties": {},
+}
 
 SECTIONS: dict[str, type] = {
     "train": TrainSettings,
@@ -270,7 +293,14 @@ class PretrainSource:
     checkpoint: str | None = None
 
     def as_params(self) -> dict[str, Any]:
-        out = {"name": self.name, "target": self.target.as_dict(), "size": self.size, "seed": self.seed, "model": self.model, "train": self.train}
+        out = {
+            "name": self.name,
+            "target": self.target.as_dict(),
+            "size": self.size,
+            "seed": self.seed,
+            "model": self.model,
+            "train": self.train,
+        }
         return {**out, "checkpoint": self.checkpoint} if self.checkpoint else out
 
 
@@ -374,7 +404,9 @@ class Config:
     def __init__(self, raw: Mapping[str, Any]) -> None:
         self.name: str = raw["name"]
         try:  # a user's own properties: known to this process from here on (tlcgcnn.data.properties)
-            self.properties: dict[str, Property] = properties.from_config(raw.get("properties", TOP_DEFAULTS["properties"]))
+            self.properties: dict[str, Property] = properties.from_config(
+                raw.get("properties", TOP_DEFAULTS["properties"])
+            )
             properties.register(self.properties)
         except properties.PropertyError as err:
             raise ConfigError(f"config: {err}") from None
@@ -403,7 +435,13 @@ class Config:
         self.group_seeds: bool = bool(ft["group_seeds"])
         self._ft = ft
         self.modes: dict[str, Mode] = {
-            m: Mode(name=m, estimator=s.get("estimator"), features=s.get("features"), train=dict(s.get("train") or {}), **{k: s.get(k, v) for k, v in MODE_DEFAULTS.items()})
+            m: Mode(
+                name=m,
+                estimator=s.get("estimator"),
+                features=s.get("features"),
+                train=dict(s.get("train") or {}),
+                **{k: s.get(k, v) for k, v in MODE_DEFAULTS.items()},
+            )
             for m, s in ft["modes"].items()
         }
         self._targets = {t["name"]: {**TARGET_DEFAULTS, **t} for t in ft["targets"]}
@@ -467,7 +505,9 @@ class Config:
         if self.embedded.input != "download":
             return self.embedded.input
         if self.dataset.source == "local":
-            raise ConfigError("config: embedded.input is 'download' but dataset.source is local (choose materials_project, oqmd or matbench)")
+            raise ConfigError(
+                "config: embedded.input is 'download' but dataset.source is local (choose materials_project, oqmd or matbench)"
+            )
         return f"results/{self.name}/raw/{self.dataset.source}.parquet"
 
     def featurize_params(self) -> Any:
@@ -500,7 +540,9 @@ class Config:
         """A fine-tuning target (only the fields that change its runs: editing its label,
         sizes or modes does not re-run finished cells)."""
         t = self._targets[name]
-        return TargetSpec(name=name, property=t["property"], transform=t["transform"], subset=t["subset"], task=t["task"])
+        return TargetSpec(
+            name=name, property=t["property"], transform=t["transform"], subset=t["subset"], task=t["task"]
+        )
 
     def target_label(self, name: str) -> str:
         return str(self._targets[name].get("label", name))
@@ -529,8 +571,12 @@ class Config:
             weights=[float(w) for w in p["weights"]] if multitask and p.get("weights") else None,
         )
         return PretrainSource(
-            name=p["name"], target=spec, size=parse_size(p["size"]), seed=int(p["seed"]),
-            model=self.model_config(p["model"]), train=self.train_config(p.get("train")),
+            name=p["name"],
+            target=spec,
+            size=parse_size(p["size"]),
+            seed=int(p["seed"]),
+            model=self.model_config(p["model"]),
+            train=self.train_config(p.get("train")),
         )
 
     def _checkpoint_source(self, name: str, path: str) -> PretrainSource:
@@ -543,14 +589,26 @@ class Config:
         t = info["target"]
         props = t.get("properties")
         spec = TargetSpec(
-            name=name, property=t["property"], transform=t.get("transform", "none"), subset=t.get("subset", "all"),
-            task=t.get("task", "regression"), properties=list(props) if props else None,
+            name=name,
+            property=t["property"],
+            transform=t.get("transform", "none"),
+            subset=t.get("subset", "all"),
+            task=t.get("task", "regression"),
+            properties=list(props) if props else None,
             weights=[float(w) for w in t["weights"]] if t.get("weights") else None,
         )
         keys = [*(f.name for f in fields(ModelSettings)), "radius"]
         model = {k: info["model_config"][k] for k in keys if k in info["model_config"]}
         model.setdefault("kind", "cgcnn")
-        return PretrainSource(name=name, target=spec, size=parse_size(info["size"]), seed=info["seed"], model=model, train={}, checkpoint=path)
+        return PretrainSource(
+            name=name,
+            target=spec,
+            size=parse_size(info["size"]),
+            seed=info["seed"],
+            model=model,
+            train={},
+            checkpoint=path,
+        )
 
     def split_names(self) -> list[str]:
         return sorted([*self._targets, *self.trained_pretrain_names])
@@ -609,7 +667,9 @@ class Config:
         """The fine-tuning cell (target, size, mode); an error if the config has no such cell."""
         n = parse_size(size)
         if target not in self._targets or n not in self.target_sizes(target) or mode not in self.target_modes(target):
-            raise ConfigError(f"config: no fine-tuning cell target={target} size={size} mode={mode} (see finetune.targets, sizes, modes)")
+            raise ConfigError(
+                f"config: no fine-tuning cell target={target} size={size} mode={mode} (see finetune.targets, sizes, modes)"
+            )
         m = self.modes[mode]
         gnn = m.estimator is None
         return Cell(
@@ -623,7 +683,9 @@ class Config:
         )
 
     def cells(self) -> list[Cell]:
-        return [self.cell(t, n, m) for t in self.target_names for n in self.target_sizes(t) for m in self.target_modes(t)]
+        return [
+            self.cell(t, n, m) for t in self.target_names for n in self.target_sizes(t) for m in self.target_modes(t)
+        ]
 
     # ---------------------------------------------------------------- external sets
     @property
@@ -639,14 +701,22 @@ class Config:
         main table only)."""
         e = self._external[name]
         return [
-            t for t in self.target_names
-            if self._targets[t]["property"] == e.property and self._targets[t]["transform"] == e.transform
-            and self._targets[t]["task"] == "regression" and self.external_cells(t)
+            t
+            for t in self.target_names
+            if self._targets[t]["property"] == e.property
+            and self._targets[t]["transform"] == e.transform
+            and self._targets[t]["task"] == "regression"
+            and self.external_cells(t)
         ]
 
     def external_cells(self, target: str) -> list[Cell]:
         """The graph-model cells of a target (what an external set's evaluation reads)."""
-        return [self.cell(target, n, m) for n in self.target_sizes(target) for m in self.target_modes(target) if self.modes[m].estimator is None]
+        return [
+            self.cell(target, n, m)
+            for n in self.target_sizes(target)
+            for m in self.target_modes(target)
+            if self.modes[m].estimator is None
+        ]
 
     def external_pairs(self) -> list[tuple[str, str]]:
         """Every (external set, target) evaluation of the run."""
@@ -657,8 +727,14 @@ class Config:
         path and columns, the main dataset's structure checks (min_distance), no sampling."""
         e = self._external[name]
         return {
-            **self.dataset_settings(), "source": "local", "path": e.path, "id_column": e.id_column,
-            "structure_column": e.structure_column, "columns": dict(e.columns), "source_label": e.name, "sample": None,
+            **self.dataset_settings(),
+            "source": "local",
+            "path": e.path,
+            "id_column": e.id_column,
+            "structure_column": e.structure_column,
+            "columns": dict(e.columns),
+            "source_label": e.name,
+            "sample": None,
         }
 
     @property
@@ -689,8 +765,20 @@ class Config:
         if m.get("pretrain"):
             return {"name": name, "kind": "pretrain", "pretrain": m["pretrain"]}
         size = parse_size(m["size"])
-        modes = [x for x in self.target_modes(m["target"]) if self.modes[x].pretrained and self.modes[x].kind == "gnn"] if m["mode"] == "best" else [m["mode"]]
-        return {"name": name, "kind": "finetune", "target": m["target"], "size": size, "seeds": self.seeds(size), "modes": modes, "choice": m["mode"]}
+        modes = (
+            [x for x in self.target_modes(m["target"]) if self.modes[x].pretrained and self.modes[x].kind == "gnn"]
+            if m["mode"] == "best"
+            else [m["mode"]]
+        )
+        return {
+            "name": name,
+            "kind": "finetune",
+            "target": m["target"],
+            "size": size,
+            "seeds": self.seeds(size),
+            "modes": modes,
+            "choice": m["mode"],
+        }
 
     # ---------------------------------------------------------------- published results
     def claims(self) -> list[dict[str, Any]]:
@@ -699,7 +787,9 @@ class Config:
         ``mode`` or ``versus`` of ``selected:<source>`` stays as written: the report resolves
         it from ``stats/protocol.csv``."""
         return [
-            {**c, "size": parse_size(c["size"]), "versus": c["versus"] or self.baseline} if c["kind"] == "compare" else {**c, "size": parse_size(c["size"])}
+            {**c, "size": parse_size(c["size"]), "versus": c["versus"] or self.baseline}
+            if c["kind"] == "compare"
+            else {**c, "size": parse_size(c["size"])}
             for c in self.report.claims
         ]
 
@@ -709,11 +799,18 @@ class Config:
         ``report`` is left out: it changes what is published, not what is computed."""
         return {
             "name": self.name,
-            **{k: asdict(getattr(self, k)) for k in ("train", "model", "featurize", "split", "embedded", "zoo", "resources")},
+            **{
+                k: asdict(getattr(self, k))
+                for k in ("train", "model", "featurize", "split", "embedded", "zoo", "resources")
+            },
             "dataset": self.dataset_settings(),
             "model_variants": self.model_variants,
             "pretrain": [s.as_params() for s in self.pretrain_sources()],
-            "finetune": {**self._ft, "modes": {m: s.as_dict() for m, s in self.modes.items()}, "targets": list(self._targets.values())},
+            "finetune": {
+                **self._ft,
+                "modes": {m: s.as_dict() for m, s in self.modes.items()},
+                "targets": list(self._targets.values()),
+            },
             **({"external": [asdict(e) for e in self._external.values()]} if self._external else {}),
             **({"properties": self.property_specs()} if self.properties else {}),
         }
@@ -729,7 +826,10 @@ class Config:
         named = [(f"finetune.targets {t}", s["property"]) for t, s in self._targets.items()]
         for n, p in self._pretrain.items():
             if n not in self._checkpoints:
-                named += [(f"pretrain {n}", q) for q in [p["property"], *(p.get("properties") or []), *(p.get("labelled_with") or [])]]
+                named += [
+                    (f"pretrain {n}", q)
+                    for q in [p["property"], *(p.get("properties") or []), *(p.get("labelled_with") or [])]
+                ]
         named += [(f"external {e.name}", e.property) for e in self._external.values()]
         named += [(f"dataset.columns.{c}", q) for c, q in self.dataset.columns.items()]
         for where, prop in named:
@@ -739,8 +839,7 @@ class Config:
                     f"properties: {{{prop}: {{unit: GPa}}}}, or use a built-in one: {sorted(properties.BUILTIN)}"
                 )
         if self.subsets_needed and self.dataset.source == "local" and self.dataset.path:
-            from tlcgcnn.data import inputs
-            from tlcgcnn.data import split
+            from tlcgcnn.data import inputs, split
 
             column = split.metal_column(self.split.metal_rule)
             try:
@@ -767,11 +866,20 @@ class Config:
             raise ConfigError(f"config: names {sorted(clash)} are used both as a pretrain and a finetune target name")
         for m in modes.values():
             if m.pretrained is not None and m.pretrained not in pre:
-                raise ConfigError(f"config: finetune.modes.{m.name}.pretrained = {m.pretrained!r} is not a pretrain name (known: {sorted(pre)})")
+                raise ConfigError(
+                    f"config: finetune.modes.{m.name}.pretrained = {m.pretrained!r} is not a pretrain name (known: {sorted(pre)})"
+                )
             if m.model is not None and m.model not in self.model_variants:
                 raise ConfigError(f"config: finetune.modes.{m.name}.model = {m.model!r} is not in model_variants")
-            if m.kind != "frozen" and m.pretrained and m.pretrained not in self._checkpoints and pre[m.pretrained]["model"] != m.model:
-                raise ConfigError(f"config: mode {m.name} uses model {m.model!r} but its pretrained {m.pretrained!r} uses {pre[m.pretrained]['model']!r}")
+            if (
+                m.kind != "frozen"
+                and m.pretrained
+                and m.pretrained not in self._checkpoints
+                and pre[m.pretrained]["model"] != m.model
+            ):
+                raise ConfigError(
+                    f"config: mode {m.name} uses model {m.model!r} but its pretrained {m.pretrained!r} uses {pre[m.pretrained]['model']!r}"
+                )
             if m.train_pool not in ("subset", "all"):
                 raise ConfigError(f"config: finetune.modes.{m.name}.train_pool: {m.train_pool!r} is not subset or all")
             self._check_estimator_mode(m)
@@ -810,15 +918,21 @@ class Config:
                 raise ConfigError(f"{where}: pretrain {zm['pretrain']!r} is not a pretrain name (known: {sorted(pre)})")
             if zm.get("target"):
                 if zm["target"] not in targets:
-                    raise ConfigError(f"{where}: target {zm['target']!r} is not a finetune target (known: {sorted(targets)})")
+                    raise ConfigError(
+                        f"{where}: target {zm['target']!r} is not a finetune target (known: {sorted(targets)})"
+                    )
                 mode = zm.get("mode")
                 t_modes = list(targets[zm["target"]].get("modes") or sorted(modes))
                 if mode is None:
                     raise ConfigError(f"{where}: a fine-tuned model needs mode (a mode name or best)")
                 if mode == "best" and not [x for x in t_modes if modes[x].pretrained and modes[x].kind == "gnn"]:
-                    raise ConfigError(f"{where}: mode best chooses among transfer modes that fine-tune a graph model, but target {zm['target']} has none")
+                    raise ConfigError(
+                        f"{where}: mode best chooses among transfer modes that fine-tune a graph model, but target {zm['target']} has none"
+                    )
                 if mode != "best" and (mode not in t_modes or modes[mode].estimator):
-                    raise ConfigError(f"{where}: mode {mode!r} is not a graph-model mode of target {zm['target']} (its modes: {t_modes})")
+                    raise ConfigError(
+                        f"{where}: mode {mode!r} is not a graph-model mode of target {zm['target']} (its modes: {t_modes})"
+                    )
                 sizes = [parse_size(x) for x in targets[zm["target"]].get("sizes") or self._ft["sizes"]]
                 if parse_size(zm["size"]) not in sizes:
                     raise ConfigError(f"{where}: size {zm['size']!r} is not a size of target {zm['target']} ({sizes})")
@@ -840,7 +954,9 @@ class Config:
             if absent:
                 raise ConfigError(f"{where}: a claim comparing two modes needs {' and '.join(absent)}")
             if c.get("property"):
-                raise ConfigError(f"{where}: property is for a kind: multitask claim (a compare claim names target and mode)")
+                raise ConfigError(
+                    f"{where}: property is for a kind: multitask claim (a compare claim names target and mode)"
+                )
             t = c["target"]
             if t not in self._targets:
                 raise ConfigError(f"{where}: target {t!r} is not a finetune target (known: {sorted(self._targets)})")
@@ -853,9 +969,13 @@ class Config:
                 if mode.startswith(SELECTED_MODE):
                     src = mode.removeprefix(SELECTED_MODE)
                     if src not in self._pretrain:
-                        raise ConfigError(f"{where}: {key} {mode!r}: {src!r} is not a pretrain name (known: {sorted(self._pretrain)})")
+                        raise ConfigError(
+                            f"{where}: {key} {mode!r}: {src!r} is not a pretrain name (known: {sorted(self._pretrain)})"
+                        )
                     if not [m for m in t_modes if self.modes[m].pretrained == src]:
-                        raise ConfigError(f"{where}: {key} {mode!r}: target {t} has no transfer mode from {src} (its modes: {t_modes})")
+                        raise ConfigError(
+                            f"{where}: {key} {mode!r}: target {t} has no transfer mode from {src} (its modes: {t_modes})"
+                        )
                 elif mode not in t_modes:
                     raise ConfigError(f"{where}: {key} {mode!r} is not a mode of target {t} (its modes: {t_modes})")
             if c["mode"] == versus:
@@ -866,16 +986,23 @@ class Config:
         single-task, of the property at that size on one split: the pairs stats/multitask.csv
         compares (tlcgcnn.analysis.multitask.source_pairs), so the report finds the claim's row."""
         from tlcgcnn.analysis.multitask import source_pairs  # it imports this module
+
         extra = [k for k in ("target", "mode", "versus") if c.get(k)]
         if extra:
-            raise ConfigError(f"{where}: a kind: multitask claim compares two pretraining sources; it sets property and size, not {extra}")
+            raise ConfigError(
+                f"{where}: a kind: multitask claim compares two pretraining sources; it sets property and size, not {extra}"
+            )
         if not c.get("property"):
-            raise ConfigError(f"{where}: a kind: multitask claim needs property (one of a multi-task source's properties)")
+            raise ConfigError(
+                f"{where}: a kind: multitask claim needs property (one of a multi-task source's properties)"
+            )
         size = parse_size(c["size"])
         trained = [p for n, p in self._pretrain.items() if n not in self._checkpoints and parse_size(p["size"]) == size]
         mt = [p["name"] for p in trained if c["property"] in (p.get("properties") or [])]
         st = [p["name"] for p in trained if not p.get("properties") and p["property"] == c["property"]]
-        paired = [q for q in source_pairs({"pretrain": [self._pretrain[n] for n in mt + st]}) if q.property == c["property"]]
+        paired = [
+            q for q in source_pairs({"pretrain": [self._pretrain[n] for n in mt + st]}) if q.property == c["property"]
+        ]
         if not paired:
             raise ConfigError(
                 f"{where}: needs a multi-task pretrain source with {c['property']} and a single-task one of it, both of size {size} "
@@ -888,16 +1015,26 @@ class Config:
         frozen crystal vectors (``pretrained`` + ``estimator`` + ``features: frozen``)."""
         where = f"config: finetune.modes.{m.name}"
         if m.features and not m.estimator:
-            raise ConfigError(f"{where}: features: {m.features} needs an estimator (ridge, rf, svr, pls or lasso) fitted on the crystal vectors")
+            raise ConfigError(
+                f"{where}: features: {m.features} needs an estimator (ridge, rf, svr, pls or lasso) fitted on the crystal vectors"
+            )
         if m.features and not m.pretrained:
-            raise ConfigError(f"{where}: features: {m.features} needs pretrained: <a pretrain name>, the network whose crystal vectors are the features")
+            raise ConfigError(
+                f"{where}: features: {m.features} needs pretrained: <a pretrain name>, the network whose crystal vectors are the features"
+            )
         if m.estimator and m.pretrained and not m.features:
-            raise ConfigError(f"config: baseline mode {m.name} cannot have pretrained (to fit {m.estimator} on the pretrained network's crystal vectors, add features: frozen)")
+            raise ConfigError(
+                f"config: baseline mode {m.name} cannot have pretrained (to fit {m.estimator} on the pretrained network's crystal vectors, add features: frozen)"
+            )
         if m.estimator and m.model:
             what = "frozen-features mode" if m.features else "baseline mode"
-            raise ConfigError(f"config: {what} {m.name} cannot have model (a frozen-features mode uses its source's own network)")
+            raise ConfigError(
+                f"config: {what} {m.name} cannot have model (a frozen-features mode uses its source's own network)"
+            )
         if m.estimator and (m.freeze or m.reinit != "none"):
-            raise ConfigError(f"{where}: freeze / reinit change a fine-tuned graph model; an estimator mode ({m.estimator}) trains no network layer")
+            raise ConfigError(
+                f"{where}: freeze / reinit change a fine-tuned graph model; an estimator mode ({m.estimator}) trains no network layer"
+            )
 
     def _check_protocol(self, m: Mode) -> None:
         """A mode's training overrides and discriminative learning rate (the fine-tuning
@@ -905,13 +1042,19 @@ class Config:
         where = f"config: finetune.modes.{m.name}"
         unknown = sorted(set(m.train) - MODE_TRAIN_KEYS)
         if unknown:
-            raise ConfigError(f"{where}.train: unknown training options {unknown} (a mode may override {sorted(MODE_TRAIN_KEYS)})")
+            raise ConfigError(
+                f"{where}.train: unknown training options {unknown} (a mode may override {sorted(MODE_TRAIN_KEYS)})"
+            )
         if m.estimator and m.train:
             raise ConfigError(f"{where}.train: baseline mode {m.name} ({m.estimator}) has no training loop to override")
         if "backbone_lr_scale" in (self._ft["modes"][m.name] or {}) and m.estimator:
-            raise ConfigError(f"{where}.backbone_lr_scale: mode {m.name} ({m.estimator}) trains no network layer to scale")
+            raise ConfigError(
+                f"{where}.backbone_lr_scale: mode {m.name} ({m.estimator}) trains no network layer to scale"
+            )
         if "backbone_lr_scale" in (self._ft["modes"][m.name] or {}) and not m.pretrained:
-            raise ConfigError(f"{where}.backbone_lr_scale: only a transfer mode (with `pretrained`) has pretrained layers to scale")
+            raise ConfigError(
+                f"{where}.backbone_lr_scale: only a transfer mode (with `pretrained`) has pretrained layers to scale"
+            )
         if not m.backbone_lr_scale > 0:
             raise ConfigError(f"{where}.backbone_lr_scale: {m.backbone_lr_scale!r} is not a positive factor")
 
@@ -926,7 +1069,9 @@ class Config:
                         f"{p['checkpoint']}; remove {bad} (see `tlcgcnn info {p['checkpoint']}`)"
                     )
             elif "property" not in p:
-                raise ConfigError(f"config: pretrain {p['name']}: needs a `property` to be trained, or a `checkpoint` file to start from")
+                raise ConfigError(
+                    f"config: pretrain {p['name']}: needs a `property` to be trained, or a `checkpoint` file to start from"
+                )
 
     def _check_checkpoint_sources(self) -> None:
         """Every mode that starts from a checkpoint file must build the file's architecture,
@@ -940,7 +1085,11 @@ class Config:
             problems = []
             stored = info["featurize"] or asdict(FeaturizeSettings())  # not recorded: the defaults
             ours = asdict(self.featurize_params())
-            diff = [f"{k}: {stored.get(k)!r} in the checkpoint vs {ours[k]!r} in featurize" for k in ours if stored.get(k) != ours[k]]
+            diff = [
+                f"{k}: {stored.get(k)!r} in the checkpoint vs {ours[k]!r} in featurize"
+                for k in ours
+                if stored.get(k) != ours[k]
+            ]
             if diff:
                 problems.append("featurization differs (" + "; ".join(diff) + ")")
             src_model = self._sources[name].model
@@ -948,12 +1097,17 @@ class Config:
                 if m.pretrained != name or m.kind == "frozen":  # frozen features: the file's own network
                     continue
                 want = self.model_config(m.model)
-                diff = [f"{k}: {src_model.get(k, '<absent>')!r} in the checkpoint vs {want[k]!r} in {'model_variants.' + m.model if m.model else 'model'}" for k in want if src_model.get(k, "<absent>") != want[k]]
+                diff = [
+                    f"{k}: {src_model.get(k, '<absent>')!r} in the checkpoint vs {want[k]!r} in {'model_variants.' + m.model if m.model else 'model'}"
+                    for k in want
+                    if src_model.get(k, "<absent>") != want[k]
+                ]
                 if diff:
                     problems.append(f"mode {m.name}: the architecture differs (" + "; ".join(diff) + ")")
             if problems:
                 raise ConfigError(
-                    f"config: pretrain {name}: checkpoint {path} does not fit this configuration: " + "; ".join(problems)
+                    f"config: pretrain {name}: checkpoint {path} does not fit this configuration: "
+                    + "; ".join(problems)
                     + f". Set featurize / model to the checkpoint's values (`tlcgcnn info {path}` lists them)"
                 )
 

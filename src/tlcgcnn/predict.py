@@ -32,9 +32,8 @@ import numpy as np
 import pandas as pd
 
 from tlcgcnn.data import inputs
-
-from tlcgcnn.utils import fileio as io
 from tlcgcnn.data.ingest import ID_COLUMNS, STRUCTURE_COLUMNS, IngestError, IngestOptions, pick_column, validate_rows
+from tlcgcnn.utils import fileio as io
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +56,14 @@ def _file_rows(path: Path) -> pd.DataFrame:
         raw = inputs.read_input(path)
     except inputs.InputError as exc:
         raise PredictError(str(exc)) from None
-    return pd.DataFrame({"material_id": raw["material_id"].astype("string").to_numpy(), "structure": raw["structure"].to_numpy(),
-                         "input": raw["_file"].to_numpy(), "row": raw["_line"].to_numpy()})
+    return pd.DataFrame(
+        {
+            "material_id": raw["material_id"].astype("string").to_numpy(),
+            "structure": raw["structure"].to_numpy(),
+            "input": raw["_file"].to_numpy(),
+            "row": raw["_line"].to_numpy(),
+        }
+    )
 
 
 def _table_rows(path: Path) -> pd.DataFrame:
@@ -70,7 +75,9 @@ def _table_rows(path: Path) -> pd.DataFrame:
     id_col = next((c for c in ID_COLUMNS if c in raw.columns), None)
     n = len(raw)
     row = np.arange(1, n + 1)
-    ids = raw[id_col].astype("string").to_numpy() if id_col else np.array([f"{path.name}:{i}" for i in row], dtype=object)
+    ids = (
+        raw[id_col].astype("string").to_numpy() if id_col else np.array([f"{path.name}:{i}" for i in row], dtype=object)
+    )
     return pd.DataFrame({"material_id": ids, "structure": raw[st_col].to_numpy(), "input": str(path), "row": row})
 
 
@@ -78,7 +85,14 @@ def _object_rows(objects: Sequence[Any], start: int) -> pd.DataFrame:
     """Rows of in-memory structures (pymatgen ``Structure`` or ASE ``Atoms``): the id is the
     position in the list given to :meth:`tlcgcnn.api.Model.predict` (``structure:<i>``)."""
     ids = [f"structure:{start + k}" for k in range(len(objects))]
-    return pd.DataFrame({"material_id": ids, "structure": list(objects), "input": "<memory>", "row": np.arange(start, start + len(objects))})
+    return pd.DataFrame(
+        {
+            "material_id": ids,
+            "structure": list(objects),
+            "input": "<memory>",
+            "row": np.arange(start, start + len(objects)),
+        }
+    )
 
 
 def is_structure_object(value: Any) -> bool:
@@ -86,7 +100,9 @@ def is_structure_object(value: Any) -> bool:
     return type(value).__name__ in ("Structure", "IStructure", "Atoms") and not isinstance(value, (str, Path))
 
 
-def read_structures(inputs_: Sequence[Any], options: IngestOptions | None = None, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+def read_structures(
+    inputs_: Sequence[Any], options: IngestOptions | None = None, progress: bool = True
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Read and validate every input: paths (structure files, folders, tables) and in-memory
     structures. Returns (canonical structures with ``input`` and ``row`` columns, dropped
     report with ``input, row, material_id, reason, detail``)."""
@@ -115,9 +131,19 @@ def read_structures(inputs_: Sequence[Any], options: IngestOptions | None = None
     raw = pd.concat(parts, ignore_index=True)
     dropped: list[dict[str, Any]] = []
     ids = raw["material_id"].astype("string").str.strip()
-    keep, arrays, drops = validate_rows(raw["structure"], ids, raw["row"], "id", options, progress=progress and len(raw) >= PROGRESS_MIN)
+    keep, arrays, drops = validate_rows(
+        raw["structure"], ids, raw["row"], "id", options, progress=progress and len(raw) >= PROGRESS_MIN
+    )
     for d in drops:
-        dropped.append({"input": raw.at[d["index"], "input"], "row": d["row"], "material_id": d["material_id"], "reason": d["reason"], "detail": d["detail"]})
+        dropped.append(
+            {
+                "input": raw.at[d["index"], "input"],
+                "row": d["row"],
+                "material_id": d["material_id"],
+                "reason": d["reason"],
+                "detail": d["detail"],
+            }
+        )
     kept = raw.index[keep]
     records = [arrays[i] for i in kept]
     out = pd.DataFrame(
@@ -145,12 +171,16 @@ def _graph_chunk(job: tuple[list[np.ndarray], list[np.ndarray], Any]) -> list[tu
     lattices, fracs, params = job
     out = []
     for lat, frac in zip(lattices, fracs, strict=True):
-        g = neighbor_graph(np.asarray(lat, dtype=np.float64).reshape(3, 3), np.asarray(frac, dtype=np.float64).reshape(-1, 3), params)
+        g = neighbor_graph(
+            np.asarray(lat, dtype=np.float64).reshape(3, 3), np.asarray(frac, dtype=np.float64).reshape(-1, 3), params
+        )
         out.append((g.nbr_idx.astype(np.int64), g.nbr_dist.astype(np.float32)))
     return out
 
 
-def build_graphs(structures: pd.DataFrame, params: Any, threads: int = 1, progress: bool = True, chunk_size: int = 128) -> Any:
+def build_graphs(
+    structures: pd.DataFrame, params: Any, threads: int = 1, progress: bool = True, chunk_size: int = 128
+) -> Any:
     """A :class:`tlcgcnn.nn.graphs.GraphSet` of the structures, built in memory exactly as the
     featurize stage builds its shards (:func:`tlcgcnn.features.featurize.neighbor_graph`)."""
     import torch
@@ -202,8 +232,8 @@ class LoadedModel:
 def load_models(paths: Sequence[str | Path]) -> list[LoadedModel]:
     """Load the checkpoints (on CPU) and check that they can be combined: the same
     featurization parameters and the same target, else :class:`CheckpointError`."""
-    from tlcgcnn.train.checkpoint import CheckpointError, featurize_params, load_checkpoint, model_from_checkpoint
     from tlcgcnn.data.targets import Target
+    from tlcgcnn.train.checkpoint import CheckpointError, featurize_params, load_checkpoint, model_from_checkpoint
 
     if not paths:
         raise PredictError("no model given (--model M.pt)")
@@ -232,20 +262,28 @@ def load_models(paths: Sequence[str | Path]) -> list[LoadedModel]:
     return out
 
 
-def _model_columns(lm: LoadedModel, graphs: Any, device: Any, batch_size: int, desc: str = "predict", progress: bool = True) -> dict[str, np.ndarray]:
+def _model_columns(
+    lm: LoadedModel, graphs: Any, device: Any, batch_size: int, desc: str = "predict", progress: bool = True
+) -> dict[str, np.ndarray]:
     """One model's predictions, by output column, in each reported unit."""
     import torch
     from tqdm.auto import tqdm
 
-    from tlcgcnn.nn.normalize import normalizer_from_dict
     from tlcgcnn.data.targets import inverse_transform
+    from tlcgcnn.nn.normalize import normalizer_from_dict
     from tlcgcnn.train.loop import predict as forward
 
     t = lm.target
     model = lm.model.to(device)
     positions = torch.arange(len(graphs), device=device)
     parts = []
-    with tqdm(total=len(graphs), desc=desc, unit="crystal", disable=not progress or len(graphs) < PROGRESS_MIN, mininterval=1.0) as bar:
+    with tqdm(
+        total=len(graphs),
+        desc=desc,
+        unit="crystal",
+        disable=not progress or len(graphs) < PROGRESS_MIN,
+        mininterval=1.0,
+    ) as bar:
         for chunk in positions.split(batch_size):  # one batch per call: eval-mode outputs do not depend on batching
             parts.append(forward(model, graphs, chunk, batch_size))
             bar.update(chunk.numel())
@@ -269,14 +307,17 @@ def _model_columns(lm: LoadedModel, graphs: Any, device: Any, batch_size: int, d
     return cols
 
 
-def predict_frame(models: Sequence[LoadedModel], graphs: Any, device: str = "auto", batch_size: int = 512, progress: bool = True) -> pd.DataFrame:
+def predict_frame(
+    models: Sequence[LoadedModel], graphs: Any, device: str = "auto", batch_size: int = 512, progress: bool = True
+) -> pd.DataFrame:
     """Mean (and with two or more models the sample std) of each output column."""
     from tlcgcnn.train.device import pick_device
 
     dev = pick_device(device)
     on_dev = graphs.to(dev)
     per_model = [
-        _model_columns(lm, on_dev, dev, batch_size, desc=f"predict {k + 1}/{len(models)}", progress=progress) for k, lm in enumerate(models)
+        _model_columns(lm, on_dev, dev, batch_size, desc=f"predict {k + 1}/{len(models)}", progress=progress)
+        for k, lm in enumerate(models)
     ]
     out = pd.DataFrame(index=range(len(graphs)))
     for col in per_model[0]:
@@ -293,7 +334,7 @@ def units_of(models: Sequence[LoadedModel]) -> dict[str, str]:
 
     t = models[0].target
     out: dict[str, str] = {}
-    for prop in (list(t.properties) if t.task == "multitask" and t.properties else [t.property]):
+    for prop in list(t.properties) if t.task == "multitask" and t.properties else [t.property]:
         if t.task == "classification":
             out[f"{prop}_probability"] = "probability"
             continue
@@ -341,7 +382,9 @@ def strict_device(name: str) -> Any:
     if name != "auto":
         dev = torch.device(name)
         if dev.type == "cuda" and not torch.cuda.is_available():
-            raise PredictError(f"--device {name}: torch {torch.__version__} sees no CUDA device here; use --device cpu or auto")
+            raise PredictError(
+                f"--device {name}: torch {torch.__version__} sees no CUDA device here; use --device cpu or auto"
+            )
         if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
             raise PredictError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
         if dev.type == "mps" and not torch.backends.mps.is_available():
@@ -384,7 +427,9 @@ def run(
         report = getattr(exc, "dropped", None)
         if report is not None:
             io.write_csv(report, dropped_path)
-            raise PredictError(f"no valid crystal among the inputs; {len(report)} dropped, reasons in {dropped_path}") from None
+            raise PredictError(
+                f"no valid crystal among the inputs; {len(report)} dropped, reasons in {dropped_path}"
+            ) from None
         raise
     report = result.attrs.pop("dropped")
     write_table(result, out)
@@ -401,5 +446,7 @@ def run(
         "out": str(out),
         "dropped_report": str(dropped_path),
     }
-    log.info("predicted %d crystals (%d dropped) with %d model(s) -> %s", len(result), len(report), len(model.paths), out)
+    log.info(
+        "predicted %d crystals (%d dropped) with %d model(s) -> %s", len(result), len(report), len(model.paths), out
+    )
     return summary

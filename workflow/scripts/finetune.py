@@ -6,8 +6,8 @@ import sys
 
 sys.path.insert(0, os.path.join(snakemake.scriptdir, "..", "..", "src"))  # noqa: F821
 
-from tlcgcnn.train.finetune import finetune_cell  # noqa: E402
 from tlcgcnn.config import resolve  # noqa: E402
+from tlcgcnn.train.finetune import finetune_cell  # noqa: E402
 from tlcgcnn.utils.runtime import script_setup  # noqa: E402
 
 script_setup(snakemake)  # noqa: F821

@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tlcgcnn.utils import fileio as io
 from tlcgcnn.analysis.metrics import classification_metrics, regression_metrics
 from tlcgcnn.data.targets import Target, inverse_transform, labels
+from tlcgcnn.utils import fileio as io
 
 __all__ = ["classification_metrics", "embed_ids", "evaluate", "predict_ids", "regression_metrics", "run_record"]
 
@@ -39,9 +39,9 @@ def evaluate(
     import torch
 
     from tlcgcnn.nn import graphs
+    from tlcgcnn.nn.normalize import normalizer_from_dict
     from tlcgcnn.train.checkpoint import load_checkpoint, model_from_checkpoint
     from tlcgcnn.train.device import pick_device
-    from tlcgcnn.nn.normalize import normalizer_from_dict
     from tlcgcnn.train.loop import predict
 
     ckpt = load_checkpoint(checkpoint)
@@ -52,7 +52,9 @@ def evaluate(
     model = model_from_checkpoint(ckpt, checkpoint).to(dev)
     data = graphs.load(graph_dir, test_ids).to(dev)
     normalizer = normalizer_from_dict(ckpt["normalizer"])
-    raw = predict(model, data, torch.arange(len(test_ids), device=dev), ckpt["train_config"].get("eval_batch_size", 512))
+    raw = predict(
+        model, data, torch.arange(len(test_ids), device=dev), ckpt["train_config"].get("eval_batch_size", 512)
+    )
     y_true = labels(table_df, test_ids, target)
     if target.task == "multitask":
         metrics, preds = _multitask_metrics(target, test_ids, y_true, normalizer.denorm(raw).double().cpu().numpy())
@@ -84,11 +86,20 @@ def evaluate(
     )
     io.write_parquet(preds, out_predictions)
     io.write_json(out_metrics, record)
-    log.info("%s seed %s: test error %.4f (n=%d) -> %s", target.name, ckpt["seed"], metrics["error"], metrics["n_test"], out_metrics)
+    log.info(
+        "%s seed %s: test error %.4f (n=%d) -> %s",
+        target.name,
+        ckpt["seed"],
+        metrics["error"],
+        metrics["n_test"],
+        out_metrics,
+    )
     return record
 
 
-def predict_ids(ckpt: dict[str, Any], checkpoint: str | Path, graph_dir: str | Path, ids: list[str], device: str = "auto") -> np.ndarray:
+def predict_ids(
+    ckpt: dict[str, Any], checkpoint: str | Path, graph_dir: str | Path, ids: list[str], device: str = "auto"
+) -> np.ndarray:
     """Predictions of a regression checkpoint (already loaded) for ``ids`` of a graph cache,
     in the model's target units (denormalised), after checking that the cache was featurized
     as the model's training graphs were (:func:`tlcgcnn.train.loop.check_same_featurization`)."""
@@ -98,7 +109,9 @@ def predict_ids(ckpt: dict[str, Any], checkpoint: str | Path, graph_dir: str | P
     return normalizer_from_dict(ckpt["normalizer"]).denorm(raw.squeeze(-1)).double().cpu().numpy()
 
 
-def embed_ids(ckpt: dict[str, Any], checkpoint: str | Path, graph_dir: str | Path, ids: list[str], device: str = "auto") -> np.ndarray:
+def embed_ids(
+    ckpt: dict[str, Any], checkpoint: str | Path, graph_dir: str | Path, ids: list[str], device: str = "auto"
+) -> np.ndarray:
     """The crystal vectors of a checkpoint (already loaded) for ``ids`` of a graph cache:
     float64 [len(ids), h_fea_len], row i for ids[i] (``crystal_features`` of the model: what
     its output layer reads), in eval mode, in batches, without gradients. The cache must be
@@ -106,7 +119,9 @@ def embed_ids(ckpt: dict[str, Any], checkpoint: str | Path, graph_dir: str | Pat
     return _forward_ids(ckpt, checkpoint, graph_dir, ids, device, features=True).double().cpu().numpy()
 
 
-def _forward_ids(ckpt: dict[str, Any], checkpoint: str | Path, graph_dir: str | Path, ids: list[str], device: str, features: bool) -> Any:
+def _forward_ids(
+    ckpt: dict[str, Any], checkpoint: str | Path, graph_dir: str | Path, ids: list[str], device: str, features: bool
+) -> Any:
     """Raw outputs (or with ``features`` the crystal vectors) of ``ids``: a torch tensor."""
     import torch
 
@@ -156,7 +171,9 @@ def run_record(
     }
 
 
-def _multitask_metrics(target: Target, ids: list[str], y_true: np.ndarray, y_pred: np.ndarray) -> tuple[dict[str, Any], pd.DataFrame]:
+def _multitask_metrics(
+    target: Target, ids: list[str], y_true: np.ndarray, y_pred: np.ndarray
+) -> tuple[dict[str, Any], pd.DataFrame]:
     """Per-property metrics of a multi-task model on the labelled test entries; the headline
     ``mae`` / ``error`` is that of the first property (the one the split is defined on)."""
     assert target.properties is not None

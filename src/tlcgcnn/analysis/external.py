@@ -31,7 +31,16 @@ from tlcgcnn.utils import fileio as io
 log = logging.getLogger(__name__)
 
 LEAD_COLUMNS = [
-    "external", "target", "size", "mode", "seed", "n_external", "n_in_training", "mae_external", "mae_external_no_overlap", "mae_test",
+    "external",
+    "target",
+    "size",
+    "mode",
+    "seed",
+    "n_external",
+    "n_in_training",
+    "mae_external",
+    "mae_external_no_overlap",
+    "mae_test",
 ]
 PREDICTION_COLUMNS = ["external", "target", "size", "mode", "seed", "material_id", "y_true", "y_pred", "in_training"]
 
@@ -74,12 +83,23 @@ def overlap(external_table: str | Path, main_table: str | Path, out: str | Path)
                 compared += 1
                 if matcher.fit(s, main_structure(c)):
                     matches.append(str(c["material_id"]))
-        rows.append({"material_id": mid, "formula": r["formula"], "same_id": mid in main_ids, "n_matches": len(matches), "matches": matches})
+        rows.append(
+            {
+                "material_id": mid,
+                "formula": r["formula"],
+                "same_id": mid in main_ids,
+                "n_matches": len(matches),
+                "matches": matches,
+            }
+        )
     df = pd.DataFrame(rows, columns=["material_id", "formula", "same_id", "n_matches", "matches"])
     io.write_parquet(df, out)
     log.info(
         "%d external materials: %d share an id with the main table, %d match a main structure (%d same-formula comparisons)",
-        len(df), int(df["same_id"].sum()) if len(df) else 0, int((df["n_matches"] > df["same_id"].astype(int)).sum()) if len(df) else 0, compared,
+        len(df),
+        int(df["same_id"].sum()) if len(df) else 0,
+        int((df["n_matches"] > df["same_id"].astype(int)).sum()) if len(df) else 0,
+        compared,
     )
     return df
 
@@ -100,7 +120,9 @@ def evaluation_ids(df: pd.DataFrame, target: Any, split_cfg: dict[str, Any], nam
         try:
             flags = metal_flags(df, split_cfg["metal_rule"], split_cfg["band_gap_threshold"])
         except ValueError as err:
-            raise ValueError(f"external {name}: target {target.name} is fitted on the {target.subset} subset, but {err}") from None
+            raise ValueError(
+                f"external {name}: target {target.name} is fitted on the {target.subset} subset, but {err}"
+            ) from None
         want = flags if target.subset == "metal" else ~flags
         keep &= want.fillna(False).to_numpy(dtype=bool)
     return df.loc[keep, "material_id"].astype(str).tolist()
@@ -129,9 +151,9 @@ def evaluate_target(
 ) -> list[dict[str, Any]]:
     """Every seed model of the given fine-tuning cells (their ``metrics.json``) predicts the
     external set; one record per model, predictions of all models in one table."""
-    from tlcgcnn.train.checkpoint import load_checkpoint
     from tlcgcnn.analysis.evaluate import predict_ids
     from tlcgcnn.data.targets import Target, inverse_transform, labels
+    from tlcgcnn.train.checkpoint import load_checkpoint
 
     df = pd.read_parquet(table_path)
     ov = pd.read_parquet(overlap_path).set_index("material_id")
@@ -144,38 +166,78 @@ def evaluate_target(
             ckpt = load_checkpoint(ckpt_path)
             target = Target(**ckpt["target"])
             if target.task != "regression":
-                raise ValueError(f"external {external}: {ckpt_path} is a {target.task} model; external sets score regression targets")
+                raise ValueError(
+                    f"external {external}: {ckpt_path} is a {target.task} model; external sets score regression targets"
+                )
             if target.property not in df.columns:
                 raise ValueError(f"external {external}: {table_path} has no {target.property} column")
             ids = evaluation_ids(df, target, split_cfg, external)
             if not ids:
-                raise ValueError(f"external {external}: no labelled material of {target.property} in the {target.subset} subset of {table_path}")
+                raise ValueError(
+                    f"external {external}: no labelled material of {target.property} in the {target.subset} subset of {table_path}"
+                )
             seen = set(ckpt["split"]["train"]) | set(ckpt["split"]["val"])
             flag = np.array([any(m in seen for m in ov.at[i, "matches"]) for i in ids], dtype=bool)
             y_true = labels(df, ids, target)
             y_pred = predict_ids(ckpt, ckpt_path, graph_dir, ids, device=device)
             out: dict[str, Any] = {
-                "external": external, "target": rec["target"], "property": target.property, "transform": target.transform,
-                "size": rec["size"], "mode": rec["mode"], "family": rec.get("family"), "seed": int(rec["seed"]),
-                "n_external": len(ids), "n_in_training": int(flag.sum()),
-                **_metrics(y_true, y_pred, "external"), **_metrics(y_true[~flag], y_pred[~flag], "external_no_overlap"),
-                "mae_test": rec.get("mae"), "error_test": rec.get("error"), "checkpoint": ckpt_path,
+                "external": external,
+                "target": rec["target"],
+                "property": target.property,
+                "transform": target.transform,
+                "size": rec["size"],
+                "mode": rec["mode"],
+                "family": rec.get("family"),
+                "seed": int(rec["seed"]),
+                "n_external": len(ids),
+                "n_in_training": int(flag.sum()),
+                **_metrics(y_true, y_pred, "external"),
+                **_metrics(y_true[~flag], y_pred[~flag], "external_no_overlap"),
+                "mae_test": rec.get("mae"),
+                "error_test": rec.get("error"),
+                "checkpoint": ckpt_path,
             }
             if target.transform != "none":
-                t_true, t_pred = inverse_transform(y_true, target.transform), inverse_transform(y_pred, target.transform)
+                t_true, t_pred = (
+                    inverse_transform(y_true, target.transform),
+                    inverse_transform(y_pred, target.transform),
+                )
                 out["mae_external_original_units"] = float(np.abs(t_pred - t_true).mean())
-                out["mae_external_no_overlap_original_units"] = float(np.abs(t_pred - t_true)[~flag].mean()) if (~flag).any() else float("nan")
+                out["mae_external_no_overlap_original_units"] = (
+                    float(np.abs(t_pred - t_true)[~flag].mean()) if (~flag).any() else float("nan")
+                )
             records.append(out)
-            preds.append(pd.DataFrame({
-                "external": external, "target": rec["target"], "size": str(rec["size"]), "mode": rec["mode"], "seed": int(rec["seed"]),
-                "material_id": ids, "y_true": y_true, "y_pred": y_pred, "in_training": flag,
-            }))
+            preds.append(
+                pd.DataFrame(
+                    {
+                        "external": external,
+                        "target": rec["target"],
+                        "size": str(rec["size"]),
+                        "mode": rec["mode"],
+                        "seed": int(rec["seed"]),
+                        "material_id": ids,
+                        "y_true": y_true,
+                        "y_pred": y_pred,
+                        "in_training": flag,
+                    }
+                )
+            )
             log.info(
                 "%s on %s n=%s %s seed %s: MAE %.4f (%d materials), %.4f without the %d seen in training (test MAE %.4f)",
-                rec["target"], external, rec["size"], rec["mode"], rec["seed"], out["mae_external"], len(ids),
-                out["mae_external_no_overlap"], out["n_in_training"], rec.get("mae", float("nan")),
+                rec["target"],
+                external,
+                rec["size"],
+                rec["mode"],
+                rec["seed"],
+                out["mae_external"],
+                len(ids),
+                out["mae_external_no_overlap"],
+                out["n_in_training"],
+                rec.get("mae", float("nan")),
             )
-    io.write_parquet(pd.concat(preds, ignore_index=True) if preds else pd.DataFrame(columns=PREDICTION_COLUMNS), out_predictions)
+    io.write_parquet(
+        pd.concat(preds, ignore_index=True) if preds else pd.DataFrame(columns=PREDICTION_COLUMNS), out_predictions
+    )
     io.write_json(out_metrics, records)
     return records
 
@@ -183,7 +245,9 @@ def evaluate_target(
 # --------------------------------------------------------------------------- tables
 
 
-def collect(metric_files: list[str], prediction_files: list[str], out_table: str | Path, out_predictions: str | Path) -> pd.DataFrame:
+def collect(
+    metric_files: list[str], prediction_files: list[str], out_table: str | Path, out_predictions: str | Path
+) -> pd.DataFrame:
     """Workflow entry: ``stats/external.csv`` (one row per external set, target, size, mode
     and seed: external MAE with and without the materials seen in training, internal test
     MAE) and every prediction in one parquet table."""
@@ -193,10 +257,14 @@ def collect(metric_files: list[str], prediction_files: list[str], out_table: str
     df = pd.DataFrame(rows)
     if len(df):
         df["_size"] = df["size"].map(lambda s: float("inf") if s == "all" else float(s))
-        df = df.sort_values(["external", "target", "_size", "mode", "seed"]).drop(columns="_size").reset_index(drop=True)
+        df = (
+            df.sort_values(["external", "target", "_size", "mode", "seed"]).drop(columns="_size").reset_index(drop=True)
+        )
         first = [c for c in LEAD_COLUMNS if c in df.columns]
         df = df[first + [c for c in df.columns if c not in first]]
     io.write_csv(df, out_table)
     parts = [pd.read_parquet(p) for p in prediction_files]
-    io.write_parquet(pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=PREDICTION_COLUMNS), out_predictions)
+    io.write_parquet(
+        pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=PREDICTION_COLUMNS), out_predictions
+    )
     return df

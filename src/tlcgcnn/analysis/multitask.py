@@ -36,8 +36,20 @@ log = logging.getLogger(__name__)
 
 HOLM_FAMILY = "multitask_vs_single"
 COLUMNS = (
-    "property", "size", "mt_source", "st_source", "n_test", "mae_mt", "mae_st", "change_pct",
-    "spearman_mt", "spearman_st", "t", "p", "p_holm", "holm_family",
+    "property",
+    "size",
+    "mt_source",
+    "st_source",
+    "n_test",
+    "mae_mt",
+    "mae_st",
+    "change_pct",
+    "spearman_mt",
+    "spearman_st",
+    "t",
+    "p",
+    "p_holm",
+    "holm_family",
 )
 
 
@@ -73,7 +85,14 @@ def _entry(p: Mapping[str, Any]) -> dict[str, Any]:
 def _split_key(p: Mapping[str, Any]) -> tuple[Any, ...]:
     """What makes two sources' training crystals, test set and label scale the same."""
     labelled = sorted({str(p["property"]), *(str(q) for q in p.get("labelled_with") or [])})
-    return (parse_size(p["size"]), int(p["seed"]), str(p["subset"]), tuple(labelled), str(p["transform"]), p.get("model"))
+    return (
+        parse_size(p["size"]),
+        int(p["seed"]),
+        str(p["subset"]),
+        tuple(labelled),
+        str(p["transform"]),
+        p.get("model"),
+    )
 
 
 def _properties(p: Mapping[str, Any]) -> list[str]:
@@ -105,7 +124,9 @@ def _columns(pred: pd.DataFrame, source: str, prop: str, multitask: bool) -> tup
     missing = [c for c in ("material_id", *cols) if c not in pred.columns]
     if missing:
         kind = "multi-task" if multitask else "single-task"
-        raise PairMismatchError(f"predictions of the {kind} source {source!r} lack columns {missing} (has {list(pred.columns)})")
+        raise PairMismatchError(
+            f"predictions of the {kind} source {source!r} lack columns {missing} (has {list(pred.columns)})"
+        )
     return cols
 
 
@@ -138,8 +159,16 @@ def compare_pair(pair: SourcePair, mt_pred: pd.DataFrame, st_pred: pd.DataFrame)
             f"{len(only_mt)} only in {pair.mt_source!r}, e.g. {only_mt[:3]}; {len(only_st)} only in {pair.st_source!r}, e.g. {only_st[:3]}): "
             "their pretrain entries must give one split (same size, seed, subset and labelled_with)"
         )
-    a = mt_pred[["material_id", mt_true, mt_hat]].astype({"material_id": str}).rename(columns={mt_true: "true_mt", mt_hat: "pred_mt"})
-    b = st_pred[["material_id", st_true, st_hat]].astype({"material_id": str}).rename(columns={st_true: "true_st", st_hat: "pred_st"})
+    a = (
+        mt_pred[["material_id", mt_true, mt_hat]]
+        .astype({"material_id": str})
+        .rename(columns={mt_true: "true_mt", mt_hat: "pred_mt"})
+    )
+    b = (
+        st_pred[["material_id", st_true, st_hat]]
+        .astype({"material_id": str})
+        .rename(columns={st_true: "true_st", st_hat: "pred_st"})
+    )
     both = a.merge(b, on="material_id")
     both = both[both["true_mt"].notna() & both["true_st"].notna()]  # a multi-task label may be missing
     cols = ["true_mt", "pred_mt", "true_st", "pred_st"]
@@ -148,7 +177,9 @@ def compare_pair(pair: SourcePair, mt_pred: pd.DataFrame, st_pred: pd.DataFrame)
         v = {c: inverse_transform(x, pair.transform) for c, x in v.items()}
     bad = ~np.isclose(v["true_mt"], v["true_st"], rtol=1e-6, atol=1e-9)
     if bad.any():
-        raise PairMismatchError(f"{names} hold different {pair.property} labels for {int(bad.sum())} of their {len(bad)} test materials (e.g. {both['material_id'].iloc[int(np.argmax(bad))]!r})")
+        raise PairMismatchError(
+            f"{names} hold different {pair.property} labels for {int(bad.sum())} of their {len(bad)} test materials (e.g. {both['material_id'].iloc[int(np.argmax(bad))]!r})"
+        )
     if len(both) == 0:
         raise PairMismatchError(f"{names} share no test material labelled with {pair.property}")
     err_mt, err_st = np.abs(v["pred_mt"] - v["true_mt"]), np.abs(v["pred_st"] - v["true_st"])
@@ -191,7 +222,14 @@ def multitask_table(pairs: list[SourcePair], predictions: Mapping[str, str | Pat
 
     rows = [compare_pair(p, load(p.mt_source), load(p.st_source)) for p in pairs]
     if not rows:
-        return pd.DataFrame({c: pd.Series(dtype=object if c in ("property", "size", "mt_source", "st_source", "holm_family") else float) for c in COLUMNS})
+        return pd.DataFrame(
+            {
+                c: pd.Series(
+                    dtype=object if c in ("property", "size", "mt_source", "st_source", "holm_family") else float
+                )
+                for c in COLUMNS
+            }
+        )
     out = pd.DataFrame(rows)
     out["p_holm"] = holm(out["p"].to_numpy(float))
     return out[list(COLUMNS)]
@@ -205,5 +243,16 @@ def write_table(pairs: list[Mapping[str, Any]], predictions: Mapping[str, str | 
     table = multitask_table([SourcePair(**p) for p in pairs], predictions)
     io.write_csv(table, out)
     for r in table.itertuples():
-        log.info("%s n=%s: %s vs %s on %d crystals: MAE %.4g vs %.4g (%+.1f %%), Holm p = %.3g", r.property, r.size, r.mt_source, r.st_source, r.n_test, r.mae_mt, r.mae_st, r.change_pct, r.p_holm)
+        log.info(
+            "%s n=%s: %s vs %s on %d crystals: MAE %.4g vs %.4g (%+.1f %%), Holm p = %.3g",
+            r.property,
+            r.size,
+            r.mt_source,
+            r.st_source,
+            r.n_test,
+            r.mae_mt,
+            r.mae_st,
+            r.change_pct,
+            r.p_holm,
+        )
     return table

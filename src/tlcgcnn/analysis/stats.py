@@ -39,9 +39,28 @@ KEYS = ("target", "size")
 # Columns that must stay text: a hex hash such as "94e25257..." otherwise parses as a float
 # with an enormous exponent (and crashes pandas 2.3's CSV parser).
 TEXT_COLUMNS = (
-    "target", "property", "transform", "subset", "mode", "stage", "pretrained", "baseline",
-    "checkpoint", "config_sha256", "data_sha256", "git_commit", "package_version",
-    "torch_version", "device", "hardware", "model", "source", "holm_family", "external", "mt_source", "st_source",
+    "target",
+    "property",
+    "transform",
+    "subset",
+    "mode",
+    "stage",
+    "pretrained",
+    "baseline",
+    "checkpoint",
+    "config_sha256",
+    "data_sha256",
+    "git_commit",
+    "package_version",
+    "torch_version",
+    "device",
+    "hardware",
+    "model",
+    "source",
+    "holm_family",
+    "external",
+    "mt_source",
+    "st_source",
 )
 
 
@@ -124,7 +143,9 @@ def holm(pvalues: np.ndarray) -> np.ndarray:
     return out
 
 
-def paired_tests(df: pd.DataFrame, baseline: str = "scratch", metric: str = "mae", keys: tuple[str, ...] = KEYS) -> pd.DataFrame:
+def paired_tests(
+    df: pd.DataFrame, baseline: str = "scratch", metric: str = "mae", keys: tuple[str, ...] = KEYS
+) -> pd.DataFrame:
     """Paired t-test of every mode against ``baseline`` per (target, size), on the runs of
     the same seeds; ``holm_family`` names each test's family and ``p_holm`` is corrected
     within it."""
@@ -136,12 +157,26 @@ def paired_tests(df: pd.DataFrame, baseline: str = "scratch", metric: str = "mae
         for key, grp in merged.groupby(list(keys), sort=True):
             a = grp[f"{metric}_base"].to_numpy(float)
             b = grp[f"{metric}_mode"].to_numpy(float)
-            rows.append({**dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True)), "mode": mode, "baseline": baseline, **paired(a, b)})
+            rows.append(
+                {
+                    **dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True)),
+                    "mode": mode,
+                    "baseline": baseline,
+                    **paired(a, b),
+                }
+            )
     out = pd.DataFrame(rows)
     if len(out):
         fam = run_families(df)
-        task = df.drop_duplicates("target").set_index("target")["task"].fillna("regression") if "task" in df.columns else pd.Series(dtype=str)
-        out["holm_family"] = [hypothesis_family(str(task.get(t, "regression")), fam[m]) for t, m in zip(out["target"], out["mode"], strict=True)]
+        task = (
+            df.drop_duplicates("target").set_index("target")["task"].fillna("regression")
+            if "task" in df.columns
+            else pd.Series(dtype=str)
+        )
+        out["holm_family"] = [
+            hypothesis_family(str(task.get(t, "regression")), fam[m])
+            for t, m in zip(out["target"], out["mode"], strict=True)
+        ]
         out["p_holm"] = holm_within_families(out)
     return out
 
@@ -201,9 +236,32 @@ def mode_tests(tests: pd.DataFrame) -> pd.DataFrame:
 
 
 PROTOCOL_COLUMNS = (
-    "target", "size", "pretrained", "mode", "property", "transform", "task", "n_seeds", "n_val", "val_metric", "val_mean", "val_sd",
-    "metric", "test_mean", "test_sd", "selected", "selected_mode", "baseline", "baseline_test_mean", "baseline_test_sd",
-    "test_best", "test_worst", "choice_vs_best_pct", "choice_vs_worst_pct", "spread_pct", "selected_is_test_best",
+    "target",
+    "size",
+    "pretrained",
+    "mode",
+    "property",
+    "transform",
+    "task",
+    "n_seeds",
+    "n_val",
+    "val_metric",
+    "val_mean",
+    "val_sd",
+    "metric",
+    "test_mean",
+    "test_sd",
+    "selected",
+    "selected_mode",
+    "baseline",
+    "baseline_test_mean",
+    "baseline_test_sd",
+    "test_best",
+    "test_worst",
+    "choice_vs_best_pct",
+    "choice_vs_worst_pct",
+    "spread_pct",
+    "selected_is_test_best",
 )
 
 
@@ -238,15 +296,28 @@ def protocol_table(df: pd.DataFrame, baseline: str = "scratch", mode_order: list
         for mode in modes:
             r = grp[grp["mode"] == mode]
             val, test = r["best_val_mae"].astype(float), r[err].astype(float)
-            group.append({
-                "target": target, "size": size, "pretrained": source, "mode": mode, "property": first.get("property"),
-                "transform": first.get("transform"), "task": task, "n_seeds": int(r["seed"].nunique()),
-                "n_val": int(r["n_val"].min()) if "n_val" in r.columns and r["n_val"].notna().any() else None,
-                "val_metric": "bce" if task == "classification" else "mae", "val_mean": float(val.mean()), "val_sd": float(val.std(ddof=1)),
-                "metric": "1-roc_auc" if task == "classification" else "mae", "test_mean": float(test.mean()), "test_sd": float(test.std(ddof=1)),
-                "baseline": baseline, "baseline_test_mean": float(base.mean()) if len(base) else float("nan"),
-                "baseline_test_sd": float(base.std(ddof=1)) if len(base) > 1 else float("nan"),
-            })
+            group.append(
+                {
+                    "target": target,
+                    "size": size,
+                    "pretrained": source,
+                    "mode": mode,
+                    "property": first.get("property"),
+                    "transform": first.get("transform"),
+                    "task": task,
+                    "n_seeds": int(r["seed"].nunique()),
+                    "n_val": int(r["n_val"].min()) if "n_val" in r.columns and r["n_val"].notna().any() else None,
+                    "val_metric": "bce" if task == "classification" else "mae",
+                    "val_mean": float(val.mean()),
+                    "val_sd": float(val.std(ddof=1)),
+                    "metric": "1-roc_auc" if task == "classification" else "mae",
+                    "test_mean": float(test.mean()),
+                    "test_sd": float(test.std(ddof=1)),
+                    "baseline": baseline,
+                    "baseline_test_mean": float(base.mean()) if len(base) else float("nan"),
+                    "baseline_test_sd": float(base.std(ddof=1)) if len(base) > 1 else float("nan"),
+                }
+            )
         scored = [i for i, g in enumerate(group) if np.isfinite(g["val_mean"])]
         if not scored:
             log.warning("%s n=%s from %s: no mode has a validation score: no protocol selected", target, size, source)
@@ -255,7 +326,9 @@ def protocol_table(df: pd.DataFrame, baseline: str = "scratch", mode_order: list
         best, worst = float(np.nanmin(tests)), float(np.nanmax(tests))
         chosen = group[sel]["test_mean"] if sel is not None else float("nan")
         summary = {
-            "selected_mode": group[sel]["mode"] if sel is not None else None, "test_best": best, "test_worst": worst,
+            "selected_mode": group[sel]["mode"] if sel is not None else None,
+            "test_best": best,
+            "test_worst": worst,
             "choice_vs_best_pct": 100 * (chosen - best) / best if best else float("nan"),
             "choice_vs_worst_pct": 100 * (chosen - worst) / worst if worst else float("nan"),
             "spread_pct": 100 * (worst - best) / best if best else float("nan"),
@@ -266,10 +339,19 @@ def protocol_table(df: pd.DataFrame, baseline: str = "scratch", mode_order: list
         n_val = min((g["n_val"] for g in group if g["n_val"] is not None), default=None)
         log.info(
             "%s n=%s from %s: %s selected on validation data among %s; its test error %.4g is %+.1f %% vs the best, %+.1f %% vs the worst",
-            target, size, source, summary["selected_mode"], modes, chosen, summary["choice_vs_best_pct"], summary["choice_vs_worst_pct"],
+            target,
+            size,
+            source,
+            summary["selected_mode"],
+            modes,
+            chosen,
+            summary["choice_vs_best_pct"],
+            summary["choice_vs_worst_pct"],
         )
         if n_val is not None and n_val < 50:
-            log.warning("%s n=%s: protocol chosen on validation sets of %d crystals (noisy below 50)", target, size, n_val)
+            log.warning(
+                "%s n=%s: protocol chosen on validation sets of %d crystals (noisy below 50)", target, size, n_val
+            )
     return pd.DataFrame(rows, columns=list(PROTOCOL_COLUMNS))
 
 
@@ -283,11 +365,24 @@ def selected_tests(df: pd.DataFrame, protocol: pd.DataFrame, baseline: str = "sc
     rows = []
     for r in protocol[protocol["selected"].astype(bool)].itertuples():
         at = (df["target"] == r.target) & (df["size"] == r.size)
-        merged = df[at & (df["mode"] == baseline)].merge(df[at & (df["mode"] == r.mode)], on="seed", suffixes=("_base", "_mode"))
+        merged = df[at & (df["mode"] == baseline)].merge(
+            df[at & (df["mode"] == r.mode)], on="seed", suffixes=("_base", "_mode")
+        )
         if merged.empty:
             continue
         res = paired(merged[f"{err}_base"].to_numpy(float), merged[f"{err}_mode"].to_numpy(float))
-        rows.append({"target": r.target, "size": r.size, "mode": r.mode, "baseline": baseline, **res, "holm_family": SELECTED_FAMILY, "metric": r.metric, "pretrained": r.pretrained})
+        rows.append(
+            {
+                "target": r.target,
+                "size": r.size,
+                "mode": r.mode,
+                "baseline": baseline,
+                **res,
+                "holm_family": SELECTED_FAMILY,
+                "metric": r.metric,
+                "pretrained": r.pretrained,
+            }
+        )
     out = pd.DataFrame(rows)
     if len(out):
         out["p_holm"] = holm(out["p_value"].to_numpy(float))
@@ -308,8 +403,12 @@ def improvement_vs_size(tests: pd.DataFrame) -> pd.DataFrame:
     per_target = t[["mode", "size", "target", "improvement_rate", "holm_family", "p_holm", "significant_better"]]
     overall = (
         t.groupby(["mode", "size"], sort=True)
-        .agg(improvement_rate=("improvement_rate", "mean"), significant_better=("significant_better", "mean"), n_targets=("target", "nunique"),
-             holm_family=("holm_family", lambda f: "+".join(sorted(set(f)))))
+        .agg(
+            improvement_rate=("improvement_rate", "mean"),
+            significant_better=("significant_better", "mean"),
+            n_targets=("target", "nunique"),
+            holm_family=("holm_family", lambda f: "+".join(sorted(set(f)))),
+        )
         .reset_index()
         .assign(target="(mean over targets)")
     )
@@ -336,7 +435,12 @@ def classification_summary(metrics: pd.DataFrame) -> pd.DataFrame:
     sub = metrics[metrics["task"] == "classification"]
     return (
         sub.groupby(["target", "size", "mode"], sort=True)
-        .agg(roc_auc_mean=("roc_auc", "mean"), roc_auc_sd=("roc_auc", "std"), accuracy_mean=("accuracy", "mean"), n=("seed", "count"))
+        .agg(
+            roc_auc_mean=("roc_auc", "mean"),
+            roc_auc_sd=("roc_auc", "std"),
+            accuracy_mean=("accuracy", "mean"),
+            n=("seed", "count"),
+        )
         .reset_index()
     )
 
@@ -371,13 +475,34 @@ def best_transfer(tests: pd.DataFrame, modes_family: dict[str, str]) -> pd.DataF
     for (target, size), grp in tests.groupby(["target", "size"], sort=True):
         tl = grp[grp["mode"].map(modes_family).eq("transfer")]
         bl = grp[grp["mode"].map(modes_family).eq("baseline")]
-        row: dict[str, Any] = {"target": target, "size": size, "metric": grp["metric"].iloc[0] if "metric" in grp else "mae", "n_seeds": int(grp["n_pairs"].max()), "scratch": float(grp["mae_baseline"].iloc[0])}
+        row: dict[str, Any] = {
+            "target": target,
+            "size": size,
+            "metric": grp["metric"].iloc[0] if "metric" in grp else "mae",
+            "n_seeds": int(grp["n_pairs"].max()),
+            "scratch": float(grp["mae_baseline"].iloc[0]),
+        }
         if len(tl):
             b = tl.loc[tl["mae_mode"].idxmin()]
-            row.update(best_tl_mode=b["mode"], best_tl=float(b["mae_mode"]), diff=float(b["mean_diff"]), ci_low=float(b["ci_low"]), ci_high=float(b["ci_high"]), p=float(b["p_value"]), p_holm=float(b["p_holm"]), holm_family=b.get("holm_family"), improvement_rate=float(b["improvement_rate"]))
+            row.update(
+                best_tl_mode=b["mode"],
+                best_tl=float(b["mae_mode"]),
+                diff=float(b["mean_diff"]),
+                ci_low=float(b["ci_low"]),
+                ci_high=float(b["ci_high"]),
+                p=float(b["p_value"]),
+                p_holm=float(b["p_holm"]),
+                holm_family=b.get("holm_family"),
+                improvement_rate=float(b["improvement_rate"]),
+            )
         if len(bl):
             b = bl.loc[bl["mae_mode"].idxmin()]
-            row.update(best_baseline=b["mode"], best_baseline_error=float(b["mae_mode"]), baseline_p_holm=float(b["p_holm"]), baseline_holm_family=b.get("holm_family"))
+            row.update(
+                best_baseline=b["mode"],
+                best_baseline_error=float(b["mae_mode"]),
+                baseline_p_holm=float(b["p_holm"]),
+                baseline_holm_family=b.get("holm_family"),
+            )
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -396,8 +521,12 @@ def model_summary(metrics: pd.DataFrame) -> pd.DataFrame:
 
 
 def run(
-    metric_files: list[str], out_metrics: str | Path, out_tests: str | Path, baseline: str = "scratch",
-    out_protocol: str | Path | None = None, mode_order: list[str] | None = None,
+    metric_files: list[str],
+    out_metrics: str | Path,
+    out_tests: str | Path,
+    baseline: str = "scratch",
+    out_protocol: str | Path | None = None,
+    mode_order: list[str] | None = None,
 ) -> pd.DataFrame:
     """Workflow entry: the metrics table, the paired tests and (``out_protocol``) the
     protocol chosen on validation data, whose selected modes' tests are appended to the
@@ -413,7 +542,17 @@ def run(
         tests = pd.concat([tests, selected], ignore_index=True)
     io.write_csv(tests, out_tests)
     for r in tests.itertuples():
-        log.info("%s n=%s %s vs %s (%s): MAE %.4f vs %.4f, p=%.3g", r.target, r.size, r.mode, r.baseline, getattr(r, "holm_family", ""), r.mae_mode, r.mae_baseline, r.p_value)
+        log.info(
+            "%s n=%s %s vs %s (%s): MAE %.4f vs %.4f, p=%.3g",
+            r.target,
+            r.size,
+            r.mode,
+            r.baseline,
+            getattr(r, "holm_family", ""),
+            r.mae_mode,
+            r.mae_baseline,
+            r.p_value,
+        )
     return tests
 
 
@@ -430,12 +569,16 @@ def summarize(metrics_csv: str | Path, tests_csv: str | Path, out: dict[str, str
     io.write_csv(model_summary(metrics), out["models"])
 
 
-def correlation(table_path: str | Path, out: str | Path, x: str = "formation_energy_per_atom", y: str = "band_gap") -> dict[str, Any]:
+def correlation(
+    table_path: str | Path, out: str | Path, x: str = "formation_energy_per_atom", y: str = "band_gap"
+) -> dict[str, Any]:
     """Workflow entry: ΔEf–Eg Pearson r over the whole ingested set."""
     df = pd.read_parquet(table_path, columns=[x, y])
     res = property_correlation(df, x, y)
     io.write_json(out, res)
-    log.info("%s vs %s over %d materials: Pearson r = %.3f (p = %.2g)", x, y, res["n"], res["pearson_r"], res["pearson_p"])
+    log.info(
+        "%s vs %s over %d materials: Pearson r = %.3f (p = %.2g)", x, y, res["n"], res["pearson_r"], res["pearson_p"]
+    )
     return res
 
 

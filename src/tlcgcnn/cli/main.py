@@ -68,17 +68,43 @@ def _parser() -> argparse.ArgumentParser:
             "adds its calibrated 90 %% interval (<column>_lo90, <column>_hi90)."
         ),
     )
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="structure file, folder of structure files, or table (.csv[.gz], .parquet, .json)")
     p.add_argument(
-        "--model", "-m", action="append", required=True, metavar="MODEL",
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="structure file, folder of structure files, or table (.csv[.gz], .parquet, .json)",
+    )
+    p.add_argument(
+        "--model",
+        "-m",
+        action="append",
+        required=True,
+        metavar="MODEL",
         help="a published model's name (tlcgcnn models), a checkpoint, or a folder of seed checkpoints (a zoo folder or a "
         "fine-tuning cell's results/.../n<size>/<mode>); repeat for an ensemble",
     )
-    p.add_argument("-o", "--output", required=True, metavar="predictions.csv", help="predictions table: .csv, .csv.gz, .parquet or .json")
-    p.add_argument("--dropped", metavar="dropped.csv", help="report of dropped inputs with reasons (default: <output stem>.dropped.csv next to -o)")
-    p.add_argument("--device", default="auto", type=_device, help="auto (CUDA if available), cpu, cuda or cuda:N (default: auto)")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="predictions.csv",
+        help="predictions table: .csv, .csv.gz, .parquet or .json",
+    )
+    p.add_argument(
+        "--dropped",
+        metavar="dropped.csv",
+        help="report of dropped inputs with reasons (default: <output stem>.dropped.csv next to -o)",
+    )
+    p.add_argument(
+        "--device", default="auto", type=_device, help="auto (CUDA if available), cpu, cuda or cuda:N (default: auto)"
+    )
     p.add_argument("--batch-size", type=_positive, default=512, help="crystals per forward pass (default: 512)")
-    p.add_argument("--threads", type=_positive, default=1, help="processes for parsing and graph building, and torch threads (default: 1)")
+    p.add_argument(
+        "--threads",
+        type=_positive,
+        default=1,
+        help="processes for parsing and graph building, and torch threads (default: 1)",
+    )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars or summary")
 
     f = sub.add_parser(
@@ -90,31 +116,98 @@ def _parser() -> argparse.ArgumentParser:
             "architecture), prints the snakemake command that repeats the run, and runs it. Results under "
             "WORKDIR/results/NAME/: fine-tuned models and test predictions per (size, mode), the paired scratch-vs-transfer "
             "t-tests (stats/ttests.csv) and the learning-curve figure. Modes: "
-            + "; ".join(f"{k}: {v}" for k, v in MODE_HELP.items()) + "."
+            + "; ".join(f"{k}: {v}" for k, v in MODE_HELP.items())
+            + "."
         ),
     )
-    f.add_argument("--pretrained", required=True, metavar="MODEL", help="a published model's name (e.g. mp2018-ef) or a pretrained checkpoint")
     f.add_argument(
-        "--data", required=True, metavar="DATA",
+        "--pretrained",
+        required=True,
+        metavar="MODEL",
+        help="a published model's name (e.g. mp2018-ef) or a pretrained checkpoint",
+    )
+    f.add_argument(
+        "--data",
+        required=True,
+        metavar="DATA",
         help="a CIF folder with id_prop.csv (cgcnn's layout, header optional); a folder of structure files (CIF, POSCAR, "
         "extxyz) with a labels CSV; or a table (csv/parquet/json) with an id column, a structure column and the label",
     )
     f.add_argument(
-        "--label", "--property", dest="label", required=True, metavar="COLUMN",
+        "--label",
+        "--property",
+        dest="label",
+        required=True,
+        metavar="COLUMN",
         help="the label column: any name (a built-in property name such as k_vrh or band_gap keeps its units and valid "
         "range; id_prop.csv without a header: the name to give its values)",
     )
     f.add_argument("--unit", help="units of a label the package does not know (e.g. GPa; default: dimensionless)")
-    f.add_argument("--task", choices=("regression", "classification"), default="regression", help="regression, or binary classification of a 0/1 label (default: regression)")
-    f.add_argument("--range", nargs=2, type=float, metavar=("LOW", "HIGH"), dest="valid_range", help="valid range of a new label: values outside are set to missing and listed")
-    f.add_argument("--labels", metavar="labels.csv", help="the labels CSV of a folder of structure files (default: the folder's only CSV)")
-    f.add_argument("--transform", choices=("none", "log10"), default="none", help="fit log10 of the label (default: none)")
-    f.add_argument("--subset", choices=("all", "metal", "nonmetal"), default="all", help="fit only metals / non-metals (needs is_metal or band_gap; default: all)")
-    f.add_argument("--sizes", nargs="+", default=["50", "100", "all"], metavar="N", help="training-set sizes, integers or 'all' (default: 50 100 all)")
-    f.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], metavar="S", help="seeds of every (size, mode) (default: 0 1 2)")
-    f.add_argument("--modes", nargs="+", default=["scratch", "transfer"], choices=sorted(MODE_HELP), metavar="MODE", help=f"modes, scratch included (choose from {', '.join(sorted(MODE_HELP))}; default: scratch transfer)")
-    f.add_argument("--external", nargs="+", default=[], metavar="TABLE", help="outside labelled tables of the same property: every fine-tuned model predicts them (stats/external.csv)")
-    f.add_argument("--train-overrides", nargs="+", default=[], metavar="KEY=VALUE", help="training settings (config train:), e.g. epochs=50 batch_size=32 device=cpu")
+    f.add_argument(
+        "--task",
+        choices=("regression", "classification"),
+        default="regression",
+        help="regression, or binary classification of a 0/1 label (default: regression)",
+    )
+    f.add_argument(
+        "--range",
+        nargs=2,
+        type=float,
+        metavar=("LOW", "HIGH"),
+        dest="valid_range",
+        help="valid range of a new label: values outside are set to missing and listed",
+    )
+    f.add_argument(
+        "--labels",
+        metavar="labels.csv",
+        help="the labels CSV of a folder of structure files (default: the folder's only CSV)",
+    )
+    f.add_argument(
+        "--transform", choices=("none", "log10"), default="none", help="fit log10 of the label (default: none)"
+    )
+    f.add_argument(
+        "--subset",
+        choices=("all", "metal", "nonmetal"),
+        default="all",
+        help="fit only metals / non-metals (needs is_metal or band_gap; default: all)",
+    )
+    f.add_argument(
+        "--sizes",
+        nargs="+",
+        default=["50", "100", "all"],
+        metavar="N",
+        help="training-set sizes, integers or 'all' (default: 50 100 all)",
+    )
+    f.add_argument(
+        "--seeds",
+        nargs="+",
+        type=int,
+        default=[0, 1, 2],
+        metavar="S",
+        help="seeds of every (size, mode) (default: 0 1 2)",
+    )
+    f.add_argument(
+        "--modes",
+        nargs="+",
+        default=["scratch", "transfer"],
+        choices=sorted(MODE_HELP),
+        metavar="MODE",
+        help=f"modes, scratch included (choose from {', '.join(sorted(MODE_HELP))}; default: scratch transfer)",
+    )
+    f.add_argument(
+        "--external",
+        nargs="+",
+        default=[],
+        metavar="TABLE",
+        help="outside labelled tables of the same property: every fine-tuned model predicts them (stats/external.csv)",
+    )
+    f.add_argument(
+        "--train-overrides",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="training settings (config train:), e.g. epochs=50 batch_size=32 device=cpu",
+    )
     f.add_argument("--name", help="run name: results go to WORKDIR/results/NAME (default: <data stem>_<property>)")
     f.add_argument("--workdir", metavar="DIR", help="working directory of the run, holds config.yaml (default: ./NAME)")
     f.add_argument("--cores", type=_positive, default=1, help="cores for snakemake --cores (default: 1)")
@@ -129,7 +222,11 @@ def _parser() -> argparse.ArgumentParser:
             "a metrics.json next to the checkpoint, if any), code and torch versions, transfer settings."
         ),
     )
-    i.add_argument("checkpoint", metavar="MODEL", help="a published model's name, a checkpoint, or a folder of seeds (the first is described)")
+    i.add_argument(
+        "checkpoint",
+        metavar="MODEL",
+        help="a published model's name, a checkpoint, or a folder of seeds (the first is described)",
+    )
     i.add_argument("--json", action="store_true", help="print JSON instead of text")
     return parser
 
@@ -163,10 +260,24 @@ def _finetune(args: argparse.Namespace) -> int:
     from tlcgcnn.cli import runner
 
     outcome = runner.run(
-        pretrained=args.pretrained, data=args.data, prop=args.label, unit=args.unit, task=args.task, valid_range=args.valid_range,
-        labels=args.labels, transform=args.transform, subset=args.subset, sizes=args.sizes, seeds=args.seeds, modes=args.modes,
-        name=args.name, train=runner.parse_overrides(args.train_overrides), external=args.external, workdir=args.workdir,
-        cores=args.cores, dry_run=args.dry_run,
+        pretrained=args.pretrained,
+        data=args.data,
+        prop=args.label,
+        unit=args.unit,
+        task=args.task,
+        valid_range=args.valid_range,
+        labels=args.labels,
+        transform=args.transform,
+        subset=args.subset,
+        sizes=args.sizes,
+        seeds=args.seeds,
+        modes=args.modes,
+        name=args.name,
+        train=runner.parse_overrides(args.train_overrides),
+        external=args.external,
+        workdir=args.workdir,
+        cores=args.cores,
+        dry_run=args.dry_run,
     )
     return outcome.returncode
 
@@ -205,12 +316,11 @@ def _version() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    from tlcgcnn.train.checkpoint import CheckpointError
+    from tlcgcnn.cli.runner import RunnerError
     from tlcgcnn.config import ConfigError
     from tlcgcnn.data.ingest import IngestError
     from tlcgcnn.predict import PredictError
-    from tlcgcnn.cli.runner import RunnerError
-
+    from tlcgcnn.train.checkpoint import CheckpointError
     from tlcgcnn.zoo import ZooError
 
     command = {"models": _models, "predict": _predict, "finetune": _finetune, "info": _info}[args.command]
@@ -218,12 +328,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warnings.catch_warnings():  # restores the default display afterwards
             warnings.showwarning = _show_warning
             return command(args)
-    except (CheckpointError, PredictError, IngestError, ConfigError, RunnerError, ZooError, OSError) as exc:  # OSError: e.g. an unwritable -o
+    except (
+        CheckpointError,
+        PredictError,
+        IngestError,
+        ConfigError,
+        RunnerError,
+        ZooError,
+        OSError,
+    ) as exc:  # OSError: e.g. an unwritable -o
         print("tlcgcnn: error: " + " ".join(str(exc).split()), file=sys.stderr)
         return EXIT_USAGE
 
 
-def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: object = None, line: str | None = None) -> None:
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: object = None,
+    line: str | None = None,
+) -> None:
     """A warning (e.g. a checkpoint that does not record its featurization) as one line."""
     print("tlcgcnn: warning: " + " ".join(str(message).split()), file=sys.stderr)
 

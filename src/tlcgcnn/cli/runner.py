@@ -92,7 +92,9 @@ def declare_label(
     if prop in properties.BUILTIN:
         known = properties.PROPERTIES[prop]
         if unit is not None and unit != known.unit:
-            raise RunnerError(f"--unit {unit!r}: {prop} is a built-in property in {known.unit or 'no units'}; name your column otherwise")
+            raise RunnerError(
+                f"--unit {unit!r}: {prop} is a built-in property in {known.unit or 'no units'}; name your column otherwise"
+            )
         return None
     if re.fullmatch(properties.NAME_PATTERN, prop) is None:
         raise RunnerError(f"--label {prop!r}: a label name is a letter then letters, digits or _ (rename the column)")
@@ -153,7 +155,12 @@ def build_config(
     if raw_cols is not None:
         from tlcgcnn.data.properties import canonical_name
 
-        if data_path.is_dir() and labels is None and (data_path / inputs.ID_PROP).is_file() and raw_cols == ["material_id", "target"]:
+        if (
+            data_path.is_dir()
+            and labels is None
+            and (data_path / inputs.ID_PROP).is_file()
+            and raw_cols == ["material_id", "target"]
+        ):
             columns = {"target": prop}  # cgcnn's id_prop.csv without a header: its one label is --label
         elif prop not in raw_cols and not any(canonical_name(c) == prop for c in raw_cols):
             raise RunnerError(f"--label {prop!r}: {data_path} has no such column; its columns: {raw_cols}")
@@ -198,7 +205,10 @@ def build_config(
         names = [slug(Path(p).name.split(".")[0]) for p in external]
         if len(set(names)) != len(names):
             raise RunnerError(f"--external: two files give the same set name {names}; rename one")
-        raw["external"] = [{"name": n, "path": str(Path(p).resolve()), "property": prop, "transform": transform} for n, p in zip(names, external, strict=True)]
+        raw["external"] = [
+            {"name": n, "path": str(Path(p).resolve()), "property": prop, "transform": transform}
+            for n, p in zip(names, external, strict=True)
+        ]
     config.load(raw)
     return raw
 
@@ -225,13 +235,28 @@ def check_atom_table(pretrained: str | Path) -> None:
 
     table = Path(__file__).resolve().parents[1] / "features" / "atom_features.csv"
     ckpt = load_checkpoint(pretrained_file(pretrained))
-    check_compatible(ckpt, pretrained, atom_table=torch.from_numpy(atom_features.load_matrix(table)), table_name=f"the package's {table.name}")
+    check_compatible(
+        ckpt,
+        pretrained,
+        atom_table=torch.from_numpy(atom_features.load_matrix(table)),
+        table_name=f"the package's {table.name}",
+    )
 
 
 def snakemake_command(root: Path, workdir: Path, cores: int, dry_run: bool = False) -> list[str]:
     exe = Path(sys.executable).parent / "snakemake"
     base = [str(exe)] if exe.exists() else [sys.executable, "-m", "snakemake"]
-    cmd = [*base, "--snakefile", str(root / "Snakefile"), "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"), "--cores", str(cores)]
+    cmd = [
+        *base,
+        "--snakefile",
+        str(root / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(workdir / "config.yaml"),
+        "--cores",
+        str(cores),
+    ]
     return [*cmd, "--dry-run"] if dry_run else cmd
 
 
@@ -281,13 +306,29 @@ def run(
     check_atom_table(pretrained)
     wd = Path(workdir if workdir is not None else raw["name"]).resolve()
     wd.mkdir(parents=True, exist_ok=True)
-    io.write_text(wd / "config.yaml", "# written by tlcgcnn finetune; rerun with the snakemake command it printed\n" + yaml.safe_dump(raw, sort_keys=False))
+    io.write_text(
+        wd / "config.yaml",
+        "# written by tlcgcnn finetune; rerun with the snakemake command it printed\n"
+        + yaml.safe_dump(raw, sort_keys=False),
+    )
     cmd = snakemake_command(root, wd, cores, dry_run)
-    print(f"tlcgcnn: config written to {wd / 'config.yaml'}; running (repeat with):\n  {shlex.join(cmd)}", file=sys.stderr, flush=True)
+    print(
+        f"tlcgcnn: config written to {wd / 'config.yaml'}; running (repeat with):\n  {shlex.join(cmd)}",
+        file=sys.stderr,
+        flush=True,
+    )
     code = subprocess.run(cmd, check=False).returncode
     if code == 0 and not dry_run:
         lines = "\n".join(f"  {k}: {v}" for k, v in outputs(raw, wd).items())
-        print(f"tlcgcnn: finished. Results:\n{lines}\n  report: run the command above with --report report.html", file=sys.stderr)
+        print(
+            f"tlcgcnn: finished. Results:\n{lines}\n  report: run the command above with --report report.html",
+            file=sys.stderr,
+        )
     elif code != 0:
-        print(f"tlcgcnn: the run failed (snakemake exit status {code}); each job's log is under {wd / 'results' / raw['name'] / 'logs'}", file=sys.stderr)
-    return RunOutcome(returncode=code, workdir=wd, results=wd / "results" / raw["name"], target=raw["finetune"]["targets"][0]["name"])
+        print(
+            f"tlcgcnn: the run failed (snakemake exit status {code}); each job's log is under {wd / 'results' / raw['name'] / 'logs'}",
+            file=sys.stderr,
+        )
+    return RunOutcome(
+        returncode=code, workdir=wd, results=wd / "results" / raw["name"], target=raw["finetune"]["targets"][0]["name"]
+    )

@@ -28,7 +28,14 @@ import numpy as np
 _NUMBER_LIST = re.compile(r"^(?:[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?(?: |$))+$")
 _SYMBOL = re.compile(r"^[A-Z][a-z]?$")
 _SYMOP_TAGS = ("_symmetry_equiv_pos_as_xyz", "_space_group_symop_operation_xyz")
-_CELL_TAGS = ("_cell_length_a", "_cell_length_b", "_cell_length_c", "_cell_angle_alpha", "_cell_angle_beta", "_cell_angle_gamma")
+_CELL_TAGS = (
+    "_cell_length_a",
+    "_cell_length_b",
+    "_cell_length_c",
+    "_cell_angle_alpha",
+    "_cell_angle_beta",
+    "_cell_angle_gamma",
+)
 _IMPORTANT_FRACS = (1.0 / 3.0, 2.0 / 3.0)
 FRAC_TOLERANCE = 1e-4  # pymatgen CifParser's default frac_tolerance
 
@@ -116,7 +123,9 @@ def parse_p1_cif(text: str) -> dict[str, Any] | None:
     return _canonical(params, symbols, frac.reshape(3, -1).T, table)
 
 
-def _canonical(params: np.ndarray, symbols: list[str], frac: np.ndarray, table: dict[str, tuple[int, float]]) -> dict[str, Any]:
+def _canonical(
+    params: np.ndarray, symbols: list[str], frac: np.ndarray, table: dict[str, tuple[int, float]]
+) -> dict[str, Any]:
     from pymatgen.core import Composition, Lattice
 
     lattice = Lattice.from_parameters(*params.tolist())

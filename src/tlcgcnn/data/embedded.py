@@ -34,9 +34,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tlcgcnn.utils import fileio as io
 from tlcgcnn.data.ingest import ID_COLUMNS, STRUCTURE_COLUMNS, IngestOptions, parse_structures, pick_column, read_input
 from tlcgcnn.data.properties import PROPERTIES, canonical_name
+from tlcgcnn.utils import fileio as io
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,9 @@ def _valid(values: pd.Series, prop: str) -> np.ndarray:
         return values.notna().to_numpy()
     x = pd.to_numeric(values, errors="coerce")
     ok = x.notna().to_numpy()
-    checked = np.array([spec.check(float(v)) is None if o else False for v, o in zip(x.to_numpy(), ok, strict=True)], dtype=bool)
+    checked = np.array(
+        [spec.check(float(v)) is None if o else False for v, o in zip(x.to_numpy(), ok, strict=True)], dtype=bool
+    )
     return checked
 
 
@@ -141,7 +143,13 @@ def select(
     take = min(int(n), len(rest))
     chosen[rng.choice(rest, size=take, replace=False)] = True
     steps.append({"step": "random rest", "limit": int(n), "available": len(rest), "taken": take})
-    info = {"rows_in": len(raw), "eligible": int(eligible.sum()), "steps": steps, "id_column": id_col, "structure_column": st_col}
+    info = {
+        "rows_in": len(raw),
+        "eligible": int(eligible.sum()),
+        "steps": steps,
+        "id_column": id_col,
+        "structure_column": st_col,
+    }
     return np.flatnonzero(chosen), info
 
 
@@ -179,9 +187,15 @@ def build(
     log.info("read %d rows from %s", len(raw), src)
     positions, info = select(raw, require=require, keep=dict(keep or {}), n=n, seed=seed, path=str(src))
     chosen = raw.iloc[positions].reset_index(drop=True)
-    parsed = parse_structures(chosen[info["structure_column"]].tolist(), IngestOptions(min_distance=min_distance, threads=threads), progress=False)
+    parsed = parse_structures(
+        chosen[info["structure_column"]].tolist(),
+        IngestOptions(min_distance=min_distance, threads=threads),
+        progress=False,
+    )
     bad = [(i, r) for i, r in enumerate(parsed) if r.arrays is None]
-    left_out = [{"material_id": str(chosen.at[i, info["id_column"]]), "reason": r.reason, "detail": r.detail} for i, r in bad]
+    left_out = [
+        {"material_id": str(chosen.at[i, info["id_column"]]), "reason": r.reason, "detail": r.detail} for i, r in bad
+    ]
     if bad:
         chosen = chosen.drop(index=[i for i, _ in bad]).reset_index(drop=True)
         log.info("left out %d rows that ingest would drop: %s", len(bad), dict(Counter(r.reason for _, r in bad)))
@@ -202,7 +216,12 @@ def build(
         "bytes": size,
         "sha256": io.sha256_file(out),
         "rows": len(chosen),
-        "source": {"file": src.name, "path": str(src), "sha256": io.sha256_file(src) if src.is_file() else None, "rows": info["rows_in"]},
+        "source": {
+            "file": src.name,
+            "path": str(src),
+            "sha256": io.sha256_file(src) if src.is_file() else None,
+            "rows": info["rows_in"],
+        },
         "selection": {
             "rule": SELECTION_RULE,
             "seed": int(seed),
@@ -238,7 +257,15 @@ def _metal_count(df: pd.DataFrame) -> int | None:
 def _unit(column: str) -> str:
     name = canonical_name(column)
     if name is None:
-        return "id" if column in ID_COLUMNS else ("structure (CIF text)" if column == "cif" else ("structure (pymatgen JSON)" if column == "structure" else ""))
+        return (
+            "id"
+            if column in ID_COLUMNS
+            else (
+                "structure (CIF text)"
+                if column == "cif"
+                else ("structure (pymatgen JSON)" if column == "structure" else "")
+            )
+        )
     prop = PROPERTIES[name]
     unit = prop.unit or "dimensionless"
     return f"{unit}: {prop.description}" + (f" (canonical name {name})" if name != column else "")
@@ -250,28 +277,30 @@ def readme(manifest: dict[str, Any]) -> str:
     sel, src = manifest["selection"], manifest["source"]
     rows = "\n".join(f"| `{p}` | {n:,} |" for p, n in sorted(manifest["labels"].items()))
     cols = "\n".join(f"| `{c['column']}` | {c['unit']} |" for c in manifest["columns"])
-    steps = "\n".join(f"| {s['step']} | {s['limit'] or 'all'} | {s['available']:,} | {s['taken']:,} |" for s in sel["steps"])
+    steps = "\n".join(
+        f"| {s['step']} | {s['limit'] or 'all'} | {s['available']:,} | {s['taken']:,} |" for s in sel["steps"]
+    )
     left = len(sel["left_out"])
-    return f"""# {manifest['title']}
+    return f"""# {manifest["title"]}
 
-`{manifest['file']}`: {manifest['rows']:,} real crystals (DFT, Materials Project) with their
-structures ({manifest['structure_column']} column) and labels; {manifest['bytes']:,} bytes
-(sha256 `{manifest['sha256']}`). The default configuration (`config/config.yaml`) trains on it,
-offline. Every row has {' and '.join(f'`{p}`' for p in sel['require'])}.
+`{manifest["file"]}`: {manifest["rows"]:,} real crystals (DFT, Materials Project) with their
+structures ({manifest["structure_column"]} column) and labels; {manifest["bytes"]:,} bytes
+(sha256 `{manifest["sha256"]}`). The default configuration (`config/config.yaml`) trains on it,
+offline. Every row has {" and ".join(f"`{p}`" for p in sel["require"])}.
 
 Made by the rule `embedded_subset` (`rules/embedded.smk`, module `tlcgcnn.data.embedded`) from
-`{src['file']}` ({src['rows']:,} rows, sha256 `{src['sha256']}`); `manifest.json` holds
+`{src["file"]}` ({src["rows"]:,} rows, sha256 `{src["sha256"]}`); `manifest.json` holds
 everything below in machine-readable form.
 
-## Selection (seed {sel['seed']})
+## Selection (seed {sel["seed"]})
 
-{sel['rule']}.
+{sel["rule"]}.
 
 | step | limit | available | taken |
 |---|---|---|---|
 {steps}
 
-Eligible rows: {sel['eligible']:,}. Rows left out because ingest would drop their structure: {left}.
+Eligible rows: {sel["eligible"]:,}. Rows left out because ingest would drop their structure: {left}.
 
 ## Labels (rows with a valid value)
 
@@ -279,7 +308,7 @@ Eligible rows: {sel['eligible']:,}. Rows left out because ingest would drop thei
 |---|---|
 {rows}
 
-Metals (`is_metal`): {manifest['metals'] if manifest['metals'] is not None else 'no such column'}.
+Metals (`is_metal`): {manifest["metals"] if manifest["metals"] is not None else "no such column"}.
 
 ## Columns and units
 
@@ -290,7 +319,7 @@ Metals (`is_metal`): {manifest['metals'] if manifest['metals'] is not None else 
 ## Rebuild
 
 ```
-snakemake --cores 2 --config regenerate_embedded=True --forcerun embedded_subset -- {manifest['path']}
+snakemake --cores 2 --config regenerate_embedded=True --forcerun embedded_subset -- {manifest["path"]}
 ```
 
 (`config/README.md`, section `embedded`, has the settings; with the input file above and the

@@ -19,11 +19,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tlcgcnn.utils import fileio as io
-
-from tlcgcnn.data import split
 from tlcgcnn.config import Config, load
+from tlcgcnn.data import split
 from tlcgcnn.data.ingest import IngestOptions, ingest_frame, read_input, sample_rows
+from tlcgcnn.utils import fileio as io
 
 log = logging.getLogger(__name__)
 
@@ -34,15 +33,22 @@ def fixed_test_sets(cfg: Config, threads: int = 1, root: str | Path = ".") -> di
     if cfg.dataset.source != "local":
         raise ValueError(f"config {cfg.name}: held-out ids need a local dataset (dataset.path), not a download")
     if cfg.featurize.isolated == "drop":
-        raise ValueError(f"config {cfg.name}: featurize.isolated: drop makes the splits depend on the graphs; not supported here")
+        raise ValueError(
+            f"config {cfg.name}: featurize.isolated: drop makes the splits depend on the graphs; not supported here"
+        )
     path = Path(root) / str(cfg.dataset.path)
     raw = read_input(path)
     ds = cfg.dataset
     if ds.sample:
         raw = sample_rows(raw, **ds.sample)
     opts = IngestOptions(
-        min_distance=ds.min_distance, id_column=ds.id_column, structure_column=ds.structure_column, columns=dict(ds.columns),
-        required_properties=cfg.required_properties(), threads=threads, source=ds.source_label,
+        min_distance=ds.min_distance,
+        id_column=ds.id_column,
+        structure_column=ds.structure_column,
+        columns=dict(ds.columns),
+        required_properties=cfg.required_properties(),
+        threads=threads,
+        source=ds.source_label,
     )
     df, _, _ = ingest_frame(raw, opts, path=str(path), progress=False)
     sp = cfg.split
@@ -51,12 +57,22 @@ def fixed_test_sets(cfg: Config, threads: int = 1, root: str | Path = ".") -> di
     tests = {}
     for t in cfg.target_names:
         spec = cfg.split_spec(t)
-        res = split.target_split(df, spec["property"], subs[spec["subset"]], sp.test_fraction, sp.test_max, sp.seed, test_ids=fixed)
+        res = split.target_split(
+            df, spec["property"], subs[spec["subset"]], sp.test_fraction, sp.test_max, sp.seed, test_ids=fixed
+        )
         tests[t] = sorted(res["test"])
-    return {"config": cfg.name, "input": str(cfg.dataset.path), "input_sha256": io.sha256_file(path), "rows": len(df), "tests": tests}
+    return {
+        "config": cfg.name,
+        "input": str(cfg.dataset.path),
+        "input_sha256": io.sha256_file(path),
+        "rows": len(df),
+        "tests": tests,
+    }
 
 
-def write(configs: Sequence[str | Path], out_stem: str | Path, threads: int = 1, root: str | Path = ".") -> dict[str, Any]:
+def write(
+    configs: Sequence[str | Path], out_stem: str | Path, threads: int = 1, root: str | Path = "."
+) -> dict[str, Any]:
     """``<out_stem>.txt`` (the union of every test set of ``configs``) and ``<out_stem>.json``."""
     records = []
     for c in configs:

@@ -25,12 +25,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tlcgcnn.data import inputs
-
-from tlcgcnn.utils import fileio as io
-
-from tlcgcnn.data import table
+from tlcgcnn.data import inputs, table
 from tlcgcnn.data.properties import PROPERTIES, canonical_name
+from tlcgcnn.utils import fileio as io
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +144,11 @@ def _fast_cif(value: Any, min_distance: float) -> dict[str, Any] | None:
 def _validate_structure(index: int, value: Any, min_distance: float, cif_parser: str = "pymatgen") -> ParsedRow:
     if cif_parser == "auto" and (fast := _fast_cif(value, min_distance)) is not None:
         return ParsedRow(index, fast)
-    if value is None or (isinstance(value, float) and math.isnan(value)) or (isinstance(value, str) and not value.strip()):
+    if (
+        value is None
+        or (isinstance(value, float) and math.isnan(value))
+        or (isinstance(value, str) and not value.strip())
+    ):
         return ParsedRow(index, None, "missing_structure", "no structure given")
     try:
         s = parse_structure(value)
@@ -179,7 +180,10 @@ def parse_structures(values: Sequence[Any], options: IngestOptions, progress: bo
     size = max(1, options.chunk_size)
     if options.cif_parser not in ("auto", "pymatgen"):
         raise IngestError(f"unknown cif_parser {options.cif_parser!r}; choose auto or pymatgen")
-    chunks = [(list(range(a, min(a + size, n))), list(values[a : a + size]), options.min_distance, options.cif_parser) for a in range(0, n, size)]
+    chunks = [
+        (list(range(a, min(a + size, n))), list(values[a : a + size]), options.min_distance, options.cif_parser)
+        for a in range(0, n, size)
+    ]
     bar = tqdm(total=n, desc="parse structures", unit="crystal", disable=not progress, mininterval=2.0)
     results: list[ParsedRow] = []
     if options.threads <= 1 or len(chunks) <= 1:
@@ -218,7 +222,9 @@ def map_property_columns(df: pd.DataFrame, explicit: dict[str, str]) -> dict[str
         if src not in df.columns:
             raise IngestError(f"configured column {src!r} not found in input; columns are {list(df.columns)}")
         if dst not in PROPERTIES:
-            raise IngestError(f"configured column {src!r} maps to unknown property {dst!r}; known: {sorted(PROPERTIES)}")
+            raise IngestError(
+                f"configured column {src!r} maps to unknown property {dst!r}; known: {sorted(PROPERTIES)}"
+            )
         mapping[src] = dst
     taken = set(mapping.values())
     for col in df.columns:
@@ -245,7 +251,16 @@ def clean_labels(
         values = pd.to_numeric(raw[src], errors="coerce").astype("float64")
         unparsable = values.isna() & raw[src].notna() & (raw[src].astype(str).str.strip() != "")
         for idx in raw.index[unparsable]:
-            issues.append(_label_issue(ids[idx], rows[idx], name, raw.at[idx, src], "unparsable_label", f"{name} value {raw.at[idx, src]!r} is not a number"))
+            issues.append(
+                _label_issue(
+                    ids[idx],
+                    rows[idx],
+                    name,
+                    raw.at[idx, src],
+                    "unparsable_label",
+                    f"{name} value {raw.at[idx, src]!r} is not a number",
+                )
+            )
         for idx in values.index[values.notna()]:
             why = prop.check(float(values[idx]))
             if why is not None:
@@ -256,7 +271,15 @@ def clean_labels(
 
 
 def _label_issue(mid: Any, row: Any, prop: str, value: Any, reason: str, detail: str) -> dict[str, Any]:
-    return {"row": row, "material_id": mid, "property": prop, "value": value, "reason": reason, "action": "label_set_missing", "detail": detail}
+    return {
+        "row": row,
+        "material_id": mid,
+        "property": prop,
+        "value": value,
+        "reason": reason,
+        "action": "label_set_missing",
+        "detail": detail,
+    }
 
 
 # --------------------------------------------------------------------------- main entry
@@ -275,12 +298,30 @@ def validate_rows(
     keep = np.ones(len(structures), dtype=bool)
     missing_id = ids.isna() | (ids == "")
     for idx in structures.index[missing_id.to_numpy()]:
-        dropped.append({"index": idx, "row": rows[idx], "material_id": None, "reason": "missing_id", "action": "row_dropped", "detail": f"empty {id_col}"})
+        dropped.append(
+            {
+                "index": idx,
+                "row": rows[idx],
+                "material_id": None,
+                "reason": "missing_id",
+                "action": "row_dropped",
+                "detail": f"empty {id_col}",
+            }
+        )
         keep[idx] = False
     dup = ids.duplicated(keep="first") & ~missing_id
     for idx in structures.index[dup.to_numpy()]:
         first = int(rows[ids.index[(ids == ids[idx])][0]])
-        dropped.append({"index": idx, "row": rows[idx], "material_id": ids[idx], "reason": "duplicate_id", "action": "row_dropped", "detail": f"same id as row {first}"})
+        dropped.append(
+            {
+                "index": idx,
+                "row": rows[idx],
+                "material_id": ids[idx],
+                "reason": "duplicate_id",
+                "action": "row_dropped",
+                "detail": f"same id as row {first}",
+            }
+        )
         keep[idx] = False
 
     candidates = structures.index[keep]
@@ -288,14 +329,25 @@ def validate_rows(
     arrays: dict[int, dict[str, Any]] = {}
     for pos, res in zip(candidates, parsed, strict=True):
         if res.arrays is None:
-            dropped.append({"index": pos, "row": rows[pos], "material_id": ids[pos], "reason": res.reason, "action": "row_dropped", "detail": res.detail})
+            dropped.append(
+                {
+                    "index": pos,
+                    "row": rows[pos],
+                    "material_id": ids[pos],
+                    "reason": res.reason,
+                    "action": "row_dropped",
+                    "detail": res.detail,
+                }
+            )
             keep[pos] = False
         else:
             arrays[pos] = res.arrays
     return keep, arrays, dropped
 
 
-def ingest_frame(raw: pd.DataFrame, options: IngestOptions, path: str = "<table>", progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+def ingest_frame(
+    raw: pd.DataFrame, options: IngestOptions, path: str = "<table>", progress: bool = True
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """Validate a raw table. Returns (canonical table, dropped report, summary)."""
     id_col = pick_column(raw.columns, options.id_column, ID_COLUMNS, "id", path)
     st_col = pick_column(raw.columns, options.structure_column, STRUCTURE_COLUMNS, "structure", path)
@@ -335,13 +387,17 @@ def ingest_frame(raw: pd.DataFrame, options: IngestOptions, path: str = "<table>
     for name in labels.columns:
         out[name] = labels.loc[kept_idx, name].to_numpy()
 
-    report = pd.DataFrame(dropped + label_issues, columns=["row", "material_id", "property", "value", "reason", "action", "detail"])
+    report = pd.DataFrame(
+        dropped + label_issues, columns=["row", "material_id", "property", "value", "reason", "action", "detail"]
+    )
     report.insert(0, "file", path)
     summary = _summary(path, raw, out, dropped, label_issues, mapping, options)
     return out, report, summary
 
 
-def check_required(path: str, summary: dict[str, Any], required: Sequence[str], columns: Sequence[str], report_path: str) -> None:
+def check_required(
+    path: str, summary: dict[str, Any], required: Sequence[str], columns: Sequence[str], report_path: str
+) -> None:
     """Stop before any training when a property the run needs has no usable label: a
     property with no column at all is named with the columns there are; one whose values
     were all dropped points at the dropped report (written before this check)."""
@@ -361,7 +417,15 @@ def check_required(path: str, summary: dict[str, Any], required: Sequence[str], 
         )
 
 
-def _summary(path: str, raw: pd.DataFrame, out: pd.DataFrame, dropped: list[dict[str, Any]], issues: list[dict[str, Any]], mapping: dict[str, str], options: IngestOptions) -> dict[str, Any]:
+def _summary(
+    path: str,
+    raw: pd.DataFrame,
+    out: pd.DataFrame,
+    dropped: list[dict[str, Any]],
+    issues: list[dict[str, Any]],
+    mapping: dict[str, str],
+    options: IngestOptions,
+) -> dict[str, Any]:
     labels = {name: int(out[name].notna().sum()) for name in mapping.values()}
     return {
         "input": path,
@@ -400,8 +464,11 @@ def ingest(
     io.write_json(out_summary, summary)
     log.info(
         "kept %d of %d rows; dropped %d (%s); %d labels set missing",
-        summary["rows_kept"], summary["rows_in"], summary["rows_dropped"],
-        summary["dropped_by_reason"] or "none", summary["labels_set_missing"],
+        summary["rows_kept"],
+        summary["rows_in"],
+        summary["rows_dropped"],
+        summary["dropped_by_reason"] or "none",
+        summary["labels_set_missing"],
     )
     return summary
 

@@ -40,7 +40,18 @@ import pandas as pd
 
 ID_COLUMNS = ("material_id", "id", "mp_id", "task_id", "entry_id")
 STRUCTURE_COLUMNS = ("cif", "structure", "poscar", "extxyz", "xyz")
-TABLE_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.xz", ".parquet", ".pq", ".json", ".json.gz", ".jsonl", ".jsonl.gz")
+TABLE_SUFFIXES = (
+    ".csv",
+    ".csv.gz",
+    ".csv.bz2",
+    ".csv.xz",
+    ".parquet",
+    ".pq",
+    ".json",
+    ".json.gz",
+    ".jsonl",
+    ".jsonl.gz",
+)
 CIF_SUFFIXES = (".cif",)
 POSCAR_SUFFIXES = (".vasp", ".poscar")
 XYZ_SUFFIXES = (".xyz", ".extxyz")
@@ -158,8 +169,15 @@ def read_id_prop_folder(folder: Path) -> pd.DataFrame:
     for i, rec in enumerate(props.to_dict("records"), start=start):
         cid = str(rec.pop("material_id")).strip()
         f = by_id.get(cid) or files.get(cid)
-        rows.append({"material_id": cid, "structure": _read_text(f) if f else None,
-                     "_file": str(f if f else folder / f"{cid}.cif"), "_line": i, **rec})
+        rows.append(
+            {
+                "material_id": cid,
+                "structure": _read_text(f) if f else None,
+                "_file": str(f if f else folder / f"{cid}.cif"),
+                "_line": i,
+                **rec,
+            }
+        )
     out = pd.DataFrame(rows)
     out.attrs["unnamed_target"] = not header
     out.attrs["labels_file"] = str(id_prop)
@@ -210,7 +228,9 @@ def _join_labels(structures: pd.DataFrame, labels: Path) -> pd.DataFrame:
             rows.append({**rec, "structure": s["structure"], "_file": s["_file"]})
     for pos in known.values():  # structure files without a label row: kept, unlabelled
         s = structures.loc[pos]
-        rows.append({"material_id": s["material_id"], "structure": s["structure"], "_file": s["_file"], "_line": s["_line"]})
+        rows.append(
+            {"material_id": s["material_id"], "structure": s["structure"], "_file": s["_file"], "_line": s["_line"]}
+        )
     out = pd.DataFrame(rows)
     out.attrs["labels_file"] = str(labels)
     return out
@@ -303,7 +323,9 @@ def parse_structure(value: Any) -> Any:
         if kind == "cif":
             from pymatgen.io.cif import CifParser
 
-            structures = CifParser.from_str(text, occupancy_tolerance=1.0).parse_structures(primitive=False, on_error="raise")
+            structures = CifParser.from_str(text, occupancy_tolerance=1.0).parse_structures(
+                primitive=False, on_error="raise"
+            )
             if not structures:
                 raise ValueError("CIF holds no structure")
             return structures[0]

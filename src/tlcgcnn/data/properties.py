@@ -180,8 +180,10 @@ def from_config(section: Mapping[str, Mapping[str, Any] | None] | None) -> dict[
     out: dict[str, Property] = {}
     for name, spec in (section or {}).items():
         if name in BUILTIN:
-            raise PropertyError(f"properties.{name}: {name!r} is a built-in property ({PROPERTIES[name].unit or 'dimensionless'}); "
-                                "declare your own under another name")
+            raise PropertyError(
+                f"properties.{name}: {name!r} is a built-in property ({PROPERTIES[name].unit or 'dimensionless'}); "
+                "declare your own under another name"
+            )
         out[name] = from_spec(name, spec)
     return out
 
@@ -213,8 +215,15 @@ def spec_of(name: str) -> dict[str, Any]:
     """The declaration of a property as plain values (what a checkpoint stores for a user's
     property, so that a model trained on it reports its units anywhere)."""
     p = get(name)
-    return {"unit": p.unit, "description": p.description, "kind": p.kind, "low": p.low, "high": p.high,
-            "low_inclusive": p.low_inclusive, "aliases": list(p.aliases)}
+    return {
+        "unit": p.unit,
+        "description": p.description,
+        "kind": p.kind,
+        "low": p.low,
+        "high": p.high,
+        "low_inclusive": p.low_inclusive,
+        "aliases": list(p.aliases),
+    }
 
 
 def canonical_name(column: str) -> str | None:

@@ -43,7 +43,11 @@ def metal_flags(df: pd.DataFrame, rule: str = "is_metal", threshold: float = 0.0
     """Boolean metal flag per row (NA where it cannot be decided)."""
     if rule == "is_metal":
         if "is_metal" not in df.columns:
-            hint = "; or use metal_rule: band_gap" if "band_gap" in df.columns else " (a metal flag, or a band_gap column with metal_rule: band_gap)"
+            hint = (
+                "; or use metal_rule: band_gap"
+                if "band_gap" in df.columns
+                else " (a metal flag, or a band_gap column with metal_rule: band_gap)"
+            )
             raise ValueError(f"split.metal_rule is 'is_metal' but the table has no is_metal column{hint}")
         return df["is_metal"].astype("boolean")
     if rule == "band_gap":
@@ -54,7 +58,9 @@ def metal_flags(df: pd.DataFrame, rule: str = "is_metal", threshold: float = 0.0
     raise ValueError(f"unknown metal_rule {rule!r}; choose is_metal or band_gap")
 
 
-def subsets(df: pd.DataFrame, rule: str = "is_metal", threshold: float = 0.0, needed: bool = True) -> dict[str, list[str]]:
+def subsets(
+    df: pd.DataFrame, rule: str = "is_metal", threshold: float = 0.0, needed: bool = True
+) -> dict[str, list[str]]:
     """Ids of ``all``, ``metal`` and ``nonmetal``. When no target or source asks for a metal or
     non-metal subset (``needed`` False) a table without the rule's column is fine: the two
     subsets are then empty."""
@@ -127,15 +133,31 @@ def target_split(
         fixed = set(map(str, test_ids))
         in_test = np.array([i in fixed for i in perm], dtype=bool)
         if not in_test.any():
-            raise ValueError(f"split.test_ids: none of its {len(fixed)} ids is among the {len(ids)} materials labelled with {prop!r} in this subset")
+            raise ValueError(
+                f"split.test_ids: none of its {len(fixed)} ids is among the {len(ids)} materials labelled with {prop!r} in this subset"
+            )
         if in_test.all():
-            raise ValueError(f"split.test_ids: all {len(ids)} materials labelled with {prop!r} in this subset are test ids: nothing is left to train on")
-        out = {"property": prop, "seed": seed, "n_labelled": len(ids), "test": perm[in_test].tolist(), "pool": perm[~in_test].tolist()}
+            raise ValueError(
+                f"split.test_ids: all {len(ids)} materials labelled with {prop!r} in this subset are test ids: nothing is left to train on"
+            )
+        out = {
+            "property": prop,
+            "seed": seed,
+            "n_labelled": len(ids),
+            "test": perm[in_test].tolist(),
+            "pool": perm[~in_test].tolist(),
+        }
     else:
         n_test = max(1, int(round(test_fraction * len(ids))))
         if test_max:
             n_test = min(n_test, int(test_max))
-        out = {"property": prop, "seed": seed, "n_labelled": len(ids), "test": perm[:n_test].tolist(), "pool": perm[n_test:].tolist()}
+        out = {
+            "property": prop,
+            "seed": seed,
+            "n_labelled": len(ids),
+            "test": perm[:n_test].tolist(),
+            "pool": perm[n_test:].tolist(),
+        }
     if all_ids is not None:
         # held-out ids (split.test_ids) of the other subsets stay out too: no model trains on them
         leave_out = set(out["test"]) | (set(map(str, test_ids)) if test_ids is not None else set())
@@ -218,7 +240,10 @@ def run(
         needed = bool(split_cfg.get("subsets_needed", True))
         result: dict[str, Any] = subsets(df, split_cfg["metal_rule"], split_cfg["band_gap_threshold"], needed=needed)
         if not needed and metal_column(split_cfg["metal_rule"]) not in df.columns:
-            log.info("no %s column and no target asks for a metal / non-metal subset: those subsets are left empty", split_cfg["metal_rule"])
+            log.info(
+                "no %s column and no target asks for a metal / non-metal subset: those subsets are left empty",
+                split_cfg["metal_rule"],
+            )
         log.info("subsets: %s", {k: len(v) for k, v in result.items()})
         result["excluded"] = [{"material_id": k, "reason": v} for k, v in sorted(excluded.items())]
     else:
@@ -231,14 +256,34 @@ def run(
         subs = io.read_json(subsets_path)
         all_ids = subs["all"] if spec.get("pool_all") else None
         result = target_split(
-            df, spec["property"], subs[subset], split_cfg["test_fraction"], split_cfg.get("test_max"), split_cfg["seed"],
-            test_ids=fixed, labelled_with=also, all_ids=all_ids,
+            df,
+            spec["property"],
+            subs[subset],
+            split_cfg["test_fraction"],
+            split_cfg.get("test_max"),
+            split_cfg["seed"],
+            test_ids=fixed,
+            labelled_with=also,
+            all_ids=all_ids,
         )
         result.update(name=spec["name"], subset=subset, test_ids_file=split_cfg.get("test_ids"))
         if also:
             result["labelled_with"] = also
-        log.info("%s (%s, %s): %d labelled, %d test, %d in the training pool", spec["name"], spec["property"], subset, result["n_labelled"], len(result["test"]), len(result["pool"]))
+        log.info(
+            "%s (%s, %s): %d labelled, %d test, %d in the training pool",
+            spec["name"],
+            spec["property"],
+            subset,
+            result["n_labelled"],
+            len(result["test"]),
+            len(result["pool"]),
+        )
         if all_ids is not None:
-            log.info("%s: %d labelled in every subset, %d in the all-subsets training pool (pool_all)", spec["name"], result["n_labelled_all"], len(result["pool_all"]))
+            log.info(
+                "%s: %d labelled in every subset, %d in the all-subsets training pool (pool_all)",
+                spec["name"],
+                result["n_labelled_all"],
+                len(result["pool_all"]),
+            )
     io.write_json(out, result)
     return result

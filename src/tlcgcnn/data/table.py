@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tlcgcnn.utils import fileio as io
 from tlcgcnn.data.properties import PROPERTIES
+from tlcgcnn.utils import fileio as io
 
 STRUCTURE_COLUMNS = ("material_id", "source", "formula", "nsites", "lattice", "atomic_numbers", "frac_coords")
 
@@ -60,9 +60,7 @@ def arrays(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
     np.cumsum(nsites, out=offsets[1:])
     lattices = np.stack(df["lattice"].to_numpy()).reshape(-1, 3, 3) if len(df) else np.zeros((0, 3, 3))
     z = np.concatenate(df["atomic_numbers"].to_numpy()).astype(np.int64) if len(df) else np.zeros(0, np.int64)
-    frac = (
-        np.concatenate(df["frac_coords"].to_numpy()).reshape(-1, 3) if len(df) else np.zeros((0, 3))
-    )
+    frac = np.concatenate(df["frac_coords"].to_numpy()).reshape(-1, 3) if len(df) else np.zeros((0, 3))
     return lattices, z, frac, offsets
 
 

@@ -32,7 +32,6 @@ def inverse_transform(y: np.ndarray, kind: str) -> np.ndarray:
     raise ValueError(f"unknown transform {kind!r}; choose from {TRANSFORMS}")
 
 
-
 @dataclass
 class Target:
     """What a model learns. ``task``: 'regression' (MSE on the normalised target),
@@ -56,16 +55,19 @@ class Target:
 TASKS = ("regression", "classification", "multitask")
 
 
-
 def labels(table_df: Any, ids: list[str], target: Target) -> np.ndarray:
     """Labels of ``ids``: a vector, or for a multi-task target a [n, properties] matrix in
     which NaN marks a missing label (only the first property must be present). Always a
     writable copy (the GPU machine's newer pandas handed out a read-only view, and torch warned)."""
     indexed = table_df.set_index("material_id")
     if target.task == "multitask" and target.properties:
-        mat = np.column_stack([indexed.loc[ids, p].to_numpy(dtype=np.float64, na_value=np.nan, copy=True) for p in target.properties])
+        mat = np.column_stack(
+            [indexed.loc[ids, p].to_numpy(dtype=np.float64, na_value=np.nan, copy=True) for p in target.properties]
+        )
         if np.isnan(mat[:, 0]).any():
-            raise ValueError(f"{int(np.isnan(mat[:, 0]).sum())} of the selected materials have no {target.properties[0]} label")
+            raise ValueError(
+                f"{int(np.isnan(mat[:, 0]).sum())} of the selected materials have no {target.properties[0]} label"
+            )
         out = np.full_like(mat, np.nan)
         ok = ~np.isnan(mat)
         for j in range(mat.shape[1]):
@@ -79,7 +81,6 @@ def labels(table_df: Any, ids: list[str], target: Target) -> np.ndarray:
     if np.isnan(col).any():
         raise ValueError(f"{int(np.isnan(col).sum())} of the selected materials have no {target.property} label")
     return transform(col, target.transform)
-
 
 
 def target_from_spec(spec: dict[str, Any]) -> Target:
@@ -100,5 +101,3 @@ def target_from_spec(spec: dict[str, Any]) -> Target:
         properties=list(props) if task == "multitask" and props else None,
         weights=[float(w) for w in weights] if task == "multitask" and weights else None,
     )
-
-

@@ -94,7 +94,9 @@ def element_features(z: int) -> np.ndarray:
         mv = el.molar_volume
         volume = float(mv) if mv is not None else None
     radius = CovalentRadius.radius.get(el.symbol)
-    ea_vec = np.concatenate([_bin(ea, -3.0, 3.7, 10), np.array([0.0 if ea is not None and math.isfinite(ea) else 1.0], dtype=np.float32)])
+    ea_vec = np.concatenate(
+        [_bin(ea, -3.0, 3.7, 10), np.array([0.0 if ea is not None and math.isfinite(ea) else 1.0], dtype=np.float32)]
+    )
     parts = [
         _onehot(group, 18),
         _onehot(int(el.row), 7),

@@ -16,9 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tlcgcnn.utils import fileio as io
-
 from tlcgcnn.data import table
+from tlcgcnn.utils import fileio as io
 
 log = logging.getLogger(__name__)
 

@@ -39,9 +39,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tlcgcnn.utils import fileio as io
-
 from tlcgcnn.data import table
+from tlcgcnn.utils import fileio as io
 
 log = logging.getLogger(__name__)
 _PBC = np.array([1, 1, 1], dtype=np.int64)
@@ -105,7 +104,9 @@ def _sort_pairs(center: np.ndarray, nbr: np.ndarray, dist: np.ndarray, n: int) -
     return np.lexsort((nbr, d_q, center))
 
 
-def _nearest(center: np.ndarray, nbr: np.ndarray, dist: np.ndarray, counts: np.ndarray, n: int, m: int, pad_dist: float) -> tuple[np.ndarray, np.ndarray]:
+def _nearest(
+    center: np.ndarray, nbr: np.ndarray, dist: np.ndarray, counts: np.ndarray, n: int, m: int, pad_dist: float
+) -> tuple[np.ndarray, np.ndarray]:
     """The ``m`` nearest (distance, then index) of each centre, padded with self-loops."""
     order = _sort_pairs(center, nbr, dist, n)
     nbr, dist = nbr[order], dist[order]
@@ -152,7 +153,9 @@ def neighbor_graph(lattice: np.ndarray, frac: np.ndarray, params: FeaturizeParam
     return CrystalGraph(idx, d, grown, int(np.count_nonzero(counts < m)), isolated)
 
 
-def _featurize_shard(job: tuple[int, list[np.ndarray], list[np.ndarray], list[np.ndarray], FeaturizeParams, str]) -> dict[str, Any]:
+def _featurize_shard(
+    job: tuple[int, list[np.ndarray], list[np.ndarray], list[np.ndarray], FeaturizeParams, str],
+) -> dict[str, Any]:
     shard, lattices, numbers, fracs, params, out_dir = job
     m = params.max_neighbors
     offsets = np.zeros(len(lattices) + 1, dtype=np.int64)
@@ -176,7 +179,15 @@ def _featurize_shard(job: tuple[int, list[np.ndarray], list[np.ndarray], list[np
     with io.atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             np.savez_compressed(fh, z=z, nbr_idx=nbr_idx, nbr_dist=nbr_dist, offsets=offsets)
-    return {"shard": shard, "crystals": len(lattices), "atoms": n_atoms, "grown": grown, "padded_atoms": padded, "isolated": isolated, "file": path.name}
+    return {
+        "shard": shard,
+        "crystals": len(lattices),
+        "atoms": n_atoms,
+        "grown": grown,
+        "padded_atoms": padded,
+        "isolated": isolated,
+        "file": path.name,
+    }
 
 
 def featurize(
@@ -198,7 +209,9 @@ def featurize(
     jobs = []
     for shard, start in enumerate(range(0, len(df), shard_size)):
         part = df.iloc[start : start + shard_size]
-        jobs.append((shard, list(part["lattice"]), list(part["atomic_numbers"]), list(part["frac_coords"]), params, str(out)))
+        jobs.append(
+            (shard, list(part["lattice"]), list(part["atomic_numbers"]), list(part["frac_coords"]), params, str(out))
+        )
     bar = tqdm(total=len(df), desc="featurize", unit="crystal", disable=not progress, mininterval=2.0)
     results: list[dict[str, Any]] = []
     if threads <= 1 or len(jobs) <= 1:
@@ -215,7 +228,9 @@ def featurize(
         {
             "material_id": df["material_id"].astype(str).to_numpy(),
             "shard": np.repeat(np.arange(len(jobs)), [len(j[1]) for j in jobs]).astype(np.int32),
-            "position": np.concatenate([np.arange(len(j[1])) for j in jobs]).astype(np.int32) if jobs else np.zeros(0, np.int32),
+            "position": np.concatenate([np.arange(len(j[1])) for j in jobs]).astype(np.int32)
+            if jobs
+            else np.zeros(0, np.int32),
         }
     )
     io.write_parquet(index, out / "index.parquet")
@@ -245,12 +260,20 @@ def featurize(
     if len(isolated):
         log.warning(
             "%d crystals have atoms without any neighbour within max_radius %.1f Å (listed in %s): %s%s",
-            len(isolated), params.max_radius, out / ISOLATED_FILE, ", ".join(isolated["material_id"][:5]),
+            len(isolated),
+            params.max_radius,
+            out / ISOLATED_FILE,
+            ", ".join(isolated["material_id"][:5]),
             " ..." if len(isolated) > 5 else "",
         )
     log.info(
         "featurized %d crystals (%d atoms) into %d shards; radius grown for %d crystals, %d atoms padded; %.1f bytes/atom",
-        manifest["crystals"], manifest["atoms"], len(results), manifest["crystals_radius_grown"], manifest["atoms_padded"], manifest["bytes_per_atom"],
+        manifest["crystals"],
+        manifest["atoms"],
+        len(results),
+        manifest["crystals_radius_grown"],
+        manifest["atoms_padded"],
+        manifest["bytes_per_atom"],
     )
     return manifest
 
@@ -260,7 +283,9 @@ ISOLATED_COLUMNS = ["material_id", "nsites", "isolated_atoms", "atoms", "reason"
 ISOLATED_POLICIES = ("keep", "drop")
 
 
-def isolated_report(df: pd.DataFrame, results: list[dict[str, Any]], shard_size: int, params: FeaturizeParams) -> pd.DataFrame:
+def isolated_report(
+    df: pd.DataFrame, results: list[dict[str, Any]], shard_size: int, params: FeaturizeParams
+) -> pd.DataFrame:
     """One row per crystal with isolated atoms: id, size, how many and which atoms, reason."""
     rows = []
     for res in results:
@@ -326,8 +351,9 @@ def brute_force_neighbors(structure: Any, radius: float, m: int) -> tuple[list[l
     return out_idx, out_dist
 
 
-
-def same_neighbors(idx_a: np.ndarray, dist_a: np.ndarray, idx_b: np.ndarray, dist_b: np.ndarray, atol: float = 1e-5) -> bool:
+def same_neighbors(
+    idx_a: np.ndarray, dist_a: np.ndarray, idx_b: np.ndarray, dist_b: np.ndarray, atol: float = 1e-5
+) -> bool:
     """Whether two [n, M] neighbour lists agree: distances to ``atol`` Å, and the same
     neighbour indices within every group of tied distances. A tie group cut by the M-th
     slot may be completed by different atoms of equal distance: only its size must agree."""

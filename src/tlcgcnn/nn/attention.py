@@ -21,8 +21,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from tlcgcnn.nn.graphs import Batch
 from tlcgcnn.nn.cgcnn import CGCNN, ModelConfig, gather_neighbors
+from tlcgcnn.nn.graphs import Batch
 
 
 @dataclass
@@ -47,7 +47,9 @@ class AttentionConvLayer(nn.Module):
         h = self.lin_self(v).unsqueeze(1) + gather_neighbors(self.lin_nbr(v), nbr_idx) + self.lin_edge(edge)
         return self.bn1(h.view(n * m, -1)).view(n, m, -1)
 
-    def weights(self, v: torch.Tensor, nbr_idx: torch.Tensor, edge: torch.Tensor, edge_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def weights(
+        self, v: torch.Tensor, nbr_idx: torch.Tensor, edge: torch.Tensor, edge_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Attention weights α [atoms, neighbours]; each row sums to one (zero on padded
         self-loops; an atom whose neighbours are all padded gets no message)."""
         return self._alpha(self._edges(v, nbr_idx, edge), edge_mask)
@@ -59,7 +61,9 @@ class AttentionConvLayer(nn.Module):
         alpha = torch.softmax(score.masked_fill(~edge_mask, -1e4), dim=1)
         return alpha * edge_mask.to(alpha.dtype)
 
-    def forward(self, v: torch.Tensor, nbr_idx: torch.Tensor, edge: torch.Tensor, edge_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, v: torch.Tensor, nbr_idx: torch.Tensor, edge: torch.Tensor, edge_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         h = self._edges(v, nbr_idx, edge)
         alpha = self._alpha(h, edge_mask)
         msg = (alpha.unsqueeze(-1) * F.softplus(h)).sum(dim=1)
@@ -71,7 +75,9 @@ class AttentionCGCNN(CGCNN):
 
     def __init__(self, config: ModelConfig, atom_table: torch.Tensor) -> None:
         super().__init__(config, atom_table)
-        self.convs = nn.ModuleList(AttentionConvLayer(config.atom_fea_len, self.gauss.size) for _ in range(config.n_conv))
+        self.convs = nn.ModuleList(
+            AttentionConvLayer(config.atom_fea_len, self.gauss.size) for _ in range(config.n_conv)
+        )
 
     def attention_weights(self, batch: Batch) -> list[torch.Tensor]:
         """α of every layer for a batch (for inspection and tests)."""

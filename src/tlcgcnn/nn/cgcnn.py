@@ -75,7 +75,9 @@ class ConvLayer(nn.Module):
         self.bn1 = nn.BatchNorm1d(2 * a)
         self.bn2 = nn.BatchNorm1d(a)
 
-    def forward(self, v: torch.Tensor, nbr_idx: torch.Tensor, edge: torch.Tensor, edge_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, v: torch.Tensor, nbr_idx: torch.Tensor, edge: torch.Tensor, edge_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         n, m = nbr_idx.shape
         z = self.lin_self(v).unsqueeze(1) + gather_neighbors(self.lin_nbr(v), nbr_idx) + self.lin_edge(edge)
         z = self.bn1(z.view(n * m, -1)).view(n, m, -1)
@@ -105,7 +107,9 @@ class CGCNN(nn.Module):
         super().__init__()
         self.config = config
         if atom_table.shape[1] != config.orig_atom_fea_len:
-            raise ValueError(f"atom feature table has {atom_table.shape[1]} columns, model expects {config.orig_atom_fea_len}")
+            raise ValueError(
+                f"atom feature table has {atom_table.shape[1]} columns, model expects {config.orig_atom_fea_len}"
+            )
         self.register_buffer("atom_table", atom_table.float())
         self.gauss = GaussianExpansion(config.radius, config.gaussian_step)
         self.embedding = nn.Linear(config.orig_atom_fea_len, config.atom_fea_len)

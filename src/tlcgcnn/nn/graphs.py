@@ -56,7 +56,14 @@ class GraphSet:
         return self.offsets[1:] - self.offsets[:-1]
 
     def to(self, device: torch.device | str) -> GraphSet:
-        return GraphSet(self.ids, self.z.to(device), self.nbr_idx.to(device), self.nbr_dist.to(device), self.offsets.to(device), self.featurize)
+        return GraphSet(
+            self.ids,
+            self.z.to(device),
+            self.nbr_idx.to(device),
+            self.nbr_dist.to(device),
+            self.offsets.to(device),
+            self.featurize,
+        )
 
     def positions(self, ids: Sequence[str]) -> np.ndarray:
         """Row positions of ``ids``; raises naming the first id that has no graph."""
@@ -86,7 +93,9 @@ class GraphSet:
                 mask = ~padded
         return Batch(self.z[atom], nbr, dist, crystal, counts, n, mask)
 
-    def batches(self, positions: torch.Tensor, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None) -> Iterator[Batch]:
+    def batches(
+        self, positions: torch.Tensor, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None
+    ) -> Iterator[Batch]:
         if shuffle:
             positions = positions[torch.randperm(positions.numel(), generator=generator).to(positions.device)]
         for start in range(0, positions.numel(), batch_size):
@@ -138,4 +147,6 @@ def subset(graphs: GraphSet, positions: np.ndarray | torch.Tensor) -> GraphSet:
     offsets = torch.zeros(len(pos) + 1, dtype=torch.long)
     offsets[1:] = torch.cumsum(b.counts.cpu(), 0)
     local = b.nbr_idx - (offsets[:-1].to(b.nbr_idx.device)[b.crystal]).unsqueeze(1)
-    return GraphSet(graphs.ids[np.asarray(pos)], b.z, local, b.nbr_dist, offsets.to(graphs.offsets.device), graphs.featurize)
+    return GraphSet(
+        graphs.ids[np.asarray(pos)], b.z, local, b.nbr_dist, offsets.to(graphs.offsets.device), graphs.featurize
+    )

@@ -19,7 +19,15 @@ import torch
 from tlcgcnn.data.targets import TRANSFORMS, inverse_transform, transform
 
 KINDS = ("zscore", "tanh")
-__all__ = ["KINDS", "TRANSFORMS", "MultiNormalizer", "Normalizer", "inverse_transform", "normalizer_from_dict", "transform"]
+__all__ = [
+    "KINDS",
+    "TRANSFORMS",
+    "MultiNormalizer",
+    "Normalizer",
+    "inverse_transform",
+    "normalizer_from_dict",
+    "transform",
+]
 
 
 @dataclass

@@ -33,16 +33,23 @@ import numpy as np
 import pandas as pd
 
 from tlcgcnn.analysis import calibration
-
-from tlcgcnn.utils import fileio as io
 from tlcgcnn.analysis.metrics import regression_metrics
 from tlcgcnn.data.properties import PROPERTIES, units_of
+from tlcgcnn.utils import fileio as io
 
 log = logging.getLogger(__name__)
 
 # the order of a CGCNN's options in card.md (card.json sorts its keys; a card re-rendered from it keeps this order)
 CONFIG_ORDER = (
-    "kind", "atom_fea_len", "n_conv", "h_fea_len", "n_h", "radius", "gaussian_step", "n_out", "orig_atom_fea_len",
+    "kind",
+    "atom_fea_len",
+    "n_conv",
+    "h_fea_len",
+    "n_h",
+    "radius",
+    "gaussian_step",
+    "n_out",
+    "orig_atom_fea_len",
 )
 # the data licence and citations a card states (card.json: data.licence)
 DATA_LICENCE = (
@@ -85,7 +92,15 @@ def _target_text(t: Mapping[str, Any]) -> dict[str, Any]:
         spec = PROPERTIES.get(p)
         unit = units_of(p) or "dimensionless"
         name = f"log10({p} / {unit})" if t["transform"] == "log10" else p
-        out.append({"property": p, "output": name, "unit": "log10 units" if t["transform"] == "log10" else unit, "property_unit": unit, "description": spec.description if spec else p})
+        out.append(
+            {
+                "property": p,
+                "output": name,
+                "unit": "log10 units" if t["transform"] == "log10" else unit,
+                "property_unit": unit,
+                "description": spec.description if spec else p,
+            }
+        )
     return {**t, "outputs": out}
 
 
@@ -184,10 +199,16 @@ def publish(
             test["ensemble"] = regression_metrics(ens["y_true"].to_numpy(float), ens["y_pred"].to_numpy(float))
             orig = f"y_true_{target['property']}"
             if orig in ens.columns:
-                test["ensemble"]["mae_original_units"] = float(np.abs(ens[f"y_pred_{target['property']}"] - ens[orig]).mean())
+                test["ensemble"]["mae_original_units"] = float(
+                    np.abs(ens[f"y_pred_{target['property']}"] - ens[orig]).mean()
+                )
         else:
             test["per_property"] = {
-                p: {k.removesuffix(f"_{p}"): v for k, v in recs[0].items() if k.endswith(f"_{p}") and k.removesuffix(f"_{p}") in CARD_METRICS}
+                p: {
+                    k.removesuffix(f"_{p}"): v
+                    for k, v in recs[0].items()
+                    if k.endswith(f"_{p}") and k.removesuffix(f"_{p}") in CARD_METRICS
+                }
                 for p in target["properties"]
             }
     first_ckpt_meta = recs[0]
@@ -262,18 +283,28 @@ def markdown(card: Mapping[str, Any], folder: str | Path) -> str:
     """card.json as a readable card."""
     t, d, test, code = card["predicts"], card["data"], card["test"], card["code"]
     folder = Path(folder).as_posix()
-    outs = "\n".join(f"- `{o['output']}` in {o['unit']}: {o['description']}" + (f" (property unit {o['property_unit']})" if o["unit"] != o["property_unit"] else "") for o in t["outputs"])
+    outs = "\n".join(
+        f"- `{o['output']}` in {o['unit']}: {o['description']}"
+        + (f" (property unit {o['property_unit']})" if o["unit"] != o["property_unit"] else "")
+        for o in t["outputs"]
+    )
     tr = card["training"]
     train_rows = "\n".join(
         f"| {r['seed']} | {r['n_train']:,} | {r['n_val']:,} | {r['epochs_run']} | {r['best_epoch']} | {_fmt(r['best_val_score'])} | {_fmt(r['train_seconds'])} | {r['device'] or '–'}, {r['precision'] or '–'} |"
         for r in tr
     )
     keys = [k for k in CARD_METRICS if k != "n_test" and any(k in s for s in test["per_seed"])]
-    test_rows = "\n".join(f"| {s['seed']} | " + " | ".join(_fmt(s.get(k)) for k in keys) + " |" for s in test["per_seed"])
+    test_rows = "\n".join(
+        f"| {s['seed']} | " + " | ".join(_fmt(s.get(k)) for k in keys) + " |" for s in test["per_seed"]
+    )
     ens = test.get("ensemble")
     if ens:
         test_rows += "\n| mean of seeds' predictions | " + " | ".join(_fmt(ens.get(k)) for k in keys) + " |"
-    headline = f"Test MAE {_fmt(test.get('mae_mean'))}" + (f" ± {_fmt(test['mae_std'])} (std over {len(test['per_seed'])} seeds)" if test.get("mae_std") is not None else "")
+    headline = f"Test MAE {_fmt(test.get('mae_mean'))}" + (
+        f" ± {_fmt(test['mae_std'])} (std over {len(test['per_seed'])} seeds)"
+        if test.get("mae_std") is not None
+        else ""
+    )
     if ens:
         headline += f"; the mean of the seeds' predictions: MAE {_fmt(ens['mae'])}"
     per_prop = ""
@@ -295,21 +326,21 @@ def markdown(card: Mapping[str, Any], folder: str | Path) -> str:
     mc = card["model"]["config"]
     order = [*(k for k in CONFIG_ORDER if k in mc), *(k for k in mc if k not in CONFIG_ORDER)]
     cfg = ", ".join(f"{k}={mc[k]}" for k in order)
-    return f"""# {card['name']}: {card['label']}
+    return f"""# {card["name"]}: {card["label"]}
 
-{headline} on the fixed test set ({test['n_test']:,} materials, held out from training and validation).
+{headline} on the fixed test set ({test["n_test"]:,} materials, held out from training and validation).
 
 ## What it predicts
 
 {outs}
 
-Task {t['task']}; materials: {t['subset']}. Mode: {card.get('mode') or 'pretraining source'}; {transfer}.
+Task {t["task"]}; materials: {t["subset"]}. Mode: {card.get("mode") or "pretraining source"}; {transfer}.
 
 ## Data
 
-- input: `{d['input']}` ({_fmt(d['rows_in'])} rows, {_fmt(d['rows_kept'])} kept by ingest), sha256 `{d['input_sha256']}`
-- canonical structure table sha256 `{d['structures_sha256']}`
-- {d.get('licence') or DATA_LICENCE}
+- input: `{d["input"]}` ({_fmt(d["rows_in"])} rows, {_fmt(d["rows_kept"])} kept by ingest), sha256 `{d["input_sha256"]}`
+- canonical structure table sha256 `{d["structures_sha256"]}`
+- {d.get("licence") or DATA_LICENCE}
 
 ## Training
 
@@ -317,21 +348,21 @@ Task {t['task']}; materials: {t['subset']}. Mode: {card.get('mode') or 'pretrain
 |---|---|---|---|---|---|---|---|
 {train_rows}
 
-Validation score: {tr[0]['best_val_score_is']}.{compared}
+Validation score: {tr[0]["best_val_score_is"]}.{compared}
 
 ## Test (fixed test set)
 
-| seed | {' | '.join(keys)} |
-|---|{'---|' * len(keys)}
+| seed | {" | ".join(keys)} |
+|---|{"---|" * len(keys)}
 {test_rows}{per_prop}
 {units_note}
 ![parity](parity.png)
 {uncertainty_markdown(card)}
 ## Model and code
 
-- {cfg}; {card['model']['n_params']:,} parameters
-- featurization: {card['featurization'].get('params', card['featurization'])}
-- tlcgcnn {code.get('package_version')}, git {code.get('git_commit')}, config `{code['config_name']}` (sha256 {code.get('config_sha256')}), torch {code.get('torch_version')}
+- {cfg}; {card["model"]["n_params"]:,} parameters
+- featurization: {card["featurization"].get("params", card["featurization"])}
+- tlcgcnn {code.get("package_version")}, git {code.get("git_commit")}, config `{code["config_name"]}` (sha256 {code.get("config_sha256")}), torch {code.get("torch_version")}
 
 ## Use
 
@@ -339,17 +370,17 @@ Predict (the seeds together give a mean and a standard deviation):
 
 ```
 tlcgcnn predict {models} my_cifs/ -o predictions.csv
-tlcgcnn info {folder}/{card['files'][0]}
+tlcgcnn info {folder}/{card["files"][0]}
 ```
 
 Fine-tune it, or start a comparison from it, as a pretraining source of any configuration:
 
 ```yaml
 pretrain:
-  - {{name: {card['name'].replace('-', '_')}, checkpoint: {folder}/{card['files'][0]}}}
+  - {{name: {card["name"].replace("-", "_")}, checkpoint: {folder}/{card["files"][0]}}}
 finetune:
   modes:
-    from_{card['name'].replace('-', '_')}: {{pretrained: {card['name'].replace('-', '_')}}}
+    from_{card["name"].replace("-", "_")}: {{pretrained: {card["name"].replace("-", "_")}}}
 ```
 
 The graphs must be built with the featurization above (the pipeline checks it).
@@ -528,8 +559,15 @@ def fit_calibration(
             "coverage": calibration.coverage(cal, y_test[:, j], mean, std),
             "mean_half_width": float(np.mean(width)) if len(width) else None,
         }
-        log.info("%s: %s 90 %% interval, q %.4g on %d validation scores; test coverage %.3f (n %d)",
-                 where.name, cal.method, cal.q, cal.n_val, test[p]["coverage"], test[p]["n"])
+        log.info(
+            "%s: %s 90 %% interval, q %.4g on %d validation scores; test coverage %.3f (n %d)",
+            where.name,
+            cal.method,
+            cal.q,
+            cal.n_val,
+            test[p]["coverage"],
+            test[p]["n"],
+        )
     return {
         "level": level,
         "space": {p: c for p, c in zip(props, cols, strict=True)},
@@ -638,10 +676,10 @@ def uncertainty_markdown(card: Mapping[str, Any]) -> str:
 
 {chr(10).join(lines)}
 
-Method: {how}. Validation residuals: {v['scores']}.{back}
+Method: {how}. Validation residuals: {v["scores"]}.{back}
 Outside data may be covered less: crystals unlike the training data (another chemistry, structure
 type or database), and early stopping on the same validation set makes its residuals slightly optimistic.
-`tlcgcnn.load_model("{card['name']}").predict(...)` adds the bounds as `<column>_lo{level}`, `<column>_hi{level}`.
+`tlcgcnn.load_model("{card["name"]}").predict(...)` adds the bounds as `<column>_lo{level}`, `<column>_hi{level}`.
 """
 
 
@@ -677,7 +715,9 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m tlcgcnn.report.cards calibrate FOLDER... --data PATH``."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m tlcgcnn.report.cards", description="Model cards of published models.")
+    parser = argparse.ArgumentParser(
+        prog="python -m tlcgcnn.report.cards", description="Model cards of published models."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     c = sub.add_parser(
         "calibrate",
@@ -685,7 +725,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     c.add_argument("folders", nargs="+", type=Path, help="published model folders (card.json, model_s<seed>.pt)")
     c.add_argument(
-        "--data", required=True, type=Path,
+        "--data",
+        required=True,
+        type=Path,
         help="the structures the models were trained on: the raw table (mp2018_36737.csv.gz) or structures.parquet",
     )
     c.add_argument("--threads", type=int, default=2)

@@ -35,13 +35,11 @@ from typing import Any
 
 import pandas as pd
 
-from tlcgcnn.utils import fileio as io
-
-from tlcgcnn.report import published as report
-
 from tlcgcnn.analysis import stats
 from tlcgcnn.config import Cell, Config, load
+from tlcgcnn.report import published as report
 from tlcgcnn.report.provenance import cpu_model
+from tlcgcnn.utils import fileio as io
 
 #: the rule that runs a cell of each kind (rules/finetune.smk, rules/frozen.smk); all of
 #: them write their benchmark files under benchmarks/finetune/<target>/n<size>/<mode>.tsv
@@ -70,8 +68,20 @@ def cell_status(cfg: Config, results: Path, cpu: str | None = None) -> pd.DataFr
         done = (d / "metrics.json").exists()
         seeds_done = len(c.seeds) if done else sum((d / "runs" / f"s{s}" / "metrics.json").exists() for s in c.seeds)
         seed_s, epoch_s, this_cpu = _seconds_per_seed(results, c, d, cpu) if done else (math.nan, math.nan, False)
-        rows.append({"target": c.target.name, "size": c.size, "mode": c.mode.name, "kind": c.kind, "seeds": len(c.seeds),
-                     "seeds_done": seeds_done, "done": done, "seed_s": seed_s, "epoch_s": epoch_s, "this_cpu": this_cpu})
+        rows.append(
+            {
+                "target": c.target.name,
+                "size": c.size,
+                "mode": c.mode.name,
+                "kind": c.kind,
+                "seeds": len(c.seeds),
+                "seeds_done": seeds_done,
+                "done": done,
+                "seed_s": seed_s,
+                "epoch_s": epoch_s,
+                "this_cpu": this_cpu,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -188,13 +198,25 @@ def interim_claims(cfg: Config, results: Path, cells: pd.DataFrame) -> tuple[pd.
     if len(selected):
         tests = pd.concat([tests, selected], ignore_index=True)
     multitask = stats.read_table(multitask_csv) if multitask_csv.exists() else None
-    claims = report.build_claims(ready, tests, df, cfg.baseline, labels=cfg.target_labels(), protocol=protocol, multitask=multitask,
-                                 sources=("finished cells' tests", "finished cells' metrics", "finished cells' protocol", str(multitask_csv)))
+    claims = report.build_claims(
+        ready,
+        tests,
+        df,
+        cfg.baseline,
+        labels=cfg.target_labels(),
+        protocol=protocol,
+        multitask=multitask,
+        sources=("finished cells' tests", "finished cells' metrics", "finished cells' protocol", str(multitask_csv)),
+    )
     return claims, waiting
 
 
 def _hours(seconds: float) -> str:
-    return f"{int(seconds // 3600)} h {int(round(seconds % 3600 / 60)):02d} min" if seconds >= 3600 else f"{int(round(seconds / 60))} min"
+    return (
+        f"{int(seconds // 3600)} h {int(round(seconds % 3600 / 60)):02d} min"
+        if seconds >= 3600
+        else f"{int(round(seconds / 60))} min"
+    )
 
 
 def progress_markdown(cfg: Config, results: Path, parallel: int = 1) -> str:
@@ -205,25 +227,39 @@ def progress_markdown(cfg: Config, results: Path, parallel: int = 1) -> str:
         return f"# Progress of `{cfg.name}`\n\nThe config has no fine-tuning cells.\n"
     left = estimate_left(cells)
     n_done = int(cells["done"].sum())
-    out = [f"# Progress of `{cfg.name}` ({results})", "",
-           f"Fine-tuning cells: **{n_done} of {len(cells)} finished**; seeds: {int(cells['seeds_done'].sum())} of {int(cells['seeds'].sum())}.", ""]
-    table = cells.assign(size=cells["size"].astype(str)).groupby(["target", "size"], sort=False).agg(
-        done=("done", "sum"), cells=("done", "size"), seeds_done=("seeds_done", "sum"), seeds=("seeds", "sum")).reset_index()
+    out = [
+        f"# Progress of `{cfg.name}` ({results})",
+        "",
+        f"Fine-tuning cells: **{n_done} of {len(cells)} finished**; seeds: {int(cells['seeds_done'].sum())} of {int(cells['seeds'].sum())}.",
+        "",
+    ]
+    table = (
+        cells.assign(size=cells["size"].astype(str))
+        .groupby(["target", "size"], sort=False)
+        .agg(done=("done", "sum"), cells=("done", "size"), seeds_done=("seeds_done", "sum"), seeds=("seeds", "sum"))
+        .reset_index()
+    )
     out += ["| target | n | cells finished | seeds finished |", "|---|---|---|---|"]
-    out += [f"| {r.target} | {r.size} | {r.done} / {r.cells} | {r.seeds_done} / {r.seeds} |" for r in table.itertuples()]
+    out += [
+        f"| {r.target} | {r.size} | {r.done} / {r.cells} | {r.seeds_done} / {r.seeds} |" for r in table.itertuples()
+    ]
     known = left["estimate_s"].dropna()
     out += ["", "## Time left", ""]
     if left.empty:
         out.append("Every fine-tuning cell is finished.")
     else:
         total = float(known.sum())
-        out.append(f"{len(left)} cells left; their job time, estimated from the finished cells' times: "
-                   f"**{_hours(total)}** (about {_hours(total / max(parallel, 1))} of wall time with {parallel} job(s) at once). "
-                   "Pretraining and the report's own jobs are not counted.")
+        out.append(
+            f"{len(left)} cells left; their job time, estimated from the finished cells' times: "
+            f"**{_hours(total)}** (about {_hours(total / max(parallel, 1))} of wall time with {parallel} job(s) at once). "
+            "Pretraining and the report's own jobs are not counted."
+        )
         factor, groups = cpu_factor(cells)
         if factor is not None:
-            out.append(f"Times of cells run on another CPU are scaled by ×{factor:.2f}, this CPU's time per epoch over theirs "
-                       f"(median over {groups} groups of finished cells of one rule and size timed on both).")
+            out.append(
+                f"Times of cells run on another CPU are scaled by ×{factor:.2f}, this CPU's time per epoch over theirs "
+                f"(median over {groups} groups of finished cells of one rule and size timed on both)."
+            )
         unknown = left[left["estimate_s"].isna()]
         if len(unknown):
             out.append(f"Not estimated (no finished cell of their kind): {len(unknown)} cells.")
@@ -231,11 +267,16 @@ def progress_markdown(cfg: Config, results: Path, parallel: int = 1) -> str:
         out += ["", "| rule | cells left | estimated job time |", "|---|---|---|"]
         out += [f"| {KIND_RULE[r.kind]} | {r.size} | {_hours(r.sum)} |" for r in per_kind.itertuples()]
     claims, waiting = interim_claims(cfg, results, cells)
-    out += ["", "## Claims so far (interim)", "",
-            "Tested on the finished cells only: the Holm correction covers the finished cells' tests, so these p-values are "
-            "not the published ones. A finished cell's runs do not change and Holm's adjusted p-values only grow with "
-            "the family, so a published p-value will be at least the one here: a claim not significant here stays so. "
-            "Not a result until the run is finished and published.", ""]
+    out += [
+        "",
+        "## Claims so far (interim)",
+        "",
+        "Tested on the finished cells only: the Holm correction covers the finished cells' tests, so these p-values are "
+        "not the published ones. A finished cell's runs do not change and Holm's adjusted p-values only grow with "
+        "the family, so a published p-value will be at least the one here: a claim not significant here stays so. "
+        "Not a result until the run is finished and published.",
+        "",
+    ]
     if len(claims):
         out.append(report.claims_table(claims))
     else:
@@ -254,7 +295,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tlcgcnn.report.progress", description=__doc__.split("\n\n")[0])
     ap.add_argument("--configfile", required=True, type=Path, help="the run's config (as given to Snakemake)")
     ap.add_argument("--results", type=Path, help="the run's results folder (default: results/<name>)")
-    ap.add_argument("--cores", type=int, default=2, help="the run's --cores: with train.threads, how many jobs run at once (for the wall time)")
+    ap.add_argument(
+        "--cores",
+        type=int,
+        default=2,
+        help="the run's --cores: with train.threads, how many jobs run at once (for the wall time)",
+    )
     ap.add_argument("--out", type=Path, help="also write the Markdown here")
     args = ap.parse_args(argv)
     try:
@@ -264,7 +310,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     results = args.results or Path("results") / cfg.name
     if not results.is_dir():
-        print(f"error: {results}: no results folder (has the run started? is this the repository root?)", file=sys.stderr)
+        print(
+            f"error: {results}: no results folder (has the run started? is this the repository root?)", file=sys.stderr
+        )
         return 2
     parallel = default_parallel(cfg, args.cores)
     try:

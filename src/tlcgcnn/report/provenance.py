@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from tlcgcnn import __version__
-
 from tlcgcnn.utils import fileio as io
 
 
@@ -34,10 +33,17 @@ def code_version(root: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     root = Path(__file__).resolve().parents[3] if root is None else Path(root)
     info: dict[str, Any] = {"package": __version__, "git_commit": None, "git_dirty": None}
     try:
-        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
         if commit.returncode == 0:
             info["git_commit"] = commit.stdout.strip()
-            dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=10)
+            dirty = subprocess.run(
+                ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            )
             info["git_dirty"] = bool(dirty.stdout.strip())
     except (OSError, subprocess.SubprocessError):
         pass

@@ -59,10 +59,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tlcgcnn.utils import fileio as io
+from tlcgcnn.analysis.stats import FAMILIES, SELECTED_FAMILY, holm, paired, read_table
 from tlcgcnn.config import SELECTED_MODE
 from tlcgcnn.report.figures.labels import scheme
-from tlcgcnn.analysis.stats import FAMILIES, SELECTED_FAMILY, holm, paired, read_table
+from tlcgcnn.utils import fileio as io
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +78,29 @@ REQUIRED = {
     "multitask": ("id", "paper", "claim", "paper_value", "property", "size", "direction"),
 }
 CLAIM_COLUMNS = (
-    "id", "paper", "claim", "paper_value", "target", "target_label", "size", "mode", "versus", "resolved_mode", "resolved_versus",
-    "direction", "metric",
-    "ours_mode_error", "ours_versus_error", "change_pct", "n_seeds", "p", "p_holm", "holm_family", "held", "verdict", "kind",
+    "id",
+    "paper",
+    "claim",
+    "paper_value",
+    "target",
+    "target_label",
+    "size",
+    "mode",
+    "versus",
+    "resolved_mode",
+    "resolved_versus",
+    "direction",
+    "metric",
+    "ours_mode_error",
+    "ours_versus_error",
+    "change_pct",
+    "n_seeds",
+    "p",
+    "p_holm",
+    "holm_family",
+    "held",
+    "verdict",
+    "kind",
 )
 # claims.csv columns a file written before they existed may lack, and their value there
 OPTIONAL_COLUMNS = {"kind": "compare"}
@@ -93,7 +113,16 @@ EMPTY_STATE = (
     "No results are published yet. `snakemake docs/results/<name>/summary.md --cores 2 --configfile <config file>` "
     "publishes a finished run to `docs/results/<name>/`; `make results-readme` then writes its claims here."
 )
-README_HEADER = ("id", "paper", "claim", "paper's number", "cell", "ours: mode vs compared (change)", "p (Holm)", "held")
+README_HEADER = (
+    "id",
+    "paper",
+    "claim",
+    "paper's number",
+    "cell",
+    "ours: mode vs compared (change)",
+    "p (Holm)",
+    "held",
+)
 # rules named by their benchmark files below results/<name>/benchmarks/ (rules/*.smk)
 _BENCHMARK_RULES: tuple[tuple[str, str], ...] = (
     (r"evaluate/pretrain/[^/]+\.tsv", "evaluate_pretrain"),
@@ -143,15 +172,27 @@ def _paired_from_metrics(c: Mapping[str, Any], metrics: pd.DataFrame, source: st
     for key in ("mode", "versus"):
         sub = cell[cell["mode"] == c[key]]
         if sub.empty:
-            raise ReportError(f"claim {c['id']}: {source} has no run of mode {c[key]!r} for target {c['target']} at size {c['size']}")
+            raise ReportError(
+                f"claim {c['id']}: {source} has no run of mode {c[key]!r} for target {c['target']} at size {c['size']}"
+            )
         runs[key] = sub[["seed", col]].rename(columns={col: key})
     pairs = runs["versus"].merge(runs["mode"], on="seed")
     if pairs.empty:
-        raise ReportError(f"claim {c['id']}: {source}: modes {c['mode']!r} and {c['versus']!r} share no seed for target {c['target']} at size {c['size']}")
+        raise ReportError(
+            f"claim {c['id']}: {source}: modes {c['mode']!r} and {c['versus']!r} share no seed for target {c['target']} at size {c['size']}"
+        )
     test = paired(pairs["versus"].to_numpy(float), pairs["mode"].to_numpy(float))
-    task = str(cell["task"].iloc[0]) if "task" in cell.columns and isinstance(cell["task"].iloc[0], str) else "regression"
-    return {"ours_mode_error": test["mae_mode"], "ours_versus_error": test["mae_baseline"], "n_seeds": test["n_pairs"], "p": test["p_value"],
-            "metric": "1-roc_auc" if task == "classification" else "mae", "holm_family": OTHER_FAMILY}
+    task = (
+        str(cell["task"].iloc[0]) if "task" in cell.columns and isinstance(cell["task"].iloc[0], str) else "regression"
+    )
+    return {
+        "ours_mode_error": test["mae_mode"],
+        "ours_versus_error": test["mae_baseline"],
+        "n_seeds": test["n_pairs"],
+        "p": test["p_value"],
+        "metric": "1-roc_auc" if task == "classification" else "mae",
+        "holm_family": OTHER_FAMILY,
+    }
 
 
 def selected_source(mode: str) -> str | None:
@@ -159,7 +200,9 @@ def selected_source(mode: str) -> str | None:
     return mode.removeprefix(SELECTED_MODE) if mode.startswith(SELECTED_MODE) else None
 
 
-def resolve_mode(c: Mapping[str, Any], key: str, protocol: pd.DataFrame, metrics: pd.DataFrame, sources: Sequence[str]) -> tuple[str, bool]:
+def resolve_mode(
+    c: Mapping[str, Any], key: str, protocol: pd.DataFrame, metrics: pd.DataFrame, sources: Sequence[str]
+) -> tuple[str, bool]:
     """The mode a claim's ``key`` (``mode`` or ``versus``) names, and whether the protocol
     table chose it. ``selected:<source>``: the mode ``protocol`` (stats/protocol.csv) marks
     ``selected`` (lowest validation score; the test set plays no part) for the claim's target,
@@ -171,20 +214,36 @@ def resolve_mode(c: Mapping[str, Any], key: str, protocol: pd.DataFrame, metrics
         return value, False
     where, cell = f"claim {c['id']}: {key} {value}", f"target {c['target']} at size {c['size']}"
     if not protocol.empty:
-        grp = protocol[(protocol["target"] == c["target"]) & _same_size(protocol["size"], c["size"]) & (protocol["pretrained"] == src)]
+        grp = protocol[
+            (protocol["target"] == c["target"])
+            & _same_size(protocol["size"], c["size"])
+            & (protocol["pretrained"] == src)
+        ]
         if len(grp):
             chosen = grp.loc[grp["selected"].astype(str) == "True", "mode"].unique()
             if len(chosen) != 1:
-                raise ReportError(f"{where}: {sources[2]} selects {len(chosen)} modes from {src} for {cell} (expected 1: no validation scores?)")
+                raise ReportError(
+                    f"{where}: {sources[2]} selects {len(chosen)} modes from {src} for {cell} (expected 1: no validation scores?)"
+                )
             return str(chosen[0]), True
-    ran = metrics[(metrics["target"] == c["target"]) & _same_size(metrics["size"], c["size"]) & (metrics["pretrained"] == src)] if "pretrained" in metrics.columns else metrics.iloc[:0]
+    ran = (
+        metrics[
+            (metrics["target"] == c["target"]) & _same_size(metrics["size"], c["size"]) & (metrics["pretrained"] == src)
+        ]
+        if "pretrained" in metrics.columns
+        else metrics.iloc[:0]
+    )
     modes = sorted(ran["mode"].astype(str).unique()) if len(ran) else []
     if len(modes) != 1:
-        raise ReportError(f"{where}: {sources[2]} has no selection from {src} for {cell}, and {sources[1]} has {len(modes)} modes from it {modes} (expected 1)")
+        raise ReportError(
+            f"{where}: {sources[2]} has no selection from {src} for {cell}, and {sources[1]} has {len(modes)} modes from it {modes} (expected 1)"
+        )
     return modes[0], False
 
 
-def _from_tests(c: Mapping[str, Any], tests: pd.DataFrame, source: str, selected_from: str | None = None) -> dict[str, Any]:
+def _from_tests(
+    c: Mapping[str, Any], tests: pd.DataFrame, source: str, selected_from: str | None = None
+) -> dict[str, Any]:
     """The claim's test against the baseline: the ``selected_vs_scratch`` row of its source
     for a mode the protocol table selected (``selected_from``), the mode's own row otherwise."""
     if tests.empty:
@@ -194,7 +253,13 @@ def _from_tests(c: Mapping[str, Any], tests: pd.DataFrame, source: str, selected
         family = ~selected
     else:
         family = selected & (tests.get("pretrained", pd.Series("", index=tests.index)) == selected_from)
-    hit = tests[family & (tests["target"] == c["target"]) & _same_size(tests["size"], c["size"]) & (tests["mode"] == c["mode"]) & (tests["baseline"] == c["versus"])]
+    hit = tests[
+        family
+        & (tests["target"] == c["target"])
+        & _same_size(tests["size"], c["size"])
+        & (tests["mode"] == c["mode"])
+        & (tests["baseline"] == c["versus"])
+    ]
     if len(hit) != 1:
         fam_text = f" in family {SELECTED_FAMILY} from {selected_from}" if selected_from is not None else ""
         raise ReportError(
@@ -202,9 +267,15 @@ def _from_tests(c: Mapping[str, Any], tests: pd.DataFrame, source: str, selected
             f"vs {c['versus']} (expected 1: is that cell part of the run?)"
         )
     r = hit.iloc[0]
-    return {"ours_mode_error": float(r["mae_mode"]), "ours_versus_error": float(r["mae_baseline"]), "n_seeds": int(r["n_pairs"]),
-            "p": float(r["p_value"]), "p_holm": float(r["p_holm"]), "holm_family": str(r["holm_family"]),
-            "metric": str(r["metric"]) if "metric" in r.index else "mae"}
+    return {
+        "ours_mode_error": float(r["mae_mode"]),
+        "ours_versus_error": float(r["mae_baseline"]),
+        "n_seeds": int(r["n_pairs"]),
+        "p": float(r["p_value"]),
+        "p_holm": float(r["p_holm"]),
+        "holm_family": str(r["holm_family"]),
+        "metric": str(r["metric"]) if "metric" in r.index else "mae",
+    }
 
 
 def property_label(prop: str) -> str:
@@ -217,7 +288,11 @@ def property_label(prop: str) -> str:
 
 def _multitask_claim(c: Mapping[str, Any], multitask: pd.DataFrame, source: str) -> dict[str, Any]:
     """A ``kind: multitask`` claim from its row of stats/multitask.csv (property, size)."""
-    hit = multitask[(multitask["property"] == c["property"]) & _same_size(multitask["size"], c["size"])] if not multitask.empty else multitask
+    hit = (
+        multitask[(multitask["property"] == c["property"]) & _same_size(multitask["size"], c["size"])]
+        if not multitask.empty
+        else multitask
+    )
     if len(hit) != 1:
         raise ReportError(
             f"claim {c['id']}: {source} has {len(hit)} rows for property {c['property']} at pretraining size {c['size']} "
@@ -225,18 +300,38 @@ def _multitask_claim(c: Mapping[str, Any], multitask: pd.DataFrame, source: str)
         )
     r = hit.iloc[0]
     return {
-        "id": c["id"], "paper": c["paper"], "claim": c["claim"], "paper_value": c["paper_value"], "target": c["property"],
-        "target_label": property_label(str(c["property"])), "size": c["size"], "mode": str(r["mt_source"]), "versus": str(r["st_source"]),
-        "resolved_mode": str(r["mt_source"]), "resolved_versus": str(r["st_source"]), "direction": c["direction"], "metric": "mae",
-        "ours_mode_error": float(r["mae_mt"]), "ours_versus_error": float(r["mae_st"]), "n_seeds": int(r["n_test"]),
-        "p": float(r["p"]), "p_holm": float(r["p_holm"]), "holm_family": str(r["holm_family"]), "kind": "multitask",
+        "id": c["id"],
+        "paper": c["paper"],
+        "claim": c["claim"],
+        "paper_value": c["paper_value"],
+        "target": c["property"],
+        "target_label": property_label(str(c["property"])),
+        "size": c["size"],
+        "mode": str(r["mt_source"]),
+        "versus": str(r["st_source"]),
+        "resolved_mode": str(r["mt_source"]),
+        "resolved_versus": str(r["st_source"]),
+        "direction": c["direction"],
+        "metric": "mae",
+        "ours_mode_error": float(r["mae_mt"]),
+        "ours_versus_error": float(r["mae_st"]),
+        "n_seeds": int(r["n_test"]),
+        "p": float(r["p"]),
+        "p_holm": float(r["p_holm"]),
+        "holm_family": str(r["holm_family"]),
+        "kind": "multitask",
     }
 
 
 def build_claims(
-    claims: Sequence[Mapping[str, Any]], tests: pd.DataFrame, metrics: pd.DataFrame, baseline: str,
-    labels: Mapping[str, str] | None = None, sources: Sequence[str] = ("stats/ttests.csv", "stats/metrics.csv", "stats/protocol.csv"),
-    protocol: pd.DataFrame | None = None, multitask: pd.DataFrame | None = None,
+    claims: Sequence[Mapping[str, Any]],
+    tests: pd.DataFrame,
+    metrics: pd.DataFrame,
+    baseline: str,
+    labels: Mapping[str, str] | None = None,
+    sources: Sequence[str] = ("stats/ttests.csv", "stats/metrics.csv", "stats/protocol.csv"),
+    protocol: pd.DataFrame | None = None,
+    multitask: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """One row per claim (columns :data:`CLAIM_COLUMNS`). ``claims`` are resolved config
     entries (``versus`` filled; tlcgcnn.config.Config.claims); ``tests``, ``metrics`` and
@@ -251,7 +346,9 @@ def build_claims(
         kind = str(c.get("kind") or "compare")
         if kind not in CLAIM_KINDS:
             raise ReportError(f"claim {c.get('id', '?')}: kind {kind!r} is not one of {CLAIM_KINDS}")
-        missing = [k for k in REQUIRED[kind] if k not in c or c[k] is None or (isinstance(c[k], float) and math.isnan(c[k]))]
+        missing = [
+            k for k in REQUIRED[kind] if k not in c or c[k] is None or (isinstance(c[k], float) and math.isnan(c[k]))
+        ]
         if missing:
             raise ReportError(f"claim {c.get('id', '?')}: missing {missing}")
         if c["paper"] not in PAPERS:
@@ -268,7 +365,9 @@ def build_claims(
             got = _from_tests(used, tests, sources[0], selected_source(spec["mode"]) if chosen else None)
         else:
             got = _paired_from_metrics(used, metrics, sources[1])
-        rows.append({**spec, "target_label": (labels or {}).get(spec["target"], spec["target"]), **got, "kind": "compare"})
+        rows.append(
+            {**spec, "target_label": (labels or {}).get(spec["target"], spec["target"]), **got, "kind": "compare"}
+        )
     df = pd.DataFrame(rows, columns=[c for c in CLAIM_COLUMNS if c not in ("change_pct", "held", "verdict")])
     if df.empty:
         return pd.DataFrame(columns=list(CLAIM_COLUMNS))
@@ -279,7 +378,12 @@ def build_claims(
         adjusted = dict(zip(map(tuple, distinct[keys].to_numpy()), holm(distinct["p"].to_numpy(float)), strict=True))
         df.loc[other, "p_holm"] = [adjusted[(t, str(s), m, v)] for t, s, m, v in df.loc[other, keys].to_numpy()]
     df["change_pct"] = 100.0 * (df["ours_mode_error"] - df["ours_versus_error"]) / df["ours_versus_error"]
-    df["verdict"] = [verdict(m - v, float(p), d) for m, v, p, d in zip(df["ours_mode_error"], df["ours_versus_error"], df["p_holm"], df["direction"], strict=True)]
+    df["verdict"] = [
+        verdict(m - v, float(p), d)
+        for m, v, p, d in zip(
+            df["ours_mode_error"], df["ours_versus_error"], df["p_holm"], df["direction"], strict=True
+        )
+    ]
     df["held"] = df["verdict"] == "held"
     return df[list(CLAIM_COLUMNS)]
 
@@ -352,12 +456,23 @@ def claim_cells(row: Mapping[str, Any]) -> list[str]:
     else:
         mode, versus = mode_label(row["mode"], row["resolved_mode"]), mode_label(row["versus"], row["resolved_versus"])
         cell = f"{row['target_label']}, n = {row['size']}"
-    ours = (f"{mode} {fmt_error(float(row['ours_mode_error']))} vs {versus} "
-            f"{fmt_error(float(row['ours_versus_error']))} ({fmt_change(float(row['change_pct']))})")
-    return [_cell(x) for x in (
-        row["id"], row["paper"], row["claim"], row["paper_value"], cell,
-        ours, fmt_p(float(row["p_holm"])), held_text(str(row["verdict"])),
-    )]
+    ours = (
+        f"{mode} {fmt_error(float(row['ours_mode_error']))} vs {versus} "
+        f"{fmt_error(float(row['ours_versus_error']))} ({fmt_change(float(row['change_pct']))})"
+    )
+    return [
+        _cell(x)
+        for x in (
+            row["id"],
+            row["paper"],
+            row["claim"],
+            row["paper_value"],
+            cell,
+            ours,
+            fmt_p(float(row["p_holm"])),
+            held_text(str(row["verdict"])),
+        )
+    ]
 
 
 def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
@@ -403,11 +518,19 @@ def _seeds_text(ft: Mapping[str, Any]) -> str:
     return text
 
 
-def _what_ran(s: Mapping[str, Any], ingest: Mapping[str, Any], pretrain: Sequence[Mapping[str, Any]], metrics: pd.DataFrame, wall: Mapping[str, Any]) -> list[str]:
+def _what_ran(
+    s: Mapping[str, Any],
+    ingest: Mapping[str, Any],
+    pretrain: Sequence[Mapping[str, Any]],
+    metrics: pd.DataFrame,
+    wall: Mapping[str, Any],
+) -> list[str]:
     cfg = s["config"]
     ft = cfg["finetune"]
     files = ", ".join(f"`{f}`" for f in s.get("configfiles") or []) or "(given on the command line)"
-    out = [f"* Config: {files}, name `{cfg['name']}` (resolved config sha256 `{s['config_sha256'][:12]}…`; all of it in provenance.json)."]
+    out = [
+        f"* Config: {files}, name `{cfg['name']}` (resolved config sha256 `{s['config_sha256'][:12]}…`; all of it in provenance.json)."
+    ]
     out.append(
         f"* Data: `{ingest.get('input')}` (sha256 `{str(ingest.get('input_sha256'))[:12]}…`): "
         f"{_thousands(ingest.get('rows_kept', 0))} crystals kept of {_thousands(ingest.get('rows_in', 0))}."
@@ -433,10 +556,16 @@ def _what_ran(s: Mapping[str, Any], ingest: Mapping[str, Any], pretrain: Sequenc
             f"{', log10' if t.get('transform') == 'log10' else ''}, {t.get('subset', 'all')} crystals, {t.get('task', 'regression')}; "
             f"training sizes {', '.join(map(str, sizes))}."
         )
-    out.append(f"* Seeds: {_seeds_text(ft)}. Modes: " + "; ".join(_mode_text(n, m, s["baseline"]) for n, m in ft["modes"].items()) + ".")
+    out.append(
+        f"* Seeds: {_seeds_text(ft)}. Modes: "
+        + "; ".join(_mode_text(n, m, s["baseline"]) for n, m in ft["modes"].items())
+        + "."
+    )
     if not metrics.empty:
         cells = metrics.drop_duplicates(["target", "size", "mode"]).shape[0]
-        out.append(f"* Runs: {_thousands(len(metrics))} fine-tuning runs in {_thousands(cells)} cells, each scored on its target's fixed test set.")
+        out.append(
+            f"* Runs: {_thousands(len(metrics))} fine-tuning runs in {_thousands(cells)} cells, each scored on its target's fixed test set."
+        )
     out.extend(_devices_text(devices(metrics, pretrain)))
     if wall.get("jobs"):
         out.append(
@@ -476,7 +605,9 @@ def devices(metrics: pd.DataFrame, pretrain: Sequence[Mapping[str, Any]]) -> dic
         where = _where(rec)
         if where is None:
             continue  # a scikit-learn baseline: no device recorded
-        prec = rec.get("precision") if isinstance(rec.get("precision"), str) else "precision not recorded"  # frozen-feature fits
+        prec = (
+            rec.get("precision") if isinstance(rec.get("precision"), str) else "precision not recorded"
+        )  # frozen-feature fits
         runs.setdefault(where, {}).setdefault(prec, 0)
         runs[where][prec] += 1
         size = rec["size"]
@@ -489,7 +620,9 @@ def devices(metrics: pd.DataFrame, pretrain: Sequence[Mapping[str, Any]]) -> dic
     main = max(kinds, key=lambda k: kinds[k]) if kinds else None
     off = {
         cell: {"seeds": dict(sorted(by.items())), "of": sum(by.values())}
-        for cell, by in sorted(per_cell.items(), key=lambda kv: (kv[0].split("/")[0], _size_key(kv[0].split("/")[1][1:]), kv[0]))
+        for cell, by in sorted(
+            per_cell.items(), key=lambda kv: (kv[0].split("/")[0], _size_key(kv[0].split("/")[1][1:]), kv[0])
+        )
         if {_kind(w) for w in by} - {main}
     }
     sources = {str(p.get("pretrain", p.get("target"))): _where(p) for p in pretrain}
@@ -509,7 +642,9 @@ def _devices_text(dev: Mapping[str, Any]) -> list[str]:
         if off:
             cells = []
             for cell, v in off.items():
-                seeds = "; ".join(f"{n} of {v['of']} on {w}" for w, n in v["seeds"].items() if _kind(w) != dev["main_device"])
+                seeds = "; ".join(
+                    f"{n} of {v['of']} on {w}" for w, n in v["seeds"].items() if _kind(w) != dev["main_device"]
+                )
                 cells.append(f"`{cell}` ({seeds})")
             line += f" Cells with seeds off {dev['main_device']}: " + ", ".join(cells) + "."
         out.append(line)
@@ -517,7 +652,11 @@ def _devices_text(dev: Mapping[str, Any]) -> list[str]:
     for name, where in dev["pretrain"].items():
         by_where.setdefault(where or "device not recorded", []).append(f"`{name}`")
     if len(by_where) > 1:
-        out.append("* Pretraining sources by device: " + "; ".join(f"{w}: {', '.join(n)}" for w, n in sorted(by_where.items())) + ".")
+        out.append(
+            "* Pretraining sources by device: "
+            + "; ".join(f"{w}: {', '.join(n)}" for w, n in sorted(by_where.items()))
+            + "."
+        )
     elif by_where and "device not recorded" not in by_where:
         out.append(f"* Pretraining sources: all on {next(iter(by_where))}.")
     return out
@@ -534,22 +673,56 @@ def compute_table(wall: Mapping[str, Any]) -> str:
     """Job time per rule (:func:`wall_times`), longest first, with the total: the rule,
     its jobs, the summed wall time of its jobs and, where recorded, their CPU time."""
     per = sorted((wall.get("per_rule") or {}).items(), key=lambda kv: -kv[1]["s"])
-    rows = [(f"`{rule}`", _thousands(v["jobs"]), _duration(v["s"]), _duration(v["cpu_s"]) if "cpu_s" in v else "–") for rule, v in per]
+    rows = [
+        (f"`{rule}`", _thousands(v["jobs"]), _duration(v["s"]), _duration(v["cpu_s"]) if "cpu_s" in v else "–")
+        for rule, v in per
+    ]
     cpu_total = wall.get("total_cpu_s")
-    rows.append(("**total**", _thousands(wall.get("jobs", 0)), _duration(float(wall.get("total_s", 0.0))), _duration(cpu_total) if cpu_total is not None else "–"))
+    rows.append(
+        (
+            "**total**",
+            _thousands(wall.get("jobs", 0)),
+            _duration(float(wall.get("total_s", 0.0))),
+            _duration(cpu_total) if cpu_total is not None else "–",
+        )
+    )
     return _table(("rule", "jobs", "job time", "CPU time"), rows)
 
 
 def _family_table(tests: pd.DataFrame, labels: Mapping[str, str]) -> str:
-    header = ("target", "n", "mode", "compared with", "error (compared)", "error (mode)", "change", "p", "p (Holm)", "pairs")
+    header = (
+        "target",
+        "n",
+        "mode",
+        "compared with",
+        "error (compared)",
+        "error (mode)",
+        "change",
+        "p",
+        "p (Holm)",
+        "pairs",
+    )
     rows = []
     ordered = tests.assign(_size=tests["size"].map(_size_key)).sort_values(["target", "_size", "mode"])
     for r in ordered.to_dict("records"):
         change = 100.0 * (r["mae_mode"] - r["mae_baseline"]) / r["mae_baseline"]
-        rows.append([_cell(x) for x in (
-            labels.get(r["target"], r["target"]), r["size"], r["mode"], r["baseline"], fmt_error(r["mae_baseline"]),
-            fmt_error(r["mae_mode"]), fmt_change(change), fmt_p(r["p_value"]), fmt_p(r["p_holm"]), int(r["n_pairs"]),
-        )])
+        rows.append(
+            [
+                _cell(x)
+                for x in (
+                    labels.get(r["target"], r["target"]),
+                    r["size"],
+                    r["mode"],
+                    r["baseline"],
+                    fmt_error(r["mae_baseline"]),
+                    fmt_error(r["mae_mode"]),
+                    fmt_change(change),
+                    fmt_p(r["p_value"]),
+                    fmt_p(r["p_holm"]),
+                    int(r["n_pairs"]),
+                )
+            ]
+        )
     return _table(header, rows)
 
 
@@ -563,16 +736,38 @@ def correlation_text(c: Mapping[str, Any]) -> str:
 
 
 def _multitask_table(mt: pd.DataFrame) -> str:
-    header = ("property", "pretraining n", "multi-task", "single-task", "test crystals", "MAE (multi)", "MAE (single)", "change",
-              "Spearman ρ (multi / single)", "p (Holm)")
+    header = (
+        "property",
+        "pretraining n",
+        "multi-task",
+        "single-task",
+        "test crystals",
+        "MAE (multi)",
+        "MAE (single)",
+        "change",
+        "Spearman ρ (multi / single)",
+        "p (Holm)",
+    )
     rows = []
     ordered = mt.assign(_size=mt["size"].map(_size_key)).sort_values(["property", "_size"])
     for r in ordered.to_dict("records"):
-        rows.append([_cell(x) for x in (
-            property_label(str(r["property"])), r["size"], r["mt_source"], r["st_source"], int(r["n_test"]), fmt_error(float(r["mae_mt"])),
-            fmt_error(float(r["mae_st"])), fmt_change(float(r["change_pct"])),
-            f"{float(r['spearman_mt']):.4f} / {float(r['spearman_st']):.4f}", fmt_p(float(r["p_holm"])),
-        )])
+        rows.append(
+            [
+                _cell(x)
+                for x in (
+                    property_label(str(r["property"])),
+                    r["size"],
+                    r["mt_source"],
+                    r["st_source"],
+                    int(r["n_test"]),
+                    fmt_error(float(r["mae_mt"])),
+                    fmt_error(float(r["mae_st"])),
+                    fmt_change(float(r["change_pct"])),
+                    f"{float(r['spearman_mt']):.4f} / {float(r['spearman_st']):.4f}",
+                    fmt_p(float(r["p_holm"])),
+                )
+            ]
+        )
     return _table(header, rows)
 
 
@@ -586,9 +781,16 @@ def _caption_text(rst: str) -> str:
 
 
 def summary_markdown(
-    settings: Mapping[str, Any], claims: pd.DataFrame, tests: pd.DataFrame, metrics: pd.DataFrame,
-    ingest: Mapping[str, Any], pretrain: Sequence[Mapping[str, Any]], figures: Sequence[tuple[str, str]],
-    tables: Sequence[str], wall: Mapping[str, Any], multitask: pd.DataFrame | None = None,
+    settings: Mapping[str, Any],
+    claims: pd.DataFrame,
+    tests: pd.DataFrame,
+    metrics: pd.DataFrame,
+    ingest: Mapping[str, Any],
+    pretrain: Sequence[Mapping[str, Any]],
+    figures: Sequence[tuple[str, str]],
+    tables: Sequence[str],
+    wall: Mapping[str, Any],
+    multitask: pd.DataFrame | None = None,
     correlation: Mapping[str, Any] | None = None,
 ) -> str:
     """The human summary: ``figures`` are (stem, link relative to the summary), ``tables``
@@ -661,7 +863,13 @@ def benchmark_rule(relpath: str, baseline_modes: Iterable[str] = (), frozen_mode
     m = re.fullmatch(r"finetune/[^/]+/n[^/]+/([^/]+)\.tsv", rel)
     if m:
         mode = m.group(1)
-        return "finetune_baseline" if mode in set(baseline_modes) else "finetune_frozen" if mode in set(frozen_modes) else "finetune"
+        return (
+            "finetune_baseline"
+            if mode in set(baseline_modes)
+            else "finetune_frozen"
+            if mode in set(frozen_modes)
+            else "finetune"
+        )
     for pattern, rule in _BENCHMARK_RULES:
         hit = re.fullmatch(pattern, rel)
         if hit:
@@ -669,7 +877,9 @@ def benchmark_rule(relpath: str, baseline_modes: Iterable[str] = (), frozen_mode
     return rel.removesuffix(".tsv")
 
 
-def wall_times(bench_dir: str | Path, baseline_modes: Iterable[str] = (), frozen_modes: Iterable[str] = ()) -> dict[str, Any]:
+def wall_times(
+    bench_dir: str | Path, baseline_modes: Iterable[str] = (), frozen_modes: Iterable[str] = ()
+) -> dict[str, Any]:
     """Wall time (the ``s`` column of Snakemake's benchmark files) summed per rule, with the
     number of jobs, and the total; the report rules' own files are left out. Where the files
     have Snakemake's ``cpu_time`` column its sum is ``cpu_s`` (CPU seconds: unlike the wall
@@ -690,8 +900,13 @@ def wall_times(bench_dir: str | Path, baseline_modes: Iterable[str] = (), frozen
         entry["s"] += float(df["s"].sum())
         entry["jobs"] += 1
         if "cpu_time" in df.columns:
-            entry["cpu_s"] = entry.get("cpu_s", 0.0) + float(pd.to_numeric(df["cpu_time"], errors="coerce").fillna(0.0).sum())
-    per = {k: {"s": round(v["s"], 2), "jobs": v["jobs"], **({"cpu_s": round(v["cpu_s"], 2)} if "cpu_s" in v else {})} for k, v in sorted(per.items())}
+            entry["cpu_s"] = entry.get("cpu_s", 0.0) + float(
+                pd.to_numeric(df["cpu_time"], errors="coerce").fillna(0.0).sum()
+            )
+    per = {
+        k: {"s": round(v["s"], 2), "jobs": v["jobs"], **({"cpu_s": round(v["cpu_s"], 2)} if "cpu_s" in v else {})}
+        for k, v in sorted(per.items())
+    }
     out = {"per_rule": per, "total_s": round(sum(v["s"] for v in per.values()), 2), "jobs": jobs, "source": str(root)}
     if any("cpu_s" in v for v in per.values()):
         out["total_cpu_s"] = round(sum(v.get("cpu_s", 0.0) for v in per.values()), 2)
@@ -736,8 +951,13 @@ def machine() -> dict[str, Any]:
         torch_version = None
     gpu = _run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"]) if shutil.which("nvidia-smi") else None
     return {
-        "cpu": cpu, "cores": os.cpu_count(), "ram_gib": round(ram, 1) if ram else None, "os": platform.platform(),
-        "python": platform.python_version(), "torch": torch_version, "gpu": gpu.splitlines() if gpu else None,
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "ram_gib": round(ram, 1) if ram else None,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch_version,
+        "gpu": gpu.splitlines() if gpu else None,
         "host": platform.node(),
     }
 
@@ -751,12 +971,20 @@ def _distinct(frames: Iterable[Mapping[str, Any]] | pd.DataFrame, key: str) -> l
 
 
 def provenance(
-    settings: Mapping[str, Any], metrics: pd.DataFrame, pretrain: Sequence[Mapping[str, Any]], ingest: Mapping[str, Any],
-    wall: Mapping[str, Any], code: Mapping[str, Any], host: Mapping[str, Any],
+    settings: Mapping[str, Any],
+    metrics: pd.DataFrame,
+    pretrain: Sequence[Mapping[str, Any]],
+    ingest: Mapping[str, Any],
+    wall: Mapping[str, Any],
+    code: Mapping[str, Any],
+    host: Mapping[str, Any],
 ) -> dict[str, Any]:
     """Everything a reader needs to trust or repeat the published numbers."""
     records = [*metrics.to_dict("records"), *pretrain]
-    recorded = {k: _distinct(records, k) for k in ("data_sha256", "config_sha256", "git_commit", "torch_version", "device", "hardware", "precision")}
+    recorded = {
+        k: _distinct(records, k)
+        for k in ("data_sha256", "config_sha256", "git_commit", "torch_version", "device", "hardware", "precision")
+    }
     return {
         "name": settings["config"]["name"],
         "generated_utc": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -766,14 +994,23 @@ def provenance(
         "config": settings["config"],
         "report": {"dir": settings.get("report_dir"), "claims": list(settings.get("claims") or [])},
         "data": {
-            "input": ingest.get("input"), "input_sha256": ingest.get("input_sha256"),
-            "rows_in": ingest.get("rows_in"), "rows_kept": ingest.get("rows_kept"),
+            "input": ingest.get("input"),
+            "input_sha256": ingest.get("input_sha256"),
+            "rows_in": ingest.get("rows_in"),
+            "rows_kept": ingest.get("rows_kept"),
             "data_sha256_of_runs": recorded["data_sha256"],
         },
         "code": {**code, "git_commits_of_runs": recorded["git_commit"]},
-        "runs": {"n_finetune_runs": len(metrics), "n_pretrain_runs": len(pretrain), "torch_versions": recorded["torch_version"],
-                 "devices": recorded["device"], "hardware": recorded["hardware"], "precisions": recorded["precision"], "config_sha256": recorded["config_sha256"],
-                 "by_device": devices(metrics, pretrain)},
+        "runs": {
+            "n_finetune_runs": len(metrics),
+            "n_pretrain_runs": len(pretrain),
+            "torch_versions": recorded["torch_version"],
+            "devices": recorded["device"],
+            "hardware": recorded["hardware"],
+            "precisions": recorded["precision"],
+            "config_sha256": recorded["config_sha256"],
+            "by_device": devices(metrics, pretrain),
+        },
         "machine": host,
         "wall_time": dict(wall),
     }
@@ -788,10 +1025,20 @@ def copy_file(src: str | Path, dst: str | Path) -> None:
 
 
 def publish(
-    *, tests: str | Path, metrics: str | Path, ingest_summary: str | Path, pretrain_metrics: Sequence[str | Path],
-    tables: Sequence[str | Path], figures: Sequence[str | Path], out_claims: str | Path, out_summary: str | Path,
-    out_provenance: str | Path, settings: Mapping[str, Any], protocol: str | Path | None = None,
-    multitask: str | Path | None = None, correlation: str | Path | None = None,
+    *,
+    tests: str | Path,
+    metrics: str | Path,
+    ingest_summary: str | Path,
+    pretrain_metrics: Sequence[str | Path],
+    tables: Sequence[str | Path],
+    figures: Sequence[str | Path],
+    out_claims: str | Path,
+    out_summary: str | Path,
+    out_provenance: str | Path,
+    settings: Mapping[str, Any],
+    protocol: str | Path | None = None,
+    multitask: str | Path | None = None,
+    correlation: str | Path | None = None,
 ) -> pd.DataFrame:
     """Workflow entry (rule report): claims.csv, summary.md and provenance.json. ``protocol``:
     the run's stats/protocol.csv (resolves ``selected:`` claims; published as tables/protocol.csv);
@@ -805,21 +1052,45 @@ def publish(
     tests_df, metrics_df = read_table(tests), read_table(metrics)
     protocol_df = read_table(protocol) if protocol is not None else pd.DataFrame()
     multitask_df = read_table(multitask) if multitask is not None else pd.DataFrame()
-    claims = build_claims(settings.get("claims") or [], tests_df, metrics_df, settings["baseline"], settings.get("labels"),
-                          (str(tests), str(metrics), str(protocol or "stats/protocol.csv"), str(multitask or "stats/multitask.csv")),
-                          protocol_df, multitask_df)
+    claims = build_claims(
+        settings.get("claims") or [],
+        tests_df,
+        metrics_df,
+        settings["baseline"],
+        settings.get("labels"),
+        (str(tests), str(metrics), str(protocol or "stats/protocol.csv"), str(multitask or "stats/multitask.csv")),
+        protocol_df,
+        multitask_df,
+    )
     io.write_csv(claims, out_claims)
     for r in claims.itertuples():
-        log.info("claim %s: %s %.4g vs %s %.4g, p_holm=%s: %s", r.id, mode_label(r.mode, r.resolved_mode), r.ours_mode_error,
-                 mode_label(r.versus, r.resolved_versus), r.ours_versus_error, fmt_p(r.p_holm), r.verdict)
+        log.info(
+            "claim %s: %s %.4g vs %s %.4g, p_holm=%s: %s",
+            r.id,
+            mode_label(r.mode, r.resolved_mode),
+            r.ours_mode_error,
+            mode_label(r.versus, r.resolved_versus),
+            r.ours_versus_error,
+            fmt_p(r.p_holm),
+            r.verdict,
+        )
     ingest = io.read_json(ingest_summary)
     pretrain = [io.read_json(p) for p in pretrain_metrics]
-    wall = wall_times(Path(settings["results"]) / "benchmarks", settings.get("baseline_modes") or (), settings.get("frozen_modes") or ())
+    wall = wall_times(
+        Path(settings["results"]) / "benchmarks",
+        settings.get("baseline_modes") or (),
+        settings.get("frozen_modes") or (),
+    )
     here = Path(out_summary).parent
     figs = [(Path(f).stem, Path(os.path.relpath(f, here)).as_posix()) for f in figures]
     tabs = [Path(os.path.relpath(t, here)).as_posix() for t in tables]
     corr = io.read_json(correlation) if correlation is not None else None
-    io.write_text(out_summary, summary_markdown(settings, claims, tests_df, metrics_df, ingest, pretrain, figs, tabs, wall, multitask_df, corr))
+    io.write_text(
+        out_summary,
+        summary_markdown(
+            settings, claims, tests_df, metrics_df, ingest, pretrain, figs, tabs, wall, multitask_df, corr
+        ),
+    )
     repo = settings.get("repo") or "."
     exclude = []
     rd = settings.get("report_dir")
@@ -827,7 +1098,9 @@ def publish(
         rel = os.path.relpath(Path(rd).resolve(), Path(repo).resolve())
         if not rel.startswith(".."):
             exclude.append(Path(rel).as_posix())
-    io.write_json(out_provenance, provenance(settings, metrics_df, pretrain, ingest, wall, code_state(repo, exclude), machine()))
+    io.write_json(
+        out_provenance, provenance(settings, metrics_df, pretrain, ingest, wall, code_state(repo, exclude), machine())
+    )
     return claims
 
 
@@ -894,7 +1167,11 @@ def check_readme(readme: str | Path) -> list[str]:
         return [str(err)]
     block = text[start:end]
     pieces = _FOLDER_RE.split(block)  # [before, folder1, text1, folder2, text2, ...]
-    problems = [f"{path}: results table row outside a folder section: {line.strip()}" for line in pieces[0].splitlines() if line.strip().startswith("|")]
+    problems = [
+        f"{path}: results table row outside a folder section: {line.strip()}"
+        for line in pieces[0].splitlines()
+        if line.strip().startswith("|")
+    ]
     for rel, body in zip(pieces[1::2], pieces[2::2], strict=True):
         folder = path.resolve().parent / rel
         try:
@@ -917,10 +1194,15 @@ def check_readme(readme: str | Path) -> list[str]:
             seen.add(rid)
             for col, got, want in zip(README_HEADER, cells, expected[rid], strict=False):
                 if got != want:
-                    problems.append(f"{path}: claim {rid} ({rel}): {col} is {got!r}, but {folder / 'claims.csv'} gives {want!r}")
+                    problems.append(
+                        f"{path}: claim {rid} ({rel}): {col} is {got!r}, but {folder / 'claims.csv'} gives {want!r}"
+                    )
             if len(cells) != len(README_HEADER):
                 problems.append(f"{path}: claim {rid} ({rel}): {len(cells)} cells, expected {len(README_HEADER)}")
-        problems += [f"{path}: claim {i} of {folder / 'claims.csv'} is missing from the results table" for i in sorted(set(expected) - seen)]
+        problems += [
+            f"{path}: claim {i} of {folder / 'claims.csv'} is missing from the results table"
+            for i in sorted(set(expected) - seen)
+        ]
     return problems
 
 
@@ -931,7 +1213,11 @@ def _figure_links(summary: str) -> list[str]:
 def _spec_of(row: Mapping[str, Any]) -> dict[str, Any]:
     """The config entry a claims.csv row was built from (what build_claims needs again)."""
     if str(row.get("kind") or "compare") == "multitask":
-        return {**{k: row[k] for k in ("id", "paper", "claim", "paper_value", "size", "direction")}, "kind": "multitask", "property": row["target"]}
+        return {
+            **{k: row[k] for k in ("id", "paper", "claim", "paper_value", "size", "direction")},
+            "kind": "multitask",
+            "property": row["target"],
+        }
     return {k: row[k] for k in SPEC_COLUMNS}
 
 
@@ -959,7 +1245,16 @@ def check_published(folder: str | Path) -> list[str]:
     tabs = [f / "tables" / f"{t}.csv" for t in ("ttests", "metrics", "protocol", "multitask")]
     try:
         protocol, multitask = (read_table(t) if t.is_file() else pd.DataFrame() for t in tabs[2:])
-        again = build_claims(specs, read_table(tabs[0]), read_table(tabs[1]), baseline, labels, [str(t) for t in tabs], protocol, multitask)
+        again = build_claims(
+            specs,
+            read_table(tabs[0]),
+            read_table(tabs[1]),
+            baseline,
+            labels,
+            [str(t) for t in tabs],
+            protocol,
+            multitask,
+        )
     except (ReportError, FileNotFoundError) as err:
         return [*problems, f"{f / 'claims.csv'}: cannot be recomputed from its tables: {err}"]
     for (_, mine), (_, want) in zip(claims.iterrows(), again.iterrows(), strict=True):
@@ -969,7 +1264,9 @@ def check_published(folder: str | Path) -> list[str]:
                 problems.append(f"{f / 'claims.csv'}: claim {mine['id']}: {col} = {a!r}, its tables give {b!r}")
         for col in ("resolved_mode", "resolved_versus", "holm_family", "verdict", "held", "metric", "kind"):
             if str(mine[col]) != str(want[col]):
-                problems.append(f"{f / 'claims.csv'}: claim {mine['id']}: {col} = {mine[col]!r}, its tables give {want[col]!r}")
+                problems.append(
+                    f"{f / 'claims.csv'}: claim {mine['id']}: {col} = {mine[col]!r}, its tables give {want[col]!r}"
+                )
     return problems
 
 
@@ -977,11 +1274,21 @@ RESULTS_PAGE = "docs/results.md"  # the page whose claims table `readme` writes 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tlcgcnn.report.published", description="The results page's claims table (docs/results.md) from published results folders.")
+    parser = argparse.ArgumentParser(
+        prog="python -m tlcgcnn.report.published",
+        description="The results page's claims table (docs/results.md) from published results folders.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     rd = sub.add_parser("readme", help="rewrite the block between the results page's markers")
-    rd.add_argument("paths", nargs="+", metavar="PATH", help="published folders (docs/results/<name>), then the results page (docs/results.md) last")
-    ck = sub.add_parser("check", help="check the results page's claims table and the folders it shows against their CSVs")
+    rd.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="published folders (docs/results/<name>), then the results page (docs/results.md) last",
+    )
+    ck = sub.add_parser(
+        "check", help="check the results page's claims table and the folders it shows against their CSVs"
+    )
     ck.add_argument("readme", nargs="?", default=RESULTS_PAGE)
     args = parser.parse_args(argv)
     try:

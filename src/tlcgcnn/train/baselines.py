@@ -32,7 +32,9 @@ from sklearn.svm import SVC, SVR
 
 log = logging.getLogger(__name__)
 ESTIMATORS = ("pls", "svr", "lasso", "rf", "ridge")
-RIDGE_ALPHAS = [float(a) for a in np.logspace(-2, 4, 13)]  # ridge penalties (half-decade steps) on standardised features
+RIDGE_ALPHAS = [
+    float(a) for a in np.logspace(-2, 4, 13)
+]  # ridge penalties (half-decade steps) on standardised features
 
 
 class PLSClassifier(ClassifierMixin, BaseEstimator):
@@ -53,39 +55,62 @@ class PLSClassifier(ClassifierMixin, BaseEstimator):
         return self.classes_[(self.decision_function(X) > 0).astype(int)]
 
 
-def _grid(name: str, task: str, n_train: int, n_features: int, seed: int, threads: int) -> tuple[Any, dict[str, list[Any]]]:
+def _grid(
+    name: str, task: str, n_train: int, n_features: int, seed: int, threads: int
+) -> tuple[Any, dict[str, list[Any]]]:
     max_comp = max(1, min(n_features, int(n_train * 0.6)))
     comps = sorted({c for c in (2, 4, 8, 16) if c <= max_comp} or {1})
     if task == "classification":
         if name == "pls":
             return Pipeline([("scale", StandardScaler()), ("m", PLSClassifier())]), {"m__n_components": comps}
         if name == "svr":
-            return Pipeline([("scale", StandardScaler()), ("m", SVC(kernel="rbf"))]), {"m__C": [0.3, 3.0, 30.0], "m__gamma": ["scale", 0.01]}
+            return Pipeline([("scale", StandardScaler()), ("m", SVC(kernel="rbf"))]), {
+                "m__C": [0.3, 3.0, 30.0],
+                "m__gamma": ["scale", 0.01],
+            }
         if name == "lasso":
             return (
-                Pipeline([("scale", StandardScaler()), ("m", LogisticRegression(l1_ratio=1.0, solver="liblinear", max_iter=5000))]),
+                Pipeline(
+                    [
+                        ("scale", StandardScaler()),
+                        ("m", LogisticRegression(l1_ratio=1.0, solver="liblinear", max_iter=5000)),
+                    ]
+                ),
                 {"m__C": [0.01, 0.1, 1.0, 10.0]},
             )
         if name == "rf":
-            return RandomForestClassifier(n_estimators=100, random_state=seed, n_jobs=threads), {"max_features": [0.33, 1.0]}
+            return RandomForestClassifier(n_estimators=100, random_state=seed, n_jobs=threads), {
+                "max_features": [0.33, 1.0]
+            }
         if name == "ridge":  # L2-penalised logistic regression; C = 1 / alpha
-            return Pipeline([("scale", StandardScaler()), ("m", LogisticRegression(l1_ratio=0.0, max_iter=5000))]), {"m__C": [1.0 / a for a in RIDGE_ALPHAS]}
+            return Pipeline([("scale", StandardScaler()), ("m", LogisticRegression(l1_ratio=0.0, max_iter=5000))]), {
+                "m__C": [1.0 / a for a in RIDGE_ALPHAS]
+            }
     else:
         if name == "pls":
             return Pipeline([("scale", StandardScaler()), ("m", PLSRegression())]), {"m__n_components": comps}
         if name == "svr":
             svr = TransformedTargetRegressor(regressor=SVR(kernel="rbf", epsilon=0.05), transformer=StandardScaler())
-            return Pipeline([("scale", StandardScaler()), ("m", svr)]), {"m__regressor__C": [0.3, 3.0, 30.0], "m__regressor__gamma": ["scale", 0.01]}
+            return Pipeline([("scale", StandardScaler()), ("m", svr)]), {
+                "m__regressor__C": [0.3, 3.0, 30.0],
+                "m__regressor__gamma": ["scale", 0.01],
+            }
         if name == "lasso":
-            return Pipeline([("scale", StandardScaler()), ("m", Lasso(max_iter=20000))]), {"m__alpha": list(np.logspace(-4, 0, 9))}
+            return Pipeline([("scale", StandardScaler()), ("m", Lasso(max_iter=20000))]), {
+                "m__alpha": list(np.logspace(-4, 0, 9))
+            }
         if name == "rf":
-            return RandomForestRegressor(n_estimators=100, random_state=seed, n_jobs=threads), {"max_features": [0.33, 1.0]}
+            return RandomForestRegressor(n_estimators=100, random_state=seed, n_jobs=threads), {
+                "max_features": [0.33, 1.0]
+            }
         if name == "ridge":
             return Pipeline([("scale", StandardScaler()), ("m", Ridge())]), {"m__alpha": RIDGE_ALPHAS}
     raise ValueError(f"unknown baseline {name!r}; choose from {ESTIMATORS}")
 
 
-def make_search(name: str, task: str, n_train: int, n_features: int, seed: int, threads: int = 1, folds: int = 5) -> GridSearchCV:
+def make_search(
+    name: str, task: str, n_train: int, n_features: int, seed: int, threads: int = 1, folds: int = 5
+) -> GridSearchCV:
     """Grid search with k-fold CV (k ≤ folds, at least 2 materials per fold)."""
     est, grid = _grid(name, task, n_train, n_features, seed, threads)
     k = max(2, min(folds, n_train // 2))

@@ -18,10 +18,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from tlcgcnn.utils import fileio as io
 from tlcgcnn.features.featurize import FORMAT_VERSION as FEATURIZE_VERSION
 from tlcgcnn.features.featurize import FeaturizeParams
 from tlcgcnn.nn import build_model
+from tlcgcnn.utils import fileio as io
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +53,15 @@ def load_checkpoint(
             warnings.filterwarnings("ignore", message="Detected pickle protocol")  # a plain pickle: refused below
             ckpt = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as exc:  # pickle, zip and torch errors alike: the file is not ours
-        raise CheckpointError(f"{p}: not a tlcgcnn checkpoint (torch.load with weights_only=True failed: {_load_failure(exc)})") from None
+        raise CheckpointError(
+            f"{p}: not a tlcgcnn checkpoint (torch.load with weights_only=True failed: {_load_failure(exc)})"
+        ) from None
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{p}: not a tlcgcnn checkpoint (it holds a {type(ckpt).__name__}, not a dict)")
     if "format_version" not in ckpt:
-        raise CheckpointError(f"{p}: not a tlcgcnn checkpoint (a dict without 'format_version'; its keys: {sorted(map(str, ckpt))[:10]})")
+        raise CheckpointError(
+            f"{p}: not a tlcgcnn checkpoint (a dict without 'format_version'; its keys: {sorted(map(str, ckpt))[:10]})"
+        )
     version = ckpt["format_version"]
     if version != CHECKPOINT_VERSION:
         written = (ckpt.get("meta") or {}).get("package_version") if isinstance(ckpt.get("meta"), dict) else None
@@ -150,7 +154,9 @@ def check_compatible(
                 )
             elif not torch.equal(stored, given):
                 rows = torch.nonzero((stored != given).any(dim=1)).flatten()
-                z = ", ".join(str(int(r)) for r in rows[:5])  # row Z holds element Z + (", ..." if len(rows) > 5 else "")
+                z = ", ".join(
+                    str(int(r)) for r in rows[:5]
+                )  # row Z holds element Z + (", ..." if len(rows) > 5 else "")
                 problems.append(
                     f"the atom-feature table does not match ({len(rows)} of {stored.shape[0]} element rows differ from {table_name}, Z = {z})"
                 )
@@ -188,11 +194,25 @@ def model_from_checkpoint(ckpt: dict[str, Any], path: str | Path = "<checkpoint>
         model.load_state_dict(ckpt["state_dict"])
     except (KeyError, ValueError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: its weights do not fit its own model config {ckpt.get('model_config')} ({first[:300]})") from None
+        raise CheckpointError(
+            f"{path}: its weights do not fit its own model config {ckpt.get('model_config')} ({first[:300]})"
+        ) from None
     return model
 
 
-TEST_METRIC_KEYS = ("mae", "rmse", "r2", "pearson_r", "spearman_rho", "mae_original_units", "roc_auc", "accuracy", "log_loss", "brier", "n_test")
+TEST_METRIC_KEYS = (
+    "mae",
+    "rmse",
+    "r2",
+    "pearson_r",
+    "spearman_rho",
+    "mae_original_units",
+    "roc_auc",
+    "accuracy",
+    "log_loss",
+    "brier",
+    "n_test",
+)
 VAL_SCORE = {
     "regression": "validation MAE in target units",
     "classification": "validation binary cross-entropy",
@@ -312,20 +332,33 @@ def format_description(d: dict[str, Any]) -> str:
     else:
         lines.append(f"featurization   not recorded; predict assumes the defaults {feat['assumed']}")
     cfg = ", ".join(f"{k}={v}" for k, v in model["config"].items())
-    lines.append(f"model           {cfg}; {model['n_params']:,} parameters" + (f" ({model['n_trainable']:,} trained)" if model["n_trainable"] is not None else ""))
+    lines.append(
+        f"model           {cfg}; {model['n_params']:,} parameters"
+        + (f" ({model['n_trainable']:,} trained)" if model["n_trainable"] is not None else "")
+    )
     if m["best_val_score"] is not None:
-        lines.append(f"validation      best {m['best_val_score']:.6g} ({m['best_val_score_is']}) at epoch {m['best_epoch']} of {m['epochs_run']}")
+        lines.append(
+            f"validation      best {m['best_val_score']:.6g} ({m['best_val_score_is']}) at epoch {m['best_epoch']} of {m['epochs_run']}"
+        )
     if m["test"]:
-        lines.append("test            " + ", ".join(f"{k} {v:.6g}" if isinstance(v, float) else f"{k} {v}" for k, v in m["test"].items()) + f" (from {m['test_metrics_file']})")
+        lines.append(
+            "test            "
+            + ", ".join(f"{k} {v:.6g}" if isinstance(v, float) else f"{k} {v}" for k, v in m["test"].items())
+            + f" (from {m['test_metrics_file']})"
+        )
     else:
         lines.append("test            no metrics.json or card.json next to the checkpoint")
     c = d["code"]
-    lines.append(f"code            tlcgcnn {c['package_version'] or '?'}, git {c['git_commit'] or '?'}, config sha256 {c['config_sha256'] or '?'}; torch {d['torch_version'] or '?'}")
+    lines.append(
+        f"code            tlcgcnn {c['package_version'] or '?'}, git {c['git_commit'] or '?'}, config sha256 {c['config_sha256'] or '?'}; torch {d['torch_version'] or '?'}"
+    )
     tr = d["transfer"]
     if tr:
         scale = tr.get("backbone_lr_scale", 1.0)
         lr = f"; pretrained layers at {scale:g}× lr" if scale != 1.0 else ""
-        lines.append(f"transfer        from {tr.get('checkpoint')} (pretrained {tr.get('pretrained')}); freeze {tr.get('freeze')}, reinit {tr.get('reinit')}{lr}")
+        lines.append(
+            f"transfer        from {tr.get('checkpoint')} (pretrained {tr.get('pretrained')}); freeze {tr.get('freeze')}, reinit {tr.get('reinit')}{lr}"
+        )
     else:
         lines.append("transfer        none (trained from scratch)")
     return "\n".join(lines)

@@ -56,5 +56,3 @@ def pick_device(name: str = "auto") -> torch.device:
         log.warning("device %s requested but CUDA is not available; falling back to CPU", name)
         return torch.device("cpu")
     return dev
-
-

@@ -85,7 +85,9 @@ def ensemble_loss(outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return per_member.sum()
 
 
-def train_step(ens: Ensemble, batch: Batch, target: torch.Tensor, opt: torch.optim.Optimizer, amp: bool = False) -> torch.Tensor:
+def train_step(
+    ens: Ensemble, batch: Batch, target: torch.Tensor, opt: torch.optim.Optimizer, amp: bool = False
+) -> torch.Tensor:
     """One optimizer step of every member on ``batch``; returns the per-member losses [K]."""
     ens.train()
     with torch.autocast(device_type=target.device.type, dtype=torch.bfloat16, enabled=amp):

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tlcgcnn.utils import fileio as io
 from tlcgcnn.config import parse_size
+from tlcgcnn.utils import fileio as io
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +99,8 @@ def finetune_cell(
     device: str = "auto",
 ) -> list[dict[str, Any]]:
     """Train and evaluate every seed of a graph-model cell (``runs/`` next to ``out_metrics``)."""
-    from tlcgcnn.train.checkpoint import load_checkpoint
     from tlcgcnn.analysis.evaluate import evaluate
+    from tlcgcnn.train.checkpoint import load_checkpoint
     from tlcgcnn.train.loop import run_training
 
     target, size = cell["target"], parse_size(cell["size"])
@@ -117,23 +117,59 @@ def finetune_cell(
         key = run_key(cell, seed, inputs)
         rec = _finished(run, key)
         if rec is not None:
-            log.info("%s n=%s %s seed %d: finished before (error %.4f): kept", target["name"], size, fields["mode"], seed, rec["error"])
+            log.info(
+                "%s n=%s %s seed %d: finished before (error %.4f): kept",
+                target["name"],
+                size,
+                fields["mode"],
+                seed,
+                rec["error"],
+            )
             rec = {**fields, **rec}  # a record written before a field existed: same settings (run key)
         else:
             run.mkdir(parents=True, exist_ok=True)
             io.write_text(run / "run_key", key)
             ckpt = run_training(
-                stage="finetune", table_path=table_path, split_path=split_path, graph_dir=graph_dir,
-                atom_features_path=atom_features_path, pretrained=pretrained, spec=target, size=size, seed=int(seed),
-                mode=fields["mode"], split_cfg=split_cfg, model_cfg=cell["model"], train_cfg=cell["train"], transfer=cell["mode"],
-                threads=threads, config=config, out_checkpoint=str(run / "model.pt"), progress=False,
-                resume_path=str(run / "state.pt"), train_pool=cell["mode"].get("train_pool"),
+                stage="finetune",
+                table_path=table_path,
+                split_path=split_path,
+                graph_dir=graph_dir,
+                atom_features_path=atom_features_path,
+                pretrained=pretrained,
+                spec=target,
+                size=size,
+                seed=int(seed),
+                mode=fields["mode"],
+                split_cfg=split_cfg,
+                model_cfg=cell["model"],
+                train_cfg=cell["train"],
+                transfer=cell["mode"],
+                threads=threads,
+                config=config,
+                out_checkpoint=str(run / "model.pt"),
+                progress=False,
+                resume_path=str(run / "state.pt"),
+                train_pool=cell["mode"].get("train_pool"),
             )
             rec = evaluate(
-                run / "model.pt", table_df, graph_dir, run / "metrics.json", run / "predictions.parquet", device=device,
+                run / "model.pt",
+                table_df,
+                graph_dir,
+                run / "metrics.json",
+                run / "predictions.parquet",
+                device=device,
                 extra={"stage": "finetune", "size": size, **fields, "run_key": key},
             )
-            log.info("%s n=%s %s seed %d: error %.4f (%d params, %.1f s)", target["name"], size, fields["mode"], seed, rec["error"], ckpt["result"]["n_params"], ckpt["result"]["seconds"])
+            log.info(
+                "%s n=%s %s seed %d: error %.4f (%d params, %.1f s)",
+                target["name"],
+                size,
+                fields["mode"],
+                seed,
+                rec["error"],
+                ckpt["result"]["n_params"],
+                ckpt["result"]["seconds"],
+            )
         records.append(rec)
         preds.append(pd.read_parquet(run / "predictions.parquet").assign(seed=int(seed)))
     io.write_parquet(pd.concat(preds, ignore_index=True), out_predictions)
@@ -153,10 +189,10 @@ def baseline_cell(
     out_predictions: str,
 ) -> list[dict[str, Any]]:
     """Fit a scikit-learn baseline on composition descriptors for every seed of a cell."""
-    from tlcgcnn.train.baselines import fit_predict
     from tlcgcnn.analysis.evaluate import classification_metrics, regression_metrics, run_record
     from tlcgcnn.data.split import pool_ids, train_val
     from tlcgcnn.data.targets import labels, target_from_spec
+    from tlcgcnn.train.baselines import fit_predict
 
     target = target_from_spec(cell["target"])
     size = parse_size(cell["size"])
@@ -179,13 +215,36 @@ def baseline_cell(
             metrics = regression_metrics(y_true, pred)
             metrics["error"] = metrics["mae"]
         rec = run_record(
-            metrics=metrics, target=target, seed=int(seed), n_train=len(tv.train), n_val=0, stage="finetune",
-            mode=fields["mode"], size=size,
-            extra={"n_params": None, "seconds": info["seconds"], **fields, "best_params": info["best_params"], "cv_score": info["cv_score"], "cv_folds": info["cv_folds"]},
+            metrics=metrics,
+            target=target,
+            seed=int(seed),
+            n_train=len(tv.train),
+            n_val=0,
+            stage="finetune",
+            mode=fields["mode"],
+            size=size,
+            extra={
+                "n_params": None,
+                "seconds": info["seconds"],
+                **fields,
+                "best_params": info["best_params"],
+                "cv_score": info["cv_score"],
+                "cv_folds": info["cv_folds"],
+            },
         )
-        log.info("%s n=%s %s seed %d: error %.4f, CV best %s", target.name, size, fields["mode"], seed, rec["error"], info["best_params"])
+        log.info(
+            "%s n=%s %s seed %d: error %.4f, CV best %s",
+            target.name,
+            size,
+            fields["mode"],
+            seed,
+            rec["error"],
+            info["best_params"],
+        )
         records.append(rec)
-        preds.append(pd.DataFrame({"material_id": test_ids, "y_true": y_true, "y_pred": np.asarray(pred), "seed": int(seed)}))
+        preds.append(
+            pd.DataFrame({"material_id": test_ids, "y_true": y_true, "y_pred": np.asarray(pred), "seed": int(seed)})
+        )
     io.write_parquet(pd.concat(preds, ignore_index=True), out_predictions)
     io.write_json(out_metrics, records)
     return records

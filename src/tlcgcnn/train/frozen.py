@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tlcgcnn.utils import fileio as io
 from tlcgcnn.config import parse_size
+from tlcgcnn.utils import fileio as io
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,9 @@ def cell_ids(
     test = list(split["test"])
     overlap = set(ids) & set(test)
     if overlap:
-        raise ValueError(f"{len(overlap)} test ids (first: {sorted(overlap)[0]!r}) are in the training pool of the split")
+        raise ValueError(
+            f"{len(overlap)} test ids (first: {sorted(overlap)[0]!r}) are in the training pool of the split"
+        )
     return draws, ids + test
 
 
@@ -84,13 +86,13 @@ def frozen_cell(
     test the mode's estimator for every seed of the cell."""
     import torch
 
+    from tlcgcnn.analysis.evaluate import classification_metrics, embed_ids, regression_metrics, run_record
+    from tlcgcnn.data.targets import inverse_transform, labels, target_from_spec
     from tlcgcnn.report import provenance
     from tlcgcnn.train.baselines import fit_predict
     from tlcgcnn.train.checkpoint import load_checkpoint
     from tlcgcnn.train.device import pick_device, processor
-    from tlcgcnn.analysis.evaluate import classification_metrics, embed_ids, regression_metrics, run_record
     from tlcgcnn.train.finetune import mode_fields
-    from tlcgcnn.data.targets import inverse_transform, labels, target_from_spec
 
     mode = cell["mode"]
     if mode.get("features") != "frozen" or not mode.get("estimator"):
@@ -108,8 +110,17 @@ def frozen_cell(
     X = pd.DataFrame(embed_ids(ckpt, pretrained, graph_dir, ids, device=dev), index=pd.Index(ids, name="material_id"))
     embed_seconds = time.perf_counter() - t0
     if not np.isfinite(X.to_numpy()).all():
-        raise ValueError(f"{pretrained}: non-finite crystal vectors for {int((~np.isfinite(X.to_numpy())).any(axis=1).sum())} crystals of {graph_dir}")
-    log.info("%s: %d crystals embedded by %s (%d features) in %.1f s", target.name, len(ids), pretrained, X.shape[1], embed_seconds)
+        raise ValueError(
+            f"{pretrained}: non-finite crystal vectors for {int((~np.isfinite(X.to_numpy())).any(axis=1).sum())} crystals of {graph_dir}"
+        )
+    log.info(
+        "%s: %d crystals embedded by %s (%d features) in %.1f s",
+        target.name,
+        len(ids),
+        pretrained,
+        X.shape[1],
+        embed_seconds,
+    )
 
     df = pd.read_parquet(table_path, columns=["material_id", target.property])
     fields = mode_fields(cell, len(ckpt["split"]["train"]))
@@ -134,17 +145,44 @@ def frozen_cell(
             frame["y_true_" + target.property], frame["y_pred_" + target.property] = t_true, t_pred
             metrics["mae_original_units"] = float(np.abs(t_pred - t_true).mean())
         rec = run_record(
-            metrics=metrics, target=target, seed=int(seed), n_train=len(tv.train), n_val=len(tv.val), stage="finetune",
-            mode=fields["mode"], size=size,
+            metrics=metrics,
+            target=target,
+            seed=int(seed),
+            n_train=len(tv.train),
+            n_val=len(tv.val),
+            stage="finetune",
+            mode=fields["mode"],
+            size=size,
             extra={
-                "best_val_mae": best_val, "n_params": None, "seconds": info["seconds"], "embed_seconds": embed_seconds,
-                "device": dev, "hardware": processor(dev), **fields, "best_params": info["best_params"], "cv_score": info["cv_score"],
-                "cv_folds": info["cv_folds"], "n_features": int(X.shape[1]), "source_checkpoint": str(pretrained),
-                "config_sha256": prov["config_sha256"], "data_sha256": prov["data_sha256"], "git_commit": prov["code"]["git_commit"],
-                "package_version": prov["code"]["package"], "torch_version": prov["torch"],
+                "best_val_mae": best_val,
+                "n_params": None,
+                "seconds": info["seconds"],
+                "embed_seconds": embed_seconds,
+                "device": dev,
+                "hardware": processor(dev),
+                **fields,
+                "best_params": info["best_params"],
+                "cv_score": info["cv_score"],
+                "cv_folds": info["cv_folds"],
+                "n_features": int(X.shape[1]),
+                "source_checkpoint": str(pretrained),
+                "config_sha256": prov["config_sha256"],
+                "data_sha256": prov["data_sha256"],
+                "git_commit": prov["code"]["git_commit"],
+                "package_version": prov["code"]["package"],
+                "torch_version": prov["torch"],
             },
         )
-        log.info("%s n=%s %s seed %d: error %.4f, validation %.4f, CV best %s", target.name, size, fields["mode"], seed, rec["error"], best_val, info["best_params"])
+        log.info(
+            "%s n=%s %s seed %d: error %.4f, validation %.4f, CV best %s",
+            target.name,
+            size,
+            fields["mode"],
+            seed,
+            rec["error"],
+            best_val,
+            info["best_params"],
+        )
         records.append(rec)
         preds.append(frame.assign(seed=int(seed)))
     io.write_parquet(pd.concat(preds, ignore_index=True), out_predictions)

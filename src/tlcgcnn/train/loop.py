@@ -20,21 +20,24 @@ from typing import Any
 import torch
 from torch import nn
 
-from tlcgcnn.features import atom_features
-
-from tlcgcnn.nn import graphs
-
-from tlcgcnn.utils import fileio as io
-from tlcgcnn.train.checkpoint import CHECKPOINT_VERSION, load_checkpoint, save_checkpoint
 from tlcgcnn.config import TrainSettings
-from tlcgcnn.train.device import pick_device, processor, set_seed
-from tlcgcnn.nn.graphs import GraphSet
-from tlcgcnn.nn import ModelConfig, build_model
-from tlcgcnn.nn.normalize import MultiNormalizer, Normalizer
-from tlcgcnn.train.objectives import Objective
 from tlcgcnn.data.properties import user_specs
 from tlcgcnn.data.targets import Target, labels, target_from_spec
-from tlcgcnn.train.transfer import TransferConfig, apply_transfer, param_groups, pretrained_parameter_names, set_train_mode
+from tlcgcnn.features import atom_features
+from tlcgcnn.nn import ModelConfig, build_model, graphs
+from tlcgcnn.nn.graphs import GraphSet
+from tlcgcnn.nn.normalize import MultiNormalizer, Normalizer
+from tlcgcnn.train.checkpoint import CHECKPOINT_VERSION, load_checkpoint, save_checkpoint
+from tlcgcnn.train.device import pick_device, processor, set_seed
+from tlcgcnn.train.objectives import Objective
+from tlcgcnn.train.transfer import (
+    TransferConfig,
+    apply_transfer,
+    param_groups,
+    pretrained_parameter_names,
+    set_train_mode,
+)
+from tlcgcnn.utils import fileio as io
 
 log = logging.getLogger(__name__)
 
@@ -90,11 +93,15 @@ def resolve_amp(amp: str, device: torch.device) -> str:
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "none"
     if device.type == "cpu":
-        return "bf16" if torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported() else "none"
+        return (
+            "bf16" if torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported() else "none"
+        )
     return "none"
 
 
-def make_optimizer(params: list[nn.Parameter] | list[dict[str, Any]], cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+def make_optimizer(
+    params: list[nn.Parameter] | list[dict[str, Any]], cfg: TrainConfig, device: torch.device
+) -> torch.optim.Optimizer:
     """AdamW (fused kernel on CPU and CUDA: one pass over all parameters per step) or SGD.
     ``params``: parameters (one group at ``cfg.lr``) or parameter groups, each with its own
     ``lr`` (:func:`tlcgcnn.train.transfer.param_groups`)."""
@@ -121,7 +128,14 @@ def lr_factor(cfg: TrainConfig, progress: float) -> float:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, data: GraphSet, positions: torch.Tensor, batch_size: int, amp: str = "none", features: bool = False) -> torch.Tensor:
+def predict(
+    model: nn.Module,
+    data: GraphSet,
+    positions: torch.Tensor,
+    batch_size: int,
+    amp: str = "none",
+    features: bool = False,
+) -> torch.Tensor:
     """Raw outputs [n, n_out] of the crystals at ``positions``, in eval mode, in batches; with
     ``features`` the crystal vectors the output layer reads instead ([n, h_fea_len],
     ``model.crystal_features``)."""
@@ -183,7 +197,9 @@ def fit(
     if state_path is not None and Path(state_path).exists():
         st = torch.load(state_path, map_location=dev, weights_only=True)
         if st.get("seed") != seed or st.get("epochs") != cfg.epochs:
-            raise ValueError(f"{state_path}: training state of seed {st.get('seed')} / {st.get('epochs')} epochs, not seed {seed} / {cfg.epochs}; delete it to start over")
+            raise ValueError(
+                f"{state_path}: training state of seed {st.get('seed')} / {st.get('epochs')} epochs, not seed {seed} / {cfg.epochs}; delete it to start over"
+            )
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["optimizer"])
         gen.set_state(st["generator"])
@@ -193,10 +209,20 @@ def fit(
         hist = {k: list(v) for k, v in st["history"].items()}
         start = int(st["epoch"]) + 1
         elapsed0 = hist["elapsed_s"][-1] if hist["elapsed_s"] else 0.0
-        log.info("%s: resumed from %s after epoch %d (best val %.4f at %d)", desc, state_path, start - 1, best[0], best[1])
+        log.info(
+            "%s: resumed from %s after epoch %d (best val %.4f at %d)", desc, state_path, start - 1, best[0], best[1]
+        )
     n_steps = max(1, math.ceil(train_pos.numel() / cfg.batch_size))
     t0 = time.perf_counter()
-    bar = tqdm(range(start, cfg.epochs), desc=desc, unit="epoch", disable=not progress, mininterval=2.0, initial=start, total=cfg.epochs)
+    bar = tqdm(
+        range(start, cfg.epochs),
+        desc=desc,
+        unit="epoch",
+        disable=not progress,
+        mininterval=2.0,
+        initial=start,
+        total=cfg.epochs,
+    )
     if start > 0 and (start - 1) - best[1] >= cfg.patience:
         bar = tqdm(range(0), disable=True)  # the resumed run had already stopped early
     for epoch in bar:
@@ -217,13 +243,17 @@ def fit(
             opt.step()
             value = float(loss.detach())
             if not math.isfinite(value):
-                raise NonFiniteError(f"{desc}: non-finite training loss ({value}) at epoch {epoch}, step {step}, seed {seed}; lower train.lr or check the labels")
+                raise NonFiniteError(
+                    f"{desc}: non-finite training loss ({value}) at epoch {epoch}, step {step}, seed {seed}; lower train.lr or check the labels"
+                )
             total += value * b_pos.numel()
             count += b_pos.numel()
         raw = predict(model, data, val_pos, cfg.eval_batch_size, amp)
         val_mae = objective.val_score(raw, y_norm[val_pos], y_val, normalizer)
         if not math.isfinite(val_mae):
-            raise NonFiniteError(f"{desc}: non-finite validation score ({val_mae}) at epoch {epoch}, seed {seed}; lower train.lr or check the labels")
+            raise NonFiniteError(
+                f"{desc}: non-finite validation score ({val_mae}) at epoch {epoch}, seed {seed}; lower train.lr or check the labels"
+            )
         hist["train_loss"].append(total / max(count, 1))
         hist["val_mae"].append(val_mae)
         hist["elapsed_s"].append(elapsed0 + time.perf_counter() - t0)
@@ -235,9 +265,17 @@ def fit(
         stop = epoch - best[1] >= cfg.patience
         if state_path is not None and cfg.checkpoint_every > 0 and ((epoch + 1) % cfg.checkpoint_every == 0 or stop):
             state = {
-                "seed": seed, "epochs": cfg.epochs, "epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "best_state": best_state,
-                "best_val": best[0], "best_epoch": best[1], "history": hist,
+                "seed": seed,
+                "epochs": cfg.epochs,
+                "epoch": epoch,
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "generator": gen.get_state(),
+                "torch_rng": torch.get_rng_state(),
+                "best_state": best_state,
+                "best_val": best[0],
+                "best_epoch": best[1],
+                "history": hist,
             }
             with io.atomic_path(state_path) as tmp:
                 torch.save(state, tmp)
@@ -247,7 +285,13 @@ def fit(
     bar.close()
     model.load_state_dict(best_state)
     seconds = elapsed0 + time.perf_counter() - t0
-    return TrainResult(best_epoch=best[1], best_val_mae=best[0], history=hist, seconds=seconds, precision="bf16" if amp == "bf16" else "fp32")
+    return TrainResult(
+        best_epoch=best[1],
+        best_val_mae=best[0],
+        history=hist,
+        seconds=seconds,
+        precision="bf16" if amp == "bf16" else "fp32",
+    )
 
 
 def _batch_positions(pos: torch.Tensor, batch_size: int, gen: torch.Generator) -> list[torch.Tensor]:
@@ -286,7 +330,12 @@ def train(
     torch.set_num_threads(max(1, train_cfg.threads))
     torch.set_flush_denormal(True)  # denormals slow CPU kernels down several-fold
     device = pick_device(train_cfg.device)
-    log.info("device: %s (threads %d)%s", device, torch.get_num_threads(), f" {torch.cuda.get_device_name(device)}" if device.type == "cuda" else "")
+    log.info(
+        "device: %s (threads %d)%s",
+        device,
+        torch.get_num_threads(),
+        f" {torch.cuda.get_device_name(device)}" if device.type == "cuda" else "",
+    )
     ids = split_ids["train"] + split_ids["val"]
     data = graphs.load(graph_dir, ids).to(device)
     check_graphs(data, model_cfg, graph_dir)
@@ -313,17 +362,48 @@ def train(
         check_same_featurization(pre, data, transfer.checkpoint, graph_dir)
         frozen = apply_transfer(model, pre, transfer)
         kept = pretrained_parameter_names(model, pre, transfer)
-        log.info("transfer from %s: freeze=%d reinit=%s backbone_lr_scale=%g", transfer.checkpoint, transfer.freeze, transfer.reinit, transfer.backbone_lr_scale)
+        log.info(
+            "transfer from %s: freeze=%d reinit=%s backbone_lr_scale=%g",
+            transfer.checkpoint,
+            transfer.freeze,
+            transfer.reinit,
+            transfer.backbone_lr_scale,
+        )
     model.to(device)
     groups = None
     if transfer is not None and transfer.checkpoint and transfer.backbone_lr_scale != 1.0:
         groups = param_groups(model, kept, train_cfg.lr, transfer.backbone_lr_scale)
-        log.info("learning rates: %s", ", ".join(f"{g['name']} {sum(p.numel() for p in g['params'])} parameters at {g['lr']:g}" for g in groups))
+        log.info(
+            "learning rates: %s",
+            ", ".join(f"{g['name']} {sum(p.numel() for p in g['params'])} parameters at {g['lr']:g}" for g in groups),
+        )
     n_params = sum(p.numel() for p in model.parameters())
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    log.info("%s: %d train / %d val crystals; %d parameters (%d trainable)", target.name, n_tr, len(split_ids["val"]), n_params, n_trainable)
+    log.info(
+        "%s: %d train / %d val crystals; %d parameters (%d trainable)",
+        target.name,
+        n_tr,
+        len(split_ids["val"]),
+        n_params,
+        n_trainable,
+    )
     desc = f"{target.name} seed {seed}"
-    result = fit(model, data, y, train_pos, val_pos, normalizer, train_cfg, seed, frozen, desc=desc, progress=progress, objective=objective, state_path=resume_path, param_groups=groups)
+    result = fit(
+        model,
+        data,
+        y,
+        train_pos,
+        val_pos,
+        normalizer,
+        train_cfg,
+        seed,
+        frozen,
+        desc=desc,
+        progress=progress,
+        objective=objective,
+        state_path=resume_path,
+        param_groups=groups,
+    )
     ckpt = {
         "format_version": CHECKPOINT_VERSION,
         "model_config": model.config.to_dict(),  # type: ignore[union-attr]
@@ -353,7 +433,13 @@ def train(
     save_checkpoint(ckpt, out_checkpoint)
     if resume_path is not None:
         Path(resume_path).unlink(missing_ok=True)
-    log.info("best val MAE %.4f at epoch %d after %.1f s -> %s", result.best_val_mae, result.best_epoch, result.seconds, out_checkpoint)
+    log.info(
+        "best val MAE %.4f at epoch %d after %.1f s -> %s",
+        result.best_val_mae,
+        result.best_epoch,
+        result.seconds,
+        out_checkpoint,
+    )
     return ckpt
 
 
@@ -362,26 +448,42 @@ def check_graphs(data: GraphSet, model_cfg: dict[str, Any], graph_dir: str | Pat
     neighbours beyond the range (found by radius growth in sparse cells) get near-zero edge
     features; they are counted in the log."""
     if not data.featurize or not data.featurize.get("params"):
-        raise ValueError(f"{graph_dir}: the graph cache has no featurization parameters in its manifest; featurize again")
+        raise ValueError(
+            f"{graph_dir}: the graph cache has no featurization parameters in its manifest; featurize again"
+        )
     params = data.featurize["params"]
     model = ModelConfig.from_dict(model_cfg)  # the model's defaults, not a copy of them
     radius, step = float(model.radius), float(model.gaussian_step)
     if abs(float(params["radius"]) - radius) > 1e-9:
-        raise ValueError(f"{graph_dir}: graphs were built with radius {params['radius']} Å but the model's Gaussian expansion covers {radius} Å; set model radius = featurize radius")
+        raise ValueError(
+            f"{graph_dir}: graphs were built with radius {params['radius']} Å but the model's Gaussian expansion covers {radius} Å; set model radius = featurize radius"
+        )
     pad = float(params["max_radius"])
     far = int(((data.nbr_dist > radius + 3 * step) & (data.nbr_dist <= pad)).sum())
     padded = int((data.nbr_dist > pad).sum())
     if far or padded:
         total = data.nbr_dist.numel()
-        log.info("graphs: %d of %d edges (%.3f %%) lie beyond the Gaussian range (radius grown), %d are padded self-loops (masked)", far, total, 100 * far / total, padded)
+        log.info(
+            "graphs: %d of %d edges (%.3f %%) lie beyond the Gaussian range (radius grown), %d are padded self-loops (masked)",
+            far,
+            total,
+            100 * far / total,
+            padded,
+        )
 
 
-def check_same_featurization(pretrained: dict[str, Any], data: GraphSet, checkpoint: str | Path, graph_dir: str | Path) -> None:
+def check_same_featurization(
+    pretrained: dict[str, Any], data: GraphSet, checkpoint: str | Path, graph_dir: str | Path
+) -> None:
     """A pretrained model is fine-tuned only on graphs built the way it was trained on."""
     theirs = (pretrained.get("featurize") or {}).get("params")
     ours = (data.featurize or {}).get("params")
     if theirs is not None and ours is not None and theirs != ours:
-        diff = ", ".join(f"{k}: {theirs.get(k)} (checkpoint) vs {ours.get(k)} (graphs)" for k in sorted(set(theirs) | set(ours)) if theirs.get(k) != ours.get(k))
+        diff = ", ".join(
+            f"{k}: {theirs.get(k)} (checkpoint) vs {ours.get(k)} (graphs)"
+            for k in sorted(set(theirs) | set(ours))
+            if theirs.get(k) != ours.get(k)
+        )
         raise ValueError(f"{checkpoint}: pretrained on graphs featurized differently from {graph_dir}: {diff}")
 
 
@@ -419,9 +521,9 @@ def run_training(
     materials but the test set) instead of its ``pool`` (:func:`tlcgcnn.data.split.pool_ids`)."""
     import pandas as pd
 
-    from tlcgcnn.report import provenance
     from tlcgcnn.config import parse_size
     from tlcgcnn.data.split import pool_ids, train_val
+    from tlcgcnn.report import provenance
 
     props = list(dict.fromkeys([spec["property"], *(spec.get("properties") or [])]))
     df = pd.read_parquet(table_path, columns=["material_id", *props])
@@ -429,7 +531,12 @@ def run_training(
     size_v = parse_size(size)
     pool = pool_ids(sp, train_pool)
     if train_pool == "all":
-        log.info("training pool: every subset (pool_all, %d materials; the %s pool holds %d)", len(pool), sp.get("subset"), len(sp["pool"]))
+        log.info(
+            "training pool: every subset (pool_all, %d materials; the %s pool holds %d)",
+            len(pool),
+            sp.get("subset"),
+            len(sp["pool"]),
+        )
     if exclude_ids:
         drop, n_pool = set(exclude_ids), len(pool)
         pool = [i for i in pool if i not in drop]
@@ -442,7 +549,9 @@ def run_training(
     if pretrained:
         spec_t = transfer or {}
         tr = TransferConfig(
-            checkpoint=pretrained[0], freeze=int(spec_t.get("freeze", 0)), reinit=str(spec_t.get("reinit", "none")),
+            checkpoint=pretrained[0],
+            freeze=int(spec_t.get("freeze", 0)),
+            reinit=str(spec_t.get("reinit", "none")),
             backbone_lr_scale=float(spec_t.get("backbone_lr_scale", 1.0)),
         )
     prov = provenance.record(config, io.sha256_file(table_path))

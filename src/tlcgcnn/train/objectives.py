@@ -34,7 +34,9 @@ class Objective:
             return torch.nn.functional.binary_cross_entropy_with_logits(out, target)
         return torch.nn.functional.mse_loss(out, target)
 
-    def val_score(self, raw: torch.Tensor, y_norm: torch.Tensor, y: torch.Tensor, normalizer: Normalizer | MultiNormalizer) -> float:
+    def val_score(
+        self, raw: torch.Tensor, y_norm: torch.Tensor, y: torch.Tensor, normalizer: Normalizer | MultiNormalizer
+    ) -> float:
         """Regression: MAE in target units. Classification: BCE. Multi-task: mean over the
         properties of the MAE on the normalised scale (labelled entries only)."""
         if self.task == "classification":
@@ -45,5 +47,3 @@ class Objective:
             return float((err.sum(0) / mask.sum(0).clamp(min=1)).mean())
         pred = normalizer.denorm(raw.squeeze(-1))
         return float((pred - y).abs().mean())
-
-

@@ -86,11 +86,17 @@ def pretrained_parameter_names(model: nn.Module, pretrained: dict[str, Any], tcf
     loaded from the checkpoint (same shape) and not re-initialised."""
     state = pretrained["state_dict"]
     params = dict(model.named_parameters())
-    reset = {id(p) for m in _reinit_modules(model, frozen_modules(model, tcfg.freeze), tcfg.reinit) for p in m.parameters()}
-    return {n for n, p in params.items() if n in state and tuple(state[n].shape) == tuple(p.shape) and id(p) not in reset}
+    reset = {
+        id(p) for m in _reinit_modules(model, frozen_modules(model, tcfg.freeze), tcfg.reinit) for p in m.parameters()
+    }
+    return {
+        n for n, p in params.items() if n in state and tuple(state[n].shape) == tuple(p.shape) and id(p) not in reset
+    }
 
 
-def param_groups(model: nn.Module, pretrained_names: set[str], lr: float, backbone_lr_scale: float) -> list[dict[str, Any]]:
+def param_groups(
+    model: nn.Module, pretrained_names: set[str], lr: float, backbone_lr_scale: float
+) -> list[dict[str, Any]]:
     """Optimizer parameter groups of the trainable parameters: those named in
     ``pretrained_names`` at ``lr * backbone_lr_scale`` (group ``pretrained``), the others
     (re-initialised or new) at ``lr`` (group ``new``); empty groups are left out, and a
@@ -100,7 +106,11 @@ def param_groups(model: nn.Module, pretrained_names: set[str], lr: float, backbo
     if backbone_lr_scale == 1.0:
         return [{"name": "all", "params": [p for _, p in trainable], "lr": lr}]
     groups = [
-        {"name": "pretrained", "params": [p for n, p in trainable if n in pretrained_names], "lr": lr * backbone_lr_scale},
+        {
+            "name": "pretrained",
+            "params": [p for n, p in trainable if n in pretrained_names],
+            "lr": lr * backbone_lr_scale,
+        },
         {"name": "new", "params": [p for n, p in trainable if n not in pretrained_names], "lr": lr},
     ]
     return [g for g in groups if g["params"]]
@@ -111,5 +121,3 @@ def set_train_mode(model: nn.Module, frozen: list[nn.Module]) -> None:
     model.train()
     for m in frozen:
         m.eval()
-
-

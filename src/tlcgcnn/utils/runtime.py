@@ -17,7 +17,9 @@ def log_to(path: str | None, level: int = logging.INFO) -> logging.Logger:
         stream = open(path, "w", buffering=1, encoding="utf-8")  # noqa: SIM115 - lives as long as the job
         sys.stderr = stream
         handlers = [logging.StreamHandler(stream)]
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers, force=True)
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers, force=True
+    )
     logging.captureWarnings(True)
     warnings.filterwarnings("ignore", module="pymatgen")
 

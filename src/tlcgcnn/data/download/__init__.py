@@ -16,10 +16,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from tlcgcnn.utils import fileio as io
 from tlcgcnn.data.download import matbench, materials_project, oqmd
 from tlcgcnn.data.download.http import DownloadError, RetryPolicy
 from tlcgcnn.data.download.raw import to_frame
+from tlcgcnn.utils import fileio as io
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,11 @@ def run(
     manifest.write(out_manifest, {"table": Path(out_table)})
     log.info(
         "%s: %d records received, %d kept, %d dropped, %d retries",
-        name, manifest.received, manifest.kept, len(manifest.dropped), manifest.retries.get("total", 0),
+        name,
+        manifest.received,
+        manifest.kept,
+        len(manifest.dropped),
+        manifest.retries.get("total", 0),
     )
     for item in manifest.dropped[:20]:
         log.warning("dropped %s: %s", item["material_id"], item["reason"])

@@ -186,7 +186,12 @@ def call_with_retry(
             stats.waited_s += wait
             log.warning(
                 "%s failed (%s: %s); retry %d/%d in %.2f s",
-                what, transient.kind, _short(str(transient)), attempt + 1, policy.max_retries, wait,
+                what,
+                transient.kind,
+                _short(str(transient)),
+                attempt + 1,
+                policy.max_retries,
+                wait,
             )
             sleep(wait)
             attempt += 1
@@ -247,7 +252,9 @@ class TimeoutAdapter(requests.adapters.HTTPAdapter):
         return super().send(request, **kwargs)
 
 
-def make_session(policy: RetryPolicy, headers: dict[str, str] | None = None) -> tuple[requests.Session, ResponseRecorder]:
+def make_session(
+    policy: RetryPolicy, headers: dict[str, str] | None = None
+) -> tuple[requests.Session, ResponseRecorder]:
     """A session whose retries are ours (none in urllib3), with a default timeout and a recorder."""
     session = requests.Session()
     adapter = TimeoutAdapter(policy.timeout_s)
@@ -260,7 +267,9 @@ def make_session(policy: RetryPolicy, headers: dict[str, str] | None = None) -> 
     return session, recorder
 
 
-def get_bytes(session: requests.Session, url: str, *, stream_to: Any = None, headers: dict[str, str] | None = None) -> requests.Response:
+def get_bytes(
+    session: requests.Session, url: str, *, stream_to: Any = None, headers: dict[str, str] | None = None
+) -> requests.Response:
     """GET ``url`` (one attempt); raise TransientError/DownloadError for non-2xx responses."""
     response = session.get(url, headers=headers, stream=stream_to is not None)
     if response.status_code not in (200, 206):

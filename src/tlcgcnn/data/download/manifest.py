@@ -22,7 +22,7 @@ MAX_DROPPED_LISTED = 10_000
 
 
 def utc_now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def package_versions(names: tuple[str, ...] = CLIENT_PACKAGES) -> dict[str, str | None]:

@@ -71,20 +71,35 @@ def _flag(value: Any, structure: Any) -> bool:
 
 
 TASKS: dict[str, Task] = {
-    "mp_e_form": Task("e_form", "formation_energy_per_atom",
-                      "dedcb1d4ba2e3e50dbdd45ba5bc647a00e9c2bcf8f8bf556dc8e92caa39eb21f", _same),
+    "mp_e_form": Task(
+        "e_form", "formation_energy_per_atom", "dedcb1d4ba2e3e50dbdd45ba5bc647a00e9c2bcf8f8bf556dc8e92caa39eb21f", _same
+    ),
     "mp_gap": Task("gap pbe", "band_gap", "58b65746bd88329986ed66031a2ac1369c7c522f7bc9f9081528e07097c2c057", _same),
-    "mp_is_metal": Task("is_metal", "is_metal",
-                        "9a028ed5750a4c76ca36e9f3c8d48fe0bf3fb21b76ec2289e58ae7048d527919", _flag),
-    "log_kvrh": Task("log10(K_VRH)", "k_vrh",
-                     "44b113ddb7e23aa18731a62c74afa7e5aa654199e0db5f951c8248a00955c9cd", _pow10, "k_vrh = 10**target"),
-    "log_gvrh": Task("log10(G_VRH)", "g_vrh",
-                     "098af941f4c663270f1fe21abf20ffad6fb85ecbfcba5786ceac03983ac29da7", _pow10, "g_vrh = 10**target"),
-    "dielectric": Task("n", "refractive_index",
-                       "83befa09bc2ec2f4b6143afc413157827a90e5e2e42c1eb507ccfa01bf26a1d6", _same),
+    "mp_is_metal": Task(
+        "is_metal", "is_metal", "9a028ed5750a4c76ca36e9f3c8d48fe0bf3fb21b76ec2289e58ae7048d527919", _flag
+    ),
+    "log_kvrh": Task(
+        "log10(K_VRH)",
+        "k_vrh",
+        "44b113ddb7e23aa18731a62c74afa7e5aa654199e0db5f951c8248a00955c9cd",
+        _pow10,
+        "k_vrh = 10**target",
+    ),
+    "log_gvrh": Task(
+        "log10(G_VRH)",
+        "g_vrh",
+        "098af941f4c663270f1fe21abf20ffad6fb85ecbfcba5786ceac03983ac29da7",
+        _pow10,
+        "g_vrh = 10**target",
+    ),
+    "dielectric": Task(
+        "n", "refractive_index", "83befa09bc2ec2f4b6143afc413157827a90e5e2e42c1eb507ccfa01bf26a1d6", _same
+    ),
     "perovskites": Task(
-        "e_form", "formation_energy_per_atom",
-        "4641e2417f8ec8b50096d2230864468dfa08278dc9d257c327f65d0305278483", _per_atom,
+        "e_form",
+        "formation_energy_per_atom",
+        "4641e2417f8ec8b50096d2230864468dfa08278dc9d257c327f65d0305278483",
+        _per_atom,
         "matbench gives the heat of formation of the whole 5-atom cell (RPBE, O reference from water "
         "vapour); divided by the number of sites. Not on the same reference as MP formation energies.",
     ),

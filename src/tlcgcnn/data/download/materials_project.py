@@ -83,7 +83,16 @@ FILTER_KEYS = (
     "deprecated",
     "theoretical",
 )
-SETTINGS = (*FILTER_KEYS, "endpoint", "api_key_file", "fields", "chunk_size", "id_page_size", "max_records", "keep_chunks")
+SETTINGS = (
+    *FILTER_KEYS,
+    "endpoint",
+    "api_key_file",
+    "fields",
+    "chunk_size",
+    "id_page_size",
+    "max_records",
+    "keep_chunks",
+)
 #: mp-api fetches from S3 instead of the REST API when no filter and no ``num_chunks`` is given;
 #: a (large) explicit number of pages keeps every request on the REST endpoint.
 ALL_PAGES = 10**9
@@ -200,8 +209,10 @@ def secret_scrubbed(secret: str) -> Iterator[None]:
     except Exception as exc:
         text = str(exc)
         if secret in text:
-            raise type(exc)(text.replace(secret, "***")) if isinstance(exc, http.DownloadError) else http.DownloadError(
-                text.replace(secret, "***")
+            raise (
+                type(exc)(text.replace(secret, "***"))
+                if isinstance(exc, http.DownloadError)
+                else http.DownloadError(text.replace(secret, "***"))
             ) from None
         raise
     finally:
@@ -365,8 +376,12 @@ def _fetch_chunks(
         wanted = set(chunk_ids)
         for doc in docs:
             if str(doc.get("material_id")) not in wanted:
-                manifest.dropped.append({"material_id": str(doc.get("material_id")), "reason": f"not requested in {name}"})
-        convert((d for d in docs if str(d.get("material_id")) in wanted), lambda d: str(d["material_id"]), build, converted)
+                manifest.dropped.append(
+                    {"material_id": str(doc.get("material_id")), "reason": f"not requested in {name}"}
+                )
+        convert(
+            (d for d in docs if str(d.get("material_id")) in wanted), lambda d: str(d["material_id"]), build, converted
+        )
         if on_chunk is not None:
             on_chunk(index + 1, len(chunks))
     manifest.extra["missing"] = {"count": len(missing), "material_ids": missing[:1000]}

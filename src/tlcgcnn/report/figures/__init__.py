@@ -103,74 +103,98 @@ def _paper(predicate: Callable[[Config], bool]) -> Callable[[Config], bool]:
     return when
 
 
-def _draw_learning_curve(d: Mapping[str, Any], labels: Mapping[str, str], target: str | None, png: str | Path, pdf: str | Path) -> None:
+def _draw_learning_curve(
+    d: Mapping[str, Any], labels: Mapping[str, str], target: str | None, png: str | Path, pdf: str | Path
+) -> None:
     from tlcgcnn.report.figures.curves import learning_curve
 
     learning_curve(d["metrics"], d["tests"], png, pdf, labels=labels)
 
 
-def _draw_target_curve(d: Mapping[str, Any], labels: Mapping[str, str], target: str | None, png: str | Path, pdf: str | Path) -> None:
+def _draw_target_curve(
+    d: Mapping[str, Any], labels: Mapping[str, str], target: str | None, png: str | Path, pdf: str | Path
+) -> None:
     from tlcgcnn.report.figures.curves import target_curve
 
     assert target is not None
     target_curve(d["metrics"], d["tests"], target, labels.get(target, target), png, pdf)
 
 
-def _draw_subset_scaling(d: Mapping[str, Any], labels: Mapping[str, str], target: str | None, png: str | Path, pdf: str | Path) -> None:
+def _draw_subset_scaling(
+    d: Mapping[str, Any], labels: Mapping[str, str], target: str | None, png: str | Path, pdf: str | Path
+) -> None:
     from tlcgcnn.report.figures.curves import subset_scaling
 
     subset_scaling(d["pretrain"], png, pdf)
 
 
-def _draw_pretrain_size(d: Mapping[str, Any], labels: Mapping[str, str], target: str | None, png: str | Path, pdf: str | Path) -> None:
+def _draw_pretrain_size(
+    d: Mapping[str, Any], labels: Mapping[str, str], target: str | None, png: str | Path, pdf: str | Path
+) -> None:
     from tlcgcnn.report.figures.curves import pretrain_size
 
     pretrain_size(d["metrics"], dict(labels), png, pdf)
 
 
-def _draw_ef_eg_density(d: Mapping[str, Any], labels: Mapping[str, str], target: str | None, png: str | Path, pdf: str | Path) -> None:
+def _draw_ef_eg_density(
+    d: Mapping[str, Any], labels: Mapping[str, str], target: str | None, png: str | Path, pdf: str | Path
+) -> None:
     from tlcgcnn.report.figures.data import ef_eg_density
 
     ef_eg_density(d["table"], d["corr"], png, pdf)
 
 
-def _draw_improvement(d: Mapping[str, Any], labels: Mapping[str, str], target: str | None, png: str | Path, pdf: str | Path) -> None:
+def _draw_improvement(
+    d: Mapping[str, Any], labels: Mapping[str, str], target: str | None, png: str | Path, pdf: str | Path
+) -> None:
     from tlcgcnn.report.figures.transfer import improvement
 
     improvement(d["metrics"], d["tests"], dict(labels), png, pdf)
 
 
-def _draw_freeze_heatmap(d: Mapping[str, Any], labels: Mapping[str, str], target: str | None, png: str | Path, pdf: str | Path) -> None:
+def _draw_freeze_heatmap(
+    d: Mapping[str, Any], labels: Mapping[str, str], target: str | None, png: str | Path, pdf: str | Path
+) -> None:
     from tlcgcnn.report.figures.transfer import freeze_heatmap
 
     freeze_heatmap(d["metrics"], d["tests"], dict(labels), png, pdf)
 
 
-def _draw_protocol(d: Mapping[str, Any], labels: Mapping[str, str], target: str | None, png: str | Path, pdf: str | Path) -> None:
+def _draw_protocol(
+    d: Mapping[str, Any], labels: Mapping[str, str], target: str | None, png: str | Path, pdf: str | Path
+) -> None:
     from tlcgcnn.report.figures.transfer import protocol_sensitivity
 
     protocol_sensitivity(d["protocol"], d["metrics"], dict(labels), png, pdf)
 
 
-def _draw_multitask(d: Mapping[str, Any], labels: Mapping[str, str], target: str | None, png: str | Path, pdf: str | Path) -> None:
+def _draw_multitask(
+    d: Mapping[str, Any], labels: Mapping[str, str], target: str | None, png: str | Path, pdf: str | Path
+) -> None:
     from tlcgcnn.report.figures.transfer import multitask_bars
 
     multitask_bars(d["metrics"], d["tests"], dict(labels), png, pdf)
 
 
-def _draw_multitask_sources(d: Mapping[str, Any], labels: Mapping[str, str], target: str | None, png: str | Path, pdf: str | Path) -> None:
+def _draw_multitask_sources(
+    d: Mapping[str, Any], labels: Mapping[str, str], target: str | None, png: str | Path, pdf: str | Path
+) -> None:
     from tlcgcnn.report.figures.curves import multitask_sources
 
     multitask_sources(d["multitask"], png, pdf)
 
 
-def _draw_models(d: Mapping[str, Any], labels: Mapping[str, str], target: str | None, png: str | Path, pdf: str | Path) -> None:
+def _draw_models(
+    d: Mapping[str, Any], labels: Mapping[str, str], target: str | None, png: str | Path, pdf: str | Path
+) -> None:
     from tlcgcnn.report.figures.models import model_comparison
 
     model_comparison(d["models"], dict(labels), png, pdf)
 
 
-def _draw_external_parity(d: Mapping[str, Any], labels: Mapping[str, str], target: str | None, png: str | Path, pdf: str | Path) -> None:
+def _draw_external_parity(
+    d: Mapping[str, Any], labels: Mapping[str, str], target: str | None, png: str | Path, pdf: str | Path
+) -> None:
     from tlcgcnn.report.figures.external import external_parity
 
     external_parity(d["external"], d["external_predictions"], dict(labels), png, pdf)
@@ -179,18 +203,106 @@ def _draw_external_parity(d: Mapping[str, Any], labels: Mapping[str, str], targe
 REGISTRY: dict[str, Figure] = {
     f.name: f
     for f in (
-        Figure("learning_curve", "learning_curve", ("metrics", "tests"), "learning_curve", "Learning curves", _always, _draw_learning_curve),
-        Figure("target_curve", "learning_curve_{target}", ("metrics", "tests"), "target_curve", "Learning curves", _paper(_every_target), _draw_target_curve),
-        Figure("ef_eg_density", "ef_eg_density", ("table", "corr"), "ef_eg_density", "Data", _paper(needs.has_ef_and_eg), _draw_ef_eg_density),
-        Figure("subset_scaling", "subset_scaling", ("pretrain",), "subset_scaling", "Learning curves", _paper(needs.has_subset_scaling), _draw_subset_scaling),
-        Figure("improvement", "improvement", ("metrics", "tests"), "improvement", "Transfer learning", _paper(needs.has_transfer), _draw_improvement),
-        Figure("freeze_heatmap", "freeze_heatmap", ("metrics", "tests"), "freeze_heatmap", "Transfer learning", _paper(needs.has_scheme_comparison), _draw_freeze_heatmap),
-        Figure("protocol_sensitivity", "protocol_sensitivity", ("protocol", "metrics"), "protocol_sensitivity", "Transfer learning", _paper(needs.has_protocol_choice), _draw_protocol),
-        Figure("multitask", "multitask", ("metrics", "tests"), "multitask", "Transfer learning", _paper(needs.has_multitask_comparison), _draw_multitask),
-        Figure("multitask_sources", "multitask_sources", ("multitask",), "multitask_sources", "Learning curves", needs.has_multitask_pairs, _draw_multitask_sources),
-        Figure("pretrain_size", "pretrain_size", ("metrics",), "pretrain_size", "Transfer learning", _paper(needs.has_pretrain_size_sweep), _draw_pretrain_size),
+        Figure(
+            "learning_curve",
+            "learning_curve",
+            ("metrics", "tests"),
+            "learning_curve",
+            "Learning curves",
+            _always,
+            _draw_learning_curve,
+        ),
+        Figure(
+            "target_curve",
+            "learning_curve_{target}",
+            ("metrics", "tests"),
+            "target_curve",
+            "Learning curves",
+            _paper(_every_target),
+            _draw_target_curve,
+        ),
+        Figure(
+            "ef_eg_density",
+            "ef_eg_density",
+            ("table", "corr"),
+            "ef_eg_density",
+            "Data",
+            _paper(needs.has_ef_and_eg),
+            _draw_ef_eg_density,
+        ),
+        Figure(
+            "subset_scaling",
+            "subset_scaling",
+            ("pretrain",),
+            "subset_scaling",
+            "Learning curves",
+            _paper(needs.has_subset_scaling),
+            _draw_subset_scaling,
+        ),
+        Figure(
+            "improvement",
+            "improvement",
+            ("metrics", "tests"),
+            "improvement",
+            "Transfer learning",
+            _paper(needs.has_transfer),
+            _draw_improvement,
+        ),
+        Figure(
+            "freeze_heatmap",
+            "freeze_heatmap",
+            ("metrics", "tests"),
+            "freeze_heatmap",
+            "Transfer learning",
+            _paper(needs.has_scheme_comparison),
+            _draw_freeze_heatmap,
+        ),
+        Figure(
+            "protocol_sensitivity",
+            "protocol_sensitivity",
+            ("protocol", "metrics"),
+            "protocol_sensitivity",
+            "Transfer learning",
+            _paper(needs.has_protocol_choice),
+            _draw_protocol,
+        ),
+        Figure(
+            "multitask",
+            "multitask",
+            ("metrics", "tests"),
+            "multitask",
+            "Transfer learning",
+            _paper(needs.has_multitask_comparison),
+            _draw_multitask,
+        ),
+        Figure(
+            "multitask_sources",
+            "multitask_sources",
+            ("multitask",),
+            "multitask_sources",
+            "Learning curves",
+            needs.has_multitask_pairs,
+            _draw_multitask_sources,
+        ),
+        Figure(
+            "pretrain_size",
+            "pretrain_size",
+            ("metrics",),
+            "pretrain_size",
+            "Transfer learning",
+            _paper(needs.has_pretrain_size_sweep),
+            _draw_pretrain_size,
+        ),
         Figure("models", "models", ("models",), "models", "Models", _paper(needs.has_model_comparison), _draw_models),
-        Figure("external_parity", "external_parity", ("external", "external_predictions"), "external_parity", "External sets", needs.has_external, _draw_external_parity),
+        Figure(
+            "external_parity",
+            "external_parity",
+            ("external", "external_predictions"),
+            "external_parity",
+            "External sets",
+            needs.has_external,
+            _draw_external_parity,
+        ),
     )
 }
 
@@ -247,7 +359,13 @@ def caption(stem: str, report_dir: str | Path) -> str:
     return path.read_text(encoding="utf-8").strip()
 
 
-def draw(stem: str, inputs: Mapping[str, str | Path], png: str | Path, pdf: str | Path, target_labels: Mapping[str, str] | None = None) -> None:
+def draw(
+    stem: str,
+    inputs: Mapping[str, str | Path],
+    png: str | Path,
+    pdf: str | Path,
+    target_labels: Mapping[str, str] | None = None,
+) -> None:
     """Read a figure's inputs and draw it to ``png`` and ``pdf``."""
     fig, target = resolve(stem)
     missing = [n for n in fig.inputs if n not in inputs]

@@ -13,12 +13,29 @@ import numpy as np
 import pandas as pd
 
 from tlcgcnn.report.figures.labels import SHORT, mode_labels, scheme, source_label
-from tlcgcnn.report.figures.style import empty, error_label, finish, legend_below, mode_palette, numeric_size, plain_log_axis, plain_log_ticks, setup
+from tlcgcnn.report.figures.style import (
+    empty,
+    error_label,
+    finish,
+    legend_below,
+    mode_palette,
+    numeric_size,
+    plain_log_axis,
+    plain_log_ticks,
+    setup,
+)
 
 log = logging.getLogger(__name__)
 
 
-def learning_curve(metrics: pd.DataFrame, tests: pd.DataFrame | None, png: str | Path, pdf: str | Path | None = None, metric: str = "mae", labels: Mapping[str, str] | None = None) -> None:
+def learning_curve(
+    metrics: pd.DataFrame,
+    tests: pd.DataFrame | None,
+    png: str | Path,
+    pdf: str | Path | None = None,
+    metric: str = "mae",
+    labels: Mapping[str, str] | None = None,
+) -> None:
     """Test MAE vs training size on log-log axes, one panel per target (titled with its
     config ``label``), one line per mode (mean ± standard deviation over seeds); significant
     differences (Holm p < 0.05) starred."""
@@ -37,7 +54,7 @@ def learning_curve(metrics: pd.DataFrame, tests: pd.DataFrame | None, png: str |
     ncol = min(3, len(targets))
     nrow = -(-len(targets) // ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(4.6 * ncol, 4.0 * nrow), squeeze=False)
-    for ax in list(axes.flat)[len(targets):]:
+    for ax in list(axes.flat)[len(targets) :]:
         ax.set_axis_off()
     for ax, target in zip(axes.flat, targets, strict=False):
         sub = named[named["target"] == target].copy()
@@ -47,7 +64,21 @@ def learning_curve(metrics: pd.DataFrame, tests: pd.DataFrame | None, png: str |
         order = [m for m in modes if m in set(sub["mode"])]
         # a classifier's runs have no MAE: its error is 1 − ROC-AUC
         y = "error" if "error" in sub and sub[metric].isna().all() else metric
-        sns.lineplot(data=sub, x="size", y=y, hue="mode", style="mode", hue_order=order, style_order=order, palette=palette, markers=True, dashes=False, errorbar="sd", err_style="bars", ax=ax)
+        sns.lineplot(
+            data=sub,
+            x="size",
+            y=y,
+            hue="mode",
+            style="mode",
+            hue_order=order,
+            style_order=order,
+            palette=palette,
+            markers=True,
+            dashes=False,
+            errorbar="sd",
+            err_style="bars",
+            ax=ax,
+        )
         ax.set_xscale("log")
         ax.set_yscale("log")
         plain_log_ticks(ax, sorted(sub["size"].unique()))
@@ -57,7 +88,14 @@ def learning_curve(metrics: pd.DataFrame, tests: pd.DataFrame | None, png: str |
         if tests is not None and len(tests):
             for r in tests[(tests["target"] == target) & (tests["p_holm"] < 0.05)].itertuples():
                 x = n_all if str(r.size) == "all" else float(r.size)
-                ax.annotate("*", (x, min(r.mae_mode, r.mae_baseline)), textcoords="offset points", xytext=(0, -14), ha="center", fontsize=14)
+                ax.annotate(
+                    "*",
+                    (x, min(r.mae_mode, r.mae_baseline)),
+                    textcoords="offset points",
+                    xytext=(0, -14),
+                    ha="center",
+                    fontsize=14,
+                )
         if shared_legend:
             ax.get_legend().remove()
         else:
@@ -70,7 +108,9 @@ def learning_curve(metrics: pd.DataFrame, tests: pd.DataFrame | None, png: str |
     log.info("learning curve -> %s", png)
 
 
-def target_curve(metrics: pd.DataFrame, tests: pd.DataFrame, target: str, label: str, png: str | Path, pdf: str | Path) -> None:
+def target_curve(
+    metrics: pd.DataFrame, tests: pd.DataFrame, target: str, label: str, png: str | Path, pdf: str | Path
+) -> None:
     """One target: error vs training size for scratch, every transfer mode and the baselines
     (mean ± sd over seeds; ★ = Holm p < 0.05 against scratch). With a single training size
     the modes are compared side by side instead."""
@@ -82,7 +122,10 @@ def target_curve(metrics: pd.DataFrame, tests: pd.DataFrame, target: str, label:
     sub["size_n"] = numeric_size(sub["size"]).fillna(sub["n_train"])
     labels = mode_labels(sub)
     sub["model"] = sub["mode"].map(labels)
-    order = sorted(sub["model"].unique(), key=lambda m: (not m.endswith("scratch"), m.startswith(("PLS", "SVR", "LASSO", "RF", "RIDGE")), m))
+    order = sorted(
+        sub["model"].unique(),
+        key=lambda m: (not m.endswith("scratch"), m.startswith(("PLS", "SVR", "LASSO", "RF", "RIDGE")), m),
+    )
     palette = dict(zip(order, sns.color_palette("tab20", len(order)), strict=True))
     sig_modes: set[tuple[str, float]] = set()
     if len(tests):
@@ -96,7 +139,15 @@ def target_curve(metrics: pd.DataFrame, tests: pd.DataFrame, target: str, label:
         g = sub.groupby("model")["error"].agg(["mean", "std"]).reindex(order)
         fam = sub.drop_duplicates("model").set_index("model")["family"].reindex(order)
         for i, model in enumerate(order):
-            ax.errorbar(g.loc[model, "mean"], i, xerr=np.nan_to_num(g.loc[model, "std"]), fmt="s" if fam[model] == "baseline" else "o", color=palette[model], capsize=3, ms=6)
+            ax.errorbar(
+                g.loc[model, "mean"],
+                i,
+                xerr=np.nan_to_num(g.loc[model, "std"]),
+                fmt="s" if fam[model] == "baseline" else "o",
+                color=palette[model],
+                capsize=3,
+                ms=6,
+            )
             if (model, float(sizes[0])) in sig_modes:
                 ax.annotate("★", (g.loc[model, "mean"], i), textcoords="offset points", xytext=(0, 6), ha="center")
         scratch = [m for m in order if m.endswith("scratch") and m.startswith("CGCNN")]
@@ -106,7 +157,9 @@ def target_curve(metrics: pd.DataFrame, tests: pd.DataFrame, target: str, label:
         ax.set_yticklabels(order, fontsize=8)
         ax.invert_yaxis()
         ax.set_xlabel(error_label(sub))
-        ax.set_title(f"{label}, n = {int(sizes[0])}: mean ± sd over {seeds_txt} seeds (★ Holm p < 0.05 vs scratch)", fontsize=9)
+        ax.set_title(
+            f"{label}, n = {int(sizes[0])}: mean ± sd over {seeds_txt} seeds (★ Holm p < 0.05 vs scratch)", fontsize=9
+        )
     else:
         fig, ax = plt.subplots(figsize=(7.8, 4.8))
         for k, model in enumerate(order):
@@ -114,8 +167,18 @@ def target_curve(metrics: pd.DataFrame, tests: pd.DataFrame, target: str, label:
             g = m.groupby("size_n")["error"].agg(["mean", "std"]).reset_index()
             fam = m["family"].iloc[0]
             x = g["size_n"] * (1 + 0.04 * (k - len(order) / 2) / len(order))  # small dodge
-            ax.errorbar(x, g["mean"], yerr=g["std"].fillna(0), label=model, color=palette[model], ls="--" if fam == "baseline" else "-",
-                        marker="s" if fam == "baseline" else "o", ms=5, lw=2.2 if fam == "scratch" else 1.2, capsize=2)
+            ax.errorbar(
+                x,
+                g["mean"],
+                yerr=g["std"].fillna(0),
+                label=model,
+                color=palette[model],
+                ls="--" if fam == "baseline" else "-",
+                marker="s" if fam == "baseline" else "o",
+                ms=5,
+                lw=2.2 if fam == "scratch" else 1.2,
+                capsize=2,
+            )
             for xs, ys, s in zip(x, g["mean"], g["size_n"], strict=True):
                 if (model, float(s)) in sig_modes:
                     ax.annotate("★", (xs, ys), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=10)
@@ -125,12 +188,17 @@ def target_curve(metrics: pd.DataFrame, tests: pd.DataFrame, target: str, label:
         plain_log_axis(ax.yaxis)
         ax.set_xlabel("training set size")
         ax.set_ylabel(error_label(sub))
-        ax.set_title(f"{label}: scratch vs transfer vs baselines (mean ± sd over {seeds_txt} seeds; ★ Holm p < 0.05 vs scratch)", fontsize=9)
+        ax.set_title(
+            f"{label}: scratch vs transfer vs baselines (mean ± sd over {seeds_txt} seeds; ★ Holm p < 0.05 vs scratch)",
+            fontsize=9,
+        )
         ax.legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left", frameon=False)
     finish(fig, png, pdf)
 
 
-def subset_scaling(pretrain: pd.DataFrame, png: str | Path, pdf: str | Path, prop: str = "formation_energy_per_atom") -> None:
+def subset_scaling(
+    pretrain: pd.DataFrame, png: str | Path, pdf: str | Path, prop: str = "formation_energy_per_atom"
+) -> None:
     """Test MAE vs training-set size (log-log) of CGCNN on all materials, metals and
     non-metals (the pretraining runs of one property)."""
     setup()
@@ -142,7 +210,17 @@ def subset_scaling(pretrain: pd.DataFrame, png: str | Path, pdf: str | Path, pro
     if sub.empty:
         empty(ax, f"no pretraining runs of {prop}")
     else:
-        sns.lineplot(data=sub, x="n_train", y="mae", hue="subset", style="subset", markers=True, dashes=False, ax=ax, markersize=8)
+        sns.lineplot(
+            data=sub,
+            x="n_train",
+            y="mae",
+            hue="subset",
+            style="subset",
+            markers=True,
+            dashes=False,
+            ax=ax,
+            markersize=8,
+        )
         ax.set_xscale("log")
         ax.set_yscale("log")
         plain_log_axis(ax.xaxis, sorted(sub["n_train"].unique()))
@@ -178,13 +256,25 @@ def pretrain_size(metrics: pd.DataFrame, target_labels: dict[str, str], png: str
         scratch_drawn: dict[str, Any] = {}
         for (src, sch, size), g in sub.groupby(["source", "scheme", "size"], sort=True):
             agg = g.groupby("pretrain_size")["error"].agg(["mean", "std"]).reset_index()
-            line = ax.errorbar(agg["pretrain_size"], agg["mean"], yerr=agg["std"].fillna(0), marker="o", capsize=2,
-                               label=f"{src}, {sch}, n={size}")
+            line = ax.errorbar(
+                agg["pretrain_size"],
+                agg["mean"],
+                yerr=agg["std"].fillna(0),
+                marker="o",
+                capsize=2,
+                label=f"{src}, {sch}, n={size}",
+            )
             if str(size) in scratch_drawn:
                 continue
-            scr = metrics[(metrics["target"] == target) & (metrics["size"].astype(str) == str(size)) & (metrics["mode"] == "scratch")]
+            scr = metrics[
+                (metrics["target"] == target)
+                & (metrics["size"].astype(str) == str(size))
+                & (metrics["mode"] == "scratch")
+            ]
             if len(scr):
-                scratch_drawn[str(size)] = ax.axhline(scr["error"].mean(), ls="--", color=line[0].get_color(), lw=1, label=f"scratch, n={size}")
+                scratch_drawn[str(size)] = ax.axhline(
+                    scr["error"].mean(), ls="--", color=line[0].get_color(), lw=1, label=f"scratch, n={size}"
+                )
         ax.set_xscale("log")
         plain_log_axis(ax.xaxis, sorted(sub["pretrain_size"].dropna().unique()))
         ax.set_xlabel("pretraining set size (crystals)")
@@ -229,11 +319,34 @@ def multitask_sources(table: pd.DataFrame, png: str | Path, pdf: str | Path) -> 
         sub = sub.sort_values(["x", "mt_source", "st_source"])
         sub["series"] = sub.groupby("x").cumcount()
         for k, g in sub.groupby("series"):
-            ax.plot(g["x"], g["mae_mt"], marker="o", ms=6, ls="-", color=f"C{2 * k}", label=f"multi-task ({', '.join(g['mt_source'])})")
-            ax.plot(g["x"], g["mae_st"], marker="s", ms=6, ls="--", color=f"C{2 * k + 1}", label=f"single-task ({', '.join(g['st_source'])})")
+            ax.plot(
+                g["x"],
+                g["mae_mt"],
+                marker="o",
+                ms=6,
+                ls="-",
+                color=f"C{2 * k}",
+                label=f"multi-task ({', '.join(g['mt_source'])})",
+            )
+            ax.plot(
+                g["x"],
+                g["mae_st"],
+                marker="s",
+                ms=6,
+                ls="--",
+                color=f"C{2 * k + 1}",
+                label=f"single-task ({', '.join(g['st_source'])})",
+            )
         for r in sub.itertuples():
-            ax.annotate(f"{_stars(float(r.p_holm))}\np={float(r.p_holm):.2g}", (r.x, max(r.mae_mt, r.mae_st)), textcoords="offset points",
-                        xytext=(0, 7), ha="center", va="bottom", fontsize=7)
+            ax.annotate(
+                f"{_stars(float(r.p_holm))}\np={float(r.p_holm):.2g}",
+                (r.x, max(r.mae_mt, r.mae_st)),
+                textcoords="offset points",
+                xytext=(0, 7),
+                ha="center",
+                va="bottom",
+                fontsize=7,
+            )
         ax.set_xscale("log")
         ax.set_yscale("log")
         xs = sorted(sub["x"].unique())
@@ -248,6 +361,8 @@ def multitask_sources(table: pd.DataFrame, png: str | Path, pdf: str | Path) -> 
         ax.set_ylabel(f"test MAE of {SHORT.get(prop, prop)}" + (f" ({unit})" if unit else ""))
         ax.set_title(PROPERTIES[prop].description if prop in PROPERTIES else prop, fontsize=10)
         ax.legend(fontsize=7)
-    fig.suptitle("Multi-task vs single-task pretraining on the same crystals (Holm-corrected paired t-test p)", fontsize=10)
+    fig.suptitle(
+        "Multi-task vs single-task pretraining on the same crystals (Holm-corrected paired t-test p)", fontsize=10
+    )
     finish(fig, png, pdf)
     log.info("multi-task vs single-task sources -> %s", png)

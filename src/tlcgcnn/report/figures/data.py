@@ -1,5 +1,4 @@
-"""The data set itself: ΔEf against Eg of every material.
-"""
+"""The data set itself: ΔEf against Eg of every material."""
 
 from __future__ import annotations
 
@@ -12,7 +11,9 @@ import pandas as pd
 from tlcgcnn.report.figures.style import finish, setup
 
 
-def ef_eg_density(table: pd.DataFrame, corr: dict[str, Any], png: str | Path, pdf: str | Path, max_points: int = 40000, seed: int = 0) -> None:
+def ef_eg_density(
+    table: pd.DataFrame, corr: dict[str, Any], png: str | Path, pdf: str | Path, max_points: int = 40000, seed: int = 0
+) -> None:
     """ΔEf vs Eg of every material, coloured by a Gaussian-KDE density estimate."""
     setup()
     import matplotlib.pyplot as plt
@@ -31,6 +32,9 @@ def ef_eg_density(table: pd.DataFrame, corr: dict[str, Any], png: str | Path, pd
     fig.colorbar(sc, ax=ax, label="Gaussian KDE density")
     ax.set_xlabel("formation energy ΔEf (eV/atom)")
     ax.set_ylabel("PBE band gap Eg (eV)")
-    ax.set_title(f"ΔEf vs Eg, n = {corr['n']}: Pearson r = {corr['pearson_r']:.2f} "
-                 f"[{corr['pearson_ci_low']:.2f}, {corr['pearson_ci_high']:.2f}]", fontsize=10)
+    ax.set_title(
+        f"ΔEf vs Eg, n = {corr['n']}: Pearson r = {corr['pearson_r']:.2f} "
+        f"[{corr['pearson_ci_low']:.2f}, {corr['pearson_ci_high']:.2f}]",
+        fontsize=10,
+    )
     finish(fig, png, pdf)

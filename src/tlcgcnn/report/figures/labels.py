@@ -62,7 +62,11 @@ def scheme(freeze: Any, reinit: Any, features: Any = None, estimator: Any = None
             "unfrozen": "embedding kept, convs and head re-initialised",
         }[r]
     frozen = f"embedding + {f} conv{'s' if f > 1 else ''} frozen"
-    return {"none": f"{frozen}, rest fine-tuned", "head": f"{frozen}, head re-initialised", "unfrozen": f"{frozen}, rest re-initialised"}[r]
+    return {
+        "none": f"{frozen}, rest fine-tuned",
+        "head": f"{frozen}, head re-initialised",
+        "unfrozen": f"{frozen}, rest re-initialised",
+    }[r]
 
 
 def scheme_key(freeze: Any, reinit: Any, features: Any = None, estimator: Any = None) -> tuple[int, int]:

@@ -1,5 +1,4 @@
-"""Model comparison: attention convolution against CGCNN, both trained from scratch.
-"""
+"""Model comparison: attention convolution against CGCNN, both trained from scratch."""
 
 from __future__ import annotations
 
@@ -17,7 +16,9 @@ def model_comparison(models: pd.DataFrame, target_labels: dict[str, str], png: s
 
     sub = models[models["model_kind"].isin(["cgcnn", "attention"])] if len(models) else models
     cells = sub.groupby(["target", "size"]).filter(lambda g: g["model_kind"].nunique() > 1) if len(sub) else sub
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * max(1, cells.groupby(["target", "size"]).ngroups if len(cells) else 1)), 4.0))
+    fig, ax = plt.subplots(
+        figsize=(max(5.0, 1.6 * max(1, cells.groupby(["target", "size"]).ngroups if len(cells) else 1)), 4.0)
+    )
     if cells.empty:
         empty(ax, "no target trained from scratch with both model kinds")
     else:
@@ -29,9 +30,18 @@ def model_comparison(models: pd.DataFrame, target_labels: dict[str, str], png: s
                 if r.empty:
                     continue
                 r = r.iloc[0]
-                base = cells[(cells["target"] == key[0]) & (cells["size"] == key[1]) & (cells["model_kind"] == "cgcnn")]["error_mean"].iloc[0]
-                ax.bar(i + (j - 0.5) * 0.38, r["error_mean"] / base, 0.38, yerr=r["error_sd"] / base, capsize=2,
-                       color=("#4C72B0", "#DD8452")[j], label=f"{kind.replace('cgcnn', 'CGCNN')} ({int(r['n_params']):,} parameters)" if i == 0 else None)
+                base = cells[
+                    (cells["target"] == key[0]) & (cells["size"] == key[1]) & (cells["model_kind"] == "cgcnn")
+                ]["error_mean"].iloc[0]
+                ax.bar(
+                    i + (j - 0.5) * 0.38,
+                    r["error_mean"] / base,
+                    0.38,
+                    yerr=r["error_sd"] / base,
+                    capsize=2,
+                    color=("#4C72B0", "#DD8452")[j],
+                    label=f"{kind.replace('cgcnn', 'CGCNN')} ({int(r['n_params']):,} parameters)" if i == 0 else None,
+                )
         ax.set_xticks(range(len(keys)))
         ax.set_xticklabels([f"{target_labels.get(k[0], k[0])}\nn={k[1]}" for k in keys], fontsize=7)
         ax.axhline(1.0, color="k", lw=0.8)

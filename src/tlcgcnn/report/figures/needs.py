@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tlcgcnn.report.figures.labels import scheme_key, source_label
 from tlcgcnn.analysis.multitask import source_pairs
+from tlcgcnn.report.figures.labels import scheme_key, source_label
 
 Config = Mapping[str, Any]
 
@@ -76,12 +76,23 @@ def mode_uses(config: Config) -> list[ModeUse]:
             # a `checkpoint:` source names no property here (the file holds it): its name stands in
             props = (pre or {}).get("properties") or ([pre.get("property") or pre["name"]] if pre else [])
             subset = (pre or {}).get("subset", "all") if pre else None
-            out.append(ModeUse(
-                target=str(t["name"]), mode=str(mode), family=family, model_kind=kind,
-                source=source_label("+".join(props), subset) if pre else None, subset=subset,
-                multitask=len(props) > 1, pretrain_size=_size(pre.get("size")) if pre else None,
-                scheme=scheme_key(spec.get("freeze", 0), spec.get("reinit", "none"), spec.get("features"), spec.get("estimator")) if pre else None,
-            ))
+            out.append(
+                ModeUse(
+                    target=str(t["name"]),
+                    mode=str(mode),
+                    family=family,
+                    model_kind=kind,
+                    source=source_label("+".join(props), subset) if pre else None,
+                    subset=subset,
+                    multitask=len(props) > 1,
+                    pretrain_size=_size(pre.get("size")) if pre else None,
+                    scheme=scheme_key(
+                        spec.get("freeze", 0), spec.get("reinit", "none"), spec.get("features"), spec.get("estimator")
+                    )
+                    if pre
+                    else None,
+                )
+            )
     return out
 
 
@@ -184,7 +195,6 @@ def has_subset_scaling(config: Config, prop: str = "formation_energy_per_atom") 
         if p.get("property") == prop and len(p.get("properties") or [prop]) == 1:
             sizes.setdefault(p.get("subset", "all"), set()).add(_size(p.get("size", "all")))
     return any(len(s) > 1 for s in sizes.values())
-
 
 
 def has_external(config: Config) -> bool:

@@ -20,7 +20,9 @@ from tlcgcnn.report.figures.labels import mode_labels, protocol_labels, scheme, 
 from tlcgcnn.report.figures.style import empty, finish, legend_below, mode_palette, numeric_size, plain_log_axis, setup
 
 
-def improvement(metrics: pd.DataFrame, tests: pd.DataFrame, target_labels: dict[str, str], png: str | Path, pdf: str | Path) -> None:
+def improvement(
+    metrics: pd.DataFrame, tests: pd.DataFrame, target_labels: dict[str, str], png: str | Path, pdf: str | Path
+) -> None:
     """Improvement rate of every transfer mode over scratch vs training size, per target."""
     setup()
     import matplotlib.pyplot as plt
@@ -42,17 +44,31 @@ def improvement(metrics: pd.DataFrame, tests: pd.DataFrame, target_labels: dict[
         sub = t[t["target"] == target].copy()
         sub["size_n"] = numeric_size(sub["size"])
         for mode, g in sub.sort_values("size_n").groupby("mode"):
-            ax.plot(g["size_n"], 100 * g["improvement_rate"], dashes[mode], color=palette[mode], lw=1.2, label=labels.get(mode, mode))
+            ax.plot(
+                g["size_n"],
+                100 * g["improvement_rate"],
+                dashes[mode],
+                color=palette[mode],
+                lw=1.2,
+                label=labels.get(mode, mode),
+            )
             sig = g["p_holm"] < 0.05
             ax.scatter(g["size_n"][sig], 100 * g["improvement_rate"][sig], color=palette[mode], s=30, zorder=3)
-            ax.scatter(g["size_n"][~sig], 100 * g["improvement_rate"][~sig], facecolor="white", edgecolor=palette[mode], s=30, zorder=3)
+            ax.scatter(
+                g["size_n"][~sig],
+                100 * g["improvement_rate"][~sig],
+                facecolor="white",
+                edgecolor=palette[mode],
+                s=30,
+                zorder=3,
+            )
         ax.axhline(0, color="k", lw=0.8)
         ax.set_xscale("log")
         plain_log_axis(ax.xaxis, sorted(sub["size_n"].dropna().unique()))
         ax.set_title(target_labels.get(target, target), fontsize=9)
         ax.set_xlabel("training set size")
         ax.set_ylabel("improvement over scratch (%)")
-    for ax in list(axes.flat)[len(targets):]:
+    for ax in list(axes.flat)[len(targets) :]:
         ax.set_axis_off()
     legend_below(fig, axes)
     fig.suptitle("Improvement rate (MAE_scratch − MAE_TL) / MAE_scratch; filled: Holm p < 0.05", fontsize=10)
@@ -62,7 +78,16 @@ def improvement(metrics: pd.DataFrame, tests: pd.DataFrame, target_labels: dict[
 def _transfer_tests(metrics: pd.DataFrame, tests: pd.DataFrame) -> pd.DataFrame:
     info = metrics.drop_duplicates("mode").set_index("mode")
     t = tests[tests["mode"].map(info["family"]) == "transfer"].copy()
-    for col in ("freeze", "reinit", "pretrained", "pretrain_property", "pretrain_subset", "pretrain_size", "model_kind", "features"):
+    for col in (
+        "freeze",
+        "reinit",
+        "pretrained",
+        "pretrain_property",
+        "pretrain_subset",
+        "pretrain_size",
+        "model_kind",
+        "features",
+    ):
         t[col] = t["mode"].map(info[col]) if col in info else None  # features: only frozen-features runs have it
     described = list(zip(t["freeze"], t["reinit"], t["features"], t["model_kind"], strict=True))
     t["scheme"] = [scheme(*d) for d in described]
@@ -72,7 +97,9 @@ def _transfer_tests(metrics: pd.DataFrame, tests: pd.DataFrame) -> pd.DataFrame:
     return t
 
 
-def freeze_heatmap(metrics: pd.DataFrame, tests: pd.DataFrame, target_labels: dict[str, str], png: str | Path, pdf: str | Path) -> None:
+def freeze_heatmap(
+    metrics: pd.DataFrame, tests: pd.DataFrame, target_labels: dict[str, str], png: str | Path, pdf: str | Path
+) -> None:
     """Layers frozen × pretraining source: improvement rate over scratch at each target's
     smallest training size (Berkeley report, Tables 2/3). ★: Holm p < 0.05."""
     setup()
@@ -93,7 +120,7 @@ def freeze_heatmap(metrics: pd.DataFrame, tests: pd.DataFrame, target_labels: di
     fig, axes = plt.subplots(nrow, ncol, figsize=(width * ncol, height * nrow), squeeze=False)
     if not targets:
         empty(axes[0, 0], "no target with more than one transfer scheme")
-    for ax in list(axes.flat)[max(1, len(targets)):]:
+    for ax in list(axes.flat)[max(1, len(targets)) :]:
         ax.set_axis_off()
     for ax, target in zip(axes.flat, targets, strict=False):
         sub = t[t["target"] == target]
@@ -101,19 +128,36 @@ def freeze_heatmap(metrics: pd.DataFrame, tests: pd.DataFrame, target_labels: di
         order = sub.drop_duplicates("scheme").sort_values("scheme_key")["scheme"]
         val = val.reindex([s for s in order if s in val.index])
         pv = sub.pivot_table(index="scheme", columns="source", values="p_holm", aggfunc="min").reindex(val.index)
-        annot = val.map(lambda v: f"{v:+.0f}%" if pd.notna(v) else "") + pv.map(lambda p: "★" if pd.notna(p) and p < 0.05 else "")
+        annot = val.map(lambda v: f"{v:+.0f}%" if pd.notna(v) else "") + pv.map(
+            lambda p: "★" if pd.notna(p) and p < 0.05 else ""
+        )
         lim = max(5.0, float(np.nanmax(np.abs(val.to_numpy()))))
-        sns.heatmap(val, annot=annot, fmt="", cmap="RdBu", vmin=-lim, vmax=lim, ax=ax, cbar_kws={"label": "improvement over scratch (%)"}, linewidths=0.5, linecolor="white")
+        sns.heatmap(
+            val,
+            annot=annot,
+            fmt="",
+            cmap="RdBu",
+            vmin=-lim,
+            vmax=lim,
+            ax=ax,
+            cbar_kws={"label": "improvement over scratch (%)"},
+            linewidths=0.5,
+            linecolor="white",
+        )
         ax.grid(False)
         ax.set_title(f"{target_labels.get(target, target)}, n = {int(sub['size_n'].iloc[0])}", fontsize=9)
         ax.set_xlabel("pretraining source")
         ax.set_ylabel("transfer scheme")
         ax.set_xticklabels(ax.get_xticklabels(), rotation=25, ha="right")
-        ax.set_yticklabels([textwrap.fill(str(s), 24, break_on_hyphens=False) for s in val.index], rotation=0, fontsize=8)
+        ax.set_yticklabels(
+            [textwrap.fill(str(s), 24, break_on_hyphens=False) for s in val.index], rotation=0, fontsize=8
+        )
     finish(fig, png, pdf)
 
 
-def multitask_bars(metrics: pd.DataFrame, tests: pd.DataFrame, target_labels: dict[str, str], png: str | Path, pdf: str | Path) -> None:
+def multitask_bars(
+    metrics: pd.DataFrame, tests: pd.DataFrame, target_labels: dict[str, str], png: str | Path, pdf: str | Path
+) -> None:
     """Multi-task (ΔEf + Eg + E_F) vs single-task pretraining: improvement over scratch of
     the all-layers-fine-tuned modes, with the 95 % CI of the paired difference, per target and size."""
     setup()
@@ -140,7 +184,16 @@ def multitask_bars(metrics: pd.DataFrame, tests: pd.DataFrame, target_labels: di
                 r = r.iloc[0]
                 val = 100 * r["improvement_rate"]
                 err = 100 * (r["ci_high"] - r["ci_low"]) / 2 / r["mae_baseline"] if pd.notna(r["ci_low"]) else 0.0
-                ax.bar(i + (j - (len(sources) - 1) / 2) * width, val, width, yerr=err, color=colors[src], label=src if i == 0 or src not in ax.get_legend_handles_labels()[1] else None, capsize=2, edgecolor="k" if r["p_holm"] < 0.05 else "none")
+                ax.bar(
+                    i + (j - (len(sources) - 1) / 2) * width,
+                    val,
+                    width,
+                    yerr=err,
+                    color=colors[src],
+                    label=src if i == 0 or src not in ax.get_legend_handles_labels()[1] else None,
+                    capsize=2,
+                    edgecolor="k" if r["p_holm"] < 0.05 else "none",
+                )
         ax.set_xticks(range(len(cells)))
         ax.set_xticklabels([f"{target_labels.get(c[0], c[0])}\nn={int(c[1])}" for c in cells], fontsize=7)
         ax.axhline(0, color="k", lw=0.8)
@@ -161,7 +214,9 @@ def error_axis(row: pd.Series, label: str) -> str:
     return f"test MAE, {label}" + (f" ({unit})" if unit else "")
 
 
-def protocol_sensitivity(protocol: pd.DataFrame, metrics: pd.DataFrame, target_labels: dict[str, str], png: str | Path, pdf: str | Path) -> None:
+def protocol_sensitivity(
+    protocol: pd.DataFrame, metrics: pd.DataFrame, target_labels: dict[str, str], png: str | Path, pdf: str | Path
+) -> None:
     """Per target and pretraining source (rows) and training size (columns): the test error
     (mean ± sd over seeds) of every transfer mode of that source, the one selected on
     validation data highlighted (★), the baseline (scratch) as a dashed line with its ± sd band."""
@@ -172,9 +227,21 @@ def protocol_sensitivity(protocol: pd.DataFrame, metrics: pd.DataFrame, target_l
     groups = list(dict.fromkeys(zip(p["target"], p["pretrained"], strict=True))) if len(p) else []
     if len(p):
         p["size_n"] = numeric_size(p["size"])
-    sizes = sorted(p["size"].unique(), key=lambda x: (pd.isna(pd.to_numeric(x, errors="coerce")), pd.to_numeric(x, errors="coerce"))) if len(p) else []
+    sizes = (
+        sorted(
+            p["size"].unique(),
+            key=lambda x: (pd.isna(pd.to_numeric(x, errors="coerce")), pd.to_numeric(x, errors="coerce")),
+        )
+        if len(p)
+        else []
+    )
     n_modes = int(p.groupby(["target", "pretrained", "size"])["mode"].count().max()) if len(p) else 1
-    fig, axes = plt.subplots(max(1, len(groups)), max(1, len(sizes)), figsize=(5.2 * max(1, len(sizes)), (0.42 * n_modes + 1.5) * max(1, len(groups))), squeeze=False)
+    fig, axes = plt.subplots(
+        max(1, len(groups)),
+        max(1, len(sizes)),
+        figsize=(5.2 * max(1, len(sizes)), (0.42 * n_modes + 1.5) * max(1, len(groups))),
+        squeeze=False,
+    )
     if not groups:
         empty(axes[0, 0], "no target fine-tuned in several ways from one pretraining source")
     labels = protocol_labels(metrics) if len(metrics) else {}
@@ -193,10 +260,30 @@ def protocol_sensitivity(protocol: pd.DataFrame, metrics: pd.DataFrame, target_l
                 ax.axvline(base, color="k", ls="--", lw=1.0, label=f"{sub['baseline'].iloc[0]} (mean ± sd)")
                 if pd.notna(base_sd):
                     ax.axvspan(base - base_sd, base + base_sd, color="0.85", zorder=0)
-            ax.errorbar(sub["test_mean"][~sel], y[~sel], xerr=sub["test_sd"][~sel].fillna(0), fmt="o", color="0.45", capsize=3, ms=6, label="other protocols")
-            ax.errorbar(sub["test_mean"][sel], y[sel], xerr=sub["test_sd"][sel].fillna(0), fmt="*", color="C3", capsize=3, ms=13, label="selected on validation data")
+            ax.errorbar(
+                sub["test_mean"][~sel],
+                y[~sel],
+                xerr=sub["test_sd"][~sel].fillna(0),
+                fmt="o",
+                color="0.45",
+                capsize=3,
+                ms=6,
+                label="other protocols",
+            )
+            ax.errorbar(
+                sub["test_mean"][sel],
+                y[sel],
+                xerr=sub["test_sd"][sel].fillna(0),
+                fmt="*",
+                color="C3",
+                capsize=3,
+                ms=13,
+                label="selected on validation data",
+            )
             ax.set_yticks(y)
-            ax.set_yticklabels([textwrap.fill(labels.get(m, m), 38, break_on_hyphens=False) for m in sub["mode"]], fontsize=7)
+            ax.set_yticklabels(
+                [textwrap.fill(labels.get(m, m), 38, break_on_hyphens=False) for m in sub["mode"]], fontsize=7
+            )
             for tick, chosen in zip(ax.get_yticklabels(), sel, strict=True):
                 if chosen:
                     tick.set_fontweight("bold")
@@ -206,11 +293,17 @@ def protocol_sensitivity(protocol: pd.DataFrame, metrics: pd.DataFrame, target_l
             first = str(sub["mode"].iloc[0])
             src = src_names.get(first, source).split(":")[0].removeprefix("TL ")
             r = sub.iloc[0]
-            ax.set_title(f"{target_labels.get(target, target)}, n = {size}, from {src}\n"
-                         f"selected on validation {str(r['val_metric']).upper()}: {r['choice_vs_best_pct']:+.1f} % vs the best, spread {r['spread_pct']:.1f} %", fontsize=8)
+            ax.set_title(
+                f"{target_labels.get(target, target)}, n = {size}, from {src}\n"
+                f"selected on validation {str(r['val_metric']).upper()}: {r['choice_vs_best_pct']:+.1f} % vs the best, spread {r['spread_pct']:.1f} %",
+                fontsize=8,
+            )
             if i == 0 and j == 0:
                 ax.legend(fontsize=7, loc="best")
     for ax in axes.flat:
         ax.grid(axis="y", visible=False)
-    fig.suptitle("Fine-tuning protocol: test error of each transfer mode of one source (★ chosen on validation data only)", fontsize=10)
+    fig.suptitle(
+        "Fine-tuning protocol: test error of each transfer mode of one source (★ chosen on validation data only)",
+        fontsize=10,
+    )
     finish(fig, png, pdf)
