@@ -33,6 +33,8 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/snakemake --lint
 	$(VENV)/bin/snakefmt --check Snakefile rules
+	$(VENV)/bin/ruff check src tests workflow benchmarks setup.py
+	$(VENV)/bin/ruff format --check src tests workflow benchmarks setup.py
 
 clean-results:
 	rm -rf results/
