@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> None:
         args.out.write_text(json.dumps(out, indent=1))
         r = out[p]
         print(
-            f"{p}: cell {r['cell_s']:.0f} s for {r['seeds']} seeds; test MAE {r['test_mae_mean']:.4f} ± {r['test_mae_sd']:.4f}; load {r['load_before']} -> {r['load_after']}",
+            f"{p}: cell {r['cell_s']:.0f} s for {r['seeds']} seeds; "
+            f"test MAE {r['test_mae_mean']:.4f} ± {r['test_mae_sd']:.4f}; load {r['load_before']} -> {r['load_after']}",
             flush=True,
         )
 

@@ -40,9 +40,9 @@ warnings.filterwarnings("ignore")
 
 import allocator  # noqa: E402  (benchmarks/allocator.py)
 
-from tlcgcnn.data import (
-    ingest,  # noqa: E402  (graphs imports torch: lazily)
-    table,  # noqa: E402  (graphs imports torch: lazily)
+from tlcgcnn.data import (  # noqa: E402  (graphs imports torch: lazily)
+    ingest,
+    table,
 )
 from tlcgcnn.features import featurize  # noqa: E402  (graphs imports torch: lazily)
 
@@ -855,7 +855,9 @@ def main(argv: list[str] | None = None) -> None:
         args.out.write_text(json.dumps(results, indent=2, default=float))
         print(results["table_markdown"])
         print(
-            f"machine: {results['machine']['cpu']}, {results['machine']['cores']} cores, load {results['machine']['loadavg_start']} -> {results['machine']['loadavg_end']}; {results['seconds']:.0f} s; -> {args.out}"
+            f"machine: {results['machine']['cpu']}, {results['machine']['cores']} cores, "
+            f"load {results['machine']['loadavg_start']} -> {results['machine']['loadavg_end']}; "
+            f"{results['seconds']:.0f} s; -> {args.out}"
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)

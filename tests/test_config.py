@@ -364,7 +364,8 @@ def test_train_pool_all_changes_only_its_own_modes_and_targets_split():
         ),
         (
             lambda r: r["finetune"]["targets"].append({"name": "gap_all", "property": "band_gap", "subset": "all"}),
-            "finetune.modes.rf_all.train_pool: all on target gap_all, whose subset is all (a target without `modes` runs every mode: list its modes)",
+            "finetune.modes.rf_all.train_pool: all on target gap_all, whose subset is all "
+            "(a target without `modes` runs every mode: list its modes)",
         ),
     ],
 )

@@ -1,7 +1,8 @@
 """Rule by rule: the conda env a rule names holds every third-party package its code can import.
 
 For every rule of the workflow (read with Snakemake's own parser, so nothing is missed), the
-script it runs is followed through the ``tlcgcnn`` package by :mod:`import_closure`: module-level imports, lazy imports inside the functions the
+script it runs is followed through the ``tlcgcnn`` package by :mod:`import_closure`: module-level imports,
+lazy imports inside the functions the
 script reaches, at any depth. Each third-party import name is mapped to its distribution
 (``sklearn`` -> scikit-learn, ``torch`` -> pytorch on conda-forge, ...) and must be in the
 rule's env file, as a conda or a pip dependency. ``read_parquet`` / ``to_parquet`` count as a
@@ -168,9 +169,9 @@ def test_every_rule_env_holds_what_its_code_imports() -> None:
             continue
         problems += rule_problems(rule, env_file, load_env(env_file), script_imports(script))
         checked += 1
-    assert checked >= 19, (
-        checked
-    )  # every rule with a script (18 after the fine-tuning and figure rules were merged; the demo generator went, the subset and model-card rules came)
+    # every rule with a script (18 after the fine-tuning and figure rules were merged; the demo generator went,
+    # the subset and model-card rules came)
+    assert checked >= 19, checked
     assert not problems, "\n".join(problems)
 
 
@@ -197,7 +198,7 @@ def test_a_missing_package_is_reported_with_rule_env_and_package() -> None:
 
 def test_torch_free_rules_stay_torch_free() -> None:
     """The baselines, descriptors and data rules never import torch (issue 10)."""
-    for rule, env_file, script, kind in workflow_rules():
+    for rule, env_file, script, _kind in workflow_rules():
         if env_file in ("envs/core.yaml", "envs/ml.yaml", "envs/stats.yaml") and script:
             assert "torch" not in script_imports(script), (rule, script_imports(script)["torch"])
 
@@ -224,7 +225,7 @@ def test_reached_modules_import_without_what_the_env_lacks() -> None:
     import subprocess
 
     by_env: dict[str, set[str]] = {}
-    for rule, env_file, script, kind in workflow_rules():
+    for _rule, env_file, script, _kind in workflow_rules():
         if script and env_file:
             _, modules = ImportClosure(SRC).closure(ROOT / script)
             by_env.setdefault(env_file, set()).update(modules)
@@ -370,7 +371,9 @@ def test_closure_of_a_module_used_as_a_value_includes_all_its_functions(tmp_path
             "tlcgcnn/__init__.py": "",
             "tlcgcnn/a.py": "def f():\n    import mp_api\n",
             "tlcgcnn/b.py": "def g():\n    import qmpy_rester\n",
-            "tlcgcnn/run.py": "from tlcgcnn import a, b\nSOURCES = {'a': a, 'b': b}\n\ndef go(k):\n    return SOURCES[k].f()\n",
+            "tlcgcnn/run.py": (
+                "from tlcgcnn import a, b\nSOURCES = {'a': a, 'b': b}\n\ndef go(k):\n    return SOURCES[k].f()\n"
+            ),
         },
     )
     _write(tmp_path, {"s.py": "from tlcgcnn.run import go\ngo('a')\n"})

@@ -156,7 +156,8 @@ def test_another_atom_table_is_refused_when_the_job_starts(world, tmp_path):
     save_checkpoint(ck, tmp_path / "other.pt")
     with pytest.raises(
         CheckpointError,
-        match=rf"^{tmp_path / 'other.pt'}: incompatible checkpoint: the atom-feature table does not match \(1 of .* Z = 26\)",
+        match=rf"^{tmp_path / 'other.pt'}: incompatible checkpoint: "
+        r"the atom-feature table does not match \(1 of .* Z = 26\)",
     ):
         check_atom_table(tmp_path / "other.pt")
     check_atom_table(world["model"])  # the package's own table: fine

@@ -118,7 +118,10 @@ def test_labels_name_the_fine_tuning_protocol():
     assert labels.varying_settings(runs) == ("lr", "warmup_epochs")  # epochs are the same everywhere
     assert labels.mode_labels(runs) == {
         "scratch": "CGCNN scratch, lr 1e-3, warm-up 0 epochs",
-        "ef_head": "TL ΔEf: all layers fine-tuned, head re-initialised, pretrained layers at 0.1× lr, lr 3e-4, warm-up 0 epochs",
+        "ef_head": (
+            "TL ΔEf: all layers fine-tuned, head re-initialised, pretrained layers at 0.1× lr, "
+            "lr 3e-4, warm-up 0 epochs"
+        ),
         "ef_warm": "TL ΔEf: all layers fine-tuned, head re-initialised, lr 3e-4, warm-up 2 epochs",
         "rf": "RF",
     }

@@ -66,7 +66,7 @@ def test_absurd_labels_are_set_missing_and_listed(nacl, bcc_fe):
     assert np.isnan(fe["k_vrh"]) and np.isnan(fe["band_gap"])  # 1e12 GPa and a negative gap
     assert fe["formation_energy_per_atom"] == 0.0 and bool(fe["is_metal"]) is True
     labels = report[report["action"] == "label_set_missing"]
-    assert set(zip(labels["material_id"], labels["property"], labels["reason"])) == {
+    assert set(zip(labels["material_id"], labels["property"], labels["reason"], strict=True)) == {
         ("m-2", "k_vrh", "absurd_label"),
         ("m-2", "band_gap", "absurd_label"),
     }

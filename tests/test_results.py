@@ -368,7 +368,8 @@ def test_config_checks_multitask_claims_against_its_sources():
         C.load({**raw, "pretrain": other_split})
     with pytest.raises(
         C.ConfigError,
-        match=r"report.claims m1: a kind: multitask claim compares two pretraining sources; it sets property and size, not \['target'\]",
+        match=r"report.claims m1: a kind: multitask claim compares two pretraining sources; "
+        r"it sets property and size, not \['target'\]",
     ):
         C.load({**raw, "report": {"claims": [_mt_claim("m1", "band_gap", 100, target="hse_gap")]}})
     with pytest.raises(C.ConfigError, match="report.claims c1: a claim comparing two modes needs target and mode"):
@@ -488,7 +489,8 @@ def _publish(tmp_path: Path, name: str = "demo") -> Path:
 def _readme(tmp_path: Path) -> Path:
     readme = tmp_path / "README.md"
     readme.write_text(
-        f"# Project\n\nProse stays.\n\n## Results\n\n{report.BEGIN}\n{report.EMPTY_STATE}\n{report.END}\n\n## Later\n\nMore prose.\n"
+        f"# Project\n\nProse stays.\n\n## Results\n\n{report.BEGIN}\n{report.EMPTY_STATE}\n{report.END}\n\n"
+        "## Later\n\nMore prose.\n"
     )
     return readme
 
@@ -644,7 +646,7 @@ def test_benchmark_files_map_to_their_rules():
         mode = {"finetune_baseline": "lasso", "finetune_frozen": "ef_ridge"}.get(name, "ef_ft")
         values = {"mode": mode, "published": "tables/x.csv"}
         filled = re.sub(
-            r"\{(\w+)(?:,[^{}]*)?\}", lambda m: values.get(m.group(1), "w"), rel
+            r"\{(\w+)(?:,[^{}]*)?\}", lambda m, values=values: values.get(m.group(1), "w"), rel
         )  # {name} or {name,constraint}
         want = None if name.startswith("report") else name
         assert report.benchmark_rule(filled, baseline_modes=["lasso"], frozen_modes=["ef_ridge"]) == want, (

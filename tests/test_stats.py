@@ -212,7 +212,7 @@ def test_selected_modes_form_their_own_holm_family(tmp_path):
     tests, protocol = read_table(out["tests"]), read_table(out["protocol"])
     assert protocol["selected"].sum() == 2
     sel = tests[tests["holm_family"] == SELECTED_FAMILY]
-    assert sorted(zip(sel["target"], sel["mode"], sel["pretrained"])) == [
+    assert sorted(zip(sel["target"], sel["mode"], sel["pretrained"], strict=True)) == [
         ("k", "ef_head", "ef"),
         ("metal", "ef_ft", "ef"),
     ]

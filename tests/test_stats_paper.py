@@ -109,7 +109,7 @@ def test_error_tests_use_the_tasks_metric_and_holm_within_families():
     cls = t[t["target"] == "metal"].iloc[0]
     assert cls["mae_mode"] == pytest.approx(1 - _runs().query("target == 'metal' and mode == 'tl'")["roc_auc"].mean())
     assert cls["mean_diff"] < 0 and cls["p_value"] < 0.01
-    fam = dict(zip(zip(t["target"], t["mode"], t["size"]), t["holm_family"], strict=True))
+    fam = dict(zip(zip(t["target"], t["mode"], t["size"], strict=True), t["holm_family"], strict=True))
     assert fam[("gap", "tl", 50)] == "transfer_vs_scratch" and fam[("gap", "rf", 50)] == "baseline_vs_scratch"
     assert fam[("metal", "tl", 100)] == "classification"
     assert set(t["holm_family"]) <= set(stats.FAMILIES)

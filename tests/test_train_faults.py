@@ -93,7 +93,8 @@ import test_train_faults as T
 df = pd.read_parquet({table!r})
 ids = list(df["material_id"])
 train(table_df=df, graph_dir={gdir!r}, atom_table_path={atoms!r}, split_ids=T._split(ids), target=Target("y", "y"),
-      model_cfg=T.CFG, train_cfg=TrainConfig(epochs={epochs}, batch_size=16, patience=100, amp="none", schedule="cosine", warmup_epochs=1, threads=2),
+      model_cfg=T.CFG, train_cfg=TrainConfig(epochs={epochs}, batch_size=16, patience=100, amp="none", \
+schedule="cosine", warmup_epochs=1, threads=2),
       seed=3, out_checkpoint={out!r}, progress=False, resume_path={state!r})
 """
 

@@ -104,6 +104,13 @@ def test_lint_and_format_are_clean():
     cmd = [str(snakefmt)] if snakefmt.exists() else [sys.executable, "-m", "snakefmt"]
     fmt = subprocess.run([*cmd, "--check", "Snakefile", "rules"], cwd=ROOT, capture_output=True, text=True)
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+    ruff = BIN / "ruff"
+    if not ruff.exists():
+        pytest.fail("ruff is not installed in the test environment (requirements.txt pins it)")
+    paths = ["src", "tests", "workflow", "benchmarks", "setup.py"]
+    for args in (["check", *paths], ["format", "--check", *paths]):
+        res = subprocess.run([str(ruff), *args], cwd=ROOT, capture_output=True, text=True)
+        assert res.returncode == 0, f"ruff {' '.join(args)}:\n{res.stdout}{res.stderr}"
 
 
 def test_conda_envs_are_pinned_and_used():

@@ -21,7 +21,8 @@ ZOO = ROOT / "resources" / "pretrained"
 CARDS = sorted(ZOO.glob("*/card.json"))
 needs_zoo = pytest.mark.skipif(
     not CARDS,
-    reason="no zoo model is published yet (snakemake --configfile config/zoo.yaml publishes them to resources/pretrained/)",
+    reason="no zoo model is published yet "
+    "(snakemake --configfile config/zoo.yaml publishes them to resources/pretrained/)",
 )
 
 

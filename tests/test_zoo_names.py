@@ -117,7 +117,10 @@ def test_the_user_zoo_comes_first_and_a_bad_one_is_named(tmp_path, monkeypatch):
 
 
 def test_zoo_and_calibration_import_without_torch():
-    code = "import sys, tlcgcnn.zoo, tlcgcnn.analysis.calibration; tlcgcnn.zoo.list_models(); assert 'torch' not in sys.modules"
+    code = (
+        "import sys, tlcgcnn.zoo, tlcgcnn.analysis.calibration; "
+        "tlcgcnn.zoo.list_models(); assert 'torch' not in sys.modules"
+    )
     res = subprocess.run(
         [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60, cwd=ROOT
     )

@@ -68,7 +68,10 @@ class Model:
     def __repr__(self) -> str:
         t = self.target
         what = ", ".join(f"{c} [{u or 'dimensionless'}]" for c, u in self.units.items())
-        return f"Model({self.name!r}: {t.task} {what}; {self.seeds} seed(s){'; 90 % interval' if self.calibration else ''})"
+        return (
+            f"Model({self.name!r}: {t.task} {what}; "
+            f"{self.seeds} seed(s){'; 90 % interval' if self.calibration else ''})"
+        )
 
     def predict(
         self,

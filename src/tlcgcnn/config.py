@@ -506,7 +506,8 @@ class Config:
             return self.embedded.input
         if self.dataset.source == "local":
             raise ConfigError(
-                "config: embedded.input is 'download' but dataset.source is local (choose materials_project, oqmd or matbench)"
+                "config: embedded.input is 'download' but dataset.source is local "
+                "(choose materials_project, oqmd or matbench)"
             )
         return f"results/{self.name}/raw/{self.dataset.source}.parquet"
 
@@ -668,7 +669,8 @@ class Config:
         n = parse_size(size)
         if target not in self._targets or n not in self.target_sizes(target) or mode not in self.target_modes(target):
             raise ConfigError(
-                f"config: no fine-tuning cell target={target} size={size} mode={mode} (see finetune.targets, sizes, modes)"
+                f"config: no fine-tuning cell target={target} size={size} mode={mode} "
+                "(see finetune.targets, sizes, modes)"
             )
         m = self.modes[mode]
         gnn = m.estimator is None
@@ -835,7 +837,8 @@ class Config:
         for where, prop in named:
             if prop not in properties.PROPERTIES:
                 raise ConfigError(
-                    f"config: {where}: unknown property {prop!r}; declare it under properties: (unit, range, kind), e.g. "
+                    f"config: {where}: unknown property {prop!r}; "
+                    "declare it under properties: (unit, range, kind), e.g. "
                     f"properties: {{{prop}: {{unit: GPa}}}}, or use a built-in one: {sorted(properties.BUILTIN)}"
                 )
         if self.subsets_needed and self.dataset.source == "local" and self.dataset.path:
@@ -853,7 +856,8 @@ class Config:
                     hint = f" (it has {other}: set split.metal_rule: {other})" if other in mapped else ""
                     raise ConfigError(
                         f"config: a target or source asks for a metal / non-metal subset, which split.metal_rule "
-                        f"{self.split.metal_rule!r} decides by the column {column!r}, but {self.dataset.path} has no such "
+                        f"{self.split.metal_rule!r} decides by the column {column!r}, "
+                        f"but {self.dataset.path} has no such "
                         f"column{hint}; its columns: {cols}. Use subset: all, or add the column"
                     )
 
@@ -867,7 +871,8 @@ class Config:
         for m in modes.values():
             if m.pretrained is not None and m.pretrained not in pre:
                 raise ConfigError(
-                    f"config: finetune.modes.{m.name}.pretrained = {m.pretrained!r} is not a pretrain name (known: {sorted(pre)})"
+                    f"config: finetune.modes.{m.name}.pretrained = {m.pretrained!r} is not a pretrain name "
+                    f"(known: {sorted(pre)})"
                 )
             if m.model is not None and m.model not in self.model_variants:
                 raise ConfigError(f"config: finetune.modes.{m.name}.model = {m.model!r} is not in model_variants")
@@ -878,7 +883,8 @@ class Config:
                 and pre[m.pretrained]["model"] != m.model
             ):
                 raise ConfigError(
-                    f"config: mode {m.name} uses model {m.model!r} but its pretrained {m.pretrained!r} uses {pre[m.pretrained]['model']!r}"
+                    f"config: mode {m.name} uses model {m.model!r} but its pretrained {m.pretrained!r} "
+                    f"uses {pre[m.pretrained]['model']!r}"
                 )
             if m.train_pool not in ("subset", "all"):
                 raise ConfigError(f"config: finetune.modes.{m.name}.train_pool: {m.train_pool!r} is not subset or all")
@@ -903,7 +909,8 @@ class Config:
                 if wide:
                     listed = "" if t.get("modes") else " (a target without `modes` runs every mode: list its modes)"
                     raise ConfigError(
-                        f"config: finetune.modes.{wide[0]}.train_pool: all on target {name}, whose subset is all{listed}: "
+                        f"config: finetune.modes.{wide[0]}.train_pool: all on target {name}, "
+                        f"whose subset is all{listed}: "
                         "train_pool: all trains a metal or non-metal target on every subset's materials; target "
                         f"{name} already trains on them"
                     )
@@ -927,11 +934,13 @@ class Config:
                     raise ConfigError(f"{where}: a fine-tuned model needs mode (a mode name or best)")
                 if mode == "best" and not [x for x in t_modes if modes[x].pretrained and modes[x].kind == "gnn"]:
                     raise ConfigError(
-                        f"{where}: mode best chooses among transfer modes that fine-tune a graph model, but target {zm['target']} has none"
+                        f"{where}: mode best chooses among transfer modes that fine-tune a graph model, "
+                        f"but target {zm['target']} has none"
                     )
                 if mode != "best" and (mode not in t_modes or modes[mode].estimator):
                     raise ConfigError(
-                        f"{where}: mode {mode!r} is not a graph-model mode of target {zm['target']} (its modes: {t_modes})"
+                        f"{where}: mode {mode!r} is not a graph-model mode of target {zm['target']} "
+                        f"(its modes: {t_modes})"
                     )
                 sizes = [parse_size(x) for x in targets[zm["target"]].get("sizes") or self._ft["sizes"]]
                 if parse_size(zm["size"]) not in sizes:
@@ -974,7 +983,8 @@ class Config:
                         )
                     if not [m for m in t_modes if self.modes[m].pretrained == src]:
                         raise ConfigError(
-                            f"{where}: {key} {mode!r}: target {t} has no transfer mode from {src} (its modes: {t_modes})"
+                            f"{where}: {key} {mode!r}: target {t} has no transfer mode from {src} "
+                            f"(its modes: {t_modes})"
                         )
                 elif mode not in t_modes:
                     raise ConfigError(f"{where}: {key} {mode!r} is not a mode of target {t} (its modes: {t_modes})")
@@ -990,7 +1000,8 @@ class Config:
         extra = [k for k in ("target", "mode", "versus") if c.get(k)]
         if extra:
             raise ConfigError(
-                f"{where}: a kind: multitask claim compares two pretraining sources; it sets property and size, not {extra}"
+                f"{where}: a kind: multitask claim compares two pretraining sources; "
+                f"it sets property and size, not {extra}"
             )
         if not c.get("property"):
             raise ConfigError(
@@ -1005,8 +1016,10 @@ class Config:
         ]
         if not paired:
             raise ConfigError(
-                f"{where}: needs a multi-task pretrain source with {c['property']} and a single-task one of it, both of size {size} "
-                f"on one split (same seed, subset, transform, model and labelled_with) (found multi-task {mt}, single-task {st})"
+                f"{where}: needs a multi-task pretrain source with {c['property']} and a single-task one of it, "
+                f"both of size {size} "
+                f"on one split (same seed, subset, transform, model and labelled_with) "
+                f"(found multi-task {mt}, single-task {st})"
             )
 
     @staticmethod
@@ -1016,15 +1029,18 @@ class Config:
         where = f"config: finetune.modes.{m.name}"
         if m.features and not m.estimator:
             raise ConfigError(
-                f"{where}: features: {m.features} needs an estimator (ridge, rf, svr, pls or lasso) fitted on the crystal vectors"
+                f"{where}: features: {m.features} needs an estimator (ridge, rf, svr, pls or lasso) "
+                "fitted on the crystal vectors"
             )
         if m.features and not m.pretrained:
             raise ConfigError(
-                f"{where}: features: {m.features} needs pretrained: <a pretrain name>, the network whose crystal vectors are the features"
+                f"{where}: features: {m.features} needs pretrained: <a pretrain name>, "
+                "the network whose crystal vectors are the features"
             )
         if m.estimator and m.pretrained and not m.features:
             raise ConfigError(
-                f"config: baseline mode {m.name} cannot have pretrained (to fit {m.estimator} on the pretrained network's crystal vectors, add features: frozen)"
+                f"config: baseline mode {m.name} cannot have pretrained "
+                f"(to fit {m.estimator} on the pretrained network's crystal vectors, add features: frozen)"
             )
         if m.estimator and m.model:
             what = "frozen-features mode" if m.features else "baseline mode"
@@ -1033,7 +1049,8 @@ class Config:
             )
         if m.estimator and (m.freeze or m.reinit != "none"):
             raise ConfigError(
-                f"{where}: freeze / reinit change a fine-tuned graph model; an estimator mode ({m.estimator}) trains no network layer"
+                f"{where}: freeze / reinit change a fine-tuned graph model; "
+                f"an estimator mode ({m.estimator}) trains no network layer"
             )
 
     def _check_protocol(self, m: Mode) -> None:
@@ -1065,12 +1082,14 @@ class Config:
                 bad = sorted(k for k in CHECKPOINT_SOURCE_KEYS if k in p)
                 if bad:
                     raise ConfigError(
-                        f"config: pretrain {p['name']}: a checkpoint source takes its target, size, seed and model from "
+                        f"config: pretrain {p['name']}: "
+                        "a checkpoint source takes its target, size, seed and model from "
                         f"{p['checkpoint']}; remove {bad} (see `tlcgcnn info {p['checkpoint']}`)"
                     )
             elif "property" not in p:
                 raise ConfigError(
-                    f"config: pretrain {p['name']}: needs a `property` to be trained, or a `checkpoint` file to start from"
+                    f"config: pretrain {p['name']}: "
+                    "needs a `property` to be trained, or a `checkpoint` file to start from"
                 )
 
     def _check_checkpoint_sources(self) -> None:
@@ -1098,7 +1117,8 @@ class Config:
                     continue
                 want = self.model_config(m.model)
                 diff = [
-                    f"{k}: {src_model.get(k, '<absent>')!r} in the checkpoint vs {want[k]!r} in {'model_variants.' + m.model if m.model else 'model'}"
+                    f"{k}: {src_model.get(k, '<absent>')!r} in the checkpoint vs {want[k]!r} "
+                    f"in {'model_variants.' + m.model if m.model else 'model'}"
                     for k in want
                     if src_model.get(k, "<absent>") != want[k]
                 ]
@@ -1119,7 +1139,8 @@ class Config:
             if not self.external_targets(name):
                 have = sorted({(t["property"], t["transform"]) for t in self._targets.values()})
                 raise ConfigError(
-                    f"config: external {name}: no fine-tuning target with a graph model has property {e.property!r} and "
+                    f"config: external {name}: "
+                    f"no fine-tuning target with a graph model has property {e.property!r} and "
                     f"transform {e.transform!r} (targets have {have})"
                 )
 

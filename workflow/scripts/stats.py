@@ -1,4 +1,5 @@
-"""Snakemake adapter: metrics table, paired t-tests and the protocol chosen on validation data (tlcgcnn.analysis.stats)."""
+"""Snakemake adapter: metrics table, paired t-tests and the protocol chosen on validation data
+(tlcgcnn.analysis.stats)."""
 
 import os
 import sys

@@ -95,7 +95,8 @@ def overlap(external_table: str | Path, main_table: str | Path, out: str | Path)
     df = pd.DataFrame(rows, columns=["material_id", "formula", "same_id", "n_matches", "matches"])
     io.write_parquet(df, out)
     log.info(
-        "%d external materials: %d share an id with the main table, %d match a main structure (%d same-formula comparisons)",
+        "%d external materials: %d share an id with the main table, %d match a main structure "
+        "(%d same-formula comparisons)",
         len(df),
         int(df["same_id"].sum()) if len(df) else 0,
         int((df["n_matches"] > df["same_id"].astype(int)).sum()) if len(df) else 0,
@@ -174,7 +175,8 @@ def evaluate_target(
             ids = evaluation_ids(df, target, split_cfg, external)
             if not ids:
                 raise ValueError(
-                    f"external {external}: no labelled material of {target.property} in the {target.subset} subset of {table_path}"
+                    f"external {external}: no labelled material of {target.property} in the {target.subset} subset "
+                    f"of {table_path}"
                 )
             seen = set(ckpt["split"]["train"]) | set(ckpt["split"]["val"])
             flag = np.array([any(m in seen for m in ov.at[i, "matches"]) for i in ids], dtype=bool)
@@ -223,7 +225,8 @@ def evaluate_target(
                 )
             )
             log.info(
-                "%s on %s n=%s %s seed %s: MAE %.4f (%d materials), %.4f without the %d seen in training (test MAE %.4f)",
+                "%s on %s n=%s %s seed %s: MAE %.4f (%d materials), %.4f without the %d seen in training "
+                "(test MAE %.4f)",
                 rec["target"],
                 external,
                 rec["size"],

@@ -156,7 +156,8 @@ def compare_pair(pair: SourcePair, mt_pred: pd.DataFrame, st_pred: pd.DataFrame)
         only_mt, only_st = sorted(mt_ids - st_ids), sorted(st_ids - mt_ids)
         raise PairMismatchError(
             f"{names} were not evaluated on the same test set ({len(mt_ids)} vs {len(st_ids)} materials; "
-            f"{len(only_mt)} only in {pair.mt_source!r}, e.g. {only_mt[:3]}; {len(only_st)} only in {pair.st_source!r}, e.g. {only_st[:3]}): "
+            f"{len(only_mt)} only in {pair.mt_source!r}, e.g. {only_mt[:3]}; "
+            f"{len(only_st)} only in {pair.st_source!r}, e.g. {only_st[:3]}): "
             "their pretrain entries must give one split (same size, seed, subset and labelled_with)"
         )
     a = (
@@ -178,7 +179,8 @@ def compare_pair(pair: SourcePair, mt_pred: pd.DataFrame, st_pred: pd.DataFrame)
     bad = ~np.isclose(v["true_mt"], v["true_st"], rtol=1e-6, atol=1e-9)
     if bad.any():
         raise PairMismatchError(
-            f"{names} hold different {pair.property} labels for {int(bad.sum())} of their {len(bad)} test materials (e.g. {both['material_id'].iloc[int(np.argmax(bad))]!r})"
+            f"{names} hold different {pair.property} labels for {int(bad.sum())} of their {len(bad)} test materials "
+            f"(e.g. {both['material_id'].iloc[int(np.argmax(bad))]!r})"
         )
     if len(both) == 0:
         raise PairMismatchError(f"{names} share no test material labelled with {pair.property}")

@@ -88,10 +88,18 @@ def collect(paths: Iterable[str | Path]) -> pd.DataFrame:
 
 FAMILIES: dict[str, str] = {
     "transfer_vs_scratch": "regression targets: each pretrained (transfer) mode against the baseline mode",
-    "baseline_vs_scratch": "regression targets: each scikit-learn baseline on composition descriptors against the baseline mode",
-    "model_vs_scratch": "regression targets: each other model trained from scratch (e.g. attention convolution vs CGCNN) against the baseline mode",
+    "baseline_vs_scratch": (
+        "regression targets: each scikit-learn baseline on composition descriptors against the baseline mode"
+    ),
+    "model_vs_scratch": (
+        "regression targets: each other model trained from scratch (e.g. attention convolution vs CGCNN) "
+        "against the baseline mode"
+    ),
     "classification": "classification targets: every mode against the baseline mode (error 1 − ROC-AUC)",
-    "selected_vs_scratch": "each (target, size, pretraining source) with several transfer modes: the mode selected on validation data against the baseline mode",
+    "selected_vs_scratch": (
+        "each (target, size, pretraining source) with several transfer modes: the mode selected on validation data "
+        "against the baseline mode"
+    ),
 }
 SELECTED_FAMILY = "selected_vs_scratch"
 _FAMILY_OF_RUN = {"transfer": "transfer_vs_scratch", "baseline": "baseline_vs_scratch", "scratch": "model_vs_scratch"}
@@ -338,7 +346,8 @@ def protocol_table(df: pd.DataFrame, baseline: str = "scratch", mode_order: list
             rows.append({**g, "selected": i == sel, **summary})
         n_val = min((g["n_val"] for g in group if g["n_val"] is not None), default=None)
         log.info(
-            "%s n=%s from %s: %s selected on validation data among %s; its test error %.4g is %+.1f %% vs the best, %+.1f %% vs the worst",
+            "%s n=%s from %s: %s selected on validation data among %s; its test error %.4g is %+.1f %% vs the best, "
+            "%+.1f %% vs the worst",
             target,
             size,
             source,

@@ -6,7 +6,8 @@
 * ``tlcgcnn info NAME|M.pt [--json]``.
 
 Thin: argument parsing and messages only; the work is in :mod:`tlcgcnn.predict`,
-:mod:`tlcgcnn.cli.runner` (which runs the Snakemake workflow) and :mod:`tlcgcnn.train.checkpoint`. A user error (a bad checkpoint, an unreadable input) prints one
+:mod:`tlcgcnn.cli.runner` (which runs the Snakemake workflow) and :mod:`tlcgcnn.train.checkpoint`.
+A user error (a bad checkpoint, an unreadable input) prints one
 line ``tlcgcnn: error: ...`` on stderr and exits with status 2, without a traceback.
 """
 
@@ -59,8 +60,9 @@ def _parser() -> argparse.ArgumentParser:
         "predict",
         help="predict a property for structure files, folders or tables of structures",
         description=(
-            "Predict the property a model was trained on for new crystals. INPUT: structure files (CIF, POSCAR/CONTCAR, "
-            ".vasp, extended XYZ), folders of them (id = file name), or CSV/Parquet/JSON tables with a structure column "
+            "Predict the property a model was trained on for new crystals. "
+            "INPUT: structure files (CIF, POSCAR/CONTCAR, .vasp, extended XYZ), folders of them (id = file name), "
+            "or CSV/Parquet/JSON tables with a structure column "
             "(cif, structure, poscar: CIF, POSCAR, extended-XYZ text or pymatgen JSON) and an optional id column such "
             "as material_id. Structures are validated as in ingest; every dropped input is listed with its reason in "
             "the dropped report. Outputs are in the property's units (a log10 target also as log10_<property>); with "
@@ -80,8 +82,8 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         required=True,
         metavar="MODEL",
-        help="a published model's name (tlcgcnn models), a checkpoint, or a folder of seed checkpoints (a zoo folder or a "
-        "fine-tuning cell's results/.../n<size>/<mode>); repeat for an ensemble",
+        help="a published model's name (tlcgcnn models), a checkpoint, or a folder of seed checkpoints "
+        "(a zoo folder or a fine-tuning cell's results/.../n<size>/<mode>); repeat for an ensemble",
     )
     p.add_argument(
         "-o",
@@ -109,13 +111,15 @@ def _parser() -> argparse.ArgumentParser:
 
     f = sub.add_parser(
         "finetune",
-        help="fine-tune a pretrained checkpoint on your own table with the pipeline (scratch vs transfer, t-tests, figures)",
+        help="fine-tune a pretrained checkpoint on your own table with the pipeline "
+        "(scratch vs transfer, t-tests, figures)",
         description=(
-            "Fine-tune a pretrained checkpoint on a table of your own structures and labels with the Snakemake workflow: "
+            "Fine-tune a pretrained checkpoint on a table of your own structures and labels "
+            "with the Snakemake workflow: "
             "writes WORKDIR/config.yaml (the checkpoint as a `checkpoint:` pretraining source, its featurization and "
             "architecture), prints the snakemake command that repeats the run, and runs it. Results under "
-            "WORKDIR/results/NAME/: fine-tuned models and test predictions per (size, mode), the paired scratch-vs-transfer "
-            "t-tests (stats/ttests.csv) and the learning-curve figure. Modes: "
+            "WORKDIR/results/NAME/: fine-tuned models and test predictions per (size, mode), "
+            "the paired scratch-vs-transfer t-tests (stats/ttests.csv) and the learning-curve figure. Modes: "
             + "; ".join(f"{k}: {v}" for k, v in MODE_HELP.items())
             + "."
         ),
@@ -130,7 +134,8 @@ def _parser() -> argparse.ArgumentParser:
         "--data",
         required=True,
         metavar="DATA",
-        help="a CIF folder with id_prop.csv (cgcnn's layout, header optional); a folder of structure files (CIF, POSCAR, "
+        help="a CIF folder with id_prop.csv (cgcnn's layout, header optional); "
+        "a folder of structure files (CIF, POSCAR, "
         "extxyz) with a labels CSV; or a table (csv/parquet/json) with an id column, a structure column and the label",
     )
     f.add_argument(
@@ -249,7 +254,8 @@ def _predict(args: argparse.Namespace) -> int:
         reasons = ", ".join(f"{k}: {v}" for k, v in summary["dropped_by_reason"].items()) or "none"
         interval = "; calibrated 90 % interval" if summary["interval"] else ""
         print(
-            f"predicted {summary['predicted']} crystals with {len(summary['models'])} model(s) of {summary['target']} ({units}{interval}) -> {summary['out']}\n"
+            f"predicted {summary['predicted']} crystals with {len(summary['models'])} model(s) "
+            f"of {summary['target']} ({units}{interval}) -> {summary['out']}\n"
             f"dropped {summary['dropped']} ({reasons}) -> {summary['dropped_report']}",
             file=sys.stderr,
         )

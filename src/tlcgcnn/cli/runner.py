@@ -93,7 +93,8 @@ def declare_label(
         known = properties.PROPERTIES[prop]
         if unit is not None and unit != known.unit:
             raise RunnerError(
-                f"--unit {unit!r}: {prop} is a built-in property in {known.unit or 'no units'}; name your column otherwise"
+                f"--unit {unit!r}: {prop} is a built-in property in {known.unit or 'no units'}; "
+                "name your column otherwise"
             )
         return None
     if re.fullmatch(properties.NAME_PATTERN, prop) is None:
@@ -326,7 +327,8 @@ def run(
         )
     elif code != 0:
         print(
-            f"tlcgcnn: the run failed (snakemake exit status {code}); each job's log is under {wd / 'results' / raw['name'] / 'logs'}",
+            f"tlcgcnn: the run failed (snakemake exit status {code}); "
+            f"each job's log is under {wd / 'results' / raw['name'] / 'logs'}",
             file=sys.stderr,
         )
     return RunOutcome(

@@ -196,7 +196,8 @@ def read_structure_folder(folder: Path, labels: str | Path | None = None) -> pd.
         csvs = sorted(f for f in folder.iterdir() if f.is_file() and f.name.lower().endswith((".csv", ".csv.gz")))
         if len(csvs) > 1:
             raise InputError(
-                f"{folder}: several CSV files ({[c.name for c in csvs]}); name the labels file (dataset.labels or --labels)"
+                f"{folder}: several CSV files ({[c.name for c in csvs]}); "
+                "name the labels file (dataset.labels or --labels)"
             )
         labels = csvs[0] if csvs else None
     if labels is None:

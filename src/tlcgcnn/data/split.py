@@ -134,11 +134,13 @@ def target_split(
         in_test = np.array([i in fixed for i in perm], dtype=bool)
         if not in_test.any():
             raise ValueError(
-                f"split.test_ids: none of its {len(fixed)} ids is among the {len(ids)} materials labelled with {prop!r} in this subset"
+                f"split.test_ids: none of its {len(fixed)} ids is among the {len(ids)} materials "
+                f"labelled with {prop!r} in this subset"
             )
         if in_test.all():
             raise ValueError(
-                f"split.test_ids: all {len(ids)} materials labelled with {prop!r} in this subset are test ids: nothing is left to train on"
+                f"split.test_ids: all {len(ids)} materials labelled with {prop!r} in this subset are test ids: "
+                "nothing is left to train on"
             )
         out = {
             "property": prop,

@@ -267,7 +267,8 @@ def featurize(
             " ..." if len(isolated) > 5 else "",
         )
     log.info(
-        "featurized %d crystals (%d atoms) into %d shards; radius grown for %d crystals, %d atoms padded; %.1f bytes/atom",
+        "featurized %d crystals (%d atoms) into %d shards; radius grown for %d crystals, %d atoms padded; "
+        "%.1f bytes/atom",
         manifest["crystals"],
         manifest["atoms"],
         len(results),

@@ -290,7 +290,8 @@ def markdown(card: Mapping[str, Any], folder: str | Path) -> str:
     )
     tr = card["training"]
     train_rows = "\n".join(
-        f"| {r['seed']} | {r['n_train']:,} | {r['n_val']:,} | {r['epochs_run']} | {r['best_epoch']} | {_fmt(r['best_val_score'])} | {_fmt(r['train_seconds'])} | {r['device'] or '–'}, {r['precision'] or '–'} |"
+        f"| {r['seed']} | {r['n_train']:,} | {r['n_val']:,} | {r['epochs_run']} | {r['best_epoch']} | "
+        f"{_fmt(r['best_val_score'])} | {_fmt(r['train_seconds'])} | {r['device'] or '–'}, {r['precision'] or '–'} |"
         for r in tr
     )
     keys = [k for k in CARD_METRICS if k != "n_test" and any(k in s for s in test["per_seed"])]
@@ -317,11 +318,18 @@ def markdown(card: Mapping[str, Any], folder: str | Path) -> str:
     compared = ""
     if card.get("compared"):
         rows = "\n".join(f"| {c['mode']} | {_fmt(c['mean_best_val'])} | {c['seeds']} |" for c in card["compared"])
-        compared = f"\n\nChosen among the target's transfer modes by the mean best validation score (`mode: best`; the test set plays no part):\n\n| mode | mean best validation score | seeds |\n|---|---|---|\n{rows}\n"
+        compared = (
+            "\n\nChosen among the target's transfer modes by the mean best validation score "
+            "(`mode: best`; the test set plays no part):\n\n"
+            f"| mode | mean best validation score | seeds |\n|---|---|---|\n{rows}\n"
+        )
     transfer = "trained from scratch"
     if card.get("transfer"):
         x = card["transfer"]
-        transfer = f"fine-tuned from the pretraining source `{x.get('pretrained')}` (freeze {x.get('freeze')}, reinit {x.get('reinit')})"
+        transfer = (
+            f"fine-tuned from the pretraining source `{x.get('pretrained')}` "
+            f"(freeze {x.get('freeze')}, reinit {x.get('reinit')})"
+        )
     models = " ".join(f"--model {folder}/{f}" for f in card["files"])
     mc = card["model"]["config"]
     order = [*(k for k in CONFIG_ORDER if k in mc), *(k for k in mc if k not in CONFIG_ORDER)]
@@ -362,7 +370,8 @@ Validation score: {tr[0]["best_val_score_is"]}.{compared}
 
 - {cfg}; {card["model"]["n_params"]:,} parameters
 - featurization: {card["featurization"].get("params", card["featurization"])}
-- tlcgcnn {code.get("package_version")}, git {code.get("git_commit")}, config `{code["config_name"]}` (sha256 {code.get("config_sha256")}), torch {code.get("torch_version")}
+- tlcgcnn {code.get("package_version")}, git {code.get("git_commit")}, config `{code["config_name"]}` \
+(sha256 {code.get("config_sha256")}), torch {code.get("torch_version")}
 
 ## Use
 

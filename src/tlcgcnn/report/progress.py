@@ -230,7 +230,8 @@ def progress_markdown(cfg: Config, results: Path, parallel: int = 1) -> str:
     out = [
         f"# Progress of `{cfg.name}` ({results})",
         "",
-        f"Fine-tuning cells: **{n_done} of {len(cells)} finished**; seeds: {int(cells['seeds_done'].sum())} of {int(cells['seeds'].sum())}.",
+        f"Fine-tuning cells: **{n_done} of {len(cells)} finished**; "
+        f"seeds: {int(cells['seeds_done'].sum())} of {int(cells['seeds'].sum())}.",
         "",
     ]
     table = (
@@ -251,7 +252,8 @@ def progress_markdown(cfg: Config, results: Path, parallel: int = 1) -> str:
         total = float(known.sum())
         out.append(
             f"{len(left)} cells left; their job time, estimated from the finished cells' times: "
-            f"**{_hours(total)}** (about {_hours(total / max(parallel, 1))} of wall time with {parallel} job(s) at once). "
+            f"**{_hours(total)}** (about {_hours(total / max(parallel, 1))} of wall time "
+            f"with {parallel} job(s) at once). "
             "Pretraining and the report's own jobs are not counted."
         )
         factor, groups = cpu_factor(cells)
@@ -271,7 +273,8 @@ def progress_markdown(cfg: Config, results: Path, parallel: int = 1) -> str:
         "",
         "## Claims so far (interim)",
         "",
-        "Tested on the finished cells only: the Holm correction covers the finished cells' tests, so these p-values are "
+        "Tested on the finished cells only: the Holm correction covers the finished cells' tests, "
+        "so these p-values are "
         "not the published ones. A finished cell's runs do not change and Holm's adjusted p-values only grow with "
         "the family, so a published p-value will be at least the one here: a claim not significant here stays so. "
         "Not a result until the run is finished and published.",

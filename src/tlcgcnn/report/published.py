@@ -179,7 +179,8 @@ def _paired_from_metrics(c: Mapping[str, Any], metrics: pd.DataFrame, source: st
     pairs = runs["versus"].merge(runs["mode"], on="seed")
     if pairs.empty:
         raise ReportError(
-            f"claim {c['id']}: {source}: modes {c['mode']!r} and {c['versus']!r} share no seed for target {c['target']} at size {c['size']}"
+            f"claim {c['id']}: {source}: modes {c['mode']!r} and {c['versus']!r} share no seed "
+            f"for target {c['target']} at size {c['size']}"
         )
     test = paired(pairs["versus"].to_numpy(float), pairs["mode"].to_numpy(float))
     task = (
@@ -223,7 +224,8 @@ def resolve_mode(
             chosen = grp.loc[grp["selected"].astype(str) == "True", "mode"].unique()
             if len(chosen) != 1:
                 raise ReportError(
-                    f"{where}: {sources[2]} selects {len(chosen)} modes from {src} for {cell} (expected 1: no validation scores?)"
+                    f"{where}: {sources[2]} selects {len(chosen)} modes from {src} for {cell} "
+                    "(expected 1: no validation scores?)"
                 )
             return str(chosen[0]), True
     ran = (
@@ -236,7 +238,8 @@ def resolve_mode(
     modes = sorted(ran["mode"].astype(str).unique()) if len(ran) else []
     if len(modes) != 1:
         raise ReportError(
-            f"{where}: {sources[2]} has no selection from {src} for {cell}, and {sources[1]} has {len(modes)} modes from it {modes} (expected 1)"
+            f"{where}: {sources[2]} has no selection from {src} for {cell}, "
+            f"and {sources[1]} has {len(modes)} modes from it {modes} (expected 1)"
         )
     return modes[0], False
 
@@ -263,7 +266,8 @@ def _from_tests(
     if len(hit) != 1:
         fam_text = f" in family {SELECTED_FAMILY} from {selected_from}" if selected_from is not None else ""
         raise ReportError(
-            f"claim {c['id']}: {source} has {len(hit)} rows{fam_text} for target {c['target']}, size {c['size']}, mode {c['mode']} "
+            f"claim {c['id']}: {source} has {len(hit)} rows{fam_text} "
+            f"for target {c['target']}, size {c['size']}, mode {c['mode']} "
             f"vs {c['versus']} (expected 1: is that cell part of the run?)"
         )
     r = hit.iloc[0]
@@ -295,7 +299,8 @@ def _multitask_claim(c: Mapping[str, Any], multitask: pd.DataFrame, source: str)
     )
     if len(hit) != 1:
         raise ReportError(
-            f"claim {c['id']}: {source} has {len(hit)} rows for property {c['property']} at pretraining size {c['size']} "
+            f"claim {c['id']}: {source} has {len(hit)} rows for property {c['property']} "
+            f"at pretraining size {c['size']} "
             "(expected 1: a multi-task source and a single-task source of that property on one split)"
         )
     r = hit.iloc[0]
@@ -529,7 +534,8 @@ def _what_ran(
     ft = cfg["finetune"]
     files = ", ".join(f"`{f}`" for f in s.get("configfiles") or []) or "(given on the command line)"
     out = [
-        f"* Config: {files}, name `{cfg['name']}` (resolved config sha256 `{s['config_sha256'][:12]}…`; all of it in provenance.json)."
+        f"* Config: {files}, name `{cfg['name']}` "
+        f"(resolved config sha256 `{s['config_sha256'][:12]}…`; all of it in provenance.json)."
     ]
     out.append(
         f"* Data: `{ingest.get('input')}` (sha256 `{str(ingest.get('input_sha256'))[:12]}…`): "
@@ -546,14 +552,18 @@ def _what_ran(
             line += f" ({t.get('subset', 'all')} crystals, size {src['size']}, seed {src['seed']})"
         m = pre_by_name.get(src["name"])
         if m is not None and m.get("mae") is not None:
-            line += f": test MAE {fmt_error(float(m['mae']))} on {_thousands(m['n_test'])} test crystals after training on {_thousands(m['n_train'])}"
+            line += (
+                f": test MAE {fmt_error(float(m['mae']))} on {_thousands(m['n_test'])} test crystals "
+                f"after training on {_thousands(m['n_train'])}"
+            )
         out.append(line + ".")
     labels = s.get("labels") or {}
     for t in ft["targets"]:
         sizes = t.get("sizes") or ft["sizes"]
         out.append(
             f"* Target `{t['name']}` ({labels.get(t['name'], t['name'])}): {t['property']}"
-            f"{', log10' if t.get('transform') == 'log10' else ''}, {t.get('subset', 'all')} crystals, {t.get('task', 'regression')}; "
+            f"{', log10' if t.get('transform') == 'log10' else ''}, {t.get('subset', 'all')} crystals, "
+            f"{t.get('task', 'regression')}; "
             f"training sizes {', '.join(map(str, sizes))}."
         )
     out.append(
@@ -564,12 +574,14 @@ def _what_ran(
     if not metrics.empty:
         cells = metrics.drop_duplicates(["target", "size", "mode"]).shape[0]
         out.append(
-            f"* Runs: {_thousands(len(metrics))} fine-tuning runs in {_thousands(cells)} cells, each scored on its target's fixed test set."
+            f"* Runs: {_thousands(len(metrics))} fine-tuning runs in {_thousands(cells)} cells, "
+            "each scored on its target's fixed test set."
         )
     out.extend(_devices_text(devices(metrics, pretrain)))
     if wall.get("jobs"):
         out.append(
-            f"* Job time: {_duration(wall['total_s'])}, the wall times of {_thousands(wall['jobs'])} jobs summed (jobs that ran "
+            f"* Job time: {_duration(wall['total_s'])}, "
+            f"the wall times of {_thousands(wall['jobs'])} jobs summed (jobs that ran "
             "in parallel overlap, so the run itself took less; per rule in provenance.json)"
             + (f"; CPU time {_duration(wall['total_cpu_s'])}" if wall.get("total_cpu_s") is not None else "")
             + "."
@@ -634,7 +646,8 @@ def _devices_text(dev: Mapping[str, Any]) -> list[str]:
     out = []
     if runs:
         parts = [
-            f"{_thousands(sum(by.values()))} on {where} ({', '.join(f'{p} {_thousands(n)}' for p, n in sorted(by.items()))})"
+            f"{_thousands(sum(by.values()))} on {where} "
+            f"({', '.join(f'{p} {_thousands(n)}' for p, n in sorted(by.items()))})"
             for where, by in sorted(runs.items(), key=lambda kv: -sum(kv[1].values()))
         ]
         line = "* Devices: fine-tuning runs " + "; ".join(parts) + "."
@@ -729,8 +742,10 @@ def _family_table(tests: pd.DataFrame, labels: Mapping[str, str]) -> str:
 def correlation_text(c: Mapping[str, Any]) -> str:
     """One sentence on two properties' correlation (stats/ef_eg_correlation.json)."""
     return (
-        f"Over the {_thousands(c['n'])} crystals with both, {property_label(str(c['x']))} and {property_label(str(c['y']))} "
-        f"have Pearson r = {float(c['pearson_r']):.3f} (95 % CI {float(c['pearson_ci_low']):.3f} to {float(c['pearson_ci_high']):.3f}, "
+        f"Over the {_thousands(c['n'])} crystals with both, "
+        f"{property_label(str(c['x']))} and {property_label(str(c['y']))} "
+        f"have Pearson r = {float(c['pearson_r']):.3f} "
+        f"(95 % CI {float(c['pearson_ci_low']):.3f} to {float(c['pearson_ci_high']):.3f}, "
         f"p = {fmt_p(float(c['pearson_p']))}) and Spearman ρ = {float(c['spearman_rho']):.3f}."
     )
 
@@ -800,7 +815,8 @@ def summary_markdown(
     labels = settings.get("labels") or {}
     parts = [
         f"# Results: `{name}`",
-        f"Published from `{settings['results']}/` by the rule `report` (`tlcgcnn.report.published`); data and config hashes, "
+        f"Published from `{settings['results']}/` by the rule `report` (`tlcgcnn.report.published`); "
+        "data and config hashes, "
         "code commit, machine and wall time per rule are in [provenance.json](provenance.json). "
         f"Errors are test errors on each target's fixed test set (MAE in the target's units; 1 − ROC-AUC for "
         f"classification), mean over the paired seeds.",
@@ -824,8 +840,9 @@ def summary_markdown(
     if multitask is not None and not multitask.empty:
         parts.append("## Multi-task vs single-task pretraining (MT-CGCNN)")
         parts.append(
-            "Each multi-task source against the single-task source of one of its properties, trained on the same crystals "
-            "and scored on the same test set; paired t-test over the test crystals' absolute errors, Holm-corrected over "
+            "Each multi-task source against the single-task source of one of its properties, "
+            "trained on the same crystals and scored on the same test set; "
+            "paired t-test over the test crystals' absolute errors, Holm-corrected over "
             f"these {len(multitask)} tests. Errors in the property's units."
         )
         parts.append(_multitask_table(multitask))
@@ -842,7 +859,8 @@ def summary_markdown(
     if wall.get("per_rule"):
         parts.append("## Compute per rule")
         parts.append(
-            "The wall time of each rule's jobs summed from Snakemake's benchmark files (jobs that ran in parallel overlap), "
+            "The wall time of each rule's jobs summed from Snakemake's benchmark files "
+            "(jobs that ran in parallel overlap), "
             "and their CPU time where recorded."
         )
         parts.append(compute_table(wall))
@@ -1129,7 +1147,8 @@ def readme_block(folders: Sequence[str | Path], readme: str | Path) -> str:
         parts.append(
             f"{FOLDER_MARK.format(rel)}\n**`{prov['name']}`** ({files}; [summary]({rel}/summary.md), "
             f"[provenance]({rel}/provenance.json)). Test errors, mean over paired seeds; a claim holds with a "
-            f"Holm-adjusted paired t-test p < {ALPHA} in the claimed direction.\n\n{claims_table(read_claims(f / 'claims.csv'))}"
+            f"Holm-adjusted paired t-test p < {ALPHA} in the claimed direction.\n\n"
+            f"{claims_table(read_claims(f / 'claims.csv'))}"
         )
     return "\n\n".join(parts)
 

@@ -150,7 +150,8 @@ def check_compatible(
             given = atom_table.detach().cpu().float()
             if stored.shape != given.shape:
                 problems.append(
-                    f"the atom-feature table does not match (shape {list(stored.shape)} in the checkpoint vs {list(given.shape)} in {table_name})"
+                    f"the atom-feature table does not match "
+                    f"(shape {list(stored.shape)} in the checkpoint vs {list(given.shape)} in {table_name})"
                 )
             elif not torch.equal(stored, given):
                 rows = torch.nonzero((stored != given).any(dim=1)).flatten()
@@ -158,7 +159,8 @@ def check_compatible(
                     str(int(r)) for r in rows[:5]
                 )  # row Z holds element Z + (", ..." if len(rows) > 5 else "")
                 problems.append(
-                    f"the atom-feature table does not match ({len(rows)} of {stored.shape[0]} element rows differ from {table_name}, Z = {z})"
+                    f"the atom-feature table does not match "
+                    f"({len(rows)} of {stored.shape[0]} element rows differ from {table_name}, Z = {z})"
                 )
     if problems:
         raise CheckpointError(f"{path}: incompatible checkpoint: " + "; ".join(problems))
@@ -178,7 +180,8 @@ def featurize_params(ckpt: dict[str, Any], path: str | Path = "<checkpoint>") ->
     version = feat.get("format_version")
     if version != FEATURIZE_VERSION:
         raise CheckpointError(
-            f"{path}: its graphs were built with featurization format {version!r}; this tlcgcnn builds format {FEATURIZE_VERSION}"
+            f"{path}: its graphs were built with featurization format {version!r}; "
+            f"this tlcgcnn builds format {FEATURIZE_VERSION}"
         )
     try:
         return FeaturizeParams(**feat["params"])
@@ -322,7 +325,8 @@ def format_description(d: dict[str, Any]) -> str:
     lines = [
         f"checkpoint      {d['file']} (format {d['format_version']})",
         f"target          {t['name']}: {units}; transform {t['transform']}; task {t['task']}; subset {t['subset']}",
-        f"training data   sha256 {data['data_sha256'] or 'not recorded'}; {data['n_train']} train / {data['n_val']} val / {data['n_test']} test"
+        f"training data   sha256 {data['data_sha256'] or 'not recorded'}; "
+        f"{data['n_train']} train / {data['n_val']} val / {data['n_test']} test"
         + (f"; size {data['size']}" if data["size"] is not None else "")
         + f"; seed {data['seed']}"
         + (f"; stage {data['stage']}, mode {data['mode']}" if data["stage"] else ""),
@@ -338,7 +342,8 @@ def format_description(d: dict[str, Any]) -> str:
     )
     if m["best_val_score"] is not None:
         lines.append(
-            f"validation      best {m['best_val_score']:.6g} ({m['best_val_score_is']}) at epoch {m['best_epoch']} of {m['epochs_run']}"
+            f"validation      best {m['best_val_score']:.6g} ({m['best_val_score_is']}) "
+            f"at epoch {m['best_epoch']} of {m['epochs_run']}"
         )
     if m["test"]:
         lines.append(
@@ -350,14 +355,16 @@ def format_description(d: dict[str, Any]) -> str:
         lines.append("test            no metrics.json or card.json next to the checkpoint")
     c = d["code"]
     lines.append(
-        f"code            tlcgcnn {c['package_version'] or '?'}, git {c['git_commit'] or '?'}, config sha256 {c['config_sha256'] or '?'}; torch {d['torch_version'] or '?'}"
+        f"code            tlcgcnn {c['package_version'] or '?'}, git {c['git_commit'] or '?'}, "
+        f"config sha256 {c['config_sha256'] or '?'}; torch {d['torch_version'] or '?'}"
     )
     tr = d["transfer"]
     if tr:
         scale = tr.get("backbone_lr_scale", 1.0)
         lr = f"; pretrained layers at {scale:g}× lr" if scale != 1.0 else ""
         lines.append(
-            f"transfer        from {tr.get('checkpoint')} (pretrained {tr.get('pretrained')}); freeze {tr.get('freeze')}, reinit {tr.get('reinit')}{lr}"
+            f"transfer        from {tr.get('checkpoint')} (pretrained {tr.get('pretrained')}); "
+            f"freeze {tr.get('freeze')}, reinit {tr.get('reinit')}{lr}"
         )
     else:
         lines.append("transfer        none (trained from scratch)")

@@ -74,13 +74,15 @@ def read(path: str | Path) -> dict[str, Any]:
         ValueError,
     ) as exc:
         raise CheckpointInfoError(
-            f"{p}: not a tlcgcnn checkpoint (written by torch.save as a zip archive): {str(exc)[:200] or type(exc).__name__}"
+            f"{p}: not a tlcgcnn checkpoint (written by torch.save as a zip archive): "
+            f"{str(exc)[:200] or type(exc).__name__}"
         ) from None
     if not isinstance(ckpt, dict) or "format_version" not in ckpt:
         raise CheckpointInfoError(f"{p}: not a tlcgcnn checkpoint (no format_version)")
     if ckpt["format_version"] != CHECKPOINT_VERSION:
         raise CheckpointInfoError(
-            f"{p}: checkpoint format version {ckpt['format_version']!r}, but this tlcgcnn reads version {CHECKPOINT_VERSION}"
+            f"{p}: checkpoint format version {ckpt['format_version']!r}, "
+            f"but this tlcgcnn reads version {CHECKPOINT_VERSION}"
         )
     missing = [k for k in ("model_config", "target", "split") if k not in ckpt]
     if missing:

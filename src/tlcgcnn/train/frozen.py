@@ -111,7 +111,8 @@ def frozen_cell(
     embed_seconds = time.perf_counter() - t0
     if not np.isfinite(X.to_numpy()).all():
         raise ValueError(
-            f"{pretrained}: non-finite crystal vectors for {int((~np.isfinite(X.to_numpy())).any(axis=1).sum())} crystals of {graph_dir}"
+            f"{pretrained}: non-finite crystal vectors for "
+            f"{int((~np.isfinite(X.to_numpy())).any(axis=1).sum())} crystals of {graph_dir}"
         )
     log.info(
         "%s: %d crystals embedded by %s (%d features) in %.1f s",

@@ -198,7 +198,8 @@ def fit(
         st = torch.load(state_path, map_location=dev, weights_only=True)
         if st.get("seed") != seed or st.get("epochs") != cfg.epochs:
             raise ValueError(
-                f"{state_path}: training state of seed {st.get('seed')} / {st.get('epochs')} epochs, not seed {seed} / {cfg.epochs}; delete it to start over"
+                f"{state_path}: training state of seed {st.get('seed')} / {st.get('epochs')} epochs, "
+                f"not seed {seed} / {cfg.epochs}; delete it to start over"
             )
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["optimizer"])
@@ -244,7 +245,8 @@ def fit(
             value = float(loss.detach())
             if not math.isfinite(value):
                 raise NonFiniteError(
-                    f"{desc}: non-finite training loss ({value}) at epoch {epoch}, step {step}, seed {seed}; lower train.lr or check the labels"
+                    f"{desc}: non-finite training loss ({value}) at epoch {epoch}, step {step}, seed {seed}; "
+                    "lower train.lr or check the labels"
                 )
             total += value * b_pos.numel()
             count += b_pos.numel()
@@ -252,7 +254,8 @@ def fit(
         val_mae = objective.val_score(raw, y_norm[val_pos], y_val, normalizer)
         if not math.isfinite(val_mae):
             raise NonFiniteError(
-                f"{desc}: non-finite validation score ({val_mae}) at epoch {epoch}, seed {seed}; lower train.lr or check the labels"
+                f"{desc}: non-finite validation score ({val_mae}) at epoch {epoch}, seed {seed}; "
+                "lower train.lr or check the labels"
             )
         hist["train_loss"].append(total / max(count, 1))
         hist["val_mae"].append(val_mae)
@@ -456,7 +459,8 @@ def check_graphs(data: GraphSet, model_cfg: dict[str, Any], graph_dir: str | Pat
     radius, step = float(model.radius), float(model.gaussian_step)
     if abs(float(params["radius"]) - radius) > 1e-9:
         raise ValueError(
-            f"{graph_dir}: graphs were built with radius {params['radius']} Å but the model's Gaussian expansion covers {radius} Å; set model radius = featurize radius"
+            f"{graph_dir}: graphs were built with radius {params['radius']} Å "
+            f"but the model's Gaussian expansion covers {radius} Å; set model radius = featurize radius"
         )
     pad = float(params["max_radius"])
     far = int(((data.nbr_dist > radius + 3 * step) & (data.nbr_dist <= pad)).sum())
@@ -464,7 +468,8 @@ def check_graphs(data: GraphSet, model_cfg: dict[str, Any], graph_dir: str | Pat
     if far or padded:
         total = data.nbr_dist.numel()
         log.info(
-            "graphs: %d of %d edges (%.3f %%) lie beyond the Gaussian range (radius grown), %d are padded self-loops (masked)",
+            "graphs: %d of %d edges (%.3f %%) lie beyond the Gaussian range (radius grown), "
+            "%d are padded self-loops (masked)",
             far,
             total,
             100 * far / total,

@@ -234,7 +234,10 @@ def download(
             raise BadRecord(f"target {task.target!r}={value!r} is not a number") from exc
         return structure, {task.column: converted_value, f"matbench_{task.target}": value}
 
-    records = ({"id": f"matbench_{name}-{i}", "structure": r[s_col], "target": r[t_col]} for i, r in zip(index, data))
+    records = (
+        {"id": f"matbench_{name}-{i}", "structure": r[s_col], "target": r[t_col]}
+        for i, r in zip(index, data, strict=True)
+    )
     converted = convert(records, lambda r: r["id"], build, Converted(columns=[task.column]))
     manifest.requested = manifest.received = len(data)
     manifest.retries = stats.as_dict()

@@ -295,7 +295,8 @@ def protocol_sensitivity(
             r = sub.iloc[0]
             ax.set_title(
                 f"{target_labels.get(target, target)}, n = {size}, from {src}\n"
-                f"selected on validation {str(r['val_metric']).upper()}: {r['choice_vs_best_pct']:+.1f} % vs the best, spread {r['spread_pct']:.1f} %",
+                f"selected on validation {str(r['val_metric']).upper()}: {r['choice_vs_best_pct']:+.1f} % vs the best, "
+                f"spread {r['spread_pct']:.1f} %",
                 fontsize=8,
             )
             if i == 0 and j == 0:
