@@ -10,7 +10,7 @@ NAME ?=
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test venv dry-run lint clean-results results-readme progress
+.PHONY: run test test-all venv dry-run lint clean-results results-readme progress
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,12 @@ run: $(STAMP)
 dry-run: $(STAMP)
 	$(VENV)/bin/snakemake -n --cores $(CORES) --configfile $(CONFIG)
 
+# the fast suite (unit and small end-to-end tests); test-all adds the slow end-to-end runs
+# (own data, README commands, paper-small, the 500-crystal pipeline, SLURM): what CI runs
 test: $(STAMP)
+	$(PY) -m pytest -q -rs -m "not e2e and not slurm"
+
+test-all: $(STAMP)
 	$(PY) -m pytest -q -rs
 
 lint: $(STAMP)

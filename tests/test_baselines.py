@@ -101,6 +101,7 @@ def test_a_train_pool_all_baseline_cell_fits_on_every_subset(monkeypatch, tmp_pa
         {"name": "k_nm", "property": "k", "subset": "nonmetal", "modes": ["scratch", "ridge", "ridge_all"]}
     ]
     raw["finetune"]["sizes"], raw["finetune"]["seeds"] = [20], [0, 1]
+    raw["properties"] = {"k": {"unit": "GPa"}}  # a user's own property: declared
     cfg = C.load(raw)
     fitted: list[list[str]] = []
     real = baselines.fit_predict

@@ -100,6 +100,7 @@ def run(pretrained, tmp_path_factory):
     return {"code": code, "wd": wd, "r": wd / "results" / "ft", "seconds": seconds, "args": args}
 
 
+@pytest.mark.e2e
 def test_finetune_command_end_to_end(run, pretrained, capfd):
     assert run["code"] == 0
     print(f"tlcgcnn finetune wall time: {run['seconds']:.1f} s")
@@ -132,6 +133,7 @@ def test_finetune_command_end_to_end(run, pretrained, capfd):
     assert not (r / "pretrain").exists()  # the checkpoint source is not trained again
 
 
+@pytest.mark.e2e
 def test_the_written_config_reruns_with_snakemake_as_printed(run):
     """The kept config and the printed command: a second run has nothing to do."""
     cmd = runner.snakemake_command(runner.repo_root(), run["wd"], 1, dry_run=True)
@@ -140,6 +142,7 @@ def test_the_written_config_reruns_with_snakemake_as_printed(run):
     assert "Nothing to be done" in res.stdout + res.stderr
 
 
+@pytest.mark.e2e
 def test_report_holds_every_requested_figure_and_the_tables(run):
     cfg = yaml.safe_load((run["wd"] / "config.yaml").read_text())
     wanted = figures.requested(cfg)
@@ -225,6 +228,7 @@ def test_dry_run_writes_the_config_and_lists_the_jobs(pretrained, tmp_path, capf
     )
 
 
+@pytest.mark.e2e
 def test_snakemake_refuses_a_config_that_does_not_fit_its_checkpoint(run, pretrained, tmp_path):
     """The DAG-parse check, as Snakemake reports it: one message, the file, what differs."""
     cfg = yaml.safe_load((run["wd"] / "config.yaml").read_text())

@@ -66,6 +66,7 @@ def test_write_records_and_unions(tmp_path, mp500):
 PAPER_CPU_NO_SOURCE = {"hse_gap_nm"}
 
 
+@pytest.mark.e2e  # ingests and splits the whole MP-2018 table: slow
 def test_paper_cpu_test_sets_lie_inside(ids, record):
     """config/paper-cpu.yaml fine-tunes from the zoo's sources: each fixed test set of a target
     with a transfer mode (recomputed from the full table) is held out of the zoo, and equals

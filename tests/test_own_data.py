@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 import tlcgcnn
-from tlcgcnn.cli.main import main as cli
+from tlcgcnn.cli.main import main as cli_main
 
 ROOT = Path(__file__).resolve().parents[1]
 SUBSET = ROOT / "resources" / "mp2018" / "mp2018_subset.parquet"
@@ -184,6 +184,6 @@ def test_api_is_exported():
 
 def test_version_flag(capsys):
     with pytest.raises(SystemExit) as exc:
-        cli.main(["--version"])
+        cli_main(["--version"])
     assert exc.value.code == 0
     assert capsys.readouterr().out.strip() == f"tlcgcnn {tlcgcnn.__version__}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -167,3 +168,30 @@ def test_the_wheel_ships_the_zoo(tmp_path):
         assert {f"tlcgcnn/_zoo/{folder.name}/{f}" for f in shipped} <= names, folder.name
     assert not any(n.endswith("parity.png") or "/heldout/" in n for n in names)
     assert "tlcgcnn/zoo.py" in names and "tlcgcnn/analysis/calibration.py" in names
+
+    # installed from the wheel alone (no repository beside it), a published model predicts by name
+    site = tmp_path / "site"
+    with zipfile.ZipFile(wheel) as zf:
+        zf.extractall(site)
+    from pymatgen.core import Lattice, Structure
+
+    cif = tmp_path / "nacl.cif"
+    Structure(Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]).to(filename=str(cif))
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import tlcgcnn; "
+        "assert tlcgcnn.__file__.startswith(sys.argv[1]), tlcgcnn.__file__; "
+        "df = tlcgcnn.load_model('mp2018-eg').predict(sys.argv[2]); "
+        "print(df['band_gap'].iloc[0], df['band_gap_hi90'].iloc[0])"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("TLCGCNN_ZOO", "PYTHONPATH")}
+    run = subprocess.run(
+        [sys.executable, "-c", code, str(site), str(cif)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    gap, hi = map(float, run.stdout.split())
+    assert hi > gap

@@ -7,7 +7,7 @@ The Python API (:mod:`tlcgcnn.api`)::
     tlcgcnn.list_models()                          # the published models
     model = tlcgcnn.load_model("mp2018-log_kvrh")  # a name, a checkpoint or a folder of seeds
     df = model.predict([structure, "my.cif"])      # pymatgen Structures, ASE Atoms, paths
-    run = tlcgcnn.train.finetune(pretrained="mp2018-ef", data="my_cifs/", label="my_modulus", unit="GPa")
+    run = tlcgcnn.finetune(pretrained="mp2018-ef", data="my_cifs/", label="my_modulus", unit="GPa")
 
 The names are imported on first use, so ``import tlcgcnn`` stays light (no torch) for the
 workflow's parse.

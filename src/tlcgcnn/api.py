@@ -6,7 +6,7 @@
 
     model = tlcgcnn.load_model("mp2018-log_kvrh")   # a zoo name, a checkpoint, or a folder of seeds
     df = model.predict([structure, "my.cif", atoms])  # pymatgen Structures, ASE Atoms, paths
-    run = tlcgcnn.train.finetune(pretrained="mp2018-ef", data="my_cifs/", label="my_modulus",
+    run = tlcgcnn.finetune(pretrained="mp2018-ef", data="my_cifs/", label="my_modulus",
                            unit="GPa", transform="log10", workdir="my_run")
 
 :func:`load_model` loads every seed of a model as one ensemble. :meth:`Model.predict`
