@@ -1,8 +1,10 @@
 """Predict a property for new crystals with one or more trained checkpoints.
 
-Inputs are CIF files, folders of CIF files (``*.cif``; the file name without ``.cif`` is
-the id), or tables (CSV, Parquet, JSON) with a ``cif`` or pymatgen ``structure`` column and,
-optionally, an id column (else ``<file>:<row>`` is the id). Every structure goes through
+Inputs are structure files (CIF, POSCAR, extended XYZ) and folders of them (the id is the
+file name without its suffix; read by :mod:`tlcgcnn.data.inputs`), tables (CSV, Parquet,
+JSON) with a structure column (CIF, POSCAR or extended-XYZ text, or pymatgen JSON) and,
+optionally, an id column (else ``<file>:<row>`` is the id), and in-memory pymatgen
+``Structure`` or ASE ``Atoms`` objects (``structure:<i>``). Every structure goes through
 the same validation as :mod:`tlcgcnn.data.ingest`; a dropped input is listed with its reason in
 the dropped report, never skipped silently.
 
@@ -21,6 +23,7 @@ the models' 10**y, not 10 to the mean of y.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -110,24 +113,20 @@ def read_structures(
     parts: list[pd.DataFrame] = []
     if not inputs_:
         raise PredictError("no input given (structure files, folders or tables)")
-    run: list[Any] = []  # consecutive in-memory structures, kept in the order given
     n_objects = 0
-    for inp in [*inputs_, None]:
-        if inp is not None and is_structure_object(inp):
-            run.append(inp)
+    for is_object, group in itertools.groupby(inputs_, key=is_structure_object):  # the order given is kept
+        items = list(group)
+        if is_object:
+            parts.append(_object_rows(items, n_objects))
+            n_objects += len(items)
             continue
-        if run:
-            parts.append(_object_rows(run, n_objects))
-            n_objects += len(run)
-            run = []
-        if inp is None:
-            break
-        if not isinstance(inp, (str, Path)):
-            raise PredictError(f"{type(inp).__name__} is not a structure (pymatgen Structure, ASE Atoms) or a path")
-        p = Path(inp)
-        if not p.exists():
-            raise PredictError(f"{p}: input does not exist")
-        parts.append(_file_rows(p) if p.is_dir() or inputs.structure_kind(p) else _table_rows(p))
+        for inp in items:
+            if not isinstance(inp, (str, Path)):
+                raise PredictError(f"{type(inp).__name__} is not a structure (pymatgen Structure, ASE Atoms) or a path")
+            p = Path(inp)
+            if not p.exists():
+                raise PredictError(f"{p}: input does not exist")
+            parts.append(_file_rows(p) if p.is_dir() or inputs.structure_kind(p) else _table_rows(p))
     raw = pd.concat(parts, ignore_index=True)
     dropped: list[dict[str, Any]] = []
     ids = raw["material_id"].astype("string").str.strip()

@@ -144,13 +144,26 @@ def _has_header(first: list[str]) -> bool:
     return False
 
 
+def _first_row(id_prop: Path) -> list[str]:
+    """The first row of an ``id_prop.csv`` as stripped text ([] for an empty file)."""
+    try:
+        first = pd.read_csv(id_prop, header=None, nrows=1, dtype=str)
+    except pd.errors.EmptyDataError:
+        return []
+    return first.iloc[0].astype(str).str.strip().tolist() if len(first) else []
+
+
+def _folder_csvs(folder: Path) -> list[Path]:
+    """The CSV files of a folder (candidates for its labels file), sorted by name."""
+    return sorted(f for f in folder.iterdir() if f.is_file() and f.name.lower().endswith((".csv", ".csv.gz")))
+
+
 def read_id_prop_folder(folder: Path) -> pd.DataFrame:
     """cgcnn's layout: ``id_prop.csv`` (``id,value`` rows, header optional) and ``<id>.cif``."""
     id_prop = folder / ID_PROP
-    try:
-        first = pd.read_csv(id_prop, header=None, nrows=1, dtype=str).iloc[0].astype(str).str.strip().tolist()
-    except (pd.errors.EmptyDataError, IndexError):
-        raise InputError(f"{id_prop}: empty (expected rows id,value)") from None
+    first = _first_row(id_prop)
+    if not first:
+        raise InputError(f"{id_prop}: empty (expected rows id,value)")
     if len(first) < 2:
         raise InputError(f"{id_prop}: expected at least two columns (id,value), found {len(first)}")
     header = _has_header(first)
@@ -163,12 +176,12 @@ def read_id_prop_folder(folder: Path) -> pd.DataFrame:
         names = ["material_id", "target", *(f"target_{k}" for k in range(2, props.shape[1]))]
         props.columns = names
         start = 1
-    files = {file_id(f): f for f in structure_files(folder)}
-    by_id = {f.stem: f for f in folder.glob("*.cif")}
+    # the structure of each id; where <id>.cif and another file of that id both exist, the CIF
+    files = {file_id(f): f for f in sorted(structure_files(folder), key=lambda f: structure_kind(f) == "cif")}
     rows = []
     for i, rec in enumerate(props.to_dict("records"), start=start):
         cid = str(rec.pop("material_id")).strip()
-        f = by_id.get(cid) or files.get(cid)
+        f = files.get(cid)
         rows.append(
             {
                 "material_id": cid,
@@ -193,7 +206,7 @@ def read_structure_folder(folder: Path, labels: str | Path | None = None) -> pd.
         )
     structures = read_structure_files(files)
     if labels is None:
-        csvs = sorted(f for f in folder.iterdir() if f.is_file() and f.name.lower().endswith((".csv", ".csv.gz")))
+        csvs = _folder_csvs(folder)
         if len(csvs) > 1:
             raise InputError(
                 f"{folder}: several CSV files ({[c.name for c in csvs]}); "
@@ -383,11 +396,10 @@ def input_columns(path: str | Path, labels: str | Path | None = None) -> list[st
         return None
     if p.is_dir():
         if labels is None and (p / ID_PROP).is_file():
-            first = pd.read_csv(p / ID_PROP, header=None, nrows=1, dtype=str)
-            row = first.iloc[0].astype(str).str.strip().tolist() if len(first) else []
+            row = _first_row(p / ID_PROP)
             return row if row and _has_header(row) else ["material_id", "target"]
         if labels is None:
-            csvs = sorted(f for f in p.iterdir() if f.is_file() and f.name.lower().endswith((".csv", ".csv.gz")))
+            csvs = _folder_csvs(p)
             if len(csvs) != 1:
                 return [] if not csvs else None
             labels = csvs[0]
