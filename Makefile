@@ -44,9 +44,9 @@ lint: $(STAMP)
 clean-results:
 	rm -rf results/
 
-# the claims table of docs/results.md from the published folders (tlcgcnn.report.published)
+# the claims table of docs/results.md from the published folders (tlcgcnn.report.readme)
 results-readme: $(STAMP)
-	$(PY) -m tlcgcnn.report.published readme $(if $(NAME),$(RESULTS_DIR)/$(NAME),$(patsubst %/summary.md,%,$(wildcard $(RESULTS_DIR)/*/summary.md))) docs/results.md
+	$(PY) -m tlcgcnn.report readme $(if $(NAME),$(RESULTS_DIR)/$(NAME),$(patsubst %/summary.md,%,$(wildcard $(RESULTS_DIR)/*/summary.md))) docs/results.md
 
 # how far an unfinished run is: cells, job time left, interim claims (tlcgcnn.report.progress; reads only)
 progress: $(STAMP)

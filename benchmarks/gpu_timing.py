@@ -85,7 +85,7 @@ def main() -> None:
     shutil.rmtree(out, ignore_errors=True)  # no resumable state from an earlier call
     t = time.perf_counter()
     ck = pretrain(
-        source=cfg.pretrain_source("ef").as_params(),
+        source=cfg.pretrain_source("ef"),
         table_path=str(table),
         split_path=str(w / "splits" / "ef.split.json"),
         graph_dir=str(graphs),
@@ -116,21 +116,19 @@ def main() -> None:
     )
 
     cell = cfg.cell("log_kvrh", args.size, "scratch")
-    params = cell.as_params()
     d = w / "finetune" / "log_kvrh" / f"n{args.size}" / "scratch"
     shutil.rmtree(d, ignore_errors=True)  # finished seeds would be reused
     t = time.perf_counter()
     records = finetune_cell(
-        cell=params,
+        cell=cell,
         table_path=str(table),
         split_path=str(w / "splits" / "log_kvrh.split.json"),
         graph_dir=str(graphs),
         atom_features_path=atom_features,
-        pretrained=[],
+        pretrained=None,
         split_cfg=split_cfg,
         threads=threads,
         config=config,
-        device=params["train"]["device"],
         out_metrics=str(d / "metrics.json"),
         out_predictions=str(d / "predictions.parquet"),
     )

@@ -157,7 +157,7 @@ def worker_epochs(work: Path, variant: str, batch_size: int, epochs: int) -> dic
 
 
 def worker_ours(
-    work: Path, epochs: int, batch_size: int, lr: float, schedule: str, warmup: float, amp: str
+    work: Path, epochs: int, batch_size: int, lr: float, schedule: str, warmup: float, amp: str, compile_mode: str
 ) -> dict[str, Any]:
     """The pipeline's own fit(), as the pretrain rule runs it."""
     import torch
@@ -180,6 +180,7 @@ def worker_ours(
         schedule=schedule,
         warmup_epochs=warmup,
         amp=amp,
+        compile=compile_mode,
         patience=epochs,
         threads=2,
     )
@@ -203,8 +204,10 @@ def worker_ours(
             "schedule": schedule,
             "warmup_epochs": warmup,
             "amp": amp,
+            "compile": compile_mode,
         },
         "precision": res.precision,
+        "runtime": res.runtime,
         "load_s": load_s,
         "elapsed_s": res.history["elapsed_s"],
         "val_mae": res.history["val_mae"],
@@ -327,6 +330,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--schedule", default="cosine")
     ap.add_argument("--warmup", type=float, default=1.0)
     ap.add_argument("--amp", default="auto")
+    ap.add_argument("--compile", default="auto", help="train.compile of the 'ours' section (tlcgcnn.train.accel)")
     ap.add_argument("--ref-budget", type=float, default=900.0)
     ap.add_argument("--figure-only", action="store_true", help="redraw the figure from --out")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
@@ -340,15 +344,24 @@ def main(argv: list[str] | None = None) -> None:
             res = worker_epochs(args.work, rest[0], args.batch_size, args.epoch_repeats)
         elif kind == "ours":
             res = worker_ours(
-                args.work, args.ours_epochs, args.batch_size, args.lr, args.schedule, args.warmup, args.amp
+                args.work,
+                args.ours_epochs,
+                args.batch_size,
+                args.lr,
+                args.schedule,
+                args.warmup,
+                args.amp,
+                args.compile,
             )
         else:
             res = worker_reference(args.work, args.ref_budget)
         print(json.dumps(res))
         return
     result: dict[str, Any] = json.loads(args.out.read_text()) if args.out.exists() else {}
+    from run import machine as run_machine
+
     result["machine"] = {
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": run_machine()["cpu"],
         "cores": os.cpu_count(),
         "python": platform.python_version(),
     }
@@ -379,6 +392,8 @@ def main(argv: list[str] | None = None) -> None:
                     str(args.warmup),
                     "--amp",
                     args.amp,
+                    "--compile",
+                    args.compile,
                 ]
             )
         elif section == "reference":

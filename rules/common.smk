@@ -6,13 +6,15 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 # Every decision about the configuration is made by tlcgcnn.config (validation, defaults,
-# the resolved runs); the helpers below only map wildcards to its answers.
+# the resolved runs); the helpers below only map wildcards to its answers. The raw `config`
+# is read once, by _load_config: the package functions below get the typed CFG.
 SRC = str(Path(workflow.basedir) / "src")
 if SRC not in sys.path:
     sys.path.insert(0, SRC)
 
 from tlcgcnn.data import inputs as tlinputs  # noqa: E402
 from tlcgcnn.utils import fileio as tlio  # noqa: E402
+from tlcgcnn.utils.layout import Layout  # noqa: E402
 from tlcgcnn.config import load as _load_config  # noqa: E402
 
 try:
@@ -20,12 +22,14 @@ try:
 except ValueError as err:
     raise WorkflowError(str(err)) from None
 
-R = f"results/{CFG.name}"
+# every path below results/<name>/ comes from the Layout (tlcgcnn.utils.layout); R is its root
+L = Layout.for_config(CFG.name)
+R = str(L.root)
 TARGETS = CFG.target_names
 PRETRAIN = CFG.trained_pretrain_names  # a `checkpoint:` source has no pretraining job
 EXTERNAL = CFG.external_names
 GROUP_SEEDS = CFG.group_seeds
-GRAPHS = f"{R}/graphs/{CFG.graph_key()}"
+GRAPHS = str(L.graphs(CFG.graph_key()))
 # the atom feature table: a user's (featurize.atom_features) or the one shipped in the package
 ATOM_FEATURES = (
     CFG.featurize.atom_features or f"{SRC}/tlcgcnn/features/atom_features.csv"
@@ -68,7 +72,7 @@ def ingest_input():
     stale."""
     src = CFG.dataset.source
     if src != "local":
-        return f"{R}/raw/{src}.parquet"
+        return str(L.raw(src))
     files = [CFG.dataset.path, *([CFG.dataset.labels] if CFG.dataset.labels else [])]
     return [ancient(f) for f in files]
 
@@ -85,14 +89,13 @@ def local_data_sha256():
     return ",".join(digests)
 
 
-def finetune_dir(target="{target}", size="{size}", mode="{mode}"):
-    return f"{R}/finetune/{target}/n{size}/{mode}"
+# a fine-tuning cell's wildcards, in the Layout's argument order: L.cell_metrics(*CELL)
+CELL = ("{target}", "{size}", "{mode}")
 
 
 def finetune_metrics():
     return [
-        f"{finetune_dir(c.target.name, c.size, c.mode.name)}/metrics.json"
-        for c in CFG.cells()
+        str(L.cell_metrics(c.target.name, c.size, c.mode.name)) for c in CFG.cells()
     ]
 
 
@@ -101,7 +104,12 @@ def target_splits():
     that starts from a pretrained source (a target of scratch and descriptor-baseline modes
     only cannot leak a test material through a source, and adding one does not make every
     pretraining job stale)."""
-    return [f"{R}/splits/{t}.split.json" for t in CFG.transfer_target_names]
+    return [str(L.split(t)) for t in CFG.transfer_target_names]
+
+
+def pretrain_metrics():
+    """Test metrics of every trained pretraining source, sorted by name."""
+    return [str(L.pretrain_metrics(p)) for p in sorted(PRETRAIN)]
 
 
 # --------------------------------------------------------------------------- wildcards -> config
@@ -118,7 +126,7 @@ def pretrained_input(wildcards):
     source = CFG.modes[wildcards.mode].pretrained
     if not source:
         return []
-    return [CFG.pretrained_checkpoint(source) or f"{R}/pretrain/{source}/model.pt"]
+    return [CFG.pretrained_checkpoint(source) or str(L.pretrain_model(source))]
 
 
 def source_checkpoint(wildcards):
@@ -141,14 +149,14 @@ def external_required(wildcards):
 def external_cell_metrics(wildcards):
     """metrics.json of every graph-model cell of the target (they name the seed models)."""
     return [
-        f"{finetune_dir(c.target.name, c.size, c.mode.name)}/metrics.json"
+        str(L.cell_metrics(c.target.name, c.size, c.mode.name))
         for c in CFG.external_cells(wildcards.target)
     ]
 
 
 def external_files(name):
     """One file per (external set, target) evaluation: metrics.json or predictions.parquet."""
-    return [f"{R}/external/{e}/{t}/{name}" for e, t in CFG.external_pairs()]
+    return [str(L.external_eval(e, t) / name) for e, t in CFG.external_pairs()]
 
 
 def split_spec(wildcards):
@@ -169,14 +177,14 @@ def zoo_candidates(name):
     """Result folder of each candidate of a published model: the source, or each mode."""
     m = CFG.zoo_model(name)
     if m["kind"] == "pretrain":
-        return {m["pretrain"]: f"{R}/pretrain/{m['pretrain']}"}
-    return {mode: finetune_dir(m["target"], m["size"], mode) for mode in m["modes"]}
+        return {m["pretrain"]: str(L.pretrain_dir(m["pretrain"]))}
+    return {mode: str(L.cell_dir(m["target"], m["size"], mode)) for mode in m["modes"]}
 
 
 def zoo_inputs(wildcards):
     c = zoo_candidates(wildcards.zoo_model)
     return {
-        "summary": f"{R}/data/ingest_summary.json",
+        "summary": str(L.ingest_summary()),
         "metrics": [f"{d}/metrics.json" for d in c.values()],
         "predictions": [f"{d}/predictions.parquet" for d in c.values()],
     }
@@ -202,7 +210,7 @@ def zoo_params(wildcards):
 # pretraining sources that share a split; stats/multitask.csv only where the config has some
 from tlcgcnn.analysis.multitask import source_pairs as _source_pairs  # noqa: E402
 
-MT_PAIRS = _source_pairs(config)
+MT_PAIRS = _source_pairs(CFG)
 
 
 def multitask_pairs():
@@ -216,26 +224,26 @@ def multitask_sources():
 
 
 def multitask_predictions():
-    return [f"{R}/pretrain/{s}/predictions.parquet" for s in multitask_sources()]
+    return [str(L.pretrain_predictions(s)) for s in multitask_sources()]
 
 
 def multitask_files():
     """stats/multitask.csv where the config pairs sources, else nothing."""
-    return [f"{R}/stats/multitask.csv"] if MT_PAIRS else []
+    return [str(L.stats("multitask.csv"))] if MT_PAIRS else []
 
 
 # figures: the registry in src/tlcgcnn/figures answers; these map the {figure} wildcard
 from tlcgcnn.report import figures as figure_registry  # noqa: E402
 
-FIGURE_STEMS = figure_registry.stem_pattern(config)
+FIGURE_STEMS = figure_registry.stem_pattern(CFG)
 
 
 def figure_files():
     """PNG and PDF of every figure the config requests (figure_registry.requested says
     which: a figure only where the config has what it needs)."""
     return [
-        f"{R}/figures/{s}.{ext}"
-        for s in figure_registry.requested(config)
+        str(L.figure(s, ext))
+        for s in figure_registry.requested(CFG)
         for ext in ("png", "pdf")
     ]
 
@@ -271,8 +279,8 @@ PAPER_TABLES = (
 
 def paper_targets():
     """The summary tables of the papers' study (configs with finetune.group_seeds: true)."""
-    tables = [f"{R}/stats/{n}.csv" for n in PAPER_TABLES]
-    return tables + [f"{R}/stats/ef_eg_correlation.json"]
+    tables = [str(L.stats(f"{n}.csv")) for n in PAPER_TABLES]
+    return tables + [str(L.stats("ef_eg_correlation.json"))]
 
 
 # published results (rules/report.smk): <report.dir>/<name>/, built only when asked for
@@ -288,26 +296,26 @@ def stats_tables():
 
 def correlation_files():
     """stats/ef_eg_correlation.json (the ΔEf–Eg Pearson r) where the config makes it."""
-    return [f"{R}/stats/ef_eg_correlation.json"] if GROUP_SEEDS else []
+    return [str(L.stats("ef_eg_correlation.json"))] if GROUP_SEEDS else []
 
 
 def published_files():
     """Tables and figures of the published folder, each a copy of the run's file."""
     tables = [f"{PUB}/tables/{t}.csv" for t in stats_tables()]
     tables += [f"{PUB}/tables/{Path(f).name}" for f in correlation_files()]
-    figures = [f"{PUB}/figures/{s}.png" for s in figure_registry.requested(config)]
+    figures = [f"{PUB}/figures/{s}.png" for s in figure_registry.requested(CFG)]
     return {"tables": tables, "figures": figures}
 
 
 def published_source(wildcards):
     """The run's file a published table or figure copies."""
     kind, name = wildcards.published.split("/", 1)
-    return f"{R}/stats/{name}" if kind == "tables" else f"{R}/figures/{name}"
+    return str(L.stats(name) if kind == "tables" else L.figures_dir() / name)
 
 
 def report_params():
-    """Plain values for tlcgcnn.report.published.publish (see its docstring)."""
-    stems = figure_registry.requested(config)
+    """Plain values for tlcgcnn.report.publish.publish (see its docstring)."""
+    stems = figure_registry.requested(CFG)
     return {
         "config": CFG.as_dict(),
         "config_sha256": CFG.sha256(),
@@ -329,9 +337,9 @@ def report_params():
 def all_targets():
     common = [
         *figure_files(),
-        f"{R}/stats/ttests.csv",
-        *expand(f"{R}/pretrain/{{p}}/metrics.json", p=sorted(PRETRAIN)),
-        *([f"{R}/stats/external.csv"] if EXTERNAL else []),
+        str(L.stats("ttests.csv")),
+        *pretrain_metrics(),
+        *([str(L.stats("external.csv"))] if EXTERNAL else []),
         *multitask_files(),
         *zoo_folders(),
     ]

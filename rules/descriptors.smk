@@ -3,13 +3,13 @@
 
 rule descriptors:
     input:
-        f"{R}/data/structures.parquet",
+        L.table(),
     output:
-        f"{R}/data/descriptors.parquet",
+        L.descriptors(),
     log:
-        f"{R}/logs/descriptors.log",
+        L.logs("descriptors.log"),
     benchmark:
-        f"{R}/benchmarks/descriptors.tsv"
+        L.benchmarks("descriptors.tsv")
     conda:
         "../envs/ml.yaml"
     threads: 1

@@ -1,16 +1,15 @@
-# Download stage: Materials Project / OQMD / matbench -> raw table + manifest (tlcgcnn.data.download).
+# Download stage: Materials Project / OQMD / matbench / a URL -> raw table + manifest (tlcgcnn.data.download).
 # Partial downloads live in results/{name}/raw/{source}.work/ and are resumed by a re-run.
-DL = f"{R}/raw"
 
 
 rule download_materials_project:
     output:
-        table=f"{DL}/materials_project.parquet",
-        manifest=f"{DL}/materials_project.manifest.json",
+        table=L.raw("materials_project"),
+        manifest=L.raw_manifest("materials_project"),
     log:
-        f"{R}/logs/download_materials_project.log",
+        L.logs("download_materials_project.log"),
     benchmark:
-        f"{R}/benchmarks/download_materials_project.tsv"
+        L.benchmarks("download_materials_project.tsv")
     conda:
         "../envs/download.yaml"
     threads: 1
@@ -20,19 +19,19 @@ rule download_materials_project:
     params:
         source="materials_project",
         dataset=CFG.dataset_settings(),
-        workdir=f"{DL}/materials_project.work",
+        workdir=str(L.raw_work("materials_project")),
     script:
         "../workflow/scripts/download.py"
 
 
 rule download_oqmd:
     output:
-        table=f"{DL}/oqmd.parquet",
-        manifest=f"{DL}/oqmd.manifest.json",
+        table=L.raw("oqmd"),
+        manifest=L.raw_manifest("oqmd"),
     log:
-        f"{R}/logs/download_oqmd.log",
+        L.logs("download_oqmd.log"),
     benchmark:
-        f"{R}/benchmarks/download_oqmd.tsv"
+        L.benchmarks("download_oqmd.tsv")
     conda:
         "../envs/download.yaml"
     threads: 1
@@ -42,19 +41,19 @@ rule download_oqmd:
     params:
         source="oqmd",
         dataset=CFG.dataset_settings(),
-        workdir=f"{DL}/oqmd.work",
+        workdir=str(L.raw_work("oqmd")),
     script:
         "../workflow/scripts/download.py"
 
 
 rule download_matbench:
     output:
-        table=f"{DL}/matbench.parquet",
-        manifest=f"{DL}/matbench.manifest.json",
+        table=L.raw("matbench"),
+        manifest=L.raw_manifest("matbench"),
     log:
-        f"{R}/logs/download_matbench.log",
+        L.logs("download_matbench.log"),
     benchmark:
-        f"{R}/benchmarks/download_matbench.tsv"
+        L.benchmarks("download_matbench.tsv")
     conda:
         "../envs/download.yaml"
     threads: 1
@@ -64,6 +63,34 @@ rule download_matbench:
     params:
         source="matbench",
         dataset=CFG.dataset_settings(),
-        workdir=f"{DL}/matbench.work",
+        workdir=str(L.raw_work("matbench")),
+    script:
+        "../workflow/scripts/download.py"
+
+
+rule download_url:
+    # a prepared table from dataset.url, checked against dataset.sha256 (tlcgcnn.data.download.url);
+    # params hold only what decides the file, so changing e.g. dataset.sample does not fetch it again
+    output:
+        table=L.raw("url"),
+        manifest=L.raw_manifest("url"),
+    log:
+        L.logs("download_url.log"),
+    benchmark:
+        L.benchmarks("download_url.tsv")
+    conda:
+        "../envs/download.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        source="url",
+        dataset={
+            k: v
+            for k, v in CFG.dataset_settings().items()
+            if k in ("source", "http", "url", "sha256", "format")
+        },
+        workdir=str(L.raw_work("url")),
     script:
         "../workflow/scripts/download.py"

@@ -3,16 +3,16 @@
 
 rule evaluate_pretrain:
     input:
-        model=f"{R}/pretrain/{{pretrain}}/model.pt",
-        table=f"{R}/data/structures.parquet",
+        model=L.pretrain_model("{pretrain}"),
+        table=L.table(),
         graphs=GRAPHS,
     output:
-        metrics=f"{R}/pretrain/{{pretrain}}/metrics.json",
-        predictions=f"{R}/pretrain/{{pretrain}}/predictions.parquet",
+        metrics=L.pretrain_metrics("{pretrain}"),
+        predictions=L.pretrain_predictions("{pretrain}"),
     log:
-        f"{R}/logs/evaluate/pretrain/{{pretrain}}.log",
+        L.logs("evaluate", "pretrain", "{pretrain}.log"),
     benchmark:
-        f"{R}/benchmarks/evaluate/pretrain/{{pretrain}}.tsv"
+        L.benchmarks("evaluate", "pretrain", "{pretrain}.tsv")
     conda:
         "../envs/torch.yaml"
     threads: 1

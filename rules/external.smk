@@ -2,20 +2,21 @@
 # own scripts (same validation, same graph parameters), compared with the main table for
 # materials that also occur there, and predicted by every fine-tuned graph model of the
 # targets with the same property and transform (tlcgcnn.analysis.external).
-EXT = f"{R}/external/{{external}}"
+# the outside set named by the wildcard, laid out like a run (its own data/ and graphs/)
+EXT = L.external("{external}")
 
 
 rule ingest_external:
     input:
         external_path,
     output:
-        table=f"{EXT}/data/structures.parquet",
-        dropped=f"{EXT}/data/dropped.csv",
-        summary=f"{EXT}/data/ingest_summary.json",
+        table=EXT.table(),
+        dropped=EXT.dropped(),
+        summary=EXT.ingest_summary(),
     log:
-        f"{R}/logs/external/{{external}}/ingest.log",
+        L.logs("external", "{external}", "ingest.log"),
     benchmark:
-        f"{R}/benchmarks/external/{{external}}/ingest.tsv"
+        L.benchmarks("external", "{external}", "ingest.tsv")
     conda:
         "../envs/core.yaml"
     threads: data_threads()
@@ -31,13 +32,13 @@ rule ingest_external:
 
 rule featurize_external:
     input:
-        table=f"{EXT}/data/structures.parquet",
+        table=EXT.table(),
     output:
-        directory(f"{EXT}/graphs/{CFG.graph_key()}"),
+        directory(EXT.graphs(CFG.graph_key())),
     log:
-        f"{R}/logs/external/{{external}}/featurize.log",
+        L.logs("external", "{external}", "featurize.log"),
     benchmark:
-        f"{R}/benchmarks/external/{{external}}/featurize.tsv"
+        L.benchmarks("external", "{external}", "featurize.tsv")
     conda:
         "../envs/core.yaml"
     threads: data_threads()
@@ -52,14 +53,14 @@ rule featurize_external:
 
 rule external_overlap:
     input:
-        external=f"{EXT}/data/structures.parquet",
-        main=f"{R}/data/structures.parquet",
+        external=EXT.table(),
+        main=L.table(),
     output:
-        f"{EXT}/overlap.parquet",
+        L.external_overlap("{external}"),
     log:
-        f"{R}/logs/external/{{external}}/overlap.log",
+        L.logs("external", "{external}", "overlap.log"),
     benchmark:
-        f"{R}/benchmarks/external/{{external}}/overlap.tsv"
+        L.benchmarks("external", "{external}", "overlap.tsv")
     conda:
         "../envs/core.yaml"
     threads: 1
@@ -72,17 +73,17 @@ rule external_overlap:
 
 rule evaluate_external:
     input:
-        table=f"{EXT}/data/structures.parquet",
-        graphs=f"{EXT}/graphs/{CFG.graph_key()}",
-        overlap=f"{EXT}/overlap.parquet",
+        table=EXT.table(),
+        graphs=EXT.graphs(CFG.graph_key()),
+        overlap=L.external_overlap("{external}"),
         cells=external_cell_metrics,
     output:
-        metrics=f"{EXT}/{{target}}/metrics.json",
-        predictions=f"{EXT}/{{target}}/predictions.parquet",
+        metrics=L.external_eval("{external}", "{target}") / "metrics.json",
+        predictions=L.external_eval("{external}", "{target}") / "predictions.parquet",
     log:
-        f"{R}/logs/external/{{external}}/{{target}}.log",
+        L.logs("external", "{external}", "{target}.log"),
     benchmark:
-        f"{R}/benchmarks/external/{{external}}/{{target}}.tsv"
+        L.benchmarks("external", "{external}", "{target}.tsv")
     conda:
         "../envs/torch.yaml"
     threads: 1
@@ -103,15 +104,15 @@ rule stats_external:
         predictions=external_files("predictions.parquet"),
     output:
         table=report(
-            f"{R}/stats/external.csv",
+            L.stats("external.csv"),
             caption="../report/external.rst",
             category="Statistics",
         ),
-        predictions=f"{R}/stats/external_predictions.parquet",
+        predictions=L.stats("external_predictions.parquet"),
     log:
-        f"{R}/logs/stats_external.log",
+        L.logs("stats_external.log"),
     benchmark:
-        f"{R}/benchmarks/stats_external.tsv"
+        L.benchmarks("stats_external.tsv")
     conda:
         "../envs/stats.yaml"
     threads: 1

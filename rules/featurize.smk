@@ -1,12 +1,12 @@
 rule featurize:
     input:
-        table=f"{R}/data/structures.parquet",
+        table=L.table(),
     output:
         directory(GRAPHS),
     log:
-        f"{R}/logs/featurize.log",
+        L.logs("featurize.log"),
     benchmark:
-        f"{R}/benchmarks/featurize.tsv"
+        L.benchmarks("featurize.tsv")
     conda:
         "../envs/core.yaml"
     threads: data_threads()

@@ -8,16 +8,16 @@ rule figure:
         unpack(figure_inputs),
     output:
         png=report(
-            f"{R}/figures/{{figure}}.png",
+            L.figure("{figure}", "png"),
             caption="../report/figure.rst",
             category=figure_category,
             subcategory=figure_subcategory,
         ),
-        pdf=f"{R}/figures/{{figure}}.pdf",
+        pdf=L.figure("{figure}", "pdf"),
     log:
-        f"{R}/logs/figures/{{figure}}.log",
+        L.logs("figures", "{figure}.log"),
     benchmark:
-        f"{R}/benchmarks/figures/{{figure}}.tsv"
+        L.benchmarks("figures", "{figure}.tsv")
     wildcard_constraints:
         figure=FIGURE_STEMS,
     conda:

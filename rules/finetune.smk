@@ -6,18 +6,18 @@
 
 rule finetune:
     input:
-        table=f"{R}/data/structures.parquet",
-        split=f"{R}/splits/{{target}}.split.json",
+        table=L.table(),
+        split=L.split("{target}"),
         graphs=GRAPHS,
         atom_features=ATOM_FEATURES,
         pretrained=pretrained_input,
     output:
-        metrics=f"{finetune_dir()}/metrics.json",
-        predictions=f"{finetune_dir()}/predictions.parquet",
+        metrics=L.cell_metrics(*CELL),
+        predictions=L.cell_predictions(*CELL),
     log:
-        f"{R}/logs/finetune/{{target}}/n{{size}}/{{mode}}.log",
+        L.cell_log(*CELL),
     benchmark:
-        f"{R}/benchmarks/finetune/{{target}}/n{{size}}/{{mode}}.tsv"
+        L.cell_benchmark(*CELL)
     wildcard_constraints:
         mode=GNN_MODES,
     conda:
@@ -36,16 +36,16 @@ rule finetune:
 
 rule finetune_baseline:
     input:
-        table=f"{R}/data/structures.parquet",
-        split=f"{R}/splits/{{target}}.split.json",
-        descriptors=f"{R}/data/descriptors.parquet",
+        table=L.table(),
+        split=L.split("{target}"),
+        descriptors=L.descriptors(),
     output:
-        metrics=f"{finetune_dir()}/metrics.json",
-        predictions=f"{finetune_dir()}/predictions.parquet",
+        metrics=L.cell_metrics(*CELL),
+        predictions=L.cell_predictions(*CELL),
     log:
-        f"{R}/logs/finetune/{{target}}/n{{size}}/{{mode}}.log",
+        L.cell_log(*CELL),
     benchmark:
-        f"{R}/benchmarks/finetune/{{target}}/n{{size}}/{{mode}}.tsv"
+        L.cell_benchmark(*CELL)
     wildcard_constraints:
         mode=BASELINE_MODES,
     conda:

@@ -6,17 +6,17 @@
 
 rule finetune_frozen:
     input:
-        table=f"{R}/data/structures.parquet",
-        split=f"{R}/splits/{{target}}.split.json",
+        table=L.table(),
+        split=L.split("{target}"),
         graphs=GRAPHS,
         pretrained=source_checkpoint,
     output:
-        metrics=f"{finetune_dir()}/metrics.json",
-        predictions=f"{finetune_dir()}/predictions.parquet",
+        metrics=L.cell_metrics(*CELL),
+        predictions=L.cell_predictions(*CELL),
     log:
-        f"{R}/logs/finetune/{{target}}/n{{size}}/{{mode}}.log",
+        L.cell_log(*CELL),
     benchmark:
-        f"{R}/benchmarks/finetune/{{target}}/n{{size}}/{{mode}}.tsv"
+        L.cell_benchmark(*CELL)
     wildcard_constraints:
         mode=FROZEN_MODES,
     conda:

@@ -2,13 +2,13 @@ rule ingest:
     input:
         ingest_input(),
     output:
-        table=f"{R}/data/structures.parquet",
-        dropped=f"{R}/data/dropped.csv",
-        summary=f"{R}/data/ingest_summary.json",
+        table=L.table(),
+        dropped=L.dropped(),
+        summary=L.ingest_summary(),
     log:
-        f"{R}/logs/ingest.log",
+        L.logs("ingest.log"),
     benchmark:
-        f"{R}/benchmarks/ingest.tsv"
+        L.benchmarks("ingest.tsv")
     conda:
         "../envs/core.yaml"
     threads: data_threads()

@@ -4,17 +4,17 @@
 
 rule pretrain:
     input:
-        table=f"{R}/data/structures.parquet",
-        split=f"{R}/splits/{{pretrain}}.split.json",
+        table=L.table(),
+        split=L.split("{pretrain}"),
         graphs=GRAPHS,
         atom_features=ATOM_FEATURES,
         target_splits=target_splits(),
     output:
-        f"{R}/pretrain/{{pretrain}}/model.pt",
+        L.pretrain_model("{pretrain}"),
     log:
-        f"{R}/logs/pretrain/{{pretrain}}.log",
+        L.logs("pretrain", "{pretrain}.log"),
     benchmark:
-        f"{R}/benchmarks/pretrain/{{pretrain}}.tsv"
+        L.benchmarks("pretrain", "{pretrain}.tsv")
     conda:
         "../envs/torch.yaml"
     threads: TRAIN_THREADS

@@ -1,4 +1,4 @@
-# The published results (tlcgcnn.report.published): <report.dir>/<name>/ (default docs/results/<name>/)
+# The published results (tlcgcnn.report.publish): <report.dir>/<name>/ (default docs/results/<name>/)
 # with copies of the stats tables and requested figures, claims.csv, summary.md and
 # provenance.json. Not part of `all` (it writes into the repository): ask for its files, e.g.
 #   snakemake docs/results/quickstart/summary.md --cores 2 --configfile config/config.yaml
@@ -20,9 +20,9 @@ rule report_copy:
     output:
         f"{PUB}/{{published}}",
     log:
-        f"{R}/logs/report/{{published}}.log",
+        L.logs("report", "{published}.log"),
     benchmark:
-        f"{R}/benchmarks/report/{{published}}.tsv"
+        L.benchmarks("report", "{published}.tsv")
     conda:
         "../envs/report.yaml"
     threads: 1
@@ -35,13 +35,13 @@ rule report_copy:
 
 rule report:
     input:
-        tests=f"{R}/stats/ttests.csv",
-        metrics=f"{R}/stats/metrics.csv",
-        protocol=f"{R}/stats/protocol.csv",
+        tests=L.stats("ttests.csv"),
+        metrics=L.stats("metrics.csv"),
+        protocol=L.stats("protocol.csv"),
         multitask=multitask_files(),
         correlation=correlation_files(),
-        ingest=f"{R}/data/ingest_summary.json",
-        pretrain=expand(f"{R}/pretrain/{{p}}/metrics.json", p=sorted(PRETRAIN)),
+        ingest=L.ingest_summary(),
+        pretrain=pretrain_metrics(),
         tables=published_files()["tables"],
         figures=published_files()["figures"],
     output:
@@ -49,9 +49,9 @@ rule report:
         summary=f"{PUB}/summary.md",
         provenance=f"{PUB}/provenance.json",
     log:
-        f"{R}/logs/report/report.log",
+        L.logs("report", "report.log"),
     benchmark:
-        f"{R}/benchmarks/report/report.tsv"
+        L.benchmarks("report", "report.tsv")
     conda:
         "../envs/report.yaml"
     threads: 1

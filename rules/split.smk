@@ -1,11 +1,11 @@
 rule split_subsets:
     input:
-        f"{R}/data/structures.parquet",
+        L.table(),
         graphs=isolation_graphs(),
     output:
-        f"{R}/splits/subsets.json",
+        L.subsets(),
     log:
-        f"{R}/logs/split/subsets.log",
+        L.logs("split", "subsets.log"),
     conda:
         "../envs/core.yaml"
     threads: 1
@@ -22,13 +22,13 @@ rule split_subsets:
 
 rule split_target:
     input:
-        table=f"{R}/data/structures.parquet",
-        subsets=f"{R}/splits/subsets.json",
+        table=L.table(),
+        subsets=L.subsets(),
         test_ids=test_ids_input(),
     output:
-        f"{R}/splits/{{split_name}}.split.json",
+        L.split("{split_name}"),
     log:
-        f"{R}/logs/split/{{split_name}}.log",
+        L.logs("split", "{split_name}.log"),
     conda:
         "../envs/core.yaml"
     threads: 1

@@ -2,21 +2,21 @@ rule stats:
     input:
         finetune_metrics(),
     output:
-        metrics=f"{R}/stats/metrics.csv",
+        metrics=L.stats("metrics.csv"),
         tests=report(
-            f"{R}/stats/ttests.csv",
+            L.stats("ttests.csv"),
             caption="../report/ttests.rst",
             category="Statistics",
         ),
         protocol=report(
-            f"{R}/stats/protocol.csv",
+            L.stats("protocol.csv"),
             caption="../report/protocol.rst",
             category="Statistics",
         ),
     log:
-        f"{R}/logs/stats.log",
+        L.logs("stats.log"),
     benchmark:
-        f"{R}/benchmarks/stats.tsv"
+        L.benchmarks("stats.tsv")
     conda:
         "../envs/stats.yaml"
     threads: 1
@@ -32,38 +32,38 @@ rule stats:
 
 rule stats_summary:
     input:
-        metrics=f"{R}/stats/metrics.csv",
-        tests=f"{R}/stats/ttests.csv",
+        metrics=L.stats("metrics.csv"),
+        tests=L.stats("ttests.csv"),
     output:
         best=report(
-            f"{R}/stats/best_transfer.csv",
+            L.stats("best_transfer.csv"),
             caption="../report/best_transfer.rst",
             category="Statistics",
         ),
         improvement=report(
-            f"{R}/stats/improvement.csv",
+            L.stats("improvement.csv"),
             caption="../report/improvement_table.rst",
             category="Statistics",
         ),
         spearman=report(
-            f"{R}/stats/spearman.csv",
+            L.stats("spearman.csv"),
             caption="../report/spearman.rst",
             category="Statistics",
         ),
         classification=report(
-            f"{R}/stats/classification.csv",
+            L.stats("classification.csv"),
             caption="../report/classification.rst",
             category="Statistics",
         ),
         models=report(
-            f"{R}/stats/models.csv",
+            L.stats("models.csv"),
             caption="../report/models_table.rst",
             category="Statistics",
         ),
     log:
-        f"{R}/logs/stats_summary.log",
+        L.logs("stats_summary.log"),
     benchmark:
-        f"{R}/benchmarks/stats_summary.tsv"
+        L.benchmarks("stats_summary.tsv")
     conda:
         "../envs/stats.yaml"
     threads: 1
@@ -76,15 +76,15 @@ rule stats_summary:
 
 rule correlation:
     input:
-        f"{R}/data/structures.parquet",
+        L.table(),
     output:
         report(
-            f"{R}/stats/ef_eg_correlation.json",
+            L.stats("ef_eg_correlation.json"),
             caption="../report/correlation.rst",
             category="Statistics",
         ),
     log:
-        f"{R}/logs/correlation.log",
+        L.logs("correlation.log"),
     conda:
         "../envs/stats.yaml"
     threads: 1
@@ -97,15 +97,15 @@ rule correlation:
 
 rule pretrain_table:
     input:
-        expand(f"{R}/pretrain/{{p}}/metrics.json", p=sorted(PRETRAIN)),
+        pretrain_metrics(),
     output:
         report(
-            f"{R}/stats/pretrain.csv",
+            L.stats("pretrain.csv"),
             caption="../report/pretrain_table.rst",
             category="Statistics",
         ),
     log:
-        f"{R}/logs/pretrain_table.log",
+        L.logs("pretrain_table.log"),
     conda:
         "../envs/stats.yaml"
     threads: 1
@@ -123,14 +123,14 @@ rule multitask_table:
         multitask_predictions(),
     output:
         report(
-            f"{R}/stats/multitask.csv",
+            L.stats("multitask.csv"),
             caption="../report/multitask_table.rst",
             category="Statistics",
         ),
     log:
-        f"{R}/logs/multitask_table.log",
+        L.logs("multitask_table.log"),
     benchmark:
-        f"{R}/benchmarks/multitask_table.tsv"
+        L.benchmarks("multitask_table.tsv")
     conda:
         "../envs/stats.yaml"
     threads: 1

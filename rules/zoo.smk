@@ -13,11 +13,11 @@ wildcard_constraints:
 rule model_card:
     input:
         unpack(zoo_inputs),
-        structures=f"{R}/data/structures.parquet",
+        structures=L.table(),
     output:
         directory(f"{ZOO_DIR}/{{zoo_model}}"),
     log:
-        f"{R}/logs/zoo/{{zoo_model}}.log",
+        L.logs("zoo", "{zoo_model}.log"),
     conda:
         "../envs/cards.yaml"
     threads: 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,8 @@ from tlcgcnn.utils import fileio as io  # noqa: E402
 ATOM_FEATURES = SRC / "tlcgcnn" / "features" / "atom_features.csv"
 SHARED_DATA = Path(os.environ.get("TLCGCNN_SHARED_DATA", ROOT.parent / "shared" / "data"))
 MP500 = SHARED_DATA / "mp2018_random500.csv.gz"
+# the runtime probe's cache (tlcgcnn.train.accel): one per test session, not the user's
+os.environ.setdefault("TLCGCNN_CACHE", tempfile.mkdtemp(prefix="tlcgcnn-test-cache-"))
 
 
 def require_shared(path: Path = MP500) -> Path:

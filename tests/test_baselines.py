@@ -115,7 +115,7 @@ def test_a_train_pool_all_baseline_cell_fits_on_every_subset(monkeypatch, tmp_pa
     records = {}
     for mode in ("ridge", "ridge_all"):
         records[mode] = baseline_cell(
-            cell=cfg.cell("k_nm", 20, mode).as_params(),
+            cell=cfg.cell("k_nm", 20, mode),
             table_path=str(tmp_path / "t.parquet"),
             descriptors_path=str(tmp_path / "descriptors.parquet"),
             split_path=str(tmp_path / "k.split.json"),

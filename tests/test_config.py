@@ -1,9 +1,11 @@
-"""tlcgcnn.config: defaults agree with the schema, validation, and the resolved runs."""
+"""tlcgcnn.config: the one source of defaults (the schema and the package's dataclasses read
+it), validation, and the resolved runs."""
 
 from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 import subprocess
 import sys
@@ -17,44 +19,276 @@ from conftest import ROOT
 from tlcgcnn import config as C
 from tlcgcnn.features.featurize import FeaturizeParams
 
-SCHEMA = yaml.safe_load((ROOT / "config" / "schema" / "config.schema.yaml").read_text())
+SCHEMA_FILE = ROOT / "config" / "schema" / "config.schema.yaml"
+SCHEMA = yaml.safe_load(SCHEMA_FILE.read_text())
 
 
-def _resolve(node: dict[str, Any]) -> dict[str, Any]:
+def _schema_defaults(schema: dict[str, Any], node: dict[str, Any], prefix: str, out: dict[str, Any]) -> None:
+    """Every ``default:`` of a schema, keyed like tlcgcnn.config.defaults() ($refs followed)."""
+    if "default" in node:
+        out[prefix] = node["default"]
     while "$ref" in node:
-        ref = node["$ref"].removeprefix("#/").split("/")
-        target: Any = SCHEMA
-        for part in ref:
+        target: Any = schema
+        for part in node["$ref"].removeprefix("#/").split("/"):
             target = target[part]
-        node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+        node = target
+    for key, child in node.get("properties", {}).items():
+        _schema_defaults(schema, child, f"{prefix}.{key}" if prefix else key, out)
+    if isinstance(node.get("items"), dict):
+        _schema_defaults(schema, node["items"], f"{prefix}[]", out)
+    if isinstance(node.get("additionalProperties"), dict):
+        _schema_defaults(schema, node["additionalProperties"], f"{prefix}.*", out)
+
+
+def _without_defaults(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _without_defaults(v) for k, v in node.items() if k != "default"}
+    if isinstance(node, list):
+        return [_without_defaults(v) for v in node]
     return node
 
 
-def _schema_defaults(node: dict[str, Any], prefix: str, out: dict[str, Any]) -> None:
-    """Leaf defaults of the schema, keyed like tlcgcnn.config.defaults()."""
-    node = _resolve(node)
-    children = node.get("properties", {})
-    if "default" in node and prefix and not (children and node["default"] in ({}, [])):
-        out[prefix] = node["default"]
-    for key, child in children.items():
-        _schema_defaults(child, f"{prefix}.{key}" if prefix else key, out)
-    if isinstance(node.get("items"), dict):
-        _schema_defaults(node["items"], f"{prefix}[]", out)
-    if isinstance(node.get("additionalProperties"), dict) and prefix == "finetune.modes":
-        _schema_defaults(node["additionalProperties"], f"{prefix}.*", out)
+def test_the_schema_file_holds_no_default():
+    """tlcgcnn.config is the one source of defaults: the schema file repeats none of them."""
+    found: dict[str, Any] = {}
+    _schema_defaults(SCHEMA, SCHEMA, "", found)
+    assert found == {}
+    assert not re.search(r"^\s*default:|[{,]\s*default:", SCHEMA_FILE.read_text(), re.MULTILINE)
 
 
-def test_every_default_is_the_schemas_and_vice_versa():
-    schema: dict[str, Any] = {}
-    _schema_defaults(SCHEMA, "", schema)
-    module = C.defaults()
-    assert set(module) == set(schema), (sorted(set(module) - set(schema)), sorted(set(schema) - set(module)))
-    differ = {
-        k: (module[k], schema[k]) for k in module if module[k] != schema[k] or type(module[k]) is not type(schema[k])
-    }
+def test_the_generated_schema_has_every_default_in_its_place():
+    """``schema_with_defaults``: the file's schema plus a ``default:`` on each option, equal
+    (value and type) to tlcgcnn.config.defaults(), and ``{}`` on each optional section."""
+    import jsonschema
+
+    full = C.schema_with_defaults()
+    got: dict[str, Any] = {}
+    _schema_defaults(full, full, "", got)
+    sections = {s: {} for s in C.SECTIONS if s != "dataset"}  # dataset is required
+    want = {**sections, **C.defaults()}
+    assert set(got) == set(want), (sorted(set(want) - set(got)), sorted(set(got) - set(want)))
+    differ = {k: (want[k], got[k]) for k in want if got[k] != want[k] or type(got[k]) is not type(want[k])}
     assert not differ, differ
-    # the default radius is also the featurizer's (one graph cache for the default config)
-    assert module["featurize.radius"] == FeaturizeParams().radius
+    assert _without_defaults(full) == SCHEMA  # nothing else added or changed
+    jsonschema.Draft202012Validator.check_schema(full)
+    for name in ("config", "mp500", "paper-small", "zoo"):  # the shipped configs are valid against it too
+        jsonschema.Draft202012Validator(full).validate(yaml.safe_load((ROOT / "config" / f"{name}.yaml").read_text()))
+
+
+def test_the_generated_schema_refuses_a_default_without_its_option(tmp_path):
+    """A default the schema has no option for, or one on a $defs entry that two options share
+    (it would claim the default for both), stops the generator."""
+    (tmp_path / "config.schema.yaml").write_text(yaml.safe_dump(SCHEMA))
+    C.schema_with_defaults(tmp_path)  # the file as it is: fine
+    broken = copy.deepcopy(SCHEMA)
+    del broken["$defs"]["train"]["properties"]["patience"]
+    (tmp_path / "config.schema.yaml").write_text(yaml.safe_dump(broken))
+    with pytest.raises(C.ConfigError, match=r"defaults with no option in .*\['train.patience'\]"):
+        C.schema_with_defaults(tmp_path)
+    shared = copy.deepcopy(SCHEMA)
+    shared["properties"]["pretrain"]["items"]["properties"]["train"] = {"$ref": "#/$defs/train"}
+    (tmp_path / "config.schema.yaml").write_text(yaml.safe_dump(shared))
+    with pytest.raises(C.ConfigError, match=r"several options share .*'train.epochs'"):
+        C.schema_with_defaults(tmp_path)
+
+
+def test_tlcgcnn_config_prints_the_schema_and_the_defaults():
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    out = subprocess.run(
+        [sys.executable, "-m", "tlcgcnn.cli.main", "config", "schema"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    ).stdout
+    assert json.loads(out) == C.schema_with_defaults()  # JSON: also what YAML readers and editors read
+    assert yaml.safe_load(out) == C.schema_with_defaults()
+    out = subprocess.run(
+        [sys.executable, "-m", "tlcgcnn.cli.main", "config", "defaults"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    ).stdout
+    printed = dict(line.split(": ", 1) for line in out.splitlines())
+    assert {k: json.loads(v) for k, v in printed.items()} == C.defaults()
+
+
+def _bare(**extra: Any) -> dict[str, Any]:
+    """A config that sets only what has no default (and ``extra``): every other option is left out."""
+    return {
+        "name": "bare",
+        "dataset": {"path": "data.csv"},
+        "finetune": {
+            "targets": [{"name": "gap", "property": "band_gap"}],
+            "sizes": ["all"],
+            "seeds": [0],
+            "modes": {"scratch": {}},
+        },
+        **extra,
+    }
+
+
+def _with_entries() -> dict[str, Any]:
+    """_bare with one entry of each list (a pretrain source, a mode from it, an external set, a
+    published model, a claim), each setting only its required keys."""
+    raw = _bare(
+        pretrain=[{"name": "ef", "property": "formation_energy_per_atom"}],
+        external=[{"name": "ext", "path": "ext.csv", "property": "band_gap"}],
+        zoo={"models": [{"name": "gap-model", "target": "gap", "mode": "tl"}]},
+        report={
+            "claims": [
+                {
+                    "id": "c",
+                    "paper": "TL-CGCNN",
+                    "claim": "x",
+                    "paper_value": "y",
+                    "target": "gap",
+                    "size": "all",
+                    "mode": "tl",
+                }
+            ]
+        },
+    )
+    raw["finetune"]["modes"]["tl"] = {"pretrained": "ef"}
+    return raw
+
+
+def _resolved(key: str, plain: C.Config, entries: C.Config, sampled: C.Config) -> Any:
+    """What the resolved config holds for the option ``key`` (a defaults() key): sections and
+    top-level options of ``plain``, list entries of ``entries``, the sample of ``sampled``."""
+    head, _, rest = key.partition(".")
+    option = key.rsplit(".", 1)[-1]
+    if head == "dataset" and rest.startswith("sample."):
+        return sampled.dataset.sample[option]  # type: ignore[index]
+    if head in C.SECTIONS and "." not in rest:
+        return getattr(getattr(plain, head), rest)
+    if key.startswith("finetune.targets[]."):
+        return entries.as_dict()["finetune"]["targets"][0][option]
+    if key.startswith("finetune.modes.*."):
+        return getattr(entries.modes["scratch"], option)
+    if key in ("finetune.baseline", "finetune.group_seeds"):
+        return getattr(plain, option)
+    if key.startswith("pretrain[]."):
+        src = entries.pretrain_source("ef")
+        if option == "model":  # the entry's variant name; none: the source has the base model
+            return None if src.model == entries.model_config(None) else src.model
+        return getattr(src.target, option) if option in ("transform", "subset") else getattr(src, option)
+    if key.startswith("external[]."):
+        return getattr(entries.external_set("ext"), option)
+    if key.startswith("zoo.models[]."):
+        return entries.zoo.models[0][option]
+    if key.startswith("report.claims[]."):
+        return entries.report.claims[0][option]
+    top = {
+        "regenerate_embedded": plain.regenerate_embedded,
+        "model_variants": plain.model_variants,
+        "pretrain": [s.as_params() for s in plain.pretrain_sources()],
+        "external": plain.external_names,
+        "properties": plain.properties,
+    }
+    if key in top:
+        return top[key]
+    raise KeyError(f"no resolved value known for the default {key!r}: add it to _resolved")
+
+
+def test_every_option_left_out_resolves_to_the_modules_default():
+    plain, entries = C.load(_bare()), C.load(_with_entries())
+    sampled = C.load(_bare(dataset={"path": "data.csv", "sample": {"n": 5}}))
+    assert plain.dataset.sample is None  # absent: no subsampling
+    for key, default in C.defaults().items():
+        got = _resolved(key, plain, entries, sampled)
+        assert got == default and type(got) is type(default), (key, got, default)
+
+
+def test_the_packages_dataclasses_take_the_config_modules_defaults():
+    """ModelConfig, TrainConfig and FeaturizeParams (direct, non-workflow use) read their
+    defaults from tlcgcnn.config; their fields, and so the checkpoints' and graph caches' keys,
+    are what they were."""
+    from dataclasses import asdict
+
+    from tlcgcnn.nn import ModelConfig
+    from tlcgcnn.train.loop import TrainConfig
+
+    assert issubclass(TrainConfig, C.TrainSettings) and asdict(TrainConfig()) == asdict(C.TrainSettings())
+    model = ModelConfig().to_dict()
+    assert list(model) == [
+        "kind",
+        "atom_fea_len",
+        "n_conv",
+        "h_fea_len",
+        "n_h",
+        "radius",
+        "gaussian_step",
+        "n_out",
+        "orig_atom_fea_len",
+    ]
+    assert {k: model[k] for k in asdict(C.ModelSettings())} == asdict(C.ModelSettings())
+    assert (model["radius"], model["n_out"], model["orig_atom_fea_len"]) == (C.FeaturizeSettings().radius, 1, 92)
+    assert ModelConfig.from_dict(C.load(_bare()).model_config()) == ModelConfig()
+    assert FeaturizeParams() == C.featurize_params(asdict(C.FeaturizeSettings()))
+    assert FeaturizeParams().key() == "7732ddcdb1c9"  # the default graph cache keeps its folder name
+
+
+# config/README.md's tables: heading (or "Each of" line) -> the defaults() prefix of its options
+README_TABLES = {
+    "## Top level": "",
+    "## `dataset`": "dataset.",
+    "### Download settings": None,  # config/schema/download.schema.yaml, tlcgcnn.data.download
+    "## `embedded`": "embedded.",
+    "## `zoo`": "zoo.",
+    "Each of `models`": "zoo.models[].",
+    "## `report`": "report.",
+    "Each of `claims`": "report.claims[].",
+    "## `properties`": None,  # a property's declaration: tlcgcnn.data.properties
+    "## `split`": "split.",
+    "## `featurize`": "featurize.",
+    "## `model`": "model.",
+    "## `train`": "train.",
+    "## `pretrain`": "pretrain[].",
+    "## `finetune`": "finetune.",
+    "Each of `targets`": "finetune.targets[].",
+    "Each of `modes`": "finetune.modes.*.",
+    "## `external`": "external[].",
+    "## `resources`": "resources.",
+}
+
+
+def readme_defaults(text: str) -> dict[str, str]:
+    """The default column of config/README.md's option tables, keyed like defaults()."""
+    out: dict[str, str] = {}
+    prefix: str | None = None
+    for line in text.splitlines():
+        start = next((s for s in README_TABLES if line.startswith(s)), None)
+        if start is not None:
+            prefix = README_TABLES[start]
+        row = re.match(r"^\| `([^`]+)` \| ([^|]*) \|", line)
+        if row and prefix is not None:
+            out[prefix + row.group(1)] = row.group(2).strip()
+    return out
+
+
+def test_config_readme_states_the_modules_defaults():
+    """A documentation check: each default config/README.md's tables give is defaults()'s
+    (``dataset.sample``'s, written in the text, too), and none is left out."""
+    text = (ROOT / "config" / "README.md").read_text()
+    documented = readme_defaults(text)
+    sample = {"dataset.sample.seed", "dataset.sample.keep"}
+    wrong = {}
+    for key, default in C.defaults().items():
+        if key in sample:
+            continue
+        cell = documented.get(key, "<not in a table>")
+        if not (re.fullmatch(r"`[^`]+`", cell) and yaml.safe_load(cell.strip("`")) == default):
+            wrong[key] = (cell, default)
+    assert not wrong, f"config/README.md's default differs from tlcgcnn.config.defaults(): {wrong}"
+    assert f"`seed` (default {C.SAMPLE_DEFAULTS['seed']})" in text and C.SAMPLE_DEFAULTS["keep"] == {}
+
+
+def test_readme_defaults_are_read_from_each_table():
+    text = "## `train`: training\n\n| option | default | meaning |\n|---|---|---|\n| `lr` | `0.5` | rate |\n"
+    text += '\nEach of `modes` (a name):\n\n| `freeze` | `2` | layers |\n## `properties`\n| `unit` | `""` | u |\n'
+    assert readme_defaults(text) == {"train.lr": "`0.5`", "finetune.modes.*.freeze": "`2`"}
 
 
 def _cfg(**changes: Any) -> dict[str, Any]:
@@ -190,19 +424,36 @@ def test_no_rule_reads_raw_config_or_holds_lambdas():
             assert "config[" not in text and "config.get" not in text, smk
 
 
-def test_package_dataclass_defaults_agree_with_the_config_module():
-    """TrainConfig / ModelConfig / FeaturizeParams keep defaults for direct (non-workflow)
-    use; the workflow always passes complete settings, but the copies must not drift."""
-    from dataclasses import asdict
+def _config_names(text: str) -> list[tuple[int, str]]:
+    """Each use of the name ``config`` in Python-like code, with its line (comments, strings
+    and the module name ``tlcgcnn.config`` left out)."""
+    import io
+    import tokenize
 
-    from tlcgcnn.nn import ModelConfig
-    from tlcgcnn.train.loop import TrainConfig
+    toks = [t for t in tokenize.generate_tokens(io.StringIO(text).readline) if t.type != tokenize.NL]
+    return [
+        (t.start[0], t.line.strip())
+        for i, t in enumerate(toks)
+        if t.type == tokenize.NAME
+        and t.string == "config"
+        and [x.string for x in toks[max(i - 2, 0) : i]] != ["tlcgcnn", "."]
+    ]
 
-    assert asdict(TrainConfig()) == asdict(C.TrainSettings())
-    model = {k: v for k, v in ModelConfig().to_dict().items() if k not in ("n_out", "orig_atom_fea_len")}
-    assert model == {**asdict(C.ModelSettings()), "radius": C.FeaturizeSettings().radius}
-    f = C.FeaturizeSettings()
-    assert FeaturizeParams() == C.featurize_params(asdict(f))
+
+def test_only_tlcgcnn_config_reads_the_raw_config():
+    """The workflow hands the raw ``config`` to tlcgcnn.config alone (common.smk's load; a
+    script's resolve): every other consumer (figures, multi-task pairs, ...) gets the typed one."""
+    uses = {
+        f"{path.relative_to(ROOT)}:{n}": line
+        for path in [ROOT / "Snakefile", *sorted((ROOT / "rules").glob("*.smk"))]
+        for n, line in _config_names(path.read_text())
+    }
+    assert list(uses.values()) == ['CFG = _load_config(config, Path(workflow.basedir) / "config" / "schema")'], uses
+    for script in sorted((ROOT / "workflow" / "scripts").glob("*.py")):
+        for _, line in _config_names(script.read_text()):
+            assert "resolve(snakemake.config)" in line, (script.name, line)
+    text = "from tlcgcnn.config import load\nx = f(config)  # config\ny = 'config'\nc = snakemake.config\n"
+    assert _config_names(text) == [(2, "x = f(config)  # config"), (4, "c = snakemake.config")]
 
 
 def test_mode_protocol_overrides_reach_the_cell_params():
@@ -273,8 +524,8 @@ def test_run_records_carry_the_resolved_protocol():
     cfg = C.load(raw)
 
     def record(mode: str) -> dict[str, Any]:
-        params = cfg.cell("gap_nonmetal", 25, mode).as_params()
-        return {**mode_fields(params, 100), **train_fields(params)}
+        cell = cfg.cell("gap_nonmetal", 25, mode)
+        return {**mode_fields(cell, 100), **train_fields(cell)}
 
     slow, transfer, scratch = record("slow"), record("transfer"), record("scratch")
     assert (slow["backbone_lr_scale"], slow["lr"], slow["warmup_epochs"], slow["epochs"]) == (
@@ -392,10 +643,7 @@ def test_run_records_say_train_pool_only_when_set():
     from tlcgcnn.train.finetune import mode_fields
 
     cfg = C.load(_with_pool_all_target(_cfg()))
-    fields = {
-        m: mode_fields(cfg.cell("gap_nm_all", 25, m).as_params(), None)
-        for m in ("scratch", "scratch_all", "rf", "rf_all")
-    }
+    fields = {m: mode_fields(cfg.cell("gap_nm_all", 25, m), None) for m in ("scratch", "scratch_all", "rf", "rf_all")}
     assert fields["scratch_all"]["train_pool"] == fields["rf_all"]["train_pool"] == "all"
     assert "train_pool" not in fields["scratch"] and "train_pool" not in fields["rf"]
     assert {k: v for k, v in fields["scratch_all"].items() if k not in ("mode", "train_pool")} == {

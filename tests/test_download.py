@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import logging
 import math
@@ -395,6 +396,127 @@ def test_matbench_persistently_corrupt_is_an_error(tmp_path, mp_rows):
 def test_matbench_unknown_task(tmp_path):
     with pytest.raises(ValueError, match="must be one of"):
         run({"source": "matbench", "matbench": {"task": "nope"}}, tmp_path / "t", tmp_path / "m", tmp_path / "w")
+
+
+# ----------------------------------------------------------------------------- a table from a URL
+@pytest.fixture(scope="module")
+def mp_csv() -> tuple[pd.DataFrame, bytes]:
+    """30 real rows of mp2018_random500 (every column of the full MP-2018 table) as a gzipped CSV."""
+    df = pd.read_csv(fs.MP2018, low_memory=False, dtype={"material_id": str}).head(30)
+    return df, gzip.compress(df.to_csv(index=False).encode(), mtime=0)
+
+
+def url_dataset(srv: fs.FileServer, blob: bytes, **extra: Any) -> dict[str, Any]:
+    sha = hashlib.sha256(blob).hexdigest()
+    return {"source": "url", "http": FAST, "url": srv.url + "/projects/mp2018.csv.gz", "sha256": sha, **extra}
+
+
+def test_url_table_is_verified_resumed_and_kept_as_is(tmp_path, mp_csv):
+    df, blob = mp_csv
+    with fs.FileServer({"mp2018.csv.gz": blob}) as srv:
+        srv.faults.extend([("cut",)])
+        ds = url_dataset(srv, blob)
+        manifest = run(ds, tmp_path / "url.parquet", tmp_path / "url.manifest.json", tmp_path / "work")
+        first, second = srv.requests
+    assert first.fault == ("cut",) and "range" not in first.headers
+    assert 0 < int(second.headers["range"].removeprefix("bytes=").rstrip("-")) < len(blob)  # resumed
+    got = pd.read_parquet(tmp_path / "url.parquet")
+    assert list(got.columns) == list(df.columns) and got["material_id"].tolist() == df["material_id"].tolist()
+    assert got["cif"].tolist() == df["cif"].tolist() and got["is_metal"].tolist() == df["is_metal"].tolist()
+    served = pd.read_csv(io.BytesIO(blob), compression="gzip", low_memory=False, dtype={"material_id": str})
+    pd.testing.assert_frame_equal(got, served)  # the served table, every value as read from the file
+    assert manifest["source"] == "url" and manifest["endpoint"] == ds["url"]
+    assert manifest["records"]["kept"] == manifest["records"]["received"] == len(df)
+    assert manifest["extra"]["file_sha256"] == ds["sha256"] and manifest["extra"]["format"] == "csv.gz"
+    assert manifest["retries"]["by_kind"] == {"truncated": 1}
+    assert manifest["outputs"]["table"]["sha256"] == hashlib.sha256((tmp_path / "url.parquet").read_bytes()).hexdigest()
+    assert not (tmp_path / "work").exists() or not any((tmp_path / "work").iterdir())  # removed after success
+
+
+def test_url_table_ingests_like_the_local_file(tmp_path, mp_csv):
+    """The downloaded table and the same rows as a local file give the same structures table."""
+    from tlcgcnn.data.ingest import IngestOptions, ingest
+
+    df, blob = mp_csv
+    (tmp_path / "local.csv.gz").write_bytes(blob)
+    with fs.FileServer({"mp2018.csv.gz": blob}) as srv:
+        run(url_dataset(srv, blob), tmp_path / "url.parquet", tmp_path / "m.json", tmp_path / "work")
+    out = {}
+    for name, src in (("url", tmp_path / "url.parquet"), ("local", tmp_path / "local.csv.gz")):
+        ingest(src, tmp_path / f"{name}.s.parquet", tmp_path / f"{name}.d.csv", tmp_path / f"{name}.j", IngestOptions())
+        out[name] = pd.read_parquet(tmp_path / f"{name}.s.parquet").drop(columns=["source"], errors="ignore")
+    assert len(out["url"]) == len(df)
+    pd.testing.assert_frame_equal(out["url"], out["local"])
+
+
+def test_url_wrong_sha256_is_an_error_and_leaves_no_output(tmp_path, mp_csv):
+    df, blob = mp_csv
+    actual = hashlib.sha256(blob).hexdigest()
+    wrong = "5b72e7542227ef6a4660877b7f4a4d8a6677766c0dade72bbb2f5fc3006f794f"
+    with fs.FileServer({"mp2018.csv.gz": blob}) as srv:
+        ds = url_dataset(srv, blob, sha256=wrong)
+        with pytest.raises(DownloadError, match=f"expected {wrong}, got {actual}") as err:
+            run(ds, tmp_path / "url.parquet", tmp_path / "url.manifest.json", tmp_path / "work")
+        n_requests = len(srv.requests)
+    assert "the same file arrived twice" in str(err.value)
+    assert n_requests == 2  # not max_retries + 1 downloads of a file that will never match
+    assert not (tmp_path / "url.parquet").exists() and not (tmp_path / "url.manifest.json").exists()
+    assert not [p for p in (tmp_path / "work").rglob("*") if p.is_file() and p.name != "query.json"]
+
+
+def test_url_corrupt_transfer_is_fetched_again(tmp_path, mp_csv):
+    df, blob = mp_csv
+    with fs.FileServer({"mp2018.csv.gz": blob}) as srv:
+        srv.faults.extend([("corrupt",)])
+        manifest = run(url_dataset(srv, blob), tmp_path / "url.parquet", tmp_path / "m.json", tmp_path / "work")
+        assert [r.fault for r in srv.requests] == [("corrupt",), None]
+    assert manifest["retries"]["by_kind"] == {"checksum": 1}
+    assert len(pd.read_parquet(tmp_path / "url.parquet")) == len(df)
+
+
+def test_url_verified_file_is_reused_by_a_rerun(tmp_path, mp_csv):
+    """A run that fails after the verified download (here: a wrong format) leaves the file in
+    the work folder; the corrected re-run reads it without downloading it again."""
+    df, blob = mp_csv
+    with fs.FileServer({"mp2018.csv.gz": blob}) as srv:
+        ds = url_dataset(srv, blob, format="parquet")
+        with pytest.raises(ValueError, match="not a readable parquet table.*set dataset.format"):
+            run(ds, tmp_path / "url.parquet", tmp_path / "m.json", tmp_path / "work")
+        assert len(srv.requests) == 1 and not (tmp_path / "url.parquet").exists()
+        del ds["format"]  # csv.gz, from the URL's file name
+        manifest = run(ds, tmp_path / "url.parquet", tmp_path / "m.json", tmp_path / "work")
+        assert len(srv.requests) == 1  # nothing fetched again
+    assert manifest["chunks"] == {"total": 1, "fetched": 0, "reused": 1}
+    assert pd.read_parquet(tmp_path / "url.parquet")["material_id"].tolist() == df["material_id"].tolist()
+
+
+def test_url_settings_are_checked(tmp_path):
+    from tlcgcnn import config as C
+    from tlcgcnn.data.download import url as dl_url
+
+    sha = "0" * 64
+    for ds, message in (
+        ({"source": "url", "sha256": sha}, "dataset.url must be an http"),
+        ({"source": "url", "url": "ftp://host/t.csv", "sha256": sha}, "dataset.url must be an http"),
+        ({"source": "url", "url": "http://host/t.csv"}, "dataset.sha256 must be the 64 hex digits"),
+        ({"source": "url", "url": "http://host/files/123", "sha256": sha}, "set dataset.format"),
+        ({"source": "url", "url": "http://host/t.csv", "sha256": sha, "format": "xlsx"}, "dataset.format must be"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            run(ds, tmp_path / "t", tmp_path / "m", tmp_path / "w")
+    assert dl_url.file_format("https://h/d/mp2018_36737.csv.gz?download=1", None) == "csv.gz"
+    assert dl_url.file_format("https://h/files/123", "parquet") == "parquet"
+    raw = {"name": "u", "finetune": {"targets": [{"name": "ef", "property": "formation_energy_per_atom"}]}}
+    raw["finetune"].update({"sizes": [10], "seeds": [0], "modes": {"scratch": {}}})
+    good = {"source": "url", "url": "https://example.org/mp2018_36737.csv.gz", "sha256": sha}
+    assert C.load({**raw, "dataset": good}).dataset_settings()["sha256"] == sha
+    for bad, message in (
+        ({k: v for k, v in good.items() if k != "sha256"}, "'sha256' is a required property"),
+        ({**good, "sha256": "abc"}, "does not match"),
+        ({**good, "format": "xlsx"}, "is not one of"),
+    ):
+        with pytest.raises(C.ConfigError, match=message):
+            C.load({**raw, "dataset": bad})
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -167,3 +167,22 @@ def test_committed_subset_is_the_rules_selection_of_the_full_table(manifest, sub
     for col in ("formation_energy_per_atom", "band_gap", "k_vrh", "band_gap_hse", "cif"):
         a, b = src[col].reset_index(drop=True), subset[col].reset_index(drop=True)
         assert a.equals(b) or np.allclose(a.astype(float), b.astype(float), equal_nan=True), col
+
+
+def test_embedded_input_has_no_machine_specific_default():
+    """The full table is not in the repository: embedded.input has no default, and the rule
+    asks for it (only when it runs) with a message saying what to set; `download` takes this
+    config's download, a table from a URL included."""
+    import yaml
+
+    from tlcgcnn import config as C
+
+    assert C.defaults()["embedded.input"] is None
+    raw = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    assert raw["embedded"]["input"].endswith("mp2018_36737.csv.gz")  # the developers' copy, named there
+    del raw["embedded"]
+    with pytest.raises(C.ConfigError, match=r"embedded.input is not set.*mp2018_36737\.csv\.gz.*docs/usage.md"):
+        C.load(raw).embedded_input()
+    raw["embedded"] = {"input": "download"}
+    raw["dataset"] = {"source": "url", "url": "https://example.org/t/mp2018_36737.csv.gz", "sha256": FULL_SHA256}
+    assert C.load(raw).embedded_input() == "results/quickstart/raw/url.parquet"

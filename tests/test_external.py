@@ -346,11 +346,12 @@ def test_external_parity_figure_draws(world, tmp_path):
             )
     io.write_csv(pd.DataFrame(rows), tmp_path / "stats" / "external.csv")
     io.write_parquet(pd.concat(preds), tmp_path / "stats" / "external_predictions.parquet")
-    assert (
-        figures.requested({"finetune": {"targets": [{"name": "gap"}]}, "external": [{"name": "ext"}]})[-1]
-        == "external_parity"
-    )
-    assert "external_parity" not in figures.requested({"finetune": {"targets": [{"name": "gap"}]}})
+    targets = [{"name": "gap", "property": "band_gap"}]
+    ft = {"targets": targets, "sizes": [10], "seeds": [0], "modes": {"scratch": {}}}
+    gap = {"name": "gap", "dataset": {"path": "data.csv"}, "finetune": ft}
+    ext = {**gap, "external": [{"name": "ext", "path": "ext.csv", "property": "band_gap"}]}
+    assert figures.requested(C.load(ext))[-1] == "external_parity"
+    assert "external_parity" not in figures.requested(C.load(gap))
     figures.draw(
         "external_parity",
         figures.input_paths("external_parity", str(tmp_path)),

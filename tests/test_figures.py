@@ -10,6 +10,7 @@ import pytest
 import yaml
 from conftest import ROOT
 
+from tlcgcnn import config as C
 from tlcgcnn.analysis import stats
 from tlcgcnn.report import figures
 from tlcgcnn.report.figures import labels
@@ -29,6 +30,11 @@ PAPER_FIGURES = [
 
 def load(name: str) -> dict:
     return yaml.safe_load((ROOT / "config" / f"{name}.yaml").read_text())
+
+
+def requested(raw: dict) -> list[str]:
+    """The figures a raw config requests (the registry reads the typed config)."""
+    return figures.requested(C.load(raw))
 
 
 # ----------------------------------------------------------------------------- labels
@@ -133,12 +139,12 @@ def test_labels_name_the_fine_tuning_protocol():
 
 # -------------------------------------------------------------------------- requested
 def test_requested_on_the_shipped_configs():
-    small = figures.requested(load("paper-small"))
+    small = requested(load("paper-small"))
     targets = [t["name"] for t in load("paper-small")["finetune"]["targets"]]
     assert small == ["learning_curve", *[f"learning_curve_{t}" for t in targets], *PAPER_FIGURES]
     # per-seed configs: their records lack the mode fields the paper figures read
-    assert figures.requested(load("mp500")) == ["learning_curve"]
-    assert figures.requested(load("config")) == ["learning_curve"]
+    assert requested(load("mp500")) == ["learning_curve"]
+    assert requested(load("config")) == ["learning_curve"]
 
 
 def test_a_figure_is_requested_only_where_the_config_has_what_it_needs():
@@ -151,7 +157,7 @@ def test_a_figure_is_requested_only_where_the_config_has_what_it_needs():
         for t in ft["targets"]:
             if t.get("modes"):
                 t["modes"] = [m for m in t["modes"] if m not in modes]
-        return figures.requested(cfg)
+        return requested(cfg)
 
     assert "models" not in without({"attention"})
     assert "freeze_heatmap" not in without(
@@ -173,20 +179,20 @@ def test_a_figure_is_requested_only_where_the_config_has_what_it_needs():
     cfg["finetune"]["modes"] = {
         m: s for m, s in cfg["finetune"]["modes"].items() if s.get("pretrained") in (None, "ef_all", "mt_all", "eg_all")
     }
-    got = figures.requested(cfg)
+    got = requested(cfg)
     assert "subset_scaling" not in got and "pretrain_size" not in got and "multitask" in got
 
     mp = load("mp500")
     mp["finetune"]["group_seeds"] = True
-    assert figures.requested(mp) == ["learning_curve", "learning_curve_gap_nonmetal", "ef_eg_density", "improvement"]
+    assert requested(mp) == ["learning_curve", "learning_curve_gap_nonmetal", "ef_eg_density", "improvement"]
     # two ways of fine-tuning one source: the protocol figure (another source's mode is no choice)
     mp["finetune"]["modes"]["slow"] = {"pretrained": "ef_all", "backbone_lr_scale": 0.1, "train": {"lr": 0.0003}}
-    assert "protocol_sensitivity" in figures.requested(mp)
+    assert "protocol_sensitivity" in requested(mp)
     mp["finetune"]["targets"][0]["modes"] = ["scratch", "slow"]
-    assert "protocol_sensitivity" not in figures.requested(mp)
+    assert "protocol_sensitivity" not in requested(mp)
     del mp["finetune"]["targets"][0]["modes"]
     mp["finetune"]["targets"][0]["property"] = "k_vrh"
-    assert "ef_eg_density" not in figures.requested(mp)
+    assert "ef_eg_density" not in requested(mp)
 
 
 def test_resolve_and_wildcard_pattern():
@@ -198,7 +204,7 @@ def test_resolve_and_wildcard_pattern():
     assert figures.subcategory("models") is None and figures.category("models") == "Models"
     with pytest.raises(KeyError, match="no registered figure has the file name 'nope'"):
         figures.resolve("nope")
-    pattern = figures.stem_pattern(load("paper-small"))
+    pattern = figures.stem_pattern(C.load(load("paper-small")))
     assert re.fullmatch(pattern, "learning_curve_metal_cls") and re.fullmatch(pattern, "models")
     assert not re.fullmatch(pattern, "learning_curve_unknown") and not re.fullmatch(pattern, "nope")
     assert figures.input_paths("ef_eg_density", "results/x") == {
@@ -210,7 +216,7 @@ def test_resolve_and_wildcard_pattern():
 def test_every_figure_has_its_caption():
     from docutils.core import publish_parts
 
-    for stem in figures.stems(load("paper-small")):
+    for stem in figures.stems(C.load(load("paper-small"))):
         text = figures.caption(stem, ROOT / "report")
         assert len(text) > 50 and "{{" not in text, stem
         html = publish_parts(text, writer="html", settings_overrides={"report_level": 2, "halt_level": 2})["body"]
@@ -422,7 +428,17 @@ def test_every_registered_figure_draws(tmp_path, monkeypatch):
         mae_test=0.3,
     ).to_csv(res / "stats" / "external.csv", index=False)
 
-    stems = figures.stems({"finetune": {"targets": [{"name": "gap"}, {"name": "metal"}]}})
+    two_targets = {
+        "name": "two",
+        "dataset": {"path": "data.csv"},
+        "finetune": {
+            "targets": [{"name": "gap", "property": "band_gap"}, {"name": "metal", "property": "band_gap"}],
+            "sizes": [10],
+            "seeds": [0],
+            "modes": {"scratch": {}},
+        },
+    }
+    stems = figures.stems(C.load(two_targets))
     assert set(stems) == {
         "learning_curve",
         "learning_curve_gap",

@@ -16,6 +16,7 @@ import pytest
 import yaml
 from conftest import ATOM_FEATURES, MP500, require_shared
 
+from tlcgcnn import config as C
 from tlcgcnn.analysis.stats import read_table
 from tlcgcnn.cli import runner
 from tlcgcnn.cli.main import main
@@ -144,8 +145,7 @@ def test_the_written_config_reruns_with_snakemake_as_printed(run):
 
 @pytest.mark.e2e
 def test_report_holds_every_requested_figure_and_the_tables(run):
-    cfg = yaml.safe_load((run["wd"] / "config.yaml").read_text())
-    wanted = figures.requested(cfg)
+    wanted = figures.requested(C.load(run["wd"] / "config.yaml"))
     assert wanted == ["learning_curve", "external_parity"]
     cmd = [*runner.snakemake_command(runner.repo_root(), run["wd"], 1), "--report", str(run["wd"] / "report.html")]
     res = subprocess.run(cmd, capture_output=True, text=True)

@@ -116,14 +116,16 @@ def test_figures_describe_frozen_modes_as_transfer_schemes():
         "reinit": "none",
     }
     assert labels.mode_label(row) == "TL ΔEf, n=2980: frozen features + ridge"
-    uses = {u.mode: u for u in needs.mode_uses(_raw(ef_ridge=FROZEN, ridge={"estimator": "ridge"}))}
+    uses = {u.mode: u for u in needs.mode_uses(C.load(_raw(ef_ridge=FROZEN, ridge={"estimator": "ridge"})))}
     assert (uses["ef_ridge"].family, uses["ef_ridge"].model_kind, uses["ridge"].family) == (
         "transfer",
         "ridge",
         "baseline",
     )
     # beside the fine-tuned transfer mode of the same source: two schemes, a freeze heatmap
-    assert needs.has_scheme_comparison(_raw(ef_ridge=FROZEN)) and not needs.has_scheme_comparison(_raw())
+    assert needs.has_scheme_comparison(C.load(_raw(ef_ridge=FROZEN))) and not needs.has_scheme_comparison(
+        C.load(_raw())
+    )
 
 
 # --------------------------------------------------------------------------- crystal vectors
@@ -208,7 +210,7 @@ def cell_inputs(tmp_path):
     split = tmp_path / "split.json"
     io.write_json(split, {"property": "band_gap", "test": ids[:30], "pool": ids[30:]})
     cfg = C.load(_raw(ef_ridge=FROZEN))
-    cell = cfg.cell("gap_nonmetal", 25, "ef_ridge").as_params()
+    cell = cfg.cell("gap_nonmetal", 25, "ef_ridge")
     return {
         "cell": cell,
         "table": str(table),
@@ -403,8 +405,8 @@ def test_a_train_pool_all_frozen_cell_draws_from_pool_all(cell_inputs, monkeypat
     sp = {"property": "band_gap", "test": test, "pool": pool, "pool_all": other + pool}
     io.write_json(cell_inputs["split"], sp)
     cfg = C.load(_raw(ef_ridge=FROZEN, ef_ridge_all={**FROZEN, "train_pool": "all"}))
-    cell = cfg.cell("gap_nonmetal", 25, "ef_ridge_all").as_params()
-    assert cell["mode"]["train_pool"] == "all"
+    cell = cfg.cell("gap_nonmetal", 25, "ef_ridge_all")
+    assert cell.mode.train_pool == "all"
     embedded: list[str] = []
     real_embed = tlcgcnn.analysis.evaluate.embed_ids
 

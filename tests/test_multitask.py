@@ -10,6 +10,7 @@ import yaml
 from conftest import ROOT
 from scipy import stats as sstats
 
+from tlcgcnn import config as C
 from tlcgcnn.analysis import multitask
 from tlcgcnn.analysis.multitask import (
     COLUMNS,
@@ -28,6 +29,29 @@ ST_NAMES = dict(zip(PROPS, ["ef", "eg", "efermi"], strict=True))
 
 def load(name: str) -> dict:
     return yaml.safe_load((ROOT / "config" / f"{name}.yaml").read_text())
+
+
+def typed(name: str) -> C.Config:
+    return C.load(load(name))
+
+
+def with_sources(pretrain: list[dict], variants: dict | None = None) -> C.Config:
+    """A config with these pretraining sources and model variants (default: attention), only
+    their required keys set, and a fine-tuning grid that uses none of them."""
+    return C.load(
+        {
+            "name": "pairs",
+            "dataset": {"path": "data.csv"},
+            "model_variants": variants or {"attention": {"kind": "attention"}},
+            "pretrain": pretrain,
+            "finetune": {
+                "targets": [{"name": "t", "property": PROPS[0]}],
+                "sizes": [10],
+                "seeds": [0],
+                "modes": {"scratch": {}},
+            },
+        }
+    )
 
 
 def _st(name: str, prop: str, **kw) -> dict:
@@ -62,7 +86,7 @@ def test_pairs_share_size_seed_subset_labels_transform_and_model():
             _st("kvrh_1k", "k_vrh", size=1000, **lab),  # not a property of the multi-task source
         ]
     }
-    got = [(p.property, p.size, p.mt_source, p.st_source) for p in source_pairs(cfg)]
+    got = [(p.property, p.size, p.mt_source, p.st_source) for p in source_pairs(with_sources(cfg["pretrain"]))]
     assert got == [
         (PROPS[0], 1000, "mt_1k", "ef_1k"),
         (PROPS[0], 4000, "mt_4k", "ef_4k"),
@@ -70,20 +94,23 @@ def test_pairs_share_size_seed_subset_labels_transform_and_model():
         (PROPS[2], 1000, "mt_1k", "efermi_1k"),
     ]
     # without labelled_with a multi-task source's split is that of its first property only
-    plain = {"pretrain": [_mt("mt"), _st("ef", PROPS[0]), _st("eg", PROPS[1]), _st("ef_500", PROPS[0], size=500)]}
+    plain = with_sources([_mt("mt"), _st("ef", PROPS[0]), _st("eg", PROPS[1]), _st("ef_500", PROPS[0], size=500)])
     assert source_pairs(plain) == [SourcePair(PROPS[0], "all", "mt", "ef")]
-    assert source_pairs({"pretrain": [_st("ef", PROPS[0]), _st("eg", PROPS[1])]}) == []
-    assert source_pairs({}) == []
+    assert source_pairs(with_sources([_st("ef", PROPS[0]), _st("eg", PROPS[1])])) == []
+    assert source_pairs(with_sources([])) == []
+    # the architecture is compared resolved: a variant that changes nothing is the base model
+    same = with_sources([_mt("mt", model="same"), _st("ef", PROPS[0])], {"same": {"n_conv": C.ModelSettings.n_conv}})
+    assert source_pairs(same) == [SourcePair(PROPS[0], "all", "mt", "ef")]
 
 
 def test_pairs_of_the_shipped_configs():
-    cpu = source_pairs(load("paper-cpu"))
+    cpu = source_pairs(typed("paper-cpu"))
     assert len(cpu) == 9
     assert {(p.property, p.size): (p.mt_source, p.st_source) for p in cpu}[("band_gap", 4000)] == ("mt_4k", "eg_4k")
     assert [p.property for p in cpu] == [PROPS[0]] * 3 + [PROPS[1]] * 3 + [PROPS[2]] * 3
     assert [p.size for p in cpu[:3]] == [1000, 4000, 8000]
     assert "ef_16k" not in {p.st_source for p in cpu}
-    assert source_pairs(load("config")) == [] and source_pairs(load("mp500")) == []
+    assert source_pairs(typed("config")) == [] and source_pairs(typed("mp500")) == []
 
 
 # ------------------------------------------------------------------------------- table
@@ -278,10 +305,13 @@ def test_figure_marks_and_annotations(tmp_path, monkeypatch):
 
 
 def test_figure_is_requested_where_the_config_pairs_sources():
-    assert "multitask_sources" in figures.requested(load("paper-cpu"))
-    assert "multitask_sources" in figures.requested(load("zoo"))  # mt and ef: one split, no fine-tuning records needed
-    assert "multitask_sources" not in figures.requested(load("config"))
-    assert "multitask_sources" not in figures.requested(load("mp500"))
+    assert "multitask_sources" in figures.requested(typed("paper-cpu"))
+    assert "multitask_sources" in figures.requested(typed("zoo"))  # mt and ef: one split, no fine-tuning records needed
+    assert "multitask_sources" not in figures.requested(typed("config"))
+    assert "multitask_sources" not in figures.requested(typed("mp500"))
     cfg = load("paper-cpu")
-    cfg["pretrain"] = [p for p in cfg["pretrain"] if not p["name"].startswith("mt_")]
-    assert "multitask_sources" not in figures.requested(cfg)
+    for p in cfg["pretrain"]:
+        if p["name"].startswith("mt_"):  # another seed: other training crystals, no pair
+            p["seed"] = 1
+    cfg["report"]["claims"] = [c for c in cfg["report"]["claims"] if c.get("kind") != "multitask"]
+    assert "multitask_sources" not in figures.requested(C.load(cfg))

@@ -12,6 +12,7 @@ import yaml
 from tlcgcnn import config as C
 from tlcgcnn.report import progress
 from tlcgcnn.utils import fileio as io
+from tlcgcnn.utils.layout import Layout
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRATCH = np.array([1.00, 1.10, 0.95, 1.05, 1.02])
@@ -57,9 +58,9 @@ def _cell(
         }
         for s, e in enumerate(errors)
     ]
-    io.write_json(progress.cell_dir(results, target, size, mode) / "metrics.json", records)
+    io.write_json(Layout(results).cell_metrics(target, size, mode), records)
     if seconds is not None:
-        bench = results / "benchmarks" / "finetune" / target / f"n{size}" / f"{mode}.tsv"
+        bench = Layout(results).cell_benchmark(target, size, mode)
         bench.parent.mkdir(parents=True, exist_ok=True)
         bench.write_text(f"s\th:m:s\n{seconds}\t0:00:{int(seconds) % 60:02d}\n")
 
@@ -71,9 +72,7 @@ def run(tmp_path: Path) -> Path:
     _cell(results, "hse_gap", "eg_ft", SCRATCH - np.array([0.40, 0.42, 0.38, 0.41, 0.39]), 50.0)
     _cell(results, "log_kvrh", "scratch", SCRATCH, 60.0)  # 12 s a seed
     for seed in (0, 1):  # ef_ft at n = 50 has 2 of its 5 seeds
-        io.write_json(
-            progress.cell_dir(results, "log_kvrh", 50, "ef_ft") / "runs" / f"s{seed}" / "metrics.json", {"seed": seed}
-        )
+        io.write_json(Layout(results).seed_metrics("log_kvrh", 50, "ef_ft", seed), {"seed": seed})
     return results
 
 

@@ -1,9 +1,10 @@
-"""Published results (tlcgcnn.report.published): claims and their verdicts, the README's results table,
-and the committed docs/results/ folders against their own CSVs and figures."""
+"""Published results (tlcgcnn.report.claims, .summary, .provenance, .publish, .readme): claims and their
+verdicts, the README's results table, and the committed docs/results/ folders against their own CSVs and figures."""
 
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,11 @@ import yaml
 from conftest import ROOT
 
 from tlcgcnn import config as C
-from tlcgcnn.report import published as report
+from tlcgcnn.report.claims import CLAIM_COLUMNS, OTHER_FAMILY, ReportError, build_claims, property_label, verdict
+from tlcgcnn.report.provenance import code_state, code_version, devices
+from tlcgcnn.report.publish import benchmark_rule, check_published, copy_file, publish, wall_times
+from tlcgcnn.report.readme import BEGIN, EMPTY_STATE, END, check_readme, readme_folders, rewrite_readme
+from tlcgcnn.report.summary import _devices_text, claim_cells, fmt_error, fmt_p
 from tlcgcnn.utils import fileio as io
 
 PUBLISHED = sorted(p.parent for p in (ROOT / "docs" / "results").glob("*/summary.md"))
@@ -103,8 +108,8 @@ def test_claims_held_reversed_not_significant_and_other_comparisons():
         _claim("higher", "ef_ft", direction="higher", size=100),
         _claim("eg_vs_ef", "eg_ft", versus="ef_ft"),
     ]
-    df = report.build_claims(claims, tests, metrics, "scratch", {"gap": "HSE gap"}).set_index("id")
-    assert list(df.reset_index().columns) == list(report.CLAIM_COLUMNS)
+    df = build_claims(claims, tests, metrics, "scratch", {"gap": "HSE gap"}).set_index("id")
+    assert list(df.reset_index().columns) == list(CLAIM_COLUMNS)
     assert df.loc["held", "verdict"] == "held" and bool(df.loc["held", "held"])
     assert df.loc["reversed", "verdict"] == "reversed" and not df.loc["reversed", "held"]
     assert df.loc["noise", "verdict"] == "not significant" and not df.loc["noise", "held"]
@@ -118,7 +123,7 @@ def test_claims_held_reversed_not_significant_and_other_comparisons():
     assert df.loc["held", "change_pct"] == pytest.approx(100 * (ERRORS["eg_ft"].mean() / SCRATCH.mean() - 1))
     # another pair of modes: tested here on the paired seeds, its own Holm family
     other = df.loc["eg_vs_ef"]
-    assert other["versus"] == "ef_ft" and other["holm_family"] == report.OTHER_FAMILY and other["verdict"] == "held"
+    assert other["versus"] == "ef_ft" and other["holm_family"] == OTHER_FAMILY and other["verdict"] == "held"
     from scipy.stats import ttest_rel
 
     assert other["p"] == pytest.approx(ttest_rel(ERRORS["eg_ft"], ERRORS["ef_ft"]).pvalue)
@@ -136,7 +141,7 @@ def test_selected_claims_follow_the_validation_choice_not_the_test_set():
         _claim("vs", "eg_ft", versus="selected:eg"),
         _claim("plain", "noisy"),
     ]
-    df = report.build_claims(claims, tests, metrics, "scratch", protocol=protocol).set_index("id")
+    df = build_claims(claims, tests, metrics, "scratch", protocol=protocol).set_index("id")
     assert df.loc["sel", "mode"] == "selected:eg" and df.loc["sel", "resolved_mode"] == "noisy"
     chosen = tests[
         (tests["holm_family"] == "selected_vs_scratch") & (tests["size"] == 50) & (tests["pretrained"] == "eg")
@@ -150,37 +155,35 @@ def test_selected_claims_follow_the_validation_choice_not_the_test_set():
     assert tuple(df.loc["vs", ["resolved_mode", "resolved_versus", "holm_family"]]) == (
         "eg_ft",
         "noisy",
-        report.OTHER_FAMILY,
+        OTHER_FAMILY,
     )
-    cells = report.claim_cells(df.reset_index().iloc[0].to_dict())
+    cells = claim_cells(df.reset_index().iloc[0].to_dict())
     assert cells[5].startswith("noisy (selected on validation from eg) ") and " vs scratch " in cells[5]
+    with pytest.raises(ReportError, match=r"claim sel: mode selected:eg: stats/protocol.csv selects 0 modes from eg"):
+        build_claims(claims[:1], tests, metrics, "scratch", protocol=protocol.assign(selected=False))
     with pytest.raises(
-        report.ReportError, match=r"claim sel: mode selected:eg: stats/protocol.csv selects 0 modes from eg"
+        ReportError, match=r"no selection from eg for target gap at size 50, and stats/metrics.csv has 2 modes"
     ):
-        report.build_claims(claims[:1], tests, metrics, "scratch", protocol=protocol.assign(selected=False))
-    with pytest.raises(
-        report.ReportError, match=r"no selection from eg for target gap at size 50, and stats/metrics.csv has 2 modes"
-    ):
-        report.build_claims(claims[:1], tests, metrics, "scratch")  # two modes from eg need the protocol table
+        build_claims(claims[:1], tests, metrics, "scratch")  # two modes from eg need the protocol table
 
 
 def test_verdict_rules():
-    assert report.verdict(-0.1, 0.01, "lower") == "held"
-    assert report.verdict(0.1, 0.01, "lower") == "reversed"
-    assert report.verdict(-0.1, 0.05, "lower") == "not significant"  # p must be below 0.05
-    assert report.verdict(0.1, 0.01, "higher") == "held"
-    assert report.verdict(-0.1, float("nan"), "lower") == "not tested"
-    with pytest.raises(report.ReportError, match="direction"):
-        report.verdict(-0.1, 0.01, "down")
+    assert verdict(-0.1, 0.01, "lower") == "held"
+    assert verdict(0.1, 0.01, "lower") == "reversed"
+    assert verdict(-0.1, 0.05, "lower") == "not significant"  # p must be below 0.05
+    assert verdict(0.1, 0.01, "higher") == "held"
+    assert verdict(-0.1, float("nan"), "lower") == "not tested"
+    with pytest.raises(ReportError, match="direction"):
+        verdict(-0.1, 0.01, "down")
 
 
 def test_a_claim_the_tables_lack_is_an_error_naming_it():
     metrics = _metrics()
     tests = _tests(metrics)
-    with pytest.raises(report.ReportError, match=r"claim lost: stats/ttests.csv has 0 rows for target gap, size 200"):
-        report.build_claims([_claim("lost", "eg_ft", size=200)], tests, metrics, "scratch")
-    with pytest.raises(report.ReportError, match=r"claim gone: stats/metrics.csv has no run of mode 'nope'"):
-        report.build_claims([_claim("gone", "nope", versus="eg_ft")], tests, metrics, "scratch")
+    with pytest.raises(ReportError, match=r"claim lost: stats/ttests.csv has 0 rows for target gap, size 200"):
+        build_claims([_claim("lost", "eg_ft", size=200)], tests, metrics, "scratch")
+    with pytest.raises(ReportError, match=r"claim gone: stats/metrics.csv has no run of mode 'nope'"):
+        build_claims([_claim("gone", "nope", versus="eg_ft")], tests, metrics, "scratch")
 
 
 def _raw_config(claims: list[dict[str, Any]]) -> dict[str, Any]:
@@ -301,7 +304,7 @@ def test_multitask_claims_take_their_numbers_from_the_multitask_table():
         _mt_claim("ef4k", "efermi", 4000),
         _claim("held", "eg_ft"),
     ]
-    df = report.build_claims(
+    df = build_claims(
         claims, _tests(metrics), metrics, "scratch", {"gap": "HSE gap"}, multitask=_multitask_table()
     ).set_index("id")
     assert list(df["verdict"]) == ["held", "not significant", "reversed", "held"]
@@ -314,23 +317,21 @@ def test_multitask_claims_take_their_numbers_from_the_multitask_table():
         1000,
     )
     assert eg["ours_mode_error"] == 0.50 and eg["ours_versus_error"] == 0.55 and eg["p_holm"] == 2e-4
-    assert eg["change_pct"] == pytest.approx(-100 * 0.05 / 0.55) and eg["target_label"] == report.property_label(
-        "band_gap"
-    )
-    assert report.property_label("band_gap").endswith("(eV)") and report.property_label("nope") == "nope"
-    cells = report.claim_cells(df.reset_index().iloc[0].to_dict())
+    assert eg["change_pct"] == pytest.approx(-100 * 0.05 / 0.55) and eg["target_label"] == property_label("band_gap")
+    assert property_label("band_gap").endswith("(eV)") and property_label("nope") == "nope"
+    cells = claim_cells(df.reset_index().iloc[0].to_dict())
     assert "pretraining n = 1000 (1000 test crystals)" in cells[4] and cells[5].startswith(
         "multi-task mt_1k 0.5 vs single-task eg_1k 0.55"
     )
     with pytest.raises(
-        report.ReportError,
+        ReportError,
         match="claim nope: stats/multitask.csv has 0 rows for property band_gap at pretraining size 8000",
     ):
-        report.build_claims(
+        build_claims(
             [_mt_claim("nope", "band_gap", 8000)], _tests(metrics), metrics, "scratch", multitask=_multitask_table()
         )
-    with pytest.raises(report.ReportError, match=r"claim bad: missing \['property'\]"):
-        report.build_claims(
+    with pytest.raises(ReportError, match=r"claim bad: missing \['property'\]"):
+        build_claims(
             [{**_mt_claim("bad", "band_gap", 1000), "property": None}],
             _tests(metrics),
             metrics,
@@ -378,7 +379,7 @@ def test_config_checks_multitask_claims_against_its_sources():
 
 # --------------------------------------------------------------------------- a published folder
 def _publish(tmp_path: Path, name: str = "demo") -> Path:
-    """A published folder written by tlcgcnn.report.published.publish from a synthetic run."""
+    """A published folder written by tlcgcnn.report.publish.publish from a synthetic run."""
     run = tmp_path / "results" / name
     (run / "stats").mkdir(parents=True)
     (run / "figures").mkdir()
@@ -421,9 +422,9 @@ def _publish(tmp_path: Path, name: str = "demo") -> Path:
     pub = tmp_path / "docs" / "results" / name
     tables = []
     for t in ("metrics", "ttests", "protocol", "multitask"):
-        report.copy_file(run / "stats" / f"{t}.csv", pub / "tables" / f"{t}.csv")
+        copy_file(run / "stats" / f"{t}.csv", pub / "tables" / f"{t}.csv")
         tables.append(pub / "tables" / f"{t}.csv")
-    report.copy_file(run / "figures" / "learning_curve.png", pub / "figures" / "learning_curve.png")
+    copy_file(run / "figures" / "learning_curve.png", pub / "figures" / "learning_curve.png")
     ft = {
         "targets": [
             {
@@ -468,7 +469,7 @@ def _publish(tmp_path: Path, name: str = "demo") -> Path:
         "repo": str(tmp_path),
         "report_dir": str(tmp_path / "docs" / "results"),
     }
-    report.publish(
+    publish(
         tests=run / "stats" / "ttests.csv",
         metrics=run / "stats" / "metrics.csv",
         ingest_summary=run / "data" / "ingest_summary.json",
@@ -489,8 +490,7 @@ def _publish(tmp_path: Path, name: str = "demo") -> Path:
 def _readme(tmp_path: Path) -> Path:
     readme = tmp_path / "README.md"
     readme.write_text(
-        f"# Project\n\nProse stays.\n\n## Results\n\n{report.BEGIN}\n{report.EMPTY_STATE}\n{report.END}\n\n"
-        "## Later\n\nMore prose.\n"
+        f"# Project\n\nProse stays.\n\n## Results\n\n{BEGIN}\n{EMPTY_STATE}\n{END}\n\n## Later\n\nMore prose.\n"
     )
     return readme
 
@@ -537,7 +537,7 @@ def test_published_folder_summary_and_provenance(tmp_path):
     )
     assert "| sel | TL-CGCNN |" in summary and "noisy (selected on validation from eg) " in summary
     assert "[protocol.csv](tables/protocol.csv)" in summary
-    assert report.check_published(pub) == []
+    assert check_published(pub) == []
 
 
 def test_published_check_resolves_selected_claims_from_the_published_protocol(tmp_path):
@@ -546,7 +546,7 @@ def test_published_check_resolves_selected_claims_from_the_published_protocol(tm
     good = claims.copy()
     claims.loc[claims["id"] == "sel", "resolved_mode"] = "eg_ft"
     claims.to_csv(pub / "claims.csv", index=False)
-    assert report.check_published(pub) == [
+    assert check_published(pub) == [
         "%s: claim sel: resolved_mode = 'eg_ft', its tables give 'noisy'" % (pub / "claims.csv")
     ]
     good.to_csv(pub / "claims.csv", index=False)
@@ -554,62 +554,62 @@ def test_published_check_resolves_selected_claims_from_the_published_protocol(tm
     eg = protocol["pretrained"] == "eg"
     protocol.loc[eg, "selected"] = protocol.loc[eg, "mode"] == "eg_ft"  # a selection the run's tests do not have
     protocol.to_csv(pub / "tables" / "protocol.csv", index=False)
-    problems = report.check_published(pub)
+    problems = check_published(pub)
     assert (
         len(problems) == 1 and "family selected_vs_scratch from eg for target gap, size 50, mode eg_ft" in problems[0]
     ), problems
     (pub / "tables" / "protocol.csv").unlink()  # eg has two modes: no resolution without the table
     assert any(
-        "cannot be recomputed from its tables" in p and "no selection from eg" in p for p in report.check_published(pub)
+        "cannot be recomputed from its tables" in p and "no selection from eg" in p for p in check_published(pub)
     )
 
 
 def test_readme_rewrite_is_idempotent_and_keeps_the_prose(tmp_path):
     pub = _publish(tmp_path)
     readme = _readme(tmp_path)
-    assert report.check_readme(readme) == []  # the empty state
-    assert report.rewrite_readme(readme, [pub]) is True
+    assert check_readme(readme) == []  # the empty state
+    assert rewrite_readme(readme, [pub]) is True
     first = readme.read_text()
-    assert report.rewrite_readme(readme, [pub]) is False and readme.read_text() == first
+    assert rewrite_readme(readme, [pub]) is False and readme.read_text() == first
     assert first.startswith("# Project\n\nProse stays.\n") and first.endswith("## Later\n\nMore prose.\n")
     assert (
         "| held | TL-CGCNN |" in first
         and "| eg_vs_ef |" in first
         and "[summary](docs/results/demo/summary.md)" in first
     )
-    assert report.check_readme(readme) == [] and report.readme_folders(readme) == [pub.resolve()]
+    assert check_readme(readme) == [] and readme_folders(readme) == [pub.resolve()]
     # back to no folders: the empty state again
-    assert report.rewrite_readme(readme, []) is True and report.EMPTY_STATE in readme.read_text()
+    assert rewrite_readme(readme, []) is True and EMPTY_STATE in readme.read_text()
     no_markers = tmp_path / "NOTES.md"
     no_markers.write_text("# Notes\n")
-    with pytest.raises(report.ReportError, match="needs one <!-- results:begin -->"):
-        report.rewrite_readme(no_markers, [pub])
+    with pytest.raises(ReportError, match="needs one <!-- results:begin -->"):
+        rewrite_readme(no_markers, [pub])
 
 
 def test_readme_check_fails_on_a_wrong_number_a_lost_row_or_a_stray_row(tmp_path):
     pub = _publish(tmp_path)
     readme = _readme(tmp_path)
-    report.rewrite_readme(readme, [pub])
+    rewrite_readme(readme, [pub])
     good = readme.read_text()
     claims = pd.read_csv(pub / "claims.csv").set_index("id")
-    right = report.fmt_p(float(claims.loc["held", "p_holm"]))
+    right = fmt_p(float(claims.loc["held", "p_holm"]))
     row = next(line for line in good.splitlines() if line.startswith("| held |"))
     wrong = row.replace(f"| {right} |", "| 0.5 |")
     assert wrong != row
     readme.write_text(good.replace(row, wrong))
-    problems = report.check_readme(readme)
+    problems = check_readme(readme)
     assert (
         len(problems) == 1 and "claim held" in problems[0] and "'0.5'" in problems[0] and repr(right) in problems[0]
     ), problems
     # one digit of an error changed
-    mode_err = report.fmt_error(float(claims.loc["held", "ours_mode_error"]))
+    mode_err = fmt_error(float(claims.loc["held", "ours_mode_error"]))
     readme.write_text(good.replace(row, row.replace(mode_err, mode_err[:-1] + ("1" if mode_err[-1] != "1" else "2"))))
-    assert any("ours: mode vs compared" in p for p in report.check_readme(readme))
+    assert any("ours: mode vs compared" in p for p in check_readme(readme))
     # a claim dropped from the table, and a row that is no claim
     readme.write_text(good.replace(row + "\n", ""))
-    assert any("claim held of" in p and "missing" in p for p in report.check_readme(readme))
+    assert any("claim held of" in p and "missing" in p for p in check_readme(readme))
     readme.write_text(good.replace(row, row + "\n" + row.replace("| held |", "| made_up |", 1)))
-    assert any("'made_up' is not a claim" in p for p in report.check_readme(readme))
+    assert any("'made_up' is not a claim" in p for p in check_readme(readme))
 
 
 def test_published_check_fails_when_claims_csv_disagrees_with_its_tables_or_a_figure_is_missing(tmp_path):
@@ -617,9 +617,9 @@ def test_published_check_fails_when_claims_csv_disagrees_with_its_tables_or_a_fi
     claims = pd.read_csv(pub / "claims.csv")
     claims.loc[0, "p_holm"] = 0.0123
     claims.to_csv(pub / "claims.csv", index=False)
-    assert any("p_holm = 0.0123" in p for p in report.check_published(pub))
+    assert any("p_holm = 0.0123" in p for p in check_published(pub))
     (pub / "figures" / "learning_curve.png").unlink()
-    assert any("links figures/learning_curve.png, which does not exist" in p for p in report.check_published(pub))
+    assert any("links figures/learning_curve.png, which does not exist" in p for p in check_published(pub))
 
 
 def test_benchmark_files_map_to_their_rules():
@@ -649,7 +649,7 @@ def test_benchmark_files_map_to_their_rules():
             r"\{(\w+)(?:,[^{}]*)?\}", lambda m, values=values: values.get(m.group(1), "w"), rel
         )  # {name} or {name,constraint}
         want = None if name.startswith("report") else name
-        assert report.benchmark_rule(filled, baseline_modes=["lasso"], frozen_modes=["ef_ridge"]) == want, (
+        assert benchmark_rule(filled, baseline_modes=["lasso"], frozen_modes=["ef_ridge"]) == want, (
             name,
             pattern,
             filled,
@@ -708,7 +708,7 @@ def test_published_files_are_asked_for_not_part_of_all():
 def test_readme_results_table_is_the_committed_csvs():
     """Every row of README.md's results table is a claim of a committed claims.csv, with the
     numbers it gives; no claim of a folder the README shows is left out."""
-    assert report.check_readme(ROOT / "docs" / "results.md") == []
+    assert check_readme(ROOT / "docs" / "results.md") == []
 
 
 def test_committed_results_are_complete_and_shown_in_the_readme():
@@ -716,10 +716,10 @@ def test_committed_results_are_complete_and_shown_in_the_readme():
         pytest.skip(
             "no docs/results/<name>/summary.md committed yet (publish a run: docs/paper-study.md, 'Published results')"
         )
-    shown = set(report.readme_folders(ROOT / "docs" / "results.md"))
+    shown = set(readme_folders(ROOT / "docs" / "results.md"))
     problems = []
     for folder in PUBLISHED:
-        problems += report.check_published(folder)
+        problems += check_published(folder)
         if folder.resolve() not in shown:
             problems.append(
                 f"{folder} is published but docs/results.md's claims table does not show it (make results-readme)"
@@ -730,20 +730,20 @@ def test_committed_results_are_complete_and_shown_in_the_readme():
 def test_copy_is_byte_identical(tmp_path):
     src = tmp_path / "a.png"
     src.write_bytes(bytes(range(256)) * 10)
-    report.copy_file(src, tmp_path / "out" / "b.png")
+    copy_file(src, tmp_path / "out" / "b.png")
     assert (tmp_path / "out" / "b.png").read_bytes() == src.read_bytes()
 
 
 def test_published_check_recomputes_multitask_claims_from_the_published_table(tmp_path):
     pub = _publish(tmp_path)
-    assert report.check_published(pub) == []
+    assert check_published(pub) == []
     table = pd.read_csv(pub / "tables" / "multitask.csv")
     table.loc[0, "mae_mt"] = 0.6
     table.to_csv(pub / "tables" / "multitask.csv", index=False)
-    problems = report.check_published(pub)
+    problems = check_published(pub)
     assert any("claim mt: ours_mode_error = 0.5, its tables give 0.6" in p for p in problems), problems
     (pub / "tables" / "multitask.csv").unlink()
-    assert any("cannot be recomputed" in p and "multitask.csv has 0 rows" in p for p in report.check_published(pub))
+    assert any("cannot be recomputed" in p and "multitask.csv has 0 rows" in p for p in check_published(pub))
 
 
 def test_wall_times_sum_cpu_time_where_the_benchmarks_have_it(tmp_path):
@@ -757,7 +757,7 @@ def test_wall_times_sum_cpu_time_where_the_benchmarks_have_it(tmp_path):
         path = tmp_path / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(f"s\th:m:s\tmax_rss\tcpu_time\n{s}\t0:01:00\t10\t{cpu}\n")
-    wall = report.wall_times(tmp_path)
+    wall = wall_times(tmp_path)
     assert wall["per_rule"] == {
         "finetune": {"s": 150.0, "jobs": 2, "cpu_s": 100.5},
         "stats": {"s": 2.0, "jobs": 1, "cpu_s": 1.5},
@@ -808,7 +808,7 @@ def test_devices_name_the_cells_and_sources_that_ran_elsewhere():
         },  # a baseline: no device
         {"target": "t", "size": 100.0, "mode": "old", "seed": 0, "device": "cpu", "precision": "fp32"},
     ]
-    dev = report.devices(
+    dev = devices(
         pd.DataFrame(rows),
         [{"pretrain": "ef", "device": "cuda", "hardware": "NVIDIA H200"}, {"pretrain": "eg", "device": "cpu"}],
     )
@@ -821,9 +821,37 @@ def test_devices_name_the_cells_and_sources_that_ran_elsewhere():
     assert dev["cells_off_main_device"] == {
         "t/n2000/ft": {"seeds": {"cpu (Intel Xeon)": 1, "cuda (NVIDIA H200)": 1}, "of": 2}
     }
-    text = "\n".join(report._devices_text(dev))
+    text = "\n".join(_devices_text(dev))
     assert (
         "fine-tuning runs 4 on cpu (Intel Xeon) (bf16 4); 1 on cuda (NVIDIA H200) (bf16 1); 1 on cpu (fp32 1)." in text
     )
     assert "`t/n2000/ft` (1 of 2 on cuda (NVIDIA H200))" in text and "`t/n100/scratch`" not in text
     assert "Pretraining sources by device: cpu: `eg`; cuda (NVIDIA H200): `ef`." in text
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_code_state_is_the_code_version_with_the_published_folder_left_out_of_the_dirty_check(tmp_path):
+    """provenance.json's code (code_state) is code_version of the repository whose dirty check
+    leaves out the folder being published; outside a checkout both git fields are None."""
+    import subprocess
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True)
+
+    git("init", "-q")
+    (tmp_path / "docs" / "results").mkdir(parents=True)
+    (tmp_path / "docs" / "results" / "claims.csv").write_text("a\n")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("add", "-A")
+    git("commit", "-q", "-m", "one")
+    clean = code_state(tmp_path, ["docs/results"])
+    assert clean == {**code_version(tmp_path), "dirty_ignores": ["docs/results"]} and clean["git_dirty"] is False
+    assert len(clean["git_commit"]) == 40 and clean["package"]
+    (tmp_path / "docs" / "results" / "claims.csv").write_text("b\n")
+    assert code_state(tmp_path, ["docs/results"])["git_dirty"] is False and code_version(tmp_path)["git_dirty"] is True
+    (tmp_path / "docs" / "results" / "claims.csv").write_text("a\n")
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert code_state(tmp_path, ["docs/results"])["git_dirty"] is True
+    assert code_state(tmp_path / "docs", [])["git_commit"] == clean["git_commit"]  # a subfolder of the checkout
+    nowhere = code_version(tmp_path.parent / "no-such-folder")
+    assert nowhere["git_commit"] is None and nowhere["git_dirty"] is None

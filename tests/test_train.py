@@ -317,12 +317,12 @@ def test_a_train_pool_all_cell_trains_on_metals_and_tests_on_its_subset(toy_set,
     for mode in ("scratch", "scratch_all"):
         cell_dir = tmp_path / mode
         records = finetune_cell(
-            cell=cfg.cell("k_nm", 10, mode).as_params(),
+            cell=cfg.cell("k_nm", 10, mode),
             table_path=str(d / "t.parquet"),
             split_path=str(tmp_path / "k_nm.split.json"),
             graph_dir=str(d / "g"),
             atom_features_path=str(ROOT / "src" / "tlcgcnn" / "features" / "atom_features.csv"),
-            pretrained=[],
+            pretrained=None,
             split_cfg=cfg.split_settings(),
             threads=1,
             config=None,

@@ -32,6 +32,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tlcgcnn.utils.layout import Layout
+
 INTERVAL_LEVEL = 0.9
 LO, HI = "_lo90", "_hi90"
 
@@ -187,18 +189,23 @@ class FinetuneResult:
     returncode: int
 
     @property
+    def layout(self) -> Layout:
+        """Every path of the run's results folder (:class:`tlcgcnn.utils.layout.Layout`)."""
+        return Layout(self.results)
+
+    @property
     def ttests(self) -> pd.DataFrame:
         """Paired t-tests of every mode against scratch (``stats/ttests.csv``)."""
-        return pd.read_csv(self.results / "stats" / "ttests.csv")
+        return pd.read_csv(self.layout.stats("ttests.csv"))
 
     @property
     def metrics(self) -> pd.DataFrame:
         """Test metrics of every (size, mode, seed) run (``stats/metrics.csv``)."""
-        return pd.read_csv(self.results / "stats" / "metrics.csv")
+        return pd.read_csv(self.layout.stats("metrics.csv"))
 
     def cell(self, size: int | str, mode: str) -> Path:
         """The folder of one (size, mode) cell: give it to :func:`load_model`."""
-        return self.results / "finetune" / self.target / f"n{size}" / mode
+        return self.layout.cell_dir(self.target, size, mode)
 
 
 def finetune(

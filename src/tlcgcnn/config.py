@@ -3,8 +3,9 @@
 This is the only module that reads a raw configuration (the YAML given to Snakemake or to
 the CLI). :func:`load` validates it against ``config/schema/config.schema.yaml`` (types,
 ranges, unknown keys) and against the cross-references the schema cannot express, fills the
-defaults defined here (the schema's ``default:`` values must equal them: tests/test_config.py
-checks both ways) and returns a :class:`Config` whose methods answer, from plain values:
+defaults defined here (the schema holds none: ``tlcgcnn config schema`` prints it
+with them, :func:`schema_with_defaults`) and returns a :class:`Config` whose methods answer,
+from plain values:
 
 * which pretraining sources exist (:meth:`Config.pretrain_sources`) with their target, size,
   seed, model and training settings; a source that names a ``checkpoint`` file is not
@@ -41,8 +42,9 @@ class ConfigError(ValueError):
 
 
 # --------------------------------------------------------------------------- defaults
-# The one place where defaults are written down. The schema repeats them for users and
-# editors (tests/test_config.py fails if the two disagree).
+# The one place where defaults are written down. The schema files have no `default:` for these
+# keys: schema_with_defaults() (`tlcgcnn config schema`) fills them in from here, and
+# the package's own dataclasses (ModelConfig, TrainConfig, FeaturizeParams) take theirs from here.
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,7 @@ class TrainSettings:
     threads: int = 1
     eval_batch_size: int = 512
     checkpoint_every: int = 1
+    compile: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -127,9 +130,10 @@ SAMPLE_DEFAULTS: dict[str, Any] = {"seed": 0, "keep": {}}
 @dataclass(frozen=True)
 class EmbeddedSettings:
     """The committed real-data subset and its rule (``embedded:``, rules/embedded.smk,
-    tlcgcnn.data.embedded). ``input``: a full table, or ``download`` (this config's download)."""
+    tlcgcnn.data.embedded). ``input``: a full table, or ``download`` (this config's download);
+    no default (the full MP-2018 table is not in the repository): required when the rule runs."""
 
-    input: str = "../shared/data/mp2018_36737.csv.gz"
+    input: str | None = None
     dir: str = "resources/mp2018"
     file: str = "mp2018_subset.parquet"
     require: list[str] = field(default_factory=lambda: ["formation_energy_per_atom", "band_gap"])
@@ -150,7 +154,7 @@ class ZooSettings:
 
 @dataclass(frozen=True)
 class ReportSettings:
-    """The published results (``report:``, rules/report.smk, tlcgcnn.report.published): the folder and
+    """The published results (``report:``, rules/report.smk, tlcgcnn.report.publish): the folder and
     the papers' claims the run tests (entries get :data:`CLAIM_DEFAULTS`)."""
 
     dir: str = "docs/results"
@@ -197,7 +201,7 @@ ZOO_MODEL_DEFAULTS: dict[str, Any] = {"size": "all"}
 # versus None: the claim compares its mode with finetune.baseline
 CLAIM_DEFAULTS: dict[str, Any] = {"kind": "compare", "versus": None, "direction": "lower"}
 # a claim's mode / versus "selected:<pretrain name>": the mode from that source that
-# stats/protocol.csv selected on validation data for the claim's cell (tlcgcnn.report.published)
+# stats/protocol.csv selected on validation data for the claim's cell (tlcgcnn.report.claims)
 SELECTED_MODE = "selected:"
 TOP_DEFAULTS: dict[str, Any] = {
     "regenerate_embedded": False,
@@ -262,6 +266,13 @@ def _merged(cls: type, base: Mapping[str, Any], *overrides: Mapping[str, Any] | 
     return out
 
 
+def _known_keys(cls: type, values: Mapping[str, Any], derived: tuple[str, ...] = ()) -> None:
+    """A plain form of ``cls`` (a rule's params) holds its fields and the ``derived`` keys only."""
+    unknown = set(values) - {f.name for f in fields(cls)} - set(derived)
+    if unknown:
+        raise ConfigError(f"config: {cls.__name__} params with unknown keys {sorted(unknown)}: {dict(values)!r}")
+
+
 @dataclass(frozen=True)
 class TargetSpec:
     """What a model learns (the fields of :class:`tlcgcnn.data.targets.Target`)."""
@@ -276,6 +287,19 @@ class TargetSpec:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> TargetSpec:
+        """The inverse of :meth:`as_dict`."""
+        _known_keys(cls, values)
+        props, weights = values.get("properties"), values.get("weights")
+        return cls(
+            **{
+                **values,
+                "properties": list(props) if props is not None else None,
+                "weights": list(weights) if weights is not None else None,
+            }
+        )
 
 
 @dataclass(frozen=True)
@@ -302,6 +326,21 @@ class PretrainSource:
             "train": self.train,
         }
         return {**out, "checkpoint": self.checkpoint} if self.checkpoint else out
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> PretrainSource:
+        """The inverse of :meth:`as_params` (the pretraining rule's ``params.source``, a cell's
+        ``pretrain``): ``checkpoint`` is absent for a trained source."""
+        _known_keys(cls, params)
+        return cls(
+            name=params["name"],
+            target=TargetSpec.from_dict(params["target"]),
+            size=params["size"],
+            seed=params["seed"],
+            model=dict(params["model"]),
+            train=dict(params["train"]),
+            checkpoint=params.get("checkpoint"),
+        )
 
 
 @dataclass(frozen=True)
@@ -368,6 +407,25 @@ class Mode:
             del out["train_pool"]
         return out
 
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> Mode:
+        """The inverse of :meth:`as_dict`: each optional key it leaves out gets back the value
+        it was left out for (no features, the default ``backbone_lr_scale`` and ``train_pool``,
+        no training overrides); the derived ``family``, where given, must agree."""
+        _known_keys(cls, values, derived=("family",))
+        omitted = {
+            "features": None,
+            "backbone_lr_scale": MODE_DEFAULTS["backbone_lr_scale"],
+            "train_pool": MODE_DEFAULTS["train_pool"],
+        }
+        given = {k: v for k, v in values.items() if k != "family"}
+        mode = cls(**{**omitted, **given, "train": dict(given.get("train") or {})})
+        if "family" in values and values["family"] != mode.family:
+            raise ConfigError(
+                f"config: mode {mode.name}: family {values['family']!r} in its params, {mode.family!r} by its fields"
+            )
+        return mode
+
 
 @dataclass(frozen=True)
 class Cell:
@@ -396,6 +454,23 @@ class Cell:
             "train": self.train,
             "pretrain": self.pretrain.as_params() if self.pretrain else None,
         }
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> Cell:
+        """The inverse of :meth:`as_params`: a rule's ``params.cell`` as the typed cell again
+        (what the Snakemake adapters hand down; ``from_params(c.as_params()).as_params()`` is
+        ``c.as_params()``)."""
+        _known_keys(cls, params)
+        model, train, pretrain = params["model"], params["train"], params["pretrain"]
+        return cls(
+            target=TargetSpec.from_dict(params["target"]),
+            size=params["size"],
+            mode=Mode.from_dict(params["mode"]),
+            seeds=list(params["seeds"]),
+            model=dict(model) if model is not None else None,
+            train=dict(train) if train is not None else None,
+            pretrain=PretrainSource.from_params(pretrain) if pretrain is not None else None,
+        )
 
 
 class Config:
@@ -454,6 +529,7 @@ class Config:
         }
         self._check()
         self._sources = {n: self._source(p) for n, p in self._pretrain.items()}
+        self._check_claims()  # after the sources: a multi-task claim needs a pair of them
         self._check_checkpoint_sources()
         self._check_external()
 
@@ -465,8 +541,14 @@ class Config:
         return _merged(ModelSettings, asdict(self.model), extra, {"radius": self.featurize.radius})
 
     def train_config(self, *overrides: Mapping[str, Any] | None) -> dict[str, Any]:
-        """Full training config: ``train`` with a stage's overrides applied in order."""
-        return _merged(TrainSettings, asdict(self.train), *overrides)
+        """Full training config: ``train`` with a stage's overrides applied in order.
+        ``compile`` appears only when set to other than its default (``auto``), so that the
+        settings, and the run keys of finished seeds, of a config without it are those they
+        were before it existed (the training loop fills the default)."""
+        out = _merged(TrainSettings, asdict(self.train), *overrides)
+        if out["compile"] == TrainSettings.compile:
+            del out["compile"]
+        return out
 
     def featurize_settings(self) -> dict[str, Any]:
         """``featurize:`` with defaults (neighbour search, shard size, atom feature table)."""
@@ -501,15 +583,25 @@ class Config:
 
     def embedded_input(self) -> str:
         """The full table the embedded subset is selected from: ``embedded.input``, or this
-        config's download (``results/<name>/raw/<dataset.source>.parquet``) for ``download``."""
+        config's download (``results/<name>/raw/<dataset.source>.parquet``) for ``download``.
+        Unset: an error saying how to set it (asked only when the rule is in the DAG)."""
+        if self.embedded.input is None:
+            raise ConfigError(
+                "config: embedded.input is not set: the embedded_subset rule selects from a full table. "
+                "Set embedded.input to your copy of the full MP-2018 table (mp2018_36737.csv.gz, sha256 "
+                "5b72e7542227ef6a4660877b7f4a4d8a6677766c0dade72bbb2f5fc3006f794f; docs/usage.md says where it "
+                "comes from), or to `download` with a download source in dataset (url, materials_project, ...)"
+            )
         if self.embedded.input != "download":
             return self.embedded.input
         if self.dataset.source == "local":
             raise ConfigError(
                 "config: embedded.input is 'download' but dataset.source is local "
-                "(choose materials_project, oqmd or matbench)"
+                "(choose url, materials_project, oqmd or matbench)"
             )
-        return f"results/{self.name}/raw/{self.dataset.source}.parquet"
+        from tlcgcnn.utils.layout import Layout
+
+        return str(Layout.for_config(self.name).raw(self.dataset.source))
 
     def featurize_params(self) -> Any:
         """The :class:`tlcgcnn.features.featurize.FeaturizeParams` of the graph cache."""
@@ -523,6 +615,11 @@ class Config:
     @property
     def target_names(self) -> list[str]:
         return sorted(self._targets)
+
+    @property
+    def target_names_as_listed(self) -> list[str]:
+        """The fine-tuning targets in the order ``finetune.targets`` lists them (the figures')."""
+        return list(self._targets)
 
     @property
     def pretrain_names(self) -> list[str]:
@@ -785,7 +882,7 @@ class Config:
     # ---------------------------------------------------------------- published results
     def claims(self) -> list[dict[str, Any]]:
         """The papers' claims (``report.claims``) as plain values: ``versus`` filled with the
-        baseline mode where absent and ``size`` parsed (tlcgcnn.report.published reads these). A
+        baseline mode where absent and ``size`` parsed (tlcgcnn.report.claims reads these). A
         ``mode`` or ``versus`` of ``selected:<source>`` stays as written: the report resolves
         it from ``stats/protocol.csv``."""
         return [
@@ -947,7 +1044,6 @@ class Config:
                     raise ConfigError(f"{where}: size {zm['size']!r} is not a size of target {zm['target']} ({sizes})")
         if self.baseline not in modes:
             raise ConfigError(f"config: finetune.baseline {self.baseline!r} is not one of the modes {sorted(modes)}")
-        self._check_claims()
 
     def _check_claims(self) -> None:
         """Each claim names a fine-tuning cell of the config and a comparison it runs."""
@@ -1011,9 +1107,7 @@ class Config:
         trained = [p for n, p in self._pretrain.items() if n not in self._checkpoints and parse_size(p["size"]) == size]
         mt = [p["name"] for p in trained if c["property"] in (p.get("properties") or [])]
         st = [p["name"] for p in trained if not p.get("properties") and p["property"] == c["property"]]
-        paired = [
-            q for q in source_pairs({"pretrain": [self._pretrain[n] for n in mt + st]}) if q.property == c["property"]
-        ]
+        paired = [q for q in source_pairs(self) if q.property == c["property"] and q.size == size]
         if not paired:
             raise ConfigError(
                 f"{where}: needs a multi-task pretrain source with {c['property']} and a single-task one of it, "
@@ -1188,6 +1282,50 @@ def validate(raw: Mapping[str, Any], schema_dir: str | Path = SCHEMA_DIR) -> Non
             e = errors[0]
             key = ".".join(str(p) for p in e.absolute_path) or "(top level)"
             raise ConfigError(f"{where}: {key}: {e.message} (schema {Path(schema_dir) / schema_file})")
+
+
+def schema_with_defaults(schema_dir: str | Path = SCHEMA_DIR) -> dict[str, Any]:
+    """``config.schema.yaml`` with the defaults filled in from :func:`defaults` (the file holds
+    none) and ``{}`` on each optional section (an absent section means all its defaults): the
+    whole schema for users and editors, ``tlcgcnn config schema``. A default with no
+    place in the schema, or one on a ``$defs`` entry that two places share, is an error."""
+    import yaml
+
+    path = Path(schema_dir) / "config.schema.yaml"
+    schema = yaml.safe_load(path.read_text())
+    wanted = {**{s: {} for s in SECTIONS if s not in schema.get("required", [])}, **defaults()}
+    placed: dict[str, dict[str, Any]] = {}
+    reached: dict[int, set[str]] = {}
+
+    def inner(node: dict[str, Any]) -> dict[str, Any]:
+        while "$ref" in node:
+            target: Any = schema
+            for part in node["$ref"].removeprefix("#/").split("/"):
+                target = target[part]
+            node = target
+        return node
+
+    def fill(node: dict[str, Any], where: str) -> None:
+        reached.setdefault(id(node), set()).add(where)
+        if where in wanted:
+            node["default"] = copy.deepcopy(wanted[where])
+            placed[where] = node
+        body = inner(node)
+        for key, child in body.get("properties", {}).items():
+            fill(child, f"{where}.{key}" if where else key)
+        if isinstance(body.get("items"), dict):
+            fill(body["items"], f"{where}[]")
+        if where == "finetune.modes":
+            fill(body["additionalProperties"], f"{where}.*")
+
+    fill(schema, "")
+    missing = sorted(set(wanted) - set(placed))
+    if missing:
+        raise ConfigError(f"defaults with no option in {path}: {missing}")
+    shared = sorted(k for k, node in placed.items() if len(reached[id(node)]) > 1)
+    if shared:
+        raise ConfigError(f"defaults on schema entries that several options share ({path}): {shared}")
+    return schema
 
 
 def resolve(raw: Mapping[str, Any]) -> Config:

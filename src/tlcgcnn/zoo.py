@@ -23,10 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tlcgcnn.utils.layout import cell_runs, seed_number
+
 ENV_VAR = "TLCGCNN_ZOO"
 CARD = "card.json"
 _ZOO_FILE = re.compile(r"^model_s(\d+)\.pt$")
-_CELL_RUN = re.compile(r"^s(\d+)$")
 
 
 class ZooError(ValueError):
@@ -73,12 +74,12 @@ def _seed_files(folder: Path) -> list[Path]:
     )
     if zoo:
         return [p for _, p in zoo]
-    runs = folder / "runs"
+    runs = cell_runs(folder)
     cell = sorted(
         (
-            (int(m.group(1)), d / "model.pt")
+            (seed, d / "model.pt")
             for d in (runs.iterdir() if runs.is_dir() else ())
-            if (m := _CELL_RUN.match(d.name)) and (d / "model.pt").is_file()
+            if (seed := seed_number(d.name)) is not None and (d / "model.pt").is_file()
         ),
         key=lambda t: t[0],
     )

@@ -6,13 +6,14 @@ import sys
 
 sys.path.insert(0, os.path.join(snakemake.scriptdir, "..", "..", "src"))  # noqa: F821
 
+from tlcgcnn.config import Cell  # noqa: E402
 from tlcgcnn.train.finetune import baseline_cell  # noqa: E402
 from tlcgcnn.utils.runtime import script_setup  # noqa: E402
 
 script_setup(snakemake)  # noqa: F821
 inp, params = snakemake.input, snakemake.params  # noqa: F821
 baseline_cell(
-    cell=params.cell,
+    cell=Cell.from_params(params.cell),  # the typed cell from here down
     table_path=inp.table,
     split_path=inp.split,
     split_cfg=params.split,

@@ -6,14 +6,14 @@ import sys
 
 sys.path.insert(0, os.path.join(snakemake.scriptdir, "..", "..", "src"))  # noqa: F821
 
-from tlcgcnn.config import resolve  # noqa: E402
+from tlcgcnn.config import Cell, resolve  # noqa: E402
 from tlcgcnn.train.frozen import frozen_cell  # noqa: E402
 from tlcgcnn.utils.runtime import script_setup  # noqa: E402
 
 script_setup(snakemake)  # noqa: F821
 inp, params = snakemake.input, snakemake.params  # noqa: F821
 frozen_cell(
-    cell=params.cell,
+    cell=Cell.from_params(params.cell),  # the typed cell from here down
     table_path=inp.table,
     split_path=inp.split,
     graph_dir=inp.graphs,

@@ -5,13 +5,13 @@ import sys
 
 sys.path.insert(0, os.path.join(snakemake.scriptdir, "..", "..", "src"))  # noqa: F821
 
-from tlcgcnn.config import resolve  # noqa: E402
+from tlcgcnn.config import PretrainSource, resolve  # noqa: E402
 from tlcgcnn.train.pretrain import pretrain  # noqa: E402
 from tlcgcnn.utils.runtime import script_setup  # noqa: E402
 
 script_setup(snakemake)  # noqa: F821
 pretrain(
-    source=snakemake.params.source,  # noqa: F821
+    source=PretrainSource.from_params(snakemake.params.source),  # noqa: F821
     table_path=snakemake.input.table,  # noqa: F821
     split_path=snakemake.input.split,  # noqa: F821
     graph_dir=snakemake.input.graphs,  # noqa: F821

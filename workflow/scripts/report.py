@@ -1,11 +1,11 @@
-"""Snakemake adapter: claims.csv, summary.md and provenance.json (tlcgcnn.report.published.publish)."""
+"""Snakemake adapter: claims.csv, summary.md and provenance.json (tlcgcnn.report.publish.publish)."""
 
 import os
 import sys
 
 sys.path.insert(0, os.path.join(snakemake.scriptdir, "..", "..", "src"))  # noqa: F821
 
-from tlcgcnn.report.published import publish  # noqa: E402
+from tlcgcnn.report.publish import publish  # noqa: E402
 from tlcgcnn.utils.runtime import script_setup  # noqa: E402
 
 script_setup(snakemake)  # noqa: F821

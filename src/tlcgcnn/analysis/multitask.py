@@ -1,13 +1,13 @@
 """MT-CGCNN's question: does a multi-task pretraining source predict each of its properties
 better or worse than a single-task source of that property trained on the same crystals?
 
-:func:`source_pairs` pairs, from a config's ``pretrain`` entries, every multi-task source
-(``properties: [p1, p2, ...]``) with each single-task source of one of its properties that
-has the same split: same ``size``, ``seed`` and ``subset``, and the same set of properties a
-crystal must be labelled with to enter the split (the entry's ``property`` plus its
-``labelled_with``). The pair must also share ``transform`` and ``model`` (the architecture),
-so that only the training objective differs. ``checkpoint:`` sources have no test-set
-evaluation here and never pair.
+:func:`source_pairs` pairs, from the pretraining sources of a :class:`tlcgcnn.config.Config`,
+every multi-task source (``properties: [p1, p2, ...]``) with each single-task source of one of
+its properties that has the same split: same ``size``, ``seed`` and ``subset``, and the same
+set of properties a crystal must be labelled with to enter the split (the entry's
+``property`` plus its ``labelled_with``). The pair must also share ``transform`` and the
+model (the resolved architecture), so that only the training objective differs.
+``checkpoint:`` sources have no test-set evaluation here and never pair.
 
 :func:`multitask_table` compares each pair on the test set they share (the evaluated
 ``predictions.parquet`` of both; different material ids are an error): the test MAE of
@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tlcgcnn.config import PRETRAIN_DEFAULTS, parse_size
+from tlcgcnn.config import Config, PretrainSource
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -77,43 +77,30 @@ def _size_order(size: int | str) -> float:
     return math.inf if size == "all" else float(size)
 
 
-def _entry(p: Mapping[str, Any]) -> dict[str, Any]:
-    """A pretrain entry with the schema's defaults filled (for a config dict without them)."""
-    return {**PRETRAIN_DEFAULTS, **p}
-
-
-def _split_key(p: Mapping[str, Any]) -> tuple[Any, ...]:
+def _split_key(config: Config, s: PretrainSource) -> tuple[Any, ...]:
     """What makes two sources' training crystals, test set and label scale the same."""
-    labelled = sorted({str(p["property"]), *(str(q) for q in p.get("labelled_with") or [])})
-    return (
-        parse_size(p["size"]),
-        int(p["seed"]),
-        str(p["subset"]),
-        tuple(labelled),
-        str(p["transform"]),
-        p.get("model"),
-    )
+    labelled = sorted({s.target.property, *config.split_spec(s.name).get("labelled_with", [])})
+    return (s.size, s.seed, s.target.subset, tuple(labelled), s.target.transform, sorted(s.model.items()))
 
 
-def _properties(p: Mapping[str, Any]) -> list[str]:
-    return [str(q) for q in p.get("properties") or [p["property"]]]
+def _properties(s: PretrainSource) -> list[str]:
+    return list(s.target.properties or [s.target.property])
 
 
-def source_pairs(config: Mapping[str, Any]) -> list[SourcePair]:
-    """Every (multi-task source, single-task source) pair of the config's ``pretrain``
-    entries that shares a split (see the module docstring), one per property of the
-    multi-task source that a single-task source learns alone; ordered by property (as the
-    multi-task source lists them), size, then source names. ``config`` is the plain config
-    dict, with or without the schema's defaults filled in."""
-    entries = [_entry(p) for p in config.get("pretrain") or [] if not p.get("checkpoint") and p.get("property")]
-    multi = [p for p in entries if len(_properties(p)) > 1]
-    single = [p for p in entries if len(_properties(p)) == 1]
+def source_pairs(config: Config) -> list[SourcePair]:
+    """Every (multi-task source, single-task source) pair of the config's trained
+    pretraining sources that shares a split (see the module docstring), one per property of
+    the multi-task source that a single-task source learns alone; ordered by property (as the
+    multi-task sources, by name, list them), size, then source names."""
+    trained = [config.pretrain_source(n) for n in config.trained_pretrain_names]
+    multi = [s for s in trained if len(_properties(s)) > 1]
+    single = [s for s in trained if len(_properties(s)) == 1]
     pairs = [
-        SourcePair(prop, parse_size(m["size"]), str(m["name"]), str(s["name"]), str(m["transform"]))
+        SourcePair(prop, m.size, m.name, s.name, m.target.transform)
         for m in multi
         for prop in _properties(m)
         for s in single
-        if _properties(s)[0] == prop and _split_key(s) == _split_key(m)
+        if _properties(s)[0] == prop and _split_key(config, s) == _split_key(config, m)
     ]
     order = list(dict.fromkeys(prop for m in multi for prop in _properties(m)))
     return sorted(pairs, key=lambda p: (order.index(p.property), _size_order(p.size), p.mt_source, p.st_source))

@@ -56,6 +56,16 @@ def _parser() -> argparse.ArgumentParser:
         description="List the published models (the model zoo). A name works wherever a checkpoint path does.",
     ).add_argument("--json", action="store_true", help="print JSON instead of a table")
 
+    sub.add_parser(
+        "config",
+        help="the configuration schema with every default, or the defaults alone",
+        description=(
+            "schema: config/schema/config.schema.yaml with every default filled in from tlcgcnn.config (JSON, which "
+            "YAML readers and editors' JSON-schema support read; the file itself holds no defaults); "
+            "defaults: each default, keyed by its place in the config (train.epochs, finetune.modes.*.freeze, ...)."
+        ),
+    ).add_argument("what", choices=("schema", "defaults"))
+
     p = sub.add_parser(
         "predict",
         help="predict a property for structure files, folders or tables of structures",
@@ -301,6 +311,17 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config(args: argparse.Namespace) -> int:
+    from tlcgcnn.config import defaults, schema_with_defaults
+
+    if args.what == "schema":
+        print(json.dumps(schema_with_defaults(), indent=2, ensure_ascii=False))
+    else:
+        for key, value in defaults().items():
+            print(f"{key}: {json.dumps(value)}")
+    return 0
+
+
 def _info(args: argparse.Namespace) -> int:
     from tlcgcnn import zoo
     from tlcgcnn.train.checkpoint import describe_checkpoint, format_description
@@ -329,7 +350,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tlcgcnn.train.checkpoint import CheckpointError
     from tlcgcnn.zoo import ZooError
 
-    command = {"models": _models, "predict": _predict, "finetune": _finetune, "info": _info}[args.command]
+    command = {"models": _models, "config": _config, "predict": _predict, "finetune": _finetune, "info": _info}[
+        args.command
+    ]
     try:
         with warnings.catch_warnings():  # restores the default display afterwards
             warnings.showwarning = _show_warning

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tlcgcnn.utils.layout import Layout
+
 SOURCE = "pretrained"  # the name of the checkpoint source in the written config
 MODES: dict[str, dict[str, Any]] = {
     "scratch": {},
@@ -263,17 +265,17 @@ def snakemake_command(root: Path, workdir: Path, cores: int, dry_run: bool = Fal
 
 def outputs(raw: dict[str, Any], workdir: Path) -> dict[str, str]:
     """Where a finished run's results are."""
-    r = workdir / "results" / raw["name"]
+    lay = Layout.for_config(raw["name"], workdir)
     target = raw["finetune"]["targets"][0]["name"]
     out = {
-        "fine-tuned models": f"{r}/finetune/{target}/n<size>/<mode>/runs/s<seed>/model.pt",
-        "test predictions": f"{r}/finetune/{target}/n<size>/<mode>/predictions.parquet",
-        "paired t-tests (scratch vs transfer)": f"{r}/stats/ttests.csv",
-        "learning curve": f"{r}/figures/learning_curve.png",
+        "fine-tuned models": str(lay.seed_model(target, "<size>", "<mode>", "<seed>")),
+        "test predictions": str(lay.cell_predictions(target, "<size>", "<mode>")),
+        "paired t-tests (scratch vs transfer)": str(lay.stats("ttests.csv")),
+        "learning curve": str(lay.figure("learning_curve")),
     }
     if raw.get("external"):
-        out["external sets"] = f"{r}/stats/external.csv"
-        out["external parity figure"] = f"{r}/figures/external_parity.png"
+        out["external sets"] = str(lay.stats("external.csv"))
+        out["external parity figure"] = str(lay.figure("external_parity"))
     return out
 
 
@@ -319,6 +321,7 @@ def run(
         flush=True,
     )
     code = subprocess.run(cmd, check=False).returncode
+    lay = Layout.for_config(raw["name"], wd)
     if code == 0 and not dry_run:
         lines = "\n".join(f"  {k}: {v}" for k, v in outputs(raw, wd).items())
         print(
@@ -327,10 +330,7 @@ def run(
         )
     elif code != 0:
         print(
-            f"tlcgcnn: the run failed (snakemake exit status {code}); "
-            f"each job's log is under {wd / 'results' / raw['name'] / 'logs'}",
+            f"tlcgcnn: the run failed (snakemake exit status {code}); each job's log is under {lay.logs()}",
             file=sys.stderr,
         )
-    return RunOutcome(
-        returncode=code, workdir=wd, results=wd / "results" / raw["name"], target=raw["finetune"]["targets"][0]["name"]
-    )
+    return RunOutcome(returncode=code, workdir=wd, results=lay.root, target=raw["finetune"]["targets"][0]["name"])

@@ -5,10 +5,14 @@ Torch-free, so that the scikit-learn baselines and the statistics never import t
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from tlcgcnn.config import TargetSpec
 
 TRANSFORMS = ("none", "log10")
 
@@ -83,8 +87,11 @@ def labels(table_df: Any, ids: list[str], target: Target) -> np.ndarray:
     return transform(col, target.transform)
 
 
-def target_from_spec(spec: dict[str, Any]) -> Target:
-    """Target of a config entry (pretrain or finetune target)."""
+def target_from_spec(spec: TargetSpec | Mapping[str, Any]) -> Target:
+    """Target of a config entry (pretrain or finetune target): a resolved
+    :class:`tlcgcnn.config.TargetSpec` or its plain values."""
+    if not isinstance(spec, Mapping):
+        spec = spec.as_dict()
     props = spec.get("properties")
     task = spec.get("task") or ("multitask" if props and len(props) > 1 else "regression")
     if task not in TASKS:

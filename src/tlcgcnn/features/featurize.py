@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tlcgcnn.config import FeaturizeSettings
 from tlcgcnn.data import table
 from tlcgcnn.utils import fileio as io
 
@@ -49,10 +50,13 @@ FORMAT_VERSION = 1
 
 @dataclass(frozen=True)
 class FeaturizeParams:
-    radius: float = 8.0
-    max_neighbors: int = 12
-    radius_growth: float = 1.5
-    max_radius: float = 16.0
+    """The neighbour search of a graph cache (what names its folder). Defaults:
+    :class:`tlcgcnn.config.FeaturizeSettings`' (written once, there)."""
+
+    radius: float = FeaturizeSettings.radius
+    max_neighbors: int = FeaturizeSettings.max_neighbors
+    radius_growth: float = FeaturizeSettings.radius_growth
+    max_radius: float = FeaturizeSettings.max_radius
 
     def key(self) -> str:
         """Short hash naming the cache folder."""

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from tlcgcnn.nn.cgcnn import CGCNN, ModelConfig, gather_neighbors
+from tlcgcnn.nn.cgcnn import CGCNN, ModelConfig, batch_norm, edge_rows, gather_neighbors
 from tlcgcnn.nn.graphs import Batch
 
 
@@ -42,17 +42,24 @@ class AttentionConvLayer(nn.Module):
         self.bn1 = nn.BatchNorm1d(a)
         self.bn2 = nn.BatchNorm1d(a)
 
-    def _edges(self, v: torch.Tensor, nbr_idx: torch.Tensor, edge: torch.Tensor) -> torch.Tensor:
+    def _edges(
+        self, v: torch.Tensor, nbr_idx: torch.Tensor, edge: torch.Tensor, atom_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         n, m = nbr_idx.shape
         h = self.lin_self(v).unsqueeze(1) + gather_neighbors(self.lin_nbr(v), nbr_idx) + self.lin_edge(edge)
-        return self.bn1(h.view(n * m, -1)).view(n, m, -1)
+        return batch_norm(self.bn1, h.view(n * m, -1), edge_rows(atom_mask, m)).view(n, m, -1)
 
     def weights(
-        self, v: torch.Tensor, nbr_idx: torch.Tensor, edge: torch.Tensor, edge_mask: torch.Tensor | None = None
+        self,
+        v: torch.Tensor,
+        nbr_idx: torch.Tensor,
+        edge: torch.Tensor,
+        edge_mask: torch.Tensor | None = None,
+        atom_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Attention weights α [atoms, neighbours]; each row sums to one (zero on padded
         self-loops; an atom whose neighbours are all padded gets no message)."""
-        return self._alpha(self._edges(v, nbr_idx, edge), edge_mask)
+        return self._alpha(self._edges(v, nbr_idx, edge, atom_mask), edge_mask)
 
     def _alpha(self, h: torch.Tensor, edge_mask: torch.Tensor | None = None) -> torch.Tensor:
         score = self.score(F.leaky_relu(h, 0.2)).squeeze(-1)
@@ -62,12 +69,17 @@ class AttentionConvLayer(nn.Module):
         return alpha * edge_mask.to(alpha.dtype)
 
     def forward(
-        self, v: torch.Tensor, nbr_idx: torch.Tensor, edge: torch.Tensor, edge_mask: torch.Tensor | None = None
+        self,
+        v: torch.Tensor,
+        nbr_idx: torch.Tensor,
+        edge: torch.Tensor,
+        edge_mask: torch.Tensor | None = None,
+        atom_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        h = self._edges(v, nbr_idx, edge)
+        h = self._edges(v, nbr_idx, edge, atom_mask)
         alpha = self._alpha(h, edge_mask)
         msg = (alpha.unsqueeze(-1) * F.softplus(h)).sum(dim=1)
-        return F.softplus(v + self.bn2(msg))
+        return F.softplus(v + batch_norm(self.bn2, msg, atom_mask))
 
 
 class AttentionCGCNN(CGCNN):
@@ -85,6 +97,6 @@ class AttentionCGCNN(CGCNN):
         edge = self.gauss(batch.nbr_dist)
         out = []
         for conv in self.convs:
-            out.append(conv.weights(v, batch.nbr_idx, edge, batch.edge_mask))  # type: ignore[operator]
-            v = conv(v, batch.nbr_idx, edge, batch.edge_mask)
+            out.append(conv.weights(v, batch.nbr_idx, edge, batch.edge_mask, batch.atom_mask))  # type: ignore[operator]
+            v = conv(v, batch.nbr_idx, edge, batch.edge_mask, batch.atom_mask)
         return out

@@ -19,17 +19,23 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from tlcgcnn.config import FeaturizeSettings, ModelSettings
 from tlcgcnn.nn.graphs import Batch
 
 
 @dataclass
 class ModelConfig:
-    atom_fea_len: int = 64
-    n_conv: int = 3
-    h_fea_len: int = 128
-    n_h: int = 1
-    radius: float = 8.0
-    gaussian_step: float = 0.2
+    """The network's architecture. Defaults: :class:`tlcgcnn.config.ModelSettings`' (written
+    once, there), ``radius`` (the Gaussian expansion's range) the featurization radius of
+    :class:`tlcgcnn.config.FeaturizeSettings`; ``n_out`` and ``orig_atom_fea_len`` (outputs,
+    atom-feature width) are fixed by the target and the atom table."""
+
+    atom_fea_len: int = ModelSettings.atom_fea_len
+    n_conv: int = ModelSettings.n_conv
+    h_fea_len: int = ModelSettings.h_fea_len
+    n_h: int = ModelSettings.n_h
+    radius: float = FeaturizeSettings.radius
+    gaussian_step: float = ModelSettings.gaussian_step
     n_out: int = 1
     orig_atom_fea_len: int = 92
 
@@ -76,16 +82,52 @@ class ConvLayer(nn.Module):
         self.bn2 = nn.BatchNorm1d(a)
 
     def forward(
-        self, v: torch.Tensor, nbr_idx: torch.Tensor, edge: torch.Tensor, edge_mask: torch.Tensor | None = None
+        self,
+        v: torch.Tensor,
+        nbr_idx: torch.Tensor,
+        edge: torch.Tensor,
+        edge_mask: torch.Tensor | None = None,
+        atom_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         n, m = nbr_idx.shape
         z = self.lin_self(v).unsqueeze(1) + gather_neighbors(self.lin_nbr(v), nbr_idx) + self.lin_edge(edge)
-        z = self.bn1(z.view(n * m, -1)).view(n, m, -1)
+        z = batch_norm(self.bn1, z.view(n * m, -1), edge_rows(atom_mask, m)).view(n, m, -1)
         gate, core = z.chunk(2, dim=-1)
         msg = torch.sigmoid(gate) * F.softplus(core)
         if edge_mask is not None:  # padded self-loops carry no message
             msg = msg * edge_mask.unsqueeze(-1).to(msg.dtype)
-        return F.softplus(v + self.bn2(msg.sum(dim=1)))
+        return F.softplus(v + batch_norm(self.bn2, msg.sum(dim=1), atom_mask))
+
+
+def edge_rows(atom_mask: torch.Tensor | None, m: int) -> torch.Tensor | None:
+    """The [atoms * M] row mask of the flattened edges of the atoms in ``atom_mask``."""
+    return None if atom_mask is None else atom_mask.repeat_interleave(m)
+
+
+def batch_norm(bn: nn.BatchNorm1d, x: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
+    """``bn(x)``, with the batch statistics (training) taken over the ``rows`` that are True
+    only: padding rows of a fixed-shape batch (:func:`tlcgcnn.nn.graphs.pad`) then change
+    neither the real rows' outputs nor the running statistics. Statistics in fp32 (the
+    running-variance update uses the unbiased variance, as ``nn.BatchNorm1d`` does)."""
+    if rows is None or not bn.training:
+        return bn(x)
+    w = rows.to(torch.float32).unsqueeze(1)
+    xf = x.float()
+    count = w.sum()
+    mean = (xf * w).sum(0) / count
+    centred = xf - mean
+    var = (centred * centred * w).sum(0) / count
+    if bn.track_running_stats and bn.running_mean is not None and bn.running_var is not None:
+        momentum = 0.1 if bn.momentum is None else bn.momentum
+        with torch.no_grad():
+            bn.running_mean.mul_(1 - momentum).add_(mean.detach() * momentum)
+            bn.running_var.mul_(1 - momentum).add_(var.detach() * (count / (count - 1)) * momentum)
+            if bn.num_batches_tracked is not None:
+                bn.num_batches_tracked.add_(1)
+    out = centred * torch.rsqrt(var + bn.eps)
+    if bn.affine:
+        out = out * bn.weight + bn.bias
+    return out.to(x.dtype)
 
 
 def gather_neighbors(x: torch.Tensor, nbr_idx: torch.Tensor) -> torch.Tensor:
@@ -98,8 +140,9 @@ def gather_neighbors(x: torch.Tensor, nbr_idx: torch.Tensor) -> torch.Tensor:
 
 def mean_pool(v: torch.Tensor, crystal: torch.Tensor, counts: torch.Tensor, n: int) -> torch.Tensor:
     # out-of-place index_add: also works under torch.func.vmap (batched ensembles)
+    # counts >= 1: the empty crystal rows of a padded batch (tlcgcnn.nn.graphs.pad) stay finite
     out = torch.zeros(n, v.shape[-1], dtype=v.dtype, device=v.device).index_add(0, crystal, v)
-    return out / counts.unsqueeze(1).to(v.dtype)
+    return out / counts.clamp(min=1).unsqueeze(1).to(v.dtype)
 
 
 class CGCNN(nn.Module):
@@ -130,7 +173,7 @@ class CGCNN(nn.Module):
         v = self.embedding(self.atom_table[batch.z])
         edge = self.gauss(batch.nbr_dist)
         for conv in self.convs:
-            v = conv(v, batch.nbr_idx, edge, batch.edge_mask)
+            v = conv(v, batch.nbr_idx, edge, batch.edge_mask, batch.atom_mask)
         pooled = mean_pool(v, batch.crystal, batch.counts, batch.n)
         h = F.softplus(self.conv_to_fc(F.softplus(pooled)))
         for fc in self.fcs:

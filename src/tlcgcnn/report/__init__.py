@@ -1,9 +1,12 @@
 """Reporting: what a run publishes.
 
-Owns the published results folders and the papers' claims table (:mod:`.published`;
-``python -m tlcgcnn.report``), the figures (:mod:`.figures`), model cards (:mod:`.cards`),
-provenance (:mod:`.provenance`: code version, data hash, hardware) and the progress of a
-long run (:mod:`.progress`).
+* :mod:`.claims`: the papers' claims tested on a run's statistics tables (claims.csv);
+* :mod:`.summary`: a published folder's summary.md and the Markdown tables it shares;
+* :mod:`.provenance`: code version, machine, the devices a run computed on, provenance.json;
+* :mod:`.publish`: the published results folder (rule ``report``) and its check;
+* :mod:`.readme`: the results page's claims table (``python -m tlcgcnn.report readme|check``);
+* :mod:`.figures`: the figures; :mod:`.cards`: model cards; :mod:`.progress`: the progress of
+  a long run.
 
 Torch-free at import. May import every other subpackage.
 """

@@ -1,7 +1,7 @@
-"""``python -m tlcgcnn.report``: the results page's claims table (:mod:`.published`)."""
+"""``python -m tlcgcnn.report readme|check``: the results page's claims table (:mod:`.readme`)."""
 
 import sys
 
-from tlcgcnn.report.published import main
+from tlcgcnn.report.readme import main
 
 sys.exit(main())

@@ -14,7 +14,7 @@ the run's results folder (never writes to it) and answers three questions:
   per epoch seen on cells of the same rule and size timed on both. Pretraining and the
   report's jobs are not estimated.
 * **Claims so far**: each of the config's ``report.claims`` whose cells are all finished,
-  tested as the report will test it (:func:`tlcgcnn.report.published.build_claims`) on the finished
+  tested as the report will test it (:func:`tlcgcnn.report.claims.build_claims`) on the finished
   cells. These are **interim**: the Holm correction runs over the finished cells' tests
   only, so the published p-values (over every cell) can only be larger or equal: a family
   that grows never lowers a Holm-adjusted p-value, and a finished cell's runs do not
@@ -37,18 +37,15 @@ import pandas as pd
 
 from tlcgcnn.analysis import stats
 from tlcgcnn.config import Cell, Config, load
-from tlcgcnn.report import published as report
+from tlcgcnn.report.claims import CLAIM_COLUMNS, ReportError, build_claims, selected_source
 from tlcgcnn.report.provenance import cpu_model
+from tlcgcnn.report.summary import claims_table
 from tlcgcnn.utils import fileio as io
+from tlcgcnn.utils.layout import Layout
 
 #: the rule that runs a cell of each kind (rules/finetune.smk, rules/frozen.smk); all of
 #: them write their benchmark files under benchmarks/finetune/<target>/n<size>/<mode>.tsv
 KIND_RULE = {"gnn": "finetune", "baseline": "finetune_baseline", "frozen": "finetune_frozen"}
-
-
-def cell_dir(results: Path, target: str, size: Any, mode: str) -> Path:
-    """A cell's folder (rules/common.smk ``finetune_dir``)."""
-    return results / "finetune" / target / f"n{size}" / mode
 
 
 def cell_status(cfg: Config, results: Path, cpu: str | None = None) -> pd.DataFrame:
@@ -63,11 +60,12 @@ def cell_status(cfg: Config, results: Path, cpu: str | None = None) -> pd.DataFr
     another CPU, as far as known)."""
     cpu = cpu if cpu is not None else cpu_model()
     rows = []
+    lay = Layout(results)
     for c in cfg.cells():
-        d = cell_dir(results, c.target.name, c.size, c.mode.name)
-        done = (d / "metrics.json").exists()
-        seeds_done = len(c.seeds) if done else sum((d / "runs" / f"s{s}" / "metrics.json").exists() for s in c.seeds)
-        seed_s, epoch_s, this_cpu = _seconds_per_seed(results, c, d, cpu) if done else (math.nan, math.nan, False)
+        cell = (c.target.name, c.size, c.mode.name)
+        done = lay.cell_metrics(*cell).exists()
+        seeds_done = len(c.seeds) if done else sum(lay.seed_metrics(*cell, s).exists() for s in c.seeds)
+        seed_s, epoch_s, this_cpu = _seconds_per_seed(lay, c, cpu) if done else (math.nan, math.nan, False)
         rows.append(
             {
                 "target": c.target.name,
@@ -85,11 +83,12 @@ def cell_status(cfg: Config, results: Path, cpu: str | None = None) -> pd.DataFr
     return pd.DataFrame(rows)
 
 
-def _seconds_per_seed(results: Path, c: Cell, d: Path, cpu: str | None) -> tuple[float, float, bool]:
-    records = io.read_json(d / "metrics.json")
+def _seconds_per_seed(lay: Layout, c: Cell, cpu: str | None) -> tuple[float, float, bool]:
+    cell = (c.target.name, c.size, c.mode.name)
+    records = io.read_json(lay.cell_metrics(*cell))
     runs = records if isinstance(records, list) else [records]
     this_cpu = bool(runs) and cpu is not None and all(r.get("hardware") == cpu for r in runs)
-    path = results / "benchmarks" / "finetune" / c.target.name / f"n{c.size}" / f"{c.mode.name}.tsv"
+    path = lay.cell_benchmark(*cell)
     bench = pd.read_csv(path, sep="\t") if path.exists() else pd.DataFrame()
     job_s = float(bench["s"].iloc[-1]) if "s" in bench.columns and len(bench) else 0.0
     # a job resumed after a stop is timed for its last seeds only, while its seeds' own
@@ -161,7 +160,7 @@ def claim_cells(cfg: Config, claim: Mapping[str, Any]) -> list[tuple[str, Any, s
     names: list[str] = []
     for key in ("mode", "versus"):
         value = str(claim.get(key) or cfg.baseline)
-        src = report.selected_source(value)
+        src = selected_source(value)
         if src is None:
             names.append(value)
         else:
@@ -171,12 +170,13 @@ def claim_cells(cfg: Config, claim: Mapping[str, Any]) -> list[tuple[str, Any, s
 
 
 def interim_claims(cfg: Config, results: Path, cells: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
-    """The claims whose cells are finished, tested on the finished cells (``report.build_claims``
+    """The claims whose cells are finished, tested on the finished cells (``build_claims``
     with the Holm correction over what is finished), and ``(id, reason)`` of the others."""
     done = {(r.target, str(r.size), r.mode) for r in cells[cells["done"]].itertuples()}
-    files = [cell_dir(results, t, s, m) / "metrics.json" for t, s, m in sorted(done)]
+    lay = Layout(results)
+    files = [lay.cell_metrics(t, s, m) for t, s, m in sorted(done)]
     ready, waiting = [], []
-    multitask_csv = results / "stats" / "multitask.csv"
+    multitask_csv = lay.stats("multitask.csv")
     for c in cfg.claims():
         if c.get("kind") == "multitask":
             if multitask_csv.exists():
@@ -190,7 +190,7 @@ def interim_claims(cfg: Config, results: Path, cells: pd.DataFrame) -> tuple[pd.
         else:
             ready.append(c)
     if not ready or not files:
-        return pd.DataFrame(columns=list(report.CLAIM_COLUMNS)), waiting
+        return pd.DataFrame(columns=list(CLAIM_COLUMNS)), waiting
     df = stats.collect(files)
     tests = stats.error_tests(df, baseline=cfg.baseline)
     protocol = stats.protocol_table(df, baseline=cfg.baseline, mode_order=list(cfg.modes))
@@ -198,7 +198,7 @@ def interim_claims(cfg: Config, results: Path, cells: pd.DataFrame) -> tuple[pd.
     if len(selected):
         tests = pd.concat([tests, selected], ignore_index=True)
     multitask = stats.read_table(multitask_csv) if multitask_csv.exists() else None
-    claims = report.build_claims(
+    claims = build_claims(
         ready,
         tests,
         df,
@@ -281,7 +281,7 @@ def progress_markdown(cfg: Config, results: Path, parallel: int = 1) -> str:
         "",
     ]
     if len(claims):
-        out.append(report.claims_table(claims))
+        out.append(claims_table(claims))
     else:
         out.append("No claim has all its cells finished yet.")
     if waiting:
@@ -311,7 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError) as err:
         print(f"error: {args.configfile}: {err}", file=sys.stderr)
         return 2
-    results = args.results or Path("results") / cfg.name
+    results = args.results or Layout.for_config(cfg.name).root
     if not results.is_dir():
         print(
             f"error: {results}: no results folder (has the run started? is this the repository root?)", file=sys.stderr
@@ -320,7 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parallel = default_parallel(cfg, args.cores)
     try:
         text = progress_markdown(cfg, results, parallel)
-    except (report.ReportError, ValueError) as err:
+    except (ReportError, ValueError) as err:
         print(f"error: {results}: {err}", file=sys.stderr)
         return 2
     print(text, end="")

@@ -20,7 +20,8 @@ One job per (target, training size, mode) cell, like every other cell:
 Writes ``metrics.json`` (one record per seed, the fields of the other cells: test metrics,
 target, seed, sizes, mode description with ``family: transfer``, ``best_val_mae``,
 provenance) and ``predictions.parquet`` (all seeds, ``seed`` column), so the statistics
-test the mode against scratch in the ``transfer_vs_scratch`` family.
+test the mode against scratch in the ``transfer_vs_scratch`` family. The seeds run through the
+loop every cell shares (:func:`tlcgcnn.train.finetune.run_cell`, :class:`FrozenStrategy`).
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tlcgcnn.config import parse_size
+from tlcgcnn.config import Cell
+from tlcgcnn.train.finetune import SeedRun, SeedStrategy, mode_fields, run_cell
 from tlcgcnn.utils import fileio as io
 
 log = logging.getLogger(__name__)
@@ -68,70 +70,79 @@ def val_score(task: str, y_val: np.ndarray, pred: np.ndarray) -> float:
     return float(np.abs(np.asarray(pred, dtype=float) - y_val).mean())
 
 
-def frozen_cell(
-    *,
-    cell: dict[str, Any],
-    table_path: str,
-    split_path: str,
-    graph_dir: str,
-    pretrained: str,
-    split_cfg: dict[str, Any],
-    threads: int,
-    config: dict[str, Any] | None,
-    out_metrics: str,
-    out_predictions: str,
-    device: str = "auto",
-) -> list[dict[str, Any]]:
-    """Embed the cell's crystals with the ``pretrained`` checkpoint, then fit, validate and
-    test the mode's estimator for every seed of the cell."""
-    import torch
+class FrozenStrategy(SeedStrategy):
+    """A frozen-features cell: the source checkpoint embeds, once, every crystal the cell's
+    seeds need; per seed the mode's estimator is chosen and fitted on the seed's training
+    vectors, scored on its validation ids and tested. Computed anew each time the job runs."""
 
-    from tlcgcnn.analysis.evaluate import classification_metrics, embed_ids, regression_metrics, run_record
-    from tlcgcnn.data.targets import inverse_transform, labels, target_from_spec
-    from tlcgcnn.report import provenance
-    from tlcgcnn.train.baselines import fit_predict
-    from tlcgcnn.train.checkpoint import load_checkpoint
-    from tlcgcnn.train.device import pick_device, processor
-    from tlcgcnn.train.finetune import mode_fields
+    def __init__(
+        self,
+        cell: Cell,
+        *,
+        table_path: str,
+        split_path: str,
+        graph_dir: str,
+        pretrained: str,
+        split_cfg: dict[str, Any],
+        threads: int,
+        config: dict[str, Any] | None,
+        device: str = "auto",
+    ) -> None:
+        import torch
 
-    mode = cell["mode"]
-    if mode.get("features") != "frozen" or not mode.get("estimator"):
-        raise ValueError(f"mode {mode['name']}: not a frozen-features mode (needs estimator and features: frozen)")
-    torch.set_num_threads(max(1, int(threads)))
-    target = target_from_spec(cell["target"])
-    size = parse_size(cell["size"])
-    sp = io.read_json(split_path)
-    test_ids = list(sp["test"])
-    draws, ids = cell_ids(sp, size, cell["seeds"], split_cfg, mode.get("train_pool"))
+        from tlcgcnn.analysis.evaluate import embed_ids
+        from tlcgcnn.data.targets import target_from_spec
+        from tlcgcnn.report import provenance
+        from tlcgcnn.train.checkpoint import load_checkpoint
+        from tlcgcnn.train.device import pick_device, processor
 
-    ckpt = load_checkpoint(pretrained)
-    dev = str(pick_device(device))
-    t0 = time.perf_counter()
-    X = pd.DataFrame(embed_ids(ckpt, pretrained, graph_dir, ids, device=dev), index=pd.Index(ids, name="material_id"))
-    embed_seconds = time.perf_counter() - t0
-    if not np.isfinite(X.to_numpy()).all():
-        raise ValueError(
-            f"{pretrained}: non-finite crystal vectors for "
-            f"{int((~np.isfinite(X.to_numpy())).any(axis=1).sum())} crystals of {graph_dir}"
+        mode = cell.mode
+        if mode.features != "frozen" or not mode.estimator:
+            raise ValueError(f"mode {mode.name}: not a frozen-features mode (needs estimator and features: frozen)")
+        torch.set_num_threads(max(1, int(threads)))
+        self.cell, self.estimator, self.threads, self.pretrained = cell, mode.estimator, threads, pretrained
+        self.target = target = target_from_spec(cell.target)
+        sp = io.read_json(split_path)
+        self.test_ids = list(sp["test"])
+        self.draws, ids = cell_ids(sp, cell.size, cell.seeds, split_cfg, mode.train_pool)
+
+        ckpt = load_checkpoint(pretrained)
+        self.device = dev = str(pick_device(device))
+        self.hardware = processor(dev)
+        t0 = time.perf_counter()
+        X = pd.DataFrame(
+            embed_ids(ckpt, pretrained, graph_dir, ids, device=dev), index=pd.Index(ids, name="material_id")
         )
-    log.info(
-        "%s: %d crystals embedded by %s (%d features) in %.1f s",
-        target.name,
-        len(ids),
-        pretrained,
-        X.shape[1],
-        embed_seconds,
-    )
+        self.embed_seconds = time.perf_counter() - t0
+        if not np.isfinite(X.to_numpy()).all():
+            raise ValueError(
+                f"{pretrained}: non-finite crystal vectors for "
+                f"{int((~np.isfinite(X.to_numpy())).any(axis=1).sum())} crystals of {graph_dir}"
+            )
+        log.info(
+            "%s: %d crystals embedded by %s (%d features) in %.1f s",
+            target.name,
+            len(ids),
+            pretrained,
+            X.shape[1],
+            self.embed_seconds,
+        )
+        self.X = X
+        self.df = pd.read_parquet(table_path, columns=["material_id", target.property])
+        self.fields = mode_fields(cell, len(ckpt["split"]["train"]))
+        self.prov = provenance.record(config, io.sha256_file(table_path))
 
-    df = pd.read_parquet(table_path, columns=["material_id", target.property])
-    fields = mode_fields(cell, len(ckpt["split"]["train"]))
-    prov = provenance.record(config, io.sha256_file(table_path))
-    estimator = mode["estimator"]
-    records, preds = [], []
-    for seed in cell["seeds"]:
-        tv = draws[int(seed)]
+    def run_seed(self, seed: int, run: SeedRun | None) -> tuple[dict[str, Any], pd.DataFrame]:
+        from tlcgcnn.analysis.evaluate import classification_metrics, regression_metrics, run_record
+        from tlcgcnn.data.targets import inverse_transform, labels
+        from tlcgcnn.train.baselines import fit_predict
+
+        target, test_ids, df, X, prov = self.target, self.test_ids, self.df, self.X, self.prov
+        tv = self.draws[seed]
         y_train = pd.Series(labels(df, tv.train, target), index=tv.train)
-        pred, info = fit_predict(estimator, target.task, X, y_train, tv.train, [*tv.val, *test_ids], int(seed), threads)
+        pred, info = fit_predict(
+            self.estimator, target.task, X, y_train, tv.train, [*tv.val, *test_ids], seed, self.threads
+        )
         pred_val, pred_test = pred[: len(tv.val)], np.asarray(pred[len(tv.val) :], dtype=np.float64)
         best_val = val_score(target.task, labels(df, tv.val, target), pred_val)
         y_true = labels(df, test_ids, target)  # read once the test predictions exist
@@ -148,25 +159,25 @@ def frozen_cell(
         rec = run_record(
             metrics=metrics,
             target=target,
-            seed=int(seed),
+            seed=seed,
             n_train=len(tv.train),
             n_val=len(tv.val),
             stage="finetune",
-            mode=fields["mode"],
-            size=size,
+            mode=self.fields["mode"],
+            size=self.cell.size,
             extra={
                 "best_val_mae": best_val,
                 "n_params": None,
                 "seconds": info["seconds"],
-                "embed_seconds": embed_seconds,
-                "device": dev,
-                "hardware": processor(dev),
-                **fields,
+                "embed_seconds": self.embed_seconds,
+                "device": self.device,
+                "hardware": self.hardware,
+                **self.fields,
                 "best_params": info["best_params"],
                 "cv_score": info["cv_score"],
                 "cv_folds": info["cv_folds"],
                 "n_features": int(X.shape[1]),
-                "source_checkpoint": str(pretrained),
+                "source_checkpoint": str(self.pretrained),
                 "config_sha256": prov["config_sha256"],
                 "data_sha256": prov["data_sha256"],
                 "git_commit": prov["code"]["git_commit"],
@@ -174,18 +185,37 @@ def frozen_cell(
                 "torch_version": prov["torch"],
             },
         )
-        log.info(
-            "%s n=%s %s seed %d: error %.4f, validation %.4f, CV best %s",
-            target.name,
-            size,
-            fields["mode"],
-            seed,
-            rec["error"],
-            best_val,
-            info["best_params"],
-        )
-        records.append(rec)
-        preds.append(frame.assign(seed=int(seed)))
-    io.write_parquet(pd.concat(preds, ignore_index=True), out_predictions)
-    io.write_json(out_metrics, records)
-    return records
+        return rec, frame
+
+    def note(self, record: dict[str, Any]) -> str:
+        return f", validation {record['best_val_mae']:.4f}, CV best {record['best_params']}"
+
+
+def frozen_cell(
+    *,
+    cell: Cell,
+    table_path: str,
+    split_path: str,
+    graph_dir: str,
+    pretrained: str,
+    split_cfg: dict[str, Any],
+    threads: int,
+    config: dict[str, Any] | None,
+    out_metrics: str,
+    out_predictions: str,
+    device: str = "auto",
+) -> list[dict[str, Any]]:
+    """Embed the cell's crystals with the ``pretrained`` checkpoint, then fit, validate and
+    test the mode's estimator for every seed of the cell."""
+    strategy = FrozenStrategy(
+        cell,
+        table_path=table_path,
+        split_path=split_path,
+        graph_dir=graph_dir,
+        pretrained=pretrained,
+        split_cfg=split_cfg,
+        threads=threads,
+        config=config,
+        device=device,
+    )
+    return run_cell(cell, strategy, out_metrics, out_predictions)

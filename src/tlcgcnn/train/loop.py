@@ -20,13 +20,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from tlcgcnn.config import TrainSettings
+from tlcgcnn.config import Mode, Size, TargetSpec, TrainSettings
 from tlcgcnn.data.properties import user_specs
 from tlcgcnn.data.targets import Target, labels, target_from_spec
 from tlcgcnn.features import atom_features
 from tlcgcnn.nn import ModelConfig, build_model, graphs
 from tlcgcnn.nn.graphs import GraphSet
 from tlcgcnn.nn.normalize import MultiNormalizer, Normalizer
+from tlcgcnn.train import accel
+from tlcgcnn.train.accel import AMP, COMPILE, Runtime
 from tlcgcnn.train.checkpoint import CHECKPOINT_VERSION, load_checkpoint, save_checkpoint
 from tlcgcnn.train.device import pick_device, processor, set_seed
 from tlcgcnn.train.objectives import Objective
@@ -42,7 +44,6 @@ from tlcgcnn.utils import fileio as io
 log = logging.getLogger(__name__)
 
 
-AMP = ("auto", "none", "bf16")
 SCHEDULES = ("constant", "cosine")
 
 
@@ -65,6 +66,8 @@ class TrainConfig(TrainSettings):
         cfg = cls(**d)
         if cfg.amp not in AMP:
             raise ValueError(f"unknown amp {cfg.amp!r}; choose from {AMP}")
+        if cfg.compile not in COMPILE:
+            raise ValueError(f"unknown compile {cfg.compile!r}; choose from {COMPILE}")
         if cfg.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {cfg.schedule!r}; choose from {SCHEDULES}")
         return cfg
@@ -77,6 +80,7 @@ class TrainResult:
     history: dict[str, list[float]] = field(default_factory=dict)
     seconds: float = 0.0
     precision: str = "fp32"
+    runtime: dict[str, str] = field(default_factory=dict)  # tlcgcnn.train.accel.Runtime
 
 
 class NonFiniteError(FloatingPointError):
@@ -87,16 +91,12 @@ class NonFiniteError(FloatingPointError):
 
 
 def resolve_amp(amp: str, device: torch.device) -> str:
-    """'bf16' or 'none' for a configured ``amp`` on ``device`` ('auto': bf16 where native)."""
+    """'bf16' or 'none' for a configured ``amp`` on ``device`` by the device's flags alone
+    ('auto': bf16 where native). Training settles ``auto`` by measurement instead
+    (:func:`tlcgcnn.train.accel.resolve`)."""
     if amp != "auto":
         return amp
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "none"
-    if device.type == "cpu":
-        return (
-            "bf16" if torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported() else "none"
-        )
-    return "none"
+    return "bf16" if accel.bf16_native(device) else "none"
 
 
 def make_optimizer(
@@ -176,14 +176,14 @@ def fit(
     With ``state_path``, a resumable state (weights, optimizer, RNG, epoch, best weights,
     history) is written there every ``cfg.checkpoint_every`` epochs, and an existing state
     is resumed from: on CPU a killed and restarted run ends bitwise-identical to an
-    uninterrupted one. A NaN or infinite loss or validation score raises
+    uninterrupted one (the state keeps the precision and compile choice of ``amp`` /
+    ``compile: auto``, :mod:`tlcgcnn.train.accel`). A NaN or infinite loss or validation score raises
     :class:`NonFiniteError` naming the run, the epoch and the seed."""
     from tqdm.auto import tqdm
 
     frozen = frozen or []
     objective = objective or Objective()
     dev = data.z.device
-    amp = resolve_amp(cfg.amp, dev)
     opt = make_optimizer(param_groups or [p for p in model.parameters() if p.requires_grad], cfg, dev)
     base_lrs = [float(g["lr"]) for g in opt.param_groups]  # before a resumed state's scheduled lrs
     factor = lr_factor(cfg, 0.0)
@@ -194,8 +194,11 @@ def fit(
     best_state = copy.deepcopy(model.state_dict())
     hist: dict[str, list[float]] = {"train_loss": [], "val_mae": [], "elapsed_s": [], "lr": []}
     start, elapsed0 = 0, 0.0
+    runtime: Runtime | None = None
     if state_path is not None and Path(state_path).exists():
         st = torch.load(state_path, map_location=dev, weights_only=True)
+        if st.get("runtime"):
+            runtime = Runtime(**st["runtime"])
         if st.get("seed") != seed or st.get("epochs") != cfg.epochs:
             raise ValueError(
                 f"{state_path}: training state of seed {st.get('seed')} / {st.get('epochs')} epochs, "
@@ -213,8 +216,22 @@ def fit(
         log.info(
             "%s: resumed from %s after epoch %d (best val %.4f at %d)", desc, state_path, start - 1, best[0], best[1]
         )
+    t0 = time.perf_counter()  # the probe and the compilation count as training time
+    if runtime is None:
+        runtime = accel.resolve(
+            cfg.amp,
+            cfg.compile,
+            model=model,
+            data=data,
+            train_pos=train_pos,
+            y=y_norm,
+            loss_fn=objective.loss,
+            batch_size=cfg.batch_size,
+            epochs=cfg.epochs,
+        )
+    amp = runtime.amp
+    forward = accel.step_model(model, runtime)
     n_steps = max(1, math.ceil(train_pos.numel() / cfg.batch_size))
-    t0 = time.perf_counter()
     bar = tqdm(
         range(start, cfg.epochs),
         desc=desc,
@@ -235,9 +252,9 @@ def fit(
             factor = lr_factor(cfg, epoch + step / n_steps)
             for group, base_lr in zip(opt.param_groups, base_lrs, strict=True):
                 group["lr"] = base_lr * factor
-            batch = data.batch(b_pos)
+            batch = accel.train_batch(data, b_pos, runtime, cfg.batch_size)
             with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=amp == "bf16"):
-                out = model(batch).float()
+                out = forward(batch)[: batch.n_crystals].float()
             loss = objective.loss(out, y_norm[b_pos])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -279,6 +296,7 @@ def fit(
                 "best_val": best[0],
                 "best_epoch": best[1],
                 "history": hist,
+                "runtime": runtime.as_dict(),
             }
             with io.atomic_path(state_path) as tmp:
                 torch.save(state, tmp)
@@ -293,7 +311,8 @@ def fit(
         best_val_mae=best[0],
         history=hist,
         seconds=seconds,
-        precision="bf16" if amp == "bf16" else "fp32",
+        precision=runtime.precision,
+        runtime=runtime.as_dict(),
     )
 
 
@@ -428,6 +447,7 @@ def train(
             "device": str(device),
             "hardware": processor(device),
             "precision": result.precision,
+            "runtime": result.runtime,
         },
         "history": result.history,
         "meta": meta or {},
@@ -499,41 +519,44 @@ def run_training(
     split_path: str,
     graph_dir: str,
     atom_features_path: str,
-    pretrained: list[str],
-    spec: dict[str, Any],
-    size: int | str,
+    target: TargetSpec,
+    size: Size,
     seed: int,
-    mode: str | None,
+    model_config: dict[str, Any],
+    train_config: TrainConfig,
     split_cfg: dict[str, Any],
-    model_cfg: dict[str, Any],
-    train_cfg: dict[str, Any],
-    transfer: dict[str, Any] | None,
-    threads: int,
     config: dict[str, Any] | None,
     out_checkpoint: str,
+    mode: Mode | None = None,
+    pretrained: str | None = None,
     progress: bool = True,
     exclude_ids: list[str] | None = None,
     resume_path: str | None = None,
-    train_pool: str | None = None,
 ) -> dict[str, Any]:
     """Workflow entry: resolve the split of (size, seed) and train one model.
 
-    ``spec``, ``model_cfg`` and ``train_cfg`` are complete (tlcgcnn.config resolves them).
+    ``target`` and ``model_config`` (the architecture's plain config, ``kind`` choosing it)
+    are complete (tlcgcnn.config resolves them); ``train_config`` carries the job's threads.
+    ``mode``: the fine-tuning mode (None when pretraining): its ``train_pool: all`` draws from
+    the split's ``pool_all`` (every subset's labelled materials but the test set) instead of
+    its ``pool`` (:func:`tlcgcnn.data.split.pool_ids`), and with ``pretrained`` (the source
+    checkpoint) its freeze, reinit and backbone_lr_scale say how the source is reused.
     ``exclude_ids`` are removed from the training pool first (pretraining leaves out the
     fixed test sets of the fine-tuning targets, so no test material is ever seen).
-    ``resume_path``: the training loop's resumable state (continued if it exists).
-    ``train_pool``: ``all`` draws from the split's ``pool_all`` (every subset's labelled
-    materials but the test set) instead of its ``pool`` (:func:`tlcgcnn.data.split.pool_ids`)."""
+    ``resume_path``: the training loop's resumable state (continued if it exists)."""
     import pandas as pd
 
     from tlcgcnn.config import parse_size
     from tlcgcnn.data.split import pool_ids, train_val
     from tlcgcnn.report import provenance
 
-    props = list(dict.fromkeys([spec["property"], *(spec.get("properties") or [])]))
+    if pretrained and mode is None:
+        raise ValueError(f"{pretrained}: a pretrained checkpoint needs the fine-tuning mode that says how to reuse it")
+    props = list(dict.fromkeys([target.property, *(target.properties or [])]))
     df = pd.read_parquet(table_path, columns=["material_id", *props])
     sp = io.read_json(split_path)
     size_v = parse_size(size)
+    train_pool = mode.train_pool if mode is not None else None
     pool = pool_ids(sp, train_pool)
     if train_pool == "all":
         log.info(
@@ -548,23 +571,20 @@ def run_training(
         log.info("%d of %d pool materials are fine-tuning test materials: left out", n_pool - len(pool), n_pool)
     tv = train_val(pool, size_v, int(seed), split_cfg["val_fraction"], split_cfg["val_min"])
     split_ids = {"train": tv.train, "val": tv.val, "test": list(sp["test"])}
-    target = target_from_spec(spec)
-    tcfg = TrainConfig.from_dict({**train_cfg, "threads": int(threads)})
     tr = None
-    if pretrained:
-        spec_t = transfer or {}
+    if pretrained and mode is not None:
         tr = TransferConfig(
-            checkpoint=pretrained[0],
-            freeze=int(spec_t.get("freeze", 0)),
-            reinit=str(spec_t.get("reinit", "none")),
-            backbone_lr_scale=float(spec_t.get("backbone_lr_scale", 1.0)),
+            checkpoint=pretrained,
+            freeze=int(mode.freeze),
+            reinit=str(mode.reinit),
+            backbone_lr_scale=float(mode.backbone_lr_scale),
         )
     prov = provenance.record(config, io.sha256_file(table_path))
     meta = {
         "stage": stage,
-        "mode": mode or stage,
+        "mode": mode.name if mode is not None else stage,
         "size": size_v,
-        "pretrained": (transfer or {}).get("pretrained") if pretrained else None,
+        "pretrained": mode.pretrained if tr is not None and mode is not None else None,
         "config_sha256": prov["config_sha256"],
         "data_sha256": prov["data_sha256"],
         "git_commit": prov["code"]["git_commit"],
@@ -577,9 +597,9 @@ def run_training(
         graph_dir=graph_dir,
         atom_table_path=atom_features_path,
         split_ids=split_ids,
-        target=target,
-        model_cfg=model_cfg,
-        train_cfg=tcfg,
+        target=target_from_spec(target),
+        model_cfg=model_config,
+        train_cfg=train_config,
         seed=int(seed),
         out_checkpoint=out_checkpoint,
         transfer=tr,

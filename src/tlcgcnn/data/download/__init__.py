@@ -1,7 +1,8 @@
-"""Download stage: fetch a dataset from Materials Project, OQMD or matbench into a RAW table.
+"""Download stage: fetch a dataset from Materials Project, OQMD, matbench or a URL into a RAW table.
 
 ``run`` writes ``out_table`` (Parquet: ``material_id``, ``structure`` as JSON of
-``Structure.as_dict()``, canonical property columns, source-specific extras) and
+``Structure.as_dict()``, canonical property columns, source-specific extras; for ``url``, the
+downloaded table's own columns, checked by ingest like a local file) and
 ``out_manifest`` (JSON provenance, see :mod:`tlcgcnn.data.download.manifest`). Both are written
 atomically. Partial work lives in ``workdir`` (one folder per source and query) so that an
 interrupted download resumes where it stopped; the folder is removed after success unless the
@@ -16,7 +17,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from tlcgcnn.data.download import matbench, materials_project, oqmd
+import pandas as pd
+
+from tlcgcnn.data.download import matbench, materials_project, oqmd, url
 from tlcgcnn.data.download.http import DownloadError, RetryPolicy
 from tlcgcnn.data.download.raw import to_frame
 from tlcgcnn.utils import fileio as io
@@ -27,6 +30,7 @@ SOURCES: dict[str, ModuleType] = {
     materials_project.SOURCE: materials_project,
     oqmd.SOURCE: oqmd,
     matbench.SOURCE: matbench,
+    url.SOURCE: url,
 }
 
 __all__ = ["SOURCES", "DownloadError", "run"]
@@ -43,23 +47,30 @@ def run(
     """Download ``source`` (default ``dataset["source"]``) as configured in ``dataset``.
 
     ``dataset`` is the ``dataset`` config section: ``dataset[source]`` holds the source's
-    settings and ``dataset["http"]`` the retry/timeout policy. Returns the manifest dict.
+    settings (``url``: the keys ``url``, ``sha256``, ``format`` of ``dataset`` itself) and
+    ``dataset["http"]`` the retry/timeout policy. Returns the manifest dict.
     """
     name = source or dataset.get("source")
     if name not in SOURCES:
         raise ValueError(f"unknown download source {name!r}; choose one of {sorted(SOURCES)}")
-    cfg = dict(dataset.get(name) or {})
+    cfg = url.settings_of(dataset) if name == url.SOURCE else dict(dataset.get(name) or {})
     policy = RetryPolicy.from_config(dataset.get("http"))
     log.info("downloading from %s into %s", name, out_table)
     converted, manifest, store = SOURCES[name].download(cfg, policy, Path(workdir), on_chunk)
-    if not converted.rows:
-        raise DownloadError(
-            f"{name}: no usable records ({manifest.received} received, {len(converted.dropped)} dropped); "
-            "check the query filters"
-        )
-    table = to_frame(converted.rows, converted.columns)
-    manifest.kept = len(table)
-    manifest.dropped.extend(converted.dropped)
+    if isinstance(converted, pd.DataFrame):  # a prepared table (url): rows are checked by ingest
+        if converted.empty:
+            raise DownloadError(f"{name}: the table at {manifest.endpoint} has no rows")
+        table = converted
+        manifest.kept = len(table)
+    else:
+        if not converted.rows:
+            raise DownloadError(
+                f"{name}: no usable records ({manifest.received} received, {len(converted.dropped)} dropped); "
+                "check the query filters"
+            )
+        table = to_frame(converted.rows, converted.columns)
+        manifest.kept = len(table)
+        manifest.dropped.extend(converted.dropped)
     io.write_parquet(table, out_table)
     manifest.write(out_manifest, {"table": Path(out_table)})
     log.info(

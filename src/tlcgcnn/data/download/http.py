@@ -13,6 +13,7 @@ host and points to the local-file source, so an offline user knows what to do ne
 from __future__ import annotations
 
 import email.utils
+import hashlib
 import json
 import logging
 import random
@@ -21,6 +22,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -276,3 +278,77 @@ def get_bytes(
         body = response.text if stream_to is None else ""
         raise error_for_status(response.status_code, url, response.headers, body)
     return response
+
+
+# --------------------------------------------------------------------------- one verified file
+def sha256_of(path: Path) -> str:
+    """sha256 of a file's bytes (read afresh: a ``.part`` file changes under the same name)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class ChecksumMismatch(TransientError):
+    """A finished transfer whose sha256 is not the expected one (retried: it may be corrupt)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, kind="checksum")
+
+
+def fetch_once(session: requests.Session, url: str, part: Path) -> None:
+    """One attempt: continue ``part`` with a Range request if it has bytes, else start over."""
+    have = part.stat().st_size if part.exists() else 0
+    headers = {"Range": f"bytes={have}-"} if have else None
+    response = get_bytes(session, url, stream_to=part, headers=headers)
+    with response:
+        mode = "ab" if have and response.status_code == 206 else "wb"
+        if have and mode == "wb":
+            log.info("server ignored the Range request; downloading %s from the start", url)
+        with open(part, mode) as fh:
+            for block in response.iter_content(1 << 12):
+                fh.write(block)
+
+
+def fetch_verified(
+    session: requests.Session, url: str, dest: Path, sha256: str, policy: RetryPolicy, stats: RetryStats
+) -> bool:
+    """Make ``dest`` a verified copy of ``url``; returns True if it was downloaded (not reused).
+
+    The transfer goes to ``<dest>.part`` (resumed with a Range request after a cut) and is
+    renamed to ``dest`` only when its sha256 is ``sha256``. A mismatching file is deleted and
+    fetched again (a retry of kind ``checksum``: a corrupted transfer); the same wrong sha256
+    twice in a row is the file the server holds, not a corruption, and stops at once with a
+    :class:`DownloadError` naming the expected and the received sha256.
+    """
+    sha256 = sha256.lower()
+    if dest.exists():
+        if sha256_of(dest) == sha256:
+            log.info("reusing verified %s", dest)
+            return False
+        log.warning("%s does not match its checksum; downloading it again", dest)
+        dest.unlink()
+    part = dest.with_name(dest.name + ".part")
+    seen: list[str] = []
+
+    def attempt() -> None:
+        fetch_once(session, url, part)
+        actual = sha256_of(part)
+        if actual != sha256:
+            part.unlink()
+            message = (
+                f"checksum mismatch for {dest.name} (sha256): expected {sha256}, got {actual} "
+                f"(the file from {url}; deleted)"
+            )
+            if seen and seen[-1] == actual:
+                raise DownloadError(
+                    f"{message}; the same file arrived twice, so the server holds a different file than "
+                    "the checksum describes (a changed file, or a wrong checksum in the config)"
+                )
+            seen.append(actual)
+            raise ChecksumMismatch(message)
+        part.replace(dest)
+
+    call_with_retry(attempt, what=f"downloading {dest.name}", url=url, policy=policy, stats=stats)
+    return True

@@ -6,7 +6,8 @@ It is fetched from ``base_url`` (default: matminer's host) into ``<file>.part``;
 transfer is resumed with an HTTP ``Range`` request when the server supports it (otherwise it
 restarts). The finished file is verified against a sha256 checksum before it is renamed into
 place; a mismatch deletes the file and downloads it again (counted as a retry), and a file that
-keeps failing the check is a clear error. A verified file in the work folder is reused.
+keeps failing the check (or arrives twice with the same wrong sha256) is a clear error
+(:func:`tlcgcnn.data.download.http.fetch_verified`). A verified file in the work folder is reused.
 
 The checksums shipped here are those in matminer 0.10.1's ``datasets/dataset_metadata.json``;
 ``checksums`` in the config overrides them (e.g. for a mirror or a test server).
@@ -15,7 +16,6 @@ The checksums shipped here are those in matminer 0.10.1's ``datasets/dataset_met
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import logging
 import math
@@ -23,8 +23,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import requests
 
 from tlcgcnn.data.download import http
 from tlcgcnn.data.download.chunks import ChunkStore
@@ -125,60 +123,6 @@ def expected_sha256(task: str, cfg: dict[str, Any]) -> tuple[str, str]:
     return TASKS[task].sha256, "shipped (matminer 0.10.1 dataset_metadata.json)"
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-class ChecksumMismatch(http.TransientError):
-    def __init__(self, message: str) -> None:
-        super().__init__(message, kind="checksum")
-
-
-def _fetch_once(session: requests.Session, url: str, part: Path) -> None:
-    """One attempt: continue ``part`` with a Range request if it has bytes, else start over."""
-    have = part.stat().st_size if part.exists() else 0
-    headers = {"Range": f"bytes={have}-"} if have else None
-    response = http.get_bytes(session, url, stream_to=part, headers=headers)
-    with response:
-        mode = "ab" if have and response.status_code == 206 else "wb"
-        if have and mode == "wb":
-            log.info("server ignored the Range request; downloading %s from the start", url)
-        with open(part, mode) as fh:
-            for block in response.iter_content(1 << 12):
-                fh.write(block)
-
-
-def fetch_verified(
-    session: requests.Session, url: str, dest: Path, sha256: str, policy: http.RetryPolicy, stats: http.RetryStats
-) -> bool:
-    """Make ``dest`` a verified copy of ``url``; returns True if it was downloaded (not reused)."""
-    if dest.exists():
-        if sha256_of(dest) == sha256:
-            log.info("reusing verified %s", dest)
-            return False
-        log.warning("%s does not match its checksum; downloading it again", dest)
-        dest.unlink()
-    part = dest.with_name(dest.name + ".part")
-
-    def attempt() -> None:
-        _fetch_once(session, url, part)
-        actual = sha256_of(part)
-        if actual != sha256:
-            part.unlink()
-            raise ChecksumMismatch(
-                f"checksum mismatch for {dest.name} from {url}: sha256 {actual}, expected {sha256} "
-                "(corrupted or changed file; deleted)"
-            )
-        part.replace(dest)
-
-    http.call_with_retry(attempt, what=f"downloading {dest.name}", url=url, policy=policy, stats=stats)
-    return True
-
-
 def read_split_json(path: Path, task: str) -> tuple[list[Any], list[list[Any]], int, int]:
     """(index, data rows, structure column, target column) of a matbench file."""
     try:
@@ -217,7 +161,7 @@ def download(
     store = ChunkStore(workdir, SOURCE, {"url": url, "sha256": sha256})
     dest = store.root / task.file(name)
     session, _ = http.make_session(policy)
-    fetched = fetch_verified(session, url, dest, sha256, policy, stats)
+    fetched = http.fetch_verified(session, url, dest, sha256, policy, stats)
     manifest.chunks_total, manifest.chunks_fetched, manifest.chunks_reused = 1, int(fetched), int(not fetched)
     if on_chunk is not None:
         on_chunk(1, 1)

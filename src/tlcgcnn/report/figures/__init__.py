@@ -4,7 +4,8 @@ with the inputs it reads, its report caption and category, and when the config r
 The workflow has one rule for all of them (``rules/figures.smk``): the wildcard ``figure``
 is a file stem, :func:`resolve` maps it to its entry (``learning_curve_<target>`` is the
 per-target entry ``target_curve``), :func:`input_paths` names its inputs, :func:`draw` draws
-it, and :func:`requested` lists the stems the ``all`` target asks for.
+it, and :func:`requested` lists the stems the ``all`` target asks for. Every question about
+the configuration takes the typed :class:`tlcgcnn.config.Config` (:mod:`.needs`).
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tlcgcnn.config import Config
 from tlcgcnn.report.figures import needs
 
-Config = Mapping[str, Any]
 # draw(inputs read, target labels, target of a per-target figure or None, png, pdf)
 Draw = Callable[[Mapping[str, Any], Mapping[str, str], Any, Any, Any], None]
 

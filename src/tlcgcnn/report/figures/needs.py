@@ -1,5 +1,5 @@
-"""What each figure needs from the configuration: pure functions of the plain config dict
-(the validated Snakemake config, or a YAML file's content without the schema defaults).
+"""What each figure needs from the configuration: pure functions of the typed
+:class:`tlcgcnn.config.Config` (defaults filled, sources resolved).
 
 A figure is requested (in the ``all`` target) only where the config will give it something
 to draw; each predicate below mirrors the selection its figure makes from the run records.
@@ -8,14 +8,12 @@ to draw; each predicate below mirrors the selection its figure makes from the ru
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from tlcgcnn.analysis.multitask import source_pairs
+from tlcgcnn.config import Config, PretrainSource
 from tlcgcnn.report.figures.labels import scheme_key, source_label
-
-Config = Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -33,64 +31,54 @@ class ModeUse:
     scheme: tuple[int, int] | None
 
 
-def _ft(config: Config) -> Mapping[str, Any]:
-    return config.get("finetune") or {}
-
-
 def records_describe_modes(config: Config) -> bool:
     """The run records carry the mode fields (family, model kind, pretraining source, freeze,
     reinit) that every figure except the pooled learning curve reads: today only the
     seed-grouped cells (``finetune.group_seeds: true``) write them."""
-    return bool(_ft(config).get("group_seeds", False))
+    return config.group_seeds
 
 
 def targets(config: Config) -> list[str]:
-    return [str(t["name"]) for t in _ft(config).get("targets") or []]
+    """The fine-tuning targets, in the config's order (the per-target figures follow it)."""
+    return config.target_names_as_listed
 
 
 def _size(value: Any) -> float:
     return math.inf if value == "all" or value is None else float(value)
 
 
-def _model_kind(config: Config, variant: str | None) -> str:
-    base = (config.get("model") or {}).get("kind", "cgcnn")
-    if variant is None:
-        return str(base)
-    return str(((config.get("model_variants") or {}).get(variant) or {}).get("kind", base))
+def _properties(source: PretrainSource) -> list[str]:
+    return list(source.target.properties or [source.target.property])
 
 
 def mode_uses(config: Config) -> list[ModeUse]:
-    """Every (target, mode) the config runs, with what the figures need to know about it."""
-    ft = _ft(config)
-    modes: Mapping[str, Any] = ft.get("modes") or {}
-    pretrain = {p["name"]: p for p in config.get("pretrain") or []}
+    """Every (target, mode) the config runs, with what the figures need to know about it.
+    A trained pretraining source is its property (or properties), subset and size; a
+    ``checkpoint:`` source counts as its name alone (whole data set, size unknown), so a
+    multi-task checkpoint does not request the multi-task figure (the figures the published
+    runs with checkpoint sources, e.g. config/paper-cpu.yaml, were made with)."""
     out = []
-    for t in ft.get("targets") or []:
-        for mode in t.get("modes") or sorted(modes):
-            spec = modes[mode] or {}
-            pre = pretrain.get(spec.get("pretrained")) if spec.get("pretrained") else None
-            if spec.get("estimator"):  # with a pretrained source: frozen features, a transfer mode
-                family, kind = ("transfer" if pre else "baseline"), str(spec["estimator"])
+    for t in targets(config):
+        for name in config.target_modes(t):
+            mode = config.modes[name]
+            pre = config.pretrain_source(mode.pretrained) if mode.pretrained else None
+            if mode.estimator:  # with a pretrained source: frozen features, a transfer mode
+                family, kind = ("transfer" if pre else "baseline"), mode.estimator
             else:
-                family, kind = ("transfer" if pre else "scratch"), _model_kind(config, spec.get("model"))
-            # a `checkpoint:` source names no property here (the file holds it): its name stands in
-            props = (pre or {}).get("properties") or ([pre.get("property") or pre["name"]] if pre else [])
-            subset = (pre or {}).get("subset", "all") if pre else None
+                family, kind = ("transfer" if pre else "scratch"), str(config.model_config(mode.model)["kind"])
+            props = [] if pre is None else [pre.name] if pre.checkpoint else _properties(pre)
+            subset = None if pre is None else "all" if pre.checkpoint else pre.target.subset
             out.append(
                 ModeUse(
-                    target=str(t["name"]),
-                    mode=str(mode),
+                    target=t,
+                    mode=name,
                     family=family,
                     model_kind=kind,
                     source=source_label("+".join(props), subset) if pre else None,
                     subset=subset,
                     multitask=len(props) > 1,
-                    pretrain_size=_size(pre.get("size")) if pre else None,
-                    scheme=scheme_key(
-                        spec.get("freeze", 0), spec.get("reinit", "none"), spec.get("features"), spec.get("estimator")
-                    )
-                    if pre
-                    else None,
+                    pretrain_size=(math.inf if pre.checkpoint else _size(pre.size)) if pre else None,
+                    scheme=scheme_key(mode.freeze, mode.reinit, mode.features, mode.estimator) if pre else None,
                 )
             )
     return out
@@ -98,7 +86,7 @@ def mode_uses(config: Config) -> list[ModeUse]:
 
 def _compared(config: Config) -> list[ModeUse]:
     """Modes of targets that also run the baseline mode (the paired tests need it)."""
-    base = _ft(config).get("baseline", "scratch")
+    base = config.baseline
     uses = mode_uses(config)
     with_base = {u.target for u in uses if u.mode == base}
     return [u for u in uses if u.target in with_base and u.mode != base]
@@ -129,10 +117,8 @@ def has_scheme_comparison(config: Config) -> bool:
 def has_protocol_choice(config: Config) -> bool:
     """Protocol figure: some target is fine-tuned in two or more ways (transfer modes) from
     one pretraining source: the choice stats/protocol.csv makes on validation data."""
-    ft = _ft(config)
-    modes: Mapping[str, Any] = ft.get("modes") or {}
-    for t in ft.get("targets") or []:
-        sources = [(modes[m] or {}).get("pretrained") for m in t.get("modes") or sorted(modes)]
+    for t in targets(config):
+        sources = [config.modes[m].pretrained for m in config.target_modes(t)]
         sources = [s for s in sources if s]
         if len(sources) > len(set(sources)):
             return True
@@ -155,8 +141,8 @@ def has_multitask_pairs(config: Config) -> bool:
 
 def has_pretrain_size_sweep(config: Config) -> bool:
     """Pretraining-size figure: one target is fine-tuned the same way (one scheme) from
-    sources of one property pretrained on sets of several sizes (a `checkpoint:` source, whose
-    size only its file knows, does not count here; the figure places it by its records)."""
+    sources of one property pretrained on sets of several sizes (a `checkpoint:` source does
+    not count here; the figure places it by its records)."""
     sizes: dict[tuple[str, str | None, tuple[int, int] | None], set[float]] = {}
     for u in mode_uses(config):
         if u.family == "transfer" and u.pretrain_size is not None:
@@ -175,10 +161,12 @@ def has_model_comparison(config: Config) -> bool:
 
 
 def required_properties(config: Config) -> set[str]:
-    props = {t["property"] for t in _ft(config).get("targets") or []}
-    for p in config.get("pretrain") or []:
-        if "property" in p:  # not a `checkpoint:` source
-            props |= {p["property"], *(p.get("properties") or [])}
+    """The properties the run learns: its targets' and its trained sources' (not those of a
+    `checkpoint:` source, whose labels are another data set's)."""
+    props = {config.target(t).property for t in config.target_names}
+    for n in config.trained_pretrain_names:
+        spec = config.pretrain_source(n).target
+        props |= {spec.property, *(spec.properties or [])}
     return props
 
 
@@ -191,13 +179,14 @@ def has_subset_scaling(config: Config, prop: str = "formation_energy_per_atom") 
     """Subset-scaling figure: single-task pretraining runs of ΔEf at two or more sizes of one
     subset (a learning curve needs two points)."""
     sizes: dict[str, set[float]] = {}
-    for p in config.get("pretrain") or []:
-        if p.get("property") == prop and len(p.get("properties") or [prop]) == 1:
-            sizes.setdefault(p.get("subset", "all"), set()).add(_size(p.get("size", "all")))
+    for n in config.trained_pretrain_names:  # stats/pretrain.csv: trained sources only
+        s = config.pretrain_source(n)
+        if s.target.property == prop and not s.target.properties:
+            sizes.setdefault(s.target.subset, set()).add(_size(s.size))
     return any(len(s) > 1 for s in sizes.values())
 
 
 def has_external(config: Config) -> bool:
     """Parity figure of the outside labelled sets: the config has ``external`` entries (each
     serves at least one fine-tuning target: tlcgcnn.config refuses one that serves none)."""
-    return bool(config.get("external"))
+    return bool(config.external_names)
