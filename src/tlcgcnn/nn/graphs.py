@@ -16,7 +16,6 @@ belong to a crystal row past the real ones, and are left out of batch-norm stati
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
