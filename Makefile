@@ -10,7 +10,7 @@ NAME ?=
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-all venv dry-run lint clean-results results-readme progress
+.PHONY: run test test-all venv dry-run lint clean-results results-readme results-papers progress
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,11 @@ clean-results:
 # the claims table of docs/results.md from the published folders (tlcgcnn.report.readme)
 results-readme: $(STAMP)
 	$(PY) -m tlcgcnn.report readme $(if $(NAME),$(RESULTS_DIR)/$(NAME),$(patsubst %/summary.md,%,$(wildcard $(RESULTS_DIR)/*/summary.md))) docs/results.md
+
+# the papers' claims in the papers' terms (config/claims/paper-cpu.yaml) on the published paper-cpu
+# tables: docs/results/paper-cpu/claims_papers.csv and its table in docs/results.md (tlcgcnn.report.paper_claims)
+results-papers: $(STAMP)
+	$(PY) -m tlcgcnn.report papers config/claims/paper-cpu.yaml $(RESULTS_DIR)/paper-cpu docs/results.md
 
 # how far an unfinished run is: cells, job time left, interim claims (tlcgcnn.report.progress; reads only)
 progress: $(STAMP)

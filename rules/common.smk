@@ -26,7 +26,9 @@ except ValueError as err:
 L = Layout.for_config(CFG.name)
 R = str(L.root)
 TARGETS = CFG.target_names
-PRETRAIN = CFG.trained_pretrain_names  # a `checkpoint:` source has no pretraining job
+# a `checkpoint:` or `backbone:` source has no pretraining job
+PRETRAIN = CFG.trained_pretrain_names
+BACKBONES = CFG.backbone_names  # each embeds the table once (rules/backbones.smk)
 EXTERNAL = CFG.external_names
 GROUP_SEEDS = CFG.group_seeds
 GRAPHS = str(L.graphs(CFG.graph_key()))
@@ -47,6 +49,7 @@ wildcard_constraints:
     mode="|".join(sorted(CFG.modes)),
     size=r"\d+|all",
     external="|".join(EXTERNAL) or "NONE",
+    backbone="|".join(re.escape(b) for b in BACKBONES) or "NONE",
 
 
 GNN_MODES = "|".join(CFG.gnn_modes) or "NONE"
@@ -132,6 +135,39 @@ def pretrained_input(wildcards):
 def source_checkpoint(wildcards):
     """The one source model a frozen-features mode embeds with (rules/frozen.smk)."""
     return pretrained_input(wildcards)[0]
+
+
+def frozen_source_inputs(wildcards):
+    """What a frozen-features cell embeds with (rules/frozen.smk): its source's checkpoint
+    and the graph cache, or for a `backbone:` source the backbone's embeddings of the table
+    and their info (rules/backbones.smk)."""
+    backbone = CFG.pretrained_backbone(CFG.modes[wildcards.mode].pretrained)
+    if backbone:
+        return {
+            "embeddings": str(L.backbone_embeddings(backbone)),
+            "embeddings_info": str(L.backbone_info(backbone)),
+        }
+    return {"graphs": GRAPHS, "pretrained": source_checkpoint(wildcards)}
+
+
+def frozen_gpus(wildcards):
+    """GPUs of a frozen-features cell: none where it reads a backbone's embeddings (no
+    network runs in it), else those of a training job."""
+    backbone = CFG.pretrained_backbone(CFG.modes[wildcards.mode].pretrained)
+    return 0 if backbone else GPUS_PER_TRAIN_JOB
+
+
+def backbone_spec(wildcards):
+    """The backbone's package, pinned version and weights (a param: pinning another version
+    makes the embedding job run again; its cache keeps vectors per package version)."""
+    from tlcgcnn.features import backbones
+
+    return backbones.get(wildcards.backbone).as_dict()
+
+
+def backbone_cache(wildcards):
+    """The backbone's cache of vectors computed before (not an output: a re-run keeps it)."""
+    return str(L.backbone_cache(wildcards.backbone))
 
 
 def external_path(wildcards):

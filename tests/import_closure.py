@@ -1,6 +1,6 @@
 """Static import closure of a workflow script through the ``tlcgcnn`` package (``ast`` only).
 
-Used by ``tests/test_envs.py`` to prove, rule by rule, that a rule's conda env holds every
+Used by ``tests/workflow/test_envs.py`` to prove, rule by rule, that a rule's conda env holds every
 third-party distribution its script can import. The analysis works per *symbol*, so that a
 module holding two entry points (say a CGCNN cell and a scikit-learn cell) does not charge
 one rule with the other's lazy imports:

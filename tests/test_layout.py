@@ -47,3 +47,17 @@ def test_every_module_imports():
     for m in pkgutil.walk_packages(tlcgcnn.__path__, "tlcgcnn."):
         if not m.name.endswith("__main__"):
             importlib.import_module(m.name)
+
+
+def test_the_tests_mirror_the_subpackages():
+    """tests/<name>/ holds the tests of src/tlcgcnn/<name>/ (config: tlcgcnn.config; workflow:
+    the Snakemake rules, envs and profiles); only shared helpers and whole-package tests
+    (README, package layout, zoo) stay at the top of tests/."""
+    tests = SRC.parent / "tests"
+    folders = sorted(p.name for p in tests.iterdir() if p.is_dir() and p.name not in ("__pycache__", "slurm"))
+    assert set(folders) <= {*SUBPACKAGES, "config", "workflow"}, folders
+    assert {"data", "features", "nn", "train", "analysis", "report", "cli", "config", "workflow"} <= set(folders)
+    top = sorted(p.name for p in tests.glob("test_*.py"))
+    assert top == ["test_layout.py", "test_readme.py", "test_zoo.py"], top
+    for folder in folders:
+        assert list((tests / folder).glob("test_*.py")), f"tests/{folder}/ holds no tests"

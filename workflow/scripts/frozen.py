@@ -1,5 +1,6 @@
 """Snakemake adapter: every seed of one frozen-features cell (tlcgcnn.train.frozen.frozen_cell: the
-pretrained source's crystal vectors fed to a scikit-learn estimator)."""
+pretrained source's crystal vectors fed to a scikit-learn estimator). Its inputs name either a
+checkpoint and the graph cache, or a backbone's embeddings and their info (rules/frozen.smk)."""
 
 import os
 import sys
@@ -16,8 +17,10 @@ frozen_cell(
     cell=Cell.from_params(params.cell),  # the typed cell from here down
     table_path=inp.table,
     split_path=inp.split,
-    graph_dir=inp.graphs,
-    pretrained=inp.pretrained,
+    graph_dir=inp.get("graphs"),
+    pretrained=inp.get("pretrained"),
+    embeddings=inp.get("embeddings"),
+    embeddings_info=inp.get("embeddings_info"),
     split_cfg=params.split,
     threads=snakemake.threads,  # noqa: F821
     config=resolve(snakemake.config).as_dict(),  # noqa: F821  (hashed for provenance)

@@ -9,7 +9,9 @@ mode is better) with its 95 % confidence interval, the improvement rate
 The Holm correction runs within declared hypothesis families (column ``holm_family``, see
 :data:`FAMILIES`), not over every test: whether transfer beats scratch is one question, whether
 a descriptor baseline does is another, and adding baselines to a study must not weaken the
-correction of its transfer tests.
+correction of its transfer tests. A test that two targets repeat (targets sharing their runs)
+counts once in its family. These families serve the study's exploration; the papers' claims are
+one family of their own (tlcgcnn.report.paper_claims).
 
 The fine-tuning protocol is chosen on validation data (:func:`protocol_table`): where one
 pretraining source is fine-tuned in several ways (transfer modes: layers kept / frozen /
@@ -127,11 +129,26 @@ def hypothesis_family(task: str, run_family: str) -> str:
         raise ValueError(f"unknown run family {run_family!r} (expected one of {sorted(_FAMILY_OF_RUN)})") from None
 
 
+# what makes two rows of a family one test: the same comparison on the same numbers (two targets
+# that share their runs, e.g. log_kvrh_sources repeating log_kvrh's cells, repeat a test)
+SAME_TEST = ("size", "mode", "baseline", "n_pairs", "mae_baseline", "mae_mode", "p_value")
+
+
 def holm_within_families(tests: pd.DataFrame, family: str = "holm_family") -> pd.Series:
-    """Holm-adjusted p-values, each computed within its row's family only."""
+    """Holm-adjusted p-values, each computed within its row's family only; a test repeated in a
+    family (:data:`SAME_TEST`) counts once, and each copy gets its adjusted p."""
     out = pd.Series(np.nan, index=tests.index, dtype=float)
+    keys = [k for k in SAME_TEST if k in tests.columns]
     for _, idx in tests.groupby(family, sort=False).groups.items():
-        out.loc[idx] = holm(tests.loc[idx, "p_value"].to_numpy(float))
+        sub = tests.loc[idx]
+        test = (
+            sub.groupby(keys, dropna=False, sort=False).ngroup()
+            if keys
+            else pd.Series(np.arange(len(sub)), index=sub.index)
+        )
+        first = ~test.duplicated()
+        adjusted = dict(zip(test[first], holm(sub.loc[first, "p_value"].to_numpy(float)), strict=True))
+        out.loc[idx] = [adjusted[t] for t in test]
     return out
 
 
@@ -148,6 +165,22 @@ def holm(pvalues: np.ndarray) -> np.ndarray:
     for rank, idx in enumerate(order):
         running = max(running, (m - rank) * p[idx])
         out[idx] = min(1.0, running)
+    return out
+
+
+def benjamini_hochberg(pvalues: np.ndarray) -> np.ndarray:
+    """Benjamini–Hochberg q-values (step-up false discovery rate; NaN entries are left out)."""
+    p = np.asarray(pvalues, dtype=float)
+    out = np.full_like(p, np.nan)
+    ok = np.flatnonzero(~np.isnan(p))
+    if ok.size == 0:
+        return out
+    order = ok[np.argsort(p[ok])[::-1]]  # largest p first
+    m = order.size
+    running = 1.0
+    for i, idx in enumerate(order):
+        running = min(running, p[idx] * m / (m - i))
+        out[idx] = running
     return out
 
 
@@ -394,7 +427,7 @@ def selected_tests(df: pd.DataFrame, protocol: pd.DataFrame, baseline: str = "sc
         )
     out = pd.DataFrame(rows)
     if len(out):
-        out["p_holm"] = holm(out["p_value"].to_numpy(float))
+        out["p_holm"] = holm_within_families(out)
     return out
 
 

@@ -409,7 +409,7 @@ def _predict_module() -> Any:
     """:mod:`tlcgcnn.predict`, imported by name. The model_card rule runs only its model loading,
     graph building and forward pass (numpy, scipy, torch: envs/cards.yaml); the module's top level
     also binds the structure parsers of :mod:`tlcgcnn.data.ingest` (gemmi, pymatgen), which the static
-    import check of tests/test_envs.py would charge to the rule although it never calls them (its
+    import check of tests/workflow/test_envs.py would charge to the rule although it never calls them (its
     run-time check imports the module without them)."""
     import importlib
 
@@ -701,7 +701,7 @@ def _structures_from(path: Path, ids: set[str], threads: int) -> pd.DataFrame:
     import importlib
 
     # Imported by name: the model_card rule, whose env (envs/cards.yaml) has no structure parsers,
-    # imports this module but never runs this command; tests/test_envs.py follows static imports
+    # imports this module but never runs this command; tests/workflow/test_envs.py follows static imports
     # from the module's top level, which calls main() under ``__main__``.
     ingest = importlib.import_module("tlcgcnn.data.ingest")
     if path.suffix in (".parquet", ".pq"):

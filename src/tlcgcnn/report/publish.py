@@ -49,6 +49,7 @@ _BENCHMARK_RULES: tuple[tuple[str, str], ...] = (
     (r"external/[^/]+/[^/]+\.tsv", "evaluate_external"),
     (r"figures/[^/]+\.tsv", "figure"),
     (r"pretrain/[^/]+\.tsv", "pretrain"),
+    (r"backbones/[^/]+\.tsv", "embed_backbone"),
     (r"([^/]+)\.tsv", r"\1"),
 )
 REPORT_BENCHMARKS = "report"  # the report rules' own benchmark folder: not summed

@@ -4,7 +4,8 @@
 between the page's markers :data:`BEGIN` and :data:`END`, one section per folder marked
 :data:`FOLDER_MARK`; :func:`check_readme` verifies that every cell there is the one its
 folder's claims.csv gives, and :func:`readme_folders` lists the folders the page shows.
-:func:`main` is ``python -m tlcgcnn.report readme|check`` (``make results-readme``). Torch-free.
+:func:`main` is ``python -m tlcgcnn.report readme|papers|check`` (``make results-readme``); ``papers``
+writes the papers' claims in the papers' own terms (:mod:`.paper_claims`). Torch-free.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tlcgcnn.report.claims import ALPHA, ReportError, read_claims
+from tlcgcnn.report.paper_claims import check_papers, main_papers
 from tlcgcnn.report.publish import check_published
 from tlcgcnn.report.summary import README_HEADER, claim_cells, claims_table
 from tlcgcnn.utils import fileio as io
@@ -140,7 +142,7 @@ def _split_row(line: str) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m tlcgcnn.report readme|check``: exit 0 when every number agrees, 1 when a
+    """``python -m tlcgcnn.report readme|papers|check``: exit 0 when every number agrees, 1 when a
     check finds problems (printed to stderr), 2 when the page or a folder cannot be read."""
     parser = argparse.ArgumentParser(
         prog="python -m tlcgcnn.report",
@@ -149,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "docs/results.md; python -m tlcgcnn.report check (make results-readme runs readme on every "
         "published folder)",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{readme,check}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{readme,papers,check}")
     rd = sub.add_parser(
         "readme",
         help="rewrite the claims table between the results page's markers, then check it",
@@ -163,12 +165,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="PATH",
         help="published folders (docs/results/<name>), then the results page (docs/results.md) last",
     )
+    pp = sub.add_parser(
+        "papers",
+        help="write claims_papers.csv of a published folder and the results page's papers' claims table, then check",
+        description="Test the papers' claims declared in DECLARATION (config/claims/<name>.yaml: paper id, the "
+        "paper's number, the expected direction, the test) on FOLDER's published tables, write "
+        "FOLDER/claims_papers.csv (estimate, 95 % CI, raw p, Holm p and BH q over the one claims family, "
+        "verdict) and the block of PAGE between <!-- papers:begin --> and <!-- papers:end -->, then check it.",
+    )
+    pp.add_argument("declaration", help="the claims declaration, e.g. config/claims/paper-cpu.yaml")
+    pp.add_argument("folder", help="the published folder, e.g. docs/results/paper-cpu")
+    pp.add_argument("page", help="the results page, e.g. docs/results.md")
     ck = sub.add_parser(
         "check",
         help="check the results page's claims table and the folders it shows against their CSVs",
         description="Check every cell of the results page's claims table against its folder's claims.csv, and "
         "each folder it shows: claims.csv recomputed from its published tables, and every figure its "
-        "summary.md links present.",
+        "summary.md links present; and the papers' claims table against claims_papers.csv, recomputed from "
+        "its declaration and tables.",
     )
     ck.add_argument("readme", nargs="?", default=RESULTS_PAGE, help=f"the results page (default {RESULTS_PAGE})")
     args = parser.parse_args(argv)
@@ -180,8 +194,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             changed = rewrite_readme(readme, folders)
             print(f"{readme}: results block {'rewritten' if changed else 'unchanged'} ({len(folders)} folder(s))")
             problems = check_readme(readme)
+        elif args.command == "papers":
+            problems = main_papers([args.declaration, args.folder, args.page])
+            print(f"{args.page}: papers' claims written from {args.folder} ({args.declaration})")
         else:
-            problems = check_readme(args.readme)
+            problems = check_readme(args.readme) + check_papers(args.readme)
             for folder in readme_folders(args.readme):
                 problems += check_published(folder)
     except ReportError as err:

@@ -9,7 +9,7 @@ most of the device idle; on CPU it is about break-even (see ``benchmarks/README.
 Members see the same batches and differ in their initialisation (their seeds). BatchNorm
 runs in training mode per member: its batch statistics are computed over that member's
 activations only and each member's running statistics are updated in its own slice of the
-stacked buffers, so one ensemble step equals K separate steps (``tests/test_perf_ensemble.py``).
+stacked buffers, so one ensemble step equals K separate steps (``tests/train/test_perf_ensemble.py``).
 AdamW (and SGD) update each element independently, so one optimizer over the stacked
 parameters is K independent optimizers.
 """

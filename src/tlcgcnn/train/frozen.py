@@ -17,6 +17,11 @@ One job per (target, training size, mode) cell, like every other cell:
    the fixed test set (the reported metrics). No test label is read before the predictions
    exist, and no test crystal reaches the fit.
 
+A ``backbone:`` source (a universal potential such as CHGNet, :mod:`tlcgcnn.features.backbones`)
+has no checkpoint: step 1 reads the crystal vectors of the cell's ids from the backbone's
+embeddings of the whole table (rule ``embed_backbone``), made once per run; the rest is as
+above, and the records name the backbone, its package version and licence.
+
 Writes ``metrics.json`` (one record per seed, the fields of the other cells: test metrics,
 target, seed, sizes, mode description with ``family: transfer``, ``best_val_mae``,
 provenance) and ``predictions.parquet`` (all seeds, ``seed`` column), so the statistics
@@ -72,8 +77,9 @@ def val_score(task: str, y_val: np.ndarray, pred: np.ndarray) -> float:
 
 class FrozenStrategy(SeedStrategy):
     """A frozen-features cell: the source checkpoint embeds, once, every crystal the cell's
-    seeds need; per seed the mode's estimator is chosen and fitted on the seed's training
-    vectors, scored on its validation ids and tested. Computed anew each time the job runs."""
+    seeds need (a backbone source: they are read from its ``embeddings``); per seed the mode's
+    estimator is chosen and fitted on the seed's training vectors, scored on its validation
+    ids and tested. Computed anew each time the job runs."""
 
     def __init__(
         self,
@@ -81,31 +87,66 @@ class FrozenStrategy(SeedStrategy):
         *,
         table_path: str,
         split_path: str,
-        graph_dir: str,
-        pretrained: str,
         split_cfg: dict[str, Any],
         threads: int,
         config: dict[str, Any] | None,
+        graph_dir: str | None = None,
+        pretrained: str | None = None,
+        embeddings: str | None = None,
+        embeddings_info: str | None = None,
         device: str = "auto",
     ) -> None:
-        import torch
-
-        from tlcgcnn.analysis.evaluate import embed_ids
         from tlcgcnn.data.targets import target_from_spec
         from tlcgcnn.report import provenance
-        from tlcgcnn.train.checkpoint import load_checkpoint
-        from tlcgcnn.train.device import pick_device, processor
 
         mode = cell.mode
         if mode.features != "frozen" or not mode.estimator:
             raise ValueError(f"mode {mode.name}: not a frozen-features mode (needs estimator and features: frozen)")
-        torch.set_num_threads(max(1, int(threads)))
         self.cell, self.estimator, self.threads, self.pretrained = cell, mode.estimator, threads, pretrained
         self.target = target = target_from_spec(cell.target)
         sp = io.read_json(split_path)
         self.test_ids = list(sp["test"])
         self.draws, ids = cell_ids(sp, cell.size, cell.seeds, split_cfg, mode.train_pool)
 
+        backbone = cell.pretrain.backbone if cell.pretrain else None
+        if backbone:
+            if not (embeddings and embeddings_info):
+                raise ValueError(f"mode {mode.name}: backbone source {backbone} needs its embeddings and their info")
+            X, source, pre_n = self._backbone_vectors(backbone, embeddings, embeddings_info, ids)
+        else:
+            if not (pretrained and graph_dir):
+                raise ValueError(f"mode {mode.name}: a checkpoint source needs the checkpoint and the graph cache")
+            X, source, pre_n = self._checkpoint_vectors(pretrained, graph_dir, ids, threads, device)
+        if not np.isfinite(X.to_numpy()).all():
+            raise ValueError(
+                f"{pretrained or embeddings}: non-finite crystal vectors for "
+                f"{int((~np.isfinite(X.to_numpy())).any(axis=1).sum())} crystals"
+            )
+        log.info(
+            "%s: %d crystals embedded by %s (%d features) in %.1f s",
+            target.name,
+            len(ids),
+            pretrained or f"{backbone} ({embeddings})",
+            X.shape[1],
+            self.embed_seconds or 0.0,
+        )
+        self.X, self.source = X, source
+        self.df = pd.read_parquet(table_path, columns=["material_id", target.property])
+        self.fields = mode_fields(cell, pre_n)
+        self.prov = provenance.record(config, io.sha256_file(table_path))
+
+    def _checkpoint_vectors(
+        self, pretrained: str, graph_dir: str, ids: list[str], threads: int, device: str
+    ) -> tuple[pd.DataFrame, dict[str, Any], int]:
+        """The checkpoint's crystal vectors of ``ids``, computed here; the records' source
+        fields; the source's training-set size."""
+        import torch
+
+        from tlcgcnn.analysis.evaluate import embed_ids
+        from tlcgcnn.train.checkpoint import load_checkpoint
+        from tlcgcnn.train.device import pick_device, processor
+
+        torch.set_num_threads(max(1, int(threads)))
         ckpt = load_checkpoint(pretrained)
         self.device = dev = str(pick_device(device))
         self.hardware = processor(dev)
@@ -113,24 +154,31 @@ class FrozenStrategy(SeedStrategy):
         X = pd.DataFrame(
             embed_ids(ckpt, pretrained, graph_dir, ids, device=dev), index=pd.Index(ids, name="material_id")
         )
-        self.embed_seconds = time.perf_counter() - t0
-        if not np.isfinite(X.to_numpy()).all():
-            raise ValueError(
-                f"{pretrained}: non-finite crystal vectors for "
-                f"{int((~np.isfinite(X.to_numpy())).any(axis=1).sum())} crystals of {graph_dir}"
-            )
-        log.info(
-            "%s: %d crystals embedded by %s (%d features) in %.1f s",
-            target.name,
-            len(ids),
-            pretrained,
-            X.shape[1],
-            self.embed_seconds,
-        )
-        self.X = X
-        self.df = pd.read_parquet(table_path, columns=["material_id", target.property])
-        self.fields = mode_fields(cell, len(ckpt["split"]["train"]))
-        self.prov = provenance.record(config, io.sha256_file(table_path))
+        self.embed_seconds: float | None = time.perf_counter() - t0
+        return X, {"source_checkpoint": str(pretrained)}, len(ckpt["split"]["train"])
+
+    def _backbone_vectors(
+        self, backbone: str, embeddings: str, embeddings_info: str, ids: list[str]
+    ) -> tuple[pd.DataFrame, dict[str, Any], None]:
+        """A backbone's crystal vectors of ``ids``, read from its embeddings of the table (made
+        by another job, on the device and hardware its info names; ``embed_seconds`` None:
+        that job embedded the whole table); the records' source fields (backbone, package and
+        version, licence, training data); no training-set size in crystals."""
+        from tlcgcnn.features.backbones import read_embeddings
+
+        info = io.read_json(embeddings_info)
+        if info["backbone"] != backbone:
+            raise ValueError(f"{embeddings_info}: embeddings of {info['backbone']}, not of {backbone}")
+        X = read_embeddings(embeddings, ids)
+        self.device, self.hardware, self.embed_seconds = info["device"], info["hardware"], None
+        source = {
+            "backbone": backbone,
+            "backbone_package": f"{info['package']}=={info['package_version']}",
+            "backbone_licence": info["licence"],
+            "backbone_training_data": info["training_data"],
+            "source_embeddings": str(embeddings),
+        }
+        return X, source, None
 
     def run_seed(self, seed: int, run: SeedRun | None) -> tuple[dict[str, Any], pd.DataFrame]:
         from tlcgcnn.analysis.evaluate import classification_metrics, regression_metrics, run_record
@@ -177,7 +225,7 @@ class FrozenStrategy(SeedStrategy):
                 "cv_score": info["cv_score"],
                 "cv_folds": info["cv_folds"],
                 "n_features": int(X.shape[1]),
-                "source_checkpoint": str(self.pretrained),
+                **self.source,
                 "config_sha256": prov["config_sha256"],
                 "data_sha256": prov["data_sha256"],
                 "git_commit": prov["code"]["git_commit"],
@@ -196,23 +244,28 @@ def frozen_cell(
     cell: Cell,
     table_path: str,
     split_path: str,
-    graph_dir: str,
-    pretrained: str,
     split_cfg: dict[str, Any],
     threads: int,
     config: dict[str, Any] | None,
     out_metrics: str,
     out_predictions: str,
+    graph_dir: str | None = None,
+    pretrained: str | None = None,
+    embeddings: str | None = None,
+    embeddings_info: str | None = None,
     device: str = "auto",
 ) -> list[dict[str, Any]]:
-    """Embed the cell's crystals with the ``pretrained`` checkpoint, then fit, validate and
-    test the mode's estimator for every seed of the cell."""
+    """Embed the cell's crystals with the ``pretrained`` checkpoint (a backbone source: read
+    them from its ``embeddings``), then fit, validate and test the mode's estimator for every
+    seed of the cell."""
     strategy = FrozenStrategy(
         cell,
         table_path=table_path,
         split_path=split_path,
         graph_dir=graph_dir,
         pretrained=pretrained,
+        embeddings=embeddings,
+        embeddings_info=embeddings_info,
         split_cfg=split_cfg,
         threads=threads,
         config=config,

@@ -11,6 +11,8 @@ A run named ``<name>`` writes below ``results/<name>/`` (:meth:`Layout.for_confi
     splits/<split>.split.json                 one split per target or pretraining source
     graphs/<key>/                             the graph cache of one set of featurization parameters
     pretrain/<source>/                        model.pt, metrics.json, predictions.parquet
+    backbones/<backbone>/                     a universal potential's crystal vectors of the table:
+                                              embeddings.parquet, embeddings.json, cache.parquet
     finetune/<target>/n<size>/<mode>/         one cell: metrics.json, predictions.parquet and
                                               runs/s<seed>/ (model.pt, metrics.json, ...) per seed
     external/<set>/                           an outside set: its own data/ and graphs/, overlap.parquet,
@@ -134,6 +136,26 @@ class Layout:
     def pretrain_predictions(self, source: str) -> Path:
         """A source model's test predictions (``predictions.parquet``)."""
         return self.pretrain_dir(source) / "predictions.parquet"
+
+    # ------------------------------------------------------------------ backbones
+    def backbone_dir(self, backbone: str) -> Path:
+        """A backbone source's folder (``backbones/<backbone>/``, e.g. ``chgnet-0.3.0``)."""
+        return self.root / "backbones" / backbone
+
+    def backbone_embeddings(self, backbone: str) -> Path:
+        """The backbone's crystal vector of every crystal of the table (``embeddings.parquet``:
+        material_id, f0, f1, ...; rules/backbones.smk)."""
+        return self.backbone_dir(backbone) / "embeddings.parquet"
+
+    def backbone_info(self, backbone: str) -> Path:
+        """What the embedding job did (``embeddings.json``: backbone, package version, licence,
+        counts, device, seconds)."""
+        return self.backbone_dir(backbone) / "embeddings.json"
+
+    def backbone_cache(self, backbone: str) -> Path:
+        """Vectors computed before, keyed by (structure hash, backbone, package version)
+        (``cache.parquet``): not a rule output, so a re-run keeps it and embeds new crystals only."""
+        return self.backbone_dir(backbone) / "cache.parquet"
 
     # ------------------------------------------------------------------ fine-tuning cells
     def cell_dir(self, target: str, size: int | str, mode: str) -> Path:

@@ -5,7 +5,10 @@ The workflow has one rule for all of them (``rules/figures.smk``): the wildcard 
 is a file stem, :func:`resolve` maps it to its entry (``learning_curve_<target>`` is the
 per-target entry ``target_curve``), :func:`input_paths` names its inputs, :func:`draw` draws
 it, and :func:`requested` lists the stems the ``all`` target asks for. Every question about
-the configuration takes the typed :class:`tlcgcnn.config.Config` (:mod:`.needs`).
+the configuration takes the typed :class:`tlcgcnn.config.Config` (:mod:`.needs`). Every
+figure is written through :func:`.style.save`, which applies the figure-quality guard
+(:mod:`.quality`: axis labels with units, at most 8 legend entries, at most 3,000 px a side);
+:mod:`.series` groups modes by source family and picks a family's mode on validation data.
 """
 
 from __future__ import annotations

@@ -12,20 +12,70 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tlcgcnn.report.figures.labels import SHORT, mode_labels, scheme, source_label
+from tlcgcnn.report.figures.labels import SHORT, mode_label, mode_labels, scheme, source_label
 from tlcgcnn.report.figures.style import (
     empty,
     error_label,
     finish,
+    grid,
     legend_below,
+    legend_under,
     mode_palette,
     numeric_size,
     plain_log_axis,
     plain_log_ticks,
     setup,
+    split_even,
+    unit_text,
 )
 
 log = logging.getLogger(__name__)
+
+
+# modes of one source family share a line in the pooled curve: the one selected on validation data
+POOLED_SERIES = {
+    "transfer": "fine-tuned from a pretrained model (best on validation)",
+    "frozen": "frozen pretrained features + estimator (best on validation)",
+    "baseline": "composition-descriptor baseline (best on validation)",
+}
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "h")
+
+
+def _reference_mode(metrics: pd.DataFrame, tests: pd.DataFrame | None) -> str | None:
+    """The baseline mode the tests compare against (CGCNN from scratch), where the records have it."""
+    names = set(metrics["mode"].astype(str))
+    if tests is not None and len(tests) and "baseline" in tests:
+        base = str(tests["baseline"].dropna().iloc[0]) if tests["baseline"].notna().any() else None
+        if base in names:
+            return base
+    return "scratch" if "scratch" in names else None
+
+
+def pooled_series(metrics: pd.DataFrame) -> pd.DataFrame:
+    """The records the pooled learning curve draws, with their ``series``: every mode trained
+    from scratch on its own; of the fine-tuned, frozen-features and descriptor-baseline
+    modes, per target and training size the one with the lowest mean validation score
+    (:func:`.series.select_on_validation`). Records without the mode fields (per-seed
+    configs) draw every mode as it is."""
+    from tlcgcnn.report.figures.series import kind, select_on_validation
+
+    if "family" not in metrics:
+        return metrics.assign(series=metrics["mode"].astype(str))
+    first = metrics.drop_duplicates("mode").set_index("mode")
+    kinds = {m: kind(r) for m, r in first.iterrows()}
+    scratch = {m: mode_label(r) for m, r in first.iterrows() if kinds[m] == "scratch"}
+    clash = {n for n in scratch.values() if list(scratch.values()).count(n) > 1}
+    names = {m: (f"{n} [{m}]" if n in clash and m != "scratch" else n) for m, n in scratch.items()}
+    names.update({m: POOLED_SERIES[k] for m, k in kinds.items() if k != "scratch"})
+    series = metrics["mode"].map(names)
+    sel = select_on_validation(metrics, series)
+    keep = metrics.assign(series=series, _size=metrics["size"].astype(str)).merge(
+        sel[["target", "size", "series", "mode"]].rename(columns={"size": "_size"}),
+        on=["target", "_size", "series", "mode"],
+    )
+    ranked = [*sorted(set(names.values()) - set(POOLED_SERIES.values())), *POOLED_SERIES.values()]
+    order = {n: i for i, n in enumerate(ranked)}
+    return keep.drop(columns="_size").sort_values("series", key=lambda s: s.map(order), kind="stable")
 
 
 def learning_curve(
@@ -36,44 +86,46 @@ def learning_curve(
     metric: str = "mae",
     labels: Mapping[str, str] | None = None,
 ) -> None:
-    """Test MAE vs training size on log-log axes, one panel per target (titled with its
-    config ``label``), one line per mode (mean ± standard deviation over seeds); significant
-    differences (Holm p < 0.05) starred."""
+    """Test error vs training crystals on log-log axes, one panel per target (titled with its
+    config ``label``), mean ± sd over seeds: every mode trained from scratch, and per source
+    family (fine-tuned, frozen features, descriptor baselines) the mode selected on
+    validation data at each size (:func:`pooled_series`); a star marks a drawn mode whose
+    paired test against the baseline has Holm p < 0.05. One legend under the panels when
+    the series are few enough for one, else one per panel."""
     setup()
     import matplotlib.pyplot as plt
     import seaborn as sns
 
+    from tlcgcnn.report.figures.series import MOST_PER_PANEL
+
     targets = list(dict.fromkeys(metrics["target"]))
-    named = metrics.copy()
-    if "family" in named:  # say what each mode does (source and scheme), not its config key
-        named["mode"] = named["mode"].map(mode_labels(named))
-    modes = list(dict.fromkeys(named["mode"]))
-    # one colour and marker per mode in every panel; past a few modes one legend under the panels
-    palette = mode_palette(modes)
-    shared_legend = len(modes) > 8
-    ncol = min(3, len(targets))
-    nrow = -(-len(targets) // ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(4.6 * ncol, 4.0 * nrow), squeeze=False)
+    named = pooled_series(metrics)
+    series = list(dict.fromkeys(named["series"]))
+    palette = mode_palette(series)
+    markers = {s: MARKERS[i % len(MARKERS)] for i, s in enumerate(series)}
+    shared_legend = len(series) <= MOST_PER_PANEL
+    nrow, ncol = grid(len(targets))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.4 * ncol, 3.5 * nrow + 0.4), squeeze=False, layout="constrained")
     for ax in list(axes.flat)[len(targets) :]:
         ax.set_axis_off()
     for ax, target in zip(axes.flat, targets, strict=False):
         sub = named[named["target"] == target].copy()
         # size "all" (the whole training pool) sits at its runs' mean training-set size
         n_all = float(sub.loc[numeric_size(sub["size"]).isna(), "n_train"].mean()) if "n_train" in sub else float("nan")
-        sub["size"] = numeric_size(sub["size"]).fillna(n_all)
-        order = [m for m in modes if m in set(sub["mode"])]
+        sub["size_x"] = numeric_size(sub["size"]).fillna(n_all)
+        order = [s for s in series if s in set(sub["series"])]
         # a classifier's runs have no MAE: its error is 1 − ROC-AUC
         y = "error" if "error" in sub and sub[metric].isna().all() else metric
         sns.lineplot(
             data=sub,
-            x="size",
+            x="size_x",
             y=y,
-            hue="mode",
-            style="mode",
+            hue="series",
+            style="series",
             hue_order=order,
             style_order=order,
-            palette=palette,
-            markers=True,
+            palette={s: palette[s] for s in order},
+            markers={s: markers[s] for s in order},
             dashes=False,
             errorbar="sd",
             err_style="bars",
@@ -81,29 +133,26 @@ def learning_curve(
         )
         ax.set_xscale("log")
         ax.set_yscale("log")
-        plain_log_ticks(ax, sorted(sub["size"].unique()))
-        ax.set_title((labels or {}).get(target, target))
-        ax.set_xlabel("training set size")
+        plain_log_ticks(ax, sorted(sub["size_x"].unique()))
+        ax.set_title((labels or {}).get(target, target), fontsize=9)
+        ax.set_xlabel("training crystals")
         ax.set_ylabel(error_label(sub))
         if tests is not None and len(tests):
+            drawn = set(zip(sub["size"].astype(str), sub["mode"].astype(str), strict=True))
             for r in tests[(tests["target"] == target) & (tests["p_holm"] < 0.05)].itertuples():
+                mode = getattr(r, "mode", None)  # tests without modes star every drawn line at that size
+                if mode is not None and (str(r.size), str(mode)) not in drawn:
+                    continue
                 x = n_all if str(r.size) == "all" else float(r.size)
-                ax.annotate(
-                    "*",
-                    (x, min(r.mae_mode, r.mae_baseline)),
-                    textcoords="offset points",
-                    xytext=(0, -14),
-                    ha="center",
-                    fontsize=14,
-                )
+                ax.annotate("*", (x, r.mae_mode), textcoords="offset points", xytext=(0, -14), ha="center", fontsize=12)
         if shared_legend:
             ax.get_legend().remove()
         else:
-            ax.legend(title=None, fontsize=8)
+            legend_under(ax)
     if shared_legend:
-        legend_below(fig, axes)
+        legend_below(fig, axes, order=series)
     n_seeds = metrics.groupby(["target", "size", "mode"])["seed"].nunique().max()
-    fig.suptitle(f"Scratch vs transfer learning (mean ± sd over {n_seeds} seeds; * Holm p < 0.05)", fontsize=11)
+    fig.suptitle(f"Test error vs training crystals (mean ± sd over {n_seeds} seeds; * Holm p < 0.05)", fontsize=10)
     finish(fig, png, pdf)
     log.info("learning curve -> %s", png)
 
@@ -111,88 +160,103 @@ def learning_curve(
 def target_curve(
     metrics: pd.DataFrame, tests: pd.DataFrame, target: str, label: str, png: str | Path, pdf: str | Path
 ) -> None:
-    """One target: error vs training size for scratch, every transfer mode and the baselines
-    (mean ± sd over seeds; ★ = Holm p < 0.05 against scratch). With a single training size
-    the modes are compared side by side instead."""
+    """One target: test error vs training crystals (log-log, mean ± sd over seeds), one panel
+    per source family (:func:`.series.panels`: trained from scratch; fine-tuned from each
+    pretraining source; frozen features; descriptor baselines; a family of more than 7
+    modes over several panels), CGCNN from scratch drawn in every panel as the reference
+    (dashed, ± sd band); ★ = Holm p < 0.05 against scratch. With a single training size
+    every mode is compared side by side instead."""
     setup()
     import matplotlib.pyplot as plt
-    import seaborn as sns
+
+    from tlcgcnn.report.figures.series import panels
 
     sub = metrics[metrics["target"] == target].copy()
     sub["size_n"] = numeric_size(sub["size"]).fillna(sub["n_train"])
     labels = mode_labels(sub)
-    sub["model"] = sub["mode"].map(labels)
-    order = sorted(
-        sub["model"].unique(),
-        key=lambda m: (not m.endswith("scratch"), m.startswith(("PLS", "SVR", "LASSO", "RF", "RIDGE")), m),
-    )
-    palette = dict(zip(order, sns.color_palette("tab20", len(order)), strict=True))
     sig_modes: set[tuple[str, float]] = set()
     if len(tests):
         sig = tests[(tests["target"] == target) & (tests["p_holm"] < 0.05)]
-        sig_modes = {(labels.get(r.mode, r.mode), float(r.size)) for r in sig.itertuples() if str(r.size) != "all"}
+        sig_modes = {(str(r.mode), float(r.size)) for r in sig.itertuples() if str(r.size) != "all"}
     sizes = sorted(sub["size_n"].unique())
     n_seeds = sub.groupby(["size", "mode"])["seed"].nunique()
     seeds_txt = f"{n_seeds.min()}" if n_seeds.min() == n_seeds.max() else f"{n_seeds.min()}–{n_seeds.max()}"
+    ref = _reference_mode(sub, tests)
     if len(sizes) == 1:
-        fig, ax = plt.subplots(figsize=(7.0, 0.42 * len(order) + 1.4))
-        g = sub.groupby("model")["error"].agg(["mean", "std"]).reindex(order)
-        fam = sub.drop_duplicates("model").set_index("model")["family"].reindex(order)
-        for i, model in enumerate(order):
+        baselines = set(sub.loc[sub["family"] == "baseline", "mode"].astype(str))
+        order = sorted(
+            sub["mode"].astype(str).unique(),
+            key=lambda m: (not labels[m].endswith("scratch"), m in baselines, labels[m]),
+        )
+        fig, ax = plt.subplots(figsize=(7.0, 0.36 * len(order) + 1.4))
+        g = sub.groupby("mode")["error"].agg(["mean", "std"]).reindex(order)
+        fam = sub.drop_duplicates("mode").set_index("mode")["family"].reindex(order)
+        for i, mode in enumerate(order):
             ax.errorbar(
-                g.loc[model, "mean"],
+                g.loc[mode, "mean"],
                 i,
-                xerr=np.nan_to_num(g.loc[model, "std"]),
-                fmt="s" if fam[model] == "baseline" else "o",
-                color=palette[model],
+                xerr=np.nan_to_num(g.loc[mode, "std"]),
+                fmt="s" if fam[mode] == "baseline" else "o",
+                color="C3" if mode == ref else "0.3",
                 capsize=3,
                 ms=6,
             )
-            if (model, float(sizes[0])) in sig_modes:
-                ax.annotate("★", (g.loc[model, "mean"], i), textcoords="offset points", xytext=(0, 6), ha="center")
-        scratch = [m for m in order if m.endswith("scratch") and m.startswith("CGCNN")]
-        if scratch:
-            ax.axvline(g.loc[scratch[0], "mean"], color="k", ls="--", lw=0.8)
+            if (mode, float(sizes[0])) in sig_modes:
+                ax.annotate("★", (g.loc[mode, "mean"], i), textcoords="offset points", xytext=(0, 6), ha="center")
+        if ref in g.index:
+            ax.axvline(g.loc[ref, "mean"], color="k", ls="--", lw=0.8)
         ax.set_yticks(range(len(order)))
-        ax.set_yticklabels(order, fontsize=8)
+        ax.set_yticklabels([labels[m] for m in order], fontsize=8)
         ax.invert_yaxis()
         ax.set_xlabel(error_label(sub))
+        ax.set_ylabel("model or transfer mode")
         ax.set_title(
             f"{label}, n = {int(sizes[0])}: mean ± sd over {seeds_txt} seeds (★ Holm p < 0.05 vs scratch)", fontsize=9
         )
-    else:
-        fig, ax = plt.subplots(figsize=(7.8, 4.8))
-        for k, model in enumerate(order):
-            m = sub[sub["model"] == model]
-            g = m.groupby("size_n")["error"].agg(["mean", "std"]).reset_index()
-            fam = m["family"].iloc[0]
-            x = g["size_n"] * (1 + 0.04 * (k - len(order) / 2) / len(order))  # small dodge
+        finish(fig, png, pdf)
+        return
+    groups = panels(sub, ref)
+    nrow, ncol = grid(len(groups))
+    fig, axes = plt.subplots(
+        nrow, ncol, figsize=(4.4 * ncol, 4.2 * nrow + 0.4), squeeze=False, sharey=True, layout="constrained"
+    )
+    for ax in list(axes.flat)[len(groups) :]:
+        ax.set_axis_off()
+    agg = sub.groupby(["mode", "size_n"])["error"].agg(["mean", "std"]).reset_index()
+    for ax, panel in zip(axes.flat, groups, strict=False):
+        if ref is not None and ref not in panel.modes:
+            r = agg[agg["mode"] == ref]
+            ax.plot(r["size_n"], r["mean"], color="k", ls="--", lw=1.2, label=f"{labels[ref]} (reference, ± sd)")
+            ax.fill_between(r["size_n"], r["mean"] - r["std"].fillna(0), r["mean"] + r["std"].fillna(0), color="0.88")
+        for k, mode in enumerate(panel.modes):
+            g = agg[agg["mode"] == mode]
+            x = g["size_n"] * (1 + 0.04 * (k - len(panel.modes) / 2) / len(panel.modes))  # small dodge
             ax.errorbar(
                 x,
                 g["mean"],
                 yerr=g["std"].fillna(0),
-                label=model,
-                color=palette[model],
-                ls="--" if fam == "baseline" else "-",
-                marker="s" if fam == "baseline" else "o",
-                ms=5,
-                lw=2.2 if fam == "scratch" else 1.2,
+                label=panel.labels[mode],
+                color="k" if mode == ref else f"C{k}",
+                marker=MARKERS[k % len(MARKERS)],
+                ms=4.5,
+                lw=2.0 if mode == ref else 1.2,
                 capsize=2,
             )
             for xs, ys, s in zip(x, g["mean"], g["size_n"], strict=True):
-                if (model, float(s)) in sig_modes:
-                    ax.annotate("★", (xs, ys), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=10)
+                if (mode, float(s)) in sig_modes:
+                    ax.annotate("★", (xs, ys), textcoords="offset points", xytext=(0, 5), ha="center", fontsize=8)
         ax.set_xscale("log")
         ax.set_yscale("log")
         plain_log_axis(ax.xaxis, sizes)
         plain_log_axis(ax.yaxis)
-        ax.set_xlabel("training set size")
+        ax.set_xlabel("training crystals")
         ax.set_ylabel(error_label(sub))
-        ax.set_title(
-            f"{label}: scratch vs transfer vs baselines (mean ± sd over {seeds_txt} seeds; ★ Holm p < 0.05 vs scratch)",
-            fontsize=9,
-        )
-        ax.legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left", frameon=False)
+        ax.set_title(panel.title, fontsize=9)
+        legend_under(ax)
+    fig.suptitle(
+        f"{label}: test error vs training crystals (mean ± sd over {seeds_txt} seeds; ★ Holm p < 0.05 vs scratch)",
+        fontsize=10,
+    )
     finish(fig, png, pdf)
 
 
@@ -225,19 +289,22 @@ def subset_scaling(
         ax.set_yscale("log")
         plain_log_axis(ax.xaxis, sorted(sub["n_train"].unique()))
         plain_log_axis(ax.yaxis)
-        ax.set_xlabel("training set size")
-        ax.set_ylabel(f"test MAE of {SHORT.get(prop, prop)} (eV/atom)")
+        ax.set_xlabel("training crystals")
+        ax.set_ylabel(f"test MAE of {SHORT.get(prop, prop)} ({unit_text(prop)})")
         ax.set_title(f"CGCNN learning curves of {SHORT.get(prop, prop)} by subset", fontsize=10)
     finish(fig, png, pdf)
 
 
 def pretrain_size(metrics: pd.DataFrame, target_labels: dict[str, str], png: str | Path, pdf: str | Path) -> None:
-    """Target error vs pretraining-set size (crystals, log axis): for each source property
-    and transfer scheme (e.g. all layers fine-tuned, or head re-initialised) pretrained on two
+    """Target error vs pretraining crystals (log axis): for each source property and
+    transfer scheme (e.g. all layers fine-tuned, or head re-initialised) pretrained on two
     or more set sizes, one line per training size (mean ± sd over seeds), with the scratch
-    error at that training size as a dashed line; one panel per target."""
+    error at that training size as a dashed line of the same colour; one panel per target
+    and source (training sizes over several panels where a legend would pass 8 entries)."""
     setup()
     import matplotlib.pyplot as plt
+
+    from tlcgcnn.report.figures.series import MOST_PER_PANEL
 
     m = metrics[(metrics["family"] == "transfer") & metrics["pretrain_size"].notna()].copy()
     feats = m["features"] if "features" in m else pd.Series(None, index=m.index)
@@ -247,14 +314,21 @@ def pretrain_size(metrics: pd.DataFrame, target_labels: dict[str, str], png: str
     m["pretrain_size"] = m["pretrain_size"].astype(float)
     swept = m.groupby(["target", "source", "scheme"])["pretrain_size"].transform("nunique")
     m = m[swept > 1]
-    targets = list(dict.fromkeys(m["target"]))
-    fig, axes = plt.subplots(1, max(1, len(targets)), figsize=(5.0 * max(1, len(targets)), 4.0), squeeze=False)
-    if not targets:
+    cells = []  # (target, source, training sizes of the panel)
+    for (target, src), g in m.groupby(["target", "source"], sort=False):
+        sizes = sorted(g["size"].unique(), key=lambda s: (pd.isna(pd.to_numeric(s, errors="coerce")), str(s)))
+        per_size = g["scheme"].nunique() + 1  # a line per scheme and the scratch line
+        cells += [(target, src, chunk) for chunk in split_even(sizes, max(1, MOST_PER_PANEL // per_size))]
+    nrow, ncol = grid(len(cells))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(5.0 * ncol, 4.0 * nrow), squeeze=False)
+    if not cells:
         empty(axes[0, 0], "no pretraining-size sweep in the config")
-    for ax, target in zip(axes[0], targets, strict=False):
-        sub = m[m["target"] == target]
+    for ax in list(axes.flat)[max(1, len(cells)) :]:
+        ax.set_axis_off()
+    for ax, (target, src, chunk) in zip(axes.flat, cells, strict=False):
+        sub = m[(m["target"] == target) & (m["source"] == src) & m["size"].isin(chunk)]
         scratch_drawn: dict[str, Any] = {}
-        for (src, sch, size), g in sub.groupby(["source", "scheme", "size"], sort=True):
+        for (sch, size), g in sub.groupby(["scheme", "size"], sort=True):
             agg = g.groupby("pretrain_size")["error"].agg(["mean", "std"]).reset_index()
             line = ax.errorbar(
                 agg["pretrain_size"],
@@ -277,11 +351,11 @@ def pretrain_size(metrics: pd.DataFrame, target_labels: dict[str, str], png: str
                 )
         ax.set_xscale("log")
         plain_log_axis(ax.xaxis, sorted(sub["pretrain_size"].dropna().unique()))
-        ax.set_xlabel("pretraining set size (crystals)")
+        ax.set_xlabel("pretraining crystals")
         ax.set_ylabel(error_label(sub))
-        ax.set_title(target_labels.get(target, target), fontsize=9)
+        ax.set_title(f"{target_labels.get(target, target)}, pretrained on {src}", fontsize=9)
         ax.legend(fontsize=6)
-    fig.suptitle("Pretraining set size vs target error (mean ± sd over seeds)", fontsize=10)
+    fig.suptitle("Pretraining set size vs target error (mean ± sd over seeds; n = training crystals)", fontsize=10)
     finish(fig, png, pdf)
 
 
@@ -305,7 +379,7 @@ def multitask_sources(table: pd.DataFrame, png: str | Path, pdf: str | Path) -> 
     import matplotlib.pyplot as plt
     from matplotlib.ticker import NullFormatter, NullLocator
 
-    from tlcgcnn.data.properties import PROPERTIES, units_of
+    from tlcgcnn.data.properties import PROPERTIES
 
     props = list(dict.fromkeys(table["property"])) if len(table) else []
     fig, axes = plt.subplots(1, max(1, len(props)), figsize=(4.6 * max(1, len(props)), 4.2), squeeze=False)
@@ -356,9 +430,8 @@ def multitask_sources(table: pd.DataFrame, png: str | Path, pdf: str | Path) -> 
         ax.xaxis.set_minor_formatter(NullFormatter())
         plain_log_axis(ax.yaxis)
         ax.margins(x=0.15, y=0.25)
-        unit = units_of(prop)
-        ax.set_xlabel("pretraining set size (crystals)")
-        ax.set_ylabel(f"test MAE of {SHORT.get(prop, prop)}" + (f" ({unit})" if unit else ""))
+        ax.set_xlabel("pretraining crystals")
+        ax.set_ylabel(f"test MAE of {SHORT.get(prop, prop)} ({unit_text(prop)})")
         ax.set_title(PROPERTIES[prop].description if prop in PROPERTIES else prop, fontsize=10)
         ax.legend(fontsize=7)
     fig.suptitle(

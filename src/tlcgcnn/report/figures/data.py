@@ -29,7 +29,8 @@ def ef_eg_density(
     order = np.argsort(dens)
     fig, ax = plt.subplots(figsize=(5.4, 4.4))
     sc = ax.scatter(xy[0, order], xy[1, order], c=dens[order], s=4, cmap="viridis", linewidths=0, rasterized=True)
-    fig.colorbar(sc, ax=ax, label="Gaussian KDE density")
+    # the density of (ΔEf in eV/atom, Eg in eV) per unit area of the plane: atom/eV²
+    fig.colorbar(sc, ax=ax, label="Gaussian KDE density (atom/eV²)")
     ax.set_xlabel("formation energy ΔEf (eV/atom)")
     ax.set_ylabel("PBE band gap Eg (eV)")
     ax.set_title(

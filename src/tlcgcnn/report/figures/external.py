@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tlcgcnn.report.figures.style import empty, finish, setup
+from tlcgcnn.report.figures.series import MOST_PER_PANEL
+from tlcgcnn.report.figures.style import empty, finish, grid, setup, split_even, unit_text
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +35,23 @@ def external_parity(
         empty(ax, "no external-set predictions")
         finish(fig, png, pdf)
         return
-    fig, axes = plt.subplots(1, len(pairs), figsize=(4.8 * len(pairs), 4.6), squeeze=False)
-    for ax, (ext, target) in zip(axes[0], pairs, strict=True):
+    # (external set, target, training size, modes): a legend holds at most 8 modes
+    cells = []
+    for ext, target in pairs:
         rows = table[(table["external"] == ext) & (table["target"] == target)]
         size = max(rows["size"].astype(str).unique(), key=_size_key)
+        p = preds[(preds["external"] == ext) & (preds["target"] == target) & (preds["size"].astype(str) == size)]
+        modes = sorted(p["mode"].astype(str).unique())
+        cells += [(ext, target, size, chunk) for chunk in split_even(modes, MOST_PER_PANEL)]
+    nrow, ncol = grid(len(cells))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.8 * ncol, 4.6 * nrow), squeeze=False)
+    for ax in list(axes.flat)[len(cells) :]:
+        ax.set_axis_off()
+    for ax, (ext, target, size, chunk) in zip(axes.flat, cells, strict=False):
+        rows = table[(table["external"] == ext) & (table["target"] == target)]
         rows = rows[rows["size"].astype(str) == size]
         p = preds[(preds["external"] == ext) & (preds["target"] == target) & (preds["size"].astype(str) == size)]
+        p = p[p["mode"].astype(str).isin(chunk)]
         lo, hi = (
             float(np.nanmin(p[["y_true", "y_pred"]].to_numpy())),
             float(np.nanmax(p[["y_true", "y_pred"]].to_numpy())),
@@ -60,14 +72,14 @@ def external_parity(
             if m["seen"].any():
                 ax.scatter(m.loc[m["seen"], "y_true"], m.loc[m["seen"], "y_pred"], s=22, marker="x", color=colour)
         ax.plot([lo, hi], [lo, hi], color="0.4", lw=0.8, ls="--")
-        unit = f"log10 {rows['property'].iloc[0]}" if rows["transform"].iloc[0] == "log10" else rows["property"].iloc[0]
+        unit = unit_text(rows["property"].iloc[0], rows["transform"].iloc[0])
         n_seen = int(rows["n_in_training"].max())
         ax.set_title(
             f"{labels.get(target, target)} on {ext} (n = {int(rows['n_external'].iloc[0])}, training size {size})",
             fontsize=9,
         )
-        ax.set_xlabel(f"true ({unit})")
-        ax.set_ylabel(f"predicted ({unit}; mean over seeds)")
+        ax.set_xlabel(f"true value ({unit})")
+        ax.set_ylabel(f"predicted value, mean over seeds ({unit})")
         ax.legend(fontsize=7, title=f"× = seen in training (up to {n_seen})", title_fontsize=7)
     finish(fig, png, pdf)
     log.info("external parity -> %s", png)

@@ -1,5 +1,6 @@
-"""Helpers every figure shares: the plotting theme, atomic PNG/PDF output, log axes with
-plain numbers, the "nothing to draw" panel and the error axis label."""
+"""Helpers every figure shares: the plotting theme, atomic PNG/PDF output that passes the
+figure-quality guard (:mod:`.quality`), log axes with plain numbers, the "nothing to draw"
+panel, the axis labels with their units and the split of many series over panels."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from tlcgcnn.report.figures import quality
 from tlcgcnn.utils import fileio as io
 
 
@@ -22,22 +24,32 @@ def setup() -> None:
 
 
 def save(fig: Any, png: str | Path, pdf: str | Path | None = None) -> None:
-    """Write the figure as PNG (and PDF), each file atomically."""
+    """Write the figure as PNG (and PDF), each file atomically, once it passes the
+    figure-quality guard (:mod:`.quality`: axis labels with units, legends of at most 8
+    entries, at most 3,000 px on a side); a figure that fails raises
+    :class:`~.quality.FigureQualityError` and leaves no file behind."""
+    name = Path(png).stem
+    quality.check(fig, name)
     for path in (png, pdf):
         if path is None:
             continue
         suffix = Path(path).suffix.lstrip(".")
         with io.atomic_path(path) as tmp:
-            fig.savefig(tmp, format=suffix, dpi=200, bbox_inches="tight")
+            fig.savefig(tmp, format=suffix, dpi=quality.DPI, bbox_inches="tight")
+            if suffix == "png":
+                quality.check_png(tmp, name)
 
 
 def finish(fig: Any, png: str | Path, pdf: str | Path | None) -> None:
-    """Lay out, save and close a figure."""
+    """Lay out (tight layout, unless the figure has its own layout engine), save and close a figure."""
     import matplotlib.pyplot as plt
 
-    fig.tight_layout()
-    save(fig, png, pdf)
-    plt.close(fig)
+    try:
+        if fig.get_layout_engine() is None:
+            fig.tight_layout()
+        save(fig, png, pdf)
+    finally:
+        plt.close(fig)
 
 
 def mode_palette(keys: list[str]) -> dict[str, Any]:
@@ -57,17 +69,29 @@ def mode_palette(keys: list[str]) -> dict[str, Any]:
     return {key: colors[(i * stride) % n] for i, key in enumerate(keys)}
 
 
-def legend_below(fig: Any, axes: Any) -> None:
-    """One legend for all panels, each label once, hung from the panels' bottom edge in two
-    columns (``save``'s tight bounding box keeps it in the file without a gap)."""
+def legend_below(fig: Any, axes: Any, order: list[str] | None = None, title: str | None = None) -> None:
+    """One legend for all panels, each label once (in ``order`` where given, else as first
+    drawn), hung from the panels' bottom edge in two columns (``save``'s tight bounding box
+    keeps it in the file without a gap)."""
     handles, names = [], []
     for ax in axes.flat:
         for h, n in zip(*ax.get_legend_handles_labels(), strict=True):
             if n not in names:
                 handles.append(h)
                 names.append(n)
-    if handles:
-        fig.legend(handles, names, fontsize=7, loc="upper center", ncol=2, frameon=False, bbox_to_anchor=(0.5, 0.0))
+    if not handles:
+        return
+    if order is not None:
+        rank = {n: i for i, n in enumerate(order)}
+        ranked = sorted(zip(handles, names, strict=True), key=lambda hn: rank.get(hn[1], len(rank)))
+        handles, names = [h for h, _ in ranked], [n for _, n in ranked]
+    from matplotlib.layout_engine import ConstrainedLayoutEngine
+
+    style = {"fontsize": 7, "ncol": 2, "frameon": False, "title": title, "title_fontsize": 7}
+    if isinstance(fig.get_layout_engine(), ConstrainedLayoutEngine):
+        fig.legend(handles, names, loc="outside lower center", **style)
+    else:
+        fig.legend(handles, names, loc="upper center", bbox_to_anchor=(0.5, 0.0), **style)
 
 
 def plain_log_ticks(ax: Any, sizes: list[int]) -> None:
@@ -109,9 +133,76 @@ def numeric_size(s: pd.Series) -> pd.Series:
     return pd.to_numeric(s, errors="coerce")
 
 
-def error_label(sub: pd.DataFrame) -> str:
-    """Axis label of a target's error: 1 − ROC-AUC for a classifier, else the test MAE."""
-    if "task" in sub and (sub["task"] == "classification").any():
-        return "1 − ROC-AUC"
-    prop = sub["property"].iloc[0]
-    return f"test MAE ({'log10 ' if sub['transform'].iloc[0] == 'log10' else ''}{prop})"
+# symbols of the properties in a log10 unit ("log10(K_VRH / GPa)"); others use their short name or key
+SYMBOLS = {
+    "formation_energy_per_atom": "ΔEf",
+    "band_gap": "Eg",
+    "efermi": "E_F",
+    "k_vrh": "K_VRH",
+    "g_vrh": "G_VRH",
+    "band_gap_hse": "Eg(HSE)",
+    "band_gap_gllbsc": "Eg(GLLB-SC)",
+    "band_gap_scan": "Eg(SCAN)",
+}
+
+
+def unit_text(prop: Any, transform: Any = None) -> str:
+    """The unit of a target's values (and of their MAE) as an axis label writes it: the
+    property's unit ("eV/atom"), "dimensionless" for a dimensionless property,
+    "log10(K_VRH / GPa)" for a log10-transformed one ("dex" when the property has no unit).
+    A property this process does not know gives a text the figure-quality guard rejects
+    (its unit cannot be named)."""
+    from tlcgcnn.data.properties import PROPERTIES
+
+    known = PROPERTIES.get(str(prop))
+    if known is None:
+        return f"unit of {prop} not declared"
+    if transform == "log10":
+        return f"log10({SYMBOLS.get(known.name, known.name)} / {known.unit})" if known.unit else "dex"
+    return known.unit or "dimensionless"
+
+
+def is_classification(sub: pd.DataFrame) -> bool:
+    return "task" in sub and bool((sub["task"] == "classification").any())
+
+
+def error_label(sub: pd.DataFrame, prefix: str = "test") -> str:
+    """Axis label of a target's error with its unit: "test 1 − ROC-AUC (dimensionless)" for
+    a classifier, else "test MAE (<unit>)" (:func:`unit_text`) of the rows' property."""
+    if is_classification(sub):
+        return f"{prefix} 1 − ROC-AUC (dimensionless)"
+    transform = sub["transform"].iloc[0] if "transform" in sub else None
+    return f"{prefix} MAE ({unit_text(sub['property'].iloc[0], transform)})"
+
+
+def split_even(items: list[Any], most: int) -> list[list[Any]]:
+    """``items`` in consecutive chunks of at most ``most``, as even as possible (8 → 4 + 4, not 7 + 1)."""
+    if not items:
+        return []
+    n = -(-len(items) // most)
+    size = -(-len(items) // n)
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def grid(n: int, ncol: int = 3) -> tuple[int, int]:
+    """Rows and columns of ``n`` panels wrapped into rows of ``ncol``."""
+    cols = max(1, min(ncol, n))
+    return max(1, -(-n // cols)), cols
+
+
+def legend_under(ax: Any, fontsize: float = 6.5, wrap: int = 62) -> None:
+    """The panel's legend under its x axis, one entry a line, long labels wrapped (a figure
+    with a layout engine keeps it clear of the next row)."""
+    import textwrap
+
+    handles, names = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(
+            handles,
+            [textwrap.fill(n, wrap, break_on_hyphens=False) for n in names],
+            fontsize=fontsize,
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.2),
+            frameon=False,
+            ncol=1,
+        )

@@ -12,66 +12,123 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from tlcgcnn.report.figures.labels import mode_labels, protocol_labels, scheme, scheme_key, source_label
-from tlcgcnn.report.figures.style import empty, finish, legend_below, mode_palette, numeric_size, plain_log_axis, setup
+from tlcgcnn.report.figures.labels import scheme, scheme_key, source_label
+from tlcgcnn.report.figures.style import (
+    empty,
+    finish,
+    grid,
+    legend_below,
+    legend_under,
+    mode_palette,
+    numeric_size,
+    plain_log_axis,
+    setup,
+    split_even,
+)
+
+IMPROVEMENT_FLOOR = -25.0  # %: lower edge of the improvement axis; worse points are drawn on it (▼, value printed)
+SMALL_EFFECT = 10.0  # %: the shaded band of small effects
+
+
+def _improvement_points(metrics: pd.DataFrame, tests: pd.DataFrame) -> pd.DataFrame:
+    """Per target, training size and pretraining source (largest pretraining set): the mode
+    selected on validation among the source's transfer modes, with its test against scratch."""
+    from tlcgcnn.report.figures.series import largest_pretraining, select_on_validation
+
+    if not len(tests) or "family" not in metrics:
+        return pd.DataFrame(columns=["target", "size", "series", "mode", "n_candidates", "improvement_rate", "p_holm"])
+    tl = largest_pretraining(metrics)
+    sel = select_on_validation(tl, tl["source"])
+    t = tests.assign(size=tests["size"].astype(str))[["target", "size", "mode", "improvement_rate", "p_holm"]]
+    return sel.merge(t, on=["target", "size", "mode"])
 
 
 def improvement(
     metrics: pd.DataFrame, tests: pd.DataFrame, target_labels: dict[str, str], png: str | Path, pdf: str | Path
 ) -> None:
-    """Improvement rate of every transfer mode over scratch vs training size, per target."""
+    """Improvement rate (MAE_scratch − MAE_TL) / MAE_scratch against training crystals, one
+    panel per target: one line per pretraining source (its largest pretraining set), the
+    source's transfer mode selected on validation data at each size (:func:`_improvement_points`);
+    filled markers: Holm p < 0.05. The axis runs from −25 % (worse points sit on that edge
+    as ▼ with their value) so that ±10 % (shaded) stays readable."""
     setup()
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MultipleLocator
 
-    labels = mode_labels(metrics)
-    fam = metrics.drop_duplicates("mode").set_index("mode")["family"]
-    t = tests[tests["mode"].map(fam) == "transfer"].copy() if len(tests) else pd.DataFrame()
-    targets = list(dict.fromkeys(t["target"])) if len(t) else []
-    ncol = min(3, max(1, len(targets)))
-    nrow = max(1, -(-len(targets) // ncol))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(4.6 * ncol, 3.6 * nrow), squeeze=False)
-    if not targets:
+    from tlcgcnn.report.figures.series import MOST_PER_PANEL
+
+    pts = _improvement_points(metrics, tests)
+    pts["size_n"] = numeric_size(pts["size"])
+    pts["value"] = 100 * pts["improvement_rate"].astype(float)
+    pts = pts[pts["size_n"].notna() & pts["value"].notna()]
+    targets = list(dict.fromkeys(pts["target"]))
+    cells = [
+        (target, chunk)
+        for target in targets
+        for chunk in split_even(sorted(pts.loc[pts["target"] == target, "series"].unique()), MOST_PER_PANEL)
+    ]
+    all_series = sorted(pts["series"].unique(), key=lambda s: (s.startswith("MT"), s))
+    palette = mode_palette(all_series)
+    shared_legend = len(all_series) <= MOST_PER_PANEL
+    low = float(pts["value"].min()) if len(pts) else 0.0
+    high = float(pts["value"].max()) if len(pts) else 0.0
+    lo = IMPROVEMENT_FLOOR if low < IMPROVEMENT_FLOOR else min(-SMALL_EFFECT - 2, 5 * np.floor((low - 3) / 5))
+    hi = min(100.0, max(SMALL_EFFECT + 5, 5 * np.ceil((high + 5) / 5)))
+    nrow, ncol = grid(len(cells))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.4 * ncol, 3.3 * nrow + 0.4), squeeze=False, layout="constrained")
+    if not cells:
         empty(axes[0, 0], "no transfer modes")
-    modes = sorted(t["mode"].unique()) if len(t) else []
-    # one colour per mode; neighbours in the legend also differ in line style
-    palette = mode_palette(modes)
-    dashes = {mode: ("-", "--", "-.", ":")[i % 4] for i, mode in enumerate(modes)}
-    for ax, target in zip(axes.flat, targets, strict=False):
-        sub = t[t["target"] == target].copy()
-        sub["size_n"] = numeric_size(sub["size"])
-        for mode, g in sub.sort_values("size_n").groupby("mode"):
-            ax.plot(
-                g["size_n"],
-                100 * g["improvement_rate"],
-                dashes[mode],
-                color=palette[mode],
-                lw=1.2,
-                label=labels.get(mode, mode),
-            )
-            sig = g["p_holm"] < 0.05
-            ax.scatter(g["size_n"][sig], 100 * g["improvement_rate"][sig], color=palette[mode], s=30, zorder=3)
-            ax.scatter(
-                g["size_n"][~sig],
-                100 * g["improvement_rate"][~sig],
-                facecolor="white",
-                edgecolor=palette[mode],
-                s=30,
-                zorder=3,
-            )
-        ax.axhline(0, color="k", lw=0.8)
-        ax.set_xscale("log")
-        plain_log_axis(ax.xaxis, sorted(sub["size_n"].dropna().unique()))
-        ax.set_title(target_labels.get(target, target), fontsize=9)
-        ax.set_xlabel("training set size")
-        ax.set_ylabel("improvement over scratch (%)")
-    for ax in list(axes.flat)[len(targets) :]:
+    for ax in list(axes.flat)[max(1, len(cells)) :]:
         ax.set_axis_off()
-    legend_below(fig, axes)
-    fig.suptitle("Improvement rate (MAE_scratch − MAE_TL) / MAE_scratch; filled: Holm p < 0.05", fontsize=10)
+    edge = lo + 0.03 * (hi - lo)
+    for ax, (target, chunk) in zip(axes.flat, cells, strict=False):
+        sub = pts[(pts["target"] == target) & pts["series"].isin(chunk)]
+        ax.axhspan(-SMALL_EFFECT, SMALL_EFFECT, color="0.92", zorder=0, lw=0)
+        ax.axhline(0, color="k", lw=0.8)
+        for name in [s for s in all_series if s in chunk]:
+            g = sub[sub["series"] == name].sort_values("size_n")
+            shown = g["value"].where(g["value"] >= lo, edge)  # a point below the axis sits on its edge
+            colour = palette[name]
+            ax.plot(g["size_n"], shown, color=colour, lw=1.2, label=name)
+            sig = (g["p_holm"] < 0.05).to_numpy()
+            out = (g["value"] < lo).to_numpy()
+            for marker, rows in (("o", ~out), ("v", out)):
+                ax.scatter(g["size_n"][rows & sig], shown[rows & sig], color=colour, marker=marker, s=30, zorder=3)
+                ax.scatter(
+                    g["size_n"][rows & ~sig],
+                    shown[rows & ~sig],
+                    facecolor="white",
+                    edgecolor=colour,
+                    marker=marker,
+                    s=30,
+                    zorder=3,
+                )
+            for x, v in zip(g["size_n"][out], g["value"][out], strict=True):
+                ax.annotate(f"{v:.0f}", (x, edge), textcoords="offset points", xytext=(4, 3), fontsize=6, color=colour)
+        ax.set_ylim(lo, hi)
+        ax.yaxis.set_major_locator(MultipleLocator(10 if hi - lo <= 130 else 20))
+        ax.set_xscale("log")
+        plain_log_axis(ax.xaxis, sorted(sub["size_n"].unique()))
+        part = [c for c in cells if c[0] == target]
+        suffix = f" ({part.index((target, chunk)) + 1}/{len(part)})" if len(part) > 1 else ""
+        ax.set_title(target_labels.get(target, target) + suffix, fontsize=9)
+        ax.set_xlabel("training crystals")
+        ax.set_ylabel("improvement over scratch (%)")
+        if not shared_legend:
+            legend_under(ax)
+    if shared_legend and cells:
+        legend_below(fig, axes, order=all_series, title="pretraining source")
+    below = f"; ▼ below {lo:.0f} % (value printed)".replace("-", "−") if low < lo else ""
+    fig.suptitle(
+        "Improvement (MAE_scratch − MAE_TL) / MAE_scratch of each pretraining source's mode selected on validation;\n"
+        f"filled: Holm p < 0.05; shaded: ±{SMALL_EFFECT:.0f} %{below}",
+        fontsize=9,
+    )
     finish(fig, png, pdf)
 
 
@@ -97,60 +154,97 @@ def _transfer_tests(metrics: pd.DataFrame, tests: pd.DataFrame) -> pd.DataFrame:
     return t
 
 
+HEATMAP_LIMIT = 50.0  # %: the colour scale's ends (values beyond keep their printed number)
+
+
 def freeze_heatmap(
     metrics: pd.DataFrame, tests: pd.DataFrame, target_labels: dict[str, str], png: str | Path, pdf: str | Path
 ) -> None:
-    """Layers frozen × pretraining source: improvement rate over scratch at each target's
-    smallest training size (Berkeley report, Tables 2/3). ★: Holm p < 0.05."""
+    """Transfer scheme × pretraining source: improvement over scratch at each target's
+    smallest training size (Berkeley report, Tables 2/3), from each source's largest
+    pretraining set. One mode per cell: of the modes with that scheme and source (e.g. the
+    same scheme at several learning rates), the one with the lowest mean validation score;
+    "1 of k" says it was chosen among k. ★: that mode's paired t-test against scratch has a
+    Holm-adjusted p < 0.05 within its family (every transfer mode and size of the run)."""
     setup()
     import matplotlib.pyplot as plt
     import seaborn as sns
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    from tlcgcnn.report.figures.series import select_on_validation
 
     t = _transfer_tests(metrics, tests) if len(tests) else pd.DataFrame()
     if len(t):  # the largest pretraining set of each source (the size sweep is its own figure)
         t = t[t["pretrain_size"] == t.groupby("source")["pretrain_size"].transform("max")]
         t = t[t["size_n"] == t.groupby("target")["size_n"].transform("min")]
+        t = t.assign(size=t["size"].astype(str), cell=t["scheme"] + " | " + t["source"])
+        runs = metrics.assign(size=metrics["size"].astype(str)).merge(
+            t[["target", "size", "mode", "cell"]], on=["target", "size", "mode"]
+        )
+        sel = select_on_validation(runs, runs["cell"]).rename(columns={"series": "cell"})
+        t = t.merge(sel, on=["target", "size", "mode", "cell"])
     targets = [x for x in dict.fromkeys(t["target"]) if (t[t["target"] == x]["scheme"].nunique() > 1)] if len(t) else []
     n_src = max([t[t["target"] == x]["source"].nunique() for x in targets] or [1])
     n_schemes = max([t[t["target"] == x]["scheme"].nunique() for x in targets] or [1])
-    width = 3.4 + 1.2 * n_src  # the wrapped scheme labels take ~1.8 in
-    height = 1.9 + 0.5 * n_schemes
-    ncol = min(3, max(1, len(targets)))  # panels wrap into rows of 3: one row of 9 was 70 in wide
-    nrow = max(1, -(-len(targets) // ncol))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(width * ncol, height * nrow), squeeze=False)
+    nrow, ncol = grid(len(targets))
+    width, height = 1.7 + 0.65 * n_src, 1.2 + 0.42 * n_schemes  # the wrapped scheme labels take ~1.4 in
+    fig, axes = plt.subplots(
+        nrow, ncol, figsize=(width * ncol + 0.8, height * nrow + 0.5), squeeze=False, layout="constrained"
+    )
     if not targets:
         empty(axes[0, 0], "no target with more than one transfer scheme")
     for ax in list(axes.flat)[max(1, len(targets)) :]:
         ax.set_axis_off()
     for ax, target in zip(axes.flat, targets, strict=False):
         sub = t[t["target"] == target]
-        val = sub.pivot_table(index="scheme", columns="source", values="improvement_rate", aggfunc="mean") * 100
         order = sub.drop_duplicates("scheme").sort_values("scheme_key")["scheme"]
-        val = val.reindex([s for s in order if s in val.index])
-        pv = sub.pivot_table(index="scheme", columns="source", values="p_holm", aggfunc="min").reindex(val.index)
-        annot = val.map(lambda v: f"{v:+.0f}%" if pd.notna(v) else "") + pv.map(
-            lambda p: "★" if pd.notna(p) and p < 0.05 else ""
+        sources = sorted(sub["source"].unique(), key=lambda s: (s.startswith("MT"), s))
+        val = (sub.pivot(index="scheme", columns="source", values="improvement_rate") * 100).reindex(
+            index=list(order), columns=sources
         )
-        lim = max(5.0, float(np.nanmax(np.abs(val.to_numpy()))))
+        pv = sub.pivot(index="scheme", columns="source", values="p_holm").reindex_like(val)
+        tried = sub.pivot(index="scheme", columns="source", values="n_candidates").reindex_like(val)
+        annot = val.copy().astype(object)
+        for i in val.index:
+            for j in val.columns:
+                v, p, k = val.loc[i, j], pv.loc[i, j], tried.loc[i, j]
+                star = "★" if pd.notna(p) and p < 0.05 else ""
+                of = f"\n1 of {int(k)}" if k > 1 else ""
+                annot.loc[i, j] = "" if pd.isna(v) else f"{v:+.0f} %{star}{of}"
         sns.heatmap(
-            val,
-            annot=annot,
+            val.astype(float),
+            annot=annot.to_numpy(),
             fmt="",
             cmap="RdBu",
-            vmin=-lim,
-            vmax=lim,
+            vmin=-HEATMAP_LIMIT,
+            vmax=HEATMAP_LIMIT,
+            cbar=False,
             ax=ax,
-            cbar_kws={"label": "improvement over scratch (%)"},
             linewidths=0.5,
             linecolor="white",
+            annot_kws={"fontsize": 7},
         )
         ax.grid(False)
         ax.set_title(f"{target_labels.get(target, target)}, n = {int(sub['size_n'].iloc[0])}", fontsize=9)
         ax.set_xlabel("pretraining source")
         ax.set_ylabel("transfer scheme")
-        ax.set_xticklabels(ax.get_xticklabels(), rotation=25, ha="right")
+        ax.set_xticklabels(ax.get_xticklabels(), rotation=25, ha="right", fontsize=7)
         ax.set_yticklabels(
-            [textwrap.fill(str(s), 24, break_on_hyphens=False) for s in val.index], rotation=0, fontsize=8
+            [textwrap.fill(str(s), 22, break_on_hyphens=False) for s in val.index], rotation=0, fontsize=7
+        )
+    if targets:
+        fig.colorbar(
+            ScalarMappable(Normalize(-HEATMAP_LIMIT, HEATMAP_LIMIT), "RdBu"),
+            ax=axes,
+            label="improvement over scratch (%)",
+            extend="both",
+            shrink=0.5,
+        )
+        fig.suptitle(
+            "Improvement over scratch at the smallest training size: one mode per cell, chosen on validation;\n"
+            "★ Holm-adjusted p < 0.05 within the family of the test (transfer-vs-scratch or classification)",
+            fontsize=9,
         )
     finish(fig, png, pdf)
 
@@ -197,114 +291,116 @@ def multitask_bars(
         ax.set_xticks(range(len(cells)))
         ax.set_xticklabels([f"{target_labels.get(c[0], c[0])}\nn={int(c[1])}" for c in cells], fontsize=7)
         ax.axhline(0, color="k", lw=0.8)
-        ax.set_ylabel("improvement over scratch (%) ± 95 % CI")
+        ax.set_xlabel("target, n = training crystals")
+        ax.set_ylabel("improvement over scratch ± 95 % CI (%)")
         ax.set_title("Multi-task vs single-task pretraining (black edge: Holm p < 0.05)", fontsize=10)
         ax.legend(title="pretraining source", fontsize=8)
     finish(fig, png, pdf)
 
 
-def error_axis(row: pd.Series, label: str) -> str:
-    """Axis label of a target's test error with its units: 1 − ROC-AUC for a classifier,
-    else the MAE in the property's units (dex for a log10 target)."""
-    from tlcgcnn.data.properties import units_of
-
-    if row.get("task") == "classification":
-        return f"test 1 − ROC-AUC, {label}"
-    unit = "dex" if row.get("transform") == "log10" else units_of(str(row.get("property")))
-    return f"test MAE, {label}" + (f" ({unit})" if unit else "")
-
-
 def protocol_sensitivity(
     protocol: pd.DataFrame, metrics: pd.DataFrame, target_labels: dict[str, str], png: str | Path, pdf: str | Path
 ) -> None:
-    """Per target and pretraining source (rows) and training size (columns): the test error
-    (mean ± sd over seeds) of every transfer mode of that source, the one selected on
-    validation data highlighted (★), the baseline (scratch) as a dashed line with its ± sd band."""
+    """How much the fine-tuning protocol matters (stats/protocol.csv), one panel per target:
+    against training crystals, each transfer mode's test error above the best mode of its
+    pretraining source (%, symmetric-log axis: linear up to 10 %): the mode selected on
+    validation data (★, solid line, one colour per source), the worst mode (○, dotted; the
+    spread of the choice) and every other mode (grey dots). At most 5 sources a panel."""
     setup()
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
-    p = protocol.copy() if len(protocol) else pd.DataFrame()
-    groups = list(dict.fromkeys(zip(p["target"], p["pretrained"], strict=True))) if len(p) else []
-    if len(p):
-        p["size_n"] = numeric_size(p["size"])
-    sizes = (
-        sorted(
-            p["size"].unique(),
-            key=lambda x: (pd.isna(pd.to_numeric(x, errors="coerce")), pd.to_numeric(x, errors="coerce")),
+    from tlcgcnn.report.figures.series import MOST_PER_PANEL, source_names
+
+    p = protocol.copy() if len(protocol) else pd.DataFrame(columns=["target", "pretrained", "size"])
+    shown = (
+        metrics[metrics["pretrained"].astype(str).isin(set(p["pretrained"].astype(str)))] if len(metrics) else metrics
+    )
+    names = source_names(shown) if len(shown) else {}
+    p["source"] = [names.get(str(s), str(s)) for s in p["pretrained"]]
+    numeric = numeric_size(p["size"])
+    top = float(numeric.max()) if numeric.notna().any() else 1.0
+    p["x"] = numeric.fillna(2.0 * top)  # size "all" (the whole pool) right of the largest size
+    best = p["test_best"].astype(float) if len(p) else pd.Series(dtype=float)
+    p["above"] = 100 * (p["test_mean"].astype(float) - best) / best if len(p) else pd.Series(dtype=float)
+    p["chosen"] = p["selected"].astype(str).str.lower().eq("true") if len(p) else pd.Series(dtype=bool)
+    keys = ("selected on validation data (★)", "worst protocol (○)", "other protocols")
+    most_sources = MOST_PER_PANEL - len(keys)
+    cells = [
+        (target, chunk)
+        for target in dict.fromkeys(p["target"])
+        for chunk in split_even(
+            sorted(p.loc[p["target"] == target, "source"].unique(), key=lambda s: (s.startswith("MT"), s)),
+            most_sources,
         )
-        if len(p)
-        else []
-    )
-    n_modes = int(p.groupby(["target", "pretrained", "size"])["mode"].count().max()) if len(p) else 1
-    fig, axes = plt.subplots(
-        max(1, len(groups)),
-        max(1, len(sizes)),
-        figsize=(5.2 * max(1, len(sizes)), (0.42 * n_modes + 1.5) * max(1, len(groups))),
-        squeeze=False,
-    )
-    if not groups:
+    ]
+    all_sources = sorted(p["source"].unique(), key=lambda s: (s.startswith("MT"), s))
+    palette = mode_palette(all_sources)
+    shared_legend = len(all_sources) <= most_sources
+    nrow, ncol = grid(len(cells))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.4 * ncol, 3.3 * nrow + 0.5), squeeze=False, layout="constrained")
+    if not cells:
         empty(axes[0, 0], "no target fine-tuned in several ways from one pretraining source")
-    labels = protocol_labels(metrics) if len(metrics) else {}
-    src_names = mode_labels(metrics) if len(metrics) else {}
-    for i, (target, source) in enumerate(groups):
-        for j, size in enumerate(sizes):
-            ax = axes[i, j]
-            sub = p[(p["target"] == target) & (p["pretrained"] == source) & (p["size"] == size)]
-            if sub.empty:
-                ax.set_axis_off()
-                continue
-            y = np.arange(len(sub))
-            sel = sub["selected"].astype(str).str.lower().eq("true").to_numpy()
-            base, base_sd = float(sub["baseline_test_mean"].iloc[0]), sub["baseline_test_sd"].iloc[0]
-            if np.isfinite(base):
-                ax.axvline(base, color="k", ls="--", lw=1.0, label=f"{sub['baseline'].iloc[0]} (mean ± sd)")
-                if pd.notna(base_sd):
-                    ax.axvspan(base - base_sd, base + base_sd, color="0.85", zorder=0)
-            ax.errorbar(
-                sub["test_mean"][~sel],
-                y[~sel],
-                xerr=sub["test_sd"][~sel].fillna(0),
-                fmt="o",
-                color="0.45",
-                capsize=3,
-                ms=6,
-                label="other protocols",
-            )
-            ax.errorbar(
-                sub["test_mean"][sel],
-                y[sel],
-                xerr=sub["test_sd"][sel].fillna(0),
-                fmt="*",
-                color="C3",
-                capsize=3,
-                ms=13,
-                label="selected on validation data",
-            )
-            ax.set_yticks(y)
-            ax.set_yticklabels(
-                [textwrap.fill(labels.get(m, m), 38, break_on_hyphens=False) for m in sub["mode"]], fontsize=7
-            )
-            for tick, chosen in zip(ax.get_yticklabels(), sel, strict=True):
-                if chosen:
-                    tick.set_fontweight("bold")
-                    tick.set_color("C3")
-            ax.invert_yaxis()
-            ax.set_xlabel(error_axis(sub.iloc[0], target_labels.get(target, target)))
-            first = str(sub["mode"].iloc[0])
-            src = src_names.get(first, source).split(":")[0].removeprefix("TL ")
-            r = sub.iloc[0]
-            ax.set_title(
-                f"{target_labels.get(target, target)}, n = {size}, from {src}\n"
-                f"selected on validation {str(r['val_metric']).upper()}: {r['choice_vs_best_pct']:+.1f} % vs the best, "
-                f"spread {r['spread_pct']:.1f} %",
-                fontsize=8,
-            )
-            if i == 0 and j == 0:
-                ax.legend(fontsize=7, loc="best")
-    for ax in axes.flat:
-        ax.grid(axis="y", visible=False)
+    for ax in list(axes.flat)[max(1, len(cells)) :]:
+        ax.set_axis_off()
+    peak = float(p["above"].max()) if len(p) else 10.0
+    ticks = [t for t in (0, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000) if t <= max(10.0, peak) * 1.05]
+    for ax, (target, chunk) in zip(axes.flat, cells, strict=False):
+        sub = p[(p["target"] == target) & p["source"].isin(chunk)]
+        for j, src in enumerate(chunk):
+            g = sub[sub["source"] == src]
+            dodge = 1 + 0.05 * (j - (len(chunk) - 1) / 2)
+            colour = palette[src]
+            rest = g[~g["chosen"]]
+            ax.scatter(rest["x"] * dodge, rest["above"], s=9, color="0.6", zorder=2, lw=0)
+            chosen = g[g["chosen"]].sort_values("x")
+            ax.plot(chosen["x"] * dodge, chosen["above"], "-*", color=colour, ms=10, lw=1.2, zorder=4, label=src)
+            worst = g.groupby("x")["above"].max().sort_index()
+            ax.plot(worst.index * dodge, worst.to_numpy(), ":o", color=colour, mfc="white", ms=5, lw=1, zorder=3)
+        ax.set_xscale("log")
+        xs = sorted(sub["x"].unique())
+        ax.xaxis.set_major_locator(FixedLocator(xs))
+        ax.xaxis.set_major_formatter(
+            FuncFormatter(lambda v, _: "all" if numeric.notna().any() and v > top * 1.5 else f"{v:g}")
+        )
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_yscale("symlog", linthresh=10, linscale=1.2)
+        ax.set_ylim(-0.5, max(12.0, peak * 1.3))
+        ax.yaxis.set_major_locator(FixedLocator(ticks))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_locator(NullLocator())
+        ax.margins(x=0.1)
+        part = [c for c in cells if c[0] == target]
+        suffix = f" ({part.index((target, chunk)) + 1}/{len(part)})" if len(part) > 1 else ""
+        ax.set_title(target_labels.get(target, target) + suffix, fontsize=9)
+        ax.set_xlabel("training crystals")
+        ax.set_ylabel("test error above best mode (%)")
+        if not shared_legend:
+            handles, labels = ax.get_legend_handles_labels()
+            ax.legend(handles + _protocol_keys(Line2D, keys), labels + list(keys), fontsize=6, loc="upper left")
+    if shared_legend and cells:
+        handles = [Line2D([], [], color=palette[s], lw=1.5) for s in all_sources] + _protocol_keys(Line2D, keys)
+        fig.legend(
+            handles,
+            [f"pretrained on {s}" for s in all_sources] + list(keys),
+            fontsize=7,
+            loc="outside lower center",
+            ncol=3,
+            frameon=False,
+        )
     fig.suptitle(
-        "Fine-tuning protocol: test error of each transfer mode of one source (★ chosen on validation data only)",
-        fontsize=10,
+        "Fine-tuning protocol: test error of each transfer mode above the best mode of its pretraining source\n"
+        "(★ the mode chosen on validation data only; ○ the worst; linear axis up to 10 %, logarithmic above)",
+        fontsize=9,
     )
     finish(fig, png, pdf)
+
+
+def _protocol_keys(line: Any, keys: tuple[str, ...]) -> list[Any]:
+    """Legend keys of :func:`protocol_sensitivity`'s markers (selected, worst, other modes)."""
+    return [
+        line([], [], color="0.2", marker="*", ms=10, ls="-", lw=1.2),
+        line([], [], color="0.2", marker="o", mfc="white", ms=5, ls=":", lw=1),
+        line([], [], color="0.6", marker="o", ms=3.5, ls=""),
+    ][: len(keys)]

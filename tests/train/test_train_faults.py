@@ -85,7 +85,7 @@ def test_nan_validation_score_is_an_error_not_a_silent_best(tmp_path):
 
 RUNNER = """
 import sys
-sys.path[:0] = [{src!r}, {tests!r}]
+sys.path[:0] = [{src!r}, {tests!r}, {helpers!r}]
 import pandas as pd
 from tlcgcnn.data.targets import Target
 from tlcgcnn.train.loop import TrainConfig, train
@@ -104,7 +104,8 @@ def _runner(tmp_path: Path, df: pd.DataFrame, gdir: Path, name: str, epochs: int
     out, state = tmp_path / f"{name}.pt", tmp_path / f"{name}.state.pt"
     code = RUNNER.format(
         src=str(ROOT / "src"),
-        tests=str(ROOT / "tests"),
+        tests=str(Path(__file__).resolve().parent),
+        helpers=str(Path(__file__).resolve().parents[1]),
         table=str(tmp_path / "table.parquet"),
         gdir=str(gdir),
         atoms=str(ATOM_FEATURES),

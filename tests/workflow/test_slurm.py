@@ -11,7 +11,7 @@ job only for GPUs it allocated, and the job's log records it (the test cluster h
 slurmdbd, so neither sacct nor a gres/gpu TRES can answer); they fell back to CPU cleanly,
 local rules never reached SLURM, and asking for one figure file afterwards submits exactly that one job.
 
-Run:  sudo .venv/bin/python -m pytest -m slurm -s tests/test_slurm.py
+Run:  sudo .venv/bin/python -m pytest -m slurm -s tests/workflow/test_slurm.py
 Needs root, slurm-wlm + munge (installed with apt-get when missing) and ../shared/data.
 A summary (job ids, partitions, wall times) is printed and written to slurm_summary.json
 in the test's temporary directory.

@@ -183,3 +183,29 @@ def test_compiled_training_reaches_the_plain_paths_validation_error(atom_table, 
     _, compiled = _fit(atom_table, g, compile_mode=mode, epochs=6)
     assert compiled.runtime["compile"] == mode
     assert compiled.history["val_mae"][-1] == pytest.approx(plain.history["val_mae"][-1], rel=0.02)
+
+
+def test_a_training_set_smaller_than_a_batch_is_probed_on_its_one_batch_again(atom_table, tmp_path, monkeypatch):
+    """A set of 30 crystals at batch 64 has one batch: the probe times it repeatedly (it once
+    timed nothing and cached an infinite step time, which then forced compilation)."""
+    monkeypatch.setenv("TLCGCNN_CACHE", str(tmp_path / "cache"))
+    g = random_graphs(n=40)
+    torch.manual_seed(0)
+    model = build_model(SMALL, atom_table)
+    timed = accel.probe(model, g, torch.arange(30), torch.randn(40), torch.nn.functional.mse_loss, 64)
+    assert all(0 < t < float("inf") for t in timed.values())
+    key = accel.probe_key(model, torch.device("cpu"), 64)
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "runtime.json").write_text(json.dumps({key: {"seconds_per_step": {"none": float("inf")}}}))
+    rt = accel.resolve(
+        "auto",
+        "auto",
+        model=model,
+        data=g,
+        train_pos=torch.arange(30),
+        y=torch.randn(40),
+        loss_fn=torch.nn.functional.mse_loss,
+        batch_size=64,
+        epochs=5,
+    )
+    assert rt.reason.startswith("probe") and rt.compile == "none"

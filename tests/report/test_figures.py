@@ -327,13 +327,24 @@ def _runs() -> pd.DataFrame:
 
 
 def test_every_registered_figure_draws(tmp_path, monkeypatch):
-    from tlcgcnn.report.figures import curves, external, models, transfer
+    """Every figure of the registry draws from the fixtures and passes the figure-quality
+    guard on its way out (units on every axis, legends of at most 8, at most 3,000 px)."""
+    from PIL import Image
+
+    from tlcgcnn.report.figures import curves, external, models, quality, transfer
 
     def nothing_to_draw(ax, text):
         raise AssertionError(f"placeholder panel drawn: {text}")
 
     for module in (curves, external, models, transfer):  # every figure has its data here: no placeholder
         monkeypatch.setattr(module, "empty", nothing_to_draw)
+    checked, check = [], quality.check
+
+    def recorded(fig, name):
+        checked.append(name)
+        check(fig, name)
+
+    monkeypatch.setattr(quality, "check", recorded)
     res = tmp_path / "results"
     (res / "stats").mkdir(parents=True)
     (res / "data").mkdir()
@@ -452,6 +463,9 @@ def test_every_registered_figure_draws(tmp_path, monkeypatch):
             stem, figures.input_paths(stem, str(res)), png, pdf, {"gap": "PBE gap", "metal": "metal / non-metal"}
         )
         assert png.stat().st_size > 10_000 and pdf.stat().st_size > 1_000, stem
+        with Image.open(png) as im:
+            assert max(im.size) <= quality.MAX_PIXELS, (stem, im.size)
+    assert sorted(checked) == sorted(stems)  # the guard saw every figure
     with pytest.raises(KeyError, match=r"needs inputs \['corr'\]"):
         figures.draw(
             "ef_eg_density", {"table": res / "data" / "structures.parquet"}, tmp_path / "x.png", tmp_path / "x.pdf"
@@ -493,7 +507,7 @@ def test_many_targets_wrap_into_rows_of_three(tmp_path):
     from matplotlib.image import imread
 
     from tlcgcnn.report.figures.curves import learning_curve
-    from tlcgcnn.report.figures.transfer import freeze_heatmap
+    from tlcgcnn.report.figures.transfer import freeze_heatmap, improvement, protocol_sensitivity
 
     gap = _runs().query("target == 'gap'")
     many = pd.concat([gap.assign(target=f"t{i}") for i in range(7)], ignore_index=True)
@@ -506,11 +520,14 @@ def test_many_targets_wrap_into_rows_of_three(tmp_path):
     for name, draw in (
         ("lc", lambda png, pdf: learning_curve(many, tests, png, pdf)),
         ("freeze", lambda png, pdf: freeze_heatmap(many, tests, {}, png, pdf)),
+        ("improvement", lambda png, pdf: improvement(many, tests, {}, png, pdf)),
+        ("protocol", lambda png, pdf: protocol_sensitivity(stats.protocol_table(many), many, {}, png, pdf)),
     ):
         png = tmp_path / f"{name}.png"
         draw(png, tmp_path / f"{name}.pdf")
         h, w = imread(png).shape[:2]
         assert w / h < 2.0, (name, w, h)  # 3 columns × 3 rows (+ the legend), not 7 × 1
+        assert max(w, h) <= 3000, (name, w, h)  # protocol_sensitivity was 6,303 × 15,993 px
 
 
 def test_learning_curve_draws_a_classifier_by_its_error(monkeypatch):
@@ -523,7 +540,7 @@ def test_learning_curve_draws_a_classifier_by_its_error(monkeypatch):
     runs = _runs().query("target == 'metal'").assign(mae=np.nan)
     curves.learning_curve(runs, None, "unused.png")
     ax = drawn["axes"][0]
-    assert ax.get_ylabel() == "1 − ROC-AUC" and any(len(line.get_xdata()) for line in ax.lines)
+    assert ax.get_ylabel() == "test 1 − ROC-AUC (dimensionless)" and any(len(line.get_xdata()) for line in ax.lines)
 
 
 def test_pretrain_size_figure_draws_a_head_reinitialised_sweep_and_its_scratch(monkeypatch):
@@ -595,4 +612,252 @@ def test_pretrain_size_figure_draws_a_head_reinitialised_sweep_and_its_scratch(m
         "ΔEf, all layers fine-tuned, head re-initialised, n=100",
         "ΔEf, all layers fine-tuned, head re-initialised, n=500",
     ], labels
-    assert ax.get_xscale() == "log" and ax.get_xlabel() == "pretraining set size (crystals)"
+    assert ax.get_xscale() == "log" and ax.get_xlabel() == "pretraining crystals"
+    assert ax.get_ylabel() == "test MAE (log10(K_VRH / GPa))"
+
+
+# ------------------------------------------------------------------ figure-quality guard
+def _plot(xlabel="training crystals", ylabel="test MAE (eV/atom)", series=3, size=(4.0, 3.0), title="gap"):
+    from tlcgcnn.report.figures.style import setup
+
+    setup()
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=size)
+    for i in range(series):
+        ax.plot([50, 100, 200], [0.5 + i, 0.4 + i, 0.3 + i], label=f"mode {i}")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend()
+    return fig
+
+
+def test_quality_guard_passes_a_figure_with_units_few_series_and_a_small_image(tmp_path):
+    from tlcgcnn.report.figures.style import finish
+
+    finish(_plot(series=8), tmp_path / "ok.png", tmp_path / "ok.pdf")
+    assert (tmp_path / "ok.png").stat().st_size > 1000 and (tmp_path / "ok.pdf").exists()
+
+
+@pytest.mark.parametrize(
+    "xlabel, ylabel, why",
+    [
+        ("training crystals", "test MAE", "names no unit"),
+        ("training crystals", "test MAE (log10 k_vrh)", "is not a unit"),  # a property key is no unit
+        ("training crystals", "test MAE (band_gap)", "is not a unit"),
+        ("training crystals", "", "no label"),
+        ("training set size", "test MAE (eV)", "names no unit"),  # only the listed count labels go without
+    ],
+)
+def test_quality_guard_rejects_an_axis_without_its_unit(tmp_path, xlabel, ylabel, why):
+    from tlcgcnn.report.figures import quality
+    from tlcgcnn.report.figures.style import finish
+
+    png, pdf = tmp_path / "bad.png", tmp_path / "bad.pdf"
+    with pytest.raises(quality.FigureQualityError, match=why) as err:
+        finish(_plot(xlabel, ylabel), png, pdf)
+    assert "figure 'bad'" in str(err.value) and "panel 1 'gap'" in str(err.value)
+    assert list(tmp_path.iterdir()) == []  # nothing written, no temporary file left
+
+
+def test_quality_guard_rejects_nine_legend_entries(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from tlcgcnn.report.figures import quality
+    from tlcgcnn.report.figures.style import finish
+
+    with pytest.raises(quality.FigureQualityError, match=r"panel 1 'gap': legend has 9 entries \(at most 8"):
+        finish(_plot(series=9), tmp_path / "many.png", tmp_path / "many.pdf")
+    fig = _plot(series=9)  # a figure-level legend counts the same
+    fig.axes[0].get_legend().remove()
+    fig.legend(*fig.axes[0].get_legend_handles_labels())
+    assert quality.problems(fig) == ["figure legend: legend has 9 entries (at most 8: split the series over panels)"]
+    plt.close(fig)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_quality_guard_rejects_an_image_over_3000_px(tmp_path):
+    from PIL import Image
+
+    from tlcgcnn.report.figures import quality
+    from tlcgcnn.report.figures.style import finish
+
+    with pytest.raises(quality.FigureQualityError, match=r"image is 3\d{3} × \d+ px, over 3000 px on a side"):
+        finish(_plot(size=(16.0, 3.0)), tmp_path / "wide.png", tmp_path / "wide.pdf")
+    assert list(tmp_path.iterdir()) == []
+    finish(_plot(size=(14.0, 3.0)), tmp_path / "fits.png", None)
+    with Image.open(tmp_path / "fits.png") as im:
+        assert 2500 < im.size[0] <= 3000
+
+
+def test_quality_guard_units_counts_and_categories(monkeypatch):
+    """The unit rule: a trailing bracketed unit made of known units (powers, quotients,
+    log10(quantity / unit)); categorical axes and the count labels go without."""
+    import matplotlib.pyplot as plt
+
+    from tlcgcnn.data import properties
+    from tlcgcnn.report.figures import quality
+
+    assert quality.trailing_unit("test MAE (log10(K_VRH / GPa))") == "log10(K_VRH / GPa)"
+    assert quality.trailing_unit("Eg [eV]") == "eV" and quality.trailing_unit("ratio (a) of b") is None
+    for unit in ("eV/atom", "atom/eV²", "Å^3", "%", "dimensionless", "log10(K_VRH / GPa)", "dex"):
+        assert quality.unit_problem(unit) is None, unit
+    for unit in ("log10(K_VRH)", "k_vrh", "furlong/fortnight", " "):
+        assert quality.unit_problem(unit) is not None, unit
+    # a user's property declared with its unit makes the unit known
+    user = properties.Property("ionic_speed", "furlong/fortnight", "a user's property")
+    monkeypatch.setitem(properties.PROPERTIES, "ionic_speed", user)
+    assert quality.unit_problem("furlong/fortnight") is None
+    fig, ax = plt.subplots()
+    ax.bar([0, 1], [3.0, 5.0])
+    ax.set_xticks([0, 1], ["ΔEf", "Eg"])
+    ax.set_xlabel("pretraining source")  # categories: no unit
+    ax.set_ylabel("improvement over scratch (%)")
+    assert quality.problems(fig) == []
+    ax.set_xticks([0, 1], ["50", "100"])  # numbers are a quantity again
+    assert quality.problems(fig) == [
+        "panel 1, x axis: label 'pretraining source' names no unit: end it with the unit in parentheses, "
+        "e.g. '(eV/atom)', '(%)'"
+    ]
+    plt.close(fig)
+
+
+def test_error_labels_carry_the_targets_unit():
+    from tlcgcnn.report.figures.style import error_label, unit_text
+
+    assert unit_text("formation_energy_per_atom") == "eV/atom" and unit_text("band_gap_hse") == "eV"
+    assert unit_text("k_vrh", "log10") == "log10(K_VRH / GPa)" and unit_text("poisson") == "dimensionless"
+    assert unit_text("dielectric_total", "log10") == "dex"
+    rows = pd.DataFrame({"property": ["g_vrh"], "transform": ["log10"], "task": ["regression"]})
+    assert error_label(rows) == "test MAE (log10(G_VRH / GPa))"
+    assert error_label(rows.assign(task="classification")) == "test 1 − ROC-AUC (dimensionless)"
+    # a property this process does not know cannot name its unit: the guard refuses the label
+    from tlcgcnn.report.figures import quality
+
+    assert quality.unit_problem(unit_text("not_declared")) is not None
+
+
+def _capture(monkeypatch, module):
+    """Figures a module finishes, kept open for inspection (the guard still runs on them)."""
+    from tlcgcnn.report.figures import quality
+
+    seen = []
+
+    def keep(fig, png, pdf):
+        quality.check(fig, str(png))
+        seen.append(fig)
+
+    monkeypatch.setattr(module, "finish", keep)
+    return seen
+
+
+def test_improvement_axis_shows_small_effects_and_marks_points_below_it(monkeypatch):
+    """paper-cpu's improvement axis ran to −500 %: ±10 % effects were flat lines. It now ends
+    at −25 %, a worse point sits on that edge as ▼ with its value printed; one line per
+    pretraining source (the mode selected on validation)."""
+    import matplotlib.pyplot as plt
+
+    from tlcgcnn.report.figures import transfer
+
+    runs = _runs().query("target == 'gap'")
+    bad = runs[runs["mode"] == "ef_ft"].assign(
+        mode="eg_ft", pretrained="eg", pretrain_property="band_gap", error=lambda d: 4 * d["error"]
+    )
+    runs = pd.concat([runs, bad.assign(mae=bad["error"])], ignore_index=True)
+    tests = stats.error_tests(runs)
+    seen = _capture(monkeypatch, transfer)
+    transfer.improvement(runs, tests, {"gap": "PBE gap"}, "imp.png", "imp.pdf")
+    ax = seen[0].axes[0]
+    assert ax.get_ylim()[0] == transfer.IMPROVEMENT_FLOOR and ax.get_ylabel() == "improvement over scratch (%)"
+    eg = tests[tests["mode"] == "eg_ft"].sort_values("size")
+    assert (eg["improvement_rate"] < -1.0).all()  # below −100 %
+    printed = sorted(t.get_text() for t in ax.texts)
+    assert printed == sorted(f"{100 * v:.0f}" for v in eg["improvement_rate"])
+    # one line per source: ΔEf (its largest pretraining set, 500 crystals: ef200_ft is the sweep), Eg, MT
+    assert sorted(t.get_text() for t in seen[0].legends[0].get_texts()) == ["Eg", "MT (ΔEf + Eg + E_F)", "ΔEf"]
+    plt.close("all")
+
+
+def test_freeze_heatmap_shows_one_mode_per_cell_chosen_on_validation(monkeypatch):
+    """Two modes with one scheme and source (another learning rate): the cell shows the one
+    with the lower validation score even though the other is better on test, says it was
+    one of 2, and stars it only when its own Holm-adjusted p passes."""
+    import matplotlib.pyplot as plt
+
+    from tlcgcnn.report.figures import transfer
+
+    runs = _runs().query("target == 'gap'")
+    other = runs[runs["mode"] == "ef_head"].assign(
+        mode="ef_head_lr", lr=3e-4, error=lambda d: 0.5 * d["error"], best_val_mae=lambda d: 2 * d["best_val_mae"]
+    )
+    runs = pd.concat([runs.assign(lr=1e-3), other.assign(mae=other["error"])], ignore_index=True)
+    tests = stats.error_tests(runs)
+    seen = _capture(monkeypatch, transfer)
+    transfer.freeze_heatmap(runs, tests, {"gap": "PBE gap"}, "fh.png", "fh.pdf")
+    ax = seen[0].axes[0]
+    t = tests[(tests["size"] == 50) & (tests["mode"] == "ef_head")].iloc[0]
+    star = "★" if t["p_holm"] < 0.05 else ""
+    cells = [x.get_text() for x in ax.texts]
+    assert f"{100 * t['improvement_rate']:+.0f} %{star}\n1 of 2" in cells, cells
+    chosen_on_test = tests[(tests["size"] == 50) & (tests["mode"] == "ef_head_lr")].iloc[0]
+    assert not any(c.startswith(f"{100 * chosen_on_test['improvement_rate']:+.0f} %") for c in cells)
+    # one colour bar for the figure, labelled with its unit
+    bars = [a for a in seen[0].axes if getattr(a, "_colorbar", None) is not None]
+    assert len(bars) == 1 and bars[0].get_ylabel() == "improvement over scratch (%)"
+    plt.close("all")
+
+
+def test_target_curve_splits_a_source_family_over_panels_of_at_most_eight(monkeypatch):
+    """A source fine-tuned in 14 ways: its modes spread over panels of at most 7 beside the
+    scratch reference, every panel labelled with the target's unit."""
+    import matplotlib.pyplot as plt
+
+    from tlcgcnn.report.figures import curves
+
+    runs = _runs().query("target == 'gap'").assign(lr=1e-3)
+    extra = pd.concat(
+        [runs[runs["mode"] == "ef_head"].assign(mode=f"ef_head_{i}", lr=1e-4 * (i + 2)) for i in range(10)],
+        ignore_index=True,
+    )
+    runs = pd.concat([runs, extra], ignore_index=True)
+    tests = stats.error_tests(runs)
+    seen = _capture(monkeypatch, curves)
+    curves.target_curve(runs, tests, "gap", "PBE gap", "tc.png", "tc.pdf")
+    panels = [a for a in seen[0].axes if a.axison]
+    titles = [a.get_title() for a in panels]
+    assert titles == [
+        "trained from scratch",
+        "fine-tuned from ΔEf (1/2)",
+        "fine-tuned from ΔEf (2/2)",
+        "fine-tuned from MT (ΔEf + Eg + E_F)",
+        "composition-descriptor baselines",
+    ]
+    # scratch and attention; 7 + 7 ΔEf modes, MT, RF: each beside the scratch reference
+    assert [len(a.get_legend().get_texts()) for a in panels] == [2, 8, 8, 2, 2]
+    assert {a.get_ylabel() for a in panels} == {"test MAE (eV)"} and {a.get_xlabel() for a in panels} == {
+        "training crystals"
+    }
+    plt.close("all")
+
+
+def test_pooled_learning_curve_draws_one_line_per_source_family(monkeypatch):
+    """The pooled curve had ~40 modes in one legend: it now draws each scratch model and,
+    per family, the mode selected on validation data at each size."""
+    import matplotlib.pyplot as plt
+
+    from tlcgcnn.report.figures import curves
+
+    runs = _runs()
+    best_on_test = (runs["mode"] == "ef_ft") & (runs["target"] == "gap")
+    runs.loc[best_on_test, ["error", "mae"]] *= 0.8  # below mt_ft's test error; its validation score stays worse
+    picked = curves.pooled_series(runs)
+    transfer = picked[picked["series"] == curves.POOLED_SERIES["transfer"]]
+    # gap: ef_ft has the best test error but a worse validation score: mt_ft is chosen
+    assert set(transfer.loc[transfer["target"] == "gap", "mode"]) == {"mt_ft"}
+    seen = _capture(monkeypatch, curves)
+    curves.learning_curve(runs, stats.error_tests(runs), "lc.png", "lc.pdf", labels={"gap": "PBE gap"})
+    assert sorted(t.get_text() for t in seen[0].legends[0].get_texts()) == sorted(
+        ["CGCNN scratch", "attention scratch", curves.POOLED_SERIES["transfer"], curves.POOLED_SERIES["baseline"]]
+    )
+    plt.close("all")

@@ -22,7 +22,7 @@ import yaml
 from tlcgcnn import config as C
 from tlcgcnn.report.figures import requested
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT.parent / "shared" / "data" / "mp2018_36737.csv.gz"
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 

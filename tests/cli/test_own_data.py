@@ -18,7 +18,7 @@ import pytest
 import tlcgcnn
 from tlcgcnn.cli.main import main as cli_main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SUBSET = ROOT / "resources" / "mp2018" / "mp2018_subset.parquet"
 N_CRYSTALS = 64
 # small and quick: 4 epochs, sizes 20 and all, 2 seeds; the run's shape is what is tested

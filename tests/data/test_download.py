@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import fake_servers as fs  # noqa: E402
 
 from tlcgcnn.data.download import DownloadError, run  # noqa: E402
@@ -535,7 +535,7 @@ def test_example_config_matches_schema():
     import jsonschema
     import yaml
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     schema = yaml.safe_load((root / "config/schema/download.schema.yaml").read_text())
     example = yaml.safe_load((root / "config/download.example.yaml").read_text())["dataset"]
     jsonschema.Draft202012Validator.check_schema(schema)

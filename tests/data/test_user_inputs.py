@@ -17,7 +17,7 @@ from tlcgcnn import config
 from tlcgcnn.data import inputs, properties, split
 from tlcgcnn.data.ingest import IngestError, IngestOptions, ingest, ingest_frame, read_input
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def write_poscar(structure, path: Path) -> None:

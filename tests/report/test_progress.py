@@ -14,7 +14,7 @@ from tlcgcnn.report import progress
 from tlcgcnn.utils import fileio as io
 from tlcgcnn.utils.layout import Layout
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCRATCH = np.array([1.00, 1.10, 0.95, 1.05, 1.02])
 
 

@@ -62,7 +62,7 @@ def test_workflow_catalog_file() -> None:
     cat = yaml.safe_load((ROOT / ".snakemake-workflow-catalog.yml").read_text())
     usage = cat["usage"]
     assert set(usage) <= {"mandatory-flags", "software-stack-deployment", "report"}
-    assert usage["software-stack-deployment"]["conda"] is True  # tests/test_envs.py checks the envs
+    assert usage["software-stack-deployment"]["conda"] is True  # tests/workflow/test_envs.py checks the envs
     assert isinstance(usage["report"], bool) and usage["report"]
     assert usage["mandatory-flags"]["desc"] and "flags" in usage["mandatory-flags"]
     # report: true needs report captions for the report() outputs

@@ -75,6 +75,8 @@ def test_paths_are_the_ones_finished_runs_have():
         (Layout.split, ("split_name",), ("hse_gap",)),
         (Layout.pretrain_model, ("pretrain",), ("eg",)),
         (Layout.pretrain_predictions, ("pretrain",), ("eg",)),
+        (Layout.backbone_embeddings, ("backbone",), ("chgnet-0.3.0",)),
+        (Layout.backbone_info, ("backbone",), ("chgnet-0.3.0",)),
         (Layout.cell_metrics, ("target", "size", "mode"), ("hse_gap", 50, "eg_ft")),
         (Layout.cell_predictions, ("target", "size", "mode"), ("hse_gap", "all", "scratch")),
         (Layout.cell_log, ("target", "size", "mode"), ("t", 5, "m")),

@@ -15,7 +15,7 @@ import pytest
 import tlcgcnn
 from tlcgcnn.cli.main import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SUBSET = ROOT / "resources" / "mp2018" / "mp2018_subset.parquet"
 
 
