@@ -1,4 +1,5 @@
-"""Local HTTP servers that answer like Materials Project, OQMD and the matbench file host.
+"""Local HTTP servers that answer like Materials Project, OQMD, the matbench file host and GitHub's
+file hosts (codeload archives, raw files).
 
 They run on 127.0.0.1 (port 0) in a background thread, serve records built from real
 structures (mp2018_random500), log every request, and can inject faults: a queue of faults is
@@ -390,9 +391,29 @@ class FileServer(FakeServer):
         name = path.rsplit("/", 1)[-1]
         if not path.startswith("/projects/") or name not in self.files:
             return Reply(404, b"not found")
-        body = self.files[name]
-        match = re.fullmatch(r"bytes=(\d+)-", headers.get("range", ""))
-        if match and int(match.group(1)) < len(body):
-            start = int(match.group(1))
-            return Reply(206, body[start:], {"Content-Range": f"bytes {start}-{len(body) - 1}/{len(body)}"})
-        return Reply(200, body, {"Content-Type": "application/gzip"})
+        return ranged(self.files[name], headers)
+
+
+def ranged(body: bytes, headers: dict[str, str], ranges: bool = True, content_type: str = "application/gzip") -> Reply:
+    """``body``, or its tail for a ``Range: bytes=<start>-`` request (206 Partial Content)."""
+    match = re.fullmatch(r"bytes=(\d+)-", headers.get("range", ""))
+    if ranges and match and int(match.group(1)) < len(body):
+        start = int(match.group(1))
+        return Reply(206, body[start:], {"Content-Range": f"bytes {start}-{len(body) - 1}/{len(body)}"})
+    return Reply(200, body, {"Content-Type": content_type})
+
+
+class PathServer(FakeServer):
+    """Files by their whole URL path (GitHub's layouts: ``/<owner>/<repo>/tar.gz/<commit>`` as
+    codeload, ``/<owner>/<repo>/<commit>/<path>`` as raw.githubusercontent). ``ranges=False``
+    answers a Range request with the whole file (200), as a server without Range support."""
+
+    def __init__(self, files: dict[str, bytes], ranges: bool = True, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.files = files
+        self.ranges = ranges
+
+    def route(self, path: str, params: dict[str, str], headers: dict[str, str]) -> Reply:
+        if path not in self.files:
+            return Reply(404, b"not found")
+        return ranged(self.files[path], headers, self.ranges)

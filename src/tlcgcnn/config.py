@@ -606,14 +606,15 @@ class Config:
                 "config: embedded.input is not set: the embedded_subset rule selects from a full table. "
                 "Set embedded.input to your copy of the full MP-2018 table (mp2018_36737.csv.gz, sha256 "
                 "5b72e7542227ef6a4660877b7f4a4d8a6677766c0dade72bbb2f5fc3006f794f; docs/usage.md says where it "
-                "comes from), or to `download` with a download source in dataset (url, materials_project, ...)"
+                "comes from), or to `download` with a download source in dataset (mp2018 rebuilds that table from its "
+                "public sources; url, materials_project, ...)"
             )
         if self.embedded.input != "download":
             return self.embedded.input
         if self.dataset.source == "local":
             raise ConfigError(
                 "config: embedded.input is 'download' but dataset.source is local "
-                "(choose url, materials_project, oqmd or matbench)"
+                "(choose mp2018, url, materials_project, oqmd or matbench)"
             )
         from tlcgcnn.utils.layout import Layout
 

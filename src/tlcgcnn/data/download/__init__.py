@@ -1,8 +1,10 @@
-"""Download stage: fetch a dataset from Materials Project, OQMD, matbench or a URL into a RAW table.
+"""Download stage: fetch a dataset from Materials Project, OQMD, matbench, a URL or the MP-2018
+sources into a RAW table.
 
 ``run`` writes ``out_table`` (Parquet: ``material_id``, ``structure`` as JSON of
 ``Structure.as_dict()``, canonical property columns, source-specific extras; for ``url``, the
-downloaded table's own columns, checked by ingest like a local file) and
+downloaded table's own columns, and for ``mp2018`` the rebuilt full MP-2018 table's (``cif`` text),
+checked by ingest like a local file) and
 ``out_manifest`` (JSON provenance, see :mod:`tlcgcnn.data.download.manifest`). Both are written
 atomically. Partial work lives in ``workdir`` (one folder per source and query) so that an
 interrupted download resumes where it stopped; the folder is removed after success unless the
@@ -19,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from tlcgcnn.data.download import matbench, materials_project, oqmd, url
+from tlcgcnn.data.download import matbench, materials_project, mp2018, oqmd, url
 from tlcgcnn.data.download.http import DownloadError, RetryPolicy
 from tlcgcnn.data.download.raw import to_frame
 from tlcgcnn.utils import fileio as io
@@ -31,6 +33,7 @@ SOURCES: dict[str, ModuleType] = {
     oqmd.SOURCE: oqmd,
     matbench.SOURCE: matbench,
     url.SOURCE: url,
+    mp2018.SOURCE: mp2018,
 }
 
 __all__ = ["SOURCES", "DownloadError", "run"]
@@ -57,7 +60,7 @@ def run(
     policy = RetryPolicy.from_config(dataset.get("http"))
     log.info("downloading from %s into %s", name, out_table)
     converted, manifest, store = SOURCES[name].download(cfg, policy, Path(workdir), on_chunk)
-    if isinstance(converted, pd.DataFrame):  # a prepared table (url): rows are checked by ingest
+    if isinstance(converted, pd.DataFrame):  # a prepared table (url, mp2018): rows are checked by ingest
         if converted.empty:
             raise DownloadError(f"{name}: the table at {manifest.endpoint} has no rows")
         table = converted

@@ -323,30 +323,56 @@ def fetch_verified(
     :class:`DownloadError` naming the expected and the received sha256.
     """
     sha256 = sha256.lower()
+
+    def check(path: Path) -> str | None:
+        actual = sha256_of(path)
+        if actual == sha256:
+            return None
+        return f"checksum mismatch for {dest.name} (sha256): expected {sha256}, got {actual}"
+
+    return fetch_checked(session, url, dest, check, policy, stats)
+
+
+def fetch_checked(
+    session: requests.Session,
+    url: str,
+    dest: Path,
+    check: Callable[[Path], str | None],
+    policy: RetryPolicy,
+    stats: RetryStats,
+) -> bool:
+    """Make ``dest`` a checked copy of ``url``; returns True if it was downloaded (not reused).
+
+    ``check(path)`` returns None for the expected file, else the reason it is not (e.g. the
+    sha256 of a file inside an archive that cannot be pinned itself). As :func:`fetch_verified`:
+    the transfer goes to ``<dest>.part`` (resumed after a cut), is renamed to ``dest`` only when
+    it passes, a failing file is deleted and fetched again (a ``checksum`` retry), and the same
+    failing file twice in a row (same sha256) stops with a :class:`DownloadError`. A ``dest``
+    left by an earlier run is checked and reused, or deleted and fetched again.
+    """
     if dest.exists():
-        if sha256_of(dest) == sha256:
+        problem = check(dest)
+        if problem is None:
             log.info("reusing verified %s", dest)
             return False
-        log.warning("%s does not match its checksum; downloading it again", dest)
+        log.warning("%s does not pass its check (%s); downloading it again", dest, problem)
         dest.unlink()
     part = dest.with_name(dest.name + ".part")
     seen: list[str] = []
 
     def attempt() -> None:
         fetch_once(session, url, part)
-        actual = sha256_of(part)
-        if actual != sha256:
+        problem = check(part)
+        if problem is not None:
+            received = sha256_of(part)
             part.unlink()
-            message = (
-                f"checksum mismatch for {dest.name} (sha256): expected {sha256}, got {actual} "
-                f"(the file from {url}; deleted)"
-            )
-            if seen and seen[-1] == actual:
+            message = f"{problem} (the file from {url}; deleted)"
+            if seen and seen[-1] == received:
                 raise DownloadError(
                     f"{message}; the same file arrived twice, so the server holds a different file than "
                     "the checksum describes (a changed file, or a wrong checksum in the config)"
                 )
-            seen.append(actual)
+            seen.append(received)
             raise ChecksumMismatch(message)
         part.replace(dest)
 
