@@ -16,6 +16,11 @@ from tlcgcnn.nn.normalize import Normalizer
 from tlcgcnn.train import accel
 from tlcgcnn.train.loop import TrainConfig, fit
 
+
+def _mse(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.mse_loss(out.squeeze(-1), target)
+
+
 SMALL = {"atom_fea_len": 16, "n_conv": 2, "h_fea_len": 16, "radius": 6.0, "gaussian_step": 0.5}
 
 
@@ -135,7 +140,7 @@ def test_the_probe_leaves_the_model_and_the_random_stream_alone(atom_table):
     y = torch.randn(40)
     torch.manual_seed(5)
     state = torch.get_rng_state()
-    timed = accel.probe(model, g, torch.arange(30), y, torch.nn.functional.mse_loss, 8)
+    timed = accel.probe(model, g, torch.arange(30), y, _mse, 8)
     assert set(timed) <= {"none", "bf16"} and all(t > 0 for t in timed.values())
     assert torch.equal(torch.get_rng_state(), state)
     for k, v in model.state_dict().items():
@@ -192,7 +197,7 @@ def test_a_training_set_smaller_than_a_batch_is_probed_on_its_one_batch_again(at
     g = random_graphs(n=40)
     torch.manual_seed(0)
     model = build_model(SMALL, atom_table)
-    timed = accel.probe(model, g, torch.arange(30), torch.randn(40), torch.nn.functional.mse_loss, 64)
+    timed = accel.probe(model, g, torch.arange(30), torch.randn(40), _mse, 64)
     assert all(0 < t < float("inf") for t in timed.values())
     key = accel.probe_key(model, torch.device("cpu"), 64)
     (tmp_path / "cache").mkdir()
@@ -204,7 +209,7 @@ def test_a_training_set_smaller_than_a_batch_is_probed_on_its_one_batch_again(at
         data=g,
         train_pos=torch.arange(30),
         y=torch.randn(40),
-        loss_fn=torch.nn.functional.mse_loss,
+        loss_fn=_mse,
         batch_size=64,
         epochs=5,
     )
