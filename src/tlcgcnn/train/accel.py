@@ -12,8 +12,8 @@ Two settings of ``train:`` decide it:
 training steps of the run's own model on its own batches, timed in fp32 and in bf16 (where
 the device computes it), and the faster one kept. Compiling costs a minute or more on a CPU
 the first time (Inductor's on-disk cache makes later processes fast); on the 2-core Intel
-Xeon benchmark host (``benchmarks/training_speed.py``) fixed-shape buckets trained 1.6× as many
-crystals a second as the eager bf16 model, symbolic shapes 1.3×. ``auto`` compiles
+Xeon benchmark host (``benchmarks/training_speed.py``) fixed-shape buckets trained 1.65–1.75× as many
+crystals a second as the eager bf16 model, symbolic shapes 1.35×. ``auto`` compiles
 (``buckets``) when the eager estimate of the whole run is over :data:`COMPILE_AFTER_S`
 seconds, so short fine-tuning cells stay eager. The probe's answer is cached per host, torch version, thread
 count, device and model shape (:func:`cache_path`), so every run of a study on one machine
