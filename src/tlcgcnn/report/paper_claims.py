@@ -36,7 +36,7 @@ from scipy import stats as sstats
 
 from tlcgcnn.analysis.stats import benjamini_hochberg, holm, read_table
 from tlcgcnn.report.claims import ReportError, resolve_mode
-from tlcgcnn.report.summary import fmt_error, fmt_p
+from tlcgcnn.report.summary import fmt_error, fmt_p, table_rows
 from tlcgcnn.utils import fileio as io
 
 VERDICTS = ("reproduced", "not reproduced", "contradicted", "not tested")
@@ -519,10 +519,6 @@ def rewrite_papers(declared_path: str | Path, folder: str | Path, page: str | Pa
     return df
 
 
-def _split_row(line: str) -> list[str]:
-    return [c.strip() for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
-
-
 def check_papers(page: str | Path) -> list[str]:
     """Problems with the page's papers' claims: a cell or the count sentence that differs from
     claims_papers.csv, a claim missing or extra, and a CSV number, verdict or quoted paper number
@@ -549,12 +545,7 @@ def check_papers(page: str | Path) -> list[str]:
     problems = _compare_csv(df, again, folder / CSV_NAME)
     expected = {str(r["key"]): row_cells(r) for r in df.to_dict("records")}
     seen: set[str] = set()
-    for line in block.splitlines():
-        if not line.strip().startswith("|"):
-            continue
-        cells = _split_row(line)
-        if tuple(cells) == HEADER or all(re.fullmatch(r":?-+:?", c) for c in cells):
-            continue
+    for cells in table_rows(block, HEADER):
         key = cells[0] if cells else ""
         if key not in expected:
             problems.append(f"{path}: papers' claims row {key!r} is not in {folder / CSV_NAME}")

@@ -20,7 +20,7 @@ from pathlib import Path
 from tlcgcnn.report.claims import ALPHA, ReportError, read_claims
 from tlcgcnn.report.paper_claims import check_papers, main_papers
 from tlcgcnn.report.publish import check_published
-from tlcgcnn.report.summary import README_HEADER, claim_cells, claims_table
+from tlcgcnn.report.summary import README_HEADER, claim_cells, claims_table, table_rows
 from tlcgcnn.utils import fileio as io
 
 BEGIN = "<!-- results:begin -->"
@@ -111,12 +111,7 @@ def check_readme(readme: str | Path) -> list[str]:
             continue
         expected = {str(r["id"]): claim_cells(r) for r in claims.to_dict("records")}
         seen: set[str] = set()
-        for line in body.splitlines():
-            if not line.strip().startswith("|"):
-                continue
-            cells = _split_row(line)
-            if tuple(cells) == README_HEADER or all(re.fullmatch(r":?-+:?", c) for c in cells):
-                continue
+        for cells in table_rows(body, README_HEADER):
             rid = cells[0] if cells else ""
             if rid not in expected:
                 problems.append(f"{path}: section {rel}: row {rid!r} is not a claim of {folder / 'claims.csv'}")
@@ -134,11 +129,6 @@ def check_readme(readme: str | Path) -> list[str]:
             for i in sorted(set(expected) - seen)
         ]
     return problems
-
-
-def _split_row(line: str) -> list[str]:
-    cells = re.split(r"(?<!\\)\|", line.strip())[1:-1]
-    return [c.strip() for c in cells]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,7 +12,8 @@ links to the published tables. Torch-free.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -426,3 +427,16 @@ def summary_markdown(
     parts.append("## Tables")
     parts.append("\n".join(f"* [{Path(t).name}]({t})" for t in tables) or "None.")
     return "\n\n".join(parts) + "\n"
+
+
+def table_rows(text: str, header: Sequence[str]) -> Iterator[list[str]]:
+    """The cells of each data row of the Markdown table(s) in ``text``: lines starting with
+    ``|``, split on unescaped bars, the ``header`` row and separator rows left out (the reverse
+    of :func:`_table`, for the checks that a page's table equals its CSV)."""
+    for line in text.splitlines():
+        if not line.strip().startswith("|"):
+            continue
+        cells = [c.strip() for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
+        if tuple(cells) == tuple(header) or all(re.fullmatch(r":?-+:?", c) for c in cells):
+            continue
+        yield cells
