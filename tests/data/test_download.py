@@ -137,6 +137,30 @@ def test_mp_faults_paging_malformed_and_secret(tmp_path, mp_rows, file_log, monk
     assert_no_secret(tmp_path, API_KEY)
 
 
+def test_mp_429_waits_even_when_the_url_contains_414(tmp_path, mp_rows, monkeypatch):
+    """mp-api re-sends at once any failed query whose message has "414" or "422" in it (a port,
+    or an id like mp-4140); the 429 must still reach our retry and its Retry-After be honoured."""
+    docs = [fs.summary_doc(r) for r in mp_rows[:3]]
+    for i, doc in enumerate(docs):
+        doc["material_id"] = f"mp-414{i}"
+        doc["structure"] = dict(doc["structure"])
+    monkeypatch.setenv("MP_API_KEY", API_KEY)
+    with fs.MPServer(docs, API_KEY) as srv:
+        srv.faults.append(("status", 429, 1))
+        ds = {
+            "source": "materials_project",
+            "http": FAST,
+            "materials_project": {"endpoint": srv.url, "chunk_size": 5, "nsites_max": 24},
+        }
+        manifest = run(ds, tmp_path / "raw.parquet", tmp_path / "raw.manifest.json", tmp_path / "work")
+        chunk_reqs = [r for r in srv.requests if "material_ids" in r.params]
+    assert [r.fault for r in chunk_reqs] == [("status", 429, 1), None]
+    assert chunk_reqs[1].params["material_ids"] == "mp-4140,mp-4141,mp-4142"
+    assert chunk_reqs[1].time - chunk_reqs[0].time >= 1.0
+    assert manifest["retries"]["by_kind"] == {"http_429": 1}
+    assert sorted(pd.read_parquet(tmp_path / "raw.parquet")["material_id"]) == ["mp-4140", "mp-4141", "mp-4142"]
+
+
 def test_mp_killed_run_resumes_without_refetching(tmp_path, mp_rows, monkeypatch):
     docs = [fs.summary_doc(r) for r in mp_rows[:12]]
     key_file = tmp_path / "mp.key"

@@ -238,6 +238,19 @@ class ResponseRecorder:
         session.hooks.setdefault("response", []).append(self)
 
 
+def raise_retryable_status(response: requests.Response, *args: Any, **kwargs: Any) -> requests.Response:
+    """A response hook that raises :class:`TransientError` for 429/5xx before a client library sees it.
+
+    Client libraries have their own ideas about failed responses: mp-api, for one, re-sends a
+    query at once, split in batches, whenever its error message contains "414" or "422", which
+    a port number or a material id in the URL can contain. Raised here, a retryable status
+    always reaches :func:`call_with_retry`, which waits as long as ``Retry-After`` asks.
+    """
+    if response.status_code in RETRY_STATUS:
+        raise error_for_status(response.status_code, response.url, response.headers, response.text)
+    return response
+
+
 class TimeoutAdapter(requests.adapters.HTTPAdapter):
     """An adapter without urllib3 retries that applies our timeout to every request.
 

@@ -17,8 +17,11 @@ boundaries stay the same); materials that disappear from the database between li
 fetching are reported as ``missing`` in the manifest.
 
 Retries are ours, not mp-api's: the client gets a session without urllib3 retries, with a
-default timeout and a response hook, so 429 + Retry-After, 5xx, timeouts and truncated JSON are
-retried (and counted) by :func:`tlcgcnn.data.download.http.call_with_retry`.
+default timeout and response hooks, so 429 + Retry-After, 5xx, timeouts and truncated JSON are
+retried (and counted) by :func:`tlcgcnn.data.download.http.call_with_retry`. A 429 or 5xx is
+raised by the hook before mp-api sees it: mp-api re-sends at once any failed query whose message
+contains "414" or "422" (as a port or a material id in the URL may), which would ignore
+``Retry-After``.
 
 The API key comes from ``MP_API_KEY`` or from ``api_key_file``; it is never logged or written
 (log records and error messages are scrubbed of it).
@@ -249,6 +252,7 @@ class _Client:
     def __init__(self, key: str, endpoint: str, policy: http.RetryPolicy, stats: http.RetryStats) -> None:
         self.endpoint, self.policy, self.stats = endpoint, policy, stats
         self.session, self.recorder = http.make_session(policy, headers={"x-api-key": key})
+        self.session.hooks["response"].append(http.raise_retryable_status)
         self.classify = _classifier(self.recorder)
         self.database_version = self._call(self._heartbeat, "heartbeat (database version)")
         from mp_api.client import MPRester
