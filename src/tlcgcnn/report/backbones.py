@@ -1,0 +1,539 @@
+"""Universal-potential features against the study's CGCNN transfer, cell by cell.
+
+A backbone run (``config/backbones-cpu.yaml``: CHGNet's crystal vectors + ridge / RF / SVR on
+the study's targets, sizes and seeds) is paired with a published study folder
+(``docs/results/paper-cpu``) seed by seed. Nothing of the study is re-trained: the pairing is
+valid because both runs have the same training, validation and test crystals per (target,
+size, seed), and :func:`check_same_cells` proves it before anything is compared. Every
+(target, size, mode, seed) that the backbone run shares with the study (the descriptor SVR that
+``backbones-cpu`` re-runs) must give the same test MAE, on the same table (``data_sha256``) and
+test-set size; one mismatch stops the report, naming the cell.
+
+The comparisons, one Holm family (:data:`FAMILY`) declared here before any backbone result
+existed, BH q-values beside. Per (target, size), the backbone's estimator chosen on validation
+(lowest mean validation score, :func:`tlcgcnn.report.figures.series.validation_scores`) is
+tested, paired by seed, against:
+
+* ``scratch``: CGCNN trained from scratch (the study's baseline);
+* ``cgcnn_transfer``: the CGCNN transfer mode (every fine-tuning and frozen-feature mode of a
+  trained CGCNN source in that cell) chosen on validation, the choice a user can make;
+* ``cgcnn_transfer_best``: the CGCNN transfer mode with the lowest mean *test* MAE, an
+  opponent chosen with hindsight (optimistic for CGCNN, so a backbone win over it is
+  conservative);
+* ``descriptors``: the composition-descriptor baseline (PLS, SVR, LASSO, RF) chosen on its
+  cross-validation score.
+
+:func:`effective_data` says how many scratch training crystals a source is worth: the size at
+which the scratch learning curve (mean test MAE over seeds, made monotone, interpolated
+log-log between the measured sizes) reaches the source's mean MAE, with a 95 % bootstrap
+interval over seeds; beyond the measured sizes it is a bound (``≥`` the largest, ``≤`` the
+smallest).
+
+``python -m tlcgcnn.report backbones RUN_METRICS STUDY OUT`` writes ``OUT/tables/``
+(``metrics.csv``: the backbone run's records; ``comparison.csv``; ``effective_data.csv``;
+``same_cells.csv``: the check), ``OUT/figures/backbone_learning_curves.png`` and
+``OUT/summary.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tlcgcnn.analysis.stats import benjamini_hochberg, holm, paired
+from tlcgcnn.report.figures.series import validation_scores
+
+log = logging.getLogger(__name__)
+
+FAMILY = "backbone_vs_cgcnn"
+ALPHA = 0.05
+SCRATCH = "scratch"
+DESCRIPTOR_ESTIMATORS = ("pls", "svr", "lasso", "rf")
+OPPONENTS = {
+    "scratch": "CGCNN from scratch",
+    "cgcnn_transfer": "CGCNN transfer chosen on validation",
+    "cgcnn_transfer_best": "best CGCNN transfer by test MAE (hindsight)",
+    "descriptors": "descriptor baseline chosen on CV",
+}
+KEYS = ["target", "size", "seed"]
+
+
+class ComparisonError(ValueError):
+    """The backbone run cannot be paired with the study (different cells, data or seeds)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Cells:
+    """The records of both runs, one per (target, size, mode, seed), with the columns needed.
+
+    ``backbone``: the backbone run's records whose source is a universal potential;
+    ``study``: the published study's records of the same targets."""
+
+    backbone: pd.DataFrame
+    study: pd.DataFrame
+
+
+def _normalise(df: pd.DataFrame) -> pd.DataFrame:
+    out = df.copy()
+    out["size"] = out["size"].astype(str)
+    out["seed"] = out["seed"].astype(int)
+    if "error" not in out:
+        out["error"] = out["mae"]
+    return out
+
+
+def is_backbone(df: pd.DataFrame) -> pd.Series:
+    """Records whose source is a universal-potential backbone (their ``backbone`` is set)."""
+    if "backbone" not in df:
+        return pd.Series(False, index=df.index)
+    return df["backbone"].notna() & df["backbone"].astype(str).ne("")
+
+
+def split_cells(run: pd.DataFrame, study: pd.DataFrame) -> Cells:
+    """The backbone records of ``run`` and the study's records of the targets they cover."""
+    run, study = _normalise(run), _normalise(study)
+    bb = run[is_backbone(run)]
+    if bb.empty:
+        raise ComparisonError("the run has no record with a backbone source (a pretrain entry with backbone:)")
+    return Cells(backbone=bb, study=study[study["target"].isin(set(bb["target"]))])
+
+
+def check_same_cells(run: pd.DataFrame, study: pd.DataFrame, rtol: float = 1e-9) -> pd.DataFrame:
+    """Prove that ``run`` and ``study`` split every target the same way: each record of
+    ``run`` that is not a backbone's and whose (target, size, mode, seed) the study has must
+    give the same test MAE (within ``rtol``: the two hosts' BLAS may differ in the last bits),
+    test-set size and table hash; every target of the backbone records needs at least one
+    such record at every size. Returns one row per record checked; raises
+    :class:`ComparisonError` naming the first mismatch."""
+    run, study = _normalise(run), _normalise(study)
+    mine = run[~is_backbone(run)]
+    merged = mine.merge(study, on=[*KEYS, "mode"], suffixes=("_run", "_study"))
+    if merged.empty:
+        raise ComparisonError(
+            "no record of the run is also in the study: nothing proves that their splits are the same "
+            "(re-run one of the study's modes, e.g. the descriptor svr, in the backbone config)"
+        )
+    rows = []
+    for r in merged.itertuples():
+        same_mae = math.isclose(float(r.mae_run), float(r.mae_study), rel_tol=rtol, abs_tol=0.0)
+        same_test = int(r.n_test_run) == int(r.n_test_study)
+        same_data = str(r.data_sha256_run) == str(r.data_sha256_study)
+        rows.append(
+            {
+                "target": r.target,
+                "size": r.size,
+                "mode": r.mode,
+                "seed": r.seed,
+                "mae_run": float(r.mae_run),
+                "mae_study": float(r.mae_study),
+                "n_test": int(r.n_test_run),
+                "same": same_mae and same_test and same_data,
+            }
+        )
+        if not (same_mae and same_test and same_data):
+            what = (
+                f"test MAE {float(r.mae_run)!r} vs {float(r.mae_study)!r}"
+                if not same_mae
+                else f"test-set size {int(r.n_test_run)} vs {int(r.n_test_study)}"
+                if not same_test
+                else f"table sha256 {str(r.data_sha256_run)[:12]} vs {str(r.data_sha256_study)[:12]}"
+            )
+            raise ComparisonError(
+                f"{r.target} n={r.size} {r.mode} seed {r.seed}: the run and the study differ ({what}); "
+                "their splits or data are not the same, so their seeds cannot be paired"
+            )
+    checked = pd.DataFrame(rows)
+    need = run[is_backbone(run)][["target", "size"]].drop_duplicates()
+    have = checked[["target", "size"]].drop_duplicates().assign(ok=True)
+    missing = need.merge(have, how="left", on=["target", "size"])
+    missing = missing[missing["ok"].isna()]
+    if len(missing):
+        first = missing.iloc[0]
+        raise ComparisonError(
+            f"{first['target']} n={first['size']}: no record shared with the study proves the split "
+            f"({len(missing)} (target, size) cells unchecked)"
+        )
+    return checked
+
+
+def _choose(records: pd.DataFrame, by: str) -> pd.DataFrame:
+    """Per (target, size) the mode of ``records`` with the lowest mean validation score
+    (``by="validation"``) or mean test error (``by="test"``); columns target, size, mode."""
+    if records.empty:
+        return pd.DataFrame(columns=["target", "size", "mode"])
+    if by == "validation":
+        scores = validation_scores(records)
+    else:
+        scores = records.groupby(["target", "size", "mode"])["error"].mean().rename("score").reset_index()
+    scores = scores[np.isfinite(scores["score"].astype(float))].sort_values(["target", "size", "score", "mode"])
+    return scores.groupby(["target", "size"], sort=False).head(1)[["target", "size", "mode"]]
+
+
+def cgcnn_transfer(study: pd.DataFrame) -> pd.DataFrame:
+    """The study's transfer records whose source is a trained CGCNN (not a backbone)."""
+    return study[study["family"].eq("transfer") & ~is_backbone(study)]
+
+
+def descriptor_baselines(study: pd.DataFrame) -> pd.DataFrame:
+    """The study's composition-descriptor baselines (no pretrained source)."""
+    no_source = study["pretrained"].isna() if "pretrained" in study else pd.Series(True, index=study.index)
+    return study[study["family"].eq("baseline") & study["mode"].isin(DESCRIPTOR_ESTIMATORS) & no_source]
+
+
+def opponents(study: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Per opponent of :data:`OPPONENTS`: per (target, size), which study mode it is."""
+    scratch = study[study["mode"].eq(SCRATCH)][["target", "size"]].drop_duplicates().assign(mode=SCRATCH)
+    tl = cgcnn_transfer(study)
+    return {
+        "scratch": scratch,
+        "cgcnn_transfer": _choose(tl, "validation"),
+        "cgcnn_transfer_best": _choose(tl, "test"),
+        "descriptors": _choose(descriptor_baselines(study), "validation"),
+    }
+
+
+def _errors(records: pd.DataFrame, target: str, size: str, mode: str) -> pd.Series:
+    cell = records[records["target"].eq(target) & records["size"].eq(size) & records["mode"].eq(mode)]
+    return cell.set_index("seed")["error"].astype(float)
+
+
+def _size_order(size: str) -> float:
+    try:
+        return float(size)
+    except ValueError:
+        return math.inf
+
+
+def compare(cells: Cells) -> pd.DataFrame:
+    """The family's paired tests: per (target, size), the backbone's validation-chosen mode
+    against each opponent (:data:`OPPONENTS`), on the seeds both have. Columns: target, size,
+    backbone_mode, versus, versus_mode, n_pairs, means and spreads, mean_diff (backbone −
+    opponent) with its 95 % CI, improvement_rate, p_value, p_holm (Holm over the whole
+    family), q_bh and the verdict."""
+    chosen = _choose(cells.backbone, "validation")
+    opp = opponents(cells.study)
+    rows: list[dict[str, Any]] = []
+    for c in chosen.itertuples():
+        mine = _errors(cells.backbone, c.target, c.size, c.mode)
+        for name, table in opp.items():
+            pick = table[table["target"].eq(c.target) & table["size"].eq(c.size)]
+            if pick.empty:
+                continue
+            versus = str(pick["mode"].iloc[0])
+            theirs = _errors(cells.study, c.target, c.size, versus)
+            seeds = sorted(set(mine.index) & set(theirs.index))
+            res = paired(theirs.loc[seeds].to_numpy(), mine.loc[seeds].to_numpy())
+            rows.append(
+                {
+                    "target": c.target,
+                    "size": c.size,
+                    "backbone_mode": c.mode,
+                    "versus": name,
+                    "versus_mode": versus,
+                    "n_pairs": res["n_pairs"],
+                    "mae_backbone": res["mae_mode"],
+                    "mae_versus": res["mae_baseline"],
+                    "sd_backbone": res["sd_mode"],
+                    "sd_versus": res["sd_baseline"],
+                    "mean_diff": res["mean_diff"],
+                    "ci_low": res["ci_low"],
+                    "ci_high": res["ci_high"],
+                    "improvement_rate": res["improvement_rate"],
+                    "p_value": res["p_value"],
+                }
+            )
+    out = pd.DataFrame(rows)
+    if out.empty:
+        return out
+    out = out.sort_values(
+        ["target", "size", "versus"], key=lambda s: s.map(_size_order) if s.name == "size" else s
+    ).reset_index(drop=True)
+    p = out["p_value"].to_numpy(float)
+    ok = np.isfinite(p)
+    out["p_holm"] = np.nan
+    out["q_bh"] = np.nan
+    out.loc[ok, "p_holm"] = holm(p[ok])
+    out.loc[ok, "q_bh"] = benjamini_hochberg(p[ok])
+    out["holm_family"] = FAMILY
+    out["family_size"] = int(ok.sum())
+    out["verdict"] = [verdict(d, q) for d, q in zip(out["mean_diff"], out["p_holm"], strict=True)]
+    return out
+
+
+def verdict(mean_diff: float, p_holm: float, alpha: float = ALPHA) -> str:
+    """ "backbone better" / "backbone worse" when Holm-significant, else "no significant difference"."""
+    if not np.isfinite(p_holm) or p_holm >= alpha:
+        return "no significant difference"
+    return "backbone better" if mean_diff < 0 else "backbone worse"
+
+
+# --------------------------------------------------------------------------- effective data
+def _crossing(sizes: np.ndarray, curve: np.ndarray, value: float) -> tuple[float, str]:
+    """The size at which the monotone ``curve`` (errors at ``sizes``, falling) reaches
+    ``value``, interpolated log-log; with "≥" / "≤" when it lies beyond the measured sizes."""
+    mono = np.minimum.accumulate(curve)
+    if value >= mono[0]:
+        return float(sizes[0]), "≤"
+    if value < mono[-1]:
+        return float(sizes[-1]), "≥"
+    i = int(np.flatnonzero(mono > value)[-1])  # mono[i] > value >= mono[i + 1]
+    x0, x1 = math.log(sizes[i]), math.log(sizes[i + 1])
+    y0, y1 = math.log(mono[i]), math.log(mono[i + 1])
+    x = x1 if y1 == y0 else x0 + (math.log(value) - y0) * (x1 - x0) / (y1 - y0)
+    return float(math.exp(x)), ""
+
+
+def effective_data(reference: pd.DataFrame, source: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """How many ``reference`` (scratch) training crystals each cell of ``source`` is worth.
+
+    ``reference``: the scratch records of one target (size, seed, error); ``source``: one
+    source's records of that target at one mode per size. Per size of ``source``: its mean test
+    error, ``n_effective`` (where the scratch curve reaches it), ``multiplier`` =
+    n_effective / n, their 95 % bootstrap interval (seeds resampled within every size of both),
+    and ``bound`` ("≥": better than scratch at the largest measured size, so at least that;
+    "≤": worse than scratch at the smallest)."""
+    ref = reference.assign(n=reference["size"].map(_size_order))
+    ref = ref[np.isfinite(ref["n"])]
+    sizes = np.array(sorted(ref["n"].unique()), dtype=float)
+    per_size = [ref[ref["n"].eq(s)]["error"].to_numpy(float) for s in sizes]
+    rng = np.random.default_rng(seed)
+    rows = []
+    for size, cell in source.groupby("size", sort=False):
+        n = _size_order(str(size))
+        errs = cell["error"].to_numpy(float)
+        curve = np.array([e.mean() for e in per_size])
+        n_eff, bound = _crossing(sizes, curve, float(errs.mean()))
+        boots = np.empty(n_boot)
+        for b in range(n_boot):
+            boot_curve = np.array([rng.choice(e, e.size).mean() for e in per_size])
+            boots[b] = _crossing(sizes, boot_curve, float(rng.choice(errs, errs.size).mean()))[0]
+        lo, hi = np.percentile(boots, [2.5, 97.5])
+        rows.append(
+            {
+                "size": str(size),
+                "mode": str(cell["mode"].iloc[0]),
+                "n_seeds": int(errs.size),
+                "mae": float(errs.mean()),
+                "n_effective": n_eff,
+                "n_effective_low": float(lo),
+                "n_effective_high": float(hi),
+                "multiplier": n_eff / n,
+                "multiplier_low": float(lo) / n,
+                "multiplier_high": float(hi) / n,
+                "bound": bound,
+                "scratch_sizes": "/".join(str(int(s)) for s in sizes),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def effective_table(cells: Cells, n_boot: int = 2000) -> pd.DataFrame:
+    """:func:`effective_data` of the backbone (chosen on validation) and of the CGCNN transfer
+    (chosen on validation) for every target."""
+    series = {
+        "backbone": (cells.backbone, _choose(cells.backbone, "validation")),
+        "cgcnn_transfer": (cells.study, opponents(cells.study)["cgcnn_transfer"]),
+    }
+    parts = []
+    for target in sorted(set(cells.backbone["target"])):
+        ref = cells.study[cells.study["target"].eq(target) & cells.study["mode"].eq(SCRATCH)]
+        if ref.empty:
+            continue
+        for name, (records, chosen) in series.items():
+            pick = chosen[chosen["target"].eq(target)]
+            sel = records.merge(pick, on=["target", "size", "mode"])
+            if sel.empty:
+                continue
+            parts.append(effective_data(ref, sel, n_boot=n_boot).assign(target=target, source=name))
+    cols = ["target", "source", "size"]
+    out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
+    return out[cols + [c for c in out.columns if c not in cols]]
+
+
+# --------------------------------------------------------------------------- figure
+SERIES_STYLE = {
+    "scratch": ("CGCNN from scratch", "black", "o"),
+    "cgcnn_transfer": ("CGCNN transfer (chosen on validation)", "tab:blue", "s"),
+    "backbone": ("CHGNet features (chosen on validation)", "tab:orange", "D"),
+    "descriptors": ("descriptor baseline (chosen on CV)", "tab:gray", "^"),
+}
+
+
+def curve_points(cells: Cells) -> pd.DataFrame:
+    """Mean test MAE with its 95 % t interval over seeds, per target, size and series."""
+    from scipy import stats as sstats
+
+    opp = opponents(cells.study)
+    picks = {
+        "scratch": (cells.study, opp["scratch"]),
+        "cgcnn_transfer": (cells.study, opp["cgcnn_transfer"]),
+        "backbone": (cells.backbone, _choose(cells.backbone, "validation")),
+        "descriptors": (cells.study, opp["descriptors"]),
+    }
+    rows = []
+    for name, (records, chosen) in picks.items():
+        sel = records.merge(chosen, on=["target", "size", "mode"])
+        sel = sel[sel["target"].isin(set(cells.backbone["target"]))]
+        sel = sel[sel.set_index(["target", "size"]).index.isin(cells.backbone.set_index(["target", "size"]).index)]
+        for (target, size), g in sel.groupby(["target", "size"]):
+            e = g["error"].to_numpy(float)
+            half = float(sstats.t.ppf(0.975, e.size - 1) * e.std(ddof=1) / math.sqrt(e.size)) if e.size > 1 else 0.0
+            rows.append(
+                {"target": target, "size": size, "series": name, "mode": g["mode"].iloc[0], "mae": e.mean(), "ci": half}
+            )
+    return pd.DataFrame(rows)
+
+
+def _title(record: pd.Series) -> str:
+    """A panel's title: the target's name, its property's symbol and its subset."""
+    from tlcgcnn.report.figures.style import SYMBOLS
+
+    prop = str(record.get("property", ""))
+    transform = "log10 " if str(record.get("transform", "")) == "log10" else ""
+    subset = ", non-metals" if str(record.get("subset", "")) == "nonmetal" else ""
+    return f"{record['target']}: {transform}{SYMBOLS.get(prop, prop)}{subset}"
+
+
+def draw(cells: Cells, png: str | Path) -> None:
+    """One panel per target: test MAE against training crystals for the four series."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from tlcgcnn.report.figures.style import error_label, save
+
+    pts = curve_points(cells)
+    targets = sorted(set(pts["target"]))
+    ncol = min(2, len(targets))
+    nrow = -(-len(targets) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(5.2 * ncol, 3.9 * nrow), squeeze=False)
+    for ax, target in zip(axes.flat, targets, strict=False):
+        for name, (label, colour, marker) in SERIES_STYLE.items():
+            p = pts[pts["target"].eq(target) & pts["series"].eq(name)].copy()
+            if p.empty:
+                continue
+            p["n"] = p["size"].map(_size_order)
+            p = p.sort_values("n")
+            ax.errorbar(p["n"], p["mae"], yerr=p["ci"], label=label, color=colour, marker=marker, ms=4, capsize=2)
+        ax.set_xscale("log")
+        ax.set_xlabel("training crystals")
+        ax.set_ylabel(error_label(cells.study[cells.study["target"].eq(target)]))
+        ax.set_title(_title(cells.backbone[cells.backbone["target"].eq(target)].iloc[0]))
+        ax.grid(alpha=0.3, which="both")
+    for ax in list(axes.flat)[len(targets) :]:
+        ax.set_visible(False)
+    handles, names = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=2, frameon=False, fontsize=9)
+    fig.suptitle("CHGNet crystal features vs CGCNN transfer: mean test MAE, 95 % CI over seeds", fontsize=11)
+    fig.tight_layout(rect=(0, 0.08, 1, 0.97))
+    save(fig, png)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------- summary
+def _fmt_p(p: float) -> str:
+    if not np.isfinite(p):
+        return "n/a"
+    return f"{p:.2g}" if p >= 1e-3 else f"{p:.1e}"
+
+
+def summary_markdown(tests: pd.DataFrame, eff: pd.DataFrame, checked: pd.DataFrame, info: dict[str, Any]) -> str:
+    """The folder's ``summary.md``: what was compared, the check, the per-cell verdicts."""
+    lines = [
+        "# CHGNet crystal features vs CGCNN transfer (backbones-cpu)",
+        "",
+        f"Backbone: {info.get('backbone', 'chgnet-0.3.0')} ({info.get('package', 'chgnet')} "
+        f"{info.get('package_version', '')}, licence {info.get('licence', 'n/a')}); trained on "
+        f"{info.get('training_data', 'MPtrj')}. Frozen 64-wide crystal vectors, ridge / random forest / SVR "
+        "with hyper-parameters by 5-fold CV on the training crystals; the estimator of each (target, n) is "
+        "chosen on the validation crystals.",
+        "",
+        f"Paired with `docs/results/paper-cpu` seed by seed: {int(checked['same'].sum())} re-run descriptor-SVR "
+        "records give the study's test MAE (relative difference < 1e-9), test-set size and table hash, so every "
+        "(target, n, seed) has the study's training, validation and test crystals.",
+        "",
+        f"One Holm family (`{FAMILY}`, {int(tests['family_size'].iloc[0]) if len(tests) else 0} tests); "
+        "difference = CHGNet − opponent (negative: CHGNet better).",
+        "",
+        "| target | n | CHGNet (mode) | opponent | opponent MAE | difference [95 % CI] | p | p Holm | verdict |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in tests.itertuples():
+        lines.append(
+            f"| {r.target} | {r.size} | {r.mae_backbone:.4g} ({r.backbone_mode}) | {OPPONENTS[r.versus]} "
+            f"({r.versus_mode}) | {r.mae_versus:.4g} | {r.mean_diff:+.4g} [{r.ci_low:+.3g}, {r.ci_high:+.3g}] | "
+            f"{_fmt_p(r.p_value)} | {_fmt_p(r.p_holm)} | {r.verdict} |"
+        )
+    lines += [
+        "",
+        "## Effective data",
+        "",
+        "Scratch training crystals each source is worth (scratch curve interpolated log-log; ≥: better than "
+        "scratch at its largest measured size; 95 % bootstrap interval over seeds).",
+        "",
+        "| target | source | n | n_effective [95 %] | multiplier |",
+        "|---|---|---|---|---|",
+    ]
+    for r in eff.itertuples():
+        lines.append(
+            f"| {r.target} | {r.source} | {r.size} | {r.bound}{r.n_effective:,.0f} "
+            f"[{r.n_effective_low:,.0f}, {r.n_effective_high:,.0f}] | {r.bound}{r.multiplier:.2g}× |"
+        )
+    lines += ["", "![learning curves](figures/backbone_learning_curves.png)", ""]
+    return "\n".join(lines)
+
+
+def publish(
+    run_metrics: str | Path, study: str | Path, out: str | Path, embed_info: str | Path | None = None
+) -> pd.DataFrame:
+    """Check, compare and write ``out`` (see the module docstring). Returns the tests."""
+    from tlcgcnn.utils import fileio as io
+
+    run = pd.read_csv(run_metrics)
+    pub = pd.read_csv(Path(study) / "tables" / "metrics.csv")
+    checked = check_same_cells(run, pub)
+    cells = split_cells(run, pub)
+    tests = compare(cells)
+    eff = effective_table(cells)
+    out = Path(out)
+    (out / "tables").mkdir(parents=True, exist_ok=True)
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    io.write_csv(run, out / "tables" / "metrics.csv")
+    io.write_csv(tests, out / "tables" / "comparison.csv")
+    io.write_csv(eff, out / "tables" / "effective_data.csv")
+    io.write_csv(checked, out / "tables" / "same_cells.csv")
+    info = json.loads(Path(embed_info).read_text()) if embed_info else {}
+    draw(cells, out / "figures" / "backbone_learning_curves.png")
+    io.write_text(out / "summary.md", summary_markdown(tests, eff, checked, info))
+    return tests
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tlcgcnn.report backbones",
+        description="Pair a backbone run's records with a published study folder seed by seed and test them "
+        "(tlcgcnn.report.backbones).",
+    )
+    parser.add_argument("run_metrics", help="the backbone run's stats/metrics.csv")
+    parser.add_argument("study", help="the published study folder, e.g. docs/results/paper-cpu")
+    parser.add_argument("out", help="the folder to write, e.g. docs/results/backbones-cpu")
+    parser.add_argument("--embed-info", help="the backbone's info JSON (results/<name>/backbones/<backbone>/info.json)")
+    args = parser.parse_args(argv)
+    try:
+        tests = publish(args.run_metrics, args.study, args.out, args.embed_info)
+    except ComparisonError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"{args.out}: {len(tests)} paired tests in family {FAMILY}")
+    return 0
