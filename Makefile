@@ -49,9 +49,11 @@ results-readme: $(STAMP)
 	$(PY) -m tlcgcnn.report readme $(if $(NAME),$(RESULTS_DIR)/$(NAME),$(patsubst %/summary.md,%,$(wildcard $(RESULTS_DIR)/*/summary.md))) docs/results.md
 
 # the papers' claims in the papers' terms (config/claims/paper-cpu.yaml) on the published paper-cpu
-# tables: docs/results/paper-cpu/claims_papers.csv and its table in docs/results.md (tlcgcnn.report.paper_claims)
+# tables: docs/results/paper-cpu/claims_papers.csv and its table in docs/results.md (tlcgcnn.report.paper_claims);
+# and how many scratch crystals each source is worth: tables/effective_data.csv (tlcgcnn.report.effective)
 results-papers: $(STAMP)
 	$(PY) -m tlcgcnn.report papers config/claims/paper-cpu.yaml $(RESULTS_DIR)/paper-cpu docs/results.md
+	$(PY) -m tlcgcnn.report effective $(RESULTS_DIR)/paper-cpu docs/results.md
 
 # how far an unfinished run is: cells, job time left, interim claims (tlcgcnn.report.progress; reads only)
 progress: $(STAMP)

@@ -7,9 +7,6 @@ number they are tested on is a real test MAE whose right answer the test compute
 
 from __future__ import annotations
 
-import math
-
-import numpy as np
 import pandas as pd
 import pytest
 from conftest import ROOT
@@ -100,27 +97,6 @@ def test_compare_chooses_on_validation_and_tests_paired_by_seed(study):
             else ("backbone better" if r.mean_diff < 0 else "backbone worse")
         )
         assert r.verdict == want
-
-
-def test_effective_data_inverts_the_scratch_curve():
-    sizes = [50, 100, 200, 500, 1000]
-    rng = np.random.default_rng(1)
-    # scratch error = 1 / sqrt(n) exactly at every seed: a power law, so log-log interpolation is exact
-    ref = pd.DataFrame([{"size": str(n), "seed": s, "error": 1 / math.sqrt(n)} for n in sizes for s in range(5)])
-    src = pd.DataFrame(
-        [{"size": "100", "seed": s, "mode": "m", "error": 1 / math.sqrt(400)} for s in range(5)]
-        + [
-            {"size": "500", "seed": s, "mode": "m", "error": 0.5 / math.sqrt(1000) + rng.normal(0, 1e-6)}
-            for s in range(5)
-        ]
-        + [{"size": "50", "seed": s, "mode": "m", "error": 2.0} for s in range(5)]
-    )
-    eff = B.effective_data(ref, src, n_boot=200).set_index("size")
-    assert eff.loc["100", "n_effective"] == pytest.approx(400.0, rel=1e-9)
-    assert eff.loc["100", "multiplier"] == pytest.approx(4.0, rel=1e-9) and eff.loc["100", "bound"] == ""
-    assert eff.loc["100", "n_effective_low"] == pytest.approx(400.0, rel=1e-9)  # no spread: a point interval
-    assert eff.loc["500", "bound"] == "≥" and eff.loc["500", "n_effective"] == 1000.0
-    assert eff.loc["50", "bound"] == "≤" and eff.loc["50", "n_effective"] == 50.0
 
 
 def test_the_figure_passes_the_quality_guard(study, tmp_path):

@@ -23,11 +23,8 @@ tested, paired by seed, against:
 * ``descriptors``: the composition-descriptor baseline (PLS, SVR, LASSO, RF) chosen on its
   cross-validation score.
 
-:func:`effective_data` says how many scratch training crystals a source is worth: the size at
-which the scratch learning curve (mean test MAE over seeds, made monotone, interpolated
-log-log between the measured sizes) reaches the source's mean MAE, with a 95 % bootstrap
-interval over seeds; beyond the measured sizes it is a bound (``≥`` the largest, ``≤`` the
-smallest).
+:func:`effective_table` says how many scratch training crystals the backbone and the CGCNN
+transfer are worth (:func:`tlcgcnn.analysis.effective.effective_data`).
 
 ``python -m tlcgcnn.report backbones RUN_METRICS STUDY OUT`` writes ``OUT/tables/``
 (``metrics.csv``: the backbone run's records; ``comparison.csv``; ``effective_data.csv``;
@@ -50,6 +47,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tlcgcnn.analysis.effective import effective_data, size_order
 from tlcgcnn.analysis.stats import benjamini_hochberg, holm, paired
 from tlcgcnn.report.figures.series import validation_scores
 
@@ -207,13 +205,6 @@ def _errors(records: pd.DataFrame, target: str, size: str, mode: str) -> pd.Seri
     return cell.set_index("seed")["error"].astype(float)
 
 
-def _size_order(size: str) -> float:
-    try:
-        return float(size)
-    except ValueError:
-        return math.inf
-
-
 def compare(cells: Cells) -> pd.DataFrame:
     """The family's paired tests: per (target, size), the backbone's validation-chosen mode
     against each opponent (:data:`OPPONENTS`), on the seeds both have. Columns: target, size,
@@ -256,7 +247,7 @@ def compare(cells: Cells) -> pd.DataFrame:
     if out.empty:
         return out
     out = out.sort_values(
-        ["target", "size", "versus"], key=lambda s: s.map(_size_order) if s.name == "size" else s
+        ["target", "size", "versus"], key=lambda s: s.map(size_order) if s.name == "size" else s
     ).reset_index(drop=True)
     p = out["p_value"].to_numpy(float)
     ok = np.isfinite(p)
@@ -278,65 +269,6 @@ def verdict(mean_diff: float, p_holm: float, alpha: float = ALPHA) -> str:
 
 
 # --------------------------------------------------------------------------- effective data
-def _crossing(sizes: np.ndarray, curve: np.ndarray, value: float) -> tuple[float, str]:
-    """The size at which the monotone ``curve`` (errors at ``sizes``, falling) reaches
-    ``value``, interpolated log-log; with "≥" / "≤" when it lies beyond the measured sizes."""
-    mono = np.minimum.accumulate(curve)
-    if value >= mono[0]:
-        return float(sizes[0]), "≤"
-    if value < mono[-1]:
-        return float(sizes[-1]), "≥"
-    i = int(np.flatnonzero(mono > value)[-1])  # mono[i] > value >= mono[i + 1]
-    x0, x1 = math.log(sizes[i]), math.log(sizes[i + 1])
-    y0, y1 = math.log(mono[i]), math.log(mono[i + 1])
-    x = x1 if y1 == y0 else x0 + (math.log(value) - y0) * (x1 - x0) / (y1 - y0)
-    return float(math.exp(x)), ""
-
-
-def effective_data(reference: pd.DataFrame, source: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """How many ``reference`` (scratch) training crystals each cell of ``source`` is worth.
-
-    ``reference``: the scratch records of one target (size, seed, error); ``source``: one
-    source's records of that target at one mode per size. Per size of ``source``: its mean test
-    error, ``n_effective`` (where the scratch curve reaches it), ``multiplier`` =
-    n_effective / n, their 95 % bootstrap interval (seeds resampled within every size of both),
-    and ``bound`` ("≥": better than scratch at the largest measured size, so at least that;
-    "≤": worse than scratch at the smallest)."""
-    ref = reference.assign(n=reference["size"].map(_size_order))
-    ref = ref[np.isfinite(ref["n"])]
-    sizes = np.array(sorted(ref["n"].unique()), dtype=float)
-    per_size = [ref[ref["n"].eq(s)]["error"].to_numpy(float) for s in sizes]
-    rng = np.random.default_rng(seed)
-    rows = []
-    for size, cell in source.groupby("size", sort=False):
-        n = _size_order(str(size))
-        errs = cell["error"].to_numpy(float)
-        curve = np.array([e.mean() for e in per_size])
-        n_eff, bound = _crossing(sizes, curve, float(errs.mean()))
-        boots = np.empty(n_boot)
-        for b in range(n_boot):
-            boot_curve = np.array([rng.choice(e, e.size).mean() for e in per_size])
-            boots[b] = _crossing(sizes, boot_curve, float(rng.choice(errs, errs.size).mean()))[0]
-        lo, hi = np.percentile(boots, [2.5, 97.5])
-        rows.append(
-            {
-                "size": str(size),
-                "mode": str(cell["mode"].iloc[0]),
-                "n_seeds": int(errs.size),
-                "mae": float(errs.mean()),
-                "n_effective": n_eff,
-                "n_effective_low": float(lo),
-                "n_effective_high": float(hi),
-                "multiplier": n_eff / n,
-                "multiplier_low": float(lo) / n,
-                "multiplier_high": float(hi) / n,
-                "bound": bound,
-                "scratch_sizes": "/".join(str(int(s)) for s in sizes),
-            }
-        )
-    return pd.DataFrame(rows)
-
-
 def effective_table(cells: Cells, n_boot: int = 2000) -> pd.DataFrame:
     """:func:`effective_data` of the backbone (chosen on validation) and of the CGCNN transfer
     (chosen on validation) for every target."""
@@ -423,7 +355,7 @@ def draw(cells: Cells, png: str | Path) -> None:
             p = pts[pts["target"].eq(target) & pts["series"].eq(name)].copy()
             if p.empty:
                 continue
-            p["n"] = p["size"].map(_size_order)
+            p["n"] = p["size"].map(size_order)
             p = p.sort_values("n")
             ax.errorbar(p["n"], p["mae"], yerr=p["ci"], label=label, color=colour, marker=marker, ms=4, capsize=2)
         ax.set_xscale("log")
