@@ -86,17 +86,41 @@ def test_chgnet_embeds_real_crystals_deterministically_and_caches_them(crystals,
 
 
 @needs_chgnet
-def test_the_vectors_are_chgnets_own_crystal_features(crystals):
-    """Row i is what chgnet's predict_structure(..., return_crystal_feas=True) gives the crystal."""
+def test_the_vectors_are_chgnets_atom_features_averaged(crystals):
+    """Row i is chgnet's own crystal feature of the crystal (predict_structure(...,
+    return_crystal_feas=True): the 0.3.0 read-out *sums* its atoms' features) divided by its
+    number of atoms."""
     from chgnet.model import CHGNet
 
     from tlcgcnn.data.table import to_structure
 
     ours = backbones.embed(crystals.iloc[:4], device="cpu", threads=2, progress=False)
+    assert ours.attrs["pooling"] == backbones.POOLING
     model = CHGNet.load(model_name="0.3.0", use_device="cpu", verbose=False)
     for i in range(4):
-        ref = model.predict_structure(to_structure(crystals.iloc[i]), task="e", return_crystal_feas=True)
-        assert np.allclose(_vectors(ours)[i], ref["crystal_fea"], rtol=1e-5, atol=1e-6), i
+        s = to_structure(crystals.iloc[i])
+        ref = model.predict_structure(s, task="e", return_crystal_feas=True)
+        assert np.allclose(_vectors(ours)[i], ref["crystal_fea"] / len(s), rtol=1e-5, atol=1e-6), i
+
+
+@needs_chgnet
+def test_a_supercell_gets_the_vector_of_its_cell(crystals):
+    """The vector describes the material, not the cell chosen for it: a 2x1x1 and a 1x2x2
+    supercell of a real crystal get its vector (CHGNet's summed crystal_fea would double)."""
+    from tlcgcnn.data import table
+    from tlcgcnn.data.table import to_structure
+
+    s = to_structure(crystals.iloc[1])
+    cells = {"cell": s}
+    for name, scale in (("2x1x1", [2, 1, 1]), ("1x2x2", [1, 2, 2])):
+        big = s.copy()
+        big.make_supercell(scale)
+        cells[name] = big
+    vecs = backbones.embed(cells, device="cpu", threads=2, progress=False)
+    X = _vectors(vecs)
+    assert [len(c) for c in cells.values()] == [len(s), 2 * len(s), 4 * len(s)]
+    assert np.allclose(X[1], X[0], rtol=1e-4, atol=1e-5) and np.allclose(X[2], X[0], rtol=1e-4, atol=1e-5)
+    assert table.structure_arrays(cells["2x1x1"])["nsites"] == 2 * len(s)
 
 
 @needs_chgnet

@@ -6,10 +6,14 @@ does not train: a universal interatomic potential shipped, weights included, in 
 frozen}``, :mod:`tlcgcnn.train.frozen`) fit their estimator on its crystal vectors, as they do on
 a CGCNN source's.
 
-:func:`embed` gives one vector per crystal: CHGNet's ``crystal_fea`` (``predict_structure(...,
-return_crystal_feas=True)``): the atom features after the last interaction block and the
-read-out layer norm, averaged over the cell's atoms, 64 wide; in eval mode, no gradients, energy
-only (no forces or stresses are computed). Each structure is hashed from its canonical arrays
+:func:`embed` gives one vector per crystal: the mean over the cell's atoms of CHGNet's atom
+features after its last interaction block and read-out layer norm, 64 wide; in eval mode, no
+gradients, energy only (no forces or stresses are computed). CHGNet's own ``crystal_fea``
+(``predict_graph(..., return_crystal_feas=True)``) is the *sum* of those atom features for the
+0.3.0 model (its read-out pools by summing, ``mlp_first``), which grows with the number of atoms
+in the cell: a supercell of the same material would get another vector. It is divided by the
+number of atoms, so the vector describes the material, not the cell chosen for it
+(:data:`POOLING`, part of the cache key). Each structure is hashed from its canonical arrays
 (:func:`structure_hash`); a cache file keyed by (structure hash, backbone, package version)
 keeps every vector computed, so a re-run embeds only structures it has not seen (a new table,
 a grown data set); vectors of another package version are never reused. :func:`embed_table` is
@@ -78,7 +82,9 @@ BACKBONES: dict[str, Backbone] = {
 
 # one crystal vector's columns in the embeddings file
 FEATURE_PREFIX = "f"
-CACHE_KEYS = ("structure_sha256", "backbone", "package_version")
+CACHE_KEYS = ("structure_sha256", "backbone", "package_version", "pooling")
+# how a crystal vector is made from the atom features (a cache row made another way is not reused)
+POOLING = "mean over atoms"
 
 
 def get(name: str) -> Backbone:
@@ -160,14 +166,15 @@ def read_cache(path: str | Path | None, backbone: Backbone, version: str) -> pd.
     if path is None or not Path(path).exists():
         return pd.DataFrame(columns=cols, index=pd.Index([], name="structure_sha256"), dtype=np.float64)
     cached = pd.read_parquet(path)
-    mine = cached[(cached["backbone"] == backbone.name) & (cached["package_version"] == version)]
+    pooling = cached["pooling"] if "pooling" in cached else pd.Series("", index=cached.index)
+    mine = cached[(cached["backbone"] == backbone.name) & (cached["package_version"] == version) & (pooling == POOLING)]
     return mine.drop_duplicates("structure_sha256").set_index("structure_sha256")[cols]
 
 
 def _write_cache(path: str | Path, new: pd.DataFrame, backbone: Backbone, version: str) -> None:
     """Add ``new`` (vectors indexed by structure hash) to the cache file, atomically; rows of
     other backbones and versions stay."""
-    rows = new.reset_index().assign(backbone=backbone.name, package_version=version)
+    rows = new.reset_index().assign(backbone=backbone.name, package_version=version, pooling=POOLING)
     rows = rows[[*CACHE_KEYS, *feature_columns(backbone.width)]]
     if Path(path).exists():
         rows = pd.concat([pd.read_parquet(path), rows], ignore_index=True).drop_duplicates(
@@ -188,9 +195,10 @@ def _load_model(backbone: Backbone, device: str) -> Any:
 
 
 def _embed_structures(model: Any, structures: list[Any], ids: list[str], batch_size: int) -> tuple[np.ndarray, int]:
-    """CHGNet's crystal vectors of ``structures`` (float64 [n, width]) and how many of them
-    have an atom with no neighbour within the atom-graph cutoff (embedded all the same: such an
-    atom keeps its own embedding)."""
+    """The crystal vectors of ``structures`` (float64 [n, width]: CHGNet's summed atom features
+    divided by the number of atoms, :data:`POOLING`) and how many of them have an atom with no
+    neighbour within the atom-graph cutoff (embedded all the same: such an atom keeps its own
+    embedding)."""
     import torch
 
     converter = model.graph_converter
@@ -200,7 +208,11 @@ def _embed_structures(model: Any, structures: list[Any], ids: list[str], batch_s
     with torch.no_grad():
         out = model.predict_graph(graphs, task="e", return_crystal_feas=True, batch_size=batch_size)
     preds = [out] if isinstance(out, dict) else out
-    return np.stack([np.asarray(p["crystal_fea"], dtype=np.float64) for p in preds]), isolated
+    sums = np.stack([np.asarray(p["crystal_fea"], dtype=np.float64) for p in preds])
+    if getattr(model.pooling, "average", False):  # a read-out that already averages
+        return sums, isolated
+    atoms = np.array([len(g.atomic_number) for g in graphs], dtype=np.float64)
+    return sums / atoms[:, None], isolated
 
 
 def embed(
@@ -277,6 +289,7 @@ def embed(
     out.insert(0, "material_id", df["material_id"].astype(str).to_numpy())
     out.attrs = {
         "backbone": bb.name,
+        "pooling": POOLING,
         "package": bb.package,
         "package_version": version,
         "device": dev,
