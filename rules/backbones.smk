@@ -29,3 +29,35 @@ rule embed_backbone:
         device=DEVICE,
     script:
         "../workflow/scripts/embed_backbone.py"
+
+
+# A backbone's read-out fine-tuned on a target (`features: readout`, tlcgcnn.train.readout): per
+# cell, the backbone's atom features of the cell's crystals (cached for the run), then per seed
+# its read-out MLP trained from the pretrained weights, validated and tested.
+rule finetune_readout:
+    input:
+        table=L.table(),
+        split=L.split("{target}"),
+    output:
+        metrics=L.cell_metrics(*CELL),
+        predictions=L.cell_predictions(*CELL),
+    log:
+        L.cell_log(*CELL),
+    benchmark:
+        L.cell_benchmark(*CELL)
+    wildcard_constraints:
+        mode=READOUT_MODES,
+    conda:
+        "../envs/chgnet.yaml"
+    threads: TRAIN_THREADS
+    resources:
+        mem_mb=6000,
+        runtime=120,
+        gpu=GPUS_PER_TRAIN_JOB,
+    params:
+        cell=cell_params,
+        split=SPLIT,
+        device=DEVICE,
+        atom_cache=readout_atom_cache,
+    script:
+        "../workflow/scripts/finetune_readout.py"

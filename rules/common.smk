@@ -55,6 +55,7 @@ wildcard_constraints:
 GNN_MODES = "|".join(CFG.gnn_modes) or "NONE"
 BASELINE_MODES = "|".join(CFG.baseline_modes) or "NONE"
 FROZEN_MODES = "|".join(CFG.frozen_modes) or "NONE"
+READOUT_MODES = "|".join(CFG.readout_modes) or "NONE"
 
 
 def isolation_graphs():
@@ -163,6 +164,13 @@ def backbone_spec(wildcards):
     from tlcgcnn.features import backbones
 
     return backbones.get(wildcards.backbone).as_dict()
+
+
+def readout_atom_cache(wildcards):
+    """The per-atom features cache of the backbone a read-out mode fine-tunes (shared by the
+    run's read-out cells; not an output: a re-run keeps it)."""
+    backbone = CFG.pretrained_backbone(CFG.modes[wildcards.mode].pretrained)
+    return str(L.backbone_atom_cache(backbone))
 
 
 def backbone_cache(wildcards):

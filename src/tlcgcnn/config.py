@@ -401,8 +401,11 @@ class Mode:
         return "transfer" if self.pretrained else "baseline" if self.estimator else "scratch"
 
     @property
-    def kind(self) -> Literal["gnn", "baseline", "frozen"]:
-        """Which rule runs its cells: finetune, finetune_baseline or finetune_frozen."""
+    def kind(self) -> Literal["gnn", "baseline", "frozen", "readout"]:
+        """Which rule runs its cells: finetune, finetune_baseline, finetune_frozen or
+        finetune_readout (a backbone's read-out fine-tuned, ``features: readout``)."""
+        if self.features == "readout":
+            return "readout"
         return "frozen" if self.features else "baseline" if self.estimator else "gnn"
 
     def as_dict(self) -> dict[str, Any]:
@@ -453,7 +456,7 @@ class Cell:
     pretrain: PretrainSource | None  # transfer modes: the source
 
     @property
-    def kind(self) -> Literal["gnn", "baseline", "frozen"]:
+    def kind(self) -> Literal["gnn", "baseline", "frozen", "readout"]:
         return self.mode.kind
 
     def as_params(self) -> dict[str, Any]:
@@ -892,7 +895,7 @@ class Config:
             self.cell(target, n, m)
             for n in self.target_sizes(target)
             for m in self.target_modes(target)
-            if self.modes[m].estimator is None
+            if self.modes[m].kind == "gnn"
         ]
 
     def external_pairs(self) -> list[tuple[str, str]]:
@@ -916,7 +919,7 @@ class Config:
 
     @property
     def gnn_modes(self) -> list[str]:
-        return sorted(m for m, s in self.modes.items() if s.estimator is None)
+        return sorted(m for m, s in self.modes.items() if s.kind == "gnn")
 
     @property
     def baseline_modes(self) -> list[str]:
@@ -925,6 +928,10 @@ class Config:
     @property
     def frozen_modes(self) -> list[str]:
         return sorted(m for m, s in self.modes.items() if s.kind == "frozen")
+
+    @property
+    def readout_modes(self) -> list[str]:
+        return sorted(m for m, s in self.modes.items() if s.kind == "readout")
 
     # ---------------------------------------------------------------- published models
     @property
@@ -1051,15 +1058,21 @@ class Config:
                 )
             if m.model is not None and m.model not in self.model_variants:
                 raise ConfigError(f"config: finetune.modes.{m.name}.model = {m.model!r} is not in model_variants")
-            if m.pretrained in self._backbones and m.kind != "frozen":
+            if m.pretrained in self._backbones and m.kind not in ("frozen", "readout"):
                 raise ConfigError(
                     f"config: finetune.modes.{m.name}: pretrained {m.pretrained!r} is a backbone "
-                    f"({self._backbones[m.pretrained]}), which serves frozen-features modes only: "
-                    f"{{pretrained: {m.pretrained}, estimator: ridge, features: frozen}} (or estimator rf, svr, "
-                    "pls, lasso). Fine-tuning a backbone's layers is not built yet"
+                    f"({self._backbones[m.pretrained]}), which serves frozen-features modes "
+                    f"({{pretrained: {m.pretrained}, estimator: ridge, features: frozen}}, or estimator rf, svr, "
+                    f"pls, lasso) and read-out fine-tuning ({{pretrained: {m.pretrained}, features: readout}}); "
+                    "fine-tuning its interaction blocks is not built"
+                )
+            if m.kind == "readout" and m.pretrained not in self._backbones:
+                raise ConfigError(
+                    f"config: finetune.modes.{m.name}: features: readout fine-tunes a backbone's read-out; "
+                    f"pretrained {m.pretrained!r} is not a backbone source ({{name: ..., backbone: chgnet-0.3.0}})"
                 )
             if (
-                m.kind != "frozen"
+                m.kind not in ("frozen", "readout")
                 and m.pretrained
                 and m.pretrained not in self._checkpoints
                 and pre[m.pretrained]["model"] != m.model
@@ -1208,7 +1221,18 @@ class Config:
         """A scikit-learn mode: on composition descriptors (``estimator``) or on a source's
         frozen crystal vectors (``pretrained`` + ``estimator`` + ``features: frozen``)."""
         where = f"config: finetune.modes.{m.name}"
-        if m.features and not m.estimator:
+        if m.features == "readout":
+            if m.estimator:
+                raise ConfigError(
+                    f"{where}: features: readout trains the backbone's own read-out network; "
+                    f"remove estimator: {m.estimator} (or use features: frozen)"
+                )
+            if m.freeze or m.model or m.reinit not in ("none", "head"):
+                raise ConfigError(
+                    f"{where}: features: readout trains the backbone's read-out MLP on its frozen atom "
+                    "features: freeze and model do not apply, reinit may be none or head"
+                )
+        elif m.features and not m.estimator:
             raise ConfigError(
                 f"{where}: features: {m.features} needs an estimator (ridge, rf, svr, pls or lasso) "
                 "fitted on the crystal vectors"
@@ -1303,7 +1327,7 @@ class Config:
                 problems.append("featurization differs (" + "; ".join(diff) + ")")
             src_model = self._sources[name].model
             for m in sorted(self.modes.values(), key=lambda m: m.name):
-                if m.pretrained != name or m.kind == "frozen":  # frozen features: the file's own network
+                if m.pretrained != name or m.kind in ("frozen", "readout"):  # the file's own network
                     continue
                 want = self.model_config(m.model)
                 diff = [

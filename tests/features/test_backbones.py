@@ -165,6 +165,7 @@ def _raw(**modes) -> dict:
 
 
 FROZEN = {"pretrained": "chgnet", "estimator": "ridge", "features": "frozen"}
+READOUT = {"pretrained": "chgnet", "features": "readout", "reinit": "head", "backbone_lr_scale": 0.1}
 
 
 @pytest.fixture
@@ -214,14 +215,30 @@ def test_a_missing_backbone_package_stops_the_parse_with_the_pip_command(monkeyp
 @pytest.mark.parametrize(
     ("mode", "message"),
     [
-        ({"pretrained": "chgnet"}, r"chgnet_mode: pretrained 'chgnet' is a backbone .* not built yet"),
-        ({"pretrained": "chgnet", "freeze": 2}, r"serves frozen-features modes only"),
-        ({"pretrained": "chgnet", "estimator": "ridge"}, r"serves frozen-features modes only"),
+        (
+            {"pretrained": "chgnet"},
+            r"chgnet_mode: pretrained 'chgnet' is a backbone .* interaction blocks is not built",
+        ),
+        ({"pretrained": "chgnet", "freeze": 2}, r"serves frozen-features modes .* and read-out fine-tuning"),
+        ({"pretrained": "chgnet", "estimator": "ridge"}, r"serves frozen-features modes"),
+        ({"pretrained": "chgnet", "features": "readout", "estimator": "ridge"}, r"remove estimator: ridge"),
+        ({"pretrained": "chgnet", "features": "readout", "freeze": 1}, r"freeze and model do not apply"),
+        ({"pretrained": "chgnet", "features": "readout", "reinit": "unfrozen"}, r"reinit may be none or head"),
+        ({"pretrained": "ef_all", "features": "readout"}, r"'ef_all' is not a backbone source"),
     ],
 )
-def test_only_frozen_modes_may_use_a_backbone(chgnet_importable, mode, message):
+def test_a_backbone_serves_frozen_and_readout_modes_only(chgnet_importable, mode, message):
     with pytest.raises(C.ConfigError, match=message):
         C.load(_raw(chgnet_mode=mode))
+
+
+def test_a_readout_mode_is_its_own_kind_with_the_cells_training_settings(chgnet_importable):
+    cfg = C.load(_raw(chgnet_readout=READOUT))
+    cell = cfg.cell("gap_nonmetal", 25, "chgnet_readout")
+    assert cell.kind == "readout" and cell.mode.family == "transfer" and cell.pretrain.backbone == "chgnet-0.3.0"
+    assert cfg.readout_modes == ["chgnet_readout"] and "chgnet_readout" not in cfg.gnn_modes + cfg.frozen_modes
+    assert cell.train is not None and cell.train["lr"] == cfg.cell("gap_nonmetal", 25, "scratch").train["lr"]
+    assert C.Cell.from_params(cell.as_params()).as_params() == cell.as_params()
 
 
 @pytest.mark.parametrize(
@@ -248,7 +265,8 @@ def test_an_unknown_backbone_is_refused_by_the_schema(chgnet_importable):
 # --------------------------------------------------------------------------- the workflow
 def tiny_config(data: Path) -> dict:
     """200 of the MP500 crystals; the PBE gap at n=50, two seeds: scratch CGCNN (2 epochs, a
-    tiny network) against ridge on CHGNet's frozen crystal vectors."""
+    tiny network) against ridge on CHGNet's frozen crystal vectors and CHGNet's read-out
+    fine-tuned (2 epochs)."""
     return {
         "name": "chgnet-tiny",
         "dataset": {"source": "local", "path": str(data), "sample": {"n": 200, "seed": 0}},
@@ -269,7 +287,7 @@ def tiny_config(data: Path) -> dict:
             "sizes": [50],
             "seeds": [0, 1],
             "baseline": "scratch",
-            "modes": {"scratch": {}, "chgnet_ridge": FROZEN},
+            "modes": {"scratch": {}, "chgnet_ridge": FROZEN, "chgnet_readout": READOUT},
         },
     }
 
@@ -321,8 +339,27 @@ def test_tiny_workflow_tests_chgnet_frozen_features_against_scratch(tmp_path):
     test_ids = set(json.loads((res / "splits" / "gap.split.json").read_text())["test"])
     assert set(pd.read_parquet(cell / "predictions.parquet")["material_id"]) == test_ids
     tests = pd.read_csv(res / "stats" / "ttests.csv")
-    row = tests[tests["mode"] == "chgnet_ridge"]
-    assert len(row) == 1 and row["holm_family"].iloc[0] == "transfer_vs_scratch" and row["n_pairs"].iloc[0] == 2
+    row = tests[(tests["mode"] == "chgnet_ridge") & (tests["holm_family"] == "transfer_vs_scratch")]
+    assert len(row) == 1 and row["n_pairs"].iloc[0] == 2
+    # the source's two modes: validation data chooses between them, as for a CGCNN source's
+    chosen = tests[tests["holm_family"] == "selected_vs_scratch"]
+    assert len(chosen) == 1 and chosen["pretrained"].iloc[0] == "chgnet"
+    assert chosen["mode"].iloc[0] in ("chgnet_ridge", "chgnet_readout")
+    # the read-out fine-tuned: same draws and test set, a checkpoint per seed, its atom features cached
+    ro_cell = res / "finetune" / "gap" / "n50" / "chgnet_readout"
+    readout = json.loads((ro_cell / "metrics.json").read_text())
+    assert [(r["n_train"], r["n_val"], r["n_test"]) for r in readout] == [
+        (r["n_train"], r["n_val"], r["n_test"]) for r in records
+    ]
+    for r in readout:
+        assert r["features"] == "readout" and r["model_kind"] == "chgnet-0.3.0 read-out" and r["family"] == "transfer"
+        assert r["backbone_lr_scale"] == 0.1 and r["reinit"] == "head" and r["epochs_run"] == 2
+        assert r["n_params"] == 12_545 and np.isfinite(r["mae"]) and 1 <= r["best_epoch"] <= 2
+        assert (ro_cell / "runs" / f"s{r['seed']}" / "model.pt").exists()
+    assert set(pd.read_parquet(ro_cell / "predictions.parquet")["material_id"]) == test_ids
+    atoms = pd.read_parquet(res / "backbones" / "chgnet-0.3.0" / "atoms_cache.parquet")
+    assert 60 <= len(atoms) <= n_table and set(atoms["features"]) == {backbones.ATOM_FEATURES}
+    assert len(tests[(tests["mode"] == "chgnet_readout") & (tests["holm_family"] == "transfer_vs_scratch")]) == 1
 
     # the embedding job run again: every vector comes from the cache, the cell's numbers are the same
     proc = subprocess.run([*cmd, "--forcerun", "embed_backbone"], capture_output=True, text=True, env=env, timeout=600)
@@ -331,6 +368,7 @@ def test_tiny_workflow_tests_chgnet_frozen_features_against_scratch(tmp_path):
     assert (again["n_embedded"], again["n_cached"]) == (0, n_table)
     rerun = json.loads((cell / "metrics.json").read_text())
     assert [r["mae"] for r in rerun] == [r["mae"] for r in records]
+    assert [r["mae"] for r in json.loads((ro_cell / "metrics.json").read_text())] == [r["mae"] for r in readout]
     print(
         f"tiny CHGNet workflow: {took:.0f} s (embedding {info['seconds']:.0f} s); "
         f"test MAE ridge on CHGNet {np.mean([r['mae'] for r in records]):.3f}, "

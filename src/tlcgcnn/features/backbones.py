@@ -351,3 +351,152 @@ def read_embeddings(path: str | Path, ids: list[str]) -> pd.DataFrame:
     out = emb.loc[ids].astype(np.float64)
     out.index.name = "material_id"
     return out
+
+
+# --------------------------------------------------------------------------- per-atom features
+# how the per-atom features of a cache row were made (a row made another way is not reused)
+ATOM_FEATURES = "read-out input (after the read-out layer norm)"
+
+
+def _atom_cache_rows(path: str | Path | None, backbone: Backbone, version: str) -> dict[str, np.ndarray]:
+    """The cached per-atom features of this backbone and package version, by structure hash."""
+    if path is None or not Path(path).exists():
+        return {}
+    cached = pd.read_parquet(path)
+    mine = cached[
+        (cached["backbone"] == backbone.name)
+        & (cached["package_version"] == version)
+        & (cached["features"] == ATOM_FEATURES)
+    ]
+    return {
+        h: np.frombuffer(blob, dtype="<f4").reshape(int(n), backbone.width)
+        for h, n, blob in zip(mine["structure_sha256"], mine["n_atoms"], mine["atoms"], strict=True)
+    }
+
+
+def _add_atom_cache(path: str | Path, new: dict[str, np.ndarray], backbone: Backbone, version: str) -> None:
+    """Add ``new`` to the per-atom cache file under an exclusive lock (cells of one run may
+    write it at the same time), atomically; rows of other backbones and versions stay."""
+    import fcntl
+
+    rows = pd.DataFrame(
+        {
+            "structure_sha256": list(new),
+            "backbone": backbone.name,
+            "package_version": version,
+            "features": ATOM_FEATURES,
+            "n_atoms": [int(a.shape[0]) for a in new.values()],
+            "atoms": [np.ascontiguousarray(a, dtype="<f4").tobytes() for a in new.values()],
+        }
+    )
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{path}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if Path(path).exists():
+            rows = pd.concat([pd.read_parquet(path), rows], ignore_index=True).drop_duplicates(
+                ["structure_sha256", "backbone", "package_version", "features"], keep="last"
+            )
+        io.write_parquet(rows, path)
+
+
+def _atom_features(model: Any, structures: list[Any], ids: list[str], batch_size: int) -> list[np.ndarray]:
+    """Per structure, the [n_atoms, width] features CHGNet's read-out MLP reads: the output of
+    its read-out layer norm, captured by a forward hook while the model predicts the energy."""
+    import torch
+
+    converter = model.graph_converter
+    converter.set_isolated_atom_response("ignore")
+    graphs = [converter(s, graph_id=mid) for s, mid in zip(structures, ids, strict=True)]
+    captured: list[torch.Tensor] = []
+    hook = model.readout_norm.register_forward_hook(lambda _m, _i, out: captured.append(out.detach().cpu()))
+    try:
+        with torch.no_grad():
+            model.predict_graph(graphs, task="e", batch_size=batch_size)
+    finally:
+        hook.remove()
+    atoms = torch.cat(captured).numpy().astype(np.float32)
+    counts = [len(g.atomic_number) for g in graphs]
+    if atoms.shape[0] != sum(counts):
+        raise RuntimeError(f"captured {atoms.shape[0]} atom rows for {sum(counts)} atoms")
+    return np.split(atoms, np.cumsum(counts)[:-1])
+
+
+def embed_atoms(
+    structures: pd.DataFrame | str | Path | Mapping[str, Any],
+    backbone: str = "chgnet-0.3.0",
+    ids: list[str] | None = None,
+    device: str = "auto",
+    batch_size: int = 16,
+    cache: str | Path | None = None,
+    threads: int | None = None,
+    progress: bool = True,
+    chunk: int = 512,
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The per-atom features the backbone's read-out reads (:data:`ATOM_FEATURES`), float32
+    [n_atoms, width] per material id of ``ids`` (all of the table by default): what the
+    read-out fine-tuning mode trains on (:mod:`tlcgcnn.train.readout`); their mean over the
+    atoms is the crystal vector of :func:`embed`. With ``cache`` (a parquet file keyed by
+    structure hash, backbone, package version) structures computed before are read, new ones
+    added every ``chunk`` structures. Returns the features and what was done (device,
+    hardware, counts, seconds)."""
+    bb = get(backbone)
+    version = package_version(bb)
+    df = _as_table(structures)
+    if ids is not None:
+        df = df.drop_duplicates("material_id").set_index("material_id").loc[ids].reset_index()
+    t0 = time.perf_counter()
+    hashes = [
+        structure_hash(lat, z, frac)
+        for lat, z, frac in zip(df["lattice"], df["atomic_numbers"], df["frac_coords"], strict=True)
+    ]
+    known = _atom_cache_rows(cache, bb, version)
+    todo: dict[str, int] = {}
+    for i, h in enumerate(hashes):
+        if h not in known and h not in todo:
+            todo[h] = i
+    dev = hardware = None
+    if todo:
+        import torch
+        from tqdm.auto import tqdm
+
+        from tlcgcnn.data.table import to_structure
+
+        if threads:
+            torch.set_num_threads(int(threads))
+        dev = _device(device)
+        hardware = _hardware(dev)
+        model = _load_model(bb, dev)
+        log.info("%s: per-atom features of %d structures on %s", bb.name, len(todo), dev)
+        pending = list(todo.items())
+        with tqdm(total=len(pending), desc=f"{bb.name} atom features", unit="crystal", disable=not progress) as bar:
+            for start in range(0, len(pending), chunk):
+                part = pending[start : start + chunk]
+                rows = [df.iloc[i] for _, i in part]
+                new: dict[str, np.ndarray] = {}
+                for b in range(0, len(rows), batch_size):
+                    batch = rows[b : b + batch_size]
+                    feats = _atom_features(
+                        model, [to_structure(r) for r in batch], [str(r["material_id"]) for r in batch], batch_size
+                    )
+                    for (h, _), f in zip(part[b : b + batch_size], feats, strict=True):
+                        if not np.isfinite(f).all():
+                            raise ValueError(
+                                f"{bb.name}: non-finite atom features for {df.iloc[todo[h]]['material_id']}"
+                            )
+                        new[h] = f
+                    bar.update(len(batch))
+                known.update(new)
+                if cache is not None:
+                    _add_atom_cache(cache, new, bb, version)
+    out = {str(mid): known[h] for mid, h in zip(df["material_id"], hashes, strict=True)}
+    info = {
+        "backbone": bb.name,
+        "package_version": version,
+        "features": ATOM_FEATURES,
+        "device": dev,
+        "hardware": hardware,
+        "n_structures": len(df),
+        "n_embedded": len(todo),
+        "seconds": time.perf_counter() - t0,
+    }
+    return out, info

@@ -426,6 +426,77 @@ def summary_markdown(tests: pd.DataFrame, eff: pd.DataFrame, checked: pd.DataFra
     return "\n".join(lines)
 
 
+# --------------------------------------------------------------------------- results page
+PAGE_BEGIN = "<!-- backbones:begin -->"
+PAGE_END = "<!-- backbones:end -->"
+_SHORT = {
+    "scratch": "scratch",
+    "cgcnn_transfer": "CGCNN TL (val.)",
+    "cgcnn_transfer_best": "CGCNN TL (best by test)",
+    "descriptors": "descriptors",
+}
+
+
+def _cell_text(r: Any) -> str:
+    """A test as the page shows it: relative difference, Holm p and a mark of the verdict."""
+    rel = 100.0 * r.mean_diff / r.mae_versus if r.mae_versus else math.nan
+    mark = {"backbone better": " ✓", "backbone worse": " ✗"}.get(r.verdict, "")
+    return f"{rel:+.0f} % ({_fmt_p(r.p_holm)}){mark}"
+
+
+def page_block(tests: pd.DataFrame) -> str:
+    """The results page's table: per (target, n) CHGNet's MAE and, against each opponent, the
+    relative difference (CHGNet − opponent, over the opponent's MAE) with its Holm p; ✓ CHGNet
+    significantly better, ✗ significantly worse."""
+    order = list(_SHORT)
+    lines = [
+        "| target | n | CHGNet features, test MAE (estimator) | " + " | ".join(f"vs {_SHORT[o]}" for o in order) + " |",
+        "|---|---|---|" + "---|" * len(order),
+    ]
+    for (target, size), g in tests.groupby(["target", "size"], sort=False):
+        by = {r.versus: r for r in g.itertuples()}
+        first = g.iloc[0]
+        cells = [_cell_text(by[o]) if o in by else "" for o in order]
+        lines.append(
+            f"| {target} | {size} | {first['mae_backbone']:.3g} ({first['backbone_mode']}) | "
+            + " | ".join(cells)
+            + " |"
+        )
+    return "\n".join(lines)
+
+
+def _page_markers(text: str, page: Path) -> tuple[int, int]:
+    if text.count(PAGE_BEGIN) != 1 or text.count(PAGE_END) != 1 or text.index(PAGE_BEGIN) > text.index(PAGE_END):
+        raise ComparisonError(f"{page}: needs one {PAGE_BEGIN} followed by one {PAGE_END}")
+    return text.index(PAGE_BEGIN) + len(PAGE_BEGIN), text.index(PAGE_END)
+
+
+def read_comparison(folder: str | Path) -> pd.DataFrame:
+    """A published folder's ``tables/comparison.csv`` (sizes as text)."""
+    return pd.read_csv(Path(folder) / "tables" / "comparison.csv", dtype={"size": str})
+
+
+def rewrite_page(folder: str | Path, page: str | Path) -> None:
+    """The page's block between :data:`PAGE_BEGIN` and :data:`PAGE_END` from the folder's comparison."""
+    from tlcgcnn.utils import fileio as io
+
+    path = Path(page)
+    text = path.read_text(encoding="utf-8")
+    start, end = _page_markers(text, path)
+    new = text[:start] + "\n" + page_block(read_comparison(folder)) + "\n" + text[end:]
+    if new != text:
+        io.write_text(path, new)
+
+
+def check_page(folder: str | Path, page: str | Path) -> list[str]:
+    """Problems: the page's block is not the one the folder's comparison.csv gives."""
+    text = Path(page).read_text(encoding="utf-8")
+    start, end = _page_markers(text, Path(page))
+    if text[start:end].strip() != page_block(read_comparison(folder)).strip():
+        return [f"{page}: the backbone table differs from {Path(folder) / 'tables' / 'comparison.csv'}"]
+    return []
+
+
 def publish(
     run_metrics: str | Path, study: str | Path, out: str | Path, embed_info: str | Path | None = None
 ) -> pd.DataFrame:
@@ -460,10 +531,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("run_metrics", help="the backbone run's stats/metrics.csv")
     parser.add_argument("study", help="the published study folder, e.g. docs/results/paper-cpu")
     parser.add_argument("out", help="the folder to write, e.g. docs/results/backbones-cpu")
-    parser.add_argument("--embed-info", help="the backbone's info JSON (results/<name>/backbones/<backbone>/info.json)")
+    parser.add_argument(
+        "--embed-info", help="the backbone's info JSON (results/<name>/backbones/<backbone>/embeddings.json)"
+    )
+    parser.add_argument("--page", help="a results page whose backbone block to rewrite, e.g. docs/results.md")
     args = parser.parse_args(argv)
     try:
         tests = publish(args.run_metrics, args.study, args.out, args.embed_info)
+        if args.page:
+            rewrite_page(args.out, args.page)
+            problems = check_page(args.out, args.page)
+            for p in problems:
+                print(p, file=sys.stderr)
+            if problems:
+                return 1
     except ComparisonError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

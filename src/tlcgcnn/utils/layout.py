@@ -142,6 +142,11 @@ class Layout:
         """A backbone source's folder (``backbones/<backbone>/``, e.g. ``chgnet-0.3.0``)."""
         return self.root / "backbones" / backbone
 
+    def backbone_atom_cache(self, backbone: str) -> Path:
+        """The backbone's per-atom features computed for the run's read-out cells
+        (``atoms_cache.parquet``; not an output: kept across runs)."""
+        return self.backbone_dir(backbone) / "atoms_cache.parquet"
+
     def backbone_embeddings(self, backbone: str) -> Path:
         """The backbone's crystal vector of every crystal of the table (``embeddings.parquet``:
         material_id, f0, f1, ...; rules/backbones.smk)."""
