@@ -77,7 +77,7 @@ def test_frozen_mode_takes_its_sources_network_whatever_its_model_variant():
         ({**FROZEN, "model": "att"}, "frozen-features mode bad cannot have model"),
         ({**FROZEN, "freeze": 2}, "freeze / reinit change a fine-tuned graph model"),
         ({**FROZEN, "reinit": "head"}, "freeze / reinit change a fine-tuned graph model"),
-        ({**FROZEN, "features": "thawed"}, "'thawed' is not one of ['frozen']"),
+        ({**FROZEN, "features": "thawed"}, "'thawed' is not one of ['frozen', 'readout']"),
         ({**FROZEN, "estimator": "xgboost"}, "'xgboost' is not one of"),
     ],
 )

@@ -215,6 +215,33 @@ def _embed_structures(model: Any, structures: list[Any], ids: list[str], batch_s
     return sums / atoms[:, None], isolated
 
 
+def _hashes(df: pd.DataFrame) -> list[str]:
+    """:func:`structure_hash` of every row of a canonical structure table."""
+    return [
+        structure_hash(lat, z, frac)
+        for lat, z, frac in zip(df["lattice"], df["atomic_numbers"], df["frac_coords"], strict=True)
+    ]
+
+
+def _todo(hashes: list[str], known: Any) -> dict[str, int]:
+    """Structure hash -> first row with it, for the structures ``known`` (a cache) lacks."""
+    todo: dict[str, int] = {}
+    for i, h in enumerate(hashes):
+        if h not in known and h not in todo:
+            todo[h] = i
+    return todo
+
+
+def _ready_model(bb: Backbone, device: str, threads: int | None) -> tuple[Any, str, str | None]:
+    """The backbone's model on its device (threads set first), the device and its hardware."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(int(threads))
+    dev = _device(device)
+    return _load_model(bb, dev), dev, _hardware(dev)
+
+
 def embed(
     structures: pd.DataFrame | str | Path | Mapping[str, Any],
     backbone: str = "chgnet-0.3.0",
@@ -237,28 +264,17 @@ def embed(
     version = package_version(bb)
     df = _as_table(structures)
     t0 = time.perf_counter()
-    hashes = [
-        structure_hash(lat, z, frac)
-        for lat, z, frac in zip(df["lattice"], df["atomic_numbers"], df["frac_coords"], strict=True)
-    ]
+    hashes = _hashes(df)
     cols = feature_columns(bb.width)
     known = read_cache(cache, bb, version)
-    todo: dict[str, int] = {}  # structure hash -> first row with it, for the structures not in the cache
-    for i, h in enumerate(hashes):
-        if h not in known.index and h not in todo:
-            todo[h] = i
+    todo = _todo(hashes, known.index)
     n_isolated, dev, hardware = 0, None, None
     if todo:
-        import torch
         from tqdm.auto import tqdm
 
         from tlcgcnn.data.table import to_structure
 
-        if threads:
-            torch.set_num_threads(int(threads))
-        dev = _device(device)
-        hardware = _hardware(dev)
-        model = _load_model(bb, dev)
+        model, dev, hardware = _ready_model(bb, device, threads)
         log.info("%s (%s %s): embedding %d structures on %s", bb.name, bb.package, version, len(todo), dev)
         pending = list(todo.items())
         new: list[pd.DataFrame] = []
@@ -445,27 +461,16 @@ def embed_atoms(
     if ids is not None:
         df = df.drop_duplicates("material_id").set_index("material_id").loc[ids].reset_index()
     t0 = time.perf_counter()
-    hashes = [
-        structure_hash(lat, z, frac)
-        for lat, z, frac in zip(df["lattice"], df["atomic_numbers"], df["frac_coords"], strict=True)
-    ]
+    hashes = _hashes(df)
     known = _atom_cache_rows(cache, bb, version)
-    todo: dict[str, int] = {}
-    for i, h in enumerate(hashes):
-        if h not in known and h not in todo:
-            todo[h] = i
+    todo = _todo(hashes, known)
     dev = hardware = None
     if todo:
-        import torch
         from tqdm.auto import tqdm
 
         from tlcgcnn.data.table import to_structure
 
-        if threads:
-            torch.set_num_threads(int(threads))
-        dev = _device(device)
-        hardware = _hardware(dev)
-        model = _load_model(bb, dev)
+        model, dev, hardware = _ready_model(bb, device, threads)
         log.info("%s: per-atom features of %d structures on %s", bb.name, len(todo), dev)
         pending = list(todo.items())
         with tqdm(total=len(pending), desc=f"{bb.name} atom features", unit="crystal", disable=not progress) as bar:

@@ -75,6 +75,29 @@ def val_score(task: str, y_val: np.ndarray, pred: np.ndarray) -> float:
     return float(np.abs(np.asarray(pred, dtype=float) - y_val).mean())
 
 
+def test_metrics(
+    target: Any, df: pd.DataFrame, test_ids: list[str], pred_test: np.ndarray
+) -> tuple[dict[str, Any], pd.DataFrame]:
+    """The test metrics of ``pred_test`` (``error``: MAE, or 1 − ROC-AUC's metrics for a
+    classifier; the MAE in the property's own units for a transformed target) and the
+    predictions frame; the test labels are read here, once the predictions exist."""
+    from tlcgcnn.analysis.evaluate import classification_metrics, regression_metrics
+    from tlcgcnn.data.targets import inverse_transform, labels
+
+    y_true = labels(df, test_ids, target)
+    if target.task == "classification":
+        metrics = classification_metrics(y_true, pred_test)
+    else:
+        metrics = regression_metrics(y_true, pred_test)
+        metrics["error"] = metrics["mae"]
+    frame = pd.DataFrame({"material_id": test_ids, "y_true": y_true, "y_pred": pred_test})
+    if target.transform != "none" and target.task == "regression":
+        t_true, t_pred = inverse_transform(y_true, target.transform), inverse_transform(pred_test, target.transform)
+        frame["y_true_" + target.property], frame["y_pred_" + target.property] = t_true, t_pred
+        metrics["mae_original_units"] = float(np.abs(t_pred - t_true).mean())
+    return metrics, frame
+
+
 class FrozenStrategy(SeedStrategy):
     """A frozen-features cell: the source checkpoint embeds, once, every crystal the cell's
     seeds need (a backbone source: they are read from its ``embeddings``); per seed the mode's
@@ -181,8 +204,8 @@ class FrozenStrategy(SeedStrategy):
         return X, source, None
 
     def run_seed(self, seed: int, run: SeedRun | None) -> tuple[dict[str, Any], pd.DataFrame]:
-        from tlcgcnn.analysis.evaluate import classification_metrics, regression_metrics, run_record
-        from tlcgcnn.data.targets import inverse_transform, labels
+        from tlcgcnn.analysis.evaluate import run_record
+        from tlcgcnn.data.targets import labels
         from tlcgcnn.train.baselines import fit_predict
 
         target, test_ids, df, X, prov = self.target, self.test_ids, self.df, self.X, self.prov
@@ -193,17 +216,7 @@ class FrozenStrategy(SeedStrategy):
         )
         pred_val, pred_test = pred[: len(tv.val)], np.asarray(pred[len(tv.val) :], dtype=np.float64)
         best_val = val_score(target.task, labels(df, tv.val, target), pred_val)
-        y_true = labels(df, test_ids, target)  # read once the test predictions exist
-        if target.task == "classification":
-            metrics = classification_metrics(y_true, pred_test)
-        else:
-            metrics = regression_metrics(y_true, pred_test)
-            metrics["error"] = metrics["mae"]
-        frame = pd.DataFrame({"material_id": test_ids, "y_true": y_true, "y_pred": pred_test})
-        if target.transform != "none" and target.task == "regression":
-            t_true, t_pred = inverse_transform(y_true, target.transform), inverse_transform(pred_test, target.transform)
-            frame["y_true_" + target.property], frame["y_pred_" + target.property] = t_true, t_pred
-            metrics["mae_original_units"] = float(np.abs(t_pred - t_true).mean())
+        metrics, frame = test_metrics(target, df, test_ids, pred_test)
         rec = run_record(
             metrics=metrics,
             target=target,

@@ -36,7 +36,7 @@ import pandas as pd
 
 from tlcgcnn.config import Cell
 from tlcgcnn.train.finetune import SeedRun, SeedStrategy, mode_fields, train_fields
-from tlcgcnn.train.frozen import cell_ids
+from tlcgcnn.train.frozen import cell_ids, test_metrics
 from tlcgcnn.utils import fileio as io
 
 log = logging.getLogger(__name__)
@@ -225,22 +225,14 @@ class ReadoutStrategy(SeedStrategy):
     def run_seed(self, seed: int, run: SeedRun | None) -> tuple[dict[str, Any], pd.DataFrame]:
         import torch
 
-        from tlcgcnn.analysis.evaluate import regression_metrics, run_record
-        from tlcgcnn.data.targets import inverse_transform, labels
+        from tlcgcnn.analysis.evaluate import run_record
+        from tlcgcnn.data.targets import labels
 
         if run is None:
             raise ValueError("a read-out seed is trained in its own runs/s<seed>/ folder")
         target, df, prov, tv = self.target, self.df, self.prov, self.draws[seed]
         fitted = self.fit(seed, list(tv.train), labels(df, tv.train, target), list(tv.val), labels(df, tv.val, target))
-        pred_test = self.predict(fitted, self.test_ids)
-        y_true = labels(df, self.test_ids, target)  # read once the test predictions exist
-        metrics = regression_metrics(y_true, pred_test)
-        metrics["error"] = metrics["mae"]
-        frame = pd.DataFrame({"material_id": self.test_ids, "y_true": y_true, "y_pred": pred_test})
-        if target.transform != "none":
-            t_true, t_pred = inverse_transform(y_true, target.transform), inverse_transform(pred_test, target.transform)
-            frame["y_true_" + target.property], frame["y_pred_" + target.property] = t_true, t_pred
-            metrics["mae_original_units"] = float(np.abs(t_pred - t_true).mean())
+        metrics, frame = test_metrics(target, df, self.test_ids, self.predict(fitted, self.test_ids))
         with io.atomic_path(run.path / "model.pt") as tmp:
             torch.save(
                 {
