@@ -367,6 +367,7 @@ def report_params():
         "baseline": CFG.baseline,
         "baseline_modes": CFG.baseline_modes,
         "frozen_modes": CFG.frozen_modes,
+        "readout_modes": CFG.readout_modes,
         "claims": CFG.claims(),
         "labels": CFG.target_labels(),
         "captions": {

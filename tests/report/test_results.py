@@ -22,7 +22,13 @@ from tlcgcnn.report.readme import BEGIN, EMPTY_STATE, END, check_readme, readme_
 from tlcgcnn.report.summary import _devices_text, claim_cells, fmt_error, fmt_p
 from tlcgcnn.utils import fileio as io
 
-PUBLISHED = sorted(p.parent for p in (ROOT / "docs" / "results").glob("*/summary.md"))
+# published runs (claims.csv, summary.md, provenance.json) and published comparisons of a run
+# with a study (tables/comparison.csv: tlcgcnn.report.backbones, tested in test_backbones_report.py)
+PUBLISHED = sorted(
+    p.parent
+    for p in (ROOT / "docs" / "results").glob("*/summary.md")
+    if not (p.parent / "tables" / "comparison.csv").is_file()
+)
 
 
 # --------------------------------------------------------------------------- synthetic run
@@ -643,13 +649,15 @@ def test_benchmark_files_map_to_their_rules():
         if not pattern.startswith(prefix):
             continue  # embedded_subset: outside the run's folder
         rel = pattern.removeprefix(prefix)
-        mode = {"finetune_baseline": "lasso", "finetune_frozen": "ef_ridge"}.get(name, "ef_ft")
+        mode = {"finetune_baseline": "lasso", "finetune_frozen": "ef_ridge", "finetune_readout": "bb_readout"}.get(
+            name, "ef_ft"
+        )
         values = {"mode": mode, "published": "tables/x.csv"}
         filled = re.sub(
             r"\{(\w+)(?:,[^{}]*)?\}", lambda m, values=values: values.get(m.group(1), "w"), rel
         )  # {name} or {name,constraint}
         want = None if name.startswith("report") else name
-        assert benchmark_rule(filled, baseline_modes=["lasso"], frozen_modes=["ef_ridge"]) == want, (
+        assert benchmark_rule(filled, ["lasso"], ["ef_ridge"], ["bb_readout"]) == want, (
             name,
             pattern,
             filled,

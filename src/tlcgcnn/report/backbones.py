@@ -106,10 +106,18 @@ def split_cells(run: pd.DataFrame, study: pd.DataFrame) -> Cells:
     return Cells(backbone=bb, study=study[study["target"].isin(set(bb["target"]))])
 
 
-def check_same_cells(run: pd.DataFrame, study: pd.DataFrame, rtol: float = 1e-9) -> pd.DataFrame:
+SAME_MAE_RTOL = 1e-3
+"""How close a re-run record's test MAE must be to the study's. Records without a target
+transform agree to the last bits across hosts, but log10 K_VRH's SVR records of the
+AMD-EPYC study re-run on an Intel Xeon differ by up to 1.1e-4 (same split, same chosen
+hyper-parameters; most likely the hosts' libm rounding log10 differently, which libsvm's
+stopping tolerance of 1e-3 lets through). Another split moves the test MAE by percents."""
+
+
+def check_same_cells(run: pd.DataFrame, study: pd.DataFrame, rtol: float = SAME_MAE_RTOL) -> pd.DataFrame:
     """Prove that ``run`` and ``study`` split every target the same way: each record of
     ``run`` that is not a backbone's and whose (target, size, mode, seed) the study has must
-    give the same test MAE (within ``rtol``: the two hosts' BLAS may differ in the last bits),
+    give the same test MAE (within ``rtol``, see :data:`SAME_MAE_RTOL`),
     test-set size and table hash; every target of the backbone records needs at least one
     such record at every size. Returns one row per record checked; raises
     :class:`ComparisonError` naming the first mismatch."""
@@ -134,6 +142,7 @@ def check_same_cells(run: pd.DataFrame, study: pd.DataFrame, rtol: float = 1e-9)
                 "seed": r.seed,
                 "mae_run": float(r.mae_run),
                 "mae_study": float(r.mae_study),
+                "relative_difference": abs(float(r.mae_run) - float(r.mae_study)) / abs(float(r.mae_study)),
                 "n_test": int(r.n_test_run),
                 "same": same_mae and same_test and same_data,
             }
@@ -380,6 +389,14 @@ def _fmt_p(p: float) -> str:
     return f"{p:.2g}" if p >= 1e-3 else f"{p:.1e}"
 
 
+def _largest_difference(checked: pd.DataFrame) -> str:
+    """Which targets' re-run records are not bitwise equal to the study's."""
+    off = checked[checked["relative_difference"] > 1e-12]
+    if off.empty:
+        return "all bitwise equal up to summation order"
+    return "not bitwise equal only for " + ", ".join(sorted(off["target"].unique()))
+
+
 def summary_markdown(tests: pd.DataFrame, eff: pd.DataFrame, checked: pd.DataFrame, info: dict[str, Any]) -> str:
     """The folder's ``summary.md``: what was compared, the check, the per-cell verdicts."""
     lines = [
@@ -392,7 +409,8 @@ def summary_markdown(tests: pd.DataFrame, eff: pd.DataFrame, checked: pd.DataFra
         "chosen on the validation crystals.",
         "",
         f"Paired with `docs/results/paper-cpu` seed by seed: {int(checked['same'].sum())} re-run descriptor-SVR "
-        "records give the study's test MAE (relative difference < 1e-9), test-set size and table hash, so every "
+        f"records give the study's test MAE (largest relative difference {checked['relative_difference'].max():.1e}, "
+        f"allowed {SAME_MAE_RTOL:g}: {_largest_difference(checked)}), test-set size and table hash, so every "
         "(target, n, seed) has the study's training, validation and test crystals.",
         "",
         f"One Holm family (`{FAMILY}`, {int(tests['family_size'].iloc[0]) if len(tests) else 0} tests); "
@@ -519,7 +537,50 @@ def publish(
     info = json.loads(Path(embed_info).read_text()) if embed_info else {}
     draw(cells, out / "figures" / "backbone_learning_curves.png")
     io.write_text(out / "summary.md", summary_markdown(tests, eff, checked, info))
+    io.write_json(out / "provenance.json", comparison_provenance(run_metrics, study, out, run, info))
     return tests
+
+
+def _distinct(frame: pd.DataFrame, column: str) -> list[str]:
+    """The distinct non-empty values of ``column`` (sorted); empty where the column is absent."""
+    if column not in frame:
+        return []
+    return sorted({str(v) for v in frame[column].dropna() if str(v)})
+
+
+def comparison_provenance(
+    run_metrics: str | Path, study: str | Path, out: str | Path, run: pd.DataFrame, info: dict[str, Any]
+) -> dict[str, Any]:
+    """What the comparison folder was made from: the run's metrics file (sha256), the code
+    versions, config and data hashes and devices its records name, the study folder it was
+    paired with (and that folder's config hash), the backbone's embedding info, this checkout's
+    code state and the machine that wrote it."""
+    from tlcgcnn.report.provenance import code_state, machine
+    from tlcgcnn.utils import fileio as io
+
+    study_prov = Path(study) / "provenance.json"
+    study_info = io.read_json(study_prov) if study_prov.is_file() else {}
+    repo = Path(__file__).resolve().parents[3]
+    return {
+        "name": Path(out).name,
+        "generated_utc": pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "run": {
+            "metrics_sha256": io.sha256_file(run_metrics),
+            "records": len(run),
+            "git_commits": _distinct(run, "git_commit"),
+            "config_sha256": _distinct(run, "config_sha256"),
+            "data_sha256": _distinct(run, "data_sha256"),
+            "hardware": _distinct(run, "hardware"),
+        },
+        "study": {
+            "folder": Path(study).name,
+            "config_sha256": study_info.get("config_sha256"),
+            "machine": study_info.get("machine"),
+        },
+        "backbone": info,
+        "code": code_state(repo, [f"docs/results/{Path(out).name}"]),
+        "machine": machine(),
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:

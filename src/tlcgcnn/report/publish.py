@@ -55,11 +55,16 @@ _BENCHMARK_RULES: tuple[tuple[str, str], ...] = (
 REPORT_BENCHMARKS = "report"  # the report rules' own benchmark folder: not summed
 
 
-def benchmark_rule(relpath: str, baseline_modes: Iterable[str] = (), frozen_modes: Iterable[str] = ()) -> str | None:
+def benchmark_rule(
+    relpath: str,
+    baseline_modes: Iterable[str] = (),
+    frozen_modes: Iterable[str] = (),
+    readout_modes: Iterable[str] = (),
+) -> str | None:
     """The rule that wrote a benchmark file (path below ``results/<name>/benchmarks/``, as
     rules/*.smk name them); None for the report rules' own files. A fine-tuning cell of a
     scikit-learn baseline mode is ``finetune_baseline``, of a frozen-features mode
-    ``finetune_frozen``."""
+    ``finetune_frozen``, of a backbone read-out mode ``finetune_readout``."""
     rel = relpath.replace(os.sep, "/")
     if rel.split("/")[0] == REPORT_BENCHMARKS:
         return None
@@ -71,6 +76,8 @@ def benchmark_rule(relpath: str, baseline_modes: Iterable[str] = (), frozen_mode
             if mode in set(baseline_modes)
             else "finetune_frozen"
             if mode in set(frozen_modes)
+            else "finetune_readout"
+            if mode in set(readout_modes)
             else "finetune"
         )
     for pattern, rule in _BENCHMARK_RULES:
@@ -81,7 +88,10 @@ def benchmark_rule(relpath: str, baseline_modes: Iterable[str] = (), frozen_mode
 
 
 def wall_times(
-    bench_dir: str | Path, baseline_modes: Iterable[str] = (), frozen_modes: Iterable[str] = ()
+    bench_dir: str | Path,
+    baseline_modes: Iterable[str] = (),
+    frozen_modes: Iterable[str] = (),
+    readout_modes: Iterable[str] = (),
 ) -> dict[str, Any]:
     """Wall time (the ``s`` column of Snakemake's benchmark files) summed per rule, with the
     number of jobs, and the total; the report rules' own files are left out. Where the files
@@ -92,7 +102,7 @@ def wall_times(
     per: dict[str, dict[str, Any]] = {}
     jobs = 0
     for path in sorted(root.rglob("*.tsv")) if root.is_dir() else []:
-        rule = benchmark_rule(str(path.relative_to(root)), baseline_modes, frozen_modes)
+        rule = benchmark_rule(str(path.relative_to(root)), baseline_modes, frozen_modes, readout_modes)
         if rule is None:
             continue
         df = pd.read_csv(path, sep="\t")
@@ -145,7 +155,8 @@ def publish(
     ``correlation``: its stats/ef_eg_correlation.json (the ΔEf–Eg Pearson r, in the summary).
 
     ``settings``: ``config`` (resolved, Config.as_dict), ``config_sha256``, ``configfiles``,
-    ``baseline``, ``baseline_modes``, ``frozen_modes``, ``claims`` (Config.claims), ``labels`` (target labels),
+    ``baseline``, ``baseline_modes``, ``frozen_modes``, ``readout_modes``, ``claims`` (Config.claims),
+    ``labels`` (target labels),
     ``captions`` (figure stem → caption), ``results`` (the run's results folder), ``repo`` and
     ``report_dir`` (left out of the dirty check)."""
     tests_df, metrics_df = read_table(tests), read_table(metrics)
@@ -179,6 +190,7 @@ def publish(
         Path(settings["results"]) / "benchmarks",
         settings.get("baseline_modes") or (),
         settings.get("frozen_modes") or (),
+        settings.get("readout_modes") or (),
     )
     here = Path(out_summary).parent
     figs = [(Path(f).stem, Path(os.path.relpath(f, here)).as_posix()) for f in figures]
