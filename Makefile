@@ -10,7 +10,7 @@ NAME ?=
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-all venv dry-run lint clean-results results-readme results-papers progress
+.PHONY: run test test-all venv dry-run lint clean-results results-readme results-papers results-backbones progress
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,14 @@ results-readme: $(STAMP)
 results-papers: $(STAMP)
 	$(PY) -m tlcgcnn.report papers config/claims/paper-cpu.yaml $(RESULTS_DIR)/paper-cpu docs/results.md
 	$(PY) -m tlcgcnn.report effective $(RESULTS_DIR)/paper-cpu docs/results.md
+
+# CHGNet features and read-out vs the study's CGCNN cells, paired seed by seed (tlcgcnn.report.backbones):
+# after `snakemake --cores 2 --configfile config/backbones-cpu.yaml`, writes docs/results/backbones-cpu/
+# and the backbone table of docs/results.md
+results-backbones: $(STAMP)
+	$(PY) -m tlcgcnn.report backbones results/backbones-cpu/stats/metrics.csv $(RESULTS_DIR)/paper-cpu \
+		$(RESULTS_DIR)/backbones-cpu --embed-info results/backbones-cpu/backbones/chgnet-0.3.0/embeddings.json \
+		--page docs/results.md
 
 # how far an unfinished run is: cells, job time left, interim claims (tlcgcnn.report.progress; reads only)
 progress: $(STAMP)
