@@ -197,6 +197,10 @@ MODE_DEFAULTS: dict[str, Any] = {
     "train_pool": "subset",
 }
 # what finetune.modes.<m>.train may override (as pretrain[].train and finetune.train)
+SOURCE_OUTPUT_FEATURES = ("zero_shot", "recalibrated", "delta")
+"""``features`` of the controls of a same-quantity transfer: the source's own prediction, a
+line through it fitted on the training crystals, and Δ-learning (tlcgcnn.train.frozen)."""
+
 MODE_TRAIN_KEYS = frozenset(f.name for f in fields(TrainSettings)) - {"device", "threads"}
 FINETUNE_DEFAULTS: dict[str, Any] = {"baseline": "scratch", "group_seeds": False}
 ZOO_MODEL_DEFAULTS: dict[str, Any] = {"size": "all"}
@@ -1066,6 +1070,11 @@ class Config:
                     f"pls, lasso) and read-out fine-tuning ({{pretrained: {m.pretrained}, features: readout}}); "
                     "fine-tuning its interaction blocks is not built"
                 )
+            if m.features in SOURCE_OUTPUT_FEATURES and m.pretrained in self._backbones:
+                raise ConfigError(
+                    f"config: finetune.modes.{m.name}: features: {m.features} uses the source's own prediction of "
+                    f"its property; backbone {m.pretrained!r} predicts energies, not a property of the target"
+                )
             if m.kind == "readout" and m.pretrained not in self._backbones:
                 raise ConfigError(
                     f"config: finetune.modes.{m.name}: features: readout fine-tunes a backbone's read-out; "
@@ -1217,6 +1226,27 @@ class Config:
             )
 
     @staticmethod
+    def _check_source_output_mode(m: Mode, where: str) -> None:
+        """zero_shot / recalibrated take no estimator (the source's output, or a line through
+        it); delta needs one (fitted to the residual on the source's crystal vectors)."""
+        if m.features == "delta" and not m.estimator:
+            raise ConfigError(
+                f"{where}: features: delta needs an estimator (ridge, rf, svr, pls or lasso) fitted to "
+                "target - source output on the source's crystal vectors"
+            )
+        if m.features != "delta" and m.estimator:
+            raise ConfigError(
+                f"{where}: features: {m.features} fits no estimator "
+                f"({'the source output as is' if m.features == 'zero_shot' else 'a line through the source output'}); "
+                f"remove estimator: {m.estimator}"
+            )
+        if m.freeze or m.model or m.reinit != "none":
+            raise ConfigError(
+                f"{where}: features: {m.features} uses the source network as it is: "
+                "freeze, reinit and model do not apply"
+            )
+
+    @staticmethod
     def _check_estimator_mode(m: Mode) -> None:
         """A scikit-learn mode: on composition descriptors (``estimator``) or on a source's
         frozen crystal vectors (``pretrained`` + ``estimator`` + ``features: frozen``)."""
@@ -1232,6 +1262,8 @@ class Config:
                     f"{where}: features: readout trains the backbone's read-out MLP on its frozen atom "
                     "features: freeze and model do not apply, reinit may be none or head"
                 )
+        elif m.features in SOURCE_OUTPUT_FEATURES:
+            Config._check_source_output_mode(m, where)
         elif m.features and not m.estimator:
             raise ConfigError(
                 f"{where}: features: {m.features} needs an estimator (ridge, rf, svr, pls or lasso) "

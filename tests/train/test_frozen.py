@@ -77,7 +77,11 @@ def test_frozen_mode_takes_its_sources_network_whatever_its_model_variant():
         ({**FROZEN, "model": "att"}, "frozen-features mode bad cannot have model"),
         ({**FROZEN, "freeze": 2}, "freeze / reinit change a fine-tuned graph model"),
         ({**FROZEN, "reinit": "head"}, "freeze / reinit change a fine-tuned graph model"),
-        ({**FROZEN, "features": "thawed"}, "'thawed' is not one of ['frozen', 'readout']"),
+        ({**FROZEN, "features": "thawed"}, "'thawed' is not one of ['frozen', 'readout', 'zero_shot',"),
+        ({"pretrained": "ef_all", "features": "delta"}, "features: delta needs an estimator"),
+        ({"pretrained": "ef_all", "features": "zero_shot", "estimator": "ridge"}, "zero_shot fits no estimator"),
+        ({"pretrained": "ef_all", "features": "recalibrated", "freeze": 1}, "freeze, reinit and model do not apply"),
+        ({"features": "recalibrated"}, "features: recalibrated needs pretrained"),
         ({**FROZEN, "estimator": "xgboost"}, "'xgboost' is not one of"),
     ],
 )
@@ -424,3 +428,98 @@ def test_a_train_pool_all_frozen_cell_draws_from_pool_all(cell_inputs, monkeypat
     assert [r["train_pool"] for r in records] == ["all"] * 3 and all(r["n_test"] == 30 for r in records)
     with pytest.raises(ValueError, match="has no pool_all"):
         cell_ids({"property": "band_gap", "test": test, "pool": pool}, 25, [0], cell_inputs["split_cfg"], "all")
+
+
+# --------------------------------------------------------------------------- source-output controls
+def _control_inputs(cell_inputs, tmp_path, mode: dict, make_y) -> tuple[dict, pd.Series]:
+    """cell_inputs with a ``mode`` cell and labels ``make_y(source output)``: the source
+    checkpoint's own predictions of every crystal, computed here."""
+    from tlcgcnn.analysis.evaluate import predict_ids
+    from tlcgcnn.train.checkpoint import load_checkpoint
+
+    ids = cell_inputs["ids"]
+    src = pd.Series(
+        predict_ids(
+            load_checkpoint(cell_inputs["ckpt"]), cell_inputs["ckpt"], cell_inputs["graphs"], ids, device="cpu"
+        ),
+        index=ids,
+    )
+    assert src.std() > 0
+    pd.DataFrame({"material_id": ids, "band_gap": make_y(src)}).to_parquet(cell_inputs["table"])
+    cell = C.load(_raw(ctl=mode)).cell("gap_nonmetal", 25, "ctl")
+    assert (cell.kind, cell.mode.family) == ("frozen", "transfer")
+    return {**cell_inputs, "cell": cell}, src
+
+
+def test_zero_shot_predicts_the_source_output_for_every_seed(cell_inputs, tmp_path):
+    inp, src = _control_inputs(
+        cell_inputs, tmp_path, {"pretrained": "ef_all", "features": "zero_shot"}, lambda s: s + 0.3
+    )
+    records = _run_cell(inp, tmp_path)
+    preds = pd.read_parquet(tmp_path / "cell" / "predictions.parquet")
+    test = cell_inputs["ids"][:30]
+    for seed in (0, 1, 2):
+        got = preds[preds["seed"] == seed].set_index("material_id").loc[test, "y_pred"].to_numpy()
+        # float32 forward passes: the cell batches the crystals otherwise than this test did
+        np.testing.assert_allclose(got, src.loc[test].to_numpy(), rtol=0, atol=1e-5)
+    assert [r["mae"] for r in records] == pytest.approx([0.3] * 3, abs=1e-5)  # labels are source + 0.3
+    assert {(r["model_kind"], r["features"], r["n_features"], r["best_params"]) for r in records} == {
+        ("zero_shot", "zero_shot", 0, None)
+    }
+
+
+def test_recalibration_fits_a_line_on_the_training_crystals_only(cell_inputs, tmp_path):
+    """Labels 3 + 2 × source output (+ noise on the test crystals only): the line fitted on each
+    seed's training ids is that line, and the test error is the test noise."""
+    from tlcgcnn.data.split import train_val
+
+    rng = np.random.default_rng(3)
+    noise = pd.Series(0.0, index=cell_inputs["ids"])
+    noise.iloc[:30] = rng.normal(scale=0.1, size=30)  # the test crystals
+    inp, src = _control_inputs(
+        cell_inputs, tmp_path, {"pretrained": "ef_all", "features": "recalibrated"}, lambda s: 3 + 2 * s + noise
+    )
+    records = _run_cell(inp, tmp_path)
+    for r in records:
+        tv = train_val(cell_inputs["ids"][30:], 25, r["seed"], 0.2, 10)
+        assert set(tv.train).isdisjoint(cell_inputs["ids"][:30])
+        assert r["best_params"] == pytest.approx({"slope": 2.0, "intercept": 3.0}, abs=1e-5)
+        assert r["mae"] == pytest.approx(float(noise.iloc[:30].abs().mean()), abs=1e-5)
+        assert (r["model_kind"], r["n_features"]) == ("recalibrated", 1)
+
+
+def test_delta_learning_adds_the_source_output_to_an_estimator_fitted_on_the_residual(cell_inputs, tmp_path):
+    """Labels = source output + a function of the crystal vectors; delta's prediction is the
+    source output plus the estimator fitted to the residual (computed here independently)."""
+    from tlcgcnn.analysis.evaluate import embed_ids
+    from tlcgcnn.data.split import train_val
+    from tlcgcnn.train.baselines import fit_predict
+    from tlcgcnn.train.checkpoint import load_checkpoint
+
+    ids = cell_inputs["ids"]
+    vec = pd.DataFrame(
+        embed_ids(load_checkpoint(cell_inputs["ckpt"]), cell_inputs["ckpt"], cell_inputs["graphs"], ids, device="cpu"),
+        index=ids,
+    )
+    extra = vec.iloc[:, 0] - vec.iloc[:, 0].mean()
+    mode = {"pretrained": "ef_all", "features": "delta", "estimator": "ridge"}
+    inp, src = _control_inputs(cell_inputs, tmp_path, mode, lambda s: s + extra)
+    records = _run_cell(inp, tmp_path)
+    preds = pd.read_parquet(tmp_path / "cell" / "predictions.parquet")
+    test = ids[:30]
+    for r in records:
+        tv = train_val(ids[30:], 25, r["seed"], 0.2, 10)
+        resid = pd.Series(extra.loc[tv.train].to_numpy(), index=tv.train)
+        want, _ = fit_predict("ridge", "regression", vec, resid, tv.train, test, r["seed"], 1)
+        got = preds[preds["seed"] == r["seed"]].set_index("material_id").loc[test, "y_pred"].to_numpy()
+        np.testing.assert_allclose(got, src.loc[test].to_numpy() + want, rtol=0, atol=1e-5)
+        assert (r["model_kind"], r["features"], r["n_features"]) == ("ridge", "delta", 24)
+
+
+def test_a_multi_output_source_cannot_serve_a_control(cell_inputs, tmp_path, monkeypatch):
+    import tlcgcnn.analysis.evaluate
+
+    inp, _ = _control_inputs(cell_inputs, tmp_path, {"pretrained": "ef_all", "features": "zero_shot"}, lambda s: s)
+    monkeypatch.setattr(tlcgcnn.analysis.evaluate, "predict_ids", lambda *a, **k: np.zeros((90, 2)))
+    with pytest.raises(ValueError, match="2 outputs per crystal; features: zero_shot needs a source"):
+        _run_cell(inp, tmp_path)

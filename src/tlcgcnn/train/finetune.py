@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tlcgcnn.config import MODE_DEFAULTS, Cell
+from tlcgcnn.config import MODE_DEFAULTS, SOURCE_OUTPUT_FEATURES, Cell
 from tlcgcnn.utils import fileio as io
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,9 @@ def mode_fields(cell: Cell, pretrain_n_train: int | None) -> dict[str, Any]:
     return {
         "mode": mode.name,
         "family": mode.family,
-        "model_kind": mode.estimator or _graph(cell)[0]["kind"],
+        # an estimator; a source-output control without one (zero_shot, recalibrated); a graph model
+        "model_kind": mode.estimator
+        or (mode.features if mode.features in SOURCE_OUTPUT_FEATURES else _graph(cell)[0]["kind"]),
         "freeze": int(mode.freeze),
         "reinit": mode.reinit,
         "pretrained": mode.pretrained,

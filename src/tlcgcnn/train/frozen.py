@@ -17,6 +17,16 @@ One job per (target, training size, mode) cell, like every other cell:
    the fixed test set (the reported metrics). No test label is read before the predictions
    exist, and no test crystal reaches the fit.
 
+**The controls of a same-quantity transfer** (``features: zero_shot | recalibrated | delta``,
+e.g. a PBE-gap source on an HSE-gap target) run in the same cells, from a checkpoint source
+with one regression output (its prediction in the source property's units, which must be
+the target's): ``zero_shot`` predicts the source's output as it is (nothing fitted; the same
+predictions for every seed), ``recalibrated`` fits the least-squares line
+target = a + b · source output on the seed's training crystals, ``delta`` (Δ-learning) fits
+the mode's estimator on the source's crystal vectors to target − source output and adds the
+source output back. A fine-tuned transfer that does no better than these has learned nothing
+beyond the source's correlation with the target.
+
 A ``backbone:`` source (a universal potential such as CHGNet, :mod:`tlcgcnn.features.backbones`)
 has no checkpoint: step 1 reads the crystal vectors of the cell's ids from the backbone's
 embeddings of the whole table (rule ``embed_backbone``), made once per run; the rest is as
@@ -38,7 +48,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tlcgcnn.config import Cell
+from tlcgcnn.config import SOURCE_OUTPUT_FEATURES, Cell
 from tlcgcnn.train.finetune import SeedRun, SeedStrategy, mode_fields, run_cell
 from tlcgcnn.utils import fileio as io
 
@@ -123,8 +133,12 @@ class FrozenStrategy(SeedStrategy):
         from tlcgcnn.report import provenance
 
         mode = cell.mode
-        if mode.features != "frozen" or not mode.estimator:
-            raise ValueError(f"mode {mode.name}: not a frozen-features mode (needs estimator and features: frozen)")
+        self.features = mode.features
+        if not ((mode.features == "frozen" and mode.estimator) or mode.features in SOURCE_OUTPUT_FEATURES):
+            raise ValueError(
+                f"mode {mode.name}: not a frozen-features mode (needs estimator and features: frozen, "
+                f"or features: {' | '.join(SOURCE_OUTPUT_FEATURES)})"
+            )
         self.cell, self.estimator, self.threads, self.pretrained = cell, mode.estimator, threads, pretrained
         self.target = target = target_from_spec(cell.target)
         sp = io.read_json(split_path)
@@ -140,6 +154,13 @@ class FrozenStrategy(SeedStrategy):
             if not (pretrained and graph_dir):
                 raise ValueError(f"mode {mode.name}: a checkpoint source needs the checkpoint and the graph cache")
             X, source, pre_n = self._checkpoint_vectors(pretrained, graph_dir, ids, threads, device)
+        self.source_output: pd.Series | None = None
+        if self.features in SOURCE_OUTPUT_FEATURES:
+            if backbone or not (pretrained and graph_dir):
+                raise ValueError(f"mode {mode.name}: features: {self.features} needs a checkpoint source")
+            if target.task != "regression":
+                raise ValueError(f"mode {mode.name}: features: {self.features} is for regression targets")
+            self.source_output = self._source_output(pretrained, graph_dir, ids)
         if not np.isfinite(X.to_numpy()).all():
             raise ValueError(
                 f"{pretrained or embeddings}: non-finite crystal vectors for "
@@ -180,6 +201,55 @@ class FrozenStrategy(SeedStrategy):
         self.embed_seconds: float | None = time.perf_counter() - t0
         return X, {"source_checkpoint": str(pretrained)}, len(ckpt["split"]["train"])
 
+    def _source_output(self, pretrained: str, graph_dir: str, ids: list[str]) -> pd.Series:
+        """The source checkpoint's own prediction for ``ids`` (denormalised: the source
+        property's units), indexed by id; an error for a source with several outputs."""
+        from tlcgcnn.analysis.evaluate import predict_ids
+        from tlcgcnn.train.checkpoint import load_checkpoint
+
+        ckpt = load_checkpoint(pretrained)
+        t0 = time.perf_counter()
+        out = np.asarray(predict_ids(ckpt, pretrained, graph_dir, ids, device=self.device), dtype=np.float64)
+        self.embed_seconds = (self.embed_seconds or 0.0) + time.perf_counter() - t0
+        if out.ndim != 1:
+            raise ValueError(
+                f"{pretrained}: {out.shape[1]} outputs per crystal; features: {self.features} needs a source "
+                "with one regression output (a single-task checkpoint)"
+            )
+        if not np.isfinite(out).all():
+            raise ValueError(f"{pretrained}: non-finite predictions for {int((~np.isfinite(out)).sum())} crystals")
+        return pd.Series(out, index=pd.Index(ids, name="material_id"))
+
+    def _fit_predict(
+        self, seed: int, y_train: pd.Series, train: list[str], predict: list[str]
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """The mode's predictions for ``predict`` from the seed's training crystals, and its fit info."""
+        from tlcgcnn.train.baselines import fit_predict
+
+        src = self.source_output
+        if self.features == "frozen":
+            return fit_predict(self.estimator, self.target.task, self.X, y_train, train, predict, seed, self.threads)
+        assert src is not None
+        t0 = time.perf_counter()
+        if self.features == "zero_shot":
+            info: dict[str, Any] = {"best_params": None, "cv_score": None, "cv_folds": None}
+            pred = src.loc[predict].to_numpy()
+        elif self.features == "recalibrated":
+            slope, intercept = np.polyfit(src.loc[train].to_numpy(), y_train.loc[train].to_numpy(dtype=float), 1)
+            info = {
+                "best_params": {"slope": float(slope), "intercept": float(intercept)},
+                "cv_score": None,
+                "cv_folds": None,
+            }
+            pred = intercept + slope * src.loc[predict].to_numpy()
+        else:  # delta: the estimator learns target - source output on the source's crystal vectors
+            residual = y_train - src.loc[y_train.index].to_numpy()
+            fitted, info = fit_predict(
+                self.estimator, "regression", self.X, residual, train, predict, seed, self.threads
+            )
+            pred = src.loc[predict].to_numpy() + fitted
+        return np.asarray(pred, dtype=np.float64), {**info, "seconds": time.perf_counter() - t0}
+
     def _backbone_vectors(
         self, backbone: str, embeddings: str, embeddings_info: str, ids: list[str]
     ) -> tuple[pd.DataFrame, dict[str, Any], None]:
@@ -206,14 +276,11 @@ class FrozenStrategy(SeedStrategy):
     def run_seed(self, seed: int, run: SeedRun | None) -> tuple[dict[str, Any], pd.DataFrame]:
         from tlcgcnn.analysis.evaluate import run_record
         from tlcgcnn.data.targets import labels
-        from tlcgcnn.train.baselines import fit_predict
 
         target, test_ids, df, X, prov = self.target, self.test_ids, self.df, self.X, self.prov
         tv = self.draws[seed]
         y_train = pd.Series(labels(df, tv.train, target), index=tv.train)
-        pred, info = fit_predict(
-            self.estimator, target.task, X, y_train, tv.train, [*tv.val, *test_ids], seed, self.threads
-        )
+        pred, info = self._fit_predict(seed, y_train, tv.train, [*tv.val, *test_ids])
         pred_val, pred_test = pred[: len(tv.val)], np.asarray(pred[len(tv.val) :], dtype=np.float64)
         best_val = val_score(target.task, labels(df, tv.val, target), pred_val)
         metrics, frame = test_metrics(target, df, test_ids, pred_test)
@@ -237,7 +304,7 @@ class FrozenStrategy(SeedStrategy):
                 "best_params": info["best_params"],
                 "cv_score": info["cv_score"],
                 "cv_folds": info["cv_folds"],
-                "n_features": int(X.shape[1]),
+                "n_features": {"zero_shot": 0, "recalibrated": 1}.get(str(self.features), int(X.shape[1])),
                 **self.source,
                 "config_sha256": prov["config_sha256"],
                 "data_sha256": prov["data_sha256"],
@@ -249,6 +316,8 @@ class FrozenStrategy(SeedStrategy):
         return rec, frame
 
     def note(self, record: dict[str, Any]) -> str:
+        if self.features in ("zero_shot", "recalibrated"):
+            return f", validation {record['best_val_mae']:.4f}, {self.features} {record['best_params'] or ''}".rstrip()
         return f", validation {record['best_val_mae']:.4f}, CV best {record['best_params']}"
 
 
