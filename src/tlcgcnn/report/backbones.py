@@ -39,7 +39,7 @@ import json
 import logging
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,20 +114,25 @@ hyper-parameters; most likely the hosts' libm rounding log10 differently, which 
 stopping tolerance of 1e-3 lets through). Another split moves the test MAE by percents."""
 
 
-def check_same_cells(run: pd.DataFrame, study: pd.DataFrame, rtol: float = SAME_MAE_RTOL) -> pd.DataFrame:
+def check_same_cells(
+    run: pd.DataFrame,
+    study: pd.DataFrame,
+    rtol: float = SAME_MAE_RTOL,
+    new: Callable[[pd.DataFrame], pd.Series] = is_backbone,
+) -> pd.DataFrame:
     """Prove that ``run`` and ``study`` split every target the same way: each record of
-    ``run`` that is not a backbone's and whose (target, size, mode, seed) the study has must
+    ``run`` that is not a new one (``new``: a backbone's) and whose (target, size, mode, seed) the study has must
     give the same test MAE (within ``rtol``, see :data:`SAME_MAE_RTOL`),
     test-set size and table hash; every target of the backbone records needs at least one
-    such record at every size. Returns one row per record checked; raises
+    such record at every size of the new records. Returns one row per record checked; raises
     :class:`ComparisonError` naming the first mismatch."""
     run, study = _normalise(run), _normalise(study)
-    mine = run[~is_backbone(run)]
+    mine = run[~new(run)]
     merged = mine.merge(study, on=[*KEYS, "mode"], suffixes=("_run", "_study"))
     if merged.empty:
         raise ComparisonError(
             "no record of the run is also in the study: nothing proves that their splits are the same "
-            "(re-run one of the study's modes, e.g. the descriptor svr, in the backbone config)"
+            "(re-run one of the study's modes, e.g. the descriptor svr, in the run's config)"
         )
     rows = []
     for r in merged.itertuples():
@@ -160,7 +165,7 @@ def check_same_cells(run: pd.DataFrame, study: pd.DataFrame, rtol: float = SAME_
                 "their splits or data are not the same, so their seeds cannot be paired"
             )
     checked = pd.DataFrame(rows)
-    need = run[is_backbone(run)][["target", "size"]].drop_duplicates()
+    need = run[new(run)][["target", "size"]].drop_duplicates()
     have = checked[["target", "size"]].drop_duplicates().assign(ok=True)
     missing = need.merge(have, how="left", on=["target", "size"])
     missing = missing[missing["ok"].isna()]
@@ -483,10 +488,11 @@ def page_block(tests: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def _page_markers(text: str, page: Path) -> tuple[int, int]:
-    if text.count(PAGE_BEGIN) != 1 or text.count(PAGE_END) != 1 or text.index(PAGE_BEGIN) > text.index(PAGE_END):
-        raise ComparisonError(f"{page}: needs one {PAGE_BEGIN} followed by one {PAGE_END}")
-    return text.index(PAGE_BEGIN) + len(PAGE_BEGIN), text.index(PAGE_END)
+def page_markers(text: str, page: Path, begin: str = PAGE_BEGIN, end: str = PAGE_END) -> tuple[int, int]:
+    """Where the block between the markers ``begin`` and ``end`` of a results page starts and ends."""
+    if text.count(begin) != 1 or text.count(end) != 1 or text.index(begin) > text.index(end):
+        raise ComparisonError(f"{page}: needs one {begin} followed by one {end}")
+    return text.index(begin) + len(begin), text.index(end)
 
 
 def read_comparison(folder: str | Path) -> pd.DataFrame:
@@ -500,7 +506,7 @@ def rewrite_page(folder: str | Path, page: str | Path) -> None:
 
     path = Path(page)
     text = path.read_text(encoding="utf-8")
-    start, end = _page_markers(text, path)
+    start, end = page_markers(text, path)
     new = text[:start] + "\n" + page_block(read_comparison(folder)) + "\n" + text[end:]
     if new != text:
         io.write_text(path, new)
@@ -509,7 +515,7 @@ def rewrite_page(folder: str | Path, page: str | Path) -> None:
 def check_page(folder: str | Path, page: str | Path) -> list[str]:
     """Problems: the page's block is not the one the folder's comparison.csv gives."""
     text = Path(page).read_text(encoding="utf-8")
-    start, end = _page_markers(text, Path(page))
+    start, end = page_markers(text, Path(page))
     if text[start:end].strip() != page_block(read_comparison(folder)).strip():
         return [f"{page}: the backbone table differs from {Path(folder) / 'tables' / 'comparison.csv'}"]
     return []
@@ -549,12 +555,17 @@ def _distinct(frame: pd.DataFrame, column: str) -> list[str]:
 
 
 def comparison_provenance(
-    run_metrics: str | Path, study: str | Path, out: str | Path, run: pd.DataFrame, info: dict[str, Any]
+    run_metrics: str | Path,
+    study: str | Path,
+    out: str | Path,
+    run: pd.DataFrame,
+    info: dict[str, Any],
+    info_key: str = "backbone",
 ) -> dict[str, Any]:
     """What the comparison folder was made from: the run's metrics file (sha256), the code
     versions, config and data hashes and devices its records name, the study folder it was
-    paired with (and that folder's config hash), the backbone's embedding info, this checkout's
-    code state and the machine that wrote it."""
+    paired with (and that folder's config hash), ``info`` under ``info_key`` (the backbone's
+    embedding info), this checkout's code state and the machine that wrote it."""
     from tlcgcnn.report.provenance import code_state, machine
     from tlcgcnn.utils import fileio as io
 
@@ -577,7 +588,7 @@ def comparison_provenance(
             "config_sha256": study_info.get("config_sha256"),
             "machine": study_info.get("machine"),
         },
-        "backbone": info,
+        info_key: info,
         "code": code_state(repo, [f"docs/results/{Path(out).name}"]),
         "machine": machine(),
     }

@@ -1,0 +1,361 @@
+"""Is a same-quantity transfer more than its source's prediction? The study's transfer
+against the controls a referee asks for, cell by cell.
+
+A controls run (``config/controls-cpu.yaml``: ``features: zero_shot | recalibrated | delta``
+modes of the zoo's sources, :mod:`tlcgcnn.train.frozen`) is paired with a published study
+folder (``docs/results/paper-cpu``) seed by seed, the way :mod:`tlcgcnn.report.backbones`
+pairs a backbone run: :func:`~tlcgcnn.report.backbones.check_same_cells` first proves, from the
+descriptor SVR both ran, that every (target, size, seed) has the same training, validation and
+test crystals.
+
+The comparisons, one Holm family (:data:`FAMILY`, declared here before any control result
+existed), BH q-values beside. Per (target, size) and control, paired by seed: the study's
+transfer from the control's own source chosen on validation (among every fine-tuned and
+frozen-features mode of that source in the cell: the choice a user can make) minus the
+control (negative: the transfer is better):
+
+* ``zero_shot``: the source's own prediction, nothing fitted (the same for every seed);
+* ``recalibrated``: the line target = a + b · source prediction fitted on the n training crystals;
+* ``delta``: Δ-learning, ridge on the source's crystal vectors fitted to target − source
+  prediction, the source prediction added back.
+
+A transfer that is not better than these has learned no more than the source's correlation
+with the target. ``python -m tlcgcnn.report controls RUN_METRICS STUDY OUT [--page PAGE]``
+writes ``OUT/tables/`` (``metrics.csv``: the run's records, ``comparison.csv``,
+``same_cells.csv``: the check), ``OUT/figures/controls.png``, ``OUT/summary.md`` and
+``OUT/provenance.json``; with ``--page`` it rewrites the block between :data:`PAGE_BEGIN` and
+:data:`PAGE_END` of a results page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tlcgcnn.analysis.effective import size_order
+from tlcgcnn.analysis.stats import benjamini_hochberg, holm, paired
+from tlcgcnn.report.backbones import (
+    ComparisonError,
+    _choose,
+    _errors,
+    _fmt_p,
+    _largest_difference,
+    _normalise,
+    check_same_cells,
+    comparison_provenance,
+    is_backbone,
+    page_markers,
+)
+
+FAMILY = "transfer_vs_controls"
+ALPHA = 0.05
+CONTROLS = {
+    "zero_shot": "the source's prediction (zero-shot)",
+    "recalibrated": "the source's prediction, recalibrated (a line fitted on the n crystals)",
+    "delta": "Δ-learning (ridge on the source's vectors fitted to target − source)",
+}
+_SHORT = {"zero_shot": "zero-shot", "recalibrated": "recalibrated", "delta": "Δ-learning"}
+PAGE_BEGIN = "<!-- controls:begin -->"
+PAGE_END = "<!-- controls:end -->"
+
+
+def is_control(df: pd.DataFrame) -> pd.Series:
+    """Records of a control mode (``features`` zero_shot, recalibrated or delta)."""
+    if "features" not in df:
+        return pd.Series(False, index=df.index)
+    return df["features"].isin(list(CONTROLS))
+
+
+def source_transfer(study: pd.DataFrame, source: str) -> pd.DataFrame:
+    """The study's transfer records from the checkpoint source ``source`` (fine-tuned or
+    frozen features), controls and backbones left out."""
+    tl = study[study["family"].eq("transfer") & study["pretrained"].eq(source)]
+    return tl[~is_control(tl) & ~is_backbone(tl)]
+
+
+def _median_best_epoch(records: pd.DataFrame) -> float:
+    if "best_epoch" not in records:
+        return math.nan
+    epochs = pd.to_numeric(records["best_epoch"], errors="coerce").dropna()
+    return float(epochs.median()) if len(epochs) else math.nan
+
+
+def compare(run: pd.DataFrame, study: pd.DataFrame) -> pd.DataFrame:
+    """The family's paired tests (see the module docstring). Columns: target, size, source,
+    control, control_mode, transfer_mode, transfer_best_epoch (median over its seeds; empty for
+    a frozen-features mode), mae_scratch, n_pairs, means and spreads, mean_diff (transfer −
+    control) with its 95 % CI, improvement_rate, p_value, p_holm, q_bh, verdict."""
+    run, study = _normalise(run), _normalise(study)
+    ctl = run[is_control(run)]
+    if ctl.empty:
+        raise ComparisonError("the run has no control record (features: zero_shot, recalibrated or delta)")
+    rows: list[dict[str, Any]] = []
+    for (target, size, mode), g in ctl.groupby(["target", "size", "mode"], sort=False):
+        source = str(g["pretrained"].iloc[0])
+        cell = study[study["target"].eq(target) & study["size"].eq(size)]
+        chosen = _choose(source_transfer(cell, source), "validation")
+        if chosen.empty:
+            raise ComparisonError(f"{target} n={size}: the study has no transfer from {source} to test {mode} against")
+        tl_mode = str(chosen["mode"].iloc[0])
+        theirs, mine = _errors(study, target, size, tl_mode), _errors(ctl, target, size, mode)
+        seeds = sorted(set(mine.index) & set(theirs.index))
+        res = paired(mine.loc[seeds].to_numpy(), theirs.loc[seeds].to_numpy())
+        scratch = cell[cell["mode"].eq("scratch")]["error"]
+        rows.append(
+            {
+                "target": target,
+                "size": size,
+                "source": source,
+                "control": str(g["features"].iloc[0]),
+                "control_mode": mode,
+                "transfer_mode": tl_mode,
+                "transfer_best_epoch": _median_best_epoch(cell[cell["mode"].eq(tl_mode)]),
+                "mae_scratch": float(scratch.mean()) if len(scratch) else math.nan,
+                "n_pairs": res["n_pairs"],
+                "mae_transfer": res["mae_mode"],
+                "mae_control": res["mae_baseline"],
+                "sd_transfer": res["sd_mode"],
+                "sd_control": res["sd_baseline"],
+                "mean_diff": res["mean_diff"],
+                "ci_low": res["ci_low"],
+                "ci_high": res["ci_high"],
+                "improvement_rate": res["improvement_rate"],
+                "p_value": res["p_value"],
+            }
+        )
+    out = pd.DataFrame(rows)
+    order = {c: i for i, c in enumerate(CONTROLS)}
+    out = out.sort_values(
+        ["target", "size", "control"],
+        key=lambda s: s.map(size_order) if s.name == "size" else s.map(order) if s.name == "control" else s,
+    ).reset_index(drop=True)
+    p = out["p_value"].to_numpy(float)
+    ok = np.isfinite(p)
+    out["p_holm"] = np.nan
+    out["q_bh"] = np.nan
+    out.loc[ok, "p_holm"] = holm(p[ok])
+    out.loc[ok, "q_bh"] = benjamini_hochberg(p[ok])
+    out["holm_family"] = FAMILY
+    out["family_size"] = int(ok.sum())
+    out["verdict"] = [verdict(d, q) for d, q in zip(out["mean_diff"], out["p_holm"], strict=True)]
+    return out
+
+
+def verdict(mean_diff: float, p_holm: float, alpha: float = ALPHA) -> str:
+    """ "transfer better" / "control better" when Holm-significant, else "no significant difference"."""
+    if not np.isfinite(p_holm) or p_holm >= alpha:
+        return "no significant difference"
+    return "transfer better" if mean_diff < 0 else "control better"
+
+
+# --------------------------------------------------------------------------- figure
+SERIES_STYLE = {
+    "scratch": ("CGCNN from scratch", "black", "o"),
+    "transfer": ("CGCNN transfer from the source (chosen on validation)", "tab:blue", "s"),
+    "zero_shot": ("source's prediction (zero-shot)", "tab:gray", "x"),
+    "recalibrated": ("source's prediction, recalibrated", "tab:green", "^"),
+    "delta": ("Δ-learning on the source", "tab:orange", "D"),
+}
+
+
+def curve_points(run: pd.DataFrame, study: pd.DataFrame, tests: pd.DataFrame) -> pd.DataFrame:
+    """Mean test MAE with its 95 % t interval over seeds, per target, size and series."""
+    from scipy import stats as sstats
+
+    run, study = _normalise(run), _normalise(study)
+    rows = []
+    for (target, size), g in tests.groupby(["target", "size"], sort=False):
+        picks = {"scratch": (study, "scratch"), "transfer": (study, g["transfer_mode"].iloc[0])}
+        picks.update({r.control: (run, r.control_mode) for r in g.itertuples()})
+        for name, (records, mode) in picks.items():
+            e = _errors(records, target, size, mode).to_numpy(float)
+            if e.size == 0:
+                continue
+            sd = e.std(ddof=1) if e.size > 1 else 0.0
+            half = float(sstats.t.ppf(0.975, e.size - 1) * sd / math.sqrt(e.size)) if sd > 0 else 0.0
+            rows.append({"target": target, "size": size, "series": name, "mae": e.mean(), "ci": half})
+    return pd.DataFrame(rows)
+
+
+def draw(run: pd.DataFrame, study: pd.DataFrame, tests: pd.DataFrame, png: str | Path) -> None:
+    """One panel per target: test MAE against training crystals, transfer and controls."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from tlcgcnn.report.backbones import _title
+    from tlcgcnn.report.figures.style import error_label, save
+
+    pts = curve_points(run, study, tests)
+    runs = _normalise(run)
+    targets = list(dict.fromkeys(tests["target"]))
+    fig, axes = plt.subplots(1, len(targets), figsize=(4.8 * len(targets), 4.2), squeeze=False)
+    for ax, target in zip(axes.flat, targets, strict=True):
+        for name, (label, colour, marker) in SERIES_STYLE.items():
+            p = pts[pts["target"].eq(target) & pts["series"].eq(name)].copy()
+            if p.empty:
+                continue
+            p["n"] = p["size"].map(size_order)
+            p = p.sort_values("n")
+            ax.errorbar(p["n"], p["mae"], yerr=p["ci"], label=label, color=colour, marker=marker, ms=4, capsize=2)
+        ax.set_xscale("log")
+        ax.set_xlabel("training crystals")
+        ax.set_ylabel(error_label(runs[runs["target"].eq(target)]))
+        ax.set_title(_title(runs[runs["target"].eq(target)].iloc[0]))
+        ax.grid(alpha=0.3, which="both")
+    handles, names = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=3, frameon=False, fontsize=9)
+    fig.suptitle("Transfer vs the source's own prediction: mean test MAE, 95 % CI over seeds", fontsize=11)
+    fig.tight_layout(rect=(0, 0.12, 1, 0.95))
+    save(fig, png)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------- summary and page
+def _cell_text(r: Any) -> str:
+    """A test as the page shows it: relative difference (transfer − control over the control's
+    MAE), Holm p, ✓ transfer significantly better, ✗ the control significantly better."""
+    rel = 100.0 * r.mean_diff / r.mae_control if r.mae_control else math.nan
+    mark = {"transfer better": " ✓", "control better": " ✗"}.get(r.verdict, "")
+    return f"{rel:+.0f} % ({_fmt_p(r.p_holm)}){mark}"
+
+
+def _epoch_text(epoch: float) -> str:
+    return f", best epoch {epoch:g}" if np.isfinite(epoch) else ""
+
+
+def page_block(tests: pd.DataFrame) -> str:
+    """The results page's table: per (target, n) the transfer's and the controls' test MAE and
+    the transfer against each control."""
+    order = list(CONTROLS)
+    lines = [
+        "| target | n | scratch | transfer (mode, median best epoch) | "
+        + " | ".join(_SHORT[c] for c in order)
+        + " | "
+        + " | ".join(f"transfer vs {_SHORT[c]}" for c in order)
+        + " |",
+        "|---|---|---|---|" + "---|" * (2 * len(order)),
+    ]
+    for (target, size), g in tests.groupby(["target", "size"], sort=False):
+        by = {r.control: r for r in g.itertuples()}
+        first = g.iloc[0]
+        maes = [f"{by[c].mae_control:.3g}" if c in by else "" for c in order]
+        cells = [_cell_text(by[c]) if c in by else "" for c in order]
+        lines.append(
+            f"| {target} | {size} | {first['mae_scratch']:.3g} | {first['mae_transfer']:.3g} "
+            f"({first['transfer_mode']}{_epoch_text(float(first['transfer_best_epoch']))}) | "
+            + " | ".join(maes + cells)
+            + " |"
+        )
+    return "\n".join(lines)
+
+
+def summary_markdown(tests: pd.DataFrame, checked: pd.DataFrame) -> str:
+    """The folder's ``summary.md``: what was compared, the check, every test."""
+    lines = [
+        "# The transfer against its source's own prediction (controls-cpu)",
+        "",
+        "Controls: " + "; ".join(f"`{k}`: {v}" for k, v in CONTROLS.items()) + ".",
+        "",
+        f"Paired with `docs/results/paper-cpu` seed by seed: {int(checked['same'].sum())} re-run descriptor-SVR "
+        f"records give the study's test MAE (largest relative difference {checked['relative_difference'].max():.1e}: "
+        f"{_largest_difference(checked)}), test-set size and table hash.",
+        "",
+        f"One Holm family (`{FAMILY}`, {int(tests['family_size'].iloc[0])} tests); difference = transfer − control "
+        "(negative: the transfer is better); the transfer is the study's mode from the control's source chosen "
+        "on validation.",
+        "",
+        "| target | n | control | control MAE | transfer (mode) | transfer MAE | difference [95 % CI] | p | p Holm "
+        "| q BH | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in tests.itertuples():
+        lines.append(
+            f"| {r.target} | {r.size} | {r.control} | {r.mae_control:.4g} | {r.transfer_mode} | {r.mae_transfer:.4g} "
+            f"| {r.mean_diff:+.4g} [{r.ci_low:+.3g}, {r.ci_high:+.3g}] | {_fmt_p(r.p_value)} | {_fmt_p(r.p_holm)} "
+            f"| {_fmt_p(r.q_bh)} | {r.verdict} |"
+        )
+    lines += ["", "![transfer vs controls](figures/controls.png)", ""]
+    return "\n".join(lines)
+
+
+def read_comparison(folder: str | Path) -> pd.DataFrame:
+    """A published folder's ``tables/comparison.csv`` (sizes as text)."""
+    return pd.read_csv(Path(folder) / "tables" / "comparison.csv", dtype={"size": str})
+
+
+def rewrite_page(folder: str | Path, page: str | Path) -> None:
+    """The page's controls block from the folder's comparison."""
+    from tlcgcnn.utils import fileio as io
+
+    path = Path(page)
+    text = path.read_text(encoding="utf-8")
+    start, end = page_markers(text, path, PAGE_BEGIN, PAGE_END)
+    new = text[:start] + "\n" + page_block(read_comparison(folder)) + "\n" + text[end:]
+    if new != text:
+        io.write_text(path, new)
+
+
+def check_page(folder: str | Path, page: str | Path) -> list[str]:
+    """Problems: the page's controls block is not the one the folder's comparison.csv gives."""
+    text = Path(page).read_text(encoding="utf-8")
+    start, end = page_markers(text, Path(page), PAGE_BEGIN, PAGE_END)
+    if text[start:end].strip() != page_block(read_comparison(folder)).strip():
+        return [f"{page}: the controls table differs from {Path(folder) / 'tables' / 'comparison.csv'}"]
+    return []
+
+
+def publish(run_metrics: str | Path, study: str | Path, out: str | Path) -> pd.DataFrame:
+    """Check, compare and write ``out`` (see the module docstring). Returns the tests."""
+    from tlcgcnn.utils import fileio as io
+
+    run = pd.read_csv(run_metrics)
+    pub = pd.read_csv(Path(study) / "tables" / "metrics.csv")
+    checked = check_same_cells(run, pub, new=is_control)
+    tests = compare(run, pub)
+    out = Path(out)
+    (out / "tables").mkdir(parents=True, exist_ok=True)
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    io.write_csv(run, out / "tables" / "metrics.csv")
+    io.write_csv(tests, out / "tables" / "comparison.csv")
+    io.write_csv(checked, out / "tables" / "same_cells.csv")
+    draw(run, pub, tests, out / "figures" / "controls.png")
+    io.write_text(out / "summary.md", summary_markdown(tests, checked))
+    controls = {"controls": CONTROLS, "family": FAMILY}
+    io.write_json(out / "provenance.json", comparison_provenance(run_metrics, study, out, run, controls, "comparison"))
+    return tests
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tlcgcnn.report controls",
+        description="Pair a controls run (zero-shot, recalibrated, delta) with a published study seed by seed and "
+        "test the study's transfer against each control (tlcgcnn.report.controls).",
+    )
+    parser.add_argument("run_metrics", help="the controls run's stats/metrics.csv")
+    parser.add_argument("study", help="the published study folder, e.g. docs/results/paper-cpu")
+    parser.add_argument("out", help="the folder to write, e.g. docs/results/controls-cpu")
+    parser.add_argument("--page", help="a results page whose controls block to rewrite, e.g. docs/results.md")
+    args = parser.parse_args(argv)
+    try:
+        tests = publish(args.run_metrics, args.study, args.out)
+        if args.page:
+            rewrite_page(args.out, args.page)
+            problems = check_page(args.out, args.page)
+            for p in problems:
+                print(p, file=sys.stderr)
+            if problems:
+                return 1
+    except ComparisonError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"{args.out}: {len(tests)} paired tests in family {FAMILY}")
+    return 0
