@@ -10,7 +10,7 @@ NAME ?=
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-all venv dry-run lint clean-results results-readme results-papers results-backbones progress
+.PHONY: run test test-all venv dry-run lint clean-results results-readme results-papers results-backbones results-controls progress
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,12 @@ results-backbones: $(STAMP)
 	$(PY) -m tlcgcnn.report backbones results/backbones-cpu/stats/metrics.csv $(RESULTS_DIR)/paper-cpu \
 		$(RESULTS_DIR)/backbones-cpu --embed-info results/backbones-cpu/backbones/chgnet-0.3.0/embeddings.json \
 		--page docs/results.md
+
+# the study's transfer against its source's zero-shot, recalibrated and delta predictions
+# (tlcgcnn.report.controls): after `snakemake --cores 2 --configfile config/controls-cpu.yaml`
+results-controls: $(STAMP)
+	$(PY) -m tlcgcnn.report controls results/controls-cpu/stats/metrics.csv $(RESULTS_DIR)/paper-cpu \
+		$(RESULTS_DIR)/controls-cpu --page docs/results.md
 
 # how far an unfinished run is: cells, job time left, interim claims (tlcgcnn.report.progress; reads only)
 progress: $(STAMP)

@@ -110,3 +110,28 @@ def test_publish_writes_the_folder_and_the_page_block(study, tmp_path):
     assert K.check_page(out, page) != []
     prov = json.loads((out / "provenance.json").read_text())
     assert prov["comparison"]["family"] == K.FAMILY and prov["study"]["folder"] == "paper-cpu"
+
+
+PUBLISHED = ROOT / "docs" / "results" / "controls-cpu"
+
+
+@pytest.mark.skipif(
+    not (PUBLISHED / "tables" / "metrics.csv").is_file(), reason="docs/results/controls-cpu not published"
+)
+def test_the_published_comparison_recomputes_from_the_committed_records(study):
+    """docs/results/controls-cpu: its records pair with the study's (the split check passes),
+    comparison.csv is what compare() gives on them, and the results page shows that CSV."""
+    run = pd.read_csv(PUBLISHED / "tables" / "metrics.csv")
+    checked = check_same_cells(run, study, new=K.is_control)
+    assert checked["same"].all() and set(checked["mode"]) == {"svr"}
+    fresh = K.compare(run, study)
+    pub = K.read_comparison(PUBLISHED)
+    for col in ("target", "control", "transfer_mode", "verdict"):
+        assert list(pub[col]) == list(fresh[col]), col
+    for col in ("mae_transfer", "mae_control", "mean_diff", "p_value", "p_holm", "q_bh"):
+        assert pub[col].to_numpy(float) == pytest.approx(fresh[col].to_numpy(float), rel=1e-9, nan_ok=True), col
+    assert set(pub["target"]) == {"hse_gap", "gllbsc_gap", "ef_nm"} and set(pub["control"]) == set(K.CONTROLS)
+    assert (pub[pub["size"].astype(int) < 1000]["n_pairs"] == 10).all()
+    assert K.check_page(PUBLISHED, ROOT / "docs" / "results.md") == []
+    prov = json.loads((PUBLISHED / "provenance.json").read_text())
+    assert prov["run"]["records"] == len(run) and prov["run"]["git_commits"]

@@ -89,8 +89,8 @@ def _median_best_epoch(records: pd.DataFrame) -> float:
 
 def compare(run: pd.DataFrame, study: pd.DataFrame) -> pd.DataFrame:
     """The family's paired tests (see the module docstring). Columns: target, size, source,
-    control, control_mode, transfer_mode, transfer_best_epoch (median over its seeds; empty for
-    a frozen-features mode), mae_scratch, n_pairs, means and spreads, mean_diff (transfer −
+    control, control_mode, transfer_mode, transfer_best_epoch (median over its seeds, 0-based:
+    0 is after the first epoch; empty for a frozen-features mode), mae_scratch, n_pairs, means and spreads, mean_diff (transfer −
     control) with its 95 % CI, improvement_rate, p_value, p_holm, q_bh, verdict."""
     run, study = _normalise(run), _normalise(study)
     ctl = run[is_control(run)]
@@ -229,7 +229,8 @@ def _cell_text(r: Any) -> str:
 
 
 def _epoch_text(epoch: float) -> str:
-    return f", best epoch {epoch:g}" if np.isfinite(epoch) else ""
+    """The median best epoch (0-based, as the records count) as epochs trained to reach it."""
+    return f", best after {epoch + 1:g} epochs" if np.isfinite(epoch) else ""
 
 
 def page_block(tests: pd.DataFrame) -> str:
@@ -237,7 +238,7 @@ def page_block(tests: pd.DataFrame) -> str:
     the transfer against each control."""
     order = list(CONTROLS)
     lines = [
-        "| target | n | scratch | transfer (mode, median best epoch) | "
+        "| target | n | scratch | transfer (mode, median epochs to its best validation) | "
         + " | ".join(_SHORT[c] for c in order)
         + " | "
         + " | ".join(f"transfer vs {_SHORT[c]}" for c in order)
