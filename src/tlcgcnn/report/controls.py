@@ -90,8 +90,9 @@ def _median_best_epoch(records: pd.DataFrame) -> float:
 def compare(run: pd.DataFrame, study: pd.DataFrame) -> pd.DataFrame:
     """The family's paired tests (see the module docstring). Columns: target, size, source,
     control, control_mode, transfer_mode, transfer_best_epoch (median over its seeds, 0-based:
-    0 is after the first epoch; empty for a frozen-features mode), mae_scratch, n_pairs, means and spreads, mean_diff (transfer −
-    control) with its 95 % CI, improvement_rate, p_value, p_holm, q_bh, verdict."""
+    0 is after the first epoch; empty for a frozen-features mode), mae_scratch, n_pairs, means
+    and spreads, mean_diff (transfer − control) with its 95 % CI, improvement_rate, p_value,
+    p_holm, q_bh, verdict."""
     run, study = _normalise(run), _normalise(study)
     ctl = run[is_control(run)]
     if ctl.empty:
