@@ -10,7 +10,7 @@ NAME ?=
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-all venv dry-run lint clean-results results-readme results-papers results-backbones results-controls progress
+.PHONY: run test test-all venv dry-run lint clean-results results-readme results-papers results-backbones results-controls results-scratch-budget progress
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -68,6 +68,12 @@ results-backbones: $(STAMP)
 results-controls: $(STAMP)
 	$(PY) -m tlcgcnn.report controls results/controls-cpu/stats/metrics.csv $(RESULTS_DIR)/paper-cpu \
 		$(RESULTS_DIR)/controls-cpu --page docs/results.md
+
+# the study's transfer against scratch given its protocol-selection budget (tlcgcnn.report.scratch_budget):
+# after `snakemake --cores 2 --configfile config/scratch-protocol-cpu.yaml`
+results-scratch-budget: $(STAMP)
+	$(PY) -m tlcgcnn.report scratch-budget results/scratch-protocol-cpu/stats/metrics.csv $(RESULTS_DIR)/paper-cpu \
+		$(RESULTS_DIR)/scratch-protocol-cpu --page docs/results.md
 
 # how far an unfinished run is: cells, job time left, interim claims (tlcgcnn.report.progress; reads only)
 progress: $(STAMP)

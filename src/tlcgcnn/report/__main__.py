@@ -1,7 +1,8 @@
 """``python -m tlcgcnn.report readme|papers|check``: the results page's claims tables
 (:mod:`.readme`); ``python -m tlcgcnn.report backbones``: a backbone run paired with a published
 study (:mod:`.backbones`); ``python -m tlcgcnn.report controls``: a controls run (zero-shot,
-recalibrated, Δ-learning) paired with a published study (:mod:`.controls`);
+recalibrated, Δ-learning) paired with a published study (:mod:`.controls`); ``python -m
+tlcgcnn.report scratch-budget``: the transfer against scratch tuned like it (:mod:`.scratch_budget`);
 ``python -m tlcgcnn.report effective FOLDER PAGE``: how many scratch crystals
 each source of a published study is worth (``FOLDER/tables/effective_data.csv``)."""
 
@@ -16,6 +17,11 @@ if len(sys.argv) > 1 and sys.argv[1] == "controls":
     from tlcgcnn.report.controls import main as controls_main
 
     sys.exit(controls_main(sys.argv[2:]))
+
+if len(sys.argv) > 1 and sys.argv[1] == "scratch-budget":
+    from tlcgcnn.report.scratch_budget import main as scratch_budget_main
+
+    sys.exit(scratch_budget_main(sys.argv[2:]))
 
 if len(sys.argv) > 1 and sys.argv[1] == "effective":
     from tlcgcnn.report.effective import main as effective_main

@@ -500,23 +500,33 @@ def read_comparison(folder: str | Path) -> pd.DataFrame:
     return pd.read_csv(Path(folder) / "tables" / "comparison.csv", dtype={"size": str})
 
 
-def rewrite_page(folder: str | Path, page: str | Path) -> None:
-    """The page's block between :data:`PAGE_BEGIN` and :data:`PAGE_END` from the folder's comparison."""
+def write_block(page: str | Path, block: str, begin: str = PAGE_BEGIN, end: str = PAGE_END) -> None:
+    """Replace a results page's block between the markers ``begin`` and ``end`` by ``block``."""
     from tlcgcnn.utils import fileio as io
 
     path = Path(page)
     text = path.read_text(encoding="utf-8")
-    start, end = page_markers(text, path)
-    new = text[:start] + "\n" + page_block(read_comparison(folder)) + "\n" + text[end:]
+    start, stop = page_markers(text, path, begin, end)
+    new = text[:start] + "\n" + block + "\n" + text[stop:]
     if new != text:
         io.write_text(path, new)
 
 
+def block_is(page: str | Path, block: str, begin: str = PAGE_BEGIN, end: str = PAGE_END) -> bool:
+    """Whether a results page's block between ``begin`` and ``end`` is ``block``."""
+    text = Path(page).read_text(encoding="utf-8")
+    start, stop = page_markers(text, Path(page), begin, end)
+    return text[start:stop].strip() == block.strip()
+
+
+def rewrite_page(folder: str | Path, page: str | Path) -> None:
+    """The page's block between :data:`PAGE_BEGIN` and :data:`PAGE_END` from the folder's comparison."""
+    write_block(page, page_block(read_comparison(folder)))
+
+
 def check_page(folder: str | Path, page: str | Path) -> list[str]:
     """Problems: the page's block is not the one the folder's comparison.csv gives."""
-    text = Path(page).read_text(encoding="utf-8")
-    start, end = page_markers(text, Path(page))
-    if text[start:end].strip() != page_block(read_comparison(folder)).strip():
+    if not block_is(page, page_block(read_comparison(folder))):
         return [f"{page}: the backbone table differs from {Path(folder) / 'tables' / 'comparison.csv'}"]
     return []
 

@@ -48,10 +48,11 @@ from tlcgcnn.report.backbones import (
     _fmt_p,
     _largest_difference,
     _normalise,
+    block_is,
     check_same_cells,
     comparison_provenance,
     is_backbone,
-    page_markers,
+    write_block,
 )
 
 FAMILY = "transfer_vs_controls"
@@ -296,21 +297,12 @@ def read_comparison(folder: str | Path) -> pd.DataFrame:
 
 def rewrite_page(folder: str | Path, page: str | Path) -> None:
     """The page's controls block from the folder's comparison."""
-    from tlcgcnn.utils import fileio as io
-
-    path = Path(page)
-    text = path.read_text(encoding="utf-8")
-    start, end = page_markers(text, path, PAGE_BEGIN, PAGE_END)
-    new = text[:start] + "\n" + page_block(read_comparison(folder)) + "\n" + text[end:]
-    if new != text:
-        io.write_text(path, new)
+    write_block(page, page_block(read_comparison(folder)), PAGE_BEGIN, PAGE_END)
 
 
 def check_page(folder: str | Path, page: str | Path) -> list[str]:
     """Problems: the page's controls block is not the one the folder's comparison.csv gives."""
-    text = Path(page).read_text(encoding="utf-8")
-    start, end = page_markers(text, Path(page), PAGE_BEGIN, PAGE_END)
-    if text[start:end].strip() != page_block(read_comparison(folder)).strip():
+    if not block_is(page, page_block(read_comparison(folder)), PAGE_BEGIN, PAGE_END):
         return [f"{page}: the controls table differs from {Path(folder) / 'tables' / 'comparison.csv'}"]
     return []
 
