@@ -263,16 +263,64 @@ def compare(cells: Cells) -> pd.DataFrame:
     out = out.sort_values(
         ["target", "size", "versus"], key=lambda s: s.map(size_order) if s.name == "size" else s
     ).reset_index(drop=True)
+    return adjust_family(out, FAMILY, verdict)
+
+
+def adjust_family(tests: pd.DataFrame, family: str, judge: Callable[[float, float], str]) -> pd.DataFrame:
+    """One Holm family over every finite ``p_value`` of ``tests`` (``p_holm``), BH q-values
+    beside (``q_bh``), the family's name and size, and each row's verdict
+    ``judge(mean_diff, p_holm)``."""
+    out = tests.copy()
     p = out["p_value"].to_numpy(float)
     ok = np.isfinite(p)
     out["p_holm"] = np.nan
     out["q_bh"] = np.nan
     out.loc[ok, "p_holm"] = holm(p[ok])
     out.loc[ok, "q_bh"] = benjamini_hochberg(p[ok])
-    out["holm_family"] = FAMILY
+    out["holm_family"] = family
     out["family_size"] = int(ok.sum())
-    out["verdict"] = [verdict(d, q) for d, q in zip(out["mean_diff"], out["p_holm"], strict=True)]
+    out["verdict"] = [judge(d, q) for d, q in zip(out["mean_diff"], out["p_holm"], strict=True)]
     return out
+
+
+def run_cli(
+    argv: Sequence[str] | None,
+    *,
+    command: str,
+    description: str,
+    example_out: str,
+    publish: Callable[..., pd.DataFrame],
+    rewrite_page: Callable[[str, str], None],
+    check_page: Callable[[str, str], list[str]],
+    family: str,
+    extra: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> int:
+    """The command line of a comparison report: ``RUN_METRICS STUDY OUT [--page PAGE]`` (and
+    ``extra``'s options, passed on to ``publish`` by name); 2 when the runs cannot be paired,
+    1 when the page's block does not match after rewriting it."""
+    parser = argparse.ArgumentParser(prog=f"python -m tlcgcnn.report {command}", description=description)
+    parser.add_argument("run_metrics", help="the run's stats/metrics.csv")
+    parser.add_argument("study", help="the published study folder, e.g. docs/results/paper-cpu")
+    parser.add_argument("out", help=f"the folder to write, e.g. {example_out}")
+    parser.add_argument("--page", help="a results page whose block to rewrite, e.g. docs/results.md")
+    if extra is not None:
+        extra(parser)
+    args = vars(parser.parse_args(argv))
+    run_metrics, study, out, page = (args.pop(k) for k in ("run_metrics", "study", "out", "page"))
+    try:
+        tests = publish(run_metrics, study, out, **args)
+        if page:
+            rewrite_page(out, page)
+            problems = check_page(out, page)
+            for problem in problems:
+                print(problem, file=sys.stderr)
+            if problems:
+                return 1
+    except ComparisonError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"{out}: {len(tests)} paired tests in family {family}")
+    return 0
 
 
 def verdict(mean_diff: float, p_holm: float, alpha: float = ALPHA) -> str:
@@ -605,30 +653,22 @@ def comparison_provenance(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m tlcgcnn.report backbones",
+    def embed_info(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--embed-info",
+            dest="embed_info",
+            help="the backbone's info JSON (results/<name>/backbones/<backbone>/embeddings.json)",
+        )
+
+    return run_cli(
+        argv,
+        command="backbones",
         description="Pair a backbone run's records with a published study folder seed by seed and test them "
         "(tlcgcnn.report.backbones).",
+        example_out="docs/results/backbones-cpu",
+        publish=publish,
+        rewrite_page=rewrite_page,
+        check_page=check_page,
+        family=FAMILY,
+        extra=embed_info,
     )
-    parser.add_argument("run_metrics", help="the backbone run's stats/metrics.csv")
-    parser.add_argument("study", help="the published study folder, e.g. docs/results/paper-cpu")
-    parser.add_argument("out", help="the folder to write, e.g. docs/results/backbones-cpu")
-    parser.add_argument(
-        "--embed-info", help="the backbone's info JSON (results/<name>/backbones/<backbone>/embeddings.json)"
-    )
-    parser.add_argument("--page", help="a results page whose backbone block to rewrite, e.g. docs/results.md")
-    args = parser.parse_args(argv)
-    try:
-        tests = publish(args.run_metrics, args.study, args.out, args.embed_info)
-        if args.page:
-            rewrite_page(args.out, args.page)
-            problems = check_page(args.out, args.page)
-            for p in problems:
-                print(p, file=sys.stderr)
-            if problems:
-                return 1
-    except ComparisonError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(f"{args.out}: {len(tests)} paired tests in family {FAMILY}")
-    return 0

@@ -29,9 +29,7 @@ writes ``OUT/tables/`` (``metrics.csv``: the run's records, ``comparison.csv``,
 
 from __future__ import annotations
 
-import argparse
 import math
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -40,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from tlcgcnn.analysis.effective import size_order
-from tlcgcnn.analysis.stats import benjamini_hochberg, holm, paired
+from tlcgcnn.analysis.stats import paired
 from tlcgcnn.report.backbones import (
     ComparisonError,
     _choose,
@@ -48,10 +46,12 @@ from tlcgcnn.report.backbones import (
     _fmt_p,
     _largest_difference,
     _normalise,
+    adjust_family,
     block_is,
     check_same_cells,
     comparison_provenance,
     is_backbone,
+    run_cli,
     write_block,
 )
 
@@ -138,16 +138,7 @@ def compare(run: pd.DataFrame, study: pd.DataFrame) -> pd.DataFrame:
         ["target", "size", "control"],
         key=lambda s: s.map(size_order) if s.name == "size" else s.map(order) if s.name == "control" else s,
     ).reset_index(drop=True)
-    p = out["p_value"].to_numpy(float)
-    ok = np.isfinite(p)
-    out["p_holm"] = np.nan
-    out["q_bh"] = np.nan
-    out.loc[ok, "p_holm"] = holm(p[ok])
-    out.loc[ok, "q_bh"] = benjamini_hochberg(p[ok])
-    out["holm_family"] = FAMILY
-    out["family_size"] = int(ok.sum())
-    out["verdict"] = [verdict(d, q) for d, q in zip(out["mean_diff"], out["p_holm"], strict=True)]
-    return out
+    return adjust_family(out, FAMILY, verdict)
 
 
 def verdict(mean_diff: float, p_holm: float, alpha: float = ALPHA) -> str:
@@ -329,27 +320,14 @@ def publish(run_metrics: str | Path, study: str | Path, out: str | Path) -> pd.D
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m tlcgcnn.report controls",
+    return run_cli(
+        argv,
+        command="controls",
         description="Pair a controls run (zero-shot, recalibrated, delta) with a published study seed by seed and "
         "test the study's transfer against each control (tlcgcnn.report.controls).",
+        example_out="docs/results/controls-cpu",
+        publish=publish,
+        rewrite_page=rewrite_page,
+        check_page=check_page,
+        family=FAMILY,
     )
-    parser.add_argument("run_metrics", help="the controls run's stats/metrics.csv")
-    parser.add_argument("study", help="the published study folder, e.g. docs/results/paper-cpu")
-    parser.add_argument("out", help="the folder to write, e.g. docs/results/controls-cpu")
-    parser.add_argument("--page", help="a results page whose controls block to rewrite, e.g. docs/results.md")
-    args = parser.parse_args(argv)
-    try:
-        tests = publish(args.run_metrics, args.study, args.out)
-        if args.page:
-            rewrite_page(args.out, args.page)
-            problems = check_page(args.out, args.page)
-            for p in problems:
-                print(p, file=sys.stderr)
-            if problems:
-                return 1
-    except ComparisonError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(f"{args.out}: {len(tests)} paired tests in family {FAMILY}")
-    return 0

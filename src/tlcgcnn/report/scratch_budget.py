@@ -21,9 +21,7 @@ error, ``same_cells.csv``), ``OUT/summary.md`` and ``OUT/provenance.json``.
 
 from __future__ import annotations
 
-import argparse
 import math
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -32,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from tlcgcnn.analysis.effective import size_order
-from tlcgcnn.analysis.stats import benjamini_hochberg, holm, paired
+from tlcgcnn.analysis.stats import paired
 from tlcgcnn.report.backbones import (
     SCRATCH,
     ComparisonError,
@@ -41,10 +39,12 @@ from tlcgcnn.report.backbones import (
     _fmt_p,
     _largest_difference,
     _normalise,
+    adjust_family,
     block_is,
     cgcnn_transfer,
     check_same_cells,
     comparison_provenance,
+    run_cli,
     write_block,
 )
 from tlcgcnn.report.controls import is_control
@@ -139,16 +139,7 @@ def compare(run: pd.DataFrame, study: pd.DataFrame) -> pd.DataFrame:
     out = out.sort_values(
         ["target", "size", "versus"], key=lambda s: s.map(size_order) if s.name == "size" else s
     ).reset_index(drop=True)
-    p = out["p_value"].to_numpy(float)
-    ok = np.isfinite(p)
-    out["p_holm"] = np.nan
-    out["q_bh"] = np.nan
-    out.loc[ok, "p_holm"] = holm(p[ok])
-    out.loc[ok, "q_bh"] = benjamini_hochberg(p[ok])
-    out["holm_family"] = FAMILY
-    out["family_size"] = int(ok.sum())
-    out["verdict"] = [verdict(d, q) for d, q in zip(out["mean_diff"], out["p_holm"], strict=True)]
-    return out
+    return adjust_family(out, FAMILY, verdict)
 
 
 def verdict(mean_diff: float, p_holm: float, alpha: float = ALPHA) -> str:
@@ -256,27 +247,14 @@ def publish(run_metrics: str | Path, study: str | Path, out: str | Path) -> pd.D
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m tlcgcnn.report scratch-budget",
+    return run_cli(
+        argv,
+        command="scratch-budget",
         description="Pair a scratch-protocol run with a published study seed by seed and test the study's transfer "
         "against scratch chosen on validation among its protocols (tlcgcnn.report.scratch_budget).",
+        example_out="docs/results/scratch-protocol-cpu",
+        publish=publish,
+        rewrite_page=rewrite_page,
+        check_page=check_page,
+        family=FAMILY,
     )
-    parser.add_argument("run_metrics", help="the scratch-protocol run's stats/metrics.csv")
-    parser.add_argument("study", help="the published study folder, e.g. docs/results/paper-cpu")
-    parser.add_argument("out", help="the folder to write, e.g. docs/results/scratch-protocol-cpu")
-    parser.add_argument("--page", help="a results page whose scratch-budget block to rewrite, e.g. docs/results.md")
-    args = parser.parse_args(argv)
-    try:
-        tests = publish(args.run_metrics, args.study, args.out)
-        if args.page:
-            rewrite_page(args.out, args.page)
-            problems = check_page(args.out, args.page)
-            for p in problems:
-                print(p, file=sys.stderr)
-            if problems:
-                return 1
-    except ComparisonError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(f"{args.out}: {len(tests)} paired tests in family {FAMILY}")
-    return 0
