@@ -398,6 +398,30 @@ def _title(record: pd.Series) -> str:
     return f"{record['target']}: {transform}{SYMBOLS.get(prop, prop)}{subset}"
 
 
+def plot_series(ax: Any, pts: pd.DataFrame, style: dict[str, tuple[str, str, str]]) -> None:
+    """One target's panel: each series of ``style`` (name → label, colour, marker) as mean test
+    error ± 95 % CI against training crystals (log axis); ``pts`` as :func:`curve_points` gives."""
+    for name, (label, colour, marker) in style.items():
+        p = pts[pts["series"].eq(name)].copy()
+        if p.empty:
+            continue
+        p["n"] = p["size"].map(size_order)
+        p = p.sort_values("n")
+        ax.errorbar(p["n"], p["mae"], yerr=p["ci"], label=label, color=colour, marker=marker, ms=4, capsize=2)
+    ax.set_xscale("log")
+    ax.set_xlabel("training crystals")
+
+
+def load_pair(
+    run_metrics: str | Path, study: str | Path, new: Callable[[pd.DataFrame], pd.Series]
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """A run's records, the published study's (``STUDY/tables/metrics.csv``) and the proof that
+    they share their cells (:func:`check_same_cells`, ``new`` naming the run's new records)."""
+    run = pd.read_csv(run_metrics)
+    pub = pd.read_csv(Path(study) / "tables" / "metrics.csv")
+    return run, pub, check_same_cells(run, pub, new=new)
+
+
 def draw(cells: Cells, png: str | Path) -> None:
     """One panel per target: test MAE against training crystals for the four series."""
     import matplotlib
@@ -413,15 +437,7 @@ def draw(cells: Cells, png: str | Path) -> None:
     nrow = -(-len(targets) // ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(5.2 * ncol, 3.9 * nrow), squeeze=False)
     for ax, target in zip(axes.flat, targets, strict=False):
-        for name, (label, colour, marker) in SERIES_STYLE.items():
-            p = pts[pts["target"].eq(target) & pts["series"].eq(name)].copy()
-            if p.empty:
-                continue
-            p["n"] = p["size"].map(size_order)
-            p = p.sort_values("n")
-            ax.errorbar(p["n"], p["mae"], yerr=p["ci"], label=label, color=colour, marker=marker, ms=4, capsize=2)
-        ax.set_xscale("log")
-        ax.set_xlabel("training crystals")
+        plot_series(ax, pts[pts["target"].eq(target)], SERIES_STYLE)
         ax.set_ylabel(error_label(cells.study[cells.study["target"].eq(target)]))
         ax.set_title(_title(cells.backbone[cells.backbone["target"].eq(target)].iloc[0]))
         ax.grid(alpha=0.3, which="both")
@@ -585,9 +601,7 @@ def publish(
     """Check, compare and write ``out`` (see the module docstring). Returns the tests."""
     from tlcgcnn.utils import fileio as io
 
-    run = pd.read_csv(run_metrics)
-    pub = pd.read_csv(Path(study) / "tables" / "metrics.csv")
-    checked = check_same_cells(run, pub)
+    run, pub, checked = load_pair(run_metrics, study, is_backbone)
     cells = split_cells(run, pub)
     tests = compare(cells)
     eff = effective_table(cells)

@@ -48,9 +48,10 @@ from tlcgcnn.report.backbones import (
     _normalise,
     adjust_family,
     block_is,
-    check_same_cells,
     comparison_provenance,
     is_backbone,
+    load_pair,
+    plot_series,
     run_cli,
     write_block,
 )
@@ -192,15 +193,7 @@ def draw(run: pd.DataFrame, study: pd.DataFrame, tests: pd.DataFrame, png: str |
     targets = list(dict.fromkeys(tests["target"]))
     fig, axes = plt.subplots(1, len(targets), figsize=(4.8 * len(targets), 4.2), squeeze=False)
     for ax, target in zip(axes.flat, targets, strict=True):
-        for name, (label, colour, marker) in SERIES_STYLE.items():
-            p = pts[pts["target"].eq(target) & pts["series"].eq(name)].copy()
-            if p.empty:
-                continue
-            p["n"] = p["size"].map(size_order)
-            p = p.sort_values("n")
-            ax.errorbar(p["n"], p["mae"], yerr=p["ci"], label=label, color=colour, marker=marker, ms=4, capsize=2)
-        ax.set_xscale("log")
-        ax.set_xlabel("training crystals")
+        plot_series(ax, pts[pts["target"].eq(target)], SERIES_STYLE)
         ax.set_ylabel(error_label(runs[runs["target"].eq(target)]))
         ax.set_title(_title(runs[runs["target"].eq(target)].iloc[0]))
         ax.grid(alpha=0.3, which="both")
@@ -302,9 +295,7 @@ def publish(run_metrics: str | Path, study: str | Path, out: str | Path) -> pd.D
     """Check, compare and write ``out`` (see the module docstring). Returns the tests."""
     from tlcgcnn.utils import fileio as io
 
-    run = pd.read_csv(run_metrics)
-    pub = pd.read_csv(Path(study) / "tables" / "metrics.csv")
-    checked = check_same_cells(run, pub, new=is_control)
+    run, pub, checked = load_pair(run_metrics, study, is_control)
     tests = compare(run, pub)
     out = Path(out)
     (out / "tables").mkdir(parents=True, exist_ok=True)

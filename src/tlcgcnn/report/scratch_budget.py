@@ -42,8 +42,8 @@ from tlcgcnn.report.backbones import (
     adjust_family,
     block_is,
     cgcnn_transfer,
-    check_same_cells,
     comparison_provenance,
+    load_pair,
     run_cli,
     write_block,
 )
@@ -229,9 +229,7 @@ def publish(run_metrics: str | Path, study: str | Path, out: str | Path) -> pd.D
     """Check, compare and write ``out``. Returns the tests."""
     from tlcgcnn.utils import fileio as io
 
-    run = pd.read_csv(run_metrics)
-    pub = pd.read_csv(Path(study) / "tables" / "metrics.csv")
-    checked = check_same_cells(run, pub, new=is_scratch)
+    run, pub, checked = load_pair(run_metrics, study, is_scratch)
     tests = compare(run, pub)
     protocols = protocol_table(scratch_candidates(run, pub))
     out = Path(out)
