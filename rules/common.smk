@@ -58,6 +58,18 @@ FROZEN_MODES = "|".join(CFG.frozen_modes) or "NONE"
 READOUT_MODES = "|".join(CFG.readout_modes) or "NONE"
 
 
+# the backbones each embedding rule serves, by the package that holds their weights (one env each)
+def _backbones_of(package):
+    from tlcgcnn.features import backbones
+
+    names = [b for b in BACKBONES if backbones.get(b).package == package]
+    return "|".join(re.escape(b) for b in names) or "NONE"
+
+
+CHGNET_BACKBONES = _backbones_of("chgnet")
+SEVENN_BACKBONES = _backbones_of("sevenn")
+
+
 def isolation_graphs():
     """The graph folder under featurize.isolated: drop (split_subsets leaves out the crystals
     its isolated.csv lists), else nothing: the splits then do not wait for featurize."""

@@ -768,6 +768,12 @@ class Config:
             backbone=bb.name,
         )
 
+    def _backbone_package(self, source: str) -> str:
+        """The Python package of a backbone source (``chgnet``, ``sevenn``)."""
+        from tlcgcnn.features import backbones
+
+        return backbones.get(self._backbones[source]).package
+
     def check_backbone_packages(self) -> None:
         """Each backbone's Python package is importable here (:func:`importlib.util.find_spec`,
         nothing imported). :func:`load` asks (the workflow's parse, the CLI), not
@@ -1074,6 +1080,15 @@ class Config:
                 raise ConfigError(
                     f"config: finetune.modes.{m.name}: features: {m.features} uses the source's own prediction of "
                     f"its property; backbone {m.pretrained!r} predicts energies, not a property of the target"
+                )
+            if (
+                m.kind == "readout"
+                and m.pretrained in self._backbones
+                and self._backbone_package(m.pretrained) != "chgnet"
+            ):
+                raise ConfigError(
+                    f"config: finetune.modes.{m.name}: features: readout fine-tunes CHGNet's read-out MLP; "
+                    f"backbone {self._backbones[m.pretrained]} serves frozen-features modes only"
                 )
             if m.kind == "readout" and m.pretrained not in self._backbones:
                 raise ConfigError(

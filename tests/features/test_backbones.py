@@ -1,4 +1,4 @@
-"""tlcgcnn.features.backbones: a universal potential (CHGNet) as a frozen-features source.
+"""tlcgcnn.features.backbones: universal potentials (CHGNet, SevenNet) as frozen-features sources.
 
 Real crystals only: the embedding tests read 20 of the 500 Materials Project crystals
 (``MP500``) and run the CHGNet 0.3.0 weights shipped in ``chgnet==0.4.2``; they skip, saying
@@ -26,6 +26,8 @@ from tlcgcnn.features import backbones
 
 HAVE_CHGNET = importlib.util.find_spec("chgnet") is not None
 needs_chgnet = pytest.mark.skipif(not HAVE_CHGNET, reason="chgnet is not installed (pip install chgnet==0.4.2)")
+HAVE_SEVENN = importlib.util.find_spec("sevenn") is not None
+needs_sevenn = pytest.mark.skipif(not HAVE_SEVENN, reason="sevenn is not installed (pip install sevenn==0.13.0)")
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 
 
@@ -166,6 +168,7 @@ def _raw(**modes) -> dict:
 
 FROZEN = {"pretrained": "chgnet", "estimator": "ridge", "features": "frozen"}
 READOUT = {"pretrained": "chgnet", "features": "readout", "reinit": "head", "backbone_lr_scale": 0.1}
+SEVENNET = {"pretrained": "sevennet", "estimator": "ridge", "features": "frozen"}
 
 
 @pytest.fixture
@@ -265,8 +268,8 @@ def test_an_unknown_backbone_is_refused_by_the_schema(chgnet_importable):
 # --------------------------------------------------------------------------- the workflow
 def tiny_config(data: Path) -> dict:
     """200 of the MP500 crystals; the PBE gap at n=50, two seeds: scratch CGCNN (2 epochs, a
-    tiny network) against ridge on CHGNet's frozen crystal vectors and CHGNet's read-out
-    fine-tuned (2 epochs)."""
+    tiny network) against ridge on CHGNet's frozen crystal vectors, CHGNet's read-out
+    fine-tuned (2 epochs) and ridge on SevenNet's crystal vectors (its own rule and env)."""
     return {
         "name": "chgnet-tiny",
         "dataset": {"source": "local", "path": str(data), "sample": {"n": 200, "seed": 0}},
@@ -281,19 +284,20 @@ def tiny_config(data: Path) -> dict:
             "amp": "none",
             "checkpoint_every": 0,
         },
-        "pretrain": [{"name": "chgnet", "backbone": "chgnet-0.3.0"}],
+        "pretrain": [{"name": "chgnet", "backbone": "chgnet-0.3.0"}, {"name": "sevennet", "backbone": "sevennet-0"}],
         "finetune": {
             "targets": [{"name": "gap", "property": "band_gap", "label": "PBE gap"}],
             "sizes": [50],
             "seeds": [0, 1],
             "baseline": "scratch",
-            "modes": {"scratch": {}, "chgnet_ridge": FROZEN, "chgnet_readout": READOUT},
+            "modes": {"scratch": {}, "chgnet_ridge": FROZEN, "chgnet_readout": READOUT, "sevennet_ridge": SEVENNET},
         },
     }
 
 
 @pytest.mark.e2e
 @needs_chgnet
+@needs_sevenn
 @pytest.mark.skipif(not SNAKEMAKE.exists(), reason="snakemake is not installed beside this interpreter")
 def test_tiny_workflow_tests_chgnet_frozen_features_against_scratch(tmp_path):
     data = require_shared(MP500)
@@ -342,8 +346,9 @@ def test_tiny_workflow_tests_chgnet_frozen_features_against_scratch(tmp_path):
     row = tests[(tests["mode"] == "chgnet_ridge") & (tests["holm_family"] == "transfer_vs_scratch")]
     assert len(row) == 1 and row["n_pairs"].iloc[0] == 2
     # the source's two modes: validation data chooses between them, as for a CGCNN source's
+    # (SevenNet has one mode here: nothing to choose)
     chosen = tests[tests["holm_family"] == "selected_vs_scratch"]
-    assert len(chosen) == 1 and chosen["pretrained"].iloc[0] == "chgnet"
+    assert list(chosen["pretrained"]) == ["chgnet"]
     assert chosen["mode"].iloc[0] in ("chgnet_ridge", "chgnet_readout")
     # the read-out fine-tuned: same draws and test set, a checkpoint per seed, its atom features cached
     ro_cell = res / "finetune" / "gap" / "n50" / "chgnet_readout"
@@ -361,6 +366,16 @@ def test_tiny_workflow_tests_chgnet_frozen_features_against_scratch(tmp_path):
     assert 60 <= len(atoms) <= n_table and set(atoms["features"]) == {backbones.ATOM_FEATURES}
     assert len(tests[(tests["mode"] == "chgnet_readout") & (tests["holm_family"] == "transfer_vs_scratch")]) == 1
 
+    # SevenNet: its own rule (embed_backbone_sevenn, envs/sevenn.yaml), 128-wide vectors, the same draws
+    sev = json.loads((res / "backbones" / "sevennet-0" / "embeddings.json").read_text())
+    assert sev["n_embedded"] == n_table and sev["width"] == 128 and sev["package_version"] == "0.13.0"
+    assert sev["licence"].startswith("MIT") and (res / "benchmarks" / "backbones" / "sevennet-0.tsv").exists()
+    sev_records = json.loads((res / "finetune" / "gap" / "n50" / "sevennet_ridge" / "metrics.json").read_text())
+    assert [(r["n_train"], r["n_val"], r["n_test"]) for r in sev_records] == [
+        (r["n_train"], r["n_val"], r["n_test"]) for r in records
+    ]
+    assert all(r["n_features"] == 128 and r["backbone"] == "sevennet-0" for r in sev_records)
+
     # the embedding job run again: every vector comes from the cache, the cell's numbers are the same
     proc = subprocess.run([*cmd, "--forcerun", "embed_backbone"], capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
@@ -374,3 +389,57 @@ def test_tiny_workflow_tests_chgnet_frozen_features_against_scratch(tmp_path):
         f"test MAE ridge on CHGNet {np.mean([r['mae'] for r in records]):.3f}, "
         f"scratch {np.mean([r['mae'] for r in scratch]):.3f} eV"
     )
+
+
+# --------------------------------------------------------------------------- SevenNet
+@needs_sevenn
+def test_sevennet_vectors_are_its_read_out_input_averaged(crystals):
+    """Row i is the mean over the crystal's atoms of what SevenNet's energy read-out reads
+    (the input of ``reduce_input_to_hidden``), captured from SevenNet's own ASE calculator while
+    it computes the energy; the same vector whatever batch the crystal is embedded in."""
+    from pymatgen.io.ase import AseAtomsAdaptor
+    from sevenn.calculator import SevenNetCalculator
+
+    from tlcgcnn.data.table import to_structure
+
+    ours = backbones.embed(crystals.iloc[:4], "sevennet-0", device="cpu", threads=2, progress=False, batch_size=3)
+    X = ours[backbones.feature_columns(128)].to_numpy()
+    assert X.shape == (4, 128) and np.isfinite(X).all() and ours.attrs["backbone"] == "sevennet-0"
+    calc = SevenNetCalculator("7net-0", device="cpu")
+    seen: list[np.ndarray] = []
+    calc.model._modules["reduce_input_to_hidden"].register_forward_pre_hook(
+        lambda _module, args: seen.append(args[0]["x"].detach().double().numpy().copy())
+    )
+    for i in range(4):
+        atoms = AseAtomsAdaptor.get_atoms(to_structure(crystals.iloc[i]))
+        atoms.calc = calc
+        assert np.isfinite(atoms.get_potential_energy())
+        assert seen[-1].shape == (len(atoms), 128)
+        assert np.allclose(X[i], seen[-1].mean(axis=0), rtol=1e-4, atol=1e-5), i
+    alone = backbones.embed(crystals.iloc[2:3], "sevennet-0", device="cpu", threads=2, progress=False)
+    assert np.allclose(alone[backbones.feature_columns(128)].to_numpy()[0], X[2], rtol=1e-5, atol=1e-6)
+
+
+@needs_sevenn
+def test_a_supercell_gets_the_sevennet_vector_of_its_cell(crystals):
+    from tlcgcnn.data.table import to_structure
+
+    s = to_structure(crystals.iloc[1])
+    big = s.copy()
+    big.make_supercell([1, 2, 2])
+    X = backbones.embed({"cell": s, "1x2x2": big}, "sevennet-0", device="cpu", threads=2, progress=False)
+    X = X[backbones.feature_columns(128)].to_numpy()
+    assert np.allclose(X[1], X[0], rtol=1e-4, atol=1e-5)
+
+
+def test_the_sevennet_backbone_serves_frozen_modes_not_the_chgnet_readout(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "sevenn" else real(name, *a))
+    raw = _raw(sevennet_ridge=SEVENNET)
+    raw["pretrain"].append({"name": "sevennet", "backbone": "sevennet-0"})
+    cfg = C.load(raw)
+    assert "sevennet-0" in cfg.backbone_names and cfg.cell("gap_nonmetal", 25, "sevennet_ridge").kind == "frozen"
+    raw["finetune"]["modes"]["sevennet_readout"] = {"pretrained": "sevennet", "features": "readout"}
+    with pytest.raises(C.ConfigError, match="readout fine-tunes CHGNet's read-out MLP; backbone sevennet-0"):
+        C.load(raw)
+    assert backbones.get("sevennet-0").licence.startswith("MIT") and backbones.get("sevennet-0").width == 128

@@ -652,7 +652,8 @@ def test_benchmark_files_map_to_their_rules():
         mode = {"finetune_baseline": "lasso", "finetune_frozen": "ef_ridge", "finetune_readout": "bb_readout"}.get(
             name, "ef_ft"
         )
-        values = {"mode": mode, "published": "tables/x.csv"}
+        backbone = "sevennet-0" if name == "embed_backbone_sevenn" else "chgnet-0.3.0"
+        values = {"mode": mode, "published": "tables/x.csv", "backbone": backbone}
         filled = re.sub(
             r"\{(\w+)(?:,[^{}]*)?\}", lambda m, values=values: values.get(m.group(1), "w"), rel
         )  # {name} or {name,constraint}

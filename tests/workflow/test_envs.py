@@ -55,6 +55,9 @@ DISTRIBUTIONS: dict[str, tuple[set[str], set[str]]] = {
     "emmet": ({"emmet-core"}, {"emmet-core"}),
     "qmpy_rester": ({"qmpy-rester"}, {"qmpy-rester"}),
     "chgnet": ({"chgnet"}, {"chgnet"}),
+    "sevenn": ({"sevenn"}, {"sevenn"}),
+    "torch_geometric": ({"pytorch_geometric"}, {"torch-geometric", "torch_geometric"}),
+    "e3nn": ({"e3nn"}, {"e3nn"}),
 }
 # conda-forge name -> PyPI name, where they differ (for comparing pins with requirements.txt)
 CONDA_TO_PYPI = {"pytorch": "torch", "matplotlib-base": "matplotlib", "seaborn-base": "seaborn"}
@@ -301,7 +304,7 @@ def test_pyproject_lists_every_import_of_the_package() -> None:
         assert name in DISTRIBUTIONS, f"unknown import {name!r} at {where}: add it to DISTRIBUTIONS"
         pypi = {_norm(p) for p in DISTRIBUTIONS[name][1]}
         # torch, the download clients and the CHGNet backbone are extras on purpose (see pyproject.toml)
-        extra_ok = name in {"torch", "mp_api", "qmpy_rester", "emmet", "chgnet"}
+        extra_ok = name in {"torch", "mp_api", "qmpy_rester", "emmet", "chgnet", "sevenn", "torch_geometric", "e3nn"}
         if not pypi & (declared | (extras if extra_ok else set())):
             missing.append(f"pyproject.toml lacks {'/'.join(sorted(pypi))} (import {name!r} at {where})")
     assert not missing, "\n".join(missing)

@@ -1,12 +1,12 @@
-"""Snakemake adapter: a backbone's crystal vectors of every crystal of the run's table
-(tlcgcnn.features.backbones.embed_table; rules/backbones.smk)."""
+"""Snakemake adapter: a CHGNet backbone's crystal vectors of every crystal of the run's table
+(tlcgcnn.features.backbones.embed_table with its CHGNet loader; rule embed_backbone)."""
 
 import os
 import sys
 
 sys.path.insert(0, os.path.join(snakemake.scriptdir, "..", "..", "src"))  # noqa: F821
 
-from tlcgcnn.features.backbones import embed_table  # noqa: E402
+from tlcgcnn.features.backbones import embed_table, load_chgnet  # noqa: E402
 from tlcgcnn.utils.runtime import script_setup  # noqa: E402
 
 script_setup(snakemake)  # noqa: F821
@@ -19,4 +19,5 @@ embed_table(
     cache=params.cache,
     device=params.device,
     threads=snakemake.threads,  # noqa: F821
+    loader=load_chgnet,
 )

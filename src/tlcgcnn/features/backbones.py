@@ -1,4 +1,4 @@
-"""Universal-potential backbones as frozen feature extractors (CHGNet).
+"""Universal-potential backbones as frozen feature extractors (CHGNet, SevenNet).
 
 A ``pretrain`` entry ``{name: chgnet, backbone: chgnet-0.3.0}`` is a source that the workflow
 does not train: a universal interatomic potential shipped, weights included, in a Python package
@@ -20,7 +20,14 @@ a grown data set); vectors of another package version are never reused. :func:`e
 the rule's (``embed_backbone``, rules/backbones.smk): the run's table in, ``material_id, f0..f63``
 and a JSON of what was done out, each written atomically.
 
-Nothing is downloaded: :meth:`chgnet.model.CHGNet.load` reads the weights inside the package.
+``sevennet-0`` (SevenNet-0, 11 July 2024, from ``sevenn``; an equivariant network of 5
+interaction blocks trained on MPtrj) gives the mean over the cell's atoms of its 128 scalar
+(``0e``) atom features after the last interaction block, the input of its energy read-out; the
+read-out and the force / stress output are removed before the forward pass, so no gradients
+are taken.
+
+Nothing is downloaded: :meth:`chgnet.model.CHGNet.load` and ``sevenn.util.load_checkpoint``
+read the weights inside the packages.
 Torch, pymatgen and the backbone's package are imported inside the functions that use them (the
 features subpackage imports without torch).
 """
@@ -30,7 +37,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -51,7 +58,9 @@ class Backbone:
     importable module and the pinned distribution that ships it (with its weights);
     ``weights``: the model version the package loads; ``width``: length of the crystal vector;
     ``licence``: the package's licence (weights included); ``training_data``: what it was
-    trained on (where a test material may come from)."""
+    trained on (where a test material may come from); ``loader``: ``module:function`` that
+    loads its model (``function(backbone, device)``; imported only when a model is needed, so
+    that one backbone's rule env need not hold another's package)."""
 
     name: str
     package: str
@@ -60,6 +69,8 @@ class Backbone:
     width: int
     licence: str
     training_data: str
+    loader: str
+    label: str
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -77,6 +88,21 @@ BACKBONES: dict[str, Backbone] = {
             "MPtrj: relaxation trajectories of Materials Project GGA/GGA+U calculations "
             "(energies, forces, stresses, magnetic moments)"
         ),
+        loader="tlcgcnn.features.backbones:load_chgnet",
+        label="CHGNet 0.3.0",
+    ),
+    "sevennet-0": Backbone(
+        name="sevennet-0",
+        package="sevenn",
+        requirement="sevenn==0.13.0",
+        weights="7net-0",
+        width=128,
+        licence="MIT (sevenn 0.13.0 package incl. the SevenNet-0 weights; releases before 0.10 were GPL-3.0)",
+        training_data=(
+            "MPtrj: relaxation trajectories of Materials Project GGA/GGA+U calculations (energies, forces, stresses)"
+        ),
+        loader="tlcgcnn.features.sevennet:load",
+        label="SevenNet-0",
     ),
 }
 
@@ -183,10 +209,24 @@ def _write_cache(path: str | Path, new: pd.DataFrame, backbone: Backbone, versio
     io.write_parquet(rows, path)
 
 
-def _load_model(backbone: Backbone, device: str) -> Any:
-    """The backbone's model from the weights inside its package, on ``device``, in eval mode."""
+Loader = Callable[["Backbone", str], Any]
+
+
+def _load_model(backbone: Backbone, device: str, loader: Loader | None = None) -> Any:
+    """The backbone's model from the weights inside its package, on ``device``, in eval mode:
+    by ``loader`` where given (a rule passes its own), else by the one :attr:`Backbone.loader` names."""
+    if loader is None:
+        import importlib
+
+        module, _, function = backbone.loader.partition(":")
+        loader = getattr(importlib.import_module(module), function)
+    return loader(backbone, device)
+
+
+def load_chgnet(backbone: Backbone, device: str) -> Any:
+    """CHGNet with the weights its package ships (``backbone.weights``), on ``device``, in eval mode."""
     if backbone.package != "chgnet":
-        raise ValueError(f"no loader for backbone {backbone.name}")
+        raise ValueError(f"backbone {backbone.name} is not a CHGNet model")
     from chgnet.model import CHGNet
 
     model = CHGNet.load(model_name=backbone.weights, use_device=device, verbose=False)
@@ -195,12 +235,14 @@ def _load_model(backbone: Backbone, device: str) -> Any:
 
 
 def _embed_structures(model: Any, structures: list[Any], ids: list[str], batch_size: int) -> tuple[np.ndarray, int]:
-    """The crystal vectors of ``structures`` (float64 [n, width]: CHGNet's summed atom features
-    divided by the number of atoms, :data:`POOLING`) and how many of them have an atom with no
-    neighbour within the atom-graph cutoff (embedded all the same: such an atom keeps its own
-    embedding)."""
+    """The crystal vectors of ``structures`` (float64 [n, width]: CHGNet's summed atom
+    features divided by the number of atoms, SevenNet's atom features averaged: :data:`POOLING`)
+    and how many of them have an atom with no neighbour within the atom-graph cutoff (embedded
+    all the same: such an atom keeps its own embedding)."""
     import torch
 
+    if hasattr(model, "crystal_vectors"):  # a backbone module's own wrapper (tlcgcnn.features.sevennet)
+        return model.crystal_vectors(structures)
     converter = model.graph_converter
     converter.set_isolated_atom_response("ignore")
     graphs = [converter(s, graph_id=mid) for s, mid in zip(structures, ids, strict=True)]
@@ -232,14 +274,16 @@ def _todo(hashes: list[str], known: Any) -> dict[str, int]:
     return todo
 
 
-def _ready_model(bb: Backbone, device: str, threads: int | None) -> tuple[Any, str, str | None]:
+def _ready_model(
+    bb: Backbone, device: str, threads: int | None, loader: Loader | None = None
+) -> tuple[Any, str, str | None]:
     """The backbone's model on its device (threads set first), the device and its hardware."""
     import torch
 
     if threads:
         torch.set_num_threads(int(threads))
     dev = _device(device)
-    return _load_model(bb, dev), dev, _hardware(dev)
+    return _load_model(bb, dev, loader), dev, _hardware(dev)
 
 
 def embed(
@@ -251,6 +295,7 @@ def embed(
     threads: int | None = None,
     progress: bool = True,
     chunk: int = 512,
+    loader: Loader | None = None,
 ) -> pd.DataFrame:
     """The backbone's crystal vector of each structure: a frame ``material_id, f0..f<width-1>``
     (float64) in the input's order. ``structures``: the pipeline's table (a frame or its
@@ -274,7 +319,7 @@ def embed(
 
         from tlcgcnn.data.table import to_structure
 
-        model, dev, hardware = _ready_model(bb, device, threads)
+        model, dev, hardware = _ready_model(bb, device, threads, loader)
         log.info("%s (%s %s): embedding %d structures on %s", bb.name, bb.package, version, len(todo), dev)
         pending = list(todo.items())
         new: list[pd.DataFrame] = []
@@ -329,13 +374,17 @@ def embed_table(
     device: str = "auto",
     batch_size: int = 16,
     threads: int | None = None,
+    loader: Loader | None = None,
 ) -> dict[str, Any]:
-    """Embed every crystal of the run's table (rule ``embed_backbone``): ``out_embeddings``
+    """Embed every crystal of the run's table (rules ``embed_backbone`` and ``embed_backbone_sevenn``,
+    each passing its backbone's ``loader``): ``out_embeddings``
     (``material_id, f0..``) and ``out_info`` (the backbone, its package, version, licence and
     training data, the counts, device and seconds of :func:`embed`, the table's sha256), each
     written atomically. Returns the info."""
     bb = get(backbone)
-    vectors = embed(table_path, bb.name, device=device, batch_size=batch_size, cache=cache, threads=threads)
+    vectors = embed(
+        table_path, bb.name, device=device, batch_size=batch_size, cache=cache, threads=threads, loader=loader
+    )
     info = {
         **bb.as_dict(),
         **vectors.attrs,
@@ -470,7 +519,7 @@ def embed_atoms(
 
         from tlcgcnn.data.table import to_structure
 
-        model, dev, hardware = _ready_model(bb, device, threads)
+        model, dev, hardware = _ready_model(bb, device, threads, load_chgnet)  # CHGNet's read-out input
         log.info("%s: per-atom features of %d structures on %s", bb.name, len(todo), dev)
         pending = list(todo.items())
         with tqdm(total=len(pending), desc=f"{bb.name} atom features", unit="crystal", disable=not progress) as bar:

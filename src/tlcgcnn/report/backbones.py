@@ -242,6 +242,7 @@ def compare(cells: Cells) -> pd.DataFrame:
                 {
                     "target": c.target,
                     "size": c.size,
+                    "backbone": str(cells.backbone.loc[cells.backbone["mode"].eq(c.mode), "backbone"].iloc[0]),
                     "backbone_mode": c.mode,
                     "versus": name,
                     "versus_mode": versus,
@@ -358,7 +359,7 @@ def effective_table(cells: Cells, n_boot: int = 2000) -> pd.DataFrame:
 SERIES_STYLE = {
     "scratch": ("CGCNN from scratch", "black", "o"),
     "cgcnn_transfer": ("CGCNN transfer (chosen on validation)", "tab:blue", "s"),
-    "backbone": ("CHGNet features (chosen on validation)", "tab:orange", "D"),
+    "backbone": ("backbone features (chosen on validation)", "tab:orange", "D"),
     "descriptors": ("descriptor baseline (chosen on CV)", "tab:gray", "^"),
 }
 
@@ -422,6 +423,14 @@ def load_pair(
     return run, pub, check_same_cells(run, pub, new=new)
 
 
+def backbone_label(records: pd.DataFrame) -> str:
+    """The display name of the backbone(s) of ``records`` (``CHGNet 0.3.0``, ``SevenNet-0``)."""
+    from tlcgcnn.features import backbones
+
+    names = sorted({str(b) for b in records["backbone"].dropna()}) if "backbone" in records else []
+    return " / ".join(backbones.BACKBONES[n].label if n in backbones.BACKBONES else n for n in names) or "backbone"
+
+
 def draw(cells: Cells, png: str | Path) -> None:
     """One panel per target: test MAE against training crystals for the four series."""
     import matplotlib
@@ -432,12 +441,14 @@ def draw(cells: Cells, png: str | Path) -> None:
     from tlcgcnn.report.figures.style import error_label, save
 
     pts = curve_points(cells)
+    label = backbone_label(cells.backbone)
+    style = {**SERIES_STYLE, "backbone": (f"{label} features (chosen on validation)", *SERIES_STYLE["backbone"][1:])}
     targets = sorted(set(pts["target"]))
     ncol = min(2, len(targets))
     nrow = -(-len(targets) // ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(5.2 * ncol, 3.9 * nrow), squeeze=False)
     for ax, target in zip(axes.flat, targets, strict=False):
-        plot_series(ax, pts[pts["target"].eq(target)], SERIES_STYLE)
+        plot_series(ax, pts[pts["target"].eq(target)], style)
         ax.set_ylabel(error_label(cells.study[cells.study["target"].eq(target)]))
         ax.set_title(_title(cells.backbone[cells.backbone["target"].eq(target)].iloc[0]))
         ax.grid(alpha=0.3, which="both")
@@ -445,7 +456,7 @@ def draw(cells: Cells, png: str | Path) -> None:
         ax.set_visible(False)
     handles, names = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, names, loc="lower center", ncol=2, frameon=False, fontsize=9)
-    fig.suptitle("CHGNet crystal features vs CGCNN transfer: mean test MAE, 95 % CI over seeds", fontsize=11)
+    fig.suptitle(f"{label} crystal features vs CGCNN transfer: mean test MAE, 95 % CI over seeds", fontsize=11)
     fig.tight_layout(rect=(0, 0.08, 1, 0.97))
     save(fig, png)
     plt.close(fig)
@@ -466,14 +477,18 @@ def _largest_difference(checked: pd.DataFrame) -> str:
     return "not bitwise equal only for " + ", ".join(sorted(off["target"].unique()))
 
 
-def summary_markdown(tests: pd.DataFrame, eff: pd.DataFrame, checked: pd.DataFrame, info: dict[str, Any]) -> str:
+def summary_markdown(
+    tests: pd.DataFrame, eff: pd.DataFrame, checked: pd.DataFrame, info: dict[str, Any], name: str = "backbones-cpu"
+) -> str:
     """The folder's ``summary.md``: what was compared, the check, the per-cell verdicts."""
+    label = backbone_label(tests)
     lines = [
-        "# CHGNet crystal features vs CGCNN transfer (backbones-cpu)",
+        f"# {label} crystal features vs CGCNN transfer ({name})",
         "",
-        f"Backbone: {info.get('backbone', 'chgnet-0.3.0')} ({info.get('package', 'chgnet')} "
+        f"Backbone: {info.get('backbone', 'n/a')} ({info.get('package', 'n/a')} "
         f"{info.get('package_version', '')}, licence {info.get('licence', 'n/a')}); trained on "
-        f"{info.get('training_data', 'MPtrj')}. Frozen 64-wide crystal vectors, ridge / random forest / SVR "
+        f"{info.get('training_data', 'n/a')}. Frozen {info.get('width', '')}-wide crystal vectors, "
+        "ridge / random forest / SVR "
         "with hyper-parameters by 5-fold CV on the training crystals; the estimator of each (target, n) is "
         "chosen on the validation crystals.",
         "",
@@ -483,9 +498,9 @@ def summary_markdown(tests: pd.DataFrame, eff: pd.DataFrame, checked: pd.DataFra
         "(target, n, seed) has the study's training, validation and test crystals.",
         "",
         f"One Holm family (`{FAMILY}`, {int(tests['family_size'].iloc[0]) if len(tests) else 0} tests); "
-        "difference = CHGNet − opponent (negative: CHGNet better).",
+        f"difference = {label} − opponent (negative: {label} better).",
         "",
-        "| target | n | CHGNet (mode) | opponent | opponent MAE | difference [95 % CI] | p | p Holm | verdict |",
+        f"| target | n | {label} (mode) | opponent | opponent MAE | difference [95 % CI] | p | p Holm | verdict |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in tests.itertuples():
@@ -514,8 +529,17 @@ def summary_markdown(tests: pd.DataFrame, eff: pd.DataFrame, checked: pd.DataFra
 
 
 # --------------------------------------------------------------------------- results page
-PAGE_BEGIN = "<!-- backbones:begin -->"
-PAGE_END = "<!-- backbones:end -->"
+PAGE_BEGIN = "<!-- backbones-cpu:begin -->"
+PAGE_END = "<!-- backbones-cpu:end -->"
+
+
+def folder_markers(folder: str | Path) -> tuple[str, str]:
+    """The results page's markers of a comparison folder's block: ``<!-- NAME:begin -->`` and
+    ``<!-- NAME:end -->``, NAME the folder's name (one block per published backbone run)."""
+    name = Path(folder).name
+    return f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+
+
 _SHORT = {
     "scratch": "scratch",
     "cgcnn_transfer": "CGCNN TL (val.)",
@@ -532,12 +556,14 @@ def _cell_text(r: Any) -> str:
 
 
 def page_block(tests: pd.DataFrame) -> str:
-    """The results page's table: per (target, n) CHGNet's MAE and, against each opponent, the
-    relative difference (CHGNet − opponent, over the opponent's MAE) with its Holm p; ✓ CHGNet
-    significantly better, ✗ significantly worse."""
+    """The results page's table: per (target, n) the backbone's MAE and, against each opponent,
+    the relative difference (backbone − opponent, over the opponent's MAE) with its Holm p; ✓ the
+    backbone significantly better, ✗ significantly worse."""
     order = list(_SHORT)
     lines = [
-        "| target | n | CHGNet features, test MAE (estimator) | " + " | ".join(f"vs {_SHORT[o]}" for o in order) + " |",
+        f"| target | n | {backbone_label(tests)} features, test MAE (estimator) | "
+        + " | ".join(f"vs {_SHORT[o]}" for o in order)
+        + " |",
         "|---|---|---|" + "---|" * len(order),
     ]
     for (target, size), g in tests.groupby(["target", "size"], sort=False):
@@ -584,13 +610,13 @@ def block_is(page: str | Path, block: str, begin: str = PAGE_BEGIN, end: str = P
 
 
 def rewrite_page(folder: str | Path, page: str | Path) -> None:
-    """The page's block between :data:`PAGE_BEGIN` and :data:`PAGE_END` from the folder's comparison."""
-    write_block(page, page_block(read_comparison(folder)))
+    """The page's block of the folder (:func:`folder_markers`) from the folder's comparison."""
+    write_block(page, page_block(read_comparison(folder)), *folder_markers(folder))
 
 
 def check_page(folder: str | Path, page: str | Path) -> list[str]:
     """Problems: the page's block is not the one the folder's comparison.csv gives."""
-    if not block_is(page, page_block(read_comparison(folder))):
+    if not block_is(page, page_block(read_comparison(folder)), *folder_markers(folder)):
         return [f"{page}: the backbone table differs from {Path(folder) / 'tables' / 'comparison.csv'}"]
     return []
 
@@ -614,7 +640,7 @@ def publish(
     io.write_csv(checked, out / "tables" / "same_cells.csv")
     info = json.loads(Path(embed_info).read_text()) if embed_info else {}
     draw(cells, out / "figures" / "backbone_learning_curves.png")
-    io.write_text(out / "summary.md", summary_markdown(tests, eff, checked, info))
+    io.write_text(out / "summary.md", summary_markdown(tests, eff, checked, info, out.name))
     io.write_json(out / "provenance.json", comparison_provenance(run_metrics, study, out, run, info))
     return tests
 

@@ -49,7 +49,6 @@ _BENCHMARK_RULES: tuple[tuple[str, str], ...] = (
     (r"external/[^/]+/[^/]+\.tsv", "evaluate_external"),
     (r"figures/[^/]+\.tsv", "figure"),
     (r"pretrain/[^/]+\.tsv", "pretrain"),
-    (r"backbones/[^/]+\.tsv", "embed_backbone"),
     (r"([^/]+)\.tsv", r"\1"),
 )
 REPORT_BENCHMARKS = "report"  # the report rules' own benchmark folder: not summed
@@ -80,6 +79,12 @@ def benchmark_rule(
             if mode in set(readout_modes)
             else "finetune"
         )
+    m = re.fullmatch(r"backbones/([^/]+)\.tsv", rel)
+    if m:  # one embedding rule per backbone package (rules/backbones.smk)
+        from tlcgcnn.features.backbones import BACKBONES
+
+        bb = BACKBONES.get(m.group(1))
+        return "embed_backbone_sevenn" if bb is not None and bb.package == "sevenn" else "embed_backbone"
     for pattern, rule in _BENCHMARK_RULES:
         hit = re.fullmatch(pattern, rel)
         if hit:

@@ -137,9 +137,9 @@ class ReadoutStrategy(SeedStrategy):
         self.inputs = {"table": table_path, "split": split_path}
 
     def _pretrained_mlp(self) -> Any:
-        from tlcgcnn.features.backbones import _load_model
+        from tlcgcnn.features.backbones import load_chgnet
 
-        return copy.deepcopy(_load_model(self.backbone, "cpu").mlp).float()
+        return copy.deepcopy(load_chgnet(self.backbone, "cpu").mlp).float()
 
     def fit(
         self, seed: int, train_ids: list[str], y_train: np.ndarray, val_ids: list[str], y_val: np.ndarray
