@@ -137,3 +137,18 @@ def test_the_published_comparison_recomputes_from_the_committed_records(study):
     assert prov["run"]["records"] == len(run) and prov["study"]["folder"] == "paper-cpu"
     assert prov["backbone"]["backbone"] == "chgnet-0.3.0"
     assert (PUBLISHED / "figures" / "backbone_learning_curves.png").is_file()
+
+
+SEVENNET = ROOT / "docs" / "results" / "backbones-sevennet-cpu"
+
+
+@pytest.mark.skipif(not (SEVENNET / "tables" / "metrics.csv").is_file(), reason="backbones-sevennet-cpu not published")
+def test_the_published_sevennet_comparison_recomputes_from_the_committed_records(study):
+    run = pd.read_csv(SEVENNET / "tables" / "metrics.csv")
+    assert B.check_same_cells(run, study)["same"].all()
+    fresh = B.compare(B.split_cells(run, study))
+    pub = B.read_comparison(SEVENNET)
+    assert list(pub["verdict"]) == list(fresh["verdict"]) and set(pub["backbone"]) == {"sevennet-0"}
+    assert np.allclose(pub["p_holm"].to_numpy(float), fresh["p_holm"].to_numpy(float), rtol=1e-9)
+    assert B.check_page(SEVENNET, ROOT / "docs" / "results.md") == []
+    assert B.check_page(PUBLISHED, ROOT / "docs" / "results.md") == []
