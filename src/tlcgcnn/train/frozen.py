@@ -145,6 +145,7 @@ class FrozenStrategy(SeedStrategy):
         self.test_ids = list(sp["test"])
         self.draws, ids = cell_ids(sp, cell.size, cell.seeds, split_cfg, mode.train_pool)
 
+        self.source_output: pd.Series | None = None  # a source-output control's (_checkpoint_vectors)
         backbone = cell.pretrain.backbone if cell.pretrain else None
         if backbone:
             if not (embeddings and embeddings_info):
@@ -153,14 +154,11 @@ class FrozenStrategy(SeedStrategy):
         else:
             if not (pretrained and graph_dir):
                 raise ValueError(f"mode {mode.name}: a checkpoint source needs the checkpoint and the graph cache")
-            X, source, pre_n = self._checkpoint_vectors(pretrained, graph_dir, ids, threads, device)
-        self.source_output: pd.Series | None = None
-        if self.features in SOURCE_OUTPUT_FEATURES:
-            if backbone or not (pretrained and graph_dir):
-                raise ValueError(f"mode {mode.name}: features: {self.features} needs a checkpoint source")
-            if target.task != "regression":
+            if self.features in SOURCE_OUTPUT_FEATURES and target.task != "regression":
                 raise ValueError(f"mode {mode.name}: features: {self.features} is for regression targets")
-            self.source_output = self._source_output(pretrained, graph_dir, ids)
+            X, source, pre_n = self._checkpoint_vectors(pretrained, graph_dir, ids, threads, device)
+        if self.features in SOURCE_OUTPUT_FEATURES and backbone:
+            raise ValueError(f"mode {mode.name}: features: {self.features} needs a checkpoint source")
         if not np.isfinite(X.to_numpy()).all():
             raise ValueError(
                 f"{pretrained or embeddings}: non-finite crystal vectors for "
@@ -182,8 +180,10 @@ class FrozenStrategy(SeedStrategy):
     def _checkpoint_vectors(
         self, pretrained: str, graph_dir: str, ids: list[str], threads: int, device: str
     ) -> tuple[pd.DataFrame, dict[str, Any], int]:
-        """The checkpoint's crystal vectors of ``ids``, computed here; the records' source
-        fields; the source's training-set size."""
+        """The checkpoint's crystal vectors of ``ids``, computed here (with a source-output
+        control also its prediction, :attr:`source_output`; zero_shot and recalibrated use
+        only that, so their vectors are not computed: ``X`` is the prediction as one column);
+        the records' source fields; the source's training-set size."""
         import torch
 
         from tlcgcnn.analysis.evaluate import embed_ids
@@ -195,22 +195,23 @@ class FrozenStrategy(SeedStrategy):
         self.device = dev = str(pick_device(device))
         self.hardware = processor(dev)
         t0 = time.perf_counter()
-        X = pd.DataFrame(
-            embed_ids(ckpt, pretrained, graph_dir, ids, device=dev), index=pd.Index(ids, name="material_id")
-        )
+        if self.features in SOURCE_OUTPUT_FEATURES:
+            self.source_output = self._source_output(ckpt, pretrained, graph_dir, ids)
+        if self.source_output is not None and self.features in ("zero_shot", "recalibrated"):
+            X = self.source_output.to_frame("source_output")
+        else:
+            X = pd.DataFrame(
+                embed_ids(ckpt, pretrained, graph_dir, ids, device=dev), index=pd.Index(ids, name="material_id")
+            )
         self.embed_seconds: float | None = time.perf_counter() - t0
         return X, {"source_checkpoint": str(pretrained)}, len(ckpt["split"]["train"])
 
-    def _source_output(self, pretrained: str, graph_dir: str, ids: list[str]) -> pd.Series:
+    def _source_output(self, ckpt: dict[str, Any], pretrained: str, graph_dir: str, ids: list[str]) -> pd.Series:
         """The source checkpoint's own prediction for ``ids`` (denormalised: the source
         property's units), indexed by id; an error for a source with several outputs."""
         from tlcgcnn.analysis.evaluate import predict_ids
-        from tlcgcnn.train.checkpoint import load_checkpoint
 
-        ckpt = load_checkpoint(pretrained)
-        t0 = time.perf_counter()
         out = np.asarray(predict_ids(ckpt, pretrained, graph_dir, ids, device=self.device), dtype=np.float64)
-        self.embed_seconds = (self.embed_seconds or 0.0) + time.perf_counter() - t0
         if out.ndim != 1:
             raise ValueError(
                 f"{pretrained}: {out.shape[1]} outputs per crystal; features: {self.features} needs a source "
