@@ -246,16 +246,7 @@ def compare(cells: Cells) -> pd.DataFrame:
                     "backbone_mode": c.mode,
                     "versus": name,
                     "versus_mode": versus,
-                    "n_pairs": res["n_pairs"],
-                    "mae_backbone": res["mae_mode"],
-                    "mae_versus": res["mae_baseline"],
-                    "sd_backbone": res["sd_mode"],
-                    "sd_versus": res["sd_baseline"],
-                    "mean_diff": res["mean_diff"],
-                    "ci_low": res["ci_low"],
-                    "ci_high": res["ci_high"],
-                    "improvement_rate": res["improvement_rate"],
-                    "p_value": res["p_value"],
+                    **paired_fields(res, "backbone", "versus"),
                 }
             )
     out = pd.DataFrame(rows)
@@ -265,6 +256,21 @@ def compare(cells: Cells) -> pd.DataFrame:
         ["target", "size", "versus"], key=lambda s: s.map(size_order) if s.name == "size" else s
     ).reset_index(drop=True)
     return adjust_family(out, FAMILY, verdict)
+
+
+def paired_fields(res: dict[str, Any], mode: str, versus: str, spread: bool = True) -> dict[str, Any]:
+    """A paired test's result (:func:`tlcgcnn.analysis.stats.paired` of ``versus``'s and
+    ``mode``'s errors) as a comparison row's columns: n_pairs, ``mae_<mode>``, ``mae_<versus>``,
+    with ``spread`` their ``sd_``, mean_diff (mode − versus) and its 95 % CI, improvement_rate,
+    p_value."""
+    sd = {f"sd_{mode}": res["sd_mode"], f"sd_{versus}": res["sd_baseline"]} if spread else {}
+    return {
+        "n_pairs": res["n_pairs"],
+        f"mae_{mode}": res["mae_mode"],
+        f"mae_{versus}": res["mae_baseline"],
+        **sd,
+        **{k: res[k] for k in ("mean_diff", "ci_low", "ci_high", "improvement_rate", "p_value")},
+    }
 
 
 def adjust_family(tests: pd.DataFrame, family: str, judge: Callable[[float, float], str]) -> pd.DataFrame:

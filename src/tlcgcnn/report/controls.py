@@ -51,6 +51,7 @@ from tlcgcnn.report.backbones import (
     comparison_provenance,
     is_backbone,
     load_pair,
+    paired_fields,
     plot_series,
     run_cli,
     write_block,
@@ -121,16 +122,7 @@ def compare(run: pd.DataFrame, study: pd.DataFrame) -> pd.DataFrame:
                 "transfer_mode": tl_mode,
                 "transfer_best_epoch": _median_best_epoch(cell[cell["mode"].eq(tl_mode)]),
                 "mae_scratch": float(scratch.mean()) if len(scratch) else math.nan,
-                "n_pairs": res["n_pairs"],
-                "mae_transfer": res["mae_mode"],
-                "mae_control": res["mae_baseline"],
-                "sd_transfer": res["sd_mode"],
-                "sd_control": res["sd_baseline"],
-                "mean_diff": res["mean_diff"],
-                "ci_low": res["ci_low"],
-                "ci_high": res["ci_high"],
-                "improvement_rate": res["improvement_rate"],
-                "p_value": res["p_value"],
+                **paired_fields(res, "transfer", "control"),
             }
         )
     out = pd.DataFrame(rows)

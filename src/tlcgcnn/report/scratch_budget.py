@@ -44,6 +44,7 @@ from tlcgcnn.report.backbones import (
     cgcnn_transfer,
     comparison_provenance,
     load_pair,
+    paired_fields,
     run_cli,
     write_block,
 )
@@ -125,14 +126,7 @@ def compare(run: pd.DataFrame, study: pd.DataFrame) -> pd.DataFrame:
                     "transfer_mode": tl_mode,
                     "versus": name,
                     "scratch_mode": mode,
-                    "n_pairs": res["n_pairs"],
-                    "mae_transfer": res["mae_mode"],
-                    "mae_scratch": res["mae_baseline"],
-                    "mean_diff": res["mean_diff"],
-                    "ci_low": res["ci_low"],
-                    "ci_high": res["ci_high"],
-                    "improvement_rate": res["improvement_rate"],
-                    "p_value": res["p_value"],
+                    **paired_fields(res, "transfer", "scratch", spread=False),
                 }
             )
     out = pd.DataFrame(rows)
