@@ -18,6 +18,7 @@ import yaml
 from conftest import ATOM_FEATURES, ROOT
 
 from tlcgcnn.analysis import evaluate
+from tlcgcnn.analysis.convergence import judge
 from tlcgcnn.cli.main import main
 from tlcgcnn.data import ingest, table
 from tlcgcnn.data.targets import Target
@@ -141,7 +142,14 @@ def test_card_of_a_fine_tuned_cell_chosen_by_validation(trained, tmp_path):
         target_label="log10 K_VRH",
     )
     assert card["mode"] == expected and {c["mode"] for c in card["compared"]} == set(cells)
-    assert sorted(p.name for p in out.iterdir()) == ["card.json", "card.md", "model_s0.pt", "model_s1.pt", "parity.png"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "card.json",
+        "card.md",
+        "model_s0.pt",
+        "model_s1.pt",
+        "parity.png",
+        "training_curve.png",
+    ]
     written = json.loads((out / "card.json").read_text())
     assert (
         written["name"] == card["name"]
@@ -182,9 +190,16 @@ def test_card_of_a_fine_tuned_cell_chosen_by_validation(trained, tmp_path):
         "checkpoint:",
         "mean best validation score",
         "![parity](parity.png)",
+        "![training curve](training_curve.png)",
         "CC-BY 4.0",
     ):
         assert needed in md, needed
+    # each seed's convergence verdict, from its own history (the card's table and card.json)
+    for row, seed in zip(card["training"], (0, 1), strict=True):
+        ckpt = load_checkpoint(out / f"model_s{seed}.pt")
+        verdict = judge(ckpt["history"]["val_mae"], ckpt["train_config"]["epochs"])
+        assert isinstance(row["converged"], bool) and row["converged"] == verdict.converged
+        assert row["convergence"] == verdict.text() and f"| {verdict.text()} |" in md
 
 
 def test_published_models_predict_through_the_cli(trained, tmp_path):

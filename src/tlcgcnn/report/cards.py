@@ -7,7 +7,10 @@ pretraining source, or the seeds of one fine-tuning cell) and writes its folder:
 * ``card.json`` and ``card.md``: what it predicts and in what units, the data source and its
   sha256, the training size, the configuration and code version, the test metrics on the
   fixed test set (each seed and the seed ensemble), and how to use and fine-tune it;
-* ``parity.png``: predicted vs true values on the fixed test set.
+* ``parity.png``: predicted vs true values on the fixed test set;
+* ``training_curve.png``: each seed's training loss and validation score per epoch, its best
+  epoch and the tail the convergence verdict looks at (:mod:`tlcgcnn.analysis.convergence`);
+  the card's training table says whether each seed converged.
 
 For ``mode: best`` the cell is chosen among several modes by the mean of the seeds' best
 *validation* scores (never by the test set); the card lists the comparison.
@@ -19,13 +22,18 @@ into the card (``card["calibration"]`` and an "Uncertainty" section of ``card.md
 (re)calibrated from a structure source with::
 
     python -m tlcgcnn.report.cards calibrate resources/pretrained/<name> --data mp2018_36737.csv.gz
+
+and their training curves and convergence verdicts (re)drawn from their checkpoints alone with::
+
+    python -m tlcgcnn.report.cards curves resources/pretrained/<name>
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from tlcgcnn.analysis import calibration
+from tlcgcnn.analysis.convergence import FLAT_GAIN, TAIL_FRACTION, Convergence, judge
 from tlcgcnn.analysis.metrics import regression_metrics
 from tlcgcnn.data.properties import PROPERTIES, units_of
 from tlcgcnn.utils import fileio as io
@@ -139,6 +148,103 @@ def parity(preds: pd.DataFrame, outputs: list[dict[str, Any]], title: str, png: 
     with io.atomic_path(png) as tmp:
         fig.savefig(tmp, dpi=130, format="png")
     plt.close(fig)
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingRun:
+    """One seed's training history (``train_loss``, ``val_mae`` per epoch, as
+    :func:`tlcgcnn.train.loop.fit` records it) and its :class:`Convergence`."""
+
+    seed: int
+    history: dict[str, list[float]]
+    convergence: Convergence
+    schedule: str | None = None  # the learning-rate schedule (train.schedule)
+
+
+def training_runs(files: Sequence[str | Path]) -> list[TrainingRun]:
+    """The training histories of checkpoints ``files`` (seed order kept); a checkpoint
+    without a history (trained elsewhere) is left out."""
+    import torch
+
+    runs = []
+    for f in files:
+        ckpt = torch.load(f, map_location="cpu", weights_only=True)
+        hist = ckpt.get("history") or {}
+        if not hist.get("val_mae"):
+            log.info("%s: no training history in the checkpoint; left out of the training curve", f)
+            continue
+        cfg = ckpt.get("train_config") or {}
+        planned = int(cfg.get("epochs") or len(hist["val_mae"]))
+        hist = {k: [float(v) for v in vals] for k, vals in hist.items()}
+        seed = int(ckpt.get("seed", len(runs)))
+        runs.append(TrainingRun(seed, hist, judge(hist["val_mae"], planned), cfg.get("schedule")))
+    return runs
+
+
+def score_label(target: Mapping[str, Any]) -> str:
+    """The y label of a validation-score axis, with its unit (the figure-quality rule)."""
+    if target["task"] == "classification":
+        return "validation cross-entropy (dimensionless)"
+    if target["task"] == "multitask":
+        return "validation MAE, normalised, mean of properties (dimensionless)"
+    out = target["outputs"][0]
+    unit = out["unit"] if out["unit"] == out["property_unit"] else out["output"]  # log10(k_vrh / GPa)
+    return f"validation MAE ({unit})"
+
+
+def training_curves(runs: Sequence[TrainingRun], target: Mapping[str, Any], title: str, png: str | Path) -> None:
+    """Training loss and validation score per epoch, a line per seed: the best epoch marked,
+    the last :data:`~tlcgcnn.analysis.convergence.TAIL_FRACTION` of each run shaded (the
+    part the convergence verdict looks at)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from tlcgcnn.report.figures import quality
+
+    fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(8.4, 3.4))
+    for i, run in enumerate(runs):
+        colour = f"C{i % 10}"
+        label = f"seed {run.seed}" if len(runs) <= quality.MAX_LEGEND_ENTRIES else None
+        h, c = run.history, run.convergence
+        epochs = np.arange(len(h["val_mae"]))
+        if h.get("train_loss"):
+            ax_loss.plot(epochs[: len(h["train_loss"])], h["train_loss"], color=colour, lw=1.0, label=label)
+        ax_val.plot(epochs, h["val_mae"], color=colour, lw=1.0, label=label)
+        ax_val.plot([c.best_epoch], [h["val_mae"][c.best_epoch]], "o", color=colour, ms=4)
+        ax_val.axvspan(c.epochs_run - c.tail_epochs - 0.5, c.epochs_run - 0.5, color=colour, alpha=0.08, lw=0)
+    ax_loss.set_yscale("log")
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("training loss (dimensionless)")
+    ax_loss.set_title("training loss (on standardised targets)", fontsize=9)
+    ax_val.set_yscale("log")
+    ax_val.set_xlabel("epoch")
+    ax_val.set_ylabel(score_label(target))
+    ax_val.set_title(f"dot: best epoch; shaded: last {100 * TAIL_FRACTION:.0f} % of the epochs run", fontsize=9)
+    if len(runs) <= quality.MAX_LEGEND_ENTRIES:
+        ax_val.legend(fontsize=8, frameon=False)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    quality.check(fig, Path(png).name)
+    with io.atomic_path(png) as tmp:
+        fig.savefig(tmp, dpi=130, format="png")
+    plt.close(fig)
+    quality.check_png(png, Path(png).name)
+
+
+def add_training(card: dict[str, Any], folder: Path) -> None:
+    """Each seed's convergence verdict into ``card["training"]`` and its training curves into
+    ``folder/training_curve.png``, from the folder's checkpoints."""
+    runs = {r.seed: r for r in training_runs([folder / f for f in card["files"]])}
+    for row in card["training"]:
+        run = runs.get(int(row["seed"]))
+        row["converged"] = run.convergence.converged if run else None
+        row["convergence"] = run.convergence.text() if run else None
+        row["schedule"] = run.schedule if run else None
+    if runs:
+        name = f"{card['name']}: {card['label']}"
+        training_curves(list(runs.values()), card["predicts"], name, folder / "training_curve.png")
 
 
 def publish(
@@ -260,6 +366,7 @@ def publish(
             section["data"].update({k: card["data"][k] for k in ("input", "input_sha256")})
             card["calibration"] = section
     parity(ens, target["outputs"], f"{model['name']}: {card['label']} (fixed test set)", out / "parity.png")
+    add_training(card, out)
     io.write_json(out / "card.json", card)
     io.write_text(out / "card.md", markdown(card, out))
     log.info("%s: %d checkpoint(s), test MAE %s -> %s", model["name"], len(files), test.get("mae_mean"), out)
@@ -291,9 +398,28 @@ def markdown(card: Mapping[str, Any], folder: str | Path) -> str:
     tr = card["training"]
     train_rows = "\n".join(
         f"| {r['seed']} | {r['n_train']:,} | {r['n_val']:,} | {r['epochs_run']} | {r['best_epoch']} | "
-        f"{_fmt(r['best_val_score'])} | {_fmt(r['train_seconds'])} | {r['device'] or '–'}, {r['precision'] or '–'} |"
+        f"{_fmt(r['best_val_score'])} | {r.get('convergence') or '–'} | {_fmt(r['train_seconds'])} | "
+        f"{r['device'] or '–'}, {r['precision'] or '–'} |"
         for r in tr
     )
+    curve = ""
+    if (Path(folder) / "training_curve.png").is_file() or any(r.get("convergence") for r in tr):
+        curve = (
+            "\n\nConverged: the run stopped early, or its best validation score improved by less than "
+            f"{100 * FLAT_GAIN:.0f} % over its last {100 * TAIL_FRACTION:.0f} % of epochs "
+            "(`tlcgcnn.analysis.convergence`)."
+            + (
+                " Under the cosine schedule the learning rate decays to zero at the last epoch, so a flat "
+                "end is what the schedule makes: it says the run finished its schedule, not that a longer "
+                "one could not have gone lower."
+                if any(
+                    r.get("schedule") == "cosine" and not str(r.get("convergence", "")).startswith("yes (stopped")
+                    for r in tr
+                )
+                else ""
+            )
+            + "\n\n![training curve](training_curve.png)"
+        )
     keys = [k for k in CARD_METRICS if k != "n_test" and any(k in s for s in test["per_seed"])]
     test_rows = "\n".join(
         f"| {s['seed']} | " + " | ".join(_fmt(s.get(k)) for k in keys) + " |" for s in test["per_seed"]
@@ -352,11 +478,11 @@ Task {t["task"]}; materials: {t["subset"]}. Mode: {card.get("mode") or "pretrain
 
 ## Training
 
-| seed | train | validation | epochs | best epoch | best validation score | seconds | device, precision |
-|---|---|---|---|---|---|---|---|
+| seed | train | validation | epochs | best epoch | best validation score | converged | seconds | device, precision |
+|---|---|---|---|---|---|---|---|---|
 {train_rows}
 
-Validation score: {tr[0]["best_val_score_is"]}.{compared}
+Validation score: {tr[0]["best_val_score_is"]}.{curve}{compared}
 
 ## Test (fixed test set)
 
@@ -721,7 +847,8 @@ def _structures_from(path: Path, ids: set[str], threads: int) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m tlcgcnn.report.cards calibrate FOLDER... --data PATH``."""
+    """``python -m tlcgcnn.report.cards calibrate FOLDER... --data PATH`` and
+    ``python -m tlcgcnn.report.cards curves FOLDER...``."""
     import argparse
 
     parser = argparse.ArgumentParser(
@@ -741,8 +868,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     c.add_argument("--threads", type=int, default=2)
     c.add_argument("--device", default="cpu")
+    k = sub.add_parser(
+        "curves",
+        help="draw the training curves of published models and write each seed's convergence into their cards",
+    )
+    k.add_argument("folders", nargs="+", type=Path, help="published model folders (card.json, model_s<seed>.pt)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.command == "curves":
+        for folder in args.folders:
+            if not (folder / "card.json").is_file():
+                parser.error(f"{folder}: no card.json (not a published model folder)")
+            card = io.read_json(folder / "card.json")
+            add_training(card, folder)
+            io.write_json(folder / "card.json", card)
+            io.write_text(folder / "card.md", markdown(card, folder))
+            for row in card["training"]:
+                print(f"{folder.name} seed {row['seed']}: converged {row['convergence'] or 'unknown (no history)'}")
+        return 0
     import torch
 
     torch.set_num_threads(max(1, args.threads))

@@ -9,7 +9,7 @@ rule. The rules:
    has a label too. A label is checked for its unit unless its axis is *categorical* (the
    tick labels are text the figure set, at least one of them not a number: transfer
    schemes, pretraining sources, "PBE gap, n=50") or the label is one of
-   :data:`COUNT_LABELS` (numbers of crystals: a count has no unit). Every other label names
+   :data:`COUNT_LABELS` (numbers of crystals, epochs: a count has no unit). Every other label names
    a quantity and ends with its unit in parentheses or brackets: "test MAE (eV/atom)",
    "improvement over scratch (%)", "test MAE (log10(K_VRH / GPa))", "test 1 − ROC-AUC
    (dimensionless)". The unit is a product / quotient of the units in :data:`UNITS` and of
@@ -33,8 +33,8 @@ from typing import Any
 MAX_PIXELS = 3000
 MAX_LEGEND_ENTRIES = 8
 DPI = 200
-# axis labels of counts (numbers of crystals): no unit
-COUNT_LABELS = frozenset({"training crystals", "pretraining crystals"})
+# axis labels of counts (numbers of crystals, training epochs): no unit
+COUNT_LABELS = frozenset({"training crystals", "pretraining crystals", "epoch"})
 # units an axis label may use besides those of the registered properties
 UNITS = frozenset(
     {"eV", "meV", "atom", "GPa", "MPa", "Pa", "Å", "nm", "K", "s", "μB", "%", "dex", "crystals", "dimensionless"}
