@@ -17,6 +17,7 @@ import torch
 from conftest import ATOM_FEATURES, MP500, ROOT, require_shared
 
 from tlcgcnn.analysis import evaluate
+from tlcgcnn.analysis.convergence import judge
 from tlcgcnn.cli.main import main
 from tlcgcnn.data import ingest, table
 from tlcgcnn.data.targets import Target
@@ -197,6 +198,9 @@ def test_info(trained, capsys):
     assert d["model"]["n_params"] > 0 and d["model"]["config"]["n_conv"] == 1
     assert d["metrics"]["test"]["mae"] == pytest.approx(trained["record"]["mae"])
     assert d["metrics"]["best_epoch"] in (0, 1) and d["transfer"] is None
+    ckpt = load_checkpoint(path)  # the convergence verdict, from the checkpoint's own history
+    verdict = judge(ckpt["history"]["val_mae"], ckpt["train_config"]["epochs"]).text()
+    assert d["metrics"]["converged"] == verdict and f"; converged {verdict}" in text
     assert main(["info", str(trained["models"][1]), "--json"]) == 0  # no metrics.json next to it
     assert json.loads(capsys.readouterr().out)["metrics"]["test"] is None
 

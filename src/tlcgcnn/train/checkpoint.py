@@ -253,6 +253,13 @@ def describe_checkpoint(path: str | Path) -> dict[str, Any]:
         metrics_path = card_path
         test = card_test_metrics(io.read_json(card_path), ckpt.get("seed"))
     transfer = ckpt.get("transfer")
+    history = (ckpt.get("history") or {}).get("val_mae")
+    convergence = None
+    if history:
+        from tlcgcnn.analysis.convergence import judge
+
+        planned = (ckpt.get("train_config") or {}).get("epochs") or len(history)
+        convergence = judge(history, int(planned)).text()
     return {
         "file": str(path),
         "format_version": ckpt["format_version"],
@@ -286,6 +293,7 @@ def describe_checkpoint(path: str | Path) -> dict[str, Any]:
             "best_val_score_is": VAL_SCORE.get(t.get("task", "regression"), "validation score"),
             "best_epoch": result.get("best_epoch"),
             "epochs_run": result.get("epochs_run"),
+            "converged": convergence,  # tlcgcnn.analysis.convergence (None: no history)
             "train_seconds": result.get("seconds"),
             "test": test,
             "test_metrics_file": str(metrics_path) if test is not None else None,
@@ -344,6 +352,7 @@ def format_description(d: dict[str, Any]) -> str:
         lines.append(
             f"validation      best {m['best_val_score']:.6g} ({m['best_val_score_is']}) "
             f"at epoch {m['best_epoch']} of {m['epochs_run']}"
+            + (f"; converged {m['converged']}" if m.get("converged") else "")
         )
     if m["test"]:
         lines.append(
