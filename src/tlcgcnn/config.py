@@ -82,6 +82,13 @@ class ModelSettings:
     h_fea_len: int = 128
     n_h: int = 1
     gaussian_step: float = 0.2
+    # hidden layers of a task-specific head per output (MT-CGCNN's form); 0: one shared output layer
+    task_heads: int = 0
+
+
+# model settings of the output layers alone, which a transfer replaces or re-initialises: a
+# source may differ from the fine-tuned model in them (tlcgcnn.train.transfer.apply_transfer)
+HEAD_KEYS = ("n_out", "task_heads")
 
 
 @dataclass(frozen=True)
@@ -559,9 +566,14 @@ class Config:
     # ---------------------------------------------------------------- settings
     def model_config(self, variant: str | None = None) -> dict[str, Any]:
         """Full model config: ``model``, a named variant's changes, and the featurization
-        radius (the model's Gaussian expansion range)."""
+        radius (the model's Gaussian expansion range). ``task_heads`` appears only when set
+        to other than 0, so that the settings and run keys of a config without it are those
+        they were before it existed."""
         extra = self.model_variants[variant] if variant is not None else {}
-        return _merged(ModelSettings, asdict(self.model), extra, {"radius": self.featurize.radius})
+        out = _merged(ModelSettings, asdict(self.model), extra, {"radius": self.featurize.radius})
+        if out["task_heads"] == ModelSettings.task_heads:  # absent by default: run keys stay what they were
+            del out["task_heads"]
+        return out
 
     def train_config(self, *overrides: Mapping[str, Any] | None) -> dict[str, Any]:
         """Full training config: ``train`` with a stage's overrides applied in order.
@@ -1095,16 +1107,16 @@ class Config:
                     f"config: finetune.modes.{m.name}: features: readout fine-tunes a backbone's read-out; "
                     f"pretrained {m.pretrained!r} is not a backbone source ({{name: ..., backbone: chgnet-0.3.0}})"
                 )
-            if (
-                m.kind not in ("frozen", "readout")
-                and m.pretrained
-                and m.pretrained not in self._checkpoints
-                and pre[m.pretrained]["model"] != m.model
-            ):
-                raise ConfigError(
-                    f"config: mode {m.name} uses model {m.model!r} but its pretrained {m.pretrained!r} "
-                    f"uses {pre[m.pretrained]['model']!r}"
-                )
+            if m.kind not in ("frozen", "readout") and m.pretrained and m.pretrained not in self._checkpoints:
+                # the variants may differ in their output layers only (HEAD_KEYS), which transfer replaces
+                src, own = self.model_config(pre[m.pretrained]["model"]), self.model_config(m.model)
+                diff = sorted(k for k in set(src) | set(own) if k not in HEAD_KEYS and src.get(k) != own.get(k))
+                if diff:
+                    raise ConfigError(
+                        f"config: mode {m.name} uses model {m.model!r} but its pretrained {m.pretrained!r} "
+                        f"uses {pre[m.pretrained]['model']!r}: they differ in {', '.join(diff)} "
+                        "(only the output layers, n_out and task_heads, may differ)"
+                    )
             if m.train_pool not in ("subset", "all"):
                 raise ConfigError(f"config: finetune.modes.{m.name}.train_pool: {m.train_pool!r} is not subset or all")
             self._check_estimator_mode(m)
@@ -1381,7 +1393,7 @@ class Config:
                     f"{k}: {src_model.get(k, '<absent>')!r} in the checkpoint vs {want[k]!r} "
                     f"in {'model_variants.' + m.model if m.model else 'model'}"
                     for k in want
-                    if src_model.get(k, "<absent>") != want[k]
+                    if k not in HEAD_KEYS and src_model.get(k, "<absent>") != want[k]
                 ]
                 if diff:
                     problems.append(f"mode {m.name}: the architecture differs (" + "; ".join(diff) + ")")

@@ -223,7 +223,14 @@ def test_the_packages_dataclasses_take_the_config_modules_defaults():
         "n_out",
         "orig_atom_fea_len",
     ]
-    assert {k: model[k] for k in asdict(C.ModelSettings())} == asdict(C.ModelSettings())
+    # task_heads is left out at its default (0), so a checkpoint and a run key of the shared-output
+    # model are what they were before task heads existed
+    assert {k: model[k] for k in asdict(C.ModelSettings()) if k != "task_heads"} == {
+        k: v for k, v in asdict(C.ModelSettings()).items() if k != "task_heads"
+    }
+    assert C.ModelSettings().task_heads == 0 and ModelConfig(task_heads=2).to_dict()["task_heads"] == 2
+    assert "task_heads" not in C.load(_bare()).model_config()
+    assert C.load(_bare(model={"task_heads": 1})).model_config()["task_heads"] == 1
     assert (model["radius"], model["n_out"], model["orig_atom_fea_len"]) == (C.FeaturizeSettings().radius, 1, 92)
     assert ModelConfig.from_dict(C.load(_bare()).model_config()) == ModelConfig()
     assert FeaturizeParams() == C.featurize_params(asdict(C.FeaturizeSettings()))
@@ -675,3 +682,18 @@ def test_paper_cpu_train_pool_additions_leave_the_other_jobs_alone():
         assert json.dumps(cfg.cell(c.target.name, c.size, c.mode.name).as_params()) == json.dumps(c.as_params())
     assert [s.as_params() for s in cfg.pretrain_sources()] == [s.as_params() for s in old.pretrain_sources()]
     assert cfg.transfer_target_names == old.target_names
+
+
+def test_a_mode_and_its_source_may_differ_in_their_output_layers_only():
+    """A multi-task source with task heads (model_variants) fine-tunes into the plain model:
+    transfer replaces the output layers; any other difference is refused, naming the key."""
+    raw = _with_entries()
+    raw["model_variants"] = {"mt_heads": {"task_heads": 1}, "wide": {"h_fea_len": 256, "task_heads": 1}}
+    raw["pretrain"][0]["model"] = "mt_heads"
+    cfg = C.load(raw)
+    cell = cfg.cell("gap", "all", "tl")
+    assert cell.model is not None and "task_heads" not in cell.model
+    assert cfg.model_config("mt_heads")["task_heads"] == 1
+    raw["finetune"]["modes"]["tl"]["model"] = "wide"
+    with pytest.raises(C.ConfigError, match=r"mode tl uses model 'wide' but .*'mt_heads': they differ in h_fea_len \("):
+        C.load(raw)

@@ -228,3 +228,68 @@ def test_multitask_training_with_missing_labels(tmp_path, atom_table):
     assert np.isfinite(ck["result"]["best_val_mae"])
     rec = evaluate(tmp_path / "mt.pt", df, gdir, tmp_path / "m.json", tmp_path / "p.parquet", device="cpu")
     assert rec["n_test_other"] == int(np.isfinite(df["other"].to_numpy()[30:]).sum())
+
+
+def test_task_heads_give_each_output_its_own_head(atom_table):
+    """MT-CGCNN's form: per output a hidden layer on the shared crystal vector; an output's
+    gradient reaches its own head and the shared layers, never another task's head."""
+    g = random_graphs(6, seed=1)
+    shared = build_model({**CFG, "n_out": 3}, atom_table)
+    model = build_model({**CFG, "n_out": 3, "task_heads": 1}, atom_table)
+    assert model.config.to_dict()["task_heads"] == 1 and "task_heads" not in shared.config.to_dict()
+    h = CFG["h_fea_len"]
+    extra = 3 * (h * h + h + h + 1) - (3 * h + 3)  # three heads instead of one shared Linear(h, 3)
+    assert sum(p.numel() for p in model.parameters()) - sum(p.numel() for p in shared.parameters()) == extra
+    out = model(g.batch(torch.arange(6)))
+    assert out.shape == (6, 3)
+    out[:, 1].sum().backward()
+    for k, head in enumerate(model.task_heads):
+        grads = [p.grad for p in head.parameters()]
+        if k == 1:
+            assert all(gr is not None and gr.abs().sum() > 0 for gr in grads)
+        else:
+            assert all(gr is None or not gr.any() for gr in grads)
+    assert model.conv_to_fc.weight.grad.abs().sum() > 0 and model.convs[0].lin_edge.weight.grad.abs().sum() > 0
+    assert set(model.head_modules()) >= set(model.task_heads)
+    with pytest.raises(ValueError, match="task_heads must be >= 0"):
+        build_model({**CFG, "task_heads": -1}, atom_table)
+
+
+def test_a_multitask_source_with_task_heads_fine_tunes_into_either_output_layer(tmp_path, atom_table):
+    _, df, gdir, ids, model_cfg, cfg = _ckpt_file(tmp_path, atom_table, labels_mean=0.0)
+    df["other"] = np.arange(40.0) ** 0.5
+    tgt = target_from_spec({"name": "mt", "property": "tgt", "properties": ["tgt", "other"]})
+    ck = train(
+        table_df=df,
+        graph_dir=gdir,
+        atom_table_path=ATOM_FEATURES,
+        split_ids={"train": ids[:20], "val": ids[20:30], "test": ids[30:]},
+        target=tgt,
+        model_cfg={**model_cfg, "task_heads": 1},
+        train_cfg=cfg,
+        seed=0,
+        out_checkpoint=tmp_path / "mt_heads.pt",
+        progress=False,
+    )
+    assert ck["model_config"]["task_heads"] == 1 and "task_heads.1.2.weight" in ck["state_dict"]
+    from tlcgcnn.analysis.evaluate import evaluate
+
+    rec = evaluate(tmp_path / "mt_heads.pt", df, gdir, tmp_path / "m.json", tmp_path / "p.parquet", device="cpu")
+    assert np.isfinite(rec["mae_tgt"]) and np.isfinite(rec["mae_other"])  # the checkpoint loads and predicts
+    sd = ck["state_dict"]
+    tc = TransferConfig(checkpoint=str(tmp_path / "mt_heads.pt"))
+    # a single-output model with one shared output layer: the shared layers kept, the output new
+    plain = build_model({**CFG, "n_out": 1}, atom_table)
+    fresh = copy.deepcopy(plain.fc_out.state_dict())
+    apply_transfer(plain, ck, tc)
+    assert torch.equal(plain.conv_to_fc.weight, sd["conv_to_fc.weight"])
+    assert torch.equal(plain.convs[2].lin_nbr.weight, sd["convs.2.lin_nbr.weight"])
+    assert all(torch.equal(v, plain.fc_out.state_dict()[k]) for k, v in fresh.items())
+    # a single-output model with a task head: it starts from the first task's head
+    headed = build_model({**CFG, "n_out": 1, "task_heads": 1}, atom_table)
+    apply_transfer(headed, ck, tc)
+    assert torch.equal(headed.task_heads[0][0].weight, sd["task_heads.0.0.weight"])
+    # reinit head: every task head re-initialised, the convolutions kept
+    apply_transfer(headed, ck, TransferConfig(checkpoint=str(tmp_path / "mt_heads.pt"), reinit="head"))
+    assert not torch.equal(headed.task_heads[0][0].weight, sd["task_heads.0.0.weight"])
+    assert torch.equal(headed.convs[0].lin_self.weight, sd["convs.0.lin_self.weight"])

@@ -14,7 +14,7 @@ a CGCNN layer of the same width.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -28,7 +28,7 @@ from tlcgcnn.nn.graphs import Batch
 @dataclass
 class AttentionConfig(ModelConfig):
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": "attention", **asdict(self)}
+        return {**super().to_dict(), "kind": "attention"}
 
 
 class AttentionConvLayer(nn.Module):

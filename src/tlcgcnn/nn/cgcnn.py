@@ -36,6 +36,7 @@ class ModelConfig:
     n_h: int = ModelSettings.n_h
     radius: float = FeaturizeSettings.radius
     gaussian_step: float = ModelSettings.gaussian_step
+    task_heads: int = ModelSettings.task_heads
     n_out: int = 1
     orig_atom_fea_len: int = 92
 
@@ -48,7 +49,10 @@ class ModelConfig:
         return cls(**{k: v for k, v in d.items() if k in names})
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": "cgcnn", **asdict(self)}
+        out = {"kind": "cgcnn", **asdict(self)}
+        if not self.task_heads:  # a checkpoint of the shared-output model is what it was before task heads
+            del out["task_heads"]
+        return out
 
 
 class GaussianExpansion(nn.Module):
@@ -159,17 +163,24 @@ class CGCNN(nn.Module):
         self.convs = nn.ModuleList(ConvLayer(config.atom_fea_len, self.gauss.size) for _ in range(config.n_conv))
         self.conv_to_fc = nn.Linear(config.atom_fea_len, config.h_fea_len)
         self.fcs = nn.ModuleList(nn.Linear(config.h_fea_len, config.h_fea_len) for _ in range(config.n_h - 1))
-        self.fc_out = nn.Linear(config.h_fea_len, config.n_out)
+        if config.task_heads < 0:
+            raise ValueError(f"task_heads must be >= 0, not {config.task_heads}")
+        if config.task_heads:
+            # MT-CGCNN's form: per output its own hidden layer(s) on the shared crystal vector
+            self.task_heads = nn.ModuleList(task_head(config.h_fea_len, config.task_heads) for _ in range(config.n_out))
+        else:
+            self.fc_out = nn.Linear(config.h_fea_len, config.n_out)
 
     def crystal_features(self, batch: Batch) -> torch.Tensor:
         """The crystal vector the output layer reads: [batch.n, h_fea_len].
 
         Atom features after the convolutions, mean-pooled per crystal, then softplus →
         ``conv_to_fc`` → softplus and the ``n_h - 1`` hidden layers (each followed by
-        softplus); ``forward`` is ``fc_out`` of this. Its dimension is ``config.h_fea_len``
-        (128 by default) for either kind of convolution. The frozen-features transfer mode
-        (:mod:`tlcgcnn.train.frozen`) fits its estimator on it; call in eval mode (batch norm
-        then uses its running statistics, so a crystal's vector does not depend on its batch)."""
+        softplus); ``forward`` is the output layer (``fc_out``, or each task head) on this.
+        Its dimension is ``config.h_fea_len`` (128 by default) for either kind of convolution.
+        The frozen-features transfer mode (:mod:`tlcgcnn.train.frozen`) fits its estimator on
+        it; call in eval mode (batch norm then uses its running statistics, so a crystal's
+        vector does not depend on its batch)."""
         v = self.embedding(self.atom_table[batch.z])
         edge = self.gauss(batch.nbr_dist)
         for conv in self.convs:
@@ -181,11 +192,23 @@ class CGCNN(nn.Module):
         return h
 
     def forward(self, batch: Batch) -> torch.Tensor:
-        return self.fc_out(self.crystal_features(batch))
+        h = self.crystal_features(batch)
+        if self.config.task_heads:
+            return torch.cat([head(h) for head in self.task_heads], dim=1)
+        return self.fc_out(h)
 
     def head_modules(self) -> list[nn.Module]:
         """Layers after the convolutions (re-initialised by 'reinit head' transfer modes)."""
-        return [self.conv_to_fc, *self.fcs, self.fc_out]
+        out = list(self.task_heads) if self.config.task_heads else [self.fc_out]
+        return [self.conv_to_fc, *self.fcs, *out]
+
+
+def task_head(width: int, hidden: int) -> nn.Sequential:
+    """One output's head: ``hidden`` layers Linear(width, width) → softplus, then Linear(width, 1)."""
+    layers: list[nn.Module] = []
+    for _ in range(hidden):
+        layers += [nn.Linear(width, width), nn.Softplus()]
+    return nn.Sequential(*layers, nn.Linear(width, 1))
 
 
 def build_model(config: ModelConfig | dict[str, Any], atom_table: torch.Tensor) -> CGCNN:

@@ -43,7 +43,13 @@ def apply_transfer(model: nn.Module, pretrained: dict[str, Any], tcfg: TransferC
 
     The pretrained architecture (all but the output width) and atom-feature table must equal
     the fine-tuning model's, else :class:`tlcgcnn.train.checkpoint.CheckpointError` names the
-    checkpoint file (``tcfg.checkpoint``) and each difference."""
+    checkpoint file (``tcfg.checkpoint``) and each difference. The output layers may differ
+    (:data:`tlcgcnn.config.HEAD_KEYS`: the output width, task-specific heads or one shared
+    output layer): a layer the fine-tuning model does not share with the source in name and
+    shape starts from its fresh initialisation, e.g. a single-output model fine-tuned from a
+    multi-task source with ``task_heads`` keeps the shared layers and the first task's head
+    when it has task heads itself, else gets a new output layer."""
+    from tlcgcnn.config import HEAD_KEYS
     from tlcgcnn.train.checkpoint import check_compatible
 
     check_compatible(
@@ -51,7 +57,7 @@ def apply_transfer(model: nn.Module, pretrained: dict[str, Any], tcfg: TransferC
         tcfg.checkpoint or "<pretrained checkpoint>",
         model_config=model.config.to_dict(),  # type: ignore[union-attr]
         atom_table=model.atom_table,  # type: ignore[arg-type]
-        ignore=("n_out",),
+        ignore=HEAD_KEYS,
         table_name="the fine-tuning model's atom-feature table",
     )
     state = dict(pretrained["state_dict"])
