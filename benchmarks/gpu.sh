@@ -5,11 +5,12 @@
 #
 # (a) one epoch of ΔEf pretraining on the table (the pretrain rule's own call,
 # tlcgcnn.train.pretrain.pretrain) and (b) one fine-tuning cell of log10 K_VRH at n = 1,000, 10
-# seeds one after the other (the finetune rule's own call, tlcgcnn.train.finetune.finetune_cell;
+# seeds, one after the other and then as one vmapped ensemble (train.ensemble off / on; the
+# finetune rule's own call, tlcgcnn.train.finetune.finetune_cell;
 # the settings of benchmarks/configs/finetune_cell_fast.yaml). One JSON line per measurement
 # on stdout (device, seconds, accuracy); the log is results/gpu_timing/gpu_timing.log.
 # Further arguments go to benchmarks/gpu_timing.py (--epochs, --size, --seeds, --amp,
-# --device cpu for a dry run, --sample N for a small one; --help).
+# --ensemble, --device cpu for a dry run, --sample N for a small one; --help).
 #
 # Installs nothing: it uses the machine's own torch (its CUDA build) and the package from
 # this checkout (src/, no pip install). The table is first ingested, featurized and split as

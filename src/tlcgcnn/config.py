@@ -70,6 +70,7 @@ class TrainSettings:
     eval_batch_size: int = 512
     checkpoint_every: int = 1
     compile: str = "auto"
+    ensemble: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -577,12 +578,14 @@ class Config:
 
     def train_config(self, *overrides: Mapping[str, Any] | None) -> dict[str, Any]:
         """Full training config: ``train`` with a stage's overrides applied in order.
-        ``compile`` appears only when set to other than its default (``auto``), so that the
-        settings, and the run keys of finished seeds, of a config without it are those they
-        were before it existed (the training loop fills the default)."""
+        ``compile`` and ``ensemble`` appear only when set to other than their default
+        (``auto``), so that the settings, and the run keys of finished seeds, of a config
+        without them are those they were before they existed (the training loop fills the
+        default)."""
         out = _merged(TrainSettings, asdict(self.train), *overrides)
-        if out["compile"] == TrainSettings.compile:
-            del out["compile"]
+        for key in ("compile", "ensemble"):
+            if out[key] == getattr(TrainSettings, key):
+                del out[key]
         return out
 
     def featurize_settings(self) -> dict[str, Any]:

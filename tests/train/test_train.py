@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -351,3 +352,87 @@ def test_a_train_pool_all_cell_trains_on_metals_and_tests_on_its_subset(toy_set,
     assert rec_all["train_pool"] == "all" and "train_pool" not in rec and rec_all["n_train"] == rec["n_train"] == 10
     assert rec_all["n_test"] == rec["n_test"] == len(sp["test"])
     assert load_checkpoint(tmp_path / "scratch_all" / "runs" / "s0" / "model.pt")["meta"]["train_pool"] == "all"
+
+
+def test_a_cell_with_ensemble_on_trains_its_pending_seeds_together(toy_set, tmp_path):
+    """`train.ensemble: on`: the seeds still to train run as one ensemble in the cell's job,
+    each ending with its own checkpoint, records and predictions as with `off` (SGD: equal to
+    float rounding); a seed finished before is kept, not trained again; the ensemble's state
+    is gone once the checkpoints are written."""
+    from tlcgcnn import config as C
+    from tlcgcnn.train.finetune import finetune_cell
+    from tlcgcnn.utils import fileio as io
+
+    df, d, _ = toy_set
+    ids = df["material_id"].tolist()
+    sp = split.target_split(df, "k_vrh", ids, 0.2, None, 42)
+    sp.update(name="k", subset="all")
+    io.write_json(tmp_path / "k.split.json", sp)
+
+    def cell(ensemble: str):
+        return C.load(
+            {
+                "name": "t",
+                "dataset": {"source": "local", "path": "x.csv"},
+                "split": {"val_fraction": 0.2, "val_min": 5},
+                "model": {"atom_fea_len": 16, "n_conv": 1, "h_fea_len": 16},
+                "train": {
+                    "epochs": 4,
+                    "batch_size": 8,
+                    "patience": 5,
+                    "lr": 0.02,
+                    "optimizer": "sgd",
+                    "device": "cpu",
+                    "amp": "none",
+                    "compile": "none",
+                    "ensemble": ensemble,
+                },
+                "finetune": {
+                    "targets": [{"name": "k", "property": "k_vrh", "transform": "log10"}],
+                    "sizes": [20],
+                    "seeds": [0, 1, 2],
+                    "modes": {"scratch": {}},
+                },
+            }
+        ).cell("k", 20, "scratch")
+
+    def run(ensemble: str, folder: str):
+        out = tmp_path / folder
+        records = finetune_cell(
+            cell=cell(ensemble),
+            table_path=str(d / "t.parquet"),
+            split_path=str(tmp_path / "k.split.json"),
+            graph_dir=str(d / "g"),
+            atom_features_path=str(ROOT / "src" / "tlcgcnn" / "features" / "atom_features.csv"),
+            pretrained=None,
+            split_cfg={"val_fraction": 0.2, "val_min": 5},
+            threads=1,
+            config=None,
+            out_metrics=str(out / "metrics.json"),
+            out_predictions=str(out / "predictions.parquet"),
+            device="cpu",
+        )
+        return records, out
+
+    assert "ensemble" not in cell("auto").train and cell(True).train["ensemble"] is True  # YAML's bare `on`
+    alone, _ = run("off", "off")
+    # seed 1 finished before (copied from the sequential cell, under the ensemble cell's run key)
+    together_dir = tmp_path / "on"
+    (together_dir / "runs").mkdir(parents=True)
+    shutil.copytree(tmp_path / "off" / "runs" / "s1", together_dir / "runs" / "s1")
+    from tlcgcnn.train.finetune import run_key
+
+    key = run_key(cell("on"), 1, {"table": str(d / "t.parquet"), "split": str(tmp_path / "k.split.json"),
+                                 "graphs": str(d / "g" / "manifest.json")})  # fmt: skip
+    io.write_text(together_dir / "runs" / "s1" / "run_key", key)
+    rec = io.read_json(together_dir / "runs" / "s1" / "metrics.json")
+    io.write_json(together_dir / "runs" / "s1" / "metrics.json", {**rec, "run_key": key})
+    together, out = run("on", "on")
+    assert [r["seed"] for r in together] == [0, 1, 2]
+    for a, b in zip(alone, together, strict=True):
+        assert b["error"] == pytest.approx(a["error"], rel=1e-5) and b["best_epoch"] == a["best_epoch"]
+    assert together[0]["runtime"]["ensemble"] == "2" and together[2]["runtime"]["ensemble"] == "2"
+    assert "ensemble" not in (together[1].get("runtime") or {})  # kept from before: trained alone
+    assert not (out / "runs" / "ensemble_state.pt").exists()
+    for seed in (0, 1, 2):
+        assert load_checkpoint(out / "runs" / f"s{seed}" / "model.pt")["seed"] == seed

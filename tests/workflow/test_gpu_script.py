@@ -46,8 +46,10 @@ def test_cpu_dry_run_times_both_rules_calls(tmp_path):
     )
     assert res.returncode == 0, res.stderr[-3000:]
     lines = [json.loads(line) for line in res.stdout.splitlines()]
-    assert [r["measurement"] for r in lines] == ["pretrain", "finetune_cell"]
-    pre, cell = lines
+    assert [r["measurement"] for r in lines] == ["pretrain", "finetune_cell", "finetune_cell"]
+    pre, cell, together = lines
+    assert cell["seeds_as"] == "one after another" and together["seeds_as"] == "one vmapped ensemble"
+    assert together["seeds"] == 2 and math.isfinite(together["accuracy"]["test_mae_log10_GPa_mean"])
     assert pre["epochs"] == 1 and len(pre["epoch_s"]) == 1 and pre["seconds"] > 0 and pre["device"]
     assert pre["train_crystals"] + pre["val_crystals"] < 200
     assert math.isfinite(pre["accuracy"]["val_mae_eV_per_atom"])
@@ -55,5 +57,8 @@ def test_cpu_dry_run_times_both_rules_calls(tmp_path):
     assert math.isfinite(cell["accuracy"]["test_mae_log10_GPa_mean"]) and cell["accuracy"]["test_crystals"] > 0
     # the rules' own outputs, where the rules would write them
     assert (work / "pretrain" / "ef" / "model.pt").exists()
-    assert len(json.loads((work / "finetune" / "log_kvrh" / "n50" / "scratch" / "metrics.json").read_text())) == 2
+    cells = work / "finetune" / "log_kvrh" / "n50"
+    assert len(json.loads((cells / "scratch_ensemble_off" / "metrics.json").read_text())) == 2
+    records = json.loads((cells / "scratch_ensemble_on" / "metrics.json").read_text())
+    assert [r["runtime"]["ensemble"] for r in records] == ["2", "2"]
     assert "best val MAE" in (work / "gpu_timing.log").read_text()

@@ -130,6 +130,11 @@ class SeedStrategy(ABC):
         """What the log line of a newly computed seed says after its test error."""
         return ""
 
+    def train_pending(self, pending: list[tuple[int, SeedRun]]) -> None:  # noqa: B027 (optional hook)
+        """Called once before the seeds run with those that need computing (their folders
+        created and stamped): a strategy may train them together here (the default does
+        nothing; each seed is then done by :meth:`run_seed`)."""
+
 
 def run_cell(cell: Cell, strategy: SeedStrategy, out_metrics: str, out_predictions: str) -> list[dict[str, Any]]:
     """Every seed of ``cell`` through ``strategy``: one record per seed in ``out_metrics`` and
@@ -139,18 +144,22 @@ def run_cell(cell: Cell, strategy: SeedStrategy, out_metrics: str, out_predictio
     runs = Path(out_metrics).parent / "runs"
     name, size, mode = cell.target.name, cell.size, cell.mode.name
     records, preds = [], []
+    plan: list[tuple[int, SeedRun | None, dict[str, Any] | None]] = []
     for s in cell.seeds:
         seed = int(s)
         run = SeedRun(runs / f"s{seed}", run_key(cell, seed, strategy.inputs)) if strategy.inputs is not None else None
         kept = _finished(run.path, run.key) if run is not None else None
+        if run is not None and kept is None:
+            run.path.mkdir(parents=True, exist_ok=True)
+            io.write_text(run.path / "run_key", run.key)
+        plan.append((seed, run, kept))
+    strategy.train_pending([(seed, run) for seed, run, kept in plan if run is not None and kept is None])
+    for seed, run, kept in plan:
         if run is not None and kept is not None:
             log.info("%s n=%s %s seed %d: finished before (error %.4f): kept", name, size, mode, seed, kept["error"])
             rec = {**strategy.fields, **kept}  # a record written before a field existed: same settings (run key)
             pred = pd.read_parquet(run.path / "predictions.parquet")
         else:
-            if run is not None:
-                run.path.mkdir(parents=True, exist_ok=True)
-                io.write_text(run.path / "run_key", run.key)
             rec, pred = strategy.run_seed(seed, run)
             log.info("%s n=%s %s seed %d: error %.4f%s", name, size, mode, seed, rec["error"], strategy.note(rec))
         records.append(rec)
@@ -163,7 +172,9 @@ def run_cell(cell: Cell, strategy: SeedStrategy, out_metrics: str, out_predictio
 class GraphStrategy(SeedStrategy):
     """A graph-model cell: per seed, train a model (from the source checkpoint for a transfer
     mode, :func:`tlcgcnn.train.loop.run_training`) and evaluate it on the test set, in the
-    seed's ``runs/s<seed>/`` (resumable; reused once finished)."""
+    seed's ``runs/s<seed>/`` (resumable; reused once finished). Under ``train.ensemble: on``
+    (``auto``: on a GPU) the seeds still to train are trained first, together, as one vmapped
+    ensemble (:meth:`train_pending`, :func:`tlcgcnn.train.ensemble.fit_seeds`)."""
 
     def __init__(
         self,
@@ -199,13 +210,29 @@ class GraphStrategy(SeedStrategy):
         self.inputs = {"table": table_path, "split": split_path, "graphs": str(Path(graph_dir) / "manifest.json")}
         if pretrained:
             self.inputs["pretrained"] = pretrained
+        self.trained_together: set[int] = set()  # seeds trained by train_pending in this job
 
     def run_seed(self, seed: int, run: SeedRun | None) -> tuple[dict[str, Any], pd.DataFrame]:
         from tlcgcnn.analysis.evaluate import evaluate
-        from tlcgcnn.train.loop import run_training
 
         if run is None:
             raise ValueError("a graph-model seed is trained in its own runs/s<seed>/ folder")
+        if seed not in self.trained_together:
+            self._train_one(seed, run)
+        rec = evaluate(
+            run.path / "model.pt",
+            self.table_df,
+            self.graph_dir,
+            run.path / "metrics.json",
+            run.path / "predictions.parquet",
+            device=self.device,
+            extra={"stage": "finetune", "size": self.cell.size, **self.fields, "run_key": run.key},
+        )
+        return rec, pd.read_parquet(run.path / "predictions.parquet")
+
+    def _train_one(self, seed: int, run: SeedRun) -> None:
+        from tlcgcnn.train.loop import run_training
+
         run_training(
             stage="finetune",
             table_path=self.table_path,
@@ -225,16 +252,63 @@ class GraphStrategy(SeedStrategy):
             progress=False,
             resume_path=str(run.path / "state.pt"),
         )
-        rec = evaluate(
-            run.path / "model.pt",
-            self.table_df,
-            self.graph_dir,
-            run.path / "metrics.json",
-            run.path / "predictions.parquet",
-            device=self.device,
-            extra={"stage": "finetune", "size": self.cell.size, **self.fields, "run_key": run.key},
-        )
-        return rec, pd.read_parquet(run.path / "predictions.parquet")
+
+    def ensemble_on(self) -> bool:
+        """Whether this cell's seeds train as one ensemble (``train.ensemble``; ``auto``: on a GPU)."""
+        from tlcgcnn.train.device import pick_device
+
+        if self.train.ensemble == "auto":
+            return pick_device(self.train.device).type == "cuda"
+        return self.train.ensemble == "on"
+
+    def train_pending(self, pending: list[tuple[int, SeedRun]]) -> None:
+        """The seeds still to train, as one vmapped ensemble (:func:`tlcgcnn.train.ensemble.fit_seeds`)
+        where ``train.ensemble`` says so and at least two are left; each gets its
+        ``runs/s<seed>/model.pt`` as if trained alone. The ensemble's resumable state is
+        ``runs/ensemble_state.pt`` (removed once every checkpoint is written)."""
+        if len(pending) < 2 or not self.ensemble_on():
+            return
+        from tlcgcnn.train.ensemble import fit_seeds
+        from tlcgcnn.train.loop import prepare, save_trained, training_job
+
+        cell = self.cell
+        jobs, preps = [], []
+        for seed, _ in pending:
+            job = training_job(
+                stage="finetune",
+                table_path=self.table_path,
+                split_path=self.split_path,
+                target=cell.target,
+                size=cell.size,
+                seed=seed,
+                split_cfg=self.split_cfg,
+                config=self.config,
+                mode=cell.mode,
+                pretrained=self.pretrained,
+            )
+            jobs.append(job)
+            preps.append(
+                prepare(
+                    table_df=job.table_df,
+                    graph_dir=self.graph_dir,
+                    atom_table_path=self.atom_features_path,
+                    split_ids=job.split_ids,
+                    target=job.target,
+                    model_cfg=self.model,
+                    train_cfg=self.train,
+                    seed=seed,
+                    transfer=job.transfer,
+                )
+            )
+        state = pending[0][1].path.parent / "ensemble_state.pt"
+        seeds = [seed for seed, _ in pending]
+        desc = f"{cell.target.name} n={cell.size} {cell.mode.name}"
+        log.info("%s: seeds %s trained together as one ensemble", desc, seeds)
+        results = fit_seeds(preps, self.train, state_path=state, progress=False, desc=desc)
+        for (seed, run), prep, job, result in zip(pending, preps, jobs, results, strict=True):
+            save_trained(prep, result, self.train, run.path / "model.pt", job.meta)
+            self.trained_together.add(seed)
+        state.unlink(missing_ok=True)
 
     def note(self, record: dict[str, Any]) -> str:
         return f" ({int(record['n_params'])} params, {float(record['seconds']):.1f} s)"

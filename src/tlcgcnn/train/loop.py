@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 
 
 SCHEDULES = ("constant", "cosine")
+ENSEMBLE = ("auto", "on", "off")
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,9 @@ class TrainConfig(TrainSettings):
     support, or a CPU with AVX512-BF16 / AMX; fp32 elsewhere). ``schedule``: 'constant'
     learning rate, or 'cosine' decay from ``lr`` to ``lr * min_lr_ratio`` over ``epochs``;
     either after ``warmup_epochs`` of linear warm-up. ``checkpoint_every``: epochs between
-    resumable training states (0: never)."""
+    resumable training states (0: never). ``ensemble``: the seeds of a fine-tuning cell
+    trained as one vmapped ensemble ('on', 'off', 'auto': on a GPU;
+    :func:`tlcgcnn.train.ensemble.fit_seeds`)."""
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
@@ -63,7 +66,11 @@ class TrainConfig(TrainSettings):
         unknown = set(d) - names
         if unknown:
             raise ValueError(f"unknown training options {sorted(unknown)}; known: {sorted(names)}")
+        if isinstance(d.get("ensemble"), bool):  # YAML reads a bare on / off as a boolean
+            d = {**d, "ensemble": "on" if d["ensemble"] else "off"}
         cfg = cls(**d)
+        if cfg.ensemble not in ENSEMBLE:
+            raise ValueError(f"unknown ensemble {cfg.ensemble!r}; choose from {ENSEMBLE}")
         if cfg.amp not in AMP:
             raise ValueError(f"unknown amp {cfg.amp!r}; choose from {AMP}")
         if cfg.compile not in COMPILE:
@@ -328,7 +335,32 @@ def _batch_positions(pos: torch.Tensor, batch_size: int, gen: torch.Generator) -
 # --------------------------------------------------------------------------- entry point
 
 
-def train(
+@dataclass
+class Prepared:
+    """One run ready to fit (:func:`prepare`): the model (pretrained weights loaded, layers
+    frozen or re-initialised as its transfer says), its graphs, labels and positions, the
+    target's normaliser fitted on the training labels, the objective, and the optimizer's
+    parameter groups (None: every trainable parameter at ``lr``)."""
+
+    model: nn.Module
+    data: GraphSet
+    y: torch.Tensor
+    train_pos: torch.Tensor
+    val_pos: torch.Tensor
+    normalizer: Normalizer | MultiNormalizer
+    objective: Objective
+    frozen: list[nn.Module]
+    groups: list[dict[str, Any]] | None
+    target: Target
+    split_ids: dict[str, list[str]]
+    seed: int
+    transfer: TransferConfig | None
+    device: torch.device
+    n_params: int
+    n_trainable: int
+
+
+def prepare(
     *,
     table_df: Any,
     graph_dir: str | Path,
@@ -338,16 +370,11 @@ def train(
     model_cfg: dict[str, Any],
     train_cfg: TrainConfig,
     seed: int,
-    out_checkpoint: str | Path,
     transfer: TransferConfig | None = None,
-    meta: dict[str, Any] | None = None,
-    progress: bool = True,
-    resume_path: str | Path | None = None,
-) -> dict[str, Any]:
-    """Fit one model and write its checkpoint. ``split_ids`` holds 'train', 'val', 'test'.
-
-    ``resume_path``: where the resumable training state lives while the run is going
-    (see :func:`fit`); it is removed once the checkpoint is written."""
+) -> Prepared:
+    """Everything :func:`train` does before fitting: seed, threads, device, graphs, labels,
+    normaliser, the model with its transfer applied (the model is built right after
+    :func:`set_seed`, so its initial weights are the seed's)."""
     set_seed(seed)
     torch.set_num_threads(max(1, train_cfg.threads))
     torch.set_flush_denormal(True)  # denormals slow CPU kernels down several-fold
@@ -409,43 +436,56 @@ def train(
         n_params,
         n_trainable,
     )
-    desc = f"{target.name} seed {seed}"
-    result = fit(
-        model,
-        data,
-        y,
-        train_pos,
-        val_pos,
-        normalizer,
-        train_cfg,
-        seed,
-        frozen,
-        desc=desc,
-        progress=progress,
+    return Prepared(
+        model=model,
+        data=data,
+        y=y,
+        train_pos=train_pos,
+        val_pos=val_pos,
+        normalizer=normalizer,
         objective=objective,
-        state_path=resume_path,
-        param_groups=groups,
+        frozen=frozen,
+        groups=groups,
+        target=target,
+        split_ids=split_ids,
+        seed=int(seed),
+        transfer=transfer,
+        device=device,
+        n_params=n_params,
+        n_trainable=n_trainable,
     )
+
+
+def save_trained(
+    prep: Prepared,
+    result: TrainResult,
+    train_cfg: TrainConfig,
+    out_checkpoint: str | Path,
+    meta: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The checkpoint of a fitted run (its model holding the best weights), written to
+    ``out_checkpoint``; returns it."""
+    model, target = prep.model, prep.target
     ckpt = {
         "format_version": CHECKPOINT_VERSION,
         "model_config": model.config.to_dict(),  # type: ignore[union-attr]
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "normalizer": normalizer.to_dict(),
+        "normalizer": prep.normalizer.to_dict(),
         "target": asdict(target),
-        "split": {k: list(v) for k, v in split_ids.items()},
-        "seed": int(seed),
+        "split": {k: list(v) for k, v in prep.split_ids.items()},
+        "seed": int(prep.seed),
         "train_config": asdict(train_cfg),
-        "transfer": asdict(transfer) if transfer else None,
-        "featurize": data.featurize,
+        "transfer": asdict(prep.transfer) if prep.transfer else None,
+        "featurize": prep.data.featurize,
         "result": {
             "best_epoch": result.best_epoch,
             "best_val_mae": result.best_val_mae,
             "epochs_run": len(result.history["val_mae"]),
             "seconds": result.seconds,
-            "n_params": n_params,
-            "n_trainable": n_trainable,
-            "device": str(device),
-            "hardware": processor(device),
+            "n_params": prep.n_params,
+            "n_trainable": prep.n_trainable,
+            "device": str(prep.device),
+            "hardware": processor(prep.device),
             "precision": result.precision,
             "runtime": result.runtime,
         },
@@ -454,8 +494,6 @@ def train(
         "property_specs": user_specs([target.property, *(target.properties or [])]),
     }
     save_checkpoint(ckpt, out_checkpoint)
-    if resume_path is not None:
-        Path(resume_path).unlink(missing_ok=True)
     log.info(
         "best val MAE %.4f at epoch %d after %.1f s -> %s",
         result.best_val_mae,
@@ -463,6 +501,59 @@ def train(
         result.seconds,
         out_checkpoint,
     )
+    return ckpt
+
+
+def train(
+    *,
+    table_df: Any,
+    graph_dir: str | Path,
+    atom_table_path: str | Path,
+    split_ids: dict[str, list[str]],
+    target: Target,
+    model_cfg: dict[str, Any],
+    train_cfg: TrainConfig,
+    seed: int,
+    out_checkpoint: str | Path,
+    transfer: TransferConfig | None = None,
+    meta: dict[str, Any] | None = None,
+    progress: bool = True,
+    resume_path: str | Path | None = None,
+) -> dict[str, Any]:
+    """Fit one model and write its checkpoint. ``split_ids`` holds 'train', 'val', 'test'.
+
+    ``resume_path``: where the resumable training state lives while the run is going
+    (see :func:`fit`); it is removed once the checkpoint is written."""
+    prep = prepare(
+        table_df=table_df,
+        graph_dir=graph_dir,
+        atom_table_path=atom_table_path,
+        split_ids=split_ids,
+        target=target,
+        model_cfg=model_cfg,
+        train_cfg=train_cfg,
+        seed=seed,
+        transfer=transfer,
+    )
+    result = fit(
+        prep.model,
+        prep.data,
+        prep.y,
+        prep.train_pos,
+        prep.val_pos,
+        prep.normalizer,
+        train_cfg,
+        seed,
+        prep.frozen,
+        desc=f"{target.name} seed {seed}",
+        progress=progress,
+        objective=prep.objective,
+        state_path=resume_path,
+        param_groups=prep.groups,
+    )
+    ckpt = save_trained(prep, result, train_cfg, out_checkpoint, meta)
+    if resume_path is not None:
+        Path(resume_path).unlink(missing_ok=True)
     return ckpt
 
 
@@ -512,38 +603,34 @@ def check_same_featurization(
         raise ValueError(f"{checkpoint}: pretrained on graphs featurized differently from {graph_dir}: {diff}")
 
 
-def run_training(
+@dataclass(frozen=True)
+class TrainingJob:
+    """What :func:`run_training` resolved for one (size, seed): the label table, the split's
+    ids, the target, how the source is reused and the checkpoint's provenance fields."""
+
+    table_df: Any
+    split_ids: dict[str, list[str]]
+    target: Target
+    transfer: TransferConfig | None
+    meta: dict[str, Any]
+
+
+def training_job(
     *,
     stage: str,
     table_path: str,
     split_path: str,
-    graph_dir: str,
-    atom_features_path: str,
     target: TargetSpec,
     size: Size,
     seed: int,
-    model_config: dict[str, Any],
-    train_config: TrainConfig,
     split_cfg: dict[str, Any],
     config: dict[str, Any] | None,
-    out_checkpoint: str,
     mode: Mode | None = None,
     pretrained: str | None = None,
-    progress: bool = True,
     exclude_ids: list[str] | None = None,
-    resume_path: str | None = None,
-) -> dict[str, Any]:
-    """Workflow entry: resolve the split of (size, seed) and train one model.
-
-    ``target`` and ``model_config`` (the architecture's plain config, ``kind`` choosing it)
-    are complete (tlcgcnn.config resolves them); ``train_config`` carries the job's threads.
-    ``mode``: the fine-tuning mode (None when pretraining): its ``train_pool: all`` draws from
-    the split's ``pool_all`` (every subset's labelled materials but the test set) instead of
-    its ``pool`` (:func:`tlcgcnn.data.split.pool_ids`), and with ``pretrained`` (the source
-    checkpoint) its freeze, reinit and backbone_lr_scale say how the source is reused.
-    ``exclude_ids`` are removed from the training pool first (pretraining leaves out the
-    fixed test sets of the fine-tuning targets, so no test material is ever seen).
-    ``resume_path``: the training loop's resumable state (continued if it exists)."""
+) -> TrainingJob:
+    """The split of (size, seed), the source's reuse and the provenance of one run (see
+    :func:`run_training` for the arguments)."""
     import pandas as pd
 
     from tlcgcnn.config import parse_size
@@ -592,18 +679,66 @@ def run_training(
         "torch_version": prov["torch"],
         **({"train_pool": train_pool} if train_pool and train_pool != "subset" else {}),
     }
+    return TrainingJob(df, split_ids, target_from_spec(target), tr, meta)
+
+
+def run_training(
+    *,
+    stage: str,
+    table_path: str,
+    split_path: str,
+    graph_dir: str,
+    atom_features_path: str,
+    target: TargetSpec,
+    size: Size,
+    seed: int,
+    model_config: dict[str, Any],
+    train_config: TrainConfig,
+    split_cfg: dict[str, Any],
+    config: dict[str, Any] | None,
+    out_checkpoint: str,
+    mode: Mode | None = None,
+    pretrained: str | None = None,
+    progress: bool = True,
+    exclude_ids: list[str] | None = None,
+    resume_path: str | None = None,
+) -> dict[str, Any]:
+    """Workflow entry: resolve the split of (size, seed) and train one model.
+
+    ``target`` and ``model_config`` (the architecture's plain config, ``kind`` choosing it)
+    are complete (tlcgcnn.config resolves them); ``train_config`` carries the job's threads.
+    ``mode``: the fine-tuning mode (None when pretraining): its ``train_pool: all`` draws from
+    the split's ``pool_all`` (every subset's labelled materials but the test set) instead of
+    its ``pool`` (:func:`tlcgcnn.data.split.pool_ids`), and with ``pretrained`` (the source
+    checkpoint) its freeze, reinit and backbone_lr_scale say how the source is reused.
+    ``exclude_ids`` are removed from the training pool first (pretraining leaves out the
+    fixed test sets of the fine-tuning targets, so no test material is ever seen).
+    ``resume_path``: the training loop's resumable state (continued if it exists)."""
+    job = training_job(
+        stage=stage,
+        table_path=table_path,
+        split_path=split_path,
+        target=target,
+        size=size,
+        seed=seed,
+        split_cfg=split_cfg,
+        config=config,
+        mode=mode,
+        pretrained=pretrained,
+        exclude_ids=exclude_ids,
+    )
     return train(
-        table_df=df,
+        table_df=job.table_df,
         graph_dir=graph_dir,
         atom_table_path=atom_features_path,
-        split_ids=split_ids,
-        target=target_from_spec(target),
+        split_ids=job.split_ids,
+        target=job.target,
         model_cfg=model_config,
         train_cfg=train_config,
         seed=int(seed),
         out_checkpoint=out_checkpoint,
-        transfer=tr,
-        meta=meta,
+        transfer=job.transfer,
+        meta=job.meta,
         progress=progress,
         resume_path=resume_path,
     )
