@@ -15,8 +15,9 @@ stopped on (lower is better: a MAE in target units, a cross-entropy, a normalise
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 TAIL_FRACTION = 0.10
 FLAT_GAIN = 0.01
@@ -72,3 +73,14 @@ def judge(val_scores: Sequence[float], epochs_planned: int) -> Convergence:
         tail_gain=gain,
         converged=stopped or gain < FLAT_GAIN,
     )
+
+
+def of_checkpoint(ckpt: Mapping[str, Any]) -> Convergence | None:
+    """The verdict on a checkpoint's run, from its validation history and planned epochs
+    (``train_config.epochs``; the history's length where not recorded); None for a
+    checkpoint without a history (trained elsewhere)."""
+    history = (ckpt.get("history") or {}).get("val_mae")
+    if not history:
+        return None
+    planned = (ckpt.get("train_config") or {}).get("epochs") or len(history)
+    return judge(history, int(planned))

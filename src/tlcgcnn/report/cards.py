@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from tlcgcnn.analysis import calibration
-from tlcgcnn.analysis.convergence import FLAT_GAIN, TAIL_FRACTION, Convergence, judge
+from tlcgcnn.analysis.convergence import FLAT_GAIN, TAIL_FRACTION, Convergence, of_checkpoint
 from tlcgcnn.analysis.metrics import regression_metrics
 from tlcgcnn.data.properties import PROPERTIES, units_of
 from tlcgcnn.utils import fileio as io
@@ -169,15 +169,13 @@ def training_runs(files: Sequence[str | Path]) -> list[TrainingRun]:
     runs = []
     for f in files:
         ckpt = torch.load(f, map_location="cpu", weights_only=True)
-        hist = ckpt.get("history") or {}
-        if not hist.get("val_mae"):
+        verdict = of_checkpoint(ckpt)
+        if verdict is None:
             log.info("%s: no training history in the checkpoint; left out of the training curve", f)
             continue
-        cfg = ckpt.get("train_config") or {}
-        planned = int(cfg.get("epochs") or len(hist["val_mae"]))
-        hist = {k: [float(v) for v in vals] for k, vals in hist.items()}
+        hist = {k: [float(v) for v in vals] for k, vals in ckpt["history"].items()}
         seed = int(ckpt.get("seed", len(runs)))
-        runs.append(TrainingRun(seed, hist, judge(hist["val_mae"], planned), cfg.get("schedule")))
+        runs.append(TrainingRun(seed, hist, verdict, (ckpt.get("train_config") or {}).get("schedule")))
     return runs
 
 

@@ -253,13 +253,9 @@ def describe_checkpoint(path: str | Path) -> dict[str, Any]:
         metrics_path = card_path
         test = card_test_metrics(io.read_json(card_path), ckpt.get("seed"))
     transfer = ckpt.get("transfer")
-    history = (ckpt.get("history") or {}).get("val_mae")
-    convergence = None
-    if history:
-        from tlcgcnn.analysis.convergence import judge
+    from tlcgcnn.analysis.convergence import of_checkpoint
 
-        planned = (ckpt.get("train_config") or {}).get("epochs") or len(history)
-        convergence = judge(history, int(planned)).text()
+    verdict = of_checkpoint(ckpt)
     return {
         "file": str(path),
         "format_version": ckpt["format_version"],
@@ -293,7 +289,7 @@ def describe_checkpoint(path: str | Path) -> dict[str, Any]:
             "best_val_score_is": VAL_SCORE.get(t.get("task", "regression"), "validation score"),
             "best_epoch": result.get("best_epoch"),
             "epochs_run": result.get("epochs_run"),
-            "converged": convergence,  # tlcgcnn.analysis.convergence (None: no history)
+            "converged": verdict.text() if verdict else None,  # tlcgcnn.analysis.convergence (None: no history)
             "train_seconds": result.get("seconds"),
             "test": test,
             "test_metrics_file": str(metrics_path) if test is not None else None,
