@@ -204,6 +204,43 @@ def test_estimates_intervals_and_one_family(tmp_path):
     ).all()
 
 
+def test_a_paired_claim_reads_a_companion_folder_that_proves_its_cells(tmp_path):
+    """records: a comparison folder beside the study adds the runs of a mode the study lacks (T6's
+    non-metal source); its same_cells.csv must prove the cells are the study's, and its re-run
+    modes do not replace the study's records."""
+    folder = _folder(tmp_path)
+    m = pd.read_csv(folder / "tables" / "metrics.csv")
+    ran = m[m["mode"].eq("scratch")].copy()
+    companion = tmp_path / "nm"
+    new = ran.assign(mode="nm", error=ran["error"] * 0.8)
+    rerun = ran.assign(error=ran["error"] + 1.0)  # a study mode re-run: must not count
+    io.write_csv(pd.concat([new, rerun]), companion / "tables" / "metrics.csv")
+    io.write_csv(
+        pd.DataFrame({"target": ["gap"], "mode": ["scratch"], "same": [True]}), companion / "tables" / "same_cells.csv"
+    )
+    claim = _claim(
+        "nm",
+        "T6",
+        "lower",
+        {"kind": "paired", "target": "gap", "size": 100, "mode": "nm", "versus": "scratch", "records": "../nm"},
+    )
+    path = tmp_path / "claims.yaml"
+    path.write_text(yaml.safe_dump({"family": "papers", "alpha": 0.05, "claims": [claim]}, allow_unicode=True))
+    r = build_paper_claims(load_declared(path), read_tables(folder)).iloc[0]
+    cell = ran[ran["size"].eq(100)]
+    assert r["ours_versus"] == pytest.approx(cell["error"].mean())
+    assert r["ours_mode"] == pytest.approx(0.8 * cell["error"].mean())
+    assert r["change_pct"] == pytest.approx(-20.0) and r["verdict"] == "reproduced"
+    io.write_csv(
+        pd.DataFrame({"target": ["gap"], "mode": ["scratch"], "same": [False]}), companion / "tables" / "same_cells.csv"
+    )
+    with pytest.raises(ReportError, match="does not prove"):
+        build_paper_claims(load_declared(path), read_tables(folder))
+    (companion / "tables" / "same_cells.csv").unlink()
+    with pytest.raises(ReportError, match="same_cells.csv: not found"):
+        build_paper_claims(load_declared(path), read_tables(folder))
+
+
 def test_a_repeated_test_in_the_family_is_an_error(tmp_path):
     path = _declaration(tmp_path)
     raw = yaml.safe_load(path.read_text())

@@ -205,9 +205,30 @@ def _errors(cell: pd.DataFrame, mode: str, where: str) -> pd.Series:
     return sub.set_index("seed")["error"].astype(float)
 
 
+def with_records(metrics: pd.DataFrame, study: str | Path, records: str | None, where: str) -> pd.DataFrame:
+    """``metrics`` (the study's) with the runs of a companion comparison folder ``records``
+    (relative to the study folder ``study``) whose (target, mode) the study lacks. The folder's
+    ``tables/same_cells.csv`` (written by a ``python -m tlcgcnn.report`` comparison) must prove
+    that its runs share the study's cells: every re-run record gave the study's test MAE."""
+    if not records:
+        return metrics
+    tabs = Path(study) / records / "tables"
+    for name in ("metrics.csv", "same_cells.csv"):
+        if not (tabs / name).is_file():
+            raise ReportError(f"{where}: {tabs / name}: not found (records: names a published comparison folder)")
+    same = read_table(tabs / "same_cells.csv")
+    if same.empty or not same["same"].astype(str).eq("True").all():
+        raise ReportError(f"{where}: {tabs / 'same_cells.csv'} does not prove that {records} shares the study's cells")
+    extra = read_table(tabs / "metrics.csv")
+    have = set(zip(metrics["target"].astype(str), metrics["mode"].astype(str), strict=True))
+    new = [(t, m) not in have for t, m in zip(extra["target"].astype(str), extra["mode"].astype(str), strict=True)]
+    return pd.concat([metrics, extra[new]], ignore_index=True)
+
+
 def _paired(c: Mapping[str, Any], tables: Mapping[str, Any]) -> dict[str, Any]:
     t, where = c["test"], f"claim {c['key']}"
-    metrics, protocol = tables["metrics"], tables["protocol"]
+    metrics = with_records(tables["metrics"], tables["folder"], t.get("records"), where)
+    protocol = tables["protocol"]
     cell = _cell(metrics, t["target"], t["size"])
     spec = {"id": c["key"], "target": t["target"], "size": t["size"], "mode": t["mode"], "versus": t["versus"]}
     sources = ("tables/ttests.csv", "tables/metrics.csv", "tables/protocol.csv")
@@ -339,13 +360,15 @@ _TESTS = {"paired": _paired, "multitask": _multitask, "correlation": _correlatio
 
 
 def read_tables(folder: str | Path) -> dict[str, Any]:
-    """The published tables the claims read: metrics, protocol, multitask, correlation."""
+    """The published tables the claims read: metrics, protocol, multitask, correlation (and the
+    folder, for a paired test's ``records``)."""
     tabs = Path(folder) / "tables"
     if not (tabs / "metrics.csv").is_file():
         raise ReportError(f"{tabs / 'metrics.csv'}: not found (is {folder} a published results folder?)")
     opt = {n: tabs / f"{n}.csv" for n in ("protocol", "multitask")}
     corr = tabs / "ef_eg_correlation.json"
     return {
+        "folder": Path(folder),
         "metrics": read_table(tabs / "metrics.csv"),
         **{n: read_table(p) if p.is_file() else pd.DataFrame() for n, p in opt.items()},
         "correlation": io.read_json(corr) if corr.is_file() else {},

@@ -1,0 +1,316 @@
+"""Does a source pretrained on non-metals only transfer better to non-metal targets? TL-CGCNN's
+T6, cell by cell.
+
+A non-metal-source run (``config/nm-source-cpu.yaml``: the ΔEf source pretrained on the
+non-metals only, fine-tuned on the study's non-metal targets) is paired with a published study
+folder (``docs/results/paper-cpu``) seed by seed, after
+:func:`~tlcgcnn.report.backbones.check_same_cells` proves from the descriptor SVR both ran that
+every (target, size, seed) has the same training, validation and test crystals.
+
+Per (target, size) and non-metal-source mode, paired by seed, the non-metal source's error minus
+(negative: the non-metal source is better):
+
+* ``all_source``: the study's transfer from the all-materials source of the same property,
+  fine-tuned the same way (same head re-initialisation, same frozen layers, fine-tuned weights,
+  not frozen features); of several such sources, the largest;
+* ``scratch``: the study's CGCNN from scratch.
+
+One Holm family (:data:`FAMILY`), BH q-values beside. ``python -m tlcgcnn.report nm-source
+RUN_METRICS STUDY OUT [--page PAGE]`` writes ``OUT/tables/`` (``metrics.csv``: the run's records,
+``comparison.csv``, ``same_cells.csv``: the check), ``OUT/figures/nm_source.png``,
+``OUT/summary.md`` and ``OUT/provenance.json``; with ``--page`` it rewrites the block between
+:data:`PAGE_BEGIN` and :data:`PAGE_END` of a results page.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tlcgcnn.analysis.effective import size_order
+from tlcgcnn.analysis.stats import paired
+from tlcgcnn.report.backbones import (
+    SCRATCH,
+    ComparisonError,
+    _errors,
+    _fmt_p,
+    _largest_difference,
+    _normalise,
+    _title,
+    adjust_family,
+    block_is,
+    comparison_provenance,
+    is_backbone,
+    load_pair,
+    paired_fields,
+    plot_series,
+    run_cli,
+    write_block,
+)
+from tlcgcnn.report.controls import is_control
+
+FAMILY = "nonmetal_source"
+ALPHA = 0.05
+SUBSET = "nonmetal"
+OPPONENTS = {
+    "all_source": "the all-materials source of the same property, fine-tuned the same way",
+    "scratch": "CGCNN from scratch",
+}
+PAGE_BEGIN = "<!-- nm-source:begin -->"
+PAGE_END = "<!-- nm-source:end -->"
+
+
+def is_subset_source(df: pd.DataFrame) -> pd.Series:
+    """Transfer records whose source was pretrained on the non-metals only."""
+    if "pretrain_subset" not in df:
+        return pd.Series(False, index=df.index)
+    return df["family"].eq("transfer") & df["pretrain_subset"].eq(SUBSET)
+
+
+def _same_way(records: pd.DataFrame, like: pd.Series) -> pd.Series:
+    """Which of ``records`` are fine-tuned like the record ``like``: the same re-initialisation and
+    frozen layers (missing values compared as such)."""
+    ok = pd.Series(True, index=records.index)
+    for col in ("reinit", "freeze", "features"):
+        if col in records:
+            want = like.get(col)
+            ok &= records[col].isna() if pd.isna(want) else records[col].astype(str).eq(str(want))
+    return ok
+
+
+def all_source_mode(cell: pd.DataFrame, like: pd.Series) -> str:
+    """The study's mode of ``cell`` (one target and size) from an all-materials source of the
+    property of ``like``'s source, fine-tuned the same way; of several, the largest source."""
+    tl = cell[
+        cell["family"].eq("transfer")
+        & cell["pretrain_subset"].eq("all")
+        & cell["pretrain_property"].eq(like["pretrain_property"])
+        & ~is_control(cell)
+        & ~is_backbone(cell)
+    ]
+    tl = tl[_same_way(tl, like)]
+    if tl.empty:
+        raise ComparisonError(
+            f"{like['target']} n={like['size']}: the study has no transfer from an all-materials "
+            f"{like['pretrain_property']} source fine-tuned like {like['mode']}"
+        )
+    sizes = tl.groupby("mode")["pretrain_size"].max().sort_index()
+    return str(sizes.idxmax())
+
+
+def compare(run: pd.DataFrame, study: pd.DataFrame) -> pd.DataFrame:
+    """The family's paired tests (see the module docstring). Columns: target, size, mode,
+    pretrain_size, versus, versus_mode, versus_pretrain_size, n_pairs, means and spreads,
+    mean_diff (non-metal source − opponent) with its 95 % CI, improvement_rate, p_value, p_holm,
+    q_bh, verdict."""
+    run, study = _normalise(run), _normalise(study)
+    nm = run[is_subset_source(run)]
+    if nm.empty:
+        raise ComparisonError(f"the run has no transfer record from a source pretrained on the {SUBSET}s only")
+    rows: list[dict[str, Any]] = []
+    for (target, size, mode), g in nm.groupby(["target", "size", "mode"], sort=False):
+        cell = study[study["target"].eq(target) & study["size"].eq(size)]
+        mine = _errors(nm, target, size, mode)
+        opponents = {"all_source": all_source_mode(cell, g.iloc[0]), "scratch": SCRATCH}
+        for name, versus in opponents.items():
+            theirs = _errors(study, target, size, versus)
+            seeds = sorted(set(mine.index) & set(theirs.index))
+            if len(seeds) < 2:
+                raise ComparisonError(f"{target} n={size}: {mode} and the study's {versus} share {len(seeds)} seeds")
+            res = paired(theirs.loc[seeds].to_numpy(), mine.loc[seeds].to_numpy())
+            source_size = cell.loc[cell["mode"].eq(versus), "pretrain_size"]
+            rows.append(
+                {
+                    "target": target,
+                    "size": size,
+                    "mode": mode,
+                    "pretrain_size": float(g["pretrain_size"].iloc[0]),
+                    "versus": name,
+                    "versus_mode": versus,
+                    "versus_pretrain_size": float(source_size.iloc[0]) if len(source_size) else math.nan,
+                    **paired_fields(res, "nonmetal", "versus"),
+                }
+            )
+    out = pd.DataFrame(rows)
+    order = {k: i for i, k in enumerate(OPPONENTS)}
+    out = out.sort_values(
+        ["target", "size", "versus"],
+        key=lambda s: s.map(size_order) if s.name == "size" else s.map(order) if s.name == "versus" else s,
+    ).reset_index(drop=True)
+    return adjust_family(out, FAMILY, verdict)
+
+
+def verdict(mean_diff: float, p_holm: float, alpha: float = ALPHA) -> str:
+    """ "non-metal source better" / "worse" when Holm-significant, else "no significant difference"."""
+    if not np.isfinite(p_holm) or p_holm >= alpha:
+        return "no significant difference"
+    return "non-metal source better" if mean_diff < 0 else "non-metal source worse"
+
+
+# --------------------------------------------------------------------------- figure
+SERIES_STYLE = {
+    "scratch": ("CGCNN from scratch", "black", "o"),
+    "all_source": ("transfer from the all-materials ΔEf source", "tab:blue", "s"),
+    "nonmetal": ("transfer from the non-metal ΔEf source", "tab:red", "D"),
+}
+
+
+def curve_points(run: pd.DataFrame, study: pd.DataFrame, tests: pd.DataFrame) -> pd.DataFrame:
+    """Mean test MAE with its 95 % t interval over the paired seeds, per target, size and series."""
+    from scipy import stats as sstats
+
+    run, study = _normalise(run), _normalise(study)
+    rows = []
+    for (target, size), g in tests.groupby(["target", "size"], sort=False):
+        first = g.iloc[0]
+        picks = {"nonmetal": (run, first["mode"])}
+        picks.update({r.versus: (study, r.versus_mode) for r in g.itertuples()})
+        for name, (records, mode) in picks.items():
+            e = _errors(records, target, size, mode).to_numpy(float)
+            sd = e.std(ddof=1) if e.size > 1 else 0.0
+            half = float(sstats.t.ppf(0.975, e.size - 1) * sd / math.sqrt(e.size)) if sd > 0 else 0.0
+            rows.append({"target": target, "size": size, "series": name, "mae": e.mean(), "ci": half})
+    return pd.DataFrame(rows)
+
+
+def draw(run: pd.DataFrame, study: pd.DataFrame, tests: pd.DataFrame, png: str | Path) -> None:
+    """One panel per target: test MAE against training crystals for scratch and both sources."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker as mticker
+
+    from tlcgcnn.report.figures.style import error_label, save
+
+    pts = curve_points(run, study, tests)
+    runs = _normalise(run)
+    targets = list(dict.fromkeys(tests["target"]))
+    fig, axes = plt.subplots(1, len(targets), figsize=(4.8 * len(targets), 4.2), squeeze=False)
+    for ax, target in zip(axes.flat, targets, strict=True):
+        plot_series(ax, pts[pts["target"].eq(target)], SERIES_STYLE)
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(mticker.FormatStrFormatter("%g"))
+        ax.yaxis.set_minor_formatter(mticker.FormatStrFormatter("%g"))
+        ax.set_ylabel(error_label(runs[runs["target"].eq(target)]))
+        ax.set_title(_title(runs[runs["target"].eq(target)].iloc[0]))
+        ax.grid(alpha=0.3, which="both")
+    handles, names = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=3, frameon=False, fontsize=9)
+    fig.suptitle("Non-metal vs all-materials ΔEf source: mean test MAE, 95 % CI over seeds", fontsize=11)
+    fig.tight_layout(rect=(0, 0.1, 1, 0.95))
+    save(fig, png)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------- summary and page
+def _cell_text(r: Any) -> str:
+    """A test as the page shows it: the relative difference (over the opponent's MAE), Holm p,
+    ✓ the non-metal source significantly better, ✗ significantly worse."""
+    rel = 100.0 * r.mean_diff / r.mae_versus if r.mae_versus else math.nan
+    mark = {"non-metal source better": " ✓", "non-metal source worse": " ✗"}.get(r.verdict, "")
+    return f"{rel:+.0f} % ({_fmt_p(r.p_holm)}){mark}"
+
+
+def page_block(tests: pd.DataFrame) -> str:
+    """The results page's table: per (target, n) the three test MAEs and the non-metal source
+    against each opponent."""
+    lines = [
+        "| target | n | seeds | scratch | all-materials source (mode) | non-metal source (mode) "
+        "| vs all-materials source | vs scratch |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for (target, size), g in tests.groupby(["target", "size"], sort=False):
+        by = {r.versus: r for r in g.itertuples()}
+        a, s = by["all_source"], by["scratch"]
+        lines.append(
+            f"| {target} | {size} | {a.n_pairs} | {s.mae_versus:.3g} | {a.mae_versus:.3g} ({a.versus_mode}) "
+            f"| {a.mae_nonmetal:.3g} ({a.mode}) | {_cell_text(a)} | {_cell_text(s)} |"
+        )
+    return "\n".join(lines)
+
+
+def summary_markdown(tests: pd.DataFrame, checked: pd.DataFrame, name: str) -> str:
+    """The folder's ``summary.md``: what was compared, the check, every test."""
+    first = tests[tests["versus"].eq("all_source")].iloc[0]
+    lines = [
+        f"# A non-metal ΔEf source for non-metal targets ({name})",
+        "",
+        f"The non-metal source ({first['pretrain_size']:,.0f} training crystals) against the study's "
+        f"all-materials source ({first['versus_pretrain_size']:,.0f}) fine-tuned the same way, and against "
+        "CGCNN from scratch.",
+        "",
+        f"Paired with `docs/results/paper-cpu` seed by seed: {int(checked['same'].sum())} re-run descriptor-SVR "
+        f"records give the study's test MAE (largest relative difference {checked['relative_difference'].max():.1e}: "
+        f"{_largest_difference(checked)}), test-set size and table hash.",
+        "",
+        f"One Holm family (`{FAMILY}`, {int(tests['family_size'].iloc[0])} tests); difference = non-metal source "
+        "− opponent (negative: the non-metal source is better).",
+        "",
+        "| target | n | mode | versus | versus mode | non-metal MAE | versus MAE | difference [95 % CI] | p "
+        "| p Holm | q BH | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in tests.itertuples():
+        lines.append(
+            f"| {r.target} | {r.size} | {r.mode} | {r.versus} | {r.versus_mode} | {r.mae_nonmetal:.4g} "
+            f"| {r.mae_versus:.4g} | {r.mean_diff:+.4g} [{r.ci_low:+.3g}, {r.ci_high:+.3g}] | {_fmt_p(r.p_value)} "
+            f"| {_fmt_p(r.p_holm)} | {_fmt_p(r.q_bh)} | {r.verdict} |"
+        )
+    lines += ["", "![non-metal vs all-materials source](figures/nm_source.png)", ""]
+    return "\n".join(lines)
+
+
+def read_comparison(folder: str | Path) -> pd.DataFrame:
+    """A published folder's ``tables/comparison.csv`` (sizes as text)."""
+    return pd.read_csv(Path(folder) / "tables" / "comparison.csv", dtype={"size": str})
+
+
+def rewrite_page(folder: str | Path, page: str | Path) -> None:
+    """The page's nm-source block from the folder's comparison."""
+    write_block(page, page_block(read_comparison(folder)), PAGE_BEGIN, PAGE_END)
+
+
+def check_page(folder: str | Path, page: str | Path) -> list[str]:
+    """Problems: the page's nm-source block is not the one the folder's comparison.csv gives."""
+    if not block_is(page, page_block(read_comparison(folder)), PAGE_BEGIN, PAGE_END):
+        return [f"{page}: the non-metal source table differs from {Path(folder) / 'tables' / 'comparison.csv'}"]
+    return []
+
+
+def publish(run_metrics: str | Path, study: str | Path, out: str | Path) -> pd.DataFrame:
+    """Check, compare and write ``out`` (see the module docstring). Returns the tests."""
+    from tlcgcnn.utils import fileio as io
+
+    run, pub, checked = load_pair(run_metrics, study, is_subset_source)
+    tests = compare(run, pub)
+    out = Path(out)
+    (out / "tables").mkdir(parents=True, exist_ok=True)
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    io.write_csv(run, out / "tables" / "metrics.csv")
+    io.write_csv(tests, out / "tables" / "comparison.csv")
+    io.write_csv(checked, out / "tables" / "same_cells.csv")
+    draw(run, pub, tests, out / "figures" / "nm_source.png")
+    io.write_text(out / "summary.md", summary_markdown(tests, checked, out.name))
+    info = {"family": FAMILY, "opponents": OPPONENTS}
+    io.write_json(out / "provenance.json", comparison_provenance(run_metrics, study, out, run, info, "comparison"))
+    return tests
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_cli(
+        argv,
+        command="nm-source",
+        description="Pair a non-metal-source run with a published study seed by seed and test the non-metal "
+        "source against the all-materials one and scratch (tlcgcnn.report.nm_source).",
+        example_out="docs/results/nm-source-cpu",
+        publish=publish,
+        rewrite_page=rewrite_page,
+        check_page=check_page,
+        family=FAMILY,
+    )

@@ -1,0 +1,90 @@
+"""tlcgcnn.report.nm_source: a source pretrained on non-metals only against the all-materials
+source of the same property (fine-tuned the same way) and scratch, paired seed by seed (T6).
+
+The study's side is the committed ``docs/results/paper-cpu/tables/metrics.csv`` (real runs); the
+"run" of these tests is that study's own non-metal-source records on the HSE gap (efnm_head) with
+its descriptor SVR, so every number tested is a real test MAE whose right answer the test
+computes on its own."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from conftest import ROOT
+from scipy import stats as sstats
+
+from tlcgcnn.report import nm_source as N
+from tlcgcnn.report.backbones import ComparisonError, check_same_cells
+
+STUDY = ROOT / "docs" / "results" / "paper-cpu"
+TARGET = "hse_gap"
+SIZES = ["50", "100"]
+
+
+@pytest.fixture(scope="module")
+def study() -> pd.DataFrame:
+    return pd.read_csv(STUDY / "tables" / "metrics.csv")
+
+
+def _run(study: pd.DataFrame) -> pd.DataFrame:
+    cell = study[study["target"].eq(TARGET) & study["size"].astype(str).isin(SIZES)]
+    return cell[cell["mode"].isin(["svr", "efnm_head"])].reset_index(drop=True)
+
+
+def test_the_non_metal_source_is_paired_with_the_all_materials_one_fine_tuned_the_same_way(study):
+    run = _run(study)
+    assert check_same_cells(run, study, new=N.is_subset_source)["same"].all()
+    tests = N.compare(run, study)
+    assert len(tests) == 2 * len(SIZES) and list(tests["versus"][:2]) == list(N.OPPONENTS)
+    rows = tests.set_index(["size", "versus"])
+    for size in SIZES:
+        assert rows.loc[(size, "all_source"), "versus_mode"] == "ef_head"  # head re-initialised, like efnm_head
+        assert rows.loc[(size, "all_source"), "versus_pretrain_size"] == 28525
+        c = study[study["target"].eq(TARGET) & study["size"].astype(str).eq(size)]
+        mine = c[c["mode"].eq("efnm_head")].set_index("seed")["mae"]
+        for versus, mode in (("all_source", "ef_head"), ("scratch", "scratch")):
+            theirs = c[c["mode"].eq(mode)].set_index("seed")["mae"]
+            r = rows.loc[(size, versus)]
+            assert r["mean_diff"] == pytest.approx((mine - theirs).mean(), rel=1e-12)
+            assert r["p_value"] == pytest.approx(sstats.ttest_rel(mine, theirs).pvalue, rel=1e-12)
+    assert (tests["p_holm"] >= tests["p_value"] - 1e-15).all() and set(tests["family_size"]) == {4}
+
+
+def test_a_source_without_an_all_materials_counterpart_is_refused(study):
+    run = _run(study)
+    with pytest.raises(ComparisonError, match="no transfer from an all-materials"):
+        N.compare(run.assign(reinit="unfrozen"), study)
+    with pytest.raises(ComparisonError, match="no transfer record from a source pretrained on the nonmetals"):
+        N.compare(run[run["mode"].eq("svr")], study)
+
+
+def test_publish_writes_the_folder_the_figure_and_the_page_block(study, tmp_path):
+    metrics = tmp_path / "metrics.csv"
+    _run(study).to_csv(metrics, index=False)
+    page = tmp_path / "results.md"
+    page.write_text(f"x\n{N.PAGE_BEGIN}\n{N.PAGE_END}\ny\n")
+    out = tmp_path / "out"
+    assert N.main([str(metrics), str(STUDY), str(out), "--page", str(page)]) == 0
+    assert N.check_page(out, page) == [] and "| hse_gap | 50 | 10 |" in page.read_text()
+    assert json.loads((out / "provenance.json").read_text())["comparison"]["family"] == N.FAMILY
+    assert (out / "figures" / "nm_source.png").is_file() and "28,525" in (out / "summary.md").read_text()
+    page.write_text(page.read_text().replace("| hse_gap | 50 | 10 |", "| hse_gap | 50 | 9 |"))
+    assert N.check_page(out, page) != []
+
+
+PUBLISHED = ROOT / "docs" / "results" / "nm-source-cpu"
+
+
+@pytest.mark.skipif(not (PUBLISHED / "tables" / "metrics.csv").is_file(), reason="not published")
+def test_the_published_comparison_recomputes_from_the_committed_records(study):
+    run = pd.read_csv(PUBLISHED / "tables" / "metrics.csv")
+    assert check_same_cells(run, study, new=N.is_subset_source)["same"].all()
+    fresh = N.compare(run, study)
+    pub = pd.read_csv(PUBLISHED / "tables" / "comparison.csv", dtype={"size": str})
+    for col in ("target", "mode", "versus", "versus_mode", "verdict"):
+        assert list(pub[col]) == list(fresh[col]), col
+    for col in ("mae_nonmetal", "mae_versus", "p_value", "p_holm"):
+        assert pub[col].to_numpy(float) == pytest.approx(fresh[col].to_numpy(float), rel=1e-9), col
+    assert N.check_page(PUBLISHED, ROOT / "docs" / "results.md") == []
