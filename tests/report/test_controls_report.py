@@ -16,7 +16,7 @@ from conftest import ROOT
 from scipy import stats as sstats
 
 from tlcgcnn.report import controls as K
-from tlcgcnn.report.backbones import ComparisonError, check_same_cells
+from tlcgcnn.report.backbones import ComparisonError, check_same_cells, read_comparison
 from tlcgcnn.report.figures import quality
 
 STUDY = ROOT / "docs" / "results" / "paper-cpu"
@@ -125,7 +125,7 @@ def test_the_published_comparison_recomputes_from_the_committed_records(study):
     checked = check_same_cells(run, study, new=K.is_control)
     assert checked["same"].all() and set(checked["mode"]) == {"svr"}
     fresh = K.compare(run, study)
-    pub = K.read_comparison(PUBLISHED)
+    pub = read_comparison(PUBLISHED)
     for col in ("target", "control", "transfer_mode", "verdict"):
         assert list(pub[col]) == list(fresh[col]), col
     for col in ("mae_transfer", "mae_control", "mean_diff", "p_value", "p_holm", "q_bh"):

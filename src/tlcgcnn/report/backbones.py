@@ -290,6 +290,30 @@ def adjust_family(tests: pd.DataFrame, family: str, judge: Callable[[float, floa
     return out
 
 
+def sort_tests(tests: pd.DataFrame, by: str, order: Sequence[str] = ()) -> pd.DataFrame:
+    """``tests`` ordered by target, size (as numbers) and ``by`` (in ``order`` where given)."""
+    rank = {k: i for i, k in enumerate(order)}
+
+    def key(col: pd.Series) -> pd.Series:
+        if col.name == "size":
+            return col.map(size_order)
+        return col.map(rank) if col.name == by and rank else col
+
+    return tests.sort_values(["target", "size", by], key=key).reset_index(drop=True)
+
+
+def judge(better: str, worse: str, alpha: float = ALPHA) -> Callable[[float, float], str]:
+    """A verdict function for :func:`adjust_family`: ``better`` / ``worse`` when the Holm-adjusted p
+    is below ``alpha`` and the difference negative / positive, else "no significant difference"."""
+
+    def verdict(mean_diff: float, p_holm: float) -> str:
+        if not np.isfinite(p_holm) or p_holm >= alpha:
+            return "no significant difference"
+        return better if mean_diff < 0 else worse
+
+    return verdict
+
+
 def run_cli(
     argv: Sequence[str] | None,
     *,
@@ -437,6 +461,118 @@ def backbone_label(records: pd.DataFrame) -> str:
     return " / ".join(backbones.BACKBONES[n].label if n in backbones.BACKBONES else n for n in names) or "backbone"
 
 
+def mean_interval(errors: np.ndarray) -> tuple[float, float]:
+    """The mean of ``errors`` and the half-width of its 95 % t interval (0 without spread)."""
+    from scipy import stats as sstats
+
+    e = np.asarray(errors, dtype=float)
+    sd = e.std(ddof=1) if e.size > 1 else 0.0
+    return float(e.mean()), float(sstats.t.ppf(0.975, e.size - 1) * sd / math.sqrt(e.size)) if sd > 0 else 0.0
+
+
+def picked_points(
+    tests: pd.DataFrame, picks: Callable[[pd.DataFrame], dict[str, tuple[pd.DataFrame, str]]]
+) -> pd.DataFrame:
+    """Mean test MAE with its 95 % t interval over seeds, per target, size and series: for each
+    (target, size) group of ``tests``, ``picks(group)`` names each series' records and mode."""
+    rows = []
+    for (target, size), g in tests.groupby(["target", "size"], sort=False):
+        for name, (records, mode) in picks(g).items():
+            e = _errors(records, target, size, mode).to_numpy(float)
+            if e.size:
+                mae, half = mean_interval(e)
+                rows.append({"target": target, "size": size, "series": name, "mae": mae, "ci": half})
+    return pd.DataFrame(rows)
+
+
+def draw_row(
+    pts: pd.DataFrame,
+    records: pd.DataFrame,
+    style: dict[str, tuple[str, str, str]],
+    title: str,
+    png: str | Path,
+    log_y: bool = False,
+) -> None:
+    """One panel per target of ``pts`` in a row (series of ``style``, y label and title from the
+    target's ``records``), one legend below, ``title`` above."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker as mticker
+
+    from tlcgcnn.report.figures.style import error_label, save
+
+    targets = list(dict.fromkeys(pts["target"]))
+    fig, axes = plt.subplots(1, len(targets), figsize=(4.8 * len(targets), 4.2), squeeze=False)
+    for ax, target in zip(axes.flat, targets, strict=True):
+        mine = records[records["target"].eq(target)]
+        plot_series(ax, pts[pts["target"].eq(target)], style)
+        if log_y:
+            ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(mticker.FormatStrFormatter("%g"))
+            ax.yaxis.set_minor_formatter(mticker.FormatStrFormatter("%g"))
+        ax.set_ylabel(error_label(mine))
+        ax.set_title(_title(mine.iloc[0]))
+        ax.grid(alpha=0.3, which="both")
+    handles, names = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=3, frameon=False, fontsize=9)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout(rect=(0, 0.12, 1, 0.95))
+    save(fig, png)
+    plt.close(fig)
+
+
+def write_folder(
+    out: str | Path,
+    *,
+    run: pd.DataFrame,
+    tests: pd.DataFrame,
+    checked: pd.DataFrame,
+    run_metrics: str | Path,
+    study: str | Path,
+    summary: str,
+    info: dict[str, Any],
+    figure: tuple[str, Callable[[Path], None]] | None = None,
+    tables: dict[str, pd.DataFrame] | None = None,
+) -> None:
+    """A comparison folder: ``tables/`` (``metrics.csv``: the run's records, ``comparison.csv``:
+    the tests, ``same_cells.csv``: the check, and ``tables``), ``figures/<name>`` drawn by
+    ``figure``'s function, ``summary.md`` and ``provenance.json`` (``info`` under "comparison")."""
+    from tlcgcnn.utils import fileio as io
+
+    out = Path(out)
+    (out / "tables").mkdir(parents=True, exist_ok=True)
+    io.write_csv(run, out / "tables" / "metrics.csv")
+    io.write_csv(tests, out / "tables" / "comparison.csv")
+    for name, table in (tables or {}).items():
+        io.write_csv(table, out / "tables" / name)
+    io.write_csv(checked, out / "tables" / "same_cells.csv")
+    if figure is not None:
+        (out / "figures").mkdir(parents=True, exist_ok=True)
+        figure[1](out / "figures" / figure[0])
+    io.write_text(out / "summary.md", summary)
+    io.write_json(out / "provenance.json", comparison_provenance(run_metrics, study, out, run, info, "comparison"))
+
+
+def page_functions(
+    page_block: Callable[[pd.DataFrame], str], begin: str, end: str, what: str
+) -> tuple[Callable[[str | Path, str | Path], None], Callable[[str | Path, str | Path], list[str]]]:
+    """``rewrite_page(folder, page)`` and ``check_page(folder, page)`` of a comparison whose
+    page block (between ``begin`` and ``end``) ``page_block`` writes from the folder's
+    ``comparison.csv``; ``what`` names the table in a problem."""
+
+    def rewrite_page(folder: str | Path, page: str | Path) -> None:
+        write_block(page, page_block(read_comparison(folder)), begin, end)
+
+    def check_page(folder: str | Path, page: str | Path) -> list[str]:
+        if not block_is(page, page_block(read_comparison(folder)), begin, end):
+            return [f"{page}: the {what} table differs from {Path(folder) / 'tables' / 'comparison.csv'}"]
+        return []
+
+    return rewrite_page, check_page
+
+
 def draw(cells: Cells, png: str | Path) -> None:
     """One panel per target: test MAE against training crystals for the four series."""
     import matplotlib
@@ -481,6 +617,15 @@ def _largest_difference(checked: pd.DataFrame) -> str:
     if off.empty:
         return "all bitwise equal up to summation order"
     return "not bitwise equal only for " + ", ".join(sorted(off["target"].unique()))
+
+
+def same_cells_text(checked: pd.DataFrame) -> str:
+    """A summary's sentence on the proof that a run shares the study's cells."""
+    return (
+        f"Paired with `docs/results/paper-cpu` seed by seed: {int(checked['same'].sum())} re-run descriptor-SVR "
+        f"records give the study's test MAE (largest relative difference {checked['relative_difference'].max():.1e}: "
+        f"{_largest_difference(checked)}), test-set size and table hash."
+    )
 
 
 def summary_markdown(

@@ -37,24 +37,25 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tlcgcnn.analysis.effective import size_order
 from tlcgcnn.analysis.stats import paired
 from tlcgcnn.report.backbones import (
     ComparisonError,
     _choose,
     _errors,
     _fmt_p,
-    _largest_difference,
     _normalise,
     adjust_family,
-    block_is,
-    comparison_provenance,
+    draw_row,
     is_backbone,
+    judge,
     load_pair,
+    page_functions,
     paired_fields,
-    plot_series,
+    picked_points,
     run_cli,
-    write_block,
+    same_cells_text,
+    sort_tests,
+    write_folder,
 )
 
 FAMILY = "transfer_vs_controls"
@@ -125,20 +126,12 @@ def compare(run: pd.DataFrame, study: pd.DataFrame) -> pd.DataFrame:
                 **paired_fields(res, "transfer", "control"),
             }
         )
-    out = pd.DataFrame(rows)
-    order = {c: i for i, c in enumerate(CONTROLS)}
-    out = out.sort_values(
-        ["target", "size", "control"],
-        key=lambda s: s.map(size_order) if s.name == "size" else s.map(order) if s.name == "control" else s,
-    ).reset_index(drop=True)
+    out = sort_tests(pd.DataFrame(rows), "control", list(CONTROLS))
     return adjust_family(out, FAMILY, verdict)
 
 
-def verdict(mean_diff: float, p_holm: float, alpha: float = ALPHA) -> str:
-    """ "transfer better" / "control better" when Holm-significant, else "no significant difference"."""
-    if not np.isfinite(p_holm) or p_holm >= alpha:
-        return "no significant difference"
-    return "transfer better" if mean_diff < 0 else "control better"
+verdict = judge("transfer better", "control better")
+"""The family's verdict for a difference and its Holm p."""
 
 
 # --------------------------------------------------------------------------- figure
@@ -153,48 +146,19 @@ SERIES_STYLE = {
 
 def curve_points(run: pd.DataFrame, study: pd.DataFrame, tests: pd.DataFrame) -> pd.DataFrame:
     """Mean test MAE with its 95 % t interval over seeds, per target, size and series."""
-    from scipy import stats as sstats
-
     run, study = _normalise(run), _normalise(study)
-    rows = []
-    for (target, size), g in tests.groupby(["target", "size"], sort=False):
-        picks = {"scratch": (study, "scratch"), "transfer": (study, g["transfer_mode"].iloc[0])}
-        picks.update({r.control: (run, r.control_mode) for r in g.itertuples()})
-        for name, (records, mode) in picks.items():
-            e = _errors(records, target, size, mode).to_numpy(float)
-            if e.size == 0:
-                continue
-            sd = e.std(ddof=1) if e.size > 1 else 0.0
-            half = float(sstats.t.ppf(0.975, e.size - 1) * sd / math.sqrt(e.size)) if sd > 0 else 0.0
-            rows.append({"target": target, "size": size, "series": name, "mae": e.mean(), "ci": half})
-    return pd.DataFrame(rows)
+
+    def picks(g: pd.DataFrame) -> dict[str, tuple[pd.DataFrame, str]]:
+        chosen = {"scratch": (study, "scratch"), "transfer": (study, str(g["transfer_mode"].iloc[0]))}
+        return {**chosen, **{r.control: (run, r.control_mode) for r in g.itertuples()}}
+
+    return picked_points(tests, picks)
 
 
 def draw(run: pd.DataFrame, study: pd.DataFrame, tests: pd.DataFrame, png: str | Path) -> None:
     """One panel per target: test MAE against training crystals, transfer and controls."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from tlcgcnn.report.backbones import _title
-    from tlcgcnn.report.figures.style import error_label, save
-
-    pts = curve_points(run, study, tests)
-    runs = _normalise(run)
-    targets = list(dict.fromkeys(tests["target"]))
-    fig, axes = plt.subplots(1, len(targets), figsize=(4.8 * len(targets), 4.2), squeeze=False)
-    for ax, target in zip(axes.flat, targets, strict=True):
-        plot_series(ax, pts[pts["target"].eq(target)], SERIES_STYLE)
-        ax.set_ylabel(error_label(runs[runs["target"].eq(target)]))
-        ax.set_title(_title(runs[runs["target"].eq(target)].iloc[0]))
-        ax.grid(alpha=0.3, which="both")
-    handles, names = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="lower center", ncol=3, frameon=False, fontsize=9)
-    fig.suptitle("Transfer vs the source's own prediction: mean test MAE, 95 % CI over seeds", fontsize=11)
-    fig.tight_layout(rect=(0, 0.12, 1, 0.95))
-    save(fig, png)
-    plt.close(fig)
+    title = "Transfer vs the source's own prediction: mean test MAE, 95 % CI over seeds"
+    draw_row(curve_points(run, study, tests), _normalise(run), SERIES_STYLE, title, png)
 
 
 # --------------------------------------------------------------------------- summary and page
@@ -244,9 +208,7 @@ def summary_markdown(tests: pd.DataFrame, checked: pd.DataFrame) -> str:
         "",
         "Controls: " + "; ".join(f"`{k}`: {v}" for k, v in CONTROLS.items()) + ".",
         "",
-        f"Paired with `docs/results/paper-cpu` seed by seed: {int(checked['same'].sum())} re-run descriptor-SVR "
-        f"records give the study's test MAE (largest relative difference {checked['relative_difference'].max():.1e}: "
-        f"{_largest_difference(checked)}), test-set size and table hash.",
+        same_cells_text(checked),
         "",
         f"One Holm family (`{FAMILY}`, {int(tests['family_size'].iloc[0])} tests); difference = transfer − control "
         "(negative: the transfer is better); the transfer is the study's mode from the control's source chosen "
@@ -266,39 +228,24 @@ def summary_markdown(tests: pd.DataFrame, checked: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def read_comparison(folder: str | Path) -> pd.DataFrame:
-    """A published folder's ``tables/comparison.csv`` (sizes as text)."""
-    return pd.read_csv(Path(folder) / "tables" / "comparison.csv", dtype={"size": str})
-
-
-def rewrite_page(folder: str | Path, page: str | Path) -> None:
-    """The page's controls block from the folder's comparison."""
-    write_block(page, page_block(read_comparison(folder)), PAGE_BEGIN, PAGE_END)
-
-
-def check_page(folder: str | Path, page: str | Path) -> list[str]:
-    """Problems: the page's controls block is not the one the folder's comparison.csv gives."""
-    if not block_is(page, page_block(read_comparison(folder)), PAGE_BEGIN, PAGE_END):
-        return [f"{page}: the controls table differs from {Path(folder) / 'tables' / 'comparison.csv'}"]
-    return []
+rewrite_page, check_page = page_functions(page_block, PAGE_BEGIN, PAGE_END, "controls")
 
 
 def publish(run_metrics: str | Path, study: str | Path, out: str | Path) -> pd.DataFrame:
     """Check, compare and write ``out`` (see the module docstring). Returns the tests."""
-    from tlcgcnn.utils import fileio as io
-
     run, pub, checked = load_pair(run_metrics, study, is_control)
     tests = compare(run, pub)
-    out = Path(out)
-    (out / "tables").mkdir(parents=True, exist_ok=True)
-    (out / "figures").mkdir(parents=True, exist_ok=True)
-    io.write_csv(run, out / "tables" / "metrics.csv")
-    io.write_csv(tests, out / "tables" / "comparison.csv")
-    io.write_csv(checked, out / "tables" / "same_cells.csv")
-    draw(run, pub, tests, out / "figures" / "controls.png")
-    io.write_text(out / "summary.md", summary_markdown(tests, checked))
-    controls = {"controls": CONTROLS, "family": FAMILY}
-    io.write_json(out / "provenance.json", comparison_provenance(run_metrics, study, out, run, controls, "comparison"))
+    write_folder(
+        out,
+        run=run,
+        tests=tests,
+        checked=checked,
+        run_metrics=run_metrics,
+        study=study,
+        summary=summary_markdown(tests, checked),
+        info={"controls": CONTROLS, "family": FAMILY},
+        figure=("controls.png", lambda png: draw(run, pub, tests, png)),
+    )
     return tests
 
 

@@ -29,28 +29,27 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from tlcgcnn.analysis.effective import size_order
 from tlcgcnn.analysis.stats import paired
 from tlcgcnn.report.backbones import (
     SCRATCH,
     ComparisonError,
     _errors,
     _fmt_p,
-    _largest_difference,
     _normalise,
-    _title,
     adjust_family,
-    block_is,
-    comparison_provenance,
+    draw_row,
     is_backbone,
+    judge,
     load_pair,
+    page_functions,
     paired_fields,
-    plot_series,
+    picked_points,
     run_cli,
-    write_block,
+    same_cells_text,
+    sort_tests,
+    write_folder,
 )
 from tlcgcnn.report.controls import is_control
 
@@ -136,20 +135,12 @@ def compare(run: pd.DataFrame, study: pd.DataFrame) -> pd.DataFrame:
                     **paired_fields(res, "nonmetal", "versus"),
                 }
             )
-    out = pd.DataFrame(rows)
-    order = {k: i for i, k in enumerate(OPPONENTS)}
-    out = out.sort_values(
-        ["target", "size", "versus"],
-        key=lambda s: s.map(size_order) if s.name == "size" else s.map(order) if s.name == "versus" else s,
-    ).reset_index(drop=True)
+    out = sort_tests(pd.DataFrame(rows), "versus", list(OPPONENTS))
     return adjust_family(out, FAMILY, verdict)
 
 
-def verdict(mean_diff: float, p_holm: float, alpha: float = ALPHA) -> str:
-    """ "non-metal source better" / "worse" when Holm-significant, else "no significant difference"."""
-    if not np.isfinite(p_holm) or p_holm >= alpha:
-        return "no significant difference"
-    return "non-metal source better" if mean_diff < 0 else "non-metal source worse"
+verdict = judge("non-metal source better", "non-metal source worse")
+"""The family's verdict for a difference and its Holm p."""
 
 
 # --------------------------------------------------------------------------- figure
@@ -161,51 +152,19 @@ SERIES_STYLE = {
 
 
 def curve_points(run: pd.DataFrame, study: pd.DataFrame, tests: pd.DataFrame) -> pd.DataFrame:
-    """Mean test MAE with its 95 % t interval over the paired seeds, per target, size and series."""
-    from scipy import stats as sstats
-
+    """Mean test MAE with its 95 % t interval over seeds, per target, size and series."""
     run, study = _normalise(run), _normalise(study)
-    rows = []
-    for (target, size), g in tests.groupby(["target", "size"], sort=False):
-        first = g.iloc[0]
-        picks = {"nonmetal": (run, first["mode"])}
-        picks.update({r.versus: (study, r.versus_mode) for r in g.itertuples()})
-        for name, (records, mode) in picks.items():
-            e = _errors(records, target, size, mode).to_numpy(float)
-            sd = e.std(ddof=1) if e.size > 1 else 0.0
-            half = float(sstats.t.ppf(0.975, e.size - 1) * sd / math.sqrt(e.size)) if sd > 0 else 0.0
-            rows.append({"target": target, "size": size, "series": name, "mae": e.mean(), "ci": half})
-    return pd.DataFrame(rows)
+
+    def picks(g: pd.DataFrame) -> dict[str, tuple[pd.DataFrame, str]]:
+        return {"nonmetal": (run, str(g["mode"].iloc[0])), **{r.versus: (study, r.versus_mode) for r in g.itertuples()}}
+
+    return picked_points(tests, picks)
 
 
 def draw(run: pd.DataFrame, study: pd.DataFrame, tests: pd.DataFrame, png: str | Path) -> None:
     """One panel per target: test MAE against training crystals for scratch and both sources."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import matplotlib.ticker as mticker
-
-    from tlcgcnn.report.figures.style import error_label, save
-
-    pts = curve_points(run, study, tests)
-    runs = _normalise(run)
-    targets = list(dict.fromkeys(tests["target"]))
-    fig, axes = plt.subplots(1, len(targets), figsize=(4.8 * len(targets), 4.2), squeeze=False)
-    for ax, target in zip(axes.flat, targets, strict=True):
-        plot_series(ax, pts[pts["target"].eq(target)], SERIES_STYLE)
-        ax.set_yscale("log")
-        ax.yaxis.set_major_formatter(mticker.FormatStrFormatter("%g"))
-        ax.yaxis.set_minor_formatter(mticker.FormatStrFormatter("%g"))
-        ax.set_ylabel(error_label(runs[runs["target"].eq(target)]))
-        ax.set_title(_title(runs[runs["target"].eq(target)].iloc[0]))
-        ax.grid(alpha=0.3, which="both")
-    handles, names = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="lower center", ncol=3, frameon=False, fontsize=9)
-    fig.suptitle("Non-metal vs all-materials ΔEf source: mean test MAE, 95 % CI over seeds", fontsize=11)
-    fig.tight_layout(rect=(0, 0.1, 1, 0.95))
-    save(fig, png)
-    plt.close(fig)
+    title = "Non-metal vs all-materials ΔEf source: mean test MAE, 95 % CI over seeds"
+    draw_row(curve_points(run, study, tests), _normalise(run), SERIES_STYLE, title, png, log_y=True)
 
 
 # --------------------------------------------------------------------------- summary and page
@@ -245,9 +204,7 @@ def summary_markdown(tests: pd.DataFrame, checked: pd.DataFrame, name: str) -> s
         f"all-materials source ({first['versus_pretrain_size']:,.0f}) fine-tuned the same way, and against "
         "CGCNN from scratch.",
         "",
-        f"Paired with `docs/results/paper-cpu` seed by seed: {int(checked['same'].sum())} re-run descriptor-SVR "
-        f"records give the study's test MAE (largest relative difference {checked['relative_difference'].max():.1e}: "
-        f"{_largest_difference(checked)}), test-set size and table hash.",
+        same_cells_text(checked),
         "",
         f"One Holm family (`{FAMILY}`, {int(tests['family_size'].iloc[0])} tests); difference = non-metal source "
         "− opponent (negative: the non-metal source is better).",
@@ -266,39 +223,24 @@ def summary_markdown(tests: pd.DataFrame, checked: pd.DataFrame, name: str) -> s
     return "\n".join(lines)
 
 
-def read_comparison(folder: str | Path) -> pd.DataFrame:
-    """A published folder's ``tables/comparison.csv`` (sizes as text)."""
-    return pd.read_csv(Path(folder) / "tables" / "comparison.csv", dtype={"size": str})
-
-
-def rewrite_page(folder: str | Path, page: str | Path) -> None:
-    """The page's nm-source block from the folder's comparison."""
-    write_block(page, page_block(read_comparison(folder)), PAGE_BEGIN, PAGE_END)
-
-
-def check_page(folder: str | Path, page: str | Path) -> list[str]:
-    """Problems: the page's nm-source block is not the one the folder's comparison.csv gives."""
-    if not block_is(page, page_block(read_comparison(folder)), PAGE_BEGIN, PAGE_END):
-        return [f"{page}: the non-metal source table differs from {Path(folder) / 'tables' / 'comparison.csv'}"]
-    return []
+rewrite_page, check_page = page_functions(page_block, PAGE_BEGIN, PAGE_END, "non-metal source")
 
 
 def publish(run_metrics: str | Path, study: str | Path, out: str | Path) -> pd.DataFrame:
     """Check, compare and write ``out`` (see the module docstring). Returns the tests."""
-    from tlcgcnn.utils import fileio as io
-
     run, pub, checked = load_pair(run_metrics, study, is_subset_source)
     tests = compare(run, pub)
-    out = Path(out)
-    (out / "tables").mkdir(parents=True, exist_ok=True)
-    (out / "figures").mkdir(parents=True, exist_ok=True)
-    io.write_csv(run, out / "tables" / "metrics.csv")
-    io.write_csv(tests, out / "tables" / "comparison.csv")
-    io.write_csv(checked, out / "tables" / "same_cells.csv")
-    draw(run, pub, tests, out / "figures" / "nm_source.png")
-    io.write_text(out / "summary.md", summary_markdown(tests, checked, out.name))
-    info = {"family": FAMILY, "opponents": OPPONENTS}
-    io.write_json(out / "provenance.json", comparison_provenance(run_metrics, study, out, run, info, "comparison"))
+    write_folder(
+        out,
+        run=run,
+        tests=tests,
+        checked=checked,
+        run_metrics=run_metrics,
+        study=study,
+        summary=summary_markdown(tests, checked, Path(out).name),
+        info={"family": FAMILY, "opponents": OPPONENTS},
+        figure=("nm_source.png", lambda png: draw(run, pub, tests, png)),
+    )
     return tests
 
 

@@ -26,7 +26,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from tlcgcnn.analysis.effective import size_order
@@ -37,16 +36,18 @@ from tlcgcnn.report.backbones import (
     _choose,
     _errors,
     _fmt_p,
-    _largest_difference,
     _normalise,
     adjust_family,
     block_is,
     cgcnn_transfer,
-    comparison_provenance,
+    judge,
     load_pair,
     paired_fields,
     run_cli,
+    same_cells_text,
+    sort_tests,
     write_block,
+    write_folder,
 )
 from tlcgcnn.report.controls import is_control
 
@@ -129,18 +130,12 @@ def compare(run: pd.DataFrame, study: pd.DataFrame) -> pd.DataFrame:
                     **paired_fields(res, "transfer", "scratch", spread=False),
                 }
             )
-    out = pd.DataFrame(rows)
-    out = out.sort_values(
-        ["target", "size", "versus"], key=lambda s: s.map(size_order) if s.name == "size" else s
-    ).reset_index(drop=True)
+    out = sort_tests(pd.DataFrame(rows), "versus")
     return adjust_family(out, FAMILY, verdict)
 
 
-def verdict(mean_diff: float, p_holm: float, alpha: float = ALPHA) -> str:
-    """ "transfer better" / "scratch better" when Holm-significant, else "no significant difference"."""
-    if not np.isfinite(p_holm) or p_holm >= alpha:
-        return "no significant difference"
-    return "transfer better" if mean_diff < 0 else "scratch better"
+verdict = judge("transfer better", "scratch better")
+"""The family's verdict for a difference and its Holm p."""
 
 
 def _test_text(r: Any) -> str:
@@ -177,9 +172,7 @@ def summary_markdown(tests: pd.DataFrame, protocols: pd.DataFrame, checked: pd.D
     lines = [
         "# The transfer against scratch given the same protocol budget (scratch-protocol-cpu)",
         "",
-        f"Paired with `docs/results/paper-cpu` seed by seed: {int(checked['same'].sum())} re-run descriptor-SVR "
-        f"records give the study's test MAE (largest relative difference {checked['relative_difference'].max():.1e}: "
-        f"{_largest_difference(checked)}), test-set size and table hash.",
+        same_cells_text(checked),
         "",
         f"One Holm family (`{FAMILY}`, {int(tests['family_size'].iloc[0])} tests); difference = transfer − scratch "
         "(negative: the transfer is better).",
@@ -221,20 +214,20 @@ def check_page(folder: str | Path, page: str | Path) -> list[str]:
 
 def publish(run_metrics: str | Path, study: str | Path, out: str | Path) -> pd.DataFrame:
     """Check, compare and write ``out``. Returns the tests."""
-    from tlcgcnn.utils import fileio as io
-
     run, pub, checked = load_pair(run_metrics, study, is_scratch)
     tests = compare(run, pub)
     protocols = protocol_table(scratch_candidates(run, pub))
-    out = Path(out)
-    (out / "tables").mkdir(parents=True, exist_ok=True)
-    io.write_csv(run, out / "tables" / "metrics.csv")
-    io.write_csv(tests, out / "tables" / "comparison.csv")
-    io.write_csv(protocols, out / "tables" / "scratch_protocols.csv")
-    io.write_csv(checked, out / "tables" / "same_cells.csv")
-    io.write_text(out / "summary.md", summary_markdown(tests, protocols, checked))
-    info = {"family": FAMILY, "opponents": OPPONENTS}
-    io.write_json(out / "provenance.json", comparison_provenance(run_metrics, study, out, run, info, "comparison"))
+    write_folder(
+        out,
+        run=run,
+        tests=tests,
+        checked=checked,
+        run_metrics=run_metrics,
+        study=study,
+        summary=summary_markdown(tests, protocols, checked),
+        info={"family": FAMILY, "opponents": OPPONENTS},
+        tables={"scratch_protocols.csv": protocols},
+    )
     return tests
 
 
