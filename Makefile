@@ -10,7 +10,7 @@ NAME ?=
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-all venv dry-run lint clean-results results-readme results-papers results-backbones results-controls results-scratch-budget progress
+.PHONY: run test test-all venv dry-run lint clean-results results-readme results-papers results-backbones results-controls results-scratch-budget results-nm-source progress
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -74,6 +74,12 @@ results-controls: $(STAMP)
 results-scratch-budget: $(STAMP)
 	$(PY) -m tlcgcnn.report scratch-budget results/scratch-protocol-cpu/stats/metrics.csv $(RESULTS_DIR)/paper-cpu \
 		$(RESULTS_DIR)/scratch-protocol-cpu --page docs/results.md
+
+# a non-metal-only ΔEf source against the all-materials one on the non-metal targets (TL-CGCNN's T6;
+# tlcgcnn.report.nm_source): after `snakemake --cores 2 --set-threads pretrain=2 --configfile config/nm-source-cpu.yaml`
+results-nm-source: $(STAMP)
+	$(PY) -m tlcgcnn.report nm-source results/nm-source-cpu/stats/metrics.csv $(RESULTS_DIR)/paper-cpu \
+		$(RESULTS_DIR)/nm-source-cpu --page docs/results.md
 
 # how far an unfinished run is: cells, job time left, interim claims (tlcgcnn.report.progress; reads only)
 progress: $(STAMP)

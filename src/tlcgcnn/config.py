@@ -1088,7 +1088,7 @@ class Config:
                     f"config: finetune.modes.{m.name}: pretrained {m.pretrained!r} is a backbone "
                     f"({self._backbones[m.pretrained]}), which serves frozen-features modes "
                     f"({{pretrained: {m.pretrained}, estimator: ridge, features: frozen}}, or estimator rf, svr, "
-                    f"pls, lasso) and read-out fine-tuning ({{pretrained: {m.pretrained}, features: readout}}); "
+                    f"pls, lasso, mlp) and read-out fine-tuning ({{pretrained: {m.pretrained}, features: readout}}); "
                     "fine-tuning its interaction blocks is not built"
                 )
             if m.features in SOURCE_OUTPUT_FEATURES and m.pretrained in self._backbones:
@@ -1261,7 +1261,7 @@ class Config:
         it); delta needs one (fitted to the residual on the source's crystal vectors)."""
         if m.features == "delta" and not m.estimator:
             raise ConfigError(
-                f"{where}: features: delta needs an estimator (ridge, rf, svr, pls or lasso) fitted to "
+                f"{where}: features: delta needs an estimator (ridge, rf, svr, pls, lasso or mlp) fitted to "
                 "target - source output on the source's crystal vectors"
             )
         if m.features != "delta" and m.estimator:
@@ -1296,7 +1296,7 @@ class Config:
             Config._check_source_output_mode(m, where)
         elif m.features and not m.estimator:
             raise ConfigError(
-                f"{where}: features: {m.features} needs an estimator (ridge, rf, svr, pls or lasso) "
+                f"{where}: features: {m.features} needs an estimator (ridge, rf, svr, pls, lasso or mlp) "
                 "fitted on the crystal vectors"
             )
         if m.features and not m.pretrained:

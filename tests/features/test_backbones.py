@@ -268,7 +268,7 @@ def test_an_unknown_backbone_is_refused_by_the_schema(chgnet_importable):
 # --------------------------------------------------------------------------- the workflow
 def tiny_config(data: Path) -> dict:
     """200 of the MP500 crystals; the PBE gap at n=50, two seeds: scratch CGCNN (2 epochs, a
-    tiny network) against ridge on CHGNet's frozen crystal vectors, CHGNet's read-out
+    tiny network) against ridge and the MLP head on CHGNet's frozen crystal vectors, CHGNet's read-out
     fine-tuned (2 epochs) and ridge on SevenNet's crystal vectors (its own rule and env)."""
     return {
         "name": "chgnet-tiny",
@@ -290,7 +290,13 @@ def tiny_config(data: Path) -> dict:
             "sizes": [50],
             "seeds": [0, 1],
             "baseline": "scratch",
-            "modes": {"scratch": {}, "chgnet_ridge": FROZEN, "chgnet_readout": READOUT, "sevennet_ridge": SEVENNET},
+            "modes": {
+                "scratch": {},
+                "chgnet_ridge": FROZEN,
+                "chgnet_mlp": {**FROZEN, "estimator": "mlp"},
+                "chgnet_readout": READOUT,
+                "sevennet_ridge": SEVENNET,
+            },
         },
     }
 
@@ -349,7 +355,15 @@ def test_tiny_workflow_tests_chgnet_frozen_features_against_scratch(tmp_path):
     # (SevenNet has one mode here: nothing to choose)
     chosen = tests[tests["holm_family"] == "selected_vs_scratch"]
     assert list(chosen["pretrained"]) == ["chgnet"]
-    assert chosen["mode"].iloc[0] in ("chgnet_ridge", "chgnet_readout")
+    assert chosen["mode"].iloc[0] in ("chgnet_ridge", "chgnet_mlp", "chgnet_readout")
+    # the MLP head on the same vectors: same draws, an L2 penalty chosen by CV
+    mlp = json.loads((res / "finetune" / "gap" / "n50" / "chgnet_mlp" / "metrics.json").read_text())
+    assert [(r["n_train"], r["n_val"], r["n_test"], r["n_features"]) for r in mlp] == [
+        (r["n_train"], r["n_val"], r["n_test"], r["n_features"]) for r in records
+    ]
+    assert all(
+        r["model_kind"] == "mlp" and np.isfinite(r["mae"]) and "m__regressor__alpha" in r["best_params"] for r in mlp
+    )
     # the read-out fine-tuned: same draws and test set, a checkpoint per seed, its atom features cached
     ro_cell = res / "finetune" / "gap" / "n50" / "chgnet_readout"
     readout = json.loads((ro_cell / "metrics.json").read_text())

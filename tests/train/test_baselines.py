@@ -136,3 +136,19 @@ def test_a_train_pool_all_baseline_cell_fits_on_every_subset(monkeypatch, tmp_pa
     )
     preds = pd.read_parquet(tmp_path / "ridge_all" / "predictions.parquet")
     assert sorted(set(preds["material_id"])) == sorted(sp["test"])
+
+
+def test_the_mlp_head_learns_what_a_linear_model_cannot_and_repeats_itself():
+    rng = np.random.default_rng(3)
+    n = 300
+    ids = [f"m{i}" for i in range(n)]
+    X = pd.DataFrame(rng.normal(size=(n, 8)), index=ids, columns=[f"f{j}" for j in range(8)])
+    y = pd.Series(X["f0"] ** 2 + 0.5 * np.abs(X["f1"]) + 0.05 * rng.normal(size=n), index=ids)
+    train, test = ids[:200], ids[200:]
+    truth = y.loc[test].to_numpy()
+    mlp, info = baselines.fit_predict("mlp", "regression", X, y, train, test, seed=0)
+    ridge, _ = baselines.fit_predict("ridge", "regression", X, y, train, test, seed=0)
+    assert np.abs(mlp - truth).mean() < 0.5 * np.abs(ridge - truth).mean()
+    assert set(info["best_params"]) == {"m__regressor__alpha"} and info["unconverged_fits"] >= 0
+    again, _ = baselines.fit_predict("mlp", "regression", X, y, train, test, seed=0)
+    np.testing.assert_array_equal(mlp, again)  # L-BFGS from a seeded start: the same fit every time

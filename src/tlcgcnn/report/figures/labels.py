@@ -19,7 +19,7 @@ import pandas as pd
 
 SHORT = {"formation_energy_per_atom": "ΔEf", "band_gap": "Eg", "efermi": "E_F"}
 REINIT = ("none", "head", "unfrozen")
-ESTIMATOR_NAMES = {"ridge": "ridge", "svr": "SVR", "rf": "random forest", "pls": "PLS", "lasso": "LASSO"}
+ESTIMATOR_NAMES = {"ridge": "ridge", "svr": "SVR", "rf": "random forest", "pls": "PLS", "lasso": "LASSO", "mlp": "MLP"}
 FROZEN_KEY = 1000  # frozen-features schemes sort after every number of frozen convolutions
 
 
