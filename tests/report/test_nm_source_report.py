@@ -52,6 +52,17 @@ def test_the_non_metal_source_is_paired_with_the_all_materials_one_fine_tuned_th
     assert (tests["p_holm"] >= tests["p_value"] - 1e-15).all() and set(tests["family_size"]) == {4}
 
 
+def test_the_sources_zero_shot_control_is_shown_not_paired(study):
+    """A zero-shot record of the non-metal source (here the study's efnm_head rows relabelled as
+    one) is a control: it gets no test of its own, its mean MAE stands beside the cell's tests."""
+    run = _run(study)
+    zero = run[run["mode"].eq("efnm_head")].assign(mode="efnm_zero_shot", features="zero_shot", mae=1.5, error=1.5)
+    tests = N.compare(pd.concat([run, zero], ignore_index=True), study)
+    assert set(tests["mode"]) == {"efnm_head"} and len(tests) == 2 * len(SIZES)
+    assert (tests["mae_zero_shot"] == 1.5).all()
+    assert "| 1.5 |" in N.page_block(tests) and "| – |" in N.page_block(N.compare(run, study))
+
+
 def test_a_source_without_an_all_materials_counterpart_is_refused(study):
     run = _run(study)
     with pytest.raises(ComparisonError, match="no transfer from an all-materials"):

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from tlcgcnn.analysis.stats import paired
@@ -71,6 +72,19 @@ def is_subset_source(df: pd.DataFrame) -> pd.Series:
     return df["family"].eq("transfer") & df["pretrain_subset"].eq(SUBSET)
 
 
+def _tested(df: pd.DataFrame) -> pd.Series:
+    """The non-metal source's modes that are paired: fine-tuned or frozen features, not a control."""
+    return is_subset_source(df) & ~is_control(df)
+
+
+def zero_shot_mae(run: pd.DataFrame, target: str, size: str) -> float:
+    """The mean test MAE of the run's zero-shot control from the non-metal source in a cell (NaN
+    where it has none): the source's prediction as is, what fine-tuning starts from."""
+    z = run[is_subset_source(run) & is_control(run)]
+    z = z[z["features"].eq("zero_shot") & z["target"].eq(target) & z["size"].eq(size)] if len(z) else z
+    return float(z["error"].mean()) if len(z) else math.nan
+
+
 def _same_way(records: pd.DataFrame, like: pd.Series) -> pd.Series:
     """Which of ``records`` are fine-tuned like the record ``like``: the same re-initialisation and
     frozen layers (missing values compared as such)."""
@@ -108,7 +122,7 @@ def compare(run: pd.DataFrame, study: pd.DataFrame) -> pd.DataFrame:
     mean_diff (non-metal source − opponent) with its 95 % CI, improvement_rate, p_value, p_holm,
     q_bh, verdict."""
     run, study = _normalise(run), _normalise(study)
-    nm = run[is_subset_source(run)]
+    nm = run[_tested(run)]
     if nm.empty:
         raise ComparisonError(f"the run has no transfer record from a source pretrained on the {SUBSET}s only")
     rows: list[dict[str, Any]] = []
@@ -132,6 +146,8 @@ def compare(run: pd.DataFrame, study: pd.DataFrame) -> pd.DataFrame:
                     "versus": name,
                     "versus_mode": versus,
                     "versus_pretrain_size": float(source_size.iloc[0]) if len(source_size) else math.nan,
+                    "mae_zero_shot": zero_shot_mae(run, target, size),
+                    "best_epoch_median": float(pd.to_numeric(g["best_epoch"], errors="coerce").median()),
                     **paired_fields(res, "nonmetal", "versus"),
                 }
             )
@@ -177,19 +193,21 @@ def _cell_text(r: Any) -> str:
 
 
 def page_block(tests: pd.DataFrame) -> str:
-    """The results page's table: per (target, n) the three test MAEs and the non-metal source
-    against each opponent."""
+    """The results page's table: per (target, n) scratch's, both sources' and the non-metal
+    source's zero-shot test MAE, its median best epoch, and the non-metal source against each
+    opponent."""
     lines = [
-        "| target | n | seeds | scratch | all-materials source (mode) | non-metal source (mode) "
-        "| vs all-materials source | vs scratch |",
-        "|---|---|---|---|---|---|---|---|",
+        "| target | n | seeds | scratch | all-materials source (mode) | non-metal source (mode, median best epoch) "
+        "| non-metal source as is | vs all-materials source | vs scratch |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for (target, size), g in tests.groupby(["target", "size"], sort=False):
         by = {r.versus: r for r in g.itertuples()}
         a, s = by["all_source"], by["scratch"]
+        zero = f"{a.mae_zero_shot:.3g}" if np.isfinite(a.mae_zero_shot) else "–"
         lines.append(
             f"| {target} | {size} | {a.n_pairs} | {s.mae_versus:.3g} | {a.mae_versus:.3g} ({a.versus_mode}) "
-            f"| {a.mae_nonmetal:.3g} ({a.mode}) | {_cell_text(a)} | {_cell_text(s)} |"
+            f"| {a.mae_nonmetal:.3g} ({a.mode}, {a.best_epoch_median:g}) | {zero} | {_cell_text(a)} | {_cell_text(s)} |"
         )
     return "\n".join(lines)
 
