@@ -396,8 +396,6 @@ SERIES_STYLE = {
 
 def curve_points(cells: Cells) -> pd.DataFrame:
     """Mean test MAE with its 95 % t interval over seeds, per target, size and series."""
-    from scipy import stats as sstats
-
     opp = opponents(cells.study)
     picks = {
         "scratch": (cells.study, opp["scratch"]),
@@ -411,10 +409,9 @@ def curve_points(cells: Cells) -> pd.DataFrame:
         sel = sel[sel["target"].isin(set(cells.backbone["target"]))]
         sel = sel[sel.set_index(["target", "size"]).index.isin(cells.backbone.set_index(["target", "size"]).index)]
         for (target, size), g in sel.groupby(["target", "size"]):
-            e = g["error"].to_numpy(float)
-            half = float(sstats.t.ppf(0.975, e.size - 1) * e.std(ddof=1) / math.sqrt(e.size)) if e.size > 1 else 0.0
+            mae, half = mean_interval(g["error"].to_numpy(float))
             rows.append(
-                {"target": target, "size": size, "series": name, "mode": g["mode"].iloc[0], "mae": e.mean(), "ci": half}
+                {"target": target, "size": size, "series": name, "mode": g["mode"].iloc[0], "mae": mae, "ci": half}
             )
     return pd.DataFrame(rows)
 
@@ -535,10 +532,11 @@ def write_folder(
     info: dict[str, Any],
     figure: tuple[str, Callable[[Path], None]] | None = None,
     tables: dict[str, pd.DataFrame] | None = None,
+    info_key: str = "comparison",
 ) -> None:
     """A comparison folder: ``tables/`` (``metrics.csv``: the run's records, ``comparison.csv``:
     the tests, ``same_cells.csv``: the check, and ``tables``), ``figures/<name>`` drawn by
-    ``figure``'s function, ``summary.md`` and ``provenance.json`` (``info`` under "comparison")."""
+    ``figure``'s function, ``summary.md`` and ``provenance.json`` (``info`` under ``info_key``)."""
     from tlcgcnn.utils import fileio as io
 
     out = Path(out)
@@ -552,7 +550,7 @@ def write_folder(
         (out / "figures").mkdir(parents=True, exist_ok=True)
         figure[1](out / "figures" / figure[0])
     io.write_text(out / "summary.md", summary)
-    io.write_json(out / "provenance.json", comparison_provenance(run_metrics, study, out, run, info, "comparison"))
+    io.write_json(out / "provenance.json", comparison_provenance(run_metrics, study, out, run, info, info_key))
 
 
 def page_functions(
@@ -776,23 +774,24 @@ def publish(
     run_metrics: str | Path, study: str | Path, out: str | Path, embed_info: str | Path | None = None
 ) -> pd.DataFrame:
     """Check, compare and write ``out`` (see the module docstring). Returns the tests."""
-    from tlcgcnn.utils import fileio as io
-
     run, pub, checked = load_pair(run_metrics, study, is_backbone)
     cells = split_cells(run, pub)
     tests = compare(cells)
     eff = effective_table(cells)
-    out = Path(out)
-    (out / "tables").mkdir(parents=True, exist_ok=True)
-    (out / "figures").mkdir(parents=True, exist_ok=True)
-    io.write_csv(run, out / "tables" / "metrics.csv")
-    io.write_csv(tests, out / "tables" / "comparison.csv")
-    io.write_csv(eff, out / "tables" / "effective_data.csv")
-    io.write_csv(checked, out / "tables" / "same_cells.csv")
     info = json.loads(Path(embed_info).read_text()) if embed_info else {}
-    draw(cells, out / "figures" / "backbone_learning_curves.png")
-    io.write_text(out / "summary.md", summary_markdown(tests, eff, checked, info, out.name))
-    io.write_json(out / "provenance.json", comparison_provenance(run_metrics, study, out, run, info))
+    write_folder(
+        out,
+        run=run,
+        tests=tests,
+        checked=checked,
+        run_metrics=run_metrics,
+        study=study,
+        summary=summary_markdown(tests, eff, checked, info, Path(out).name),
+        info=info,
+        info_key="backbone",
+        figure=("backbone_learning_curves.png", lambda png: draw(cells, png)),
+        tables={"effective_data.csv": eff},
+    )
     return tests
 
 

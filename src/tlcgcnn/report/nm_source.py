@@ -52,7 +52,7 @@ from tlcgcnn.report.backbones import (
     sort_tests,
     write_folder,
 )
-from tlcgcnn.report.controls import is_control
+from tlcgcnn.report.controls import _median_best_epoch, is_control
 
 FAMILY = "nonmetal_source"
 ALPHA = 0.05
@@ -80,8 +80,9 @@ def _tested(df: pd.DataFrame) -> pd.Series:
 def zero_shot_mae(run: pd.DataFrame, target: str, size: str) -> float:
     """The mean test MAE of the run's zero-shot control from the non-metal source in a cell (NaN
     where it has none): the source's prediction as is, what fine-tuning starts from."""
-    z = run[is_subset_source(run) & is_control(run)]
-    z = z[z["features"].eq("zero_shot") & z["target"].eq(target) & z["size"].eq(size)] if len(z) else z
+    if "features" not in run:
+        return math.nan
+    z = run[is_subset_source(run) & run["features"].eq("zero_shot") & run["target"].eq(target) & run["size"].eq(size)]
     return float(z["error"].mean()) if len(z) else math.nan
 
 
@@ -130,6 +131,7 @@ def compare(run: pd.DataFrame, study: pd.DataFrame) -> pd.DataFrame:
         cell = study[study["target"].eq(target) & study["size"].eq(size)]
         mine = _errors(nm, target, size, mode)
         opponents = {"all_source": all_source_mode(cell, g.iloc[0]), "scratch": SCRATCH}
+        zero_shot, best_epoch = zero_shot_mae(run, target, size), _median_best_epoch(g)
         for name, versus in opponents.items():
             theirs = _errors(study, target, size, versus)
             seeds = sorted(set(mine.index) & set(theirs.index))
@@ -146,8 +148,8 @@ def compare(run: pd.DataFrame, study: pd.DataFrame) -> pd.DataFrame:
                     "versus": name,
                     "versus_mode": versus,
                     "versus_pretrain_size": float(source_size.iloc[0]) if len(source_size) else math.nan,
-                    "mae_zero_shot": zero_shot_mae(run, target, size),
-                    "best_epoch_median": float(pd.to_numeric(g["best_epoch"], errors="coerce").median()),
+                    "mae_zero_shot": zero_shot,
+                    "best_epoch_median": best_epoch,
                     **paired_fields(res, "nonmetal", "versus"),
                 }
             )
