@@ -203,6 +203,7 @@ MODE_DEFAULTS: dict[str, Any] = {
     "model": None,
     "backbone_lr_scale": 1.0,
     "train_pool": "subset",
+    "validate_source": False,
 }
 # what finetune.modes.<m>.train may override (as pretrain[].train and finetune.train)
 SOURCE_OUTPUT_FEATURES = ("zero_shot", "recalibrated", "delta")
@@ -393,7 +394,11 @@ class Mode:
     applied after ``finetune.train``; ``train_pool``: where the training and validation
     crystals come from on a metal or non-metal target: its subset (``subset``, the split's
     ``pool``) or every subset (``all``, the split's ``pool_all``), the test set being the
-    subset's either way (tlcgcnn.data.split)."""
+    subset's either way (tlcgcnn.data.split). ``validate_source``: for a source that already
+    predicts the target's quantity, every pretrained weight is kept, the labels are scaled
+    with the source's own normaliser, and the source as it is competes on validation with
+    every fine-tuned epoch (as epoch -1): where no epoch beats it, the cell keeps the source
+    unchanged (tlcgcnn.train.loop.fit)."""
 
     name: str
     pretrained: str | None
@@ -405,6 +410,7 @@ class Mode:
     backbone_lr_scale: float = 1.0
     train: dict[str, Any] = field(default_factory=dict)
     train_pool: str = "subset"
+    validate_source: bool = False
 
     @property
     def family(self) -> str:
@@ -433,18 +439,21 @@ class Mode:
             del out["train"]
         if out["train_pool"] == MODE_DEFAULTS["train_pool"]:
             del out["train_pool"]
+        if not out["validate_source"]:
+            del out["validate_source"]
         return out
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> Mode:
         """The inverse of :meth:`as_dict`: each optional key it leaves out gets back the value
-        it was left out for (no features, the default ``backbone_lr_scale`` and ``train_pool``,
-        no training overrides); the derived ``family``, where given, must agree."""
+        it was left out for (no features, the default ``backbone_lr_scale``, ``train_pool`` and
+        ``validate_source``, no training overrides); the derived ``family``, where given, must agree."""
         _known_keys(cls, values, derived=("family",))
         omitted = {
             "features": None,
             "backbone_lr_scale": MODE_DEFAULTS["backbone_lr_scale"],
             "train_pool": MODE_DEFAULTS["train_pool"],
+            "validate_source": MODE_DEFAULTS["validate_source"],
         }
         given = {k: v for k, v in values.items() if k != "family"}
         mode = cls(**{**omitted, **given, "train": dict(given.get("train") or {})})
@@ -1341,6 +1350,18 @@ class Config:
             )
         if not m.backbone_lr_scale > 0:
             raise ConfigError(f"{where}.backbone_lr_scale: {m.backbone_lr_scale!r} is not a positive factor")
+        if not isinstance(m.validate_source, bool):
+            raise ConfigError(f"{where}.validate_source: {m.validate_source!r} is not true or false")
+        if m.validate_source and (not m.pretrained or m.estimator or m.features or m.model):
+            raise ConfigError(
+                f"{where}.validate_source: only a graph transfer mode (pretrained, no estimator, "
+                "features or model variant) fine-tunes a source that can compete on validation"
+            )
+        if m.validate_source and m.reinit != "none":
+            raise ConfigError(
+                f"{where}.validate_source: reinit {m.reinit!r} changes the source before training; "
+                "the source as it is can compete only with reinit: none"
+            )
 
     def _check_checkpoint_entries(self, entries: list[dict[str, Any]]) -> None:
         """A ``checkpoint:`` source says nothing the file says, a ``backbone:`` source nothing

@@ -247,3 +247,20 @@ def test_snakemake_refuses_a_config_that_does_not_fit_its_checkpoint(run, pretra
     )
     assert "mode transfer: the architecture differs (atom_fea_len: 8 in the checkpoint vs 16 in model)" in out
     assert "Traceback" not in out
+
+
+def test_refine_takes_a_label_of_the_models_own_quantity_only(pretrained, tmp_path):
+    """``--modes refine`` (validate_source): the tiny ΔEf model on a ΔEf label, under an alias
+    too; a band-gap label or a log10 transform is refused with the reason."""
+    raw = pretrained["raw"]
+    raw.iloc[:60].rename(columns={"formation_energy_per_atom": "e_form"}).to_csv(tmp_path / "mine.csv", index=False)
+    common = {"pretrained": pretrained["model"], "data": tmp_path / "mine.csv", "modes": ("scratch", "refine")}
+    cfg = runner.build_config(prop="e_form", **common)
+    assert cfg["finetune"]["modes"]["refine"] == {"pretrained": "pretrained", "validate_source": True}
+    assert C.load(cfg).modes["refine"].validate_source
+    assert cfg["finetune"]["targets"][0]["property"] == "formation_energy_per_atom"  # the alias resolved
+    raw.iloc[:60].to_csv(tmp_path / "mine.csv", index=False)
+    with pytest.raises(runner.RunnerError, match="the model predicts formation_energy_per_atom, not band_gap"):
+        runner.build_config(prop="band_gap", **common)
+    with pytest.raises(runner.RunnerError, match="transform none, not log10"):
+        runner.build_config(prop="formation_energy_per_atom", transform="log10", **common)

@@ -106,6 +106,9 @@ def test_labels_name_the_fine_tuning_protocol():
         == "TL ΔEf: all layers fine-tuned, head re-initialised, pretrained layers at 0.1× lr, lr 3e-4"
     )
     assert labels.mode_label({**row, "backbone_lr_scale": 1.0}) == "TL ΔEf: all layers fine-tuned, head re-initialised"
+    kept = {**row, "reinit": "none", "backbone_lr_scale": 1.0, "validate_source": True}
+    assert labels.mode_label(kept) == "TL ΔEf: all layers fine-tuned, source kept where no epoch beats it"
+    assert labels.mode_label({**kept, "validate_source": float("nan")}) == "TL ΔEf: all layers fine-tuned"
     runs = pd.DataFrame(
         [
             {

@@ -54,7 +54,8 @@ def _alone(df, gdir, ids, cfg, transfer=None):
     for seed in SEEDS:
         p = _prepare(df, gdir, ids, seed, cfg, transfer)
         r = fit(p.model, p.data, p.y, p.train_pos, p.val_pos, p.normalizer, cfg, seed, p.frozen,
-                progress=False, objective=p.objective, param_groups=p.groups)  # fmt: skip
+                progress=False, objective=p.objective, param_groups=p.groups,
+                score_start=transfer is not None and transfer.validate_source)  # fmt: skip
         out.append((r, {k: v.clone() for k, v in p.model.state_dict().items()}))
     return out
 
@@ -75,7 +76,7 @@ def _source(df, gdir, ids, tmp_path):
     return str(tmp_path / "src.pt")
 
 
-@pytest.mark.parametrize("kind", ["scratch", "frozen_and_scaled_lr"])
+@pytest.mark.parametrize("kind", ["scratch", "frozen_and_scaled_lr", "validate_source"])
 def test_seeds_trained_together_end_where_each_seed_alone_ends(data, tmp_path, kind):
     """With SGD the runs agree to float rounding (the padded, stacked batches sum in another
     order). Adam turns rounding-level gradients (e.g. of a bias that batch norm cancels)
@@ -85,15 +86,21 @@ def test_seeds_trained_together_end_where_each_seed_alone_ends(data, tmp_path, k
         epochs=8, batch_size=8, patience=3, lr=3e-2, optimizer="sgd", amp="none", compile="none", threads=1
     )
     transfer = None
-    if kind != "scratch":  # the embedding and one convolution frozen, the rest re-initialised at 0.5x lr
+    if kind == "frozen_and_scaled_lr":  # the embedding and one convolution frozen, the rest re-initialised at 0.5x lr
         transfer = TransferConfig(
             checkpoint=_source(df, gdir, ids, tmp_path), freeze=1, reinit="head", backbone_lr_scale=0.5
         )
+    elif kind == "validate_source":  # every weight kept, the source's normaliser, the source as epoch -1
+        transfer = TransferConfig(checkpoint=_source(df, gdir, ids, tmp_path), freeze=1, validate_source=True)
     alone = _alone(df, gdir, ids, cfg, transfer)
     preps = [_prepare(df, gdir, ids, s, cfg, transfer) for s in SEEDS]
     together = ensemble.fit_seeds(preps, cfg, progress=False)
     for (ref, ref_state), res, prep in zip(alone, together, preps, strict=True):
         assert res.best_epoch == ref.best_epoch
+        if kind == "validate_source":
+            assert res.start_val_mae == pytest.approx(ref.start_val_mae, rel=1e-6) and res.start_val_mae is not None
+        else:
+            assert res.start_val_mae is None
         assert len(res.history["val_mae"]) == len(ref.history["val_mae"])  # the same early stop
         np.testing.assert_allclose(res.history["val_mae"], ref.history["val_mae"], rtol=1e-5)
         np.testing.assert_allclose(res.history["train_loss"], ref.history["train_loss"], rtol=1e-5)

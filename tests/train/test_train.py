@@ -436,3 +436,54 @@ def test_a_cell_with_ensemble_on_trains_its_pending_seeds_together(toy_set, tmp_
     assert not (out / "runs" / "ensemble_state.pt").exists()
     for seed in (0, 1, 2):
         assert load_checkpoint(out / "runs" / f"s{seed}" / "model.pt")["seed"] == seed
+
+
+def test_a_validate_source_cell_records_the_sources_score_and_can_keep_it(toy_set, tmp_path):
+    """The fine-tuning rule's path (Cell -> training job -> transfer): a mode with
+    ``validate_source`` fine-tunes with the source's normaliser and says so in its records;
+    with a learning rate that wrecks the model the cell keeps the source (best epoch -1)."""
+    from tlcgcnn import config as C
+    from tlcgcnn.train.finetune import finetune_cell
+    from tlcgcnn.utils import fileio as io
+
+    df, d, _ = toy_set
+    _train(toy_set, tmp_path / "src.pt", epochs=8)
+    sp = split.target_split(df, "k_vrh", df["material_id"].tolist(), 0.2, None, 42)
+    sp.update(name="k", subset="all")
+    io.write_json(tmp_path / "k.split.json", sp)
+    cfg = C.load(
+        {
+            "name": "t",
+            "dataset": {"source": "local", "path": "x.csv"},
+            "split": {"val_fraction": 0.2, "val_min": 5},
+            "model": {"atom_fea_len": 16, "n_conv": 3, "h_fea_len": 16},
+            "train": {"epochs": 2, "batch_size": 8, "lr": 5.0, "device": "cpu", "amp": "none", "checkpoint_every": 0},
+            "pretrain": [{"name": "src", "checkpoint": str(tmp_path / "src.pt")}],
+            "finetune": {
+                "targets": [{"name": "k", "property": "k_vrh", "transform": "log10"}],
+                "sizes": [20],
+                "seeds": [0, 1],
+                "modes": {"scratch": {}, "refine": {"pretrained": "src", "validate_source": True}},
+            },
+        }
+    )
+    records = finetune_cell(
+        cell=cfg.cell("k", 20, "refine"),
+        table_path=str(d / "t.parquet"),
+        split_path=str(tmp_path / "k.split.json"),
+        graph_dir=str(d / "g"),
+        atom_features_path=str(ROOT / "src" / "tlcgcnn" / "features" / "atom_features.csv"),
+        pretrained=str(tmp_path / "src.pt"),
+        split_cfg=cfg.split_settings(),
+        threads=1,
+        config=None,
+        out_metrics=str(tmp_path / "cell" / "metrics.json"),
+        out_predictions=str(tmp_path / "cell" / "predictions.parquet"),
+        device="cpu",
+    )
+    src = load_checkpoint(tmp_path / "src.pt")
+    for rec in records:
+        assert rec["validate_source"] is True and rec["best_epoch"] == -1
+        ck = load_checkpoint(tmp_path / "cell" / "runs" / f"s{rec['seed']}" / "model.pt")
+        assert ck["transfer"]["validate_source"] is True and ck["normalizer"] == src["normalizer"]
+        assert all(torch.equal(ck["state_dict"][k], v) for k, v in src["state_dict"].items())

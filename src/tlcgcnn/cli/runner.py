@@ -31,12 +31,16 @@ MODES: dict[str, dict[str, Any]] = {
     "transfer": {"pretrained": SOURCE},
     "head_reinit": {"pretrained": SOURCE, "reinit": "head"},
     "freeze_convs": {"pretrained": SOURCE, "freeze": -1},  # -1: every convolution (the checkpoint's n_conv)
+    "refine": {"pretrained": SOURCE, "validate_source": True},
 }
 MODE_HELP = {
     "scratch": "random initial weights (the baseline of the t-tests)",
     "transfer": "every pretrained layer fine-tuned",
     "head_reinit": "pretrained convolutions, re-initialised head, all fine-tuned",
     "freeze_convs": "embedding and every convolution frozen, head fine-tuned",
+    "refine": "every pretrained layer fine-tuned in the model's own units, the model as it is competing on "
+    "validation, so that the result is never worse there than the model before fine-tuning (for a label "
+    "the model already predicts, e.g. mp2018-ef on your own formation energies)",
 }
 MODEL_KEYS = ("kind", "atom_fea_len", "n_conv", "h_fea_len", "n_h", "gaussian_step")
 FEATURIZE_KEYS = ("radius", "max_neighbors", "radius_growth", "max_radius")
@@ -149,6 +153,10 @@ def build_config(
         raise RunnerError(f"--task {task!r}: choose regression or classification")
     if task == "classification" and transform != "none":
         raise RunnerError("--transform log10 is for a regression label, not a classification one")
+    from tlcgcnn.data.properties import BUILTIN, canonical_name
+
+    if canonical_name(prop) in BUILTIN:
+        prop = str(canonical_name(prop))  # an alias (e_form) names its built-in property
     declared = declare_label(prop, unit, task, valid_range)
     columns: dict[str, str] = {}
     try:
@@ -174,6 +182,10 @@ def build_config(
         raise RunnerError("--modes must include scratch: the paired t-tests compare every mode with it")
     if len(seeds) < 2:
         print("tlcgcnn: warning: with one seed the paired t-tests have no p-value", file=sys.stderr)
+    if "refine" in modes:
+        refused = refine_mismatch(info["target"], prop, transform, task)
+        if refused:
+            raise RunnerError(f"--modes refine: {refused}; use transfer or head_reinit for a new quantity")
     model = {k: info["model_config"][k] for k in MODEL_KEYS if k in info["model_config"]}
     featurize = {k: v for k, v in (info["featurize"] or {}).items() if k in FEATURIZE_KEYS}
     mode_cfg = {}
@@ -214,6 +226,22 @@ def build_config(
         ]
     config.load(raw)
     return raw
+
+
+def refine_mismatch(source: dict[str, Any], prop: str, transform: str, task: str) -> str | None:
+    """Why the ``refine`` mode cannot fine-tune a checkpoint whose target is ``source`` on
+    ``prop`` (None: it can). Its outputs must already be the label's quantity: a regression
+    of one output, the same property (aliases resolved) and the same transform."""
+    from tlcgcnn.data.properties import canonical_name
+
+    if task != "regression" or source.get("task", "regression") != "regression":
+        return f"the model predicts a {source.get('task', 'regression')} target, the label is a {task} one"
+    theirs = str(source.get("property"))
+    if (canonical_name(theirs) or theirs) != (canonical_name(prop) or prop):
+        return f"the model predicts {theirs}, not {prop} (a label column of the same quantity may be named {theirs})"
+    if source.get("transform", "none") != transform:
+        return f"the model predicts its property with transform {source.get('transform', 'none')}, not {transform}"
+    return None
 
 
 def pretrained_file(spec: str | Path) -> Path:

@@ -367,9 +367,10 @@ def format_description(d: dict[str, Any]) -> str:
     if tr:
         scale = tr.get("backbone_lr_scale", 1.0)
         lr = f"; pretrained layers at {scale:g}× lr" if scale != 1.0 else ""
+        kept = "; the source as it is competed on validation (epoch -1)" if tr.get("validate_source") else ""
         lines.append(
             f"transfer        from {tr.get('checkpoint')} (pretrained {tr.get('pretrained')}); "
-            f"freeze {tr.get('freeze')}, reinit {tr.get('reinit')}{lr}"
+            f"freeze {tr.get('freeze')}, reinit {tr.get('reinit')}{lr}{kept}"
         )
     else:
         lines.append("transfer        none (trained from scratch)")

@@ -173,6 +173,7 @@ class _Member:
     )
     stopped_at: int | None = None
     seconds: float = 0.0
+    start_val: float | None = None
 
 
 def fit_seeds(
@@ -191,7 +192,9 @@ def fit_seeds(
     (element-wise, so K independent optimizers), and each member is validated, keeps its best
     weights and stops early on its own, as ``fit`` does for one run. The ensemble trains until
     every member has stopped or the epochs run out; a member that stopped is still carried
-    along (its results are fixed). Leaves each prep's model holding its best weights.
+    along (its results are fixed). Leaves each prep's model holding its best weights. With
+    ``validate_source`` in the runs' transfer, each member's starting weights compete as
+    epoch -1, as ``fit``'s ``score_start`` has them.
 
     Precision: bf16 autocast with ``amp: bf16``, else fp32 (``auto`` included); not compiled.
     A result's ``seconds`` is the ensemble's wall time when that seed stopped (the seeds share it).
@@ -265,12 +268,22 @@ def fit_seeds(
                 history={h: list(v) for h, v in m["history"].items()},
                 stopped_at=None if m["stopped_at"] < 0 else int(m["stopped_at"]),
                 seconds=float(m["seconds"]),
+                start_val=m.get("start_val"),
             )
             for m in st["members"]
         ]
         start = int(st["epoch"]) + 1
         elapsed0 = float(st["elapsed_s"])
         log.info("%s: resumed the ensemble of seeds %s from %s after epoch %d", desc, seeds, state_path, start - 1)
+    if start == 0 and first.transfer is not None and first.transfer.validate_source:
+        for i, (p, m) in enumerate(zip(preps, members, strict=True)):
+            raw = predict(p.model, p.data, p.val_pos, cfg.eval_batch_size, amp)
+            val = p.objective.val_score(raw, y_norm[i][p.val_pos], p.y[p.val_pos], p.normalizer)
+            if not math.isfinite(val):
+                raise NonFiniteError(
+                    f"{desc}: non-finite validation score ({val}) of seed {seeds[i]}'s starting weights"
+                )
+            m.start_val, m.best_val, m.best_epoch = val, val, -1
     n_steps = max(1, math.ceil(first.train_pos.numel() / cfg.batch_size))
     t0 = time.perf_counter()
     bar = tqdm(range(start, cfg.epochs), desc=desc, unit="epoch", disable=not progress, initial=start, total=cfg.epochs)
@@ -358,6 +371,7 @@ def fit_seeds(
                         "history": m.history,
                         "stopped_at": -1 if m.stopped_at is None else m.stopped_at,
                         "seconds": m.seconds,
+                        **({"start_val": m.start_val} if m.start_val is not None else {}),
                     }
                     for m in members
                 ],
@@ -380,6 +394,7 @@ def fit_seeds(
                 seconds=m.seconds if m.stopped_at is not None else total,
                 precision="bf16" if amp == "bf16" else "fp32",
                 runtime=runtime,
+                start_val_mae=m.start_val,
             )
         )
     return results

@@ -64,6 +64,7 @@ def mode_fields(cell: Cell, pretrain_n_train: int | None) -> dict[str, Any]:
         "backbone_lr_scale": float(mode.backbone_lr_scale) if mode.pretrained else None,
         # said only for train_pool: all (the records of the other modes are what they were)
         **({"train_pool": mode.train_pool} if mode.train_pool != MODE_DEFAULTS["train_pool"] else {}),
+        **({"validate_source": True} if mode.validate_source else {}),
     }
 
 

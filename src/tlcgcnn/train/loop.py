@@ -88,6 +88,8 @@ class TrainResult:
     seconds: float = 0.0
     precision: str = "fp32"
     runtime: dict[str, str] = field(default_factory=dict)  # tlcgcnn.train.accel.Runtime
+    # validation score of the starting weights (fit's score_start), best_epoch -1 where it won
+    start_val_mae: float | None = None
 
 
 class NonFiniteError(FloatingPointError):
@@ -172,9 +174,14 @@ def fit(
     objective: Objective | None = None,
     state_path: str | Path | None = None,
     param_groups: list[dict[str, Any]] | None = None,
+    score_start: bool = False,
 ) -> TrainResult:
     """Minimise the objective's loss (default: MSE on normalised targets); keep the weights
     of the best validation score (default: validation MAE).
+
+    ``score_start``: the starting weights are validated before the first epoch and compete
+    with every epoch as epoch -1, so a run that never beats them ends with them unchanged
+    (``best_epoch`` -1; a pretrained source fine-tuned on its own quantity, ``validate_source``).
 
     ``param_groups``: optimizer groups with their own learning rates (default: every
     trainable parameter at ``cfg.lr``); warm-up and schedule scale each group's own lr.
@@ -201,6 +208,7 @@ def fit(
     best_state = copy.deepcopy(model.state_dict())
     hist: dict[str, list[float]] = {"train_loss": [], "val_mae": [], "elapsed_s": [], "lr": []}
     start, elapsed0 = 0, 0.0
+    start_val: float | None = None
     runtime: Runtime | None = None
     if state_path is not None and Path(state_path).exists():
         st = torch.load(state_path, map_location=dev, weights_only=True)
@@ -217,6 +225,7 @@ def fit(
         torch.set_rng_state(st["torch_rng"])
         best_state = st["best_state"]
         best = (float(st["best_val"]), int(st["best_epoch"]))
+        start_val = st.get("start_val")
         hist = {k: list(v) for k, v in st["history"].items()}
         start = int(st["epoch"]) + 1
         elapsed0 = hist["elapsed_s"][-1] if hist["elapsed_s"] else 0.0
@@ -237,6 +246,14 @@ def fit(
             epochs=cfg.epochs,
         )
     amp = runtime.amp
+    if score_start and start == 0:
+        raw = predict(model, data, val_pos, cfg.eval_batch_size, amp)
+        start_val = objective.val_score(raw, y_norm[val_pos], y_val, normalizer)
+        if not math.isfinite(start_val):
+            raise NonFiniteError(f"{desc}: non-finite validation score ({start_val}) of the starting weights")
+        best = (start_val, -1)
+        best_state = copy.deepcopy(model.state_dict())
+        log.info("%s: the starting weights (epoch -1) score %.4f on validation", desc, start_val)
     forward = accel.step_model(model, runtime)
     n_steps = max(1, math.ceil(train_pos.numel() / cfg.batch_size))
     bar = tqdm(
@@ -304,6 +321,7 @@ def fit(
                 "best_epoch": best[1],
                 "history": hist,
                 "runtime": runtime.as_dict(),
+                **({"start_val": start_val} if start_val is not None else {}),
             }
             with io.atomic_path(state_path) as tmp:
                 torch.save(state, tmp)
@@ -320,6 +338,7 @@ def fit(
         seconds=seconds,
         precision=runtime.precision,
         runtime=runtime.as_dict(),
+        start_val_mae=start_val,
     )
 
 
@@ -411,6 +430,8 @@ def prepare(
         check_same_featurization(pre, data, transfer.checkpoint, graph_dir)
         frozen = apply_transfer(model, pre, transfer)
         kept = pretrained_parameter_names(model, pre, transfer)
+        if transfer.validate_source:
+            normalizer = source_normalizer(pre, transfer, target)
         log.info(
             "transfer from %s: freeze=%d reinit=%s backbone_lr_scale=%g",
             transfer.checkpoint,
@@ -456,6 +477,39 @@ def prepare(
     )
 
 
+def source_normalizer(pre: dict[str, Any], transfer: TransferConfig, target: Target) -> Normalizer:
+    """The source checkpoint's own label normaliser, which a ``validate_source`` fine-tuning
+    keeps so that the source's outputs mean what they meant (its epoch -1 is the source's own
+    prediction). Needs a single-output regression source and target and ``reinit: none``."""
+    from tlcgcnn.nn.normalize import normalizer_from_dict
+
+    where = transfer.checkpoint or "<pretrained checkpoint>"
+    src = pre.get("target") or {}
+    if transfer.reinit != "none":
+        raise ValueError(f"{where}: validate_source needs reinit: none, not {transfer.reinit!r}")
+    if target.task != "regression" or target.n_out != 1:
+        raise ValueError(f"{where}: validate_source needs a single-output regression target; {target.name} is not")
+    norm = normalizer_from_dict(pre["normalizer"])
+    if not isinstance(norm, Normalizer) or src.get("task", "regression") != "regression":
+        raise ValueError(
+            f"{where}: validate_source needs a single-output regression source, not a "
+            f"{src.get('task', 'multitask')} one"
+        )
+    same = (src.get("property"), src.get("transform", "none")) == (target.property, target.transform)
+    if not same:
+        log.warning(
+            "%s predicts %s (transform %s), the target is %s (transform %s): its outputs are a starting "
+            "point, not the target's quantity",
+            where,
+            src.get("property"),
+            src.get("transform", "none"),
+            target.property,
+            target.transform,
+        )
+    log.info("labels scaled with the source's normaliser (mean %.4g, std %.4g)", norm.mean, norm.std)
+    return norm
+
+
 def save_trained(
     prep: Prepared,
     result: TrainResult,
@@ -488,6 +542,7 @@ def save_trained(
             "hardware": processor(prep.device),
             "precision": result.precision,
             "runtime": result.runtime,
+            **({"start_val_mae": result.start_val_mae} if result.start_val_mae is not None else {}),
         },
         "history": result.history,
         "meta": meta or {},
@@ -550,6 +605,7 @@ def train(
         objective=prep.objective,
         state_path=resume_path,
         param_groups=prep.groups,
+        score_start=prep.transfer is not None and prep.transfer.validate_source,
     )
     ckpt = save_trained(prep, result, train_cfg, out_checkpoint, meta)
     if resume_path is not None:
@@ -665,6 +721,7 @@ def training_job(
             freeze=int(mode.freeze),
             reinit=str(mode.reinit),
             backbone_lr_scale=float(mode.backbone_lr_scale),
+            validate_source=bool(mode.validate_source),
         )
     prov = provenance.record(config, io.sha256_file(table_path))
     meta = {

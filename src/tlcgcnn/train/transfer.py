@@ -15,12 +15,16 @@ class TransferConfig:
     'head' re-initialises the layers after the convolutions, 'unfrozen' re-initialises
     everything that is not frozen (the layer-freezing study). ``backbone_lr_scale``: the
     trained parameters that keep pretrained values learn at ``lr * backbone_lr_scale``,
-    re-initialised ones at ``lr`` (discriminative fine-tuning; see :func:`param_groups`)."""
+    re-initialised ones at ``lr`` (discriminative fine-tuning; see :func:`param_groups`).
+    ``validate_source``: the labels are scaled with the source's normaliser and the source as
+    it is competes on validation with every fine-tuned epoch (:func:`tlcgcnn.train.loop.fit`,
+    ``score_start``); needs ``reinit: none`` and a single-output regression source."""
 
     checkpoint: str | None = None
     freeze: int = 0
     reinit: str = "none"
     backbone_lr_scale: float = 1.0
+    validate_source: bool = False
 
 
 def _reset(module: nn.Module) -> None:

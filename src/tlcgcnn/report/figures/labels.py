@@ -137,6 +137,9 @@ def protocol(row: pd.Series | dict[str, Any], show: tuple[str, ...] = ()) -> str
         scale = row.get("backbone_lr_scale")
         if scale is not None and pd.notna(scale) and float(scale) != 1.0:
             parts.append(f"pretrained layers at {number(scale)}× lr")
+        kept = row.get("validate_source")
+        if kept is not None and not (isinstance(kept, float) and math.isnan(kept)) and bool(kept):
+            parts.append("source kept where no epoch beats it")
     for key in show:
         value = row.get(key)
         if value is not None and not (isinstance(value, float) and math.isnan(value)):
