@@ -99,3 +99,58 @@ def test_the_published_comparison_recomputes_from_the_committed_records(study):
     for col in ("mae_nonmetal", "mae_versus", "p_value", "p_holm"):
         assert pub[col].to_numpy(float) == pytest.approx(fresh[col].to_numpy(float), rel=1e-9), col
     assert N.check_page(PUBLISHED, ROOT / "docs" / "results.md") == []
+
+
+def _kept_run(study: pd.DataFrame) -> pd.DataFrame:
+    """A run with a validate_source mode: the study's ef_nm ef_ft records (the all-materials
+    source) relabelled as ef_refine with another error, seeds 0-3 marked as kept unchanged, and a
+    zero-shot control of the same source at 0.038 eV/atom; the descriptor SVR for the check."""
+    cell = study[study["target"].eq("ef_nm") & study["size"].astype(str).isin(["50", "200"])]
+    svr = cell[cell["mode"].eq("svr")]
+    ft = cell[cell["mode"].eq("ef_ft")]
+    mae = 0.9 * ft["mae"] + 0.002 * ft["seed"]
+    kept = ft.assign(
+        mode="ef_refine", validate_source=True, mae=mae, error=mae, best_epoch=[-1 if s < 4 else 3 for s in ft["seed"]]
+    )
+    zero = ft.assign(mode="ef_zero_shot", features="zero_shot", mae=0.038, error=0.038, best_epoch=float("nan"))
+    return pd.concat([svr, kept, zero], ignore_index=True)
+
+
+def test_a_kept_source_is_tested_against_its_plain_fine_tuning_and_its_own_prediction(study):
+    run = _kept_run(study)
+    keep = N.keep_source_tests(run, study)
+    assert len(keep) == 4 and set(keep["versus"]) == set(N.KEEP_OPPONENTS) and set(keep["family_size"]) == {4}
+    rows = keep.set_index(["size", "versus"])
+    for size in ("50", "200"):
+        c = study[study["target"].eq("ef_nm") & study["size"].astype(str).eq(size)]
+        plain = c[c["mode"].eq("ef_ft")].set_index("seed")["mae"]
+        mine = 0.9 * plain + 0.002 * plain.index.to_series()
+        r = rows.loc[(size, "fine_tuned")]
+        assert r["versus_mode"] == "ef_ft" and r["source"] == "zoo_ef" and r["kept_seeds"] == 4
+        assert r["mean_diff"] == pytest.approx((mine - plain).mean(), rel=1e-12)
+        assert r["p_value"] == pytest.approx(sstats.ttest_rel(mine, plain).pvalue, rel=1e-12)
+        z = rows.loc[(size, "zero_shot")]
+        assert z["versus_mode"] == "ef_zero_shot" and z["mae_versus"] == pytest.approx(0.038)
+        assert z["p_value"] == pytest.approx(sstats.ttest_1samp(mine - 0.038, 0.0).pvalue, rel=1e-9)
+    assert (keep["p_holm"] >= keep["p_value"] - 1e-15).all()
+    # T6's family does not take the kept mode, and a run without one has no second family
+    assert N.keep_source_tests(run[~N.is_kept(run)], study).empty
+    with pytest.raises(ComparisonError, match="no zero_shot mode of the same source"):
+        N.keep_source_tests(run[~run["mode"].eq("ef_zero_shot")], study)
+
+
+def test_the_keep_source_block_is_written_and_checked(study, tmp_path):
+    run = pd.concat([_run(study), _kept_run(study)], ignore_index=True)
+    metrics = tmp_path / "metrics.csv"
+    run.to_csv(metrics, index=False)
+    page = tmp_path / "results.md"
+    page.write_text(f"x\n{N.PAGE_BEGIN}\n{N.PAGE_END}\n{N.KEEP_BEGIN}\n{N.KEEP_END}\ny\n")
+    out = tmp_path / "out"
+    assert N.main([str(metrics), str(STUDY), str(out), "--page", str(page)]) == 0
+    assert set(pd.read_csv(out / "tables" / "comparison.csv")["mode"]) == {"efnm_head"}
+    assert len(pd.read_csv(out / "tables" / N.KEEP_TABLE)) == 4
+    text = page.read_text()
+    assert "| zoo_ef (all, 28,525) | ef_nm | 50 | 10 | " in text and "(ef_refine, 4 of 10)" in text
+    assert N.check_page(out, page) == [] and "## Keeping the source" in (out / "summary.md").read_text()
+    page.write_text(text.replace("(ef_refine, 4 of 10)", "(ef_refine, 5 of 10)"))
+    assert any("keep-source" in p for p in N.check_page(out, page))

@@ -15,11 +15,21 @@ Per (target, size) and non-metal-source mode, paired by seed, the non-metal sour
   not frozen features); of several such sources, the largest;
 * ``scratch``: the study's CGCNN from scratch.
 
-One Holm family (:data:`FAMILY`), BH q-values beside. ``python -m tlcgcnn.report nm-source
-RUN_METRICS STUDY OUT [--page PAGE]`` writes ``OUT/tables/`` (``metrics.csv``: the run's records,
-``comparison.csv``, ``same_cells.csv``: the check), ``OUT/figures/nm_source.png``,
-``OUT/summary.md`` and ``OUT/provenance.json``; with ``--page`` it rewrites the block between
-:data:`PAGE_BEGIN` and :data:`PAGE_END` of a results page.
+One Holm family (:data:`FAMILY`), BH q-values beside.
+
+A second family (:data:`KEEP_FAMILY`, for runs that have them): each source fine-tuned with
+``validate_source`` (the source as it is competing on validation as epoch -1, the labels in its
+own units), paired by seed with
+
+* ``fine_tuned``: the same source fine-tuned without it (the run's mode, or the study's where
+  the run does not have one: paper-cpu's ``ef_ft`` from the same checkpoint);
+* ``zero_shot``: the same source's own prediction (the run's zero-shot control).
+
+``python -m tlcgcnn.report nm-source RUN_METRICS STUDY OUT [--page PAGE]`` writes
+``OUT/tables/`` (``metrics.csv``: the run's records, ``comparison.csv``, ``keep_source.csv``,
+``same_cells.csv``: the check), ``OUT/figures/nm_source.png``, ``OUT/summary.md`` and
+``OUT/provenance.json``; with ``--page`` it rewrites the blocks between :data:`PAGE_BEGIN` and
+:data:`PAGE_END` (and :data:`KEEP_BEGIN` / :data:`KEEP_END`) of a results page.
 """
 
 from __future__ import annotations
@@ -40,6 +50,7 @@ from tlcgcnn.report.backbones import (
     _fmt_p,
     _normalise,
     adjust_family,
+    block_is,
     draw_row,
     is_backbone,
     judge,
@@ -50,6 +61,7 @@ from tlcgcnn.report.backbones import (
     run_cli,
     same_cells_text,
     sort_tests,
+    write_block,
     write_folder,
 )
 from tlcgcnn.report.controls import _median_best_epoch, is_control
@@ -63,6 +75,21 @@ OPPONENTS = {
 }
 PAGE_BEGIN = "<!-- nm-source:begin -->"
 PAGE_END = "<!-- nm-source:end -->"
+KEEP_FAMILY = "keep_source"
+KEEP_OPPONENTS = {
+    "fine_tuned": "the same source fine-tuned without it (labels scaled on the n training crystals)",
+    "zero_shot": "the same source's own prediction, nothing fitted",
+}
+KEEP_TABLE = "keep_source.csv"
+KEEP_BEGIN = "<!-- keep-source:begin -->"
+KEEP_END = "<!-- keep-source:end -->"
+
+
+def is_kept(df: pd.DataFrame) -> pd.Series:
+    """Records of a mode with ``validate_source`` (the source competing on validation)."""
+    if "validate_source" not in df:
+        return pd.Series(False, index=df.index)
+    return df["validate_source"].astype(str).str.lower().eq("true")
 
 
 def is_subset_source(df: pd.DataFrame) -> pd.Series:
@@ -73,8 +100,9 @@ def is_subset_source(df: pd.DataFrame) -> pd.Series:
 
 
 def _tested(df: pd.DataFrame) -> pd.Series:
-    """The non-metal source's modes that are paired: fine-tuned or frozen features, not a control."""
-    return is_subset_source(df) & ~is_control(df)
+    """The non-metal source's modes that are paired: fine-tuned or frozen features, not a control,
+    not a ``validate_source`` mode (those are :data:`KEEP_FAMILY`'s)."""
+    return is_subset_source(df) & ~is_control(df) & ~is_kept(df)
 
 
 def zero_shot_mae(run: pd.DataFrame, target: str, size: str) -> float:
@@ -161,6 +189,81 @@ verdict = judge("non-metal source better", "non-metal source worse")
 """The family's verdict for a difference and its Holm p."""
 
 
+def _same_source(records: pd.DataFrame, like: pd.Series) -> pd.DataFrame:
+    """Records of ``like``'s target, size and source (its ``pretrained`` name)."""
+    return records[
+        records["target"].eq(like["target"])
+        & records["size"].eq(like["size"])
+        & records["pretrained"].astype(str).eq(str(like["pretrained"]))
+    ]
+
+
+def keep_opponents(run: pd.DataFrame, study: pd.DataFrame, like: pd.Series) -> dict[str, tuple[pd.DataFrame, str]]:
+    """Where each of :data:`KEEP_OPPONENTS` of the ``validate_source`` record ``like`` is: the
+    records and the mode (the run's fine-tuned mode of the same source before the study's)."""
+    out: dict[str, tuple[pd.DataFrame, str]] = {}
+    for records in (run, study):
+        same = _same_source(records, like)
+        plain = same[same["family"].eq("transfer") & ~is_control(same) & ~is_kept(same) & _same_way(same, like)]
+        if len(plain) and "fine_tuned" not in out:
+            out["fine_tuned"] = (records, str(plain["mode"].iloc[0]))
+    same = _same_source(run, like)
+    zero = same[same["features"].eq("zero_shot")] if "features" in same else same.iloc[0:0]
+    if len(zero):
+        out["zero_shot"] = (run, str(zero["mode"].iloc[0]))
+    missing = sorted(set(KEEP_OPPONENTS) - set(out))
+    if missing:
+        raise ComparisonError(
+            f"{like['target']} n={like['size']}: {like['mode']} (validate_source from {like['pretrained']}) "
+            f"has no {', '.join(missing)} mode of the same source in the run or the study"
+        )
+    return out
+
+
+def keep_source_tests(run: pd.DataFrame, study: pd.DataFrame) -> pd.DataFrame:
+    """The :data:`KEEP_FAMILY` tests (see the module docstring), empty for a run without a
+    ``validate_source`` mode. Columns: target, size, mode, source, pretrain_subset,
+    pretrain_size, versus, versus_mode, kept_seeds (seeds whose best epoch is -1: the source
+    unchanged), best_epoch_median, the paired fields (mode ``kept``), p_holm, q_bh, verdict."""
+    run, study = _normalise(run), _normalise(study)
+    kept = run[is_kept(run)]
+    if kept.empty:
+        return pd.DataFrame()
+    rows: list[dict[str, Any]] = []
+    for (target, size, mode), g in kept.groupby(["target", "size", "mode"], sort=False):
+        like = g.iloc[0]
+        mine = _errors(run, target, size, mode)
+        epochs = pd.to_numeric(g["best_epoch"], errors="coerce")
+        for name, (records, versus) in keep_opponents(run, study, like).items():
+            theirs = _errors(records, target, size, versus)
+            seeds = sorted(set(mine.index) & set(theirs.index))
+            if len(seeds) < 2:
+                raise ComparisonError(f"{target} n={size}: {mode} and {versus} share {len(seeds)} seeds")
+            res = paired(theirs.loc[seeds].to_numpy(), mine.loc[seeds].to_numpy())
+            rows.append(
+                {
+                    "target": target,
+                    "size": size,
+                    "mode": mode,
+                    "source": like["pretrained"],
+                    "pretrain_subset": like["pretrain_subset"],
+                    "pretrain_size": float(like["pretrain_size"]),
+                    "versus": name,
+                    "versus_mode": versus,
+                    "kept_seeds": int((epochs == -1).sum()),
+                    "best_epoch_median": _median_best_epoch(g),
+                    **paired_fields(res, "kept", "versus"),
+                }
+            )
+    out = pd.DataFrame(rows).sort_values(["pretrain_subset", "target"], kind="stable")
+    out = pd.concat([sort_tests(part, "versus", list(KEEP_OPPONENTS)) for _, part in out.groupby("source", sort=False)])
+    return adjust_family(out.reset_index(drop=True), KEEP_FAMILY, keep_verdict)
+
+
+keep_verdict = judge("kept source better", "kept source worse")
+"""The verdict of a :data:`KEEP_FAMILY` test (negative difference: keeping the source is better)."""
+
+
 # --------------------------------------------------------------------------- figure
 SERIES_STYLE = {
     "scratch": ("CGCNN from scratch", "black", "o"),
@@ -214,7 +317,34 @@ def page_block(tests: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def summary_markdown(tests: pd.DataFrame, checked: pd.DataFrame, name: str) -> str:
+def _keep_text(r: Any) -> str:
+    """A :data:`KEEP_FAMILY` test as the page shows it (relative difference, Holm p, ✓ / ✗)."""
+    rel = 100.0 * r.mean_diff / r.mae_versus if r.mae_versus else math.nan
+    mark = {"kept source better": " ✓", "kept source worse": " ✗"}.get(r.verdict, "")
+    return f"{rel:+.0f} % ({_fmt_p(r.p_holm)}){mark}"
+
+
+def keep_block(keep: pd.DataFrame) -> str:
+    """The results page's table of the :data:`KEEP_FAMILY` tests: per source and n, the plain
+    fine-tuning's, the kept source's and the source's own test MAE, how many seeds kept the
+    source unchanged, and the tests."""
+    lines = [
+        "| source | target | n | seeds | fine-tuned (mode) | source as is | validate_source (mode, seeds kept as is) "
+        "| vs fine-tuned | vs as is |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (source, target, size), g in keep.groupby(["source", "target", "size"], sort=False):
+        by = {r.versus: r for r in g.itertuples()}
+        f, z = by["fine_tuned"], by["zero_shot"]
+        lines.append(
+            f"| {source} ({f.pretrain_subset}, {f.pretrain_size:,.0f}) | {target} | {size} | {f.n_pairs} "
+            f"| {f.mae_versus:.3g} ({f.versus_mode}) | {z.mae_versus:.3g} | {f.mae_kept:.3g} ({f.mode}, "
+            f"{f.kept_seeds} of {f.n_pairs}) | {_keep_text(f)} | {_keep_text(z)} |"
+        )
+    return "\n".join(lines)
+
+
+def summary_markdown(tests: pd.DataFrame, checked: pd.DataFrame, name: str, keep: pd.DataFrame | None = None) -> str:
     """The folder's ``summary.md``: what was compared, the check, every test."""
     first = tests[tests["versus"].eq("all_source")].iloc[0]
     lines = [
@@ -240,16 +370,60 @@ def summary_markdown(tests: pd.DataFrame, checked: pd.DataFrame, name: str) -> s
             f"| {_fmt_p(r.p_holm)} | {_fmt_p(r.q_bh)} | {r.verdict} |"
         )
     lines += ["", "![non-metal vs all-materials source](figures/nm_source.png)", ""]
+    if keep is not None and len(keep):
+        lines += [
+            "## Keeping the source (validate_source)",
+            "",
+            f"Each ΔEf source fine-tuned with every weight kept, the labels in its own units and the source "
+            f"as it is competing on validation as epoch -1, against the same source fine-tuned without it and "
+            f"against its own prediction. One Holm family (`{KEEP_FAMILY}`, {int(keep['family_size'].iloc[0])} "
+            "tests); difference = validate_source − opponent.",
+            "",
+            "| source | target | n | mode | versus | versus mode | seeds kept as is | MAE | versus MAE "
+            "| difference [95 % CI] | p | p Holm | q BH | verdict |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in keep.itertuples():
+            lines.append(
+                f"| {r.source} | {r.target} | {r.size} | {r.mode} | {r.versus} | {r.versus_mode} | {r.kept_seeds} "
+                f"| {r.mae_kept:.4g} | {r.mae_versus:.4g} | {r.mean_diff:+.4g} [{r.ci_low:+.3g}, {r.ci_high:+.3g}] "
+                f"| {_fmt_p(r.p_value)} | {_fmt_p(r.p_holm)} | {_fmt_p(r.q_bh)} | {r.verdict} |"
+            )
+        lines.append("")
     return "\n".join(lines)
 
 
-rewrite_page, check_page = page_functions(page_block, PAGE_BEGIN, PAGE_END, "non-metal source")
+_rewrite_nm, _check_nm = page_functions(page_block, PAGE_BEGIN, PAGE_END, "non-metal source")
+
+
+def read_keep(folder: str | Path) -> pd.DataFrame | None:
+    """A published folder's :data:`KEEP_TABLE` (None where the run had no such mode)."""
+    path = Path(folder) / "tables" / KEEP_TABLE
+    return pd.read_csv(path, dtype={"size": str}) if path.is_file() else None
+
+
+def rewrite_page(folder: str | Path, page: str | Path) -> None:
+    """The page's non-metal-source block, and its keep-source block where the folder has one."""
+    _rewrite_nm(folder, page)
+    keep = read_keep(folder)
+    if keep is not None:
+        write_block(page, keep_block(keep), KEEP_BEGIN, KEEP_END)
+
+
+def check_page(folder: str | Path, page: str | Path) -> list[str]:
+    """Problems of the page's blocks against the folder's tables (empty: none)."""
+    problems = _check_nm(folder, page)
+    keep = read_keep(folder)
+    if keep is not None and not block_is(page, keep_block(keep), KEEP_BEGIN, KEEP_END):
+        problems.append(f"{page}: the keep-source table differs from {Path(folder) / 'tables' / KEEP_TABLE}")
+    return problems
 
 
 def publish(run_metrics: str | Path, study: str | Path, out: str | Path) -> pd.DataFrame:
     """Check, compare and write ``out`` (see the module docstring). Returns the tests."""
     run, pub, checked = load_pair(run_metrics, study, is_subset_source)
     tests = compare(run, pub)
+    keep = keep_source_tests(run, pub)
     write_folder(
         out,
         run=run,
@@ -257,9 +431,14 @@ def publish(run_metrics: str | Path, study: str | Path, out: str | Path) -> pd.D
         checked=checked,
         run_metrics=run_metrics,
         study=study,
-        summary=summary_markdown(tests, checked, Path(out).name),
-        info={"family": FAMILY, "opponents": OPPONENTS},
+        summary=summary_markdown(tests, checked, Path(out).name, keep),
+        info={
+            "family": FAMILY,
+            "opponents": OPPONENTS,
+            **({"keep_family": KEEP_FAMILY, "keep_opponents": KEEP_OPPONENTS} if len(keep) else {}),
+        },
         figure=("nm_source.png", lambda png: draw(run, pub, tests, png)),
+        tables={KEEP_TABLE: keep} if len(keep) else None,
     )
     return tests
 
