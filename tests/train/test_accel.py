@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import random_graphs
+from conftest import copy_state_of_epoch, random_graphs
 
 from tlcgcnn.nn import build_model, graphs
 from tlcgcnn.nn.normalize import Normalizer
@@ -151,16 +151,8 @@ def test_a_resumed_run_keeps_the_runtime_it_started_with(atom_table, tmp_path, m
     monkeypatch.setenv("TLCGCNN_CACHE", str(tmp_path / "cache"))
     g = random_graphs(n=40)
     state = tmp_path / "state.pt"
-    saved = torch.save
-
-    def keep_first(obj, f, *a, **k):
-        saved(obj, f, *a, **k)
-        if isinstance(obj, dict) and obj.get("epoch") == 0:
-            saved(obj, tmp_path / "after0.pt")
-
-    monkeypatch.setattr(torch, "save", keep_first)
-    _, full = _fit(atom_table, g, compile_mode="auto", amp="auto", state=state)
-    monkeypatch.setattr(torch, "save", saved)
+    with copy_state_of_epoch(tmp_path / "after0.pt"):
+        _, full = _fit(atom_table, g, compile_mode="auto", amp="auto", state=state)
     st = torch.load(tmp_path / "after0.pt", weights_only=True)
     assert st["runtime"] == full.runtime
     # a different probe answer now must not change the resumed run's precision

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import ATOM_FEATURES, random_graphs, save_graphs
+from conftest import ATOM_FEATURES, copy_state_of_epoch, random_graphs, save_graphs
 
 from tlcgcnn import config as C
 from tlcgcnn.data.targets import Target
@@ -107,17 +107,9 @@ def test_an_epoch_that_beats_the_source_is_kept(crystals, tmp_path):
     )
 
 
-def test_a_resumed_run_remembers_the_sources_score(crystals, tmp_path, monkeypatch):
-    saved = torch.save
-
-    def keep_first(obj, f, *a, **k):
-        saved(obj, f, *a, **k)
-        if isinstance(obj, dict) and obj.get("epoch") == 0:
-            saved(obj, tmp_path / "after0.pt")
-
-    monkeypatch.setattr(torch, "save", keep_first)
-    full = _finetune(crystals, tmp_path / "a.pt", lr=5.0, state=tmp_path / "state.pt")
-    monkeypatch.setattr(torch, "save", saved)
+def test_a_resumed_run_remembers_the_sources_score(crystals, tmp_path):
+    with copy_state_of_epoch(tmp_path / "after0.pt"):
+        full = _finetune(crystals, tmp_path / "a.pt", lr=5.0, state=tmp_path / "state.pt")
     assert torch.load(tmp_path / "after0.pt", weights_only=True)["start_val"] == full["result"]["start_val_mae"]
     resumed = _finetune(crystals, tmp_path / "b.pt", lr=5.0, state=tmp_path / "after0.pt")
     assert resumed["result"]["best_epoch"] == full["result"]["best_epoch"] == -1

@@ -208,7 +208,7 @@ def fit_seeds(
         _batch_positions,
         lr_factor,
         make_optimizer,
-        predict,
+        validation_score,
     )
     from tlcgcnn.train.transfer import set_train_mode
 
@@ -277,12 +277,10 @@ def fit_seeds(
         log.info("%s: resumed the ensemble of seeds %s from %s after epoch %d", desc, seeds, state_path, start - 1)
     if start == 0 and first.transfer is not None and first.transfer.validate_source:
         for i, (p, m) in enumerate(zip(preps, members, strict=True)):
-            raw = predict(p.model, p.data, p.val_pos, cfg.eval_batch_size, amp)
-            val = p.objective.val_score(raw, y_norm[i][p.val_pos], p.y[p.val_pos], p.normalizer)
-            if not math.isfinite(val):
-                raise NonFiniteError(
-                    f"{desc}: non-finite validation score ({val}) of seed {seeds[i]}'s starting weights"
-                )
+            where = f"of the starting weights, seed {seeds[i]}"
+            val = validation_score(
+                p.model, p.data, p.val_pos, p.y, y_norm[i], p.normalizer, p.objective, cfg, amp, desc, where
+            )
             m.start_val, m.best_val, m.best_epoch = val, val, -1
     n_steps = max(1, math.ceil(first.train_pos.numel() / cfg.batch_size))
     t0 = time.perf_counter()
@@ -325,13 +323,10 @@ def fit_seeds(
             if m.stopped_at is not None:
                 continue
             p.model.load_state_dict(ens.member_state_dict(i))
-            raw = predict(p.model, p.data, p.val_pos, cfg.eval_batch_size, amp)
-            val = p.objective.val_score(raw, y_norm[i][p.val_pos], p.y[p.val_pos], p.normalizer)
-            if not math.isfinite(val):
-                raise NonFiniteError(
-                    f"{desc}: non-finite validation score ({val}) at epoch {epoch}, seed {seeds[i]}; "
-                    "lower train.lr or check the labels"
-                )
+            where = f"at epoch {epoch}, seed {seeds[i]}"
+            val = validation_score(
+                p.model, p.data, p.val_pos, p.y, y_norm[i], p.normalizer, p.objective, cfg, amp, desc, where
+            )
             m.history["train_loss"].append(float(totals[i]) / max(count, 1))
             m.history["val_mae"].append(val)
             m.history["elapsed_s"].append(elapsed)

@@ -159,6 +159,31 @@ def predict(
     return torch.cat(outs) if outs else torch.zeros(0, width, device=dev)
 
 
+def validation_score(
+    model: nn.Module,
+    data: GraphSet,
+    val_pos: torch.Tensor,
+    y: torch.Tensor,
+    y_norm: torch.Tensor,
+    normalizer: Normalizer | MultiNormalizer,
+    objective: Objective,
+    cfg: TrainConfig,
+    amp: str,
+    desc: str,
+    where: str,
+) -> float:
+    """The objective's validation score of ``model`` (default: MAE in the label's units);
+    a NaN or infinite score raises :class:`NonFiniteError` naming the run ``desc`` and ``where``
+    ("at epoch 3, seed 1")."""
+    raw = predict(model, data, val_pos, cfg.eval_batch_size, amp)
+    value = objective.val_score(raw, y_norm[val_pos], y[val_pos], normalizer)
+    if not math.isfinite(value):
+        raise NonFiniteError(
+            f"{desc}: non-finite validation score ({value}) {where}; lower train.lr or check the labels"
+        )
+    return value
+
+
 def fit(
     model: nn.Module,
     data: GraphSet,
@@ -203,7 +228,6 @@ def fit(
     factor = lr_factor(cfg, 0.0)
     gen = torch.Generator().manual_seed(seed)
     y_norm = y if objective.task == "classification" else normalizer.norm(y)
-    y_val = y[val_pos]
     best = (float("inf"), -1)
     best_state = copy.deepcopy(model.state_dict())
     hist: dict[str, list[float]] = {"train_loss": [], "val_mae": [], "elapsed_s": [], "lr": []}
@@ -247,10 +271,8 @@ def fit(
         )
     amp = runtime.amp
     if score_start and start == 0:
-        raw = predict(model, data, val_pos, cfg.eval_batch_size, amp)
-        start_val = objective.val_score(raw, y_norm[val_pos], y_val, normalizer)
-        if not math.isfinite(start_val):
-            raise NonFiniteError(f"{desc}: non-finite validation score ({start_val}) of the starting weights")
+        where = f"of the starting weights, seed {seed}"
+        start_val = validation_score(model, data, val_pos, y, y_norm, normalizer, objective, cfg, amp, desc, where)
         best = (start_val, -1)
         best_state = copy.deepcopy(model.state_dict())
         log.info("%s: the starting weights (epoch -1) score %.4f on validation", desc, start_val)
@@ -291,13 +313,8 @@ def fit(
                 )
             total += value * b_pos.numel()
             count += b_pos.numel()
-        raw = predict(model, data, val_pos, cfg.eval_batch_size, amp)
-        val_mae = objective.val_score(raw, y_norm[val_pos], y_val, normalizer)
-        if not math.isfinite(val_mae):
-            raise NonFiniteError(
-                f"{desc}: non-finite validation score ({val_mae}) at epoch {epoch}, seed {seed}; "
-                "lower train.lr or check the labels"
-            )
+        where = f"at epoch {epoch}, seed {seed}"
+        val_mae = validation_score(model, data, val_pos, y, y_norm, normalizer, objective, cfg, amp, desc, where)
         hist["train_loss"].append(total / max(count, 1))
         hist["val_mae"].append(val_mae)
         hist["elapsed_s"].append(elapsed0 + time.perf_counter() - t0)
