@@ -49,15 +49,18 @@ from tlcgcnn.report.backbones import (
     _errors,
     _fmt_p,
     _normalise,
+    _title,
     adjust_family,
     block_is,
     draw_row,
     is_backbone,
     judge,
     load_pair,
+    mean_interval,
     page_functions,
     paired_fields,
     picked_points,
+    plot_series,
     run_cli,
     same_cells_text,
     sort_tests,
@@ -288,6 +291,75 @@ def draw(run: pd.DataFrame, study: pd.DataFrame, tests: pd.DataFrame, png: str |
     draw_row(curve_points(run, study, tests), _normalise(run), SERIES_STYLE, title, png, log_y=True)
 
 
+KEEP_STYLE = {
+    "scratch": ("CGCNN from scratch", "black", "o"),
+    "fine_tuned": ("source fine-tuned, labels scaled on the n crystals", "tab:blue", "s"),
+    "kept": ("source fine-tuned with validate_source", "tab:red", "D"),
+    "zero_shot": ("source as it is, nothing fitted", "tab:grey", "x"),
+}
+
+
+def keep_points(run: pd.DataFrame, study: pd.DataFrame, keep: pd.DataFrame) -> pd.DataFrame:
+    """Mean test MAE with its 95 % t interval over seeds per panel (source and target), size and
+    :data:`KEEP_STYLE` series (scratch from the study)."""
+    run, study = _normalise(run), _normalise(study)
+    rows = []
+    for (source, target, size), g in keep.groupby(["source", "target", "size"], sort=False):
+        by = {r.versus: r for r in g.itertuples()}
+        modes = {
+            "scratch": SCRATCH,
+            "fine_tuned": by["fine_tuned"].versus_mode,
+            "kept": by["fine_tuned"].mode,
+            "zero_shot": by["zero_shot"].versus_mode,
+        }
+        for series, mode in modes.items():
+            e = _errors(run, target, size, mode)
+            if e.empty:
+                e = _errors(study, target, size, mode)
+            if len(e):
+                mae, half = mean_interval(e.to_numpy(float))
+                rows.append({"panel": f"{source}|{target}", "size": size, "series": series, "mae": mae, "ci": half})
+    return pd.DataFrame(rows)
+
+
+def draw_keep(run: pd.DataFrame, study: pd.DataFrame, keep: pd.DataFrame, png: str | Path) -> None:
+    """One panel per source and target: test MAE against training crystals for scratch, the
+    plain fine-tuning, validate_source and the source as it is."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker as mticker
+
+    from tlcgcnn.report.figures.labels import source_label
+    from tlcgcnn.report.figures.style import error_label, save
+
+    pts, records = keep_points(run, study, keep), _normalise(run)
+    panels = list(dict.fromkeys(pts["panel"]))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.8 * len(panels), 4.4), squeeze=False)
+    for ax, panel in zip(axes.flat, panels, strict=True):
+        source, target = panel.split("|")
+        first = keep[keep["source"].eq(source) & keep["target"].eq(target)].iloc[0]
+        mine = records[records["target"].eq(target)]
+        plot_series(ax, pts[pts["panel"].eq(panel)], KEEP_STYLE)
+        ax.set_yscale("log")
+        ax.yaxis.set_minor_locator(mticker.LogLocator(subs=(2.0, 3.0, 5.0)))  # labels that do not collide
+        ax.yaxis.set_major_formatter(mticker.FormatStrFormatter("%g"))
+        ax.yaxis.set_minor_formatter(mticker.FormatStrFormatter("%g"))
+        ax.set_ylabel(error_label(mine))
+        src = source_label(
+            records.loc[records["pretrained"].eq(source), "pretrain_property"].iloc[0], first["pretrain_subset"]
+        )
+        ax.set_title(f"{src} source → {_title(mine.iloc[0])}", fontsize=10)
+        ax.grid(alpha=0.3, which="both")
+    handles, names = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=2, frameon=False, fontsize=9)
+    fig.suptitle("Keeping a same-quantity source: mean test MAE, 95 % CI over seeds", fontsize=11)
+    fig.tight_layout(rect=(0, 0.14, 1, 0.95))
+    save(fig, png)
+    plt.close(fig)
+
+
 # --------------------------------------------------------------------------- summary and page
 def _cell_text(r: Any) -> str:
     """A test as the page shows it: the relative difference (over the opponent's MAE), Holm p,
@@ -389,7 +461,7 @@ def summary_markdown(tests: pd.DataFrame, checked: pd.DataFrame, name: str, keep
                 f"| {r.mae_kept:.4g} | {r.mae_versus:.4g} | {r.mean_diff:+.4g} [{r.ci_low:+.3g}, {r.ci_high:+.3g}] "
                 f"| {_fmt_p(r.p_value)} | {_fmt_p(r.p_holm)} | {_fmt_p(r.q_bh)} | {r.verdict} |"
             )
-        lines.append("")
+        lines += ["", "![keeping the source](figures/keep_source.png)", ""]
     return "\n".join(lines)
 
 
@@ -440,6 +512,8 @@ def publish(run_metrics: str | Path, study: str | Path, out: str | Path) -> pd.D
         figure=("nm_source.png", lambda png: draw(run, pub, tests, png)),
         tables={KEEP_TABLE: keep} if len(keep) else None,
     )
+    if len(keep):
+        draw_keep(run, pub, keep, Path(out) / "figures" / "keep_source.png")
     return tests
 
 
