@@ -294,8 +294,8 @@ def draw(run: pd.DataFrame, study: pd.DataFrame, tests: pd.DataFrame, png: str |
 KEEP_STYLE = {
     "scratch": ("CGCNN from scratch", "black", "o"),
     "fine_tuned": ("source fine-tuned, labels scaled on the n crystals", "tab:blue", "s"),
-    "kept": ("source fine-tuned with validate_source", "tab:red", "D"),
     "zero_shot": ("source as it is, nothing fitted", "tab:grey", "x"),
+    "kept": ("source fine-tuned with validate_source (drawn last: it lies on the source where kept)", "tab:red", "D"),
 }
 
 
@@ -389,6 +389,13 @@ def page_block(tests: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def _interval(r: Any) -> str:
+    """A test's 95 % CI as text, "–" where it has none (no spread in the differences)."""
+    if not (np.isfinite(r.ci_low) and np.isfinite(r.ci_high)):
+        return "[–]"
+    return f"[{r.ci_low:+.3g}, {r.ci_high:+.3g}]"
+
+
 def _keep_text(r: Any) -> str:
     """A :data:`KEEP_FAMILY` test as the page shows it (relative difference, Holm p, ✓ / ✗)."""
     rel = 100.0 * r.mean_diff / r.mae_versus if r.mae_versus else math.nan
@@ -446,9 +453,10 @@ def summary_markdown(tests: pd.DataFrame, checked: pd.DataFrame, name: str, keep
         lines += [
             "## Keeping the source (validate_source)",
             "",
-            f"Each ΔEf source fine-tuned with every weight kept, the labels in its own units and the source "
-            f"as it is competing on validation as epoch -1, against the same source fine-tuned without it and "
-            f"against its own prediction. One Holm family (`{KEEP_FAMILY}`, {int(keep['family_size'].iloc[0])} "
+            "Each source of the target's own quantity fine-tuned with every weight kept, the labels in its own "
+            "units and the source as it is competing on validation as epoch -1, against the same source "
+            "fine-tuned without it and against its own prediction (no interval or p where every seed kept the "
+            "source: no spread). One Holm family (`{KEEP_FAMILY}`, {int(keep['family_size'].iloc[0])} "
             "tests); difference = validate_source − opponent.",
             "",
             "| source | target | n | mode | versus | versus mode | seeds kept as is | MAE | versus MAE "
@@ -458,7 +466,7 @@ def summary_markdown(tests: pd.DataFrame, checked: pd.DataFrame, name: str, keep
         for r in keep.itertuples():
             lines.append(
                 f"| {r.source} | {r.target} | {r.size} | {r.mode} | {r.versus} | {r.versus_mode} | {r.kept_seeds} "
-                f"| {r.mae_kept:.4g} | {r.mae_versus:.4g} | {r.mean_diff:+.4g} [{r.ci_low:+.3g}, {r.ci_high:+.3g}] "
+                f"| {r.mae_kept:.4g} | {r.mae_versus:.4g} | {r.mean_diff:+.2g} {_interval(r)} "
                 f"| {_fmt_p(r.p_value)} | {_fmt_p(r.p_holm)} | {_fmt_p(r.q_bh)} | {r.verdict} |"
             )
         lines += ["", "![keeping the source](figures/keep_source.png)", ""]
