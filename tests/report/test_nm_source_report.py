@@ -99,6 +99,9 @@ def test_the_published_comparison_recomputes_from_the_committed_records(study):
     for col in ("mae_nonmetal", "mae_versus", "p_value", "p_holm"):
         assert pub[col].to_numpy(float) == pytest.approx(fresh[col].to_numpy(float), rel=1e-9), col
     assert N.check_page(PUBLISHED, ROOT / "docs" / "results.md") == []
+    keep, fresh_keep = N.read_keep(PUBLISHED), N.keep_source_tests(run, study)
+    assert keep is not None and list(keep["verdict"]) == list(fresh_keep["verdict"])
+    assert keep["mae_kept"].to_numpy(float) == pytest.approx(fresh_keep["mae_kept"].to_numpy(float), rel=1e-9)
 
 
 def _kept_run(study: pd.DataFrame) -> pd.DataFrame:
