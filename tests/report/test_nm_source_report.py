@@ -155,6 +155,7 @@ def test_the_keep_source_block_is_written_and_checked(study, tmp_path):
     text = page.read_text()
     assert "| zoo_ef (all, 28,525) | ef_nm | 50 | 10 | " in text and "(ef_refine, 4 of 10)" in text
     assert N.check_page(out, page) == [] and "## Keeping the source" in (out / "summary.md").read_text()
+    assert "One Holm family (`keep_source`, 4 tests)" in (out / "summary.md").read_text()
     assert (out / "figures" / "keep_source.png").is_file()
     page.write_text(text.replace("(ef_refine, 4 of 10)", "(ef_refine, 5 of 10)"))
     assert any("keep-source" in p for p in N.check_page(out, page))

@@ -456,7 +456,7 @@ def summary_markdown(tests: pd.DataFrame, checked: pd.DataFrame, name: str, keep
             "Each source of the target's own quantity fine-tuned with every weight kept, the labels in its own "
             "units and the source as it is competing on validation as epoch -1, against the same source "
             "fine-tuned without it and against its own prediction (no interval or p where every seed kept the "
-            "source: no spread). One Holm family (`{KEEP_FAMILY}`, {int(keep['family_size'].iloc[0])} "
+            f"source: no spread). One Holm family (`{KEEP_FAMILY}`, {int(keep['family_size'].iloc[0])} "
             "tests); difference = validate_source − opponent.",
             "",
             "| source | target | n | mode | versus | versus mode | seeds kept as is | MAE | versus MAE "
