@@ -139,6 +139,7 @@ def build_config(
     under ``properties:`` with ``unit``, ``task`` and ``valid_range``."""
     from tlcgcnn import config
     from tlcgcnn.data import inputs
+    from tlcgcnn.data.properties import BUILTIN, canonical_name
     from tlcgcnn.train.checkpoint_info import CheckpointInfoError, summary
 
     pretrained = pretrained_file(pretrained)
@@ -153,10 +154,9 @@ def build_config(
         raise RunnerError(f"--task {task!r}: choose regression or classification")
     if task == "classification" and transform != "none":
         raise RunnerError("--transform log10 is for a regression label, not a classification one")
-    from tlcgcnn.data.properties import BUILTIN, canonical_name
-
-    if canonical_name(prop) in BUILTIN:
-        prop = str(canonical_name(prop))  # an alias (e_form) names its built-in property
+    alias_of = canonical_name(prop)
+    if alias_of is not None and alias_of in BUILTIN:
+        prop = alias_of  # an alias (e_form) names its built-in property
     declared = declare_label(prop, unit, task, valid_range)
     columns: dict[str, str] = {}
     try:
@@ -164,8 +164,6 @@ def build_config(
     except (OSError, ValueError) as exc:
         raise RunnerError(f"{data_path}: cannot read its columns: {exc}") from None
     if raw_cols is not None:
-        from tlcgcnn.data.properties import canonical_name
-
         if (
             data_path.is_dir()
             and labels is None

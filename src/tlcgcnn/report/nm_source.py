@@ -56,7 +56,6 @@ from tlcgcnn.report.backbones import (
     is_backbone,
     judge,
     load_pair,
-    mean_interval,
     page_functions,
     paired_fields,
     picked_points,
@@ -301,25 +300,20 @@ KEEP_STYLE = {
 
 def keep_points(run: pd.DataFrame, study: pd.DataFrame, keep: pd.DataFrame) -> pd.DataFrame:
     """Mean test MAE with its 95 % t interval over seeds per panel (source and target), size and
-    :data:`KEEP_STYLE` series (scratch from the study)."""
+    :data:`KEEP_STYLE` series: scratch from the study, the opponents where
+    :func:`keep_opponents` finds them."""
     run, study = _normalise(run), _normalise(study)
-    rows = []
-    for (source, target, size), g in keep.groupby(["source", "target", "size"], sort=False):
-        by = {r.versus: r for r in g.itertuples()}
-        modes = {
-            "scratch": SCRATCH,
-            "fine_tuned": by["fine_tuned"].versus_mode,
-            "kept": by["fine_tuned"].mode,
-            "zero_shot": by["zero_shot"].versus_mode,
-        }
-        for series, mode in modes.items():
-            e = _errors(run, target, size, mode)
-            if e.empty:
-                e = _errors(study, target, size, mode)
-            if len(e):
-                mae, half = mean_interval(e.to_numpy(float))
-                rows.append({"panel": f"{source}|{target}", "size": size, "series": series, "mae": mae, "ci": half})
-    return pd.DataFrame(rows)
+
+    def picks(g: pd.DataFrame) -> dict[str, tuple[pd.DataFrame, str]]:
+        first = g.iloc[0]
+        like = run[run["target"].eq(first["target"]) & run["size"].eq(first["size"]) & run["mode"].eq(first["mode"])]
+        return {"scratch": (study, SCRATCH), **keep_opponents(run, study, like.iloc[0]), "kept": (run, first["mode"])}
+
+    parts = [
+        picked_points(g, picks).assign(panel=f"{source}|{target}")
+        for (source, target), g in keep.groupby(["source", "target"], sort=False)
+    ]
+    return pd.concat(parts, ignore_index=True)
 
 
 def draw_keep(run: pd.DataFrame, study: pd.DataFrame, keep: pd.DataFrame, png: str | Path) -> None:

@@ -270,11 +270,10 @@ def fit(
             epochs=cfg.epochs,
         )
     amp = runtime.amp
-    if score_start and start == 0:
+    if score_start and start == 0:  # best_state already holds the starting weights (the probe trains a copy)
         where = f"of the starting weights, seed {seed}"
         start_val = validation_score(model, data, val_pos, y, y_norm, normalizer, objective, cfg, amp, desc, where)
         best = (start_val, -1)
-        best_state = copy.deepcopy(model.state_dict())
         log.info("%s: the starting weights (epoch -1) score %.4f on validation", desc, start_val)
     forward = accel.step_model(model, runtime)
     n_steps = max(1, math.ceil(train_pos.numel() / cfg.batch_size))
