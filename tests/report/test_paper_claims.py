@@ -241,6 +241,56 @@ def test_a_paired_claim_reads_a_companion_folder_that_proves_its_cells(tmp_path)
         build_paper_claims(load_declared(path), read_tables(folder))
 
 
+def test_a_claim_reads_another_study_of_its_own_cells(tmp_path):
+    """study: a paired or trend claim reads another published study's runs (the Berkeley report's
+    own setting: its own scratch and seeds), not the folder's; a missing study or one combined with
+    records is refused."""
+    folder = _folder(tmp_path)
+    rows = []
+    for s in SEEDS:
+        base = 0.8 + NOISE[s]
+        rows.append({"target": "bg", "size": 1000, "mode": "scratch", "seed": s, "error": base, "freeze": 0})
+        for k in (1, 2, 3):  # error rises by 0.05 a frozen convolution (+1 % per seed's noise)
+            err = base - 0.04 + 0.05 * k + 0.01 * NOISE[s] * k
+            rows.append({"target": "bg", "size": 1000, "mode": f"ef_f{k}", "seed": s, "error": err, "freeze": k})
+    io.write_csv(pd.DataFrame(rows), tmp_path / "bk" / "tables" / "metrics.csv")
+    paired = _claim(
+        "bk1", "B1", "lower", {"kind": "paired", "target": "bg", "size": 1000, "mode": "ef_f1", "versus": "scratch"}
+    )
+    paired["test"]["study"] = "../bk"
+    trend = _claim(
+        "bkt",
+        "B1",
+        "higher",
+        {
+            "kind": "trend",
+            "target": "bg",
+            "size": 1000,
+            "modes": ["ef_f1", "ef_f2", "ef_f3"],
+            "versus": "scratch",
+            "x": "freeze",
+            "y": "change",
+            "study": "../bk",
+        },
+    )
+    path = tmp_path / "claims.yaml"
+    path.write_text(yaml.safe_dump({"family": "papers", "alpha": 0.05, "claims": [paired, trend]}, allow_unicode=True))
+    df = build_paper_claims(load_declared(path), read_tables(folder)).set_index("key")
+    m = pd.DataFrame(rows)
+    assert df.loc["bk1", "estimate"] == pytest.approx(0.01)  # ef_f1 - scratch = -0.04 + 0.05
+    assert df.loc["bk1", "ours_versus"] == pytest.approx(m[m["mode"].eq("scratch")]["error"].mean())
+    assert df.loc["bkt", "estimate"] > 0 and df.loc["bkt", "verdict"] == "reproduced"
+    assert df.loc["bkt", "n"] == len(SEEDS)
+    paired["test"]["study"] = "../nowhere"
+    path.write_text(yaml.safe_dump({"family": "papers", "alpha": 0.05, "claims": [paired]}, allow_unicode=True))
+    with pytest.raises(ReportError, match="study ../nowhere: .*metrics.csv not found"):
+        build_paper_claims(load_declared(path), read_tables(folder))
+    paired["test"].update(study="../bk", records="../nm")
+    path.write_text(yaml.safe_dump({"family": "papers", "alpha": 0.05, "claims": [paired]}, allow_unicode=True))
+    with pytest.raises(ReportError, match="study .* without records"):
+        load_declared(path)
+
+
 def test_a_repeated_test_in_the_family_is_an_error(tmp_path):
     path = _declaration(tmp_path)
     raw = yaml.safe_load(path.read_text())

@@ -171,6 +171,10 @@ def load_declared(path: str | Path) -> dict[str, Any]:
             raise ReportError(f"{where}: a claim not tested needs its reason")
         if kind != "none" and not c.get("setting"):
             raise ReportError(f"{where}: a tested claim needs its setting (what our test compares)")
+        if c["test"].get("study") and (kind not in ("paired", "trend") or c["test"].get("records")):
+            raise ReportError(
+                f"{where}: study (another published study's runs) is for a paired or trend test without records"
+            )
         if kind == "trend" and (c["test"].get("x") not in TREND_X or c["test"].get("y") not in TREND_Y):
             raise ReportError(f"{where}: a trend needs x in {sorted(TREND_X)} and y in {list(TREND_Y)}")
     return {"family": family, "alpha": alpha, "claims": claims}
@@ -225,8 +229,24 @@ def with_records(metrics: pd.DataFrame, study: str | Path, records: str | None, 
     return pd.concat([metrics, extra[new]], ignore_index=True)
 
 
+def study_tables(tables: Mapping[str, Any], study: str | None, where: str) -> Mapping[str, Any]:
+    """The tables a test reads: the folder's own, or with ``study`` (a path relative to the
+    folder) those of another published study, a run of its own cells (its own scratch, its own
+    seeds: the Berkeley report's setting in ``docs/results/berkeley-cpu``), read once."""
+    if not study:
+        return tables
+    cache = tables.setdefault("studies", {}) if isinstance(tables, dict) else {}
+    if study not in cache:
+        folder = Path(tables["folder"]) / study
+        if not (folder / "tables" / "metrics.csv").is_file():
+            raise ReportError(f"{where}: study {study}: {folder / 'tables' / 'metrics.csv'} not found")
+        cache[study] = read_tables(folder)
+    return cache[study]
+
+
 def _paired(c: Mapping[str, Any], tables: Mapping[str, Any]) -> dict[str, Any]:
     t, where = c["test"], f"claim {c['key']}"
+    tables = study_tables(tables, t.get("study"), where)
     metrics = with_records(tables["metrics"], tables["folder"], t.get("records"), where)
     protocol = tables["protocol"]
     cell = _cell(metrics, t["target"], t["size"])
@@ -315,6 +335,7 @@ def _correlation(c: Mapping[str, Any], tables: Mapping[str, Any]) -> dict[str, A
 
 def _trend(c: Mapping[str, Any], tables: Mapping[str, Any]) -> dict[str, Any]:
     t, where = c["test"], f"claim {c['key']}"
+    tables = study_tables(tables, t.get("study"), where)
     cell = _cell(tables["metrics"], t["target"], t.get("size"))
     xcol, log_x, y = t["x"], bool(t.get("log_x")), t["y"]
     frames = []
