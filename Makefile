@@ -10,7 +10,7 @@ NAME ?=
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-all venv dry-run lint clean-results results-readme results-papers results-backbones results-controls results-scratch-budget results-nm-source progress
+.PHONY: run test test-all venv dry-run lint clean-results results-readme results-papers results-backbones results-controls results-scratch-budget results-nm-source results-berkeley progress
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -80,6 +80,12 @@ results-scratch-budget: $(STAMP)
 results-nm-source: $(STAMP)
 	$(PY) -m tlcgcnn.report nm-source results/nm-source-cpu/stats/metrics.csv $(RESULTS_DIR)/paper-cpu \
 		$(RESULTS_DIR)/nm-source-cpu --page docs/results.md
+
+# the Berkeley report's layer freezing in its own setting (tlcgcnn.report.berkeley): after
+# `snakemake --cores 2 --set-threads pretrain=2 --configfile config/berkeley-cpu.yaml` and
+# `snakemake docs/results/berkeley-cpu/summary.md --cores 2 --configfile config/berkeley-cpu.yaml`
+results-berkeley: $(STAMP)
+	$(PY) -m tlcgcnn.report berkeley config/berkeley-cpu.yaml $(RESULTS_DIR)/berkeley-cpu --page docs/results.md
 
 # how far an unfinished run is: cells, job time left, interim claims (tlcgcnn.report.progress; reads only)
 progress: $(STAMP)
