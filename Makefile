@@ -85,7 +85,8 @@ results-nm-source: $(STAMP)
 # `snakemake --cores 2 --set-threads pretrain=2 --configfile config/berkeley-cpu.yaml` and
 # `snakemake docs/results/berkeley-cpu/summary.md --cores 2 --configfile config/berkeley-cpu.yaml`
 results-berkeley: $(STAMP)
-	$(PY) -m tlcgcnn.report berkeley config/berkeley-cpu.yaml $(RESULTS_DIR)/berkeley-cpu --page docs/results.md
+	$(PY) -m tlcgcnn.report berkeley config/berkeley-cpu.yaml $(RESULTS_DIR)/berkeley-cpu --run results/berkeley-cpu \
+		--page docs/results.md
 
 # how far an unfinished run is: cells, job time left, interim claims (tlcgcnn.report.progress; reads only)
 progress: $(STAMP)
