@@ -191,3 +191,16 @@ def test_the_reports_numbers_are_its_tables():
         m = re.search(rf"^\| {re.escape(row)} \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|", block, re.M)
         assert m, f"Table {table} has no row {row!r}"
         assert tuple(float(x) for x in m.groups()) == values
+
+
+def test_the_published_page_blocks_are_the_published_tables():
+    """docs/results.md's two Berkeley blocks are what docs/results/berkeley-cpu's tables give, and
+    every cell of the published table is one the configuration runs."""
+    folder, page = ROOT / "docs" / "results" / "berkeley-cpu", ROOT / "docs" / "results.md"
+    tab = berkeley.read(folder)
+    assert block_is(page, berkeley.page_block(tab), berkeley.PAGE_BEGIN, berkeley.PAGE_END)
+    src = pd.read_csv(folder / "tables" / berkeley.SOURCES_TABLE)
+    assert block_is(page, berkeley.sources_block(src), berkeley.SOURCES_BEGIN, berkeley.SOURCES_END)
+    metrics = pd.read_csv(folder / "tables" / "metrics.csv")
+    assert set(tab["mode"]) <= set(metrics["mode"])
+    assert (tab["n_seeds"] == 10).all()

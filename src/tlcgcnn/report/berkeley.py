@@ -227,6 +227,7 @@ def draw(tab: pd.DataFrame, png: str | Path) -> None:
     from tlcgcnn.report.figures.style import save
 
     limit = 30.0
+    family = int(tab[tab["row"].ne("baseline")].drop_duplicates(["source", "freeze"]).shape[0])
     fig, axes = plt.subplots(2, 2, figsize=(11, 6.4), layout="constrained", height_ratios=(5, 3))
     norm = TwoSlopeNorm(vcenter=0.0, vmin=-limit, vmax=limit)
     image = None
@@ -240,15 +241,16 @@ def draw(tab: pd.DataFrame, png: str | Path) -> None:
             grid = np.full((len(labels), 3), np.nan)
             text = [["" for _ in range(3)] for _ in labels]
             for i, row in enumerate(labels):
+                if who == "paper":  # every cell of the report's row, run here or not
+                    for j, mae in enumerate(PAPER[(table, row)]):
+                        grid[i, j] = 100.0 * (mae - BASELINE) / BASELINE
+                        text[i][j] = f"{mae:.3f}\n{grid[i, j]:+.0f} %"
+                    continue
                 for cell in body[body["row"].eq(row)].itertuples():
                     j = int(cell.freeze) - 1
-                    if who == "paper":
-                        grid[i, j] = cell.paper_change_pct
-                        text[i][j] = f"{cell.paper_mae:.3f}\n{cell.paper_change_pct:+.0f} %"
-                    else:
-                        grid[i, j] = cell.change_pct
-                        star = " ★" if cell.p_holm < 0.05 else ""
-                        text[i][j] = f"{cell.mae:.3f}\n{cell.change_pct:+.1f} %{star}"
+                    grid[i, j] = cell.change_pct
+                    star = " ★" if cell.p_holm < 0.05 else ""
+                    text[i][j] = f"{cell.mae:.3f}\n{cell.change_pct:+.1f} %{star}"
             image = ax.imshow(np.clip(grid, -limit, limit), cmap="RdBu_r", norm=norm, aspect="auto")
             for i in range(len(labels)):
                 for j in range(3):
@@ -279,7 +281,7 @@ def draw(tab: pd.DataFrame, png: str | Path) -> None:
     fig.colorbar(image, ax=axes, label="change vs baseline (%)", shrink=0.8)
     fig.suptitle(
         "Band gap, n = 1,000: layer freezing by pretraining source "
-        "(red: worse than the baseline; ★ Holm p < 0.05 over the 15 cells)",
+        f"(red: worse than the baseline; ★ Holm p < 0.05 over the {family} cells run)",
         fontsize=10,
     )
     save(fig, str(png))
@@ -376,7 +378,9 @@ def draw_sources(tab: pd.DataFrame, histories: dict[str, Any], png: str | Path) 
 
 
 def sources_block(tab: pd.DataFrame) -> str:
-    """The results page's table of the sources."""
+    """The results page's table of the sources (own test MAE in each property's units)."""
+    from tlcgcnn.data.properties import PROPERTIES
+
     maes = [c for c in tab.columns if c.startswith("test_mae_")]
     lines = [
         "| source | report row | learnt | training crystals | own test MAE | best epoch / run | converged |",
@@ -384,7 +388,9 @@ def sources_block(tab: pd.DataFrame) -> str:
     ]
     for r in tab.to_dict("records"):
         own = ", ".join(
-            f"{c.removeprefix('test_mae_')} {r[c]:.3g}" for c in maes if isinstance(r[c], float) and math.isfinite(r[c])
+            f"{c.removeprefix('test_mae_')} {r[c]:.3g} {PROPERTIES[c.removeprefix('test_mae_')].unit}"
+            for c in maes
+            if isinstance(r[c], float) and math.isfinite(r[c])
         )
         lines.append(
             f"| {r['source']} | {r['row']} | {r['properties']} | {r['n_train']:,} | {own} "
