@@ -39,6 +39,7 @@ import pandas as pd
 from tlcgcnn.analysis.stats import benjamini_hochberg, holm, paired, read_table
 from tlcgcnn.report.backbones import block_is, write_block
 from tlcgcnn.report.claims import ReportError
+from tlcgcnn.report.paper_claims import _t_interval
 from tlcgcnn.utils import fileio as io
 
 FAMILY = "berkeley_freeze"
@@ -126,12 +127,9 @@ def source_rows(config_path: str | Path, metrics: pd.DataFrame) -> dict[str, lis
 
 
 def _interval(v: np.ndarray) -> tuple[float, float]:
-    from scipy import stats as sstats
-
-    if v.size < 2 or np.std(v) == 0:
-        return math.nan, math.nan
-    half = float(sstats.t.ppf(0.975, v.size - 1) * np.std(v, ddof=1) / math.sqrt(v.size))
-    return float(v.mean()) - half, float(v.mean()) + half
+    """The 95 % t interval of the mean of ``v`` (NaN without spread)."""
+    _, lo, hi, _ = _t_interval(v)
+    return lo, hi
 
 
 def tables(metrics: pd.DataFrame, places: dict[str, list[tuple[str, str]]]) -> pd.DataFrame:
@@ -144,8 +142,8 @@ def tables(metrics: pd.DataFrame, places: dict[str, list[tuple[str, str]]]) -> p
     if scratch.empty:
         raise ReportError("no scratch runs: the report's baseline is a CGCNN from scratch")
     rows = []
+    lo, hi = _interval(scratch.to_numpy())
     for table in ("2", "3"):
-        lo, hi = _interval(scratch.to_numpy())
         base = {"table": table, "row": "baseline", "source": "", "source_size": math.nan, "freeze": 0}
         rows.append(
             {
@@ -198,18 +196,14 @@ def tables(metrics: pd.DataFrame, places: dict[str, list[tuple[str, str]]]) -> p
     once = out["row"].ne("baseline") & ~out.duplicated(["source", "freeze"])
     p = out.loc[once, "p_value"].to_numpy(float)
     out.loc[once, "p_holm"], out.loc[once, "q_bh"] = holm(p), benjamini_hochberg(p)
-    again = out["row"].ne("baseline") & ~once
-    for col in ("p_holm", "q_bh"):
-        first = out[once].set_index(["source", "freeze"])[col]
-        out.loc[again, col] = [
-            first[(s, f)] for s, f in zip(out.loc[again, "source"], out.loc[again, "freeze"], strict=True)
-        ]
+    adjusted = ["p_holm", "q_bh"]
+    out[adjusted] = out.groupby(["source", "freeze"])[adjusted].transform("first")  # the repeat takes its twin's
     order = {r: i for i, r in enumerate(("baseline", *ROWS))}
     out = out.sort_values(["table", "row", "freeze"], key=lambda c: c.map(order) if c.name == "row" else c)
     return out.reset_index(drop=True)
 
 
-def _row_label(table: str, row: str, size: float) -> str:
+def _row_label(row: str, size: float) -> str:
     if row == "baseline":
         return "baseline (scratch)"
     return f"{row}, {size:,.0f}" if math.isfinite(size) else row
@@ -270,9 +264,7 @@ def draw(tab: pd.DataFrame, png: str | Path) -> None:
                 ax.set_title(f"Table {table}, Berkeley report: test MAE (eV), baseline {BASELINE:.3f}", fontsize=9)
             else:
                 sizes = body.drop_duplicates("row").set_index("row")["source_size"]
-                ax.set_yticks(
-                    range(len(labels)), [_row_label(table, row, float(sizes[row])) for row in labels], fontsize=8
-                )
+                ax.set_yticks(range(len(labels)), [_row_label(row, float(sizes[row])) for row in labels], fontsize=8)
                 ax.set_title(
                     f"Table {table}, ours ({int(base.n_seeds)} seeds): test MAE (eV), scratch {base.mae:.3f}",
                     fontsize=9,
