@@ -46,7 +46,7 @@ clean-results:
 
 # the claims table of docs/results.md from the published folders (tlcgcnn.report.readme)
 results-readme: $(STAMP)
-	$(PY) -m tlcgcnn.report readme $(if $(NAME),$(RESULTS_DIR)/$(NAME),$(patsubst %/summary.md,%,$(wildcard $(RESULTS_DIR)/*/summary.md))) docs/results.md
+	$(PY) -m tlcgcnn.report readme $(if $(NAME),$(RESULTS_DIR)/$(NAME),$(patsubst %/claims.csv,%,$(wildcard $(RESULTS_DIR)/*/claims.csv))) docs/results.md
 
 # the papers' claims in the papers' terms (config/claims/paper-cpu.yaml) on the published paper-cpu
 # tables: docs/results/paper-cpu/claims_papers.csv and its table in docs/results.md (tlcgcnn.report.paper_claims);

@@ -592,6 +592,23 @@ def test_readme_rewrite_is_idempotent_and_keeps_the_prose(tmp_path):
         rewrite_readme(no_markers, [pub])
 
 
+def test_readme_rewrite_keeps_the_pages_folder_order_and_adds_new_folders_last(tmp_path):
+    """`make results-readme` passes every published folder alphabetically: the page keeps
+    the order it shows, a folder it does not show yet goes last."""
+    import shutil
+
+    pub = _publish(tmp_path)
+    second, third = pub.parent / "b-second", pub.parent / "a-third"
+    shutil.copytree(pub, second)
+    shutil.copytree(pub, third)
+    readme = _readme(tmp_path)
+    rewrite_readme(readme, [second, pub])
+    assert readme_folders(readme) == [second.resolve(), pub.resolve()]
+    assert rewrite_readme(readme, sorted([pub, second, third])) is True
+    assert readme_folders(readme) == [second.resolve(), pub.resolve(), third.resolve()]
+    assert check_readme(readme) == []
+
+
 def test_readme_check_fails_on_a_wrong_number_a_lost_row_or_a_stray_row(tmp_path):
     pub = _publish(tmp_path)
     readme = _readme(tmp_path)

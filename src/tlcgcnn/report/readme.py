@@ -64,13 +64,25 @@ def readme_block(folders: Sequence[str | Path], readme: str | Path) -> str:
     return "\n\n".join(parts)
 
 
+def page_order(readme: str | Path, folders: Sequence[str | Path]) -> list[Path]:
+    """``folders`` in the order the page's results block already shows them, the folders it
+    does not show yet after them in the order given (``make results-readme`` passes every
+    published folder alphabetically; the page keeps its order)."""
+    path = Path(readme)
+    shown = {f: i for i, f in enumerate(readme_folders(path))} if path.is_file() else {}
+    given = [Path(f) for f in folders]
+    rank = {f: (shown.get(f.resolve(), len(shown)), i) for i, f in enumerate(given)}
+    return sorted(given, key=rank.__getitem__)
+
+
 def rewrite_readme(readme: str | Path, folders: Sequence[str | Path]) -> bool:
-    """Replace the text between the README's markers with :func:`readme_block`; True when
-    the file changed (running it twice changes nothing the second time)."""
+    """Replace the text between the README's markers with :func:`readme_block` of ``folders``
+    in :func:`page_order`; True when the file changed (running it twice changes nothing the
+    second time)."""
     path = Path(readme)
     text = path.read_text(encoding="utf-8")
     start, end = _markers(text, path)
-    new = text[:start] + "\n" + readme_block(folders, path) + "\n" + text[end:]
+    new = text[:start] + "\n" + readme_block(page_order(path, folders), path) + "\n" + text[end:]
     if new == text:
         return False
     io.write_text(path, new)
@@ -146,7 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "readme",
         help="rewrite the claims table between the results page's markers, then check it",
         description="Rewrite the block between the results page's markers "
-        f"({BEGIN} ... {END}) with the claims of the published folders, in the order given, then "
+        f"({BEGIN} ... {END}) with the claims of the published folders (in the order the page shows "
+        "them, new ones last in the order given), then "
         "check it against their claims.csv. With no folder the block says that nothing is published.",
     )
     rd.add_argument(
