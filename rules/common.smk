@@ -291,6 +291,31 @@ def multitask_files():
 # figures: the registry in src/tlcgcnn/figures answers; these map the {figure} wildcard
 from tlcgcnn.report import figures as figure_registry  # noqa: E402
 
+
+# MT-CGCNN's ROC curves (tlcgcnn.analysis.roc): stats/roc.csv only where the config has a
+# classification target
+def roc_cells():
+    """Target, size and mode of every cell of a classification target (the rule's params,
+    in the order of roc_predictions())."""
+    return [
+        {"target": c.target.name, "size": c.size, "mode": c.mode.name}
+        for c in CFG.cells()
+        if c.target.task == "classification"
+    ]
+
+
+def roc_predictions():
+    return [
+        str(L.cell_predictions(c["target"], c["size"], c["mode"])) for c in roc_cells()
+    ]
+
+
+def roc_files():
+    """stats/roc.csv where the config has a classification target, else nothing."""
+    has = figure_registry.needs.has_classification(CFG)
+    return [str(L.stats("roc.csv"))] if has else []
+
+
 FIGURE_STEMS = figure_registry.stem_pattern(CFG)
 
 
@@ -347,7 +372,8 @@ def stats_tables():
     """Stem of every stats/*.csv table the config produces (the report publishes them)."""
     names = ["metrics", "ttests", "protocol", *(["external"] if EXTERNAL else [])]
     names = names + list(PAPER_TABLES) if GROUP_SEEDS else names
-    return names + (["multitask"] if MT_PAIRS else [])
+    names = names + (["multitask"] if MT_PAIRS else [])
+    return names + [Path(f).stem for f in roc_files()]
 
 
 def correlation_files():
@@ -398,6 +424,7 @@ def all_targets():
         *pretrain_metrics(),
         *([str(L.stats("external.csv"))] if EXTERNAL else []),
         *multitask_files(),
+        *roc_files(),
         *zoo_folders(),
     ]
     return common + paper_targets() if GROUP_SEEDS else common

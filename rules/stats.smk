@@ -142,3 +142,30 @@ rule multitask_table:
         sources=multitask_sources(),
     script:
         "../workflow/scripts/multitask_table.py"
+
+
+# MT-CGCNN's Figure M4: the seed-averaged ROC curve of every cell of every classification
+# target (tlcgcnn.analysis.roc; none: not in the DAG of `all`)
+rule roc:
+    input:
+        roc_predictions(),
+    output:
+        report(
+            L.stats("roc.csv"),
+            caption="../report/roc_table.rst",
+            category="Statistics",
+        ),
+    log:
+        L.logs("roc.log"),
+    benchmark:
+        L.benchmarks("roc.tsv")
+    conda:
+        "../envs/stats.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        cells=roc_cells(),
+    script:
+        "../workflow/scripts/roc.py"

@@ -25,6 +25,7 @@ PAPER_FIGURES = [
     "multitask_sources",
     "pretrain_size",
     "models",
+    "roc",
 ]
 
 
@@ -148,6 +149,23 @@ def test_requested_on_the_shipped_configs():
     # per-seed configs: their records lack the mode fields the paper figures read
     assert requested(load("mp500")) == ["learning_curve"]
     assert requested(load("config")) == ["learning_curve"]
+    assert "roc" in requested(load("paper-cpu")) and "roc" in small
+
+
+def test_roc_is_requested_where_a_target_is_a_classifier():
+    """The ROC figure needs a classification target only (stats/roc.csv reads the cells'
+    predictions, not the paper tables): not without one, and with one also in a per-seed config."""
+    small = load("paper-small")
+    small["finetune"]["targets"] = [t for t in small["finetune"]["targets"] if t.get("task") != "classification"]
+    assert "roc" not in requested(small)
+    cfg = load("config")
+    cfg["finetune"]["targets"].append({"name": "metal", "property": "is_metal", "task": "classification"})
+    assert requested(cfg) == ["learning_curve", "roc"]
+    assert figures.input_paths("roc", "results/x") == {
+        "roc": "results/x/stats/roc.csv",
+        "metrics": "results/x/stats/metrics.csv",
+        "tests": "results/x/stats/ttests.csv",
+    }
 
 
 def test_a_figure_is_requested_only_where_the_config_has_what_it_needs():
@@ -334,12 +352,14 @@ def test_every_registered_figure_draws(tmp_path, monkeypatch):
     guard on its way out (units on every axis, legends of at most 8, at most 3,000 px)."""
     from PIL import Image
 
+    from tlcgcnn.analysis import roc
     from tlcgcnn.report.figures import curves, external, models, quality, transfer
+    from tlcgcnn.report.figures import roc as roc_figure
 
     def nothing_to_draw(ax, text):
         raise AssertionError(f"placeholder panel drawn: {text}")
 
-    for module in (curves, external, models, transfer):  # every figure has its data here: no placeholder
+    for module in (curves, external, models, transfer, roc_figure):  # every figure has its data: no placeholder
         monkeypatch.setattr(module, "empty", nothing_to_draw)
     checked, check = [], quality.check
 
@@ -402,6 +422,21 @@ def test_every_registered_figure_draws(tmp_path, monkeypatch):
     )
     mt.to_csv(res / "stats" / "multitask.csv", index=False)
     rng = np.random.default_rng(1)
+    # the classifier's cells: ROC curves computed from generated test predictions
+    cells, paths = [], []
+    for mode, shift in (("scratch", 0.5), ("ef_ft", 1.0), ("rf", 1.5)):
+        y = (np.arange(50) % 3 == 0).astype(float)
+        paths.append(res / f"metal_{mode}.parquet")
+        pd.concat(
+            [
+                pd.DataFrame({"y_true": y, "y_pred": 1 / (1 + np.exp(-shift * (2 * y - 1) - rng.normal(0, 1, 50)))})
+                for _ in range(4)
+            ],
+            keys=range(4),
+            names=["seed", "i"],
+        ).reset_index().to_parquet(paths[-1])
+        cells.append({"target": "metal", "size": 100, "mode": mode})
+    roc.write_table(cells, paths, res / "stats" / "roc.csv")
     ef = rng.uniform(-3, 0, 400)
     table = pd.DataFrame({"formation_energy_per_atom": ef, "band_gap": np.clip(-ef + rng.normal(0, 0.5, 400), 0, None)})
     table.to_parquet(res / "data" / "structures.parquet")

@@ -157,6 +157,12 @@ def _expected(lay: Layout, cfg: C.Config, rule: str, w: dict[str, str]) -> dict[
         return {"output": [lay.figure(w["figure"], "png"), lay.figure(w["figure"], "pdf")]}
     if rule == "stats":
         return {"output": [lay.stats("metrics.csv"), lay.stats("ttests.csv"), lay.stats("protocol.csv")]}
+    if rule == "roc":
+        return {
+            "output": [lay.stats("roc.csv")],
+            "log": [lay.logs("roc.log")],
+            "benchmark": [lay.benchmarks("roc.tsv")],
+        }
     return None
 
 
@@ -193,6 +199,14 @@ def test_rules_write_where_the_layout_says(configfile: str):
     assert checked["split_target"] == len(cfg.split_names())
     if configfile == "paper-small.yaml":  # the descriptor baselines and frozen features too
         assert checked.get("finetune_baseline") and checked.get("finetune_frozen") and checked.get("descriptors")
+    # the ROC curves read every cell of a classification target (paper-small: metal_cls; the quickstart has none)
+    classifier = [
+        lay.cell_predictions(c.target.name, c.size, c.mode.name)
+        for c in cfg.cells()
+        if c.target.task == "classification"
+    ]
+    assert bool(classifier) == (configfile == "paper-small.yaml")
+    assert [j["input"] for j in jobs if j["rule"] == "roc"] == ([[str(p) for p in classifier]] if classifier else [])
 
 
 # --------------------------------------------------------------------------- its readers

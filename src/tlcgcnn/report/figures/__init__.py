@@ -64,6 +64,7 @@ INPUTS: dict[str, tuple[str, Callable[[str | Path], Any]]] = {
     "external": ("stats/external.csv", _read_table),
     "external_predictions": ("stats/external_predictions.parquet", _read_parquet),
     "multitask": ("stats/multitask.csv", _read_table),
+    "roc": ("stats/roc.csv", _read_table),
 }
 
 
@@ -196,6 +197,16 @@ def _draw_models(
     model_comparison(d["models"], dict(labels), png, pdf)
 
 
+def _draw_roc(
+    d: Mapping[str, Any], labels: Mapping[str, str], target: str | None, png: str | Path, pdf: str | Path
+) -> None:
+    from tlcgcnn.report.figures.curves import _reference_mode
+    from tlcgcnn.report.figures.roc import roc_curves
+
+    reference = _reference_mode(d["metrics"], d["tests"]) if len(d["metrics"]) else None
+    roc_curves(d["roc"], d["metrics"], reference, dict(labels), png, pdf)
+
+
 def _draw_external_parity(
     d: Mapping[str, Any], labels: Mapping[str, str], target: str | None, png: str | Path, pdf: str | Path
 ) -> None:
@@ -298,6 +309,15 @@ REGISTRY: dict[str, Figure] = {
             _draw_pretrain_size,
         ),
         Figure("models", "models", ("models",), "models", "Models", _paper(needs.has_model_comparison), _draw_models),
+        Figure(
+            "roc",
+            "roc",
+            ("roc", "metrics", "tests"),
+            "roc",
+            "Statistics",
+            needs.has_classification,
+            _draw_roc,
+        ),
         Figure(
             "external_parity",
             "external_parity",

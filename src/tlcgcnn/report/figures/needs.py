@@ -186,6 +186,13 @@ def has_subset_scaling(config: Config, prop: str = "formation_energy_per_atom") 
     return any(len(s) > 1 for s in sizes.values())
 
 
+def has_classification(config: Config) -> bool:
+    """ROC-curve figure: some fine-tuning target is a classification target (``task:
+    classification``, e.g. is_metal); stats/roc.csv then has its cells' curves. Needs no
+    pretraining source."""
+    return any(config.target(t).task == "classification" for t in config.target_names)
+
+
 def has_external(config: Config) -> bool:
     """Parity figure of the outside labelled sets: the config has ``external`` entries (each
     serves at least one fine-tuning target: tlcgcnn.config refuses one that serves none)."""
