@@ -61,30 +61,34 @@ def test_write_records_and_unions(tmp_path, mp500):
     assert (tmp_path / "h.txt").read_text().startswith("# Held-out materials")
 
 
-# paper-cpu targets that fine-tune no source (scratch and descriptor baselines only): nothing
-# pretrained can have seen their test sets, which need not be held out of the zoo
-PAPER_CPU_NO_SOURCE = {"hse_gap_nm"}
+# configs fine-tuned from the zoo's sources, each with its targets that fine-tune no source
+# (scratch and descriptor baselines only): nothing pretrained can have seen their test sets,
+# which need not be held out of the zoo
+ZOO_CONFIGS = {"paper-cpu": {"hse_gap_nm"}, "metal-roc-cpu": set()}
 
 
 @pytest.mark.e2e  # ingests and splits the whole MP-2018 table: slow
-def test_paper_cpu_test_sets_lie_inside(ids, record):
-    """config/paper-cpu.yaml fine-tunes from the zoo's sources: each fixed test set of a target
-    with a transfer mode (recomputed from the full table) is held out of the zoo, and equals
-    paper.yaml's test set of the same property and subset. The exempt targets use no source."""
+@pytest.mark.parametrize("name", sorted(ZOO_CONFIGS))
+def test_zoo_fine_tuning_test_sets_lie_inside(ids, record, name):
+    """config/paper-cpu.yaml and config/metal-roc-cpu.yaml fine-tune from the zoo's sources:
+    each fixed test set of a target with a transfer mode (recomputed from the full table) is
+    held out of the zoo, and equals paper.yaml's test set of the same property and subset. The
+    exempt targets use no source."""
     require_shared(SHARED_DATA / "mp2018_36737.csv.gz")
-    cfg = load(ROOT / "config" / "paper-cpu.yaml")
-    assert PAPER_CPU_NO_SOURCE <= set(cfg.target_names)
-    for target in PAPER_CPU_NO_SOURCE:
+    cfg = load(ROOT / "config" / f"{name}.yaml")
+    no_source = ZOO_CONFIGS[name]
+    assert no_source <= set(cfg.target_names)
+    for target in no_source:
         assert not [m for m in cfg.target_modes(target) if cfg.modes[m].pretrained], (
             f"{target} fine-tunes a source: it cannot be exempt"
         )
-    assert set(cfg.transfer_target_names) == set(cfg.target_names) - PAPER_CPU_NO_SOURCE
+    assert set(cfg.transfer_target_names) == set(cfg.target_names) - no_source
     got = heldout.fixed_test_sets(cfg, threads=2, root=ROOT)
     paper = next(r for r in record["configs"] if r["config_file"] == "config/paper.yaml")
     paper_cfg = load(ROOT / "config" / "paper.yaml")
     same = {(t.property, t.subset): t.name for t in map(paper_cfg.target, paper_cfg.target_names)}
     for target, test in got["tests"].items():
-        if target in PAPER_CPU_NO_SOURCE:
+        if target in no_source:
             assert len(test) > 100, target
             continue
         assert len(test) > 100 and set(test) <= ids, target
