@@ -576,9 +576,12 @@ def test_learning_curve_draws_a_classifier_by_its_error(monkeypatch):
     drawn = {}
     monkeypatch.setattr(curves, "finish", lambda fig, png, pdf: drawn.update(axes=fig.axes))
     runs = _runs().query("target == 'metal'").assign(mae=np.nan)
-    curves.learning_curve(runs, None, "unused.png")
-    ax = drawn["axes"][0]
-    assert ax.get_ylabel() == "test 1 − ROC-AUC (dimensionless)" and any(len(line.get_xdata()) for line in ax.lines)
+    # and a run of classification targets only, whose records have no MAE column at all
+    for table in (runs, runs.drop(columns="mae")):
+        curves.learning_curve(table, None, "unused.png")
+        ax = drawn["axes"][0]
+        assert ax.get_ylabel() == "test 1 − ROC-AUC (dimensionless)"
+        assert any(len(line.get_xdata()) for line in ax.lines)
 
 
 def test_pretrain_size_figure_draws_a_head_reinitialised_sweep_and_its_scratch(monkeypatch):

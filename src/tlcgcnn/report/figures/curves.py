@@ -114,8 +114,9 @@ def learning_curve(
         n_all = float(sub.loc[numeric_size(sub["size"]).isna(), "n_train"].mean()) if "n_train" in sub else float("nan")
         sub["size_x"] = numeric_size(sub["size"]).fillna(n_all)
         order = [s for s in series if s in set(sub["series"])]
-        # a classifier's runs have no MAE: its error is 1 − ROC-AUC
-        y = "error" if "error" in sub and sub[metric].isna().all() else metric
+        # a classifier's runs have no MAE (a run of classification targets only: no column at
+        # all): its error is 1 − ROC-AUC
+        y = "error" if "error" in sub and (metric not in sub or sub[metric].isna().all()) else metric
         sns.lineplot(
             data=sub,
             x="size_x",
