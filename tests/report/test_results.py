@@ -881,3 +881,14 @@ def test_code_state_is_the_code_version_with_the_published_folder_left_out_of_th
     assert code_state(tmp_path / "docs", [])["git_commit"] == clean["git_commit"]  # a subfolder of the checkout
     nowhere = code_version(tmp_path.parent / "no-such-folder")
     assert nowhere["git_commit"] is None and nowhere["git_dirty"] is None
+
+
+def test_summary_names_what_a_scikit_learn_mode_is_fitted_on():
+    """A frozen-features mode is a ridge on a source's crystal vector, not on composition
+    descriptors (metal-roc-cpu's first summary said the latter of mt_ridge)."""
+    from tlcgcnn.report.summary import _mode_text
+
+    frozen = {"pretrained": "zoo_mt", "estimator": "ridge", "features": "frozen"}
+    assert _mode_text("mt_ridge", frozen, "scratch") == "`mt_ridge`: ridge on the crystal vector of `zoo_mt` (frozen)"
+    assert _mode_text("rf", {"estimator": "rf"}, "scratch") == "`rf`: rf on composition descriptors"
+    assert _mode_text("scratch", {}, "scratch") == "`scratch`: from scratch (the baseline)"

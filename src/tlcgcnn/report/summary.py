@@ -120,7 +120,9 @@ def _thousands(n: Any) -> str:
 
 
 def _mode_text(name: str, mode: Mapping[str, Any], baseline: str) -> str:
-    if mode.get("estimator"):
+    if mode.get("estimator") and mode.get("features") == "frozen":
+        text = f"`{name}`: {mode['estimator']} on the crystal vector of `{mode.get('pretrained')}` (frozen)"
+    elif mode.get("estimator"):
         text = f"`{name}`: {mode['estimator']} on composition descriptors"
     elif mode.get("pretrained"):
         text = f"`{name}`: from `{mode['pretrained']}`, {scheme(mode.get('freeze', 0), mode.get('reinit', 'none'))}"
