@@ -159,7 +159,9 @@ def test_figure_keeps_scratch_and_the_best_seven(tmp_path, monkeypatch):
     assert pdf.stat().st_size > 1_000 and max(quality.png_size(png)) <= quality.MAX_PIXELS
     panels = [a for a in seen[0].axes if a.axison]
     assert [a.get_title() for a in panels] == [
-        f"metal / non-metal, n = {n}\n(+2 modes of lower AUC in stats/roc.csv)" for n in (100, 500)
+        f"metal / non-metal, n = {n}\ntest-set ROC, mean ± sd over 3 seeds; dotted: chance\n"
+        "(+2 modes of lower AUC in stats/roc.csv)"
+        for n in (100, 500)
     ]
     assert quality.problems(seen[0]) == []
     for ax, size in zip(panels, ("100", "500"), strict=True):

@@ -72,7 +72,6 @@ def roc_curves(
         empty(axes[0, 0], "no classification target in stats/roc.csv")
     modes = list(dict.fromkeys(roc["mode"].astype(str))) if not roc.empty else []
     palette = mode_palette(modes)
-    n_seeds: set[int] = set()
     for ax, (target, size) in zip(axes.flat, cells, strict=False):
         sub = roc[(roc["target"].astype(str) == target) & (roc["size"].astype(str) == size)]
         first = sub.drop_duplicates("mode").assign(mode=lambda d: d["mode"].astype(str)).set_index("mode")
@@ -85,7 +84,6 @@ def roc_curves(
         for mode in drawn:
             g = sub[sub["mode"].astype(str) == mode].sort_values("fpr")
             r = first.loc[mode]
-            n_seeds.add(int(r["n_seeds"]))
             is_ref = mode == reference
             color = "k" if is_ref else palette[mode]
             lo = (g["tpr"] - g["tpr_sd"].fillna(0.0)).clip(0.0, 1.0)
@@ -105,12 +103,14 @@ def roc_curves(
         ax.set_xlabel("false positive rate (dimensionless)")
         ax.set_ylabel("true positive rate (dimensionless)")
         n = numeric_size(pd.Series([size])).iloc[0]
-        title = f"{target_labels.get(target, target)}, n = {int(n) if pd.notna(n) else size}"
+        seeds = int(first["n_seeds"].max()) if len(first) else 0
+        title = (
+            f"{target_labels.get(target, target)}, n = {int(n) if pd.notna(n) else size}\n"
+            f"test-set ROC, mean ± sd over {seeds} seeds; dotted: chance"
+        )
         if left_out:
             title += f"\n(+{len(left_out)} modes of lower AUC in stats/roc.csv)"
         ax.set_title(title, fontsize=9)
         legend_under(ax, wrap=56)
-    seeds = "–".join(str(s) for s in sorted({min(n_seeds), max(n_seeds)})) if n_seeds else "0"
-    fig.suptitle(f"ROC curves on the test set (mean ± sd over {seeds} seeds; dotted: chance)", fontsize=10)
     finish(fig, png, pdf)
     log.info("ROC curves -> %s", png)
