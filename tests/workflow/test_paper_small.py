@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -94,6 +95,7 @@ def test_paper_small_slice(tmp_path):
         "pretrain_size",
         "models",
         "learning_curve",
+        "roc",
     ]
     figures += [f"learning_curve_{t}" for t in ("gap_nonmetal", "metal_cls", "log_kvrh", "eps_r")]
     # the slice still has what every figure needs, and nothing else is drawn
@@ -109,6 +111,15 @@ def test_paper_small_slice(tmp_path):
     assert set(metrics["family"]) == {"scratch", "transfer", "baseline"}
     assert {"cgcnn", "attention", "pls", "svr", "lasso", "rf"} <= set(metrics["model_kind"])
     assert metrics.query("task == 'classification'")["roc_auc"].notna().all()
+    # MT-CGCNN's ROC curves: one seed-averaged curve per classification cell, its AUC the
+    # records' mean (the records clip probabilities to [1e-7, 1 − 1e-7], which can tie saturated scores)
+    roc = pd.read_csv(res / "stats" / "roc.csv")
+    cls = metrics.query("task == 'classification'")
+    cells = roc.drop_duplicates(["size", "mode"]).set_index(["size", "mode"])
+    assert len(cells) == len(cls.drop_duplicates(["size", "mode"])) and len(roc) == 101 * len(cells)
+    auc = cls.groupby(["size", "mode"])["roc_auc"].mean()
+    assert np.allclose(cells["auc_mean"].sort_index().to_numpy(), auc.sort_index().to_numpy(), atol=1e-3)
+    assert roc.loc[roc["fpr"] == 1.0, "tpr"].eq(1.0).all()
     tests = pd.read_csv(res / "stats" / "ttests.csv")
     assert tests["p_holm"].notna().any() and set(tests["metric"]) == {"mae", "1-roc_auc"}
     assert set(tests["holm_family"]) == {
