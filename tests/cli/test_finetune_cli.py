@@ -264,3 +264,13 @@ def test_refine_takes_a_label_of_the_models_own_quantity_only(pretrained, tmp_pa
         runner.build_config(prop="band_gap", **common)
     with pytest.raises(runner.RunnerError, match="transform none, not log10"):
         runner.build_config(prop="formation_energy_per_atom", transform="log10", **common)
+
+
+def test_outputs_name_the_roc_curves_of_a_classification_run(tmp_path):
+    """A classification run's summary points to its ROC curves; a regression run's does not."""
+    raw = {"name": "mine", "finetune": {"targets": [{"name": "is_stiff", "task": "classification"}]}}
+    out = runner.outputs(raw, tmp_path)
+    assert out["ROC curves"].endswith("results/mine/figures/roc.png")
+    assert out["ROC table"].endswith("results/mine/stats/roc.csv")
+    raw["finetune"]["targets"][0]["task"] = "regression"
+    assert "ROC curves" not in runner.outputs(raw, tmp_path)

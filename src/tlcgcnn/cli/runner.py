@@ -299,6 +299,9 @@ def outputs(raw: dict[str, Any], workdir: Path) -> dict[str, str]:
         "paired t-tests (scratch vs transfer)": str(lay.stats("ttests.csv")),
         "learning curve": str(lay.figure("learning_curve")),
     }
+    if any(t.get("task") == "classification" for t in raw["finetune"]["targets"]):
+        out["ROC curves"] = str(lay.figure("roc"))
+        out["ROC table"] = str(lay.stats("roc.csv"))
     if raw.get("external"):
         out["external sets"] = str(lay.stats("external.csv"))
         out["external parity figure"] = str(lay.figure("external_parity"))
