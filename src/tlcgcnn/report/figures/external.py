@@ -9,13 +9,9 @@ import numpy as np
 import pandas as pd
 
 from tlcgcnn.report.figures.series import MOST_PER_PANEL
-from tlcgcnn.report.figures.style import empty, finish, grid, setup, split_even, unit_text
+from tlcgcnn.report.figures.style import empty, finish, grid, setup, size_key, split_even, unit_text
 
 log = logging.getLogger(__name__)
-
-
-def _size_key(size: object) -> float:
-    return float("inf") if str(size) == "all" else float(str(size))
 
 
 def external_parity(
@@ -39,7 +35,7 @@ def external_parity(
     cells = []
     for ext, target in pairs:
         rows = table[(table["external"] == ext) & (table["target"] == target)]
-        size = max(rows["size"].astype(str).unique(), key=_size_key)
+        size = max(rows["size"].astype(str).unique(), key=size_key)
         p = preds[(preds["external"] == ext) & (preds["target"] == target) & (preds["size"].astype(str) == size)]
         modes = sorted(p["mode"].astype(str).unique())
         cells += [(ext, target, size, chunk) for chunk in split_even(modes, MOST_PER_PANEL)]

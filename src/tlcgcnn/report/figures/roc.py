@@ -12,15 +12,18 @@ import pandas as pd
 
 from tlcgcnn.report.figures.labels import mode_labels
 from tlcgcnn.report.figures.series import MOST_PER_PANEL
-from tlcgcnn.report.figures.style import empty, finish, grid, legend_under, mode_palette, numeric_size, setup
+from tlcgcnn.report.figures.style import (
+    empty,
+    finish,
+    grid,
+    legend_under,
+    mode_palette,
+    numeric_size,
+    setup,
+    size_key,
+)
 
 log = logging.getLogger(__name__)
-
-
-def _size_key(size: str) -> tuple[bool, float]:
-    """Training sizes in increasing order, ``all`` (the whole pool) last."""
-    n = pd.to_numeric(pd.Series([size]), errors="coerce").iloc[0]
-    return bool(pd.isna(n)), float(n) if pd.notna(n) else 0.0
 
 
 def _auc_text(r: pd.Series) -> str:
@@ -62,7 +65,7 @@ def roc_curves(
 
     cells = [] if roc.empty else list(roc[["target", "size"]].astype(str).drop_duplicates().itertuples(index=False))
     targets = list(dict.fromkeys(t for t, _ in cells))
-    cells = sorted(cells, key=lambda c: (targets.index(c[0]), _size_key(c[1])))
+    cells = sorted(cells, key=lambda c: (targets.index(c[0]), size_key(c[1])))
     nrow, ncol = grid(len(cells))
     height = min(4.8 * nrow, 14.0)
     fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, height + 0.4), squeeze=False, layout="constrained")

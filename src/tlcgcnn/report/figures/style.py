@@ -128,6 +128,11 @@ def empty(ax: Any, text: str) -> None:
     ax.set_axis_off()
 
 
+def size_key(size: object) -> float:
+    """Sort key of a training size: numbers in increasing order, ``all`` (the whole pool) last."""
+    return float("inf") if str(size) == "all" else float(str(size))
+
+
 def numeric_size(s: pd.Series) -> pd.Series:
     """Training sizes as numbers ("all" becomes NaN)."""
     return pd.to_numeric(s, errors="coerce")
